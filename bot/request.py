@@ -1,0 +1,113 @@
+"""What a member asked for with /animate, and the checks that need no download."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from bot.errors import InputRefused
+
+MAX_PROMPT = 2500
+DEFAULT_NEGATIVE_PROMPT = "blur, distort, and low quality"
+_VOICE_REF = re.compile(r"<<<voice_(\d+)>>>")
+
+
+class AttachmentRef(BaseModel):
+    """An attachment as Discord described it; the URL is signed and expires, so it is used once."""
+
+    url: str
+    filename: str
+    content_type: str | None = None
+    size: int
+    width: int | None = None
+    height: int | None = None
+
+
+class AnimateRequest(BaseModel):
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
+    negative_prompt: str = Field(default=DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
+    duration: Literal[5, 10] = 5
+    audio: bool = True
+    voice_ids: list[str] = Field(default_factory=list, max_length=2)
+    image: AttachmentRef
+    end_image: AttachmentRef | None = None
+
+    def to_params(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def describe_settings(self) -> str:
+        parts = [f"{self.duration} s", "audio" if self.audio else "silent"]
+        if self.voice_ids:
+            parts.append(f"{len(self.voice_ids)} voice{'s' if len(self.voice_ids) > 1 else ''}")
+        if self.end_image is not None:
+            parts.append("end image")
+        return " · ".join(parts)
+
+
+def build_request(
+    *,
+    prompt: str,
+    image: AttachmentRef,
+    end_image: AttachmentRef | None = None,
+    negative_prompt: str | None = None,
+    duration: int = 5,
+    audio: bool | None = None,
+    voice_1: str | None = None,
+    voice_2: str | None = None,
+) -> AnimateRequest:
+    """Checks the options against each other; raises InputRefused with a sentence a member understands."""
+    prompt = prompt.strip()
+    if not prompt:
+        raise InputRefused("The prompt is empty. Please describe the motion you want to see.")
+    if len(prompt) > MAX_PROMPT:
+        raise InputRefused(f"The prompt has {len(prompt)} characters; Kling accepts at most {MAX_PROMPT}.")
+    negative = (negative_prompt or "").strip() or DEFAULT_NEGATIVE_PROMPT
+    if len(negative) > MAX_PROMPT:
+        raise InputRefused(
+            f"The negative prompt has {len(negative)} characters; Kling accepts at most {MAX_PROMPT}."
+        )
+    if duration not in (5, 10):
+        raise InputRefused("The duration must be 5 or 10 seconds.")
+    voices = _voice_ids(voice_1, voice_2)
+    with_audio = True if audio is None else audio
+    if voices and not with_audio:
+        raise InputRefused("Voices need audio. Turn `audio` on or leave the voices out.")
+    _check_voice_references(prompt, len(voices))
+    return AnimateRequest(
+        prompt=prompt,
+        negative_prompt=negative,
+        duration=5 if duration == 5 else 10,
+        audio=with_audio,
+        voice_ids=voices,
+        image=image,
+        end_image=end_image,
+    )
+
+
+def _voice_ids(voice_1: str | None, voice_2: str | None) -> list[str]:
+    first = (voice_1 or "").strip()
+    second = (voice_2 or "").strip()
+    if second and not first:
+        raise InputRefused("`voice_2` was given without `voice_1`. Please fill in `voice_1` first.")
+    return [voice for voice in (first, second) if voice]
+
+
+def _check_voice_references(prompt: str, voice_count: int) -> None:
+    referenced = {int(number) for number in _VOICE_REF.findall(prompt)}
+    given = set(range(1, voice_count + 1))
+    missing = sorted(referenced - given)
+    if missing:
+        names = ", ".join(f"`voice_{n}`" for n in missing)
+        raise InputRefused(
+            f"The prompt refers to {', '.join(f'<<<voice_{n}>>>' for n in missing)} but {names} "
+            "was not given. Add the voice id or remove the reference."
+        )
+    unused = sorted(given - referenced)
+    if unused:
+        name = f"voice_{unused[0]}"
+        raise InputRefused(
+            f"`{name}` was given but the prompt never says <<<{name}>>>. "
+            "Put the reference where that voice should speak."
+        )

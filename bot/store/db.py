@@ -1,0 +1,190 @@
+"""The SQLite connection, its pragmas and its migrations.
+
+One `aiosqlite` connection serves the whole process. Reads run at any time (WAL lets them proceed while a
+write is open); writes go through `write()`, which serialises them behind one asyncio lock and opens the
+transaction with `BEGIN IMMEDIATE`, so a read-then-write inside it is atomic even against another process
+sharing the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+Params = Sequence[Any] | dict[str, Any]
+
+
+def sqlite_path_from_url(url: str) -> Path:
+    """`sqlite:///data/bot.sqlite3` → `data/bot.sqlite3`; `sqlite:////abs/x.db` → `/abs/x.db`."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ValueError("only sqlite:/// URLs are supported")
+    rest = url[len(prefix) :]
+    if not rest:
+        raise ValueError("the URL names no file")
+    return Path(rest)
+
+
+class Database:
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Database:
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing opens a transaction behind
+        # our back and a plain statement outside write() autocommits.
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        db = cls(conn, path)
+        try:
+            await db._configure()
+            await db._migrate()
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _configure(self) -> None:
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            # NORMAL is durable against a process crash in WAL mode (only an OS crash may lose the last
+            # commits), which is the failure we guard against.
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+        ):
+            await self._conn.execute(pragma)
+
+    async def _migrate(self) -> None:
+        await self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
+        )
+        async with self._conn.execute("SELECT version FROM schema_migrations") as cur:
+            done = {row[0] for row in await cur.fetchall()}
+        for version, name, sql in _migrations():
+            if version in done:
+                continue
+            log.info("applying migration %04d %s", version, name)
+            async with self.write() as tx:
+                await tx.executescript_in_tx(sql)
+                await tx.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (version, name)
+                )
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[_Tx]:
+        """One serialised write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Tx(self._conn)
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            else:
+                await self._conn.execute("COMMIT")
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """One write statement in its own transaction; returns the number of rows changed."""
+        async with self.write() as tx:
+            return await tx.execute(sql, params)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+        async with self._conn.execute(sql, params) as cur:
+            row: aiosqlite.Row | None = await cur.fetchone()
+            return row
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+        async with self._conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+
+class _Tx:
+    """The handle given inside `Database.write()`; every statement runs in the open transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        async with self._conn.execute(sql, params) as cur:
+            return int(cur.rowcount)
+
+    async def insert(self, sql: str, params: Params = ()) -> int:
+        """Runs an INSERT and returns the new row's id."""
+        async with self._conn.execute(sql, params) as cur:
+            return int(cur.lastrowid or 0)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        await self._conn.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+        async with self._conn.execute(sql, params) as cur:
+            row: aiosqlite.Row | None = await cur.fetchone()
+            return row
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+        async with self._conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def executescript_in_tx(self, script: str) -> None:
+        # executescript() would COMMIT first; run the statements one by one inside our transaction.
+        for statement in _split_sql(script):
+            await self._conn.execute(statement)
+
+
+def _split_sql(script: str) -> list[str]:
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    found: list[tuple[int, str, str]] = []
+    for entry in resources.files("bot.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError("two migrations share a version number")
+    return found

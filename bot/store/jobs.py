@@ -1,0 +1,248 @@
+"""SQL for the `jobs`, `job_events` and `meta` tables."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from bot.store.db import Database
+
+# Columns a transition may set besides `state`; names are never taken from outside this list.
+UPDATABLE = frozenset(
+    {
+        "start_image_url",
+        "end_image_url",
+        "request_id",
+        "progress_message_id",
+        "result_message_id",
+        "video_url",
+        "video_size",
+        "error_code",
+        "error_message",
+        "retryable",
+        "notified",
+        "cost_credits",
+        "submitted_at",
+        "finished_at",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: int
+    interaction_id: str
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    state: str
+    params: dict[str, Any]
+    upload_limit: int
+    start_image_url: str | None
+    end_image_url: str | None
+    request_id: str | None
+    progress_message_id: int | None
+    result_message_id: int | None
+    video_url: str | None
+    video_size: int | None
+    error_code: str | None
+    error_message: str | None
+    retryable: bool | None
+    notified: bool
+    cost_credits: int
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+    finished_at: float | None
+    deadline: float
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> JobRow:
+        return cls(
+            id=row["id"],
+            interaction_id=row["interaction_id"],
+            guild_id=_int_or_none(row["guild_id"]),
+            channel_id=int(row["channel_id"]),
+            user_id=int(row["user_id"]),
+            state=row["state"],
+            params=json.loads(row["params"]),
+            upload_limit=row["upload_limit"],
+            start_image_url=row["start_image_url"],
+            end_image_url=row["end_image_url"],
+            request_id=row["request_id"],
+            progress_message_id=_int_or_none(row["progress_message_id"]),
+            result_message_id=_int_or_none(row["result_message_id"]),
+            video_url=row["video_url"],
+            video_size=row["video_size"],
+            error_code=row["error_code"],
+            error_message=row["error_message"],
+            retryable=None if row["retryable"] is None else bool(row["retryable"]),
+            notified=bool(row["notified"]),
+            cost_credits=row["cost_credits"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            submitted_at=row["submitted_at"],
+            finished_at=row["finished_at"],
+            deadline=row["deadline"],
+        )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _sql_value(value: Any) -> Any:
+    # Snowflakes are kept as TEXT so they sort and compare exactly.
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+class JobStore:
+    def __init__(self, db: Database, *, clock: Any = time.time) -> None:
+        self.db = db
+        self._clock = clock
+
+    async def create(
+        self,
+        *,
+        interaction_id: int,
+        guild_id: int | None,
+        channel_id: int,
+        user_id: int,
+        state: str,
+        params: Mapping[str, Any],
+        upload_limit: int,
+        lifetime_seconds: float,
+    ) -> tuple[int, bool]:
+        """Records a command; returns (job id, created). A replayed interaction returns its first job."""
+        now = self._clock()
+        async with self.db.write() as tx:
+            existing = await tx.fetchone(
+                "SELECT id FROM jobs WHERE interaction_id = ?", (str(interaction_id),)
+            )
+            if existing is not None:
+                return int(existing["id"]), False
+            job_id = await tx.insert(
+                "INSERT INTO jobs (interaction_id, guild_id, channel_id, user_id, state, params,"
+                " upload_limit, created_at, updated_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(interaction_id),
+                    None if guild_id is None else str(guild_id),
+                    str(channel_id),
+                    str(user_id),
+                    state,
+                    json.dumps(dict(params), separators=(",", ":")),
+                    upload_limit,
+                    now,
+                    now,
+                    now + lifetime_seconds,
+                ),
+            )
+            await tx.execute(
+                "INSERT INTO job_events (job_id, from_state, to_state, at) VALUES (?, NULL, ?, ?)",
+                (job_id, state, now),
+            )
+            return job_id, True
+
+    async def transition(
+        self, job_id: int, from_states: str | Iterable[str], to_state: str, **fields: Any
+    ) -> bool:
+        """Moves a job on only if it is still in one of `from_states`; False means someone else moved it."""
+        allowed = (from_states,) if isinstance(from_states, str) else tuple(from_states)
+        sets, values = self._assignments(fields)
+        now = self._clock()
+        placeholders = ", ".join("?" for _ in allowed)
+        async with self.db.write() as tx:
+            current = await tx.fetchone("SELECT state FROM jobs WHERE id = ?", (job_id,))
+            changed = await tx.execute(
+                f"UPDATE jobs SET state = ?, updated_at = ?{sets} WHERE id = ? AND state IN ({placeholders})",
+                (to_state, now, *values, job_id, *allowed),
+            )
+            if changed:
+                await tx.execute(
+                    "INSERT INTO job_events (job_id, from_state, to_state, at, detail)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (job_id, current["state"] if current else None, to_state, now, fields.get("error_code")),
+                )
+            return changed == 1
+
+    async def update(self, job_id: int, **fields: Any) -> None:
+        """Sets facts about a job (a message id, the request id) without changing its state."""
+        sets, values = self._assignments(fields)
+        await self.db.execute(
+            f"UPDATE jobs SET updated_at = ?{sets} WHERE id = ?", (self._clock(), *values, job_id)
+        )
+
+    @staticmethod
+    def _assignments(fields: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        sets = "".join(f", {name} = ?" for name in fields)
+        values = [_sql_value(fields[name]) for name in fields]
+        return sets, values
+
+    async def get(self, job_id: int) -> JobRow | None:
+        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return None if row is None else JobRow.from_row(row)
+
+    async def in_states(self, states: Iterable[str]) -> list[JobRow]:
+        wanted = tuple(states)
+        placeholders = ", ".join("?" for _ in wanted)
+        rows = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE state IN ({placeholders}) ORDER BY id", wanted
+        )
+        return [JobRow.from_row(row) for row in rows]
+
+    async def unnotified(self, states: Iterable[str]) -> list[JobRow]:
+        wanted = tuple(states)
+        placeholders = ", ".join("?" for _ in wanted)
+        rows = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE notified = 0 AND state IN ({placeholders}) ORDER BY id", wanted
+        )
+        return [JobRow.from_row(row) for row in rows]
+
+    async def count_by_user(self, states: Iterable[str]) -> dict[int, int]:
+        wanted = tuple(states)
+        placeholders = ", ".join("?" for _ in wanted)
+        rows = await self.db.fetchall(
+            f"SELECT user_id, COUNT(*) AS n FROM jobs WHERE state IN ({placeholders}) GROUP BY user_id",
+            wanted,
+        )
+        return {int(row["user_id"]): int(row["n"]) for row in rows}
+
+    async def started_since(self, since: float) -> dict[int, int]:
+        """Jobs per member that reached the API since `since`, for usage-weighted fairness."""
+        rows = await self.db.fetchall(
+            "SELECT user_id, COUNT(*) AS n FROM jobs WHERE submitted_at >= ? GROUP BY user_id", (since,)
+        )
+        return {int(row["user_id"]): int(row["n"]) for row in rows}
+
+    async def recent_for_user(self, user_id: int, limit: int = 10) -> list[JobRow]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE user_id = ? ORDER BY id DESC LIMIT ?", (str(user_id), limit)
+        )
+        return [JobRow.from_row(row) for row in rows]
+
+    async def events(self, job_id: int) -> list[tuple[str | None, str]]:
+        rows = await self.db.fetchall(
+            "SELECT from_state, to_state FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)
+        )
+        return [(row["from_state"], row["to_state"]) for row in rows]
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self.db.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row["value"])
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )

@@ -1,0 +1,133 @@
+"""The SQLite store: migrations, the write lock, and the jobs state machine's guarded transitions."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.store import Database
+from bot.store.db import sqlite_path_from_url
+from bot.store.jobs import JobStore
+
+
+async def open_store(path: Path) -> tuple[Database, JobStore]:
+    db = await Database.open(path)
+    return db, JobStore(db)
+
+
+async def new_job(store: JobStore, interaction_id: int = 1, user_id: int = 10) -> int:
+    job_id, created = await store.create(
+        interaction_id=interaction_id,
+        guild_id=5,
+        channel_id=6,
+        user_id=user_id,
+        state="received",
+        params={"prompt": "a cat waves"},
+        upload_limit=10_485_760,
+        lifetime_seconds=3600,
+    )
+    assert created
+    return job_id
+
+
+def test_sqlite_url_parsing() -> None:
+    assert sqlite_path_from_url("sqlite:///data/bot.sqlite3") == Path("data/bot.sqlite3")
+    assert sqlite_path_from_url("sqlite:////abs/bot.db") == Path("/abs/bot.db")
+    for bad in ("postgres://x/y", "sqlite:///", "data/bot.sqlite3"):
+        with pytest.raises(ValueError):
+            sqlite_path_from_url(bad)
+
+
+async def test_migrations_apply_once_and_wal_is_on(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "bot.sqlite3"
+    db = await Database.open(path)
+    await db.close()
+    db = await Database.open(path)  # reopening must not re-run a migration
+    try:
+        versions = [row["version"] for row in await db.fetchall("SELECT version FROM schema_migrations")]
+        assert versions == sorted(set(versions)) and versions[0] == 1
+        mode = await db.fetchone("PRAGMA journal_mode")
+        assert mode is not None and mode[0] == "wal"
+    finally:
+        await db.close()
+
+
+async def test_a_replayed_interaction_is_one_job(tmp_path: Path) -> None:
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        first = await new_job(store, interaction_id=77)
+        again, created = await store.create(
+            interaction_id=77,
+            guild_id=5,
+            channel_id=6,
+            user_id=10,
+            state="received",
+            params={},
+            upload_limit=1,
+            lifetime_seconds=1,
+        )
+        assert (again, created) == (first, False)
+
+
+async def test_transition_only_from_the_expected_state(tmp_path: Path) -> None:
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        job_id = await new_job(store)
+        assert await store.transition(job_id, "received", "queued", start_image_url="https://f/1.jpg")
+        # A stale writer that still believes the job is "received" changes nothing.
+        assert not await store.transition(job_id, "received", "refused")
+        assert await store.transition(job_id, ("queued", "submitting"), "submitting")
+        job = await store.get(job_id)
+        assert job is not None and job.state == "submitting" and job.start_image_url == "https://f/1.jpg"
+        assert await store.events(job_id) == [
+            (None, "received"),
+            ("received", "queued"),
+            ("queued", "submitting"),
+        ]
+
+
+async def test_unknown_columns_are_refused(tmp_path: Path) -> None:
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        job_id = await new_job(store)
+        with pytest.raises(ValueError):
+            await store.update(job_id, **{"state = 'delivered', notified": 1})
+
+
+async def test_concurrent_transitions_have_one_winner(tmp_path: Path) -> None:
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        job_id = await new_job(store)
+        results = await asyncio.gather(
+            *(store.transition(job_id, "received", f"state{i}") for i in range(50))
+        )
+        assert results.count(True) == 1
+
+
+async def test_write_rolls_back_on_error(tmp_path: Path) -> None:
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        with pytest.raises(RuntimeError):
+            async with db.write() as tx:
+                await tx.execute("INSERT INTO meta (key, value) VALUES ('a', 'b')")
+                raise RuntimeError("boom")
+        assert await store.get_meta("a") is None
+        await store.set_meta("a", "1")
+        await store.set_meta("a", "2")
+        assert await store.get_meta("a") == "2"
+
+
+async def test_two_processes_share_the_file(tmp_path: Path) -> None:
+    """A second connection (another process, say) sees committed rows and waits for the write lock."""
+    path = tmp_path / "bot.sqlite3"
+    db, store = await open_store(path)
+    async with db:
+        job_id = await new_job(store)
+        other = sqlite3.connect(path, timeout=5)
+        try:
+            assert other.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone() == ("received",)
+        finally:
+            other.close()
