@@ -1,0 +1,592 @@
+"""Picture checks: the attachment's metadata first, then its bytes, then a file Kling will take.
+
+Two stages, so bad input is refused as early as possible:
+
+1. `check_metadata` looks at what Discord reports (content type, size, width, height) before anything is
+   downloaded, and refuses at once what can never work.
+2. `ImageChecker.fetch` downloads the bytes (size-capped, time-limited, no credentials) and `inspect_bytes`
+   decodes them in a bounded thread pool, never on the event loop. It refuses empty, truncated, disguised
+   and decompression-bomb files, measures the picture the way it is displayed (after its EXIF orientation)
+   and returns either the file unchanged or an upright JPEG/PNG re-encoding of it that fits in 10 MB.
+
+Every refusal is a `MediaRejected` whose `user_message` names the attachment (`label`), says what is wrong
+and what to do about it. Nothing here needs Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+import math
+import re
+import warnings
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from io import BytesIO
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from bot.errors import InputRefused
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_BYTES = 10_000_000
+MIN_SIDE = 300
+MIN_RATIO, MAX_RATIO = 0.40, 2.50
+# Refused before the pixels are decoded: 40 MP of RGBA is already 160 MB in memory, per worker.
+MAX_PIXELS = 40_000_000
+
+# Only common photo formats are even parsed: Pillow knows dozens more (EPS runs Ghostscript, PSD, ICO...)
+# whose parsers are needless attack surface for a member's upload. MPO (camera JPEGs) opens via "JPEG".
+READABLE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+# Formats that may reach Kling byte for byte, and the content type they are sent with.
+_PASS_THROUGH_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
+_PASS_THROUGH_MODES = ("RGB", "L")
+# Quality steps tried before the picture is made smaller.
+JPEG_QUALITIES = (92, 85, 75)
+
+_PNG_END = b"IEND\xaeB`\x82"
+_JPEG_END = b"\xff\xd9"
+# Orientations 5 to 8 turn the picture a quarter: its displayed width is its stored height.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+# Content types that say "image" but that Kling (and Pillow without plugins) cannot take.
+_UNSUPPORTED_IMAGE_TYPES = {
+    "image/svg+xml": "an SVG drawing",
+    "image/heic": "a HEIC photo",
+    "image/heif": "a HEIF photo",
+}
+_FILE_STEMS = {"image": "start", "end image": "end"}
+_WHAT_TO_ATTACH = "Please attach a JPEG, PNG or WebP picture."
+
+
+class MediaRejected(InputRefused):
+    """The attachment cannot be used as a picture for Kling; `user_message` says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentInfo:
+    """What Discord reports about an attachment before it is downloaded."""
+
+    filename: str
+    content_type: str | None
+    size: int
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedImage:
+    """A picture ready for upload: upright, JPEG or PNG, at most 10 MB."""
+
+    data: bytes
+    content_type: str  # "image/jpeg" or "image/png"
+    filename: str  # ASCII, from the label: "start.jpg", "end.png"
+    width: int  # as displayed (upright)
+    height: int
+    reencoded: bool
+
+
+# --- Checks shared by both stages -------------------------------------------------------------------
+
+
+def _megabytes_up(size: int) -> str:
+    # Rounded up, so 10_000_001 bytes reads "10.1 MB" and never looks like it was within the limit.
+    return f"{math.ceil(size / 100_000) / 10:.1f} MB"
+
+
+def _limit_megabytes(limit: int) -> str:
+    return f"{limit / 1_000_000:g} MB"
+
+
+def _ratio_within_limits(width: int, height: int) -> bool:
+    return MIN_RATIO <= width / height <= MAX_RATIO
+
+
+def _format_ratio(ratio: float) -> str:
+    # Two decimals unless that would round an out-of-range ratio onto the limit ("2.50" for 2.504).
+    text = f"{ratio:.2f}"
+    for decimals in range(3, 7):
+        if not MIN_RATIO <= float(text) <= MAX_RATIO:
+            break
+        text = f"{ratio:.{decimals}f}"
+    return text
+
+
+def _check_byte_size(size: int, label: str, limit: int) -> None:
+    if size <= 0:
+        raise MediaRejected(f"The {label} is an empty file. Please attach the picture again.")
+    if size > limit:
+        raise MediaRejected(
+            f"The {label} is {_megabytes_up(size)}; Kling accepts at most {_limit_megabytes(limit)}. "
+            "Please use a smaller or more compressed picture."
+        )
+
+
+def _check_dimensions(width: int, height: int, label: str) -> None:
+    """Minimum side and aspect ratio, on the picture as displayed."""
+    if min(width, height) < MIN_SIDE:
+        raise MediaRejected(
+            f"The {label} is {width}×{height} px; Kling needs at least {MIN_SIDE}×{MIN_SIDE} px. "
+            "Please use a larger picture."
+        )
+    if not _ratio_within_limits(width, height):
+        advice = "less wide" if width > height else "less tall"
+        raise MediaRejected(
+            f"The {label} is {width}×{height} px, a width-to-height ratio of "
+            f"{_format_ratio(width / height)}; Kling needs a ratio between {MIN_RATIO:.2f} and "
+            f"{MAX_RATIO:.2f}. Please crop it to be {advice}."
+        )
+
+
+def _check_pixel_count(width: int, height: int, label: str) -> None:
+    if width * height > MAX_PIXELS:
+        raise MediaRejected(
+            f"The {label} is {width}×{height} px ({width * height / 1_000_000:.0f} megapixels); the limit "
+            f"is {MAX_PIXELS // 1_000_000} megapixels. Please use a smaller picture."
+        )
+
+
+# --- Stage 1: metadata ------------------------------------------------------------------------------
+
+
+def check_metadata(info: AttachmentInfo, *, label: str = "image") -> None:
+    """Refuses, without downloading anything, an attachment that Discord already describes as unusable.
+
+    Unknown facts (no content type, no dimensions) are not held against it: the bytes decide later.
+    Ratio and minimum side do not depend on a quarter turn (the ratio range is symmetric: 0.40 = 1/2.50),
+    so Discord's dimensions can be checked whether or not they are before EXIF rotation.
+    """
+    _check_content_type(info.content_type, label)
+    _check_byte_size(info.size, label, MAX_IMAGE_BYTES)
+    if info.width is not None and info.height is not None and info.width > 0 and info.height > 0:
+        _check_pixel_count(info.width, info.height, label)
+        _check_dimensions(info.width, info.height, label)
+
+
+def _check_content_type(content_type: str | None, label: str) -> None:
+    if not content_type:
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if not media_type.startswith("image/"):
+        raise MediaRejected(f"The {label} was sent as {media_type}, not as a picture. {_WHAT_TO_ATTACH}")
+    if media_type in _UNSUPPORTED_IMAGE_TYPES:
+        raise _unsupported_kind(_UNSUPPORTED_IMAGE_TYPES[media_type], label)
+
+
+def _unsupported_kind(kind: str, label: str) -> MediaRejected:
+    return MediaRejected(
+        f"The {label} is {kind}, which Kling cannot take. Please export it as JPEG or PNG and attach that."
+    )
+
+
+# --- Stage 2: the bytes (synchronous; runs in the pool) --------------------------------------------
+
+
+def inspect_bytes(data: bytes, *, label: str = "image", max_bytes: int = MAX_IMAGE_BYTES) -> PreparedImage:
+    """Decodes and checks a downloaded picture; returns it unchanged or re-encoded upright within `max_bytes`.
+
+    Blocking and CPU-heavy: call it from a worker thread (`ImageChecker.prepare` does). `max_bytes` limits
+    both the file accepted and the file returned; tests lower it to exercise the shrinking cheaply.
+    """
+    _check_byte_size(len(data), label, max_bytes)
+    _treat_bomb_warnings_as_errors()
+    try:
+        with Image.open(BytesIO(data), formats=READABLE_FORMATS) as image:
+            return _prepare_opened(image, data, label, max_bytes)
+    except MediaRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise MediaRejected(
+            f"The {label} claims a size of far more than {MAX_PIXELS // 1_000_000} megapixels, so it was not "
+            "opened. Please use a smaller picture."
+        ) from error
+    except UnidentifiedImageError as error:
+        raise _not_a_picture(data, label) from error
+    except MemoryError as error:
+        # Within the pixel cap this means the host is short of memory right now, not that the file is bad.
+        raise MediaRejected(
+            f"The {label} could not be opened right now; please try again in a moment.", retryable=True
+        ) from error
+    except Exception as error:
+        # Pillow reports damage with many types (OSError "truncated", SyntaxError, ValueError, EOFError,
+        # struct.error, zlib.error...); to the member they all mean the same thing.
+        log.info("undecodable %s: %s: %s", label, type(error).__name__, error)
+        raise MediaRejected(
+            f"The {label} file is damaged or incomplete (it may have been cut off during upload). "
+            "Please upload it again, or save it anew as JPEG or PNG."
+        ) from error
+
+
+def _treat_bomb_warnings_as_errors() -> None:
+    # Pillow only *warns* between MAX_IMAGE_PIXELS and twice that. warnings.catch_warnings() would change
+    # the process-wide filter list from several threads at once (it is not thread-safe before Python 3.14),
+    # so one "error" filter is kept at the front of the list instead; it is re-added only if something
+    # (a test runner resetting filters, say) removed or shadowed it.
+    filters = warnings.filters
+    if not filters or filters[0][0] != "error" or filters[0][2] is not Image.DecompressionBombWarning:
+        warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+def _prepare_opened(image: Image.Image, data: bytes, label: str, max_bytes: int) -> PreparedImage:
+    # The header gives the size without decoding: refuse a bomb before any pixel is allocated.
+    _check_pixel_count(image.width, image.height, label)
+    orientation = _orientation(image)  # for PNG this decodes (eXIf may follow the pixels), within the cap
+    width, height = _upright_size(image.size, orientation)
+    _check_dimensions(width, height, label)
+    image.load()  # the full first frame: a truncated or corrupt file fails here
+    content_type = _unchanged_content_type(image, data, orientation)
+    if content_type is not None:
+        extension = "png" if content_type == "image/png" else "jpg"
+        return PreparedImage(data, content_type, _file_name(label, extension), width, height, reencoded=False)
+    return _reencode(image, label, max_bytes)
+
+
+def _orientation(image: Image.Image) -> int:
+    value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    # Out-of-range values are ignored, as ImageOps.exif_transpose ignores them.
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    width, height = size
+    return (height, width) if orientation in _QUARTER_TURNS else (width, height)
+
+
+def _unchanged_content_type(image: Image.Image, data: bytes, orientation: int) -> str | None:
+    """The content type to send the file as it is, or None when it must be re-encoded.
+
+    Unchanged only when any decoder shows it the way Pillow did: a plain upright RGB or greyscale JPEG/PNG,
+    no transparency, no animation, 8 bits, and a file that ends where it should.
+    """
+    content_type = _PASS_THROUGH_TYPES.get(image.format or "")
+    if content_type is None or image.mode not in _PASS_THROUGH_MODES or orientation != 1:
+        return None
+    if "transparency" in image.info or (image.format == "PNG" and getattr(image, "is_animated", False)):
+        return None
+    if image.format == "PNG":
+        # 16-bit RGB PNGs open as 8-bit "RGB"; the IHDR bit depth (byte 24) tells them apart.
+        plain = len(data) > 24 and data[24] <= 8 and data.endswith(_PNG_END)
+    else:
+        # Pillow decodes a JPEG missing its end marker; other decoders may not. Re-encoding is always safe.
+        plain = data.rstrip(b"\0").endswith(_JPEG_END)
+    return content_type if plain else None
+
+
+def _file_name(label: str, extension: str) -> str:
+    stem = _FILE_STEMS.get(label) or re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "image"
+    return f"{stem}.{extension}"
+
+
+def _not_a_picture(data: bytes, label: str) -> MediaRejected:
+    kind = _describe_contents(data)
+    if kind in ("an SVG drawing", "a HEIC photo", "a Photoshop file"):
+        return _unsupported_kind(kind, label)
+    if kind is None:
+        return MediaRejected(f"The {label} is not in a picture format the bot can read. {_WHAT_TO_ATTACH}")
+    return MediaRejected(f"The {label} is {kind}, not a picture. {_WHAT_TO_ATTACH}")
+
+
+def _describe_contents(data: bytes) -> str | None:
+    """Names what a file that is not a readable picture actually is, so the refusal can say it."""
+    head = data[:1024]
+    lowered = head.lstrip().lower()
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "a ZIP archive"
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if head.startswith(b"8BPS"):
+        return "a Photoshop file"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"):
+            return "a HEIC photo"
+        # An AVIF that Pillow could not identify is damaged, not a video; say nothing more specific.
+        return None if brand in (b"avif", b"avis") else "a video"
+    if b"<svg" in lowered:
+        return "an SVG drawing"
+    if lowered.startswith((b"<!doctype html", b"<html")) or b"<html" in lowered:
+        return "a web page (HTML)"
+    if _looks_like_text(head):
+        return "a text file"
+    return None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        # Incremental, so a character cut in two at the end of the sample does not count against it.
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return all(char.isprintable() or char in "\r\n\t" for char in text)
+
+
+# --- Re-encoding --------------------------------------------------------------------------------------
+
+
+def _reencode(image: Image.Image, label: str, max_bytes: int) -> PreparedImage:
+    icc_profile = image.info.get("icc_profile")
+    # Upright, and without EXIF: the orientation is applied once, here, and never again by a viewer.
+    upright = ImageOps.exif_transpose(image)
+    pixels, transparent = _output_pixels(upright, icc_profile if isinstance(icc_profile, bytes) else None)
+    profile = _matching_profile(icc_profile, pixels.mode)
+    data, (width, height) = _encode_within(
+        pixels, as_png=transparent, icc_profile=profile, max_bytes=max_bytes
+    )
+    if data is None:
+        raise MediaRejected(
+            f"The {label} cannot be made smaller than {_limit_megabytes(max_bytes)} without going below "
+            f"{MIN_SIDE}×{MIN_SIDE} px. Please use a smaller or simpler picture."
+        )
+    extension, content_type = ("png", "image/png") if transparent else ("jpg", "image/jpeg")
+    return PreparedImage(data, content_type, _file_name(label, extension), width, height, reencoded=True)
+
+
+def _output_pixels(image: Image.Image, icc_profile: bytes | None) -> tuple[Image.Image, bool]:
+    """Converts to "RGB"/"L" (sent as JPEG) or, when transparency is really used, "RGBA"/"LA" (PNG)."""
+    mode = image.mode
+    if mode == "1":
+        return image.convert("L"), False
+    if mode.startswith(("I", "F")):
+        return _grey_to_8_bits(image), False
+    if mode == "CMYK":
+        return _cmyk_to_rgb(image, icc_profile), False
+    if mode in ("RGB", "L") and "transparency" not in image.info:
+        return image, False
+    # Palette, colour-key transparency, premultiplied or straight alpha: keep the alpha only if a pixel
+    # is at least partly see-through; a fully opaque alpha channel is dropped and the picture sent as JPEG.
+    grey = mode in ("L", "LA", "La")
+    with_alpha = image.convert("LA" if grey else "RGBA")
+    alpha_low, _ = with_alpha.getchannel("A").getextrema()
+    if isinstance(alpha_low, (int, float)) and alpha_low < 255:
+        return with_alpha, True
+    return with_alpha.convert("L" if grey else "RGB"), False
+
+
+def _grey_to_8_bits(image: Image.Image) -> Image.Image:
+    # Pillow's convert("L") clips 16- and 32-bit values at 255 instead of scaling them: scale first.
+    if image.mode.startswith("I;16"):
+        return image.convert("I").point(lambda value: value / 256).convert("L")
+    _, high = image.getextrema()
+    scale = 255 / high if isinstance(high, (int, float)) and high > 255 else 1.0
+    return image.point(lambda value: value * scale).convert("L")
+
+
+def _cmyk_to_rgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    # With its embedded profile, print colours map to sRGB properly; Pillow's plain convert is a rough
+    # formula, kept as the fallback for files without (or with a broken) profile.
+    if icc_profile:
+        try:
+            source = ImageCms.ImageCmsProfile(BytesIO(icc_profile))
+            converted = ImageCms.profileToProfile(
+                image, source, ImageCms.createProfile("sRGB"), outputMode="RGB"
+            )
+            if converted is not None:
+                return converted
+        except (ImageCms.PyCMSError, OSError, ValueError) as error:
+            log.info("CMYK profile unusable, converting without it: %s", error)
+    return image.convert("RGB")
+
+
+def _matching_profile(icc_profile: object, mode: str) -> bytes | None:
+    """The source's ICC profile, kept only when it describes the output's colour space.
+
+    A CMYK profile on an RGB file (after conversion) would make viewers show wrong colours; a Display P3
+    profile on an RGB file keeps them right. Bytes 16-19 of a profile name its colour space.
+    """
+    if not isinstance(icc_profile, bytes) or len(icc_profile) < 20:
+        return None
+    space = icc_profile[16:20]
+    wanted = b"GRAY" if mode in ("L", "LA") else b"RGB "
+    return icc_profile if space == wanted else None
+
+
+def _encode_within(
+    image: Image.Image, *, as_png: bool, icc_profile: bytes | None, max_bytes: int
+) -> tuple[bytes | None, tuple[int, int]]:
+    """Encodes at full size, then lower JPEG quality, then smaller sizes (never below MIN_SIDE).
+
+    Returns (None, size) when even the smallest allowed size does not fit.
+    """
+    qualities: tuple[int | None, ...] = (None,) if as_png else JPEG_QUALITIES
+    scale = 1.0
+    while True:
+        size = _scaled_size(image.size, scale)
+        frame = image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
+        for quality in qualities:
+            encoded = _encode(frame, quality, icc_profile)
+            if len(encoded) <= max_bytes:
+                return encoded, size
+        if min(size) <= MIN_SIDE:
+            return None, size
+        # File size grows about with the pixel count: shrink the area by the overshoot, with some margin,
+        # and by at least 10% so the loop always reaches the minimum size.
+        scale *= min(0.9, math.sqrt(max_bytes / len(encoded)) * 0.95)
+
+
+def _scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The size at `scale`, keeping the ratio, the short side never below MIN_SIDE."""
+    width, height = size
+    short, long = min(size), max(size)
+    scale = max(scale, MIN_SIDE / short)
+    if scale >= 1:
+        return size
+    new_short = max(MIN_SIDE, round(short * scale))
+    new_long = max(new_short, round(new_short * long / short))
+    # Rounding must not push a ratio that passed the check out of range.
+    while True:
+        candidate = (new_long, new_short) if width > height else (new_short, new_long)
+        if _ratio_within_limits(*candidate) or new_long <= new_short:
+            return candidate
+        new_long -= 1
+
+
+def _encode(image: Image.Image, quality: int | None, icc_profile: bytes | None) -> bytes:
+    # No exif= argument: Pillow then writes no EXIF at all, so no orientation can be applied twice.
+    buffer = BytesIO()
+    options: dict[str, object] = {"icc_profile": icc_profile} if icc_profile else {}
+    if quality is None:
+        image.save(buffer, "PNG", **options)
+    else:
+        image.save(buffer, "JPEG", quality=quality, **options)
+    return buffer.getvalue()
+
+
+# --- Download and the pool ------------------------------------------------------------------------
+
+
+class ImageChecker:
+    """Downloads attachments and prepares them in a bounded thread pool.
+
+    At most `max_workers` pictures are decoded at once and at most twice that many hold a place (running
+    or waiting in the pool), which bounds the memory spent on pictures; more callers wait their turn.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_workers: int = 2,
+        download_timeout: float = 30.0,
+        max_download_bytes: int = MAX_IMAGE_BYTES,
+        thread_name_prefix: str = "image-decode",
+    ) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        self._slots = asyncio.Semaphore(max_workers * 2)
+        self._in_flight = 0
+        self._download_timeout = download_timeout
+        self._max_download_bytes = max_download_bytes
+        # Attachment URLs are signed by Discord and need no credentials: this client never carries any
+        # (no headers, no auth), so nothing secret can leak to the CDN or to a redirect target.
+        self._client = httpx.AsyncClient(
+            follow_redirects=True, timeout=httpx.Timeout(download_timeout), auth=None
+        )
+
+    @property
+    def in_flight(self) -> int:
+        """Pictures holding a place: being decoded, or queued in the pool."""
+        return self._in_flight
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        # Never wait for a running decode on the event loop: queued ones are dropped, running ones finish.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def fetch(self, url: str, *, label: str = "image") -> PreparedImage:
+        """Downloads and prepares a picture; raises MediaRejected with the reason."""
+        data = await self.download(url, label=label)
+        return await self.prepare(data, label=label)
+
+    async def download(self, url: str, *, label: str = "image") -> bytes:
+        """The file's bytes, refused as soon as they exceed the cap or the time limit runs out."""
+        try:
+            # httpx's timeout applies to each read; this one to the whole download, so a server trickling
+            # a byte at a time cannot hold a job forever.
+            async with asyncio.timeout(self._download_timeout):
+                return await self._read_capped(url, label)
+        except (TimeoutError, httpx.TimeoutException) as error:
+            raise MediaRejected(
+                f"Downloading the {label} from Discord took too long; please try again.", retryable=True
+            ) from error
+        except httpx.HTTPError as error:
+            log.info("downloading the %s failed: %s", label, type(error).__name__)
+            raise MediaRejected(
+                f"The {label} could not be downloaded from Discord; please try again.", retryable=True
+            ) from error
+
+    async def _read_capped(self, url: str, label: str) -> bytes:
+        limit = self._max_download_bytes
+        async with self._client.stream("GET", url) as response:
+            if response.is_error:
+                raise MediaRejected(
+                    f"Discord did not hand over the {label} (HTTP {response.status_code}). Please try again; "
+                    "if it keeps failing, attach the picture anew.",
+                    retryable=True,
+                )
+            declared = _declared_length(response.headers.get("content-length"))
+            if declared is not None and declared > limit:
+                _check_byte_size(declared, label, limit)
+            body = bytearray()
+            # aiter_bytes yields decoded bytes, so a compressed response is capped at its real size.
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise MediaRejected(
+                        f"The {label} is larger than {_limit_megabytes(limit)}; Kling accepts at most "
+                        f"{_limit_megabytes(limit)}. Please use a smaller or more compressed picture."
+                    )
+            return bytes(body)
+
+    async def prepare(self, data: bytes, *, label: str = "image") -> PreparedImage:
+        """Runs `inspect_bytes` in the pool; the event loop only waits."""
+        loop = asyncio.get_running_loop()
+        await self._slots.acquire()
+        self._in_flight += 1
+        try:
+            work = self._pool.submit(inspect_bytes, data, label=label)
+        except BaseException:
+            self._release_slot()
+            raise
+        # The place is given back when the thread is done, not when the caller stops waiting: a cancelled
+        # caller must not let more decodes pile up than the bound allows.
+        work.add_done_callback(_in_loop(loop, self._release_slot))
+        return await asyncio.wrap_future(work, loop=loop)
+
+    def _release_slot(self) -> None:
+        self._in_flight -= 1
+        self._slots.release()
+
+
+def _declared_length(header: str | None) -> int | None:
+    if header is None:
+        return None
+    try:
+        return int(header)
+    except ValueError:
+        return None
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Callable[[Future[Any]], None]:
+    """A done-callback for a pool future that runs `callback` on the event loop's thread."""
+
+    def done(_: Future[Any]) -> None:
+        # A closed loop raises RuntimeError: then nobody is left waiting for a place.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(callback)
+
+    return done
