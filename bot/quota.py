@@ -1,0 +1,912 @@
+"""Credits: the price of a job, who may spend how much, and the ledger that records it.
+
+A job's price comes from a table that mirrors the API ($0.07 per second of silent video, twice that with
+audio, 2.4 times with voices), so by default 1 credit = 1 second of silent video = $0.07. Each member has
+an allowance per period (daily, weekly or monthly, reset at midnight in the server's time zone) and a
+bonus pool filled by admins that never resets; the allowance is spent first. On top of that: a per-server
+cap per period, the operator's USD cap per UTC day across every server, an optional cooldown, a block
+list and switches for the expensive options.
+
+Credits move in the append-only ledger (bot/store/ledger.py): reserved atomically before a job is queued,
+committed when the API reports success, refunded when the job ends without a video. A reservation counts
+as spent at once; a refund gives it back to the period it was taken from; a commit only makes it final.
+Server admins tune their server with /quota-admin but never beyond the operator's limits, which are
+applied every time settings are read.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import io
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import BaseModel, Field, field_validator
+
+from bot.errors import InputRefused
+from bot.store import ledger
+from bot.store.db import Database
+
+log = logging.getLogger(__name__)
+
+Period = Literal["daily", "weekly", "monthly"]
+PERIODS: tuple[Period, ...] = get_args(Period)
+PERIOD_NOUN: dict[Period, str] = {"daily": "day", "weekly": "week", "monthly": "month"}
+
+# Job states as the job runner names them (bot/jobs.py), for settling and for /quota's counts.
+REFUND_STATES = ("failed", "cancelled", "refused", "uncertain")
+COMMIT_STATES = ("completed", "delivering", "delivered")
+WAITING_STATES = ("queued",)
+IN_FLIGHT_STATES = ("submitting", "submitted", "completed", "delivering")
+
+MICROS_PER_USD = 1_000_000
+RECENT_DAYS = 7
+
+
+# ----- settings -------------------------------------------------------------------------------------------
+
+
+def load_zone(name: str) -> dt.tzinfo:
+    """The named IANA time zone; ValueError if unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:
+        if name.upper() in ("UTC", "ETC/UTC"):
+            return dt.UTC  # a system without a time zone database still knows UTC
+        raise ValueError(f"unknown time zone '{name}' (use an IANA name such as Europe/Paris)") from error
+
+
+@functools.cache
+def known_time_zones() -> tuple[str, ...]:
+    return tuple(sorted(available_timezones() | {"UTC"}))
+
+
+class QuotaSettings(BaseModel):
+    """The operator's quota settings (`[quota]` in the config file, `QUOTA__*` in the environment)."""
+
+    # Credits per member per period; server admins may set less, never more (0 = servers set their own).
+    daily_credits: int = Field(default=50, ge=0)
+    period: Period = "daily"
+    timezone: str = "UTC"
+    # Jobs one member may have at the API at once (the job runner reads it; 0 = no limit).
+    max_concurrent_jobs: int = Field(default=2, ge=0)
+    # Credits a whole server may spend per period (0 = no cap).
+    guild_credits: int = Field(default=0, ge=0)
+    # USD per UTC day across all servers and DMs (0 = no cap).
+    global_daily_usd: float = Field(default=0.0, ge=0)
+    cooldown_seconds: float = Field(default=0.0, ge=0)
+    # Jobs at the API at once across all servers (the job runner reads it; 0 = no cap).
+    max_jobs_in_flight: int = Field(default=0, ge=0)
+    # Credits per period for use in DMs; 0 keeps /animate out of DMs.
+    dm_credits: int = Field(default=0, ge=0)
+    allow_10s: bool = True
+    allow_audio: bool = True
+    allow_voices: bool = True
+    usd_per_credit: float = Field(default=0.07, ge=0)
+    audio_multiplier: float = Field(default=2.0, gt=0)
+    voices_multiplier: float = Field(default=2.4, gt=0)
+    credits_per_second: float = Field(default=1.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        load_zone(value)
+        return value
+
+
+# ----- prices ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    duration: int  # seconds of video
+    audio: bool
+    voices: int  # number of voice ids
+
+
+def job_cost(options: JobOptions, settings: QuotaSettings) -> int:
+    """Credits for one job, rounded up: with the defaults 5 s silent = 5, with audio = 10, voices = 12."""
+    multiplier = 1.0
+    if options.voices > 0:  # voices need audio: the voices price includes it
+        multiplier = settings.voices_multiplier
+    elif options.audio:
+        multiplier = settings.audio_multiplier
+    exact = options.duration * settings.credits_per_second * multiplier
+    # 5 × 2.4 is 12.000000000000002 in binary floating point; round that noise away before rounding up.
+    return max(0, math.ceil(round(exact, 6)))
+
+
+def usd_micros(credits: int, settings: QuotaSettings) -> int:
+    return round(credits * settings.usd_per_credit * MICROS_PER_USD)
+
+
+def format_usd(micros: int) -> str:
+    return f"{micros / MICROS_PER_USD:.2f}"
+
+
+# ----- periods --------------------------------------------------------------------------------------------
+
+
+def period_bounds(now: float, period: Period, zone: dt.tzinfo) -> tuple[float, float]:
+    """[start, end) of the period holding `now`: local midnights (weeks start on Monday)."""
+    today = dt.datetime.fromtimestamp(now, zone).date()
+    if period == "weekly":
+        first = today - dt.timedelta(days=today.weekday())
+        following = first + dt.timedelta(days=7)
+    elif period == "monthly":
+        first = today.replace(day=1)
+        following = (first + dt.timedelta(days=32)).replace(day=1)
+    else:
+        first = today
+        following = today + dt.timedelta(days=1)
+    return _midnight(first, zone), _midnight(following, zone)
+
+
+def _midnight(day: dt.date, zone: dt.tzinfo) -> float:
+    # Where a DST change skips midnight, fold=0 resolves it to the instant the day actually begins.
+    return dt.datetime.combine(day, dt.time(), tzinfo=zone).timestamp()
+
+
+def utc_day_bounds(now: float) -> tuple[float, float]:
+    return period_bounds(now, "daily", dt.UTC)
+
+
+# ----- what applies where ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPolicy:
+    """A server's quota rules (or the DM rules) once the operator's limits are applied."""
+
+    allowance: int  # per member per period, before role allowances
+    period: Period
+    timezone: str
+    cap: int  # credits per period for the whole server; 0 = no cap
+    cooldown_seconds: float
+    allow_10s: bool
+    allow_audio: bool
+    allow_voices: bool
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        return load_zone(self.timezone)
+
+
+def within_operator_limit(value: int, limit: int) -> int:
+    """A server's value, never above the operator's (a limit of 0 means the operator set none)."""
+    return value if limit == 0 else min(value, limit)
+
+
+def effective_cap(server_cap: int | None, operator_cap: int) -> int:
+    """0 = no cap. A server can tighten the operator's cap but neither lift nor remove it."""
+    if not server_cap:
+        return operator_cap
+    return within_operator_limit(server_cap, operator_cap)
+
+
+def as_period(value: str | None) -> Period | None:
+    for period in PERIODS:
+        if value == period:
+            return period
+    return None
+
+
+def period_allowed(period: Period, operator_period: Period) -> bool:
+    """A server may pick a period as long as the operator's or longer, never a shorter one: with the
+    same credit limit a longer period only ever gives less."""
+    return PERIODS.index(period) >= PERIODS.index(operator_period)
+
+
+def server_policy(settings: QuotaSettings, overrides: ledger.GuildOverrides | None) -> ServerPolicy:
+    """The rules of a server; `overrides` None means direct messages, which only the operator sets."""
+    if overrides is None:
+        return ServerPolicy(
+            allowance=settings.dm_credits,
+            period=settings.period,
+            timezone=settings.timezone,
+            cap=0,
+            cooldown_seconds=settings.cooldown_seconds,
+            allow_10s=settings.allow_10s,
+            allow_audio=settings.allow_audio,
+            allow_voices=settings.allow_voices,
+        )
+    allowance = settings.daily_credits
+    if overrides.allowance is not None:
+        allowance = within_operator_limit(overrides.allowance, settings.daily_credits)
+    period = settings.period
+    chosen = as_period(overrides.period)
+    if chosen is not None and period_allowed(chosen, settings.period):
+        period = chosen
+    return ServerPolicy(
+        allowance=allowance,
+        period=period,
+        timezone=_usable_zone(overrides.timezone, settings.timezone),
+        cap=effective_cap(overrides.cap, settings.guild_credits),
+        # The operator's cooldown is a minimum: a server may only wait longer.
+        cooldown_seconds=max(settings.cooldown_seconds, overrides.cooldown_seconds or 0.0),
+        allow_10s=settings.allow_10s and overrides.allow_10s is not False,
+        allow_audio=settings.allow_audio and overrides.allow_audio is not False,
+        allow_voices=settings.allow_voices and overrides.allow_voices is not False,
+    )
+
+
+def _usable_zone(name: str | None, fallback: str) -> str:
+    if name is None:
+        return fallback
+    try:
+        load_zone(name)
+    except ValueError:
+        log.warning("stored time zone %r is unknown here; using %s", name, fallback)
+        return fallback
+    return name
+
+
+def member_allowance(policy: ServerPolicy, role_allowance: int | None, settings: QuotaSettings) -> int:
+    """A role allowance replaces the server's (the most generous role wins), within the operator's limit."""
+    if role_allowance is None:
+        return policy.allowance
+    return within_operator_limit(role_allowance, settings.daily_credits)
+
+
+# ----- results --------------------------------------------------------------------------------------------
+
+
+def relative_time(epoch: float) -> str:
+    """Discord's timestamp markup: every reader sees it in their own time zone ("in 5 hours")."""
+    return f"<t:{int(epoch)}:R>"
+
+
+def _credits(n: int) -> str:
+    return f"{n} credit" if n == 1 else f"{n} credits"
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    allowance: int  # this member's allowance per period here
+    allowance_left: int
+    bonus: int  # admin-granted credits; they never reset
+    period: Period
+    period_start: float
+    resets_at: float
+    spent_this_period: int  # credits reserved for jobs this period, net of refunds
+
+    @property
+    def available(self) -> int:
+        return self.allowance_left + self.bonus
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    cost: int
+    usd_micros: int
+    balance: int  # credits available before this job
+    resets_at: float
+
+    @property
+    def balance_after(self) -> int:
+        return self.balance - self.cost
+
+    def describe(self) -> str:
+        return (
+            f"It costs {_credits(self.cost)}; you would have {self.balance_after} left "
+            f"(your allowance resets {relative_time(self.resets_at)})."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    job_id: int
+    cost: int
+    usd_micros: int
+    from_allowance: int
+    from_bonus: int
+    balance_after: int
+    resets_at: float
+
+    def describe(self) -> str:
+        return (
+            f"It costs {_credits(self.cost)}; you have {self.balance_after} left "
+            f"(your allowance resets {relative_time(self.resets_at)})."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberReport:
+    """What /quota and /quota-admin view show about one member."""
+
+    balance: Balance
+    blocked: bool
+    block_reason: str | None
+    waiting: int  # jobs in the bot's queue
+    in_flight: int  # jobs at the API or being delivered
+    recent_jobs: int  # jobs charged in the last RECENT_DAYS days (refunded ones excluded)
+    recent_credits: int
+    policy: ServerPolicy
+
+
+class QuotaRefused(InputRefused):
+    """The member may not start this job now; the message says why, the balance and when it resets."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        balance: int | None = None,
+        resets_at: float | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.code = code
+        self.balance = balance
+        self.resets_at = resets_at
+
+
+# ----- the service ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _MemberState:
+    policy: ServerPolicy
+    balance: Balance
+    blocked: bool
+    block_reason: str | None
+    last_reserve_at: float | None
+    server_credits: int  # the server's job credits this period (only when its cap is on)
+    usd_micros_today: int  # every server's spend this UTC day (only when the operator's cap is on)
+
+
+@dataclass(frozen=True, slots=True)
+class _Assessment:
+    cost: int
+    usd_micros: int
+    state: _MemberState
+
+
+class QuotaService:
+    """Quotes, reserves, commits and refunds credits; and the admin changes behind /quota-admin."""
+
+    def __init__(
+        self, db: Database, settings: QuotaSettings, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self._clock = clock
+
+    # ----- a member's job ------------------------------------------------------------------------------
+
+    async def quote(
+        self, *, guild_id: int | None, user_id: int, role_ids: Sequence[int], options: JobOptions
+    ) -> Quote:
+        """The price and the balance, after every check `reserve` makes; writes nothing.
+
+        Raises QuotaRefused for the same reasons as `reserve` (DMs off, blocked, option switched off,
+        cooldown, too few credits, a cap reached), so /animate can refuse before the member waits.
+        """
+        check = await self._assess(self.db, guild_id, user_id, role_ids, options, self._clock())
+        balance = check.state.balance
+        return Quote(check.cost, check.usd_micros, balance.available, balance.resets_at)
+
+    async def reserve(
+        self,
+        *,
+        job_id: int,
+        guild_id: int | None,
+        user_id: int,
+        role_ids: Sequence[int],
+        options: JobOptions,
+    ) -> Reservation:
+        """Takes the job's price from the member, atomically with every check; idempotent per job."""
+        now = self._clock()
+        key = ledger.guild_key(guild_id)
+        async with self.db.write() as tx:
+            existing = await ledger.find_reservation(tx, job_id)
+            if existing is not None:
+                state = await self._member_state(tx, guild_id, user_id, role_ids, now)
+                return _reservation_from_row(existing, state.balance)
+            check = await self._assess(tx, guild_id, user_id, role_ids, options, now)
+            balance = check.state.balance
+            from_allowance = min(check.cost, balance.allowance_left)
+            from_bonus = check.cost - from_allowance
+            if not await ledger.set_job_cost(tx, job_id, check.cost):
+                raise LookupError(f"job {job_id} does not exist")
+            await ledger.record_reservation(
+                tx,
+                job_id=job_id,
+                guild=key,
+                user_id=user_id,
+                from_allowance=from_allowance,
+                from_bonus=from_bonus,
+                usd_micros=check.usd_micros,
+                at=now,
+            )
+        return Reservation(
+            job_id=job_id,
+            cost=check.cost,
+            usd_micros=check.usd_micros,
+            from_allowance=from_allowance,
+            from_bonus=from_bonus,
+            balance_after=balance.available - check.cost,
+            resets_at=balance.resets_at,
+        )
+
+    async def commit(self, job_id: int) -> None:
+        """The API made the video: the reservation becomes final. Idempotent."""
+        if not await ledger.settle_job(self.db, job_id, "commit", at=self._clock(), reason=None):
+            log.debug("job %s: nothing to commit (never reserved or already settled)", job_id)
+
+    async def refund(self, job_id: int, reason: str) -> None:
+        """The job ended without a video: the credits go back. Idempotent; never undoes a commit."""
+        if not await ledger.settle_job(self.db, job_id, "refund", at=self._clock(), reason=reason):
+            log.debug("job %s: nothing to refund (never reserved or already settled)", job_id)
+
+    async def settle_finished(self) -> int:
+        """At start: settles the reservations of jobs that ended while the bot was down."""
+        settled = await ledger.settle(
+            self.db, refund_states=REFUND_STATES, commit_states=COMMIT_STATES, at=self._clock()
+        )
+        if settled:
+            log.info("settled %d reservation(s) of jobs that ended while the bot was down", settled)
+        return settled
+
+    async def balance(self, *, guild_id: int | None, user_id: int, role_ids: Sequence[int]) -> Balance:
+        state = await self._member_state(self.db, guild_id, user_id, role_ids, self._clock())
+        return state.balance
+
+    async def recent_usage(self, guild_id: int | None, user_id: int) -> int:
+        """Credits the member reserved for jobs this period (committed or still open), for fairness."""
+        now = self._clock()
+        key = ledger.guild_key(guild_id)
+        policy = await self._policy(self.db, guild_id)
+        figures = await ledger.member_figures(
+            self.db, key, user_id, period_bounds(now, policy.period, policy.zone)
+        )
+        return figures.job_credits
+
+    async def report(self, *, guild_id: int | None, user_id: int, role_ids: Sequence[int]) -> MemberReport:
+        now = self._clock()
+        state = await self._member_state(self.db, guild_id, user_id, role_ids, now)
+        waiting, in_flight = await ledger.job_counts(
+            self.db, guild_id, user_id, waiting=WAITING_STATES, in_flight=IN_FLIGHT_STATES
+        )
+        recent = await ledger.job_spending(
+            self.db, ledger.guild_key(guild_id), now - RECENT_DAYS * 86_400, user_id
+        )
+        charged = [job for job in recent if not job.refunded]
+        return MemberReport(
+            balance=state.balance,
+            blocked=state.blocked,
+            block_reason=state.block_reason,
+            waiting=waiting,
+            in_flight=in_flight,
+            recent_jobs=len(charged),
+            recent_credits=sum(job.credits for job in charged),
+            policy=state.policy,
+        )
+
+    async def policy(self, guild_id: int | None) -> ServerPolicy:
+        return await self._policy(self.db, guild_id)
+
+    def price_list(self) -> dict[str, int]:
+        """What the usual choices cost, for /quota."""
+        s = self.settings
+        return {
+            "5 s": job_cost(JobOptions(5, False, 0), s),
+            "5 s with audio": job_cost(JobOptions(5, True, 0), s),
+            "5 s with voices": job_cost(JobOptions(5, True, 1), s),
+            "10 s": job_cost(JobOptions(10, False, 0), s),
+            "10 s with audio": job_cost(JobOptions(10, True, 0), s),
+            "10 s with voices": job_cost(JobOptions(10, True, 1), s),
+        }
+
+    # ----- the checks ----------------------------------------------------------------------------------
+
+    async def _policy(self, reader: ledger.Reader, guild_id: int | None) -> ServerPolicy:
+        if guild_id is None:
+            return server_policy(self.settings, None)
+        return server_policy(self.settings, await ledger.guild_overrides(reader, ledger.guild_key(guild_id)))
+
+    async def _member_state(
+        self,
+        reader: ledger.Reader,
+        guild_id: int | None,
+        user_id: int,
+        role_ids: Sequence[int],
+        now: float,
+        *,
+        with_caps: bool = False,
+    ) -> _MemberState:
+        """The member's policy and balance; `with_caps` also sums what the server and the operator's
+        wallet spent, when those caps are on."""
+        key = ledger.guild_key(guild_id)
+        context = await ledger.member_context(reader, key, user_id, () if guild_id is None else role_ids)
+        policy = server_policy(self.settings, None if guild_id is None else context.overrides)
+        allowance = member_allowance(policy, context.role_allowance, self.settings)
+        start, end = period_bounds(now, policy.period, policy.zone)
+        figures = await ledger.member_figures(
+            reader,
+            key,
+            user_id,
+            (start, end),
+            server_total=with_caps and policy.cap > 0,
+            utc_day=utc_day_bounds(now) if with_caps and self.settings.global_daily_usd > 0 else None,
+        )
+        balance = Balance(
+            allowance=allowance,
+            allowance_left=max(0, allowance - figures.allowance_used),
+            bonus=max(0, figures.bonus),
+            period=policy.period,
+            period_start=start,
+            resets_at=end,
+            spent_this_period=figures.job_credits,
+        )
+        return _MemberState(
+            policy=policy,
+            balance=balance,
+            blocked=context.blocked and guild_id is not None,
+            block_reason=context.block_reason,
+            last_reserve_at=figures.last_reserve_at,
+            server_credits=figures.server_credits,
+            usd_micros_today=figures.usd_micros_today,
+        )
+
+    async def _assess(
+        self,
+        reader: ledger.Reader,
+        guild_id: int | None,
+        user_id: int,
+        role_ids: Sequence[int],
+        options: JobOptions,
+        now: float,
+    ) -> _Assessment:
+        """Every check of a job, in the order a member can act on them; raises QuotaRefused."""
+        if guild_id is None and self.settings.dm_credits <= 0:
+            raise QuotaRefused(
+                "/animate is not available in direct messages. Please use it in a server.", code="dm_off"
+            )
+        state = await self._member_state(reader, guild_id, user_id, role_ids, now, with_caps=True)
+        if state.blocked:
+            why = f" ({state.block_reason})" if state.block_reason else ""
+            raise QuotaRefused(
+                f"A server admin has blocked you from making videos here{why}.", code="blocked"
+            )
+        _check_switches(state, options)
+        cost = job_cost(options, self.settings)
+        _check_cooldown(state, now)
+        _check_balance(state, cost)
+        if state.policy.cap:
+            _check_server_cap(state, cost)
+        micros = usd_micros(cost, self.settings)
+        if self.settings.global_daily_usd > 0:
+            _check_global_cap(state, micros, self.settings, utc_day_bounds(now)[1])
+        return _Assessment(cost, micros, state)
+
+    # ----- admin actions (each one audited in the same transaction) ----------------------------------
+
+    async def view_member(
+        self, *, guild_id: int, actor_id: int, user_id: int, role_ids: Sequence[int]
+    ) -> MemberReport:
+        report = await self.report(guild_id=guild_id, user_id=user_id, role_ids=role_ids)
+        await self._audit_only(guild_id, actor_id, "view", user_id, {})
+        return report
+
+    async def grant(self, *, guild_id: int, actor_id: int, user_id: int, credits: int, reason: str) -> int:
+        """Adds bonus credits (they never reset); returns the member's bonus pool afterwards."""
+        if credits <= 0:
+            raise InputRefused("Grant at least 1 credit.")
+        now = self._clock()
+        key = ledger.guild_key(guild_id)
+        async with self.db.write() as tx:
+            await ledger.record_adjustment(
+                tx,
+                kind="grant",
+                guild=key,
+                user_id=user_id,
+                allowance_delta=0,
+                bonus_delta=credits,
+                credits=credits,
+                actor_id=actor_id,
+                reason=reason,
+                at=now,
+            )
+            await self._audit(
+                tx, guild_id, actor_id, "grant", user_id, {"credits": credits, "reason": reason}
+            )
+            figures = await ledger.member_figures(tx, key, user_id, (now, now))
+        return figures.bonus
+
+    async def remove(
+        self,
+        *,
+        guild_id: int,
+        actor_id: int,
+        user_id: int,
+        role_ids: Sequence[int],
+        credits: int,
+        reason: str,
+    ) -> int:
+        """Takes credits away, bonus first, then this period's allowance, never below zero; returns how
+        many were taken."""
+        if credits <= 0:
+            raise InputRefused("Remove at least 1 credit.")
+        now = self._clock()
+        async with self.db.write() as tx:
+            state = await self._member_state(tx, guild_id, user_id, role_ids, now)
+            from_bonus = min(credits, state.balance.bonus)
+            from_allowance = min(credits - from_bonus, state.balance.allowance_left)
+            removed = from_bonus + from_allowance
+            if removed:
+                await ledger.record_adjustment(
+                    tx,
+                    kind="adjust",
+                    guild=ledger.guild_key(guild_id),
+                    user_id=user_id,
+                    allowance_delta=-from_allowance,
+                    bonus_delta=-from_bonus,
+                    credits=removed,
+                    actor_id=actor_id,
+                    reason=reason,
+                    at=now,
+                )
+            details = {"asked": credits, "removed": removed, "reason": reason}
+            await self._audit(tx, guild_id, actor_id, "remove", user_id, details)
+        return removed
+
+    async def set_allowance(
+        self, *, guild_id: int, actor_id: int, credits: int, period: Period | None = None
+    ) -> ServerPolicy:
+        if credits < 0:
+            raise InputRefused("The allowance cannot be negative.")
+        values: dict[str, object] = {"allowance": credits}
+        if period is not None:
+            if not period_allowed(period, self.settings.period):
+                raise InputRefused(
+                    f"The operator's period is {self.settings.period}; a server can only choose it or a "
+                    "longer one."
+                )
+            values["period"] = period
+        return await self._set_and_audit(guild_id, actor_id, "allowance", values)
+
+    async def set_role_allowance(
+        self, *, guild_id: int, actor_id: int, role_id: int, credits: int | None
+    ) -> int | None:
+        """Sets (or with None clears) a role's allowance; returns what members with it get."""
+        if credits is not None and credits < 0:
+            raise InputRefused("The allowance cannot be negative.")
+        now = self._clock()
+        async with self.db.write() as tx:
+            await ledger.set_role_allowance(tx, ledger.guild_key(guild_id), role_id, credits, at=now)
+            await self._audit(tx, guild_id, actor_id, "role-allowance", role_id, {"credits": credits})
+        return None if credits is None else within_operator_limit(credits, self.settings.daily_credits)
+
+    async def set_cap(self, *, guild_id: int, actor_id: int, credits: int) -> ServerPolicy:
+        if credits < 0:
+            raise InputRefused("The cap cannot be negative.")
+        return await self._set_and_audit(guild_id, actor_id, "cap", {"cap": credits})
+
+    async def set_switches(
+        self,
+        *,
+        guild_id: int,
+        actor_id: int,
+        allow_10s: bool | None = None,
+        allow_audio: bool | None = None,
+        allow_voices: bool | None = None,
+    ) -> ServerPolicy:
+        """Changes the switches given (None leaves one as it is); the operator's own switches still win."""
+        asked = {"allow_10s": allow_10s, "allow_audio": allow_audio, "allow_voices": allow_voices}
+        values = {name: value for name, value in asked.items() if value is not None}
+        # With no option given this only shows the switches; it is audited all the same.
+        return await self._set_and_audit(guild_id, actor_id, "switches", values)
+
+    async def set_timezone(self, *, guild_id: int, actor_id: int, timezone: str) -> ServerPolicy:
+        try:
+            load_zone(timezone)
+        except ValueError as error:
+            raise InputRefused(str(error)) from None
+        return await self._set_and_audit(guild_id, actor_id, "timezone", {"timezone": timezone})
+
+    async def set_cooldown(self, *, guild_id: int, actor_id: int, seconds: float) -> ServerPolicy:
+        if not math.isfinite(seconds) or seconds < 0:
+            raise InputRefused("The cooldown must be 0 or more seconds.")
+        return await self._set_and_audit(guild_id, actor_id, "cooldown", {"cooldown_seconds": seconds})
+
+    async def block(self, *, guild_id: int, actor_id: int, user_id: int, reason: str | None) -> None:
+        now = self._clock()
+        async with self.db.write() as tx:
+            await ledger.set_block(
+                tx, ledger.guild_key(guild_id), user_id, reason=reason, actor_id=actor_id, at=now
+            )
+            await self._audit(tx, guild_id, actor_id, "block", user_id, {"reason": reason})
+
+    async def unblock(self, *, guild_id: int, actor_id: int, user_id: int) -> bool:
+        """False when the member was not blocked."""
+        async with self.db.write() as tx:
+            removed = await ledger.remove_block(tx, ledger.guild_key(guild_id), user_id)
+            await self._audit(tx, guild_id, actor_id, "unblock", user_id, {"was_blocked": removed})
+        return removed
+
+    async def export_usage(self, *, guild_id: int, actor_id: int, days: int) -> str:
+        """CSV of the last `days` days in the server's time zone: date,user_id,jobs,credits,usd."""
+        if days <= 0:
+            raise InputRefused("Export at least 1 day.")
+        now = self._clock()
+        policy = await self.policy(guild_id)
+        zone = policy.zone
+        today_start, _ = period_bounds(now, "daily", zone)
+        first_day = dt.datetime.fromtimestamp(today_start, zone).date() - dt.timedelta(days=days - 1)
+        since = _midnight(first_day, zone)
+        jobs = await ledger.job_spending(self.db, ledger.guild_key(guild_id), since)
+        await self._audit_only(guild_id, actor_id, "export", None, {"days": days, "jobs": len(jobs)})
+        return usage_csv(jobs, zone)
+
+    async def audit_log(self, guild_id: int, limit: int = 50) -> list[ledger.AuditEntry]:
+        return await ledger.audit_entries(self.db, ledger.guild_key(guild_id), limit)
+
+    async def _set_and_audit(
+        self, guild_id: int, actor_id: int, action: str, values: Mapping[str, object]
+    ) -> ServerPolicy:
+        now = self._clock()
+        key = ledger.guild_key(guild_id)
+        async with self.db.write() as tx:
+            await ledger.update_guild_settings(tx, key, values, at=now)
+            await self._audit(tx, guild_id, actor_id, action, None, values)
+            overrides = await ledger.guild_overrides(tx, key)
+        return server_policy(self.settings, overrides)
+
+    async def _audit_only(
+        self, guild_id: int, actor_id: int, action: str, target_id: int | None, details: Mapping[str, object]
+    ) -> None:
+        async with self.db.write() as tx:
+            await self._audit(tx, guild_id, actor_id, action, target_id, details)
+
+    async def _audit(
+        self,
+        tx: ledger.Writer,
+        guild_id: int,
+        actor_id: int,
+        action: str,
+        target_id: int | None,
+        details: Mapping[str, object],
+    ) -> None:
+        await ledger.record_audit(
+            tx,
+            guild=ledger.guild_key(guild_id),
+            actor_id=actor_id,
+            action=action,
+            target_id=target_id,
+            details=details,
+            at=self._clock(),
+        )
+
+
+def _reservation_from_row(row: ledger.ReservationRow, balance: Balance) -> Reservation:
+    return Reservation(
+        job_id=row.job_id,
+        cost=row.credits,
+        usd_micros=row.usd_micros,
+        from_allowance=row.from_allowance,
+        from_bonus=row.from_bonus,
+        balance_after=balance.available,
+        resets_at=balance.resets_at,
+    )
+
+
+# ----- refusals -------------------------------------------------------------------------------------------
+
+
+def _left(balance: Balance) -> str:
+    return (
+        f"You have {_credits(balance.available)} left; your allowance "
+        f"({balance.allowance} per {PERIOD_NOUN[balance.period]}) resets {relative_time(balance.resets_at)}."
+    )
+
+
+def _check_switches(state: _MemberState, options: JobOptions) -> None:
+    policy = state.policy
+    if options.duration > 5 and not policy.allow_10s:
+        why, code = "10-second videos are turned off here; choose 5 seconds.", "10s_off"
+    elif options.voices > 0 and not policy.allow_voices:
+        why, code = "Voices are turned off here; leave voice_1 and voice_2 empty.", "voices_off"
+    elif options.audio and not policy.allow_audio:
+        why, code = "Sound is turned off here; set audio to False.", "audio_off"
+    else:
+        return
+    raise QuotaRefused(
+        f"{why} {_left(state.balance)}",
+        code=code,
+        balance=state.balance.available,
+        resets_at=state.balance.resets_at,
+    )
+
+
+def _check_cooldown(state: _MemberState, now: float) -> None:
+    wait = state.policy.cooldown_seconds
+    if not wait or state.last_reserve_at is None or now - state.last_reserve_at >= wait:
+        return
+    ready = state.last_reserve_at + wait
+    raise QuotaRefused(
+        f"Please wait a little: you can make your next video {relative_time(math.ceil(ready))}. "
+        f"{_left(state.balance)}",
+        code="cooldown",
+        balance=state.balance.available,
+        resets_at=state.balance.resets_at,
+        retryable=True,
+    )
+
+
+def _check_balance(state: _MemberState, cost: int) -> None:
+    balance = state.balance
+    if cost <= balance.available:
+        return
+    raise QuotaRefused(
+        f"This video costs {_credits(cost)}, but you have {balance.available} left. Your allowance "
+        f"({balance.allowance} per {PERIOD_NOUN[balance.period]}) resets {relative_time(balance.resets_at)}. "
+        "A shorter video, or one without sound, costs less.",
+        code="insufficient_credits",
+        balance=balance.available,
+        resets_at=balance.resets_at,
+        retryable=True,
+    )
+
+
+def _check_server_cap(state: _MemberState, cost: int) -> None:
+    cap = state.policy.cap
+    spent = state.server_credits
+    if spent + cost <= cap:
+        return
+    balance = state.balance
+    raise QuotaRefused(
+        f"This server has used its {cap} credits for this {PERIOD_NOUN[balance.period]} "
+        f"({cap - spent} left, this video costs {cost}). It resets {relative_time(balance.resets_at)}; "
+        f"{_left(balance)}",
+        code="server_cap",
+        balance=balance.available,
+        resets_at=balance.resets_at,
+        retryable=True,
+    )
+
+
+def _check_global_cap(state: _MemberState, micros: int, settings: QuotaSettings, day_end: float) -> None:
+    cap_micros = round(settings.global_daily_usd * MICROS_PER_USD)
+    if state.usd_micros_today + micros <= cap_micros:
+        return
+    raise QuotaRefused(
+        "The bot has reached its spending limit for today; it resets "
+        f"{relative_time(day_end)}. {_left(state.balance)}",
+        code="global_cap",
+        balance=state.balance.available,
+        resets_at=state.balance.resets_at,
+        retryable=True,
+    )
+
+
+# ----- export ---------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("date", "user_id", "jobs", "credits", "usd")
+
+
+def usage_csv(jobs: Sequence[ledger.JobSpend], zone: dt.tzinfo) -> str:
+    """Per member and per local day: jobs charged (refunded ones excluded), credits and USD."""
+    totals: dict[tuple[str, int], list[int]] = {}
+    for job in jobs:
+        if job.refunded:
+            continue
+        day = dt.datetime.fromtimestamp(job.charged_at, zone).date().isoformat()
+        row = totals.setdefault((day, job.user_id), [0, 0, 0])
+        row[0] += 1
+        row[1] += job.credits
+        row[2] += job.usd_micros
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for (day, user_id), (count, credits, micros) in sorted(totals.items()):
+        writer.writerow((day, user_id, count, credits, format_usd(micros)))
+    return out.getvalue()

@@ -1,0 +1,544 @@
+"""SQL for credits: the append-only ledger, the servers' quota settings, blocks and the admin audit.
+
+Every quota statement of the bot is in this module (tables from migration 0002). Balances are sums over
+`quota_ledger`; nothing here keeps a running counter. Functions that take a `Writer` must run inside one
+`Database.write()` transaction together with the reads they depend on, which is what makes a reservation
+atomic; functions that take a `Reader` accept the database or an open transaction.
+
+Servers are keyed by `guild_key()`: the id as text, or 'dm' for direct messages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import aiosqlite
+
+from bot.store.db import Database, Params
+
+DM_KEY = "dm"
+# The two ledger kinds that settle a job's reservation.
+Settlement = Literal["commit", "refund"]
+
+# The columns of quota_guild_settings an admin command may set; names are never taken from elsewhere.
+GUILD_SETTING_COLUMNS = frozenset(
+    {"allowance", "period", "cap", "timezone", "cooldown_seconds", "allow_10s", "allow_audio", "allow_voices"}
+)
+
+
+class Reader(Protocol):
+    async def fetchone(self, sql: str, params: Params = ...) -> aiosqlite.Row | None: ...
+
+    async def fetchall(self, sql: str, params: Params = ...) -> list[aiosqlite.Row]: ...
+
+
+class Writer(Reader, Protocol):
+    """An open `Database.write()` transaction."""
+
+    async def execute(self, sql: str, params: Params = ...) -> int: ...
+
+    async def insert(self, sql: str, params: Params = ...) -> int: ...
+
+
+def guild_key(guild_id: int | None) -> str:
+    return DM_KEY if guild_id is None else str(guild_id)
+
+
+def _roles_json(role_ids: Iterable[int]) -> str:
+    # One JSON array parameter read with json_each keeps the statement fixed whatever the role count.
+    return json.dumps([str(role_id) for role_id in role_ids])
+
+
+def _bool_or_none(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+# ----- a member's situation in a server -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GuildOverrides:
+    """A server's own quota settings; None means the operator's default applies."""
+
+    allowance: int | None = None
+    period: str | None = None
+    cap: int | None = None
+    timezone: str | None = None
+    cooldown_seconds: float | None = None
+    allow_10s: bool | None = None
+    allow_audio: bool | None = None
+    allow_voices: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberContext:
+    overrides: GuildOverrides
+    role_allowance: int | None  # the most generous allowance among the member's roles, if any is set
+    blocked: bool
+    block_reason: str | None
+
+
+async def member_context(db: Reader, guild: str, user_id: int, role_ids: Sequence[int]) -> MemberContext:
+    """The server's settings, the member's best role allowance and block, in one statement."""
+    row = await db.fetchone(
+        "SELECT s.allowance, s.period, s.cap, s.timezone, s.cooldown_seconds,"
+        " s.allow_10s, s.allow_audio, s.allow_voices,"
+        " (SELECT MAX(r.credits) FROM quota_role_allowances r WHERE r.guild_id = :guild"
+        "   AND r.role_id IN (SELECT value FROM json_each(:roles))) AS role_allowance,"
+        " b.user_id IS NOT NULL AS blocked, b.reason AS block_reason"
+        " FROM (SELECT 1)"
+        " LEFT JOIN quota_guild_settings s ON s.guild_id = :guild"
+        " LEFT JOIN quota_blocks b ON b.guild_id = :guild AND b.user_id = :user",
+        {"guild": guild, "user": str(user_id), "roles": _roles_json(role_ids)},
+    )
+    assert row is not None  # SELECT FROM (SELECT 1) always yields one row
+    return MemberContext(
+        overrides=_overrides_from(row),
+        role_allowance=row["role_allowance"],
+        blocked=bool(row["blocked"]),
+        block_reason=row["block_reason"],
+    )
+
+
+async def guild_overrides(db: Reader, guild: str) -> GuildOverrides:
+    row = await db.fetchone("SELECT * FROM quota_guild_settings WHERE guild_id = ?", (guild,))
+    return GuildOverrides() if row is None else _overrides_from(row)
+
+
+def _overrides_from(row: aiosqlite.Row) -> GuildOverrides:
+    return GuildOverrides(
+        allowance=row["allowance"],
+        period=row["period"],
+        cap=row["cap"],
+        timezone=row["timezone"],
+        cooldown_seconds=row["cooldown_seconds"],
+        allow_10s=_bool_or_none(row["allow_10s"]),
+        allow_audio=_bool_or_none(row["allow_audio"]),
+        allow_voices=_bool_or_none(row["allow_voices"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberFigures:
+    allowance_used: int  # allowance taken in the period (jobs and admin removals), net of refunds
+    job_credits: int  # credits reserved for jobs in the period, net of refunds
+    bonus: int  # the bonus pool now; it never resets
+    last_reserve_at: float | None
+    server_credits: int  # the whole server's job credits in the period (0 unless asked for)
+    usd_micros_today: int  # every server's spend in the UTC day (0 unless asked for)
+
+
+async def member_figures(
+    db: Reader,
+    guild: str,
+    user_id: int,
+    period: tuple[float, float],
+    *,
+    server_total: bool = False,
+    utc_day: tuple[float, float] | None = None,
+) -> MemberFigures:
+    """A member's sums for the period [start, end), and the totals the caps need, in one statement:
+    each statement costs a trip to aiosqlite's thread, which is most of a quota check's time. The CASE
+    skips a total nobody asked for (SQLite runs a scalar subquery only when its branch is taken)."""
+    day_start, day_end = utc_day or (0.0, 0.0)
+    row = await db.fetchone(
+        "SELECT"
+        " (SELECT COALESCE(-SUM(allowance_delta), 0) FROM quota_ledger"
+        "   WHERE guild_id = :guild AND user_id = :user AND charged_at >= :start AND charged_at < :end)"
+        "   AS allowance_used,"
+        " (SELECT COALESCE(-SUM(allowance_delta + bonus_delta), 0) FROM quota_ledger"
+        "   WHERE guild_id = :guild AND user_id = :user AND charged_at >= :start AND charged_at < :end"
+        "   AND kind IN ('reserve', 'refund')) AS job_credits,"
+        " (SELECT COALESCE(SUM(bonus_delta), 0) FROM quota_ledger"
+        "   WHERE guild_id = :guild AND user_id = :user AND bonus_delta != 0) AS bonus,"
+        " (SELECT MAX(charged_at) FROM quota_ledger"
+        "   WHERE guild_id = :guild AND user_id = :user AND kind = 'reserve') AS last_reserve_at,"
+        " CASE WHEN :server_total THEN"
+        "   (SELECT COALESCE(-SUM(allowance_delta + bonus_delta), 0) FROM quota_ledger"
+        "     WHERE guild_id = :guild AND charged_at >= :start AND charged_at < :end"
+        "     AND kind IN ('reserve', 'refund'))"
+        "   ELSE 0 END AS server_credits,"
+        " CASE WHEN :day_end > :day_start THEN"
+        "   (SELECT COALESCE(SUM(usd_micros), 0) FROM quota_ledger"
+        "     WHERE charged_at >= :day_start AND charged_at < :day_end)"
+        "   ELSE 0 END AS usd_micros_today",
+        {
+            "guild": guild,
+            "user": str(user_id),
+            "start": period[0],
+            "end": period[1],
+            "server_total": server_total,
+            "day_start": day_start,
+            "day_end": day_end,
+        },
+    )
+    assert row is not None
+    return MemberFigures(
+        allowance_used=int(row["allowance_used"]),
+        job_credits=int(row["job_credits"]),
+        bonus=int(row["bonus"]),
+        last_reserve_at=row["last_reserve_at"],
+        server_credits=int(row["server_credits"]),
+        usd_micros_today=int(row["usd_micros_today"]),
+    )
+
+
+# ----- reservations and their settlement ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRow:
+    job_id: int
+    guild: str
+    user_id: int
+    credits: int
+    from_allowance: int
+    from_bonus: int
+    usd_micros: int
+    charged_at: float
+    settled: str | None  # 'commit', 'refund' or None while open
+
+
+async def find_reservation(db: Reader, job_id: int) -> ReservationRow | None:
+    row = await db.fetchone(
+        "SELECT r.*, (SELECT s.kind FROM quota_ledger s WHERE s.job_id = r.job_id"
+        "   AND s.kind IN ('commit', 'refund')) AS settled"
+        " FROM quota_ledger r WHERE r.job_id = ? AND r.kind = 'reserve'",
+        (job_id,),
+    )
+    if row is None:
+        return None
+    return ReservationRow(
+        job_id=int(row["job_id"]),
+        guild=row["guild_id"],
+        user_id=int(row["user_id"]),
+        credits=int(row["credits"]),
+        from_allowance=-int(row["allowance_delta"]),
+        from_bonus=-int(row["bonus_delta"]),
+        usd_micros=int(row["usd_micros"]),
+        charged_at=float(row["charged_at"]),
+        settled=row["settled"],
+    )
+
+
+async def set_job_cost(tx: Writer, job_id: int, credits: int) -> bool:
+    """Writes the price on the job's row; False when there is no such job."""
+    return await tx.execute("UPDATE jobs SET cost_credits = ? WHERE id = ?", (credits, job_id)) == 1
+
+
+async def record_reservation(
+    tx: Writer,
+    *,
+    job_id: int,
+    guild: str,
+    user_id: int,
+    from_allowance: int,
+    from_bonus: int,
+    usd_micros: int,
+    at: float,
+) -> None:
+    await tx.insert(
+        "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, allowance_delta, bonus_delta, credits,"
+        " usd_micros, charged_at, at) VALUES (?, ?, 'reserve', ?, ?, ?, ?, ?, ?, ?)",
+        (
+            guild,
+            str(user_id),
+            job_id,
+            -from_allowance,
+            -from_bonus,
+            from_allowance + from_bonus,
+            usd_micros,
+            at,
+            at,
+        ),
+    )
+
+
+# A settlement copies its reservation: a refund negates the deltas and the spend, a commit moves nothing
+# (the credits were counted as spent when reserved). NOT EXISTS says what is meant; the unique index
+# quota_ledger_settle_once guarantees it even against another process.
+_SETTLE_SELECT = (
+    "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, allowance_delta, bonus_delta, credits,"
+    " usd_micros, charged_at, at, reason)"
+    " SELECT r.guild_id, r.user_id, :kind, r.job_id, -r.allowance_delta * :undo, -r.bonus_delta * :undo,"
+    " r.credits, -r.usd_micros * :undo, r.charged_at, :at, :reason"
+    " FROM quota_ledger r {join}"
+    " WHERE r.kind = 'reserve' AND {which}"
+    " AND NOT EXISTS (SELECT 1 FROM quota_ledger s"
+    "   WHERE s.job_id = r.job_id AND s.kind IN ('commit', 'refund'))"
+    " ON CONFLICT DO NOTHING"
+)
+_SETTLE_ONE = _SETTLE_SELECT.format(join="", which="r.job_id = :job")
+_SETTLE_ENDED = _SETTLE_SELECT.format(
+    join="JOIN jobs j ON j.id = r.job_id", which="j.state IN (SELECT value FROM json_each(:states))"
+)
+
+
+def _settle_params(kind: Settlement, at: float, reason: str | None) -> dict[str, Any]:
+    return {"kind": kind, "undo": 1 if kind == "refund" else 0, "at": at, "reason": reason}
+
+
+async def settle_job(db: Database, job_id: int, kind: Settlement, *, at: float, reason: str | None) -> bool:
+    """Commits or refunds one job's open reservation; False when it has none or it is already settled."""
+    return await db.execute(_SETTLE_ONE, {**_settle_params(kind, at, reason), "job": job_id}) == 1
+
+
+async def settle(
+    db: Database, *, refund_states: Sequence[str], commit_states: Sequence[str], at: float
+) -> int:
+    """Settles every open reservation whose job is in one of the given states; returns how many."""
+    plan: tuple[tuple[Settlement, Sequence[str], str | None], ...] = (
+        ("refund", refund_states, "job ended without a video"),
+        ("commit", commit_states, None),
+    )
+    settled = 0
+    async with db.write() as tx:
+        for kind, states, reason in plan:
+            params = {**_settle_params(kind, at, reason), "states": json.dumps(list(states))}
+            settled += await tx.execute(_SETTLE_ENDED, params)
+    return settled
+
+
+async def open_reservations(db: Reader) -> list[int]:
+    """Job ids whose reservation is neither committed nor refunded."""
+    rows = await db.fetchall(
+        "SELECT r.job_id FROM quota_ledger r WHERE r.kind = 'reserve' AND NOT EXISTS"
+        " (SELECT 1 FROM quota_ledger s WHERE s.job_id = r.job_id AND s.kind IN ('commit', 'refund'))"
+        " ORDER BY r.job_id"
+    )
+    return [int(row["job_id"]) for row in rows]
+
+
+# ----- admin changes --------------------------------------------------------------------------------------
+
+
+async def record_adjustment(
+    tx: Writer,
+    *,
+    kind: Literal["grant", "adjust"],
+    guild: str,
+    user_id: int,
+    allowance_delta: int,
+    bonus_delta: int,
+    credits: int,
+    actor_id: int,
+    reason: str | None,
+    at: float,
+) -> None:
+    await tx.insert(
+        "INSERT INTO quota_ledger (guild_id, user_id, kind, allowance_delta, bonus_delta, credits,"
+        " charged_at, at, actor_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (guild, str(user_id), kind, allowance_delta, bonus_delta, credits, at, at, str(actor_id), reason),
+    )
+
+
+async def update_guild_settings(tx: Writer, guild: str, values: Mapping[str, Any], *, at: float) -> None:
+    """Sets some of a server's settings (None restores the operator's default for that one)."""
+    unknown = set(values) - GUILD_SETTING_COLUMNS
+    if unknown:
+        raise ValueError(f"not a server setting: {sorted(unknown)}")
+    names = sorted(values)
+    columns = "".join(f", {name}" for name in names)
+    placeholders = "".join(", ?" for _ in names)
+    updates = "".join(f", {name} = excluded.{name}" for name in names)
+    await tx.execute(
+        f"INSERT INTO quota_guild_settings (guild_id, updated_at{columns}) VALUES (?, ?{placeholders})"
+        f" ON CONFLICT (guild_id) DO UPDATE SET updated_at = excluded.updated_at{updates}",
+        (guild, at, *(_sql_value(values[name]) for name in names)),
+    )
+
+
+def _sql_value(value: Any) -> Any:
+    return int(value) if isinstance(value, bool) else value
+
+
+async def set_role_allowance(tx: Writer, guild: str, role_id: int, credits: int | None, *, at: float) -> None:
+    if credits is None:
+        await tx.execute(
+            "DELETE FROM quota_role_allowances WHERE guild_id = ? AND role_id = ?", (guild, str(role_id))
+        )
+        return
+    await tx.execute(
+        "INSERT INTO quota_role_allowances (guild_id, role_id, credits, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (guild_id, role_id) DO UPDATE SET credits = excluded.credits,"
+        " updated_at = excluded.updated_at",
+        (guild, str(role_id), credits, at),
+    )
+
+
+async def role_allowances(db: Reader, guild: str) -> dict[int, int]:
+    rows = await db.fetchall(
+        "SELECT role_id, credits FROM quota_role_allowances WHERE guild_id = ? ORDER BY credits DESC",
+        (guild,),
+    )
+    return {int(row["role_id"]): int(row["credits"]) for row in rows}
+
+
+async def set_block(
+    tx: Writer, guild: str, user_id: int, *, reason: str | None, actor_id: int, at: float
+) -> None:
+    await tx.execute(
+        "INSERT INTO quota_blocks (guild_id, user_id, reason, actor_id, at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (guild_id, user_id) DO UPDATE SET reason = excluded.reason,"
+        " actor_id = excluded.actor_id, at = excluded.at",
+        (guild, str(user_id), reason, str(actor_id), at),
+    )
+
+
+async def remove_block(tx: Writer, guild: str, user_id: int) -> bool:
+    deleted = await tx.execute(
+        "DELETE FROM quota_blocks WHERE guild_id = ? AND user_id = ?", (guild, str(user_id))
+    )
+    return deleted == 1
+
+
+async def record_audit(
+    tx: Writer,
+    *,
+    guild: str,
+    actor_id: int,
+    action: str,
+    target_id: int | None,
+    details: Mapping[str, Any],
+    at: float,
+) -> None:
+    await tx.insert(
+        "INSERT INTO quota_audit (guild_id, actor_id, action, target_id, details, at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            guild,
+            str(actor_id),
+            action,
+            None if target_id is None else str(target_id),
+            json.dumps(dict(details), sort_keys=True, separators=(",", ":")),
+            at,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    guild: str
+    actor_id: int
+    action: str
+    target_id: int | None
+    details: dict[str, Any]
+    at: float
+
+
+async def audit_entries(db: Reader, guild: str, limit: int = 50) -> list[AuditEntry]:
+    """The server's latest admin actions, newest first."""
+    rows = await db.fetchall(
+        "SELECT * FROM quota_audit WHERE guild_id = ? ORDER BY id DESC LIMIT ?", (guild, limit)
+    )
+    return [
+        AuditEntry(
+            guild=row["guild_id"],
+            actor_id=int(row["actor_id"]),
+            action=row["action"],
+            target_id=None if row["target_id"] is None else int(row["target_id"]),
+            details=json.loads(row["details"]),
+            at=float(row["at"]),
+        )
+        for row in rows
+    ]
+
+
+# ----- reports --------------------------------------------------------------------------------------------
+
+
+async def job_counts(
+    db: Reader, guild_id: int | None, user_id: int, *, waiting: Sequence[str], in_flight: Sequence[str]
+) -> tuple[int, int]:
+    """(jobs waiting in the bot's queue, jobs at the API) for a member, from the jobs table."""
+    row = await db.fetchone(
+        "SELECT"
+        " COALESCE(SUM(state IN (SELECT value FROM json_each(:waiting))), 0) AS waiting,"
+        " COALESCE(SUM(state IN (SELECT value FROM json_each(:in_flight))), 0) AS in_flight"
+        " FROM jobs WHERE user_id = :user AND guild_id IS :guild",
+        {
+            "waiting": json.dumps(list(waiting)),
+            "in_flight": json.dumps(list(in_flight)),
+            "user": str(user_id),
+            "guild": None if guild_id is None else str(guild_id),
+        },
+    )
+    assert row is not None
+    return int(row["waiting"]), int(row["in_flight"])
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpend:
+    job_id: int
+    user_id: int
+    charged_at: float
+    credits: int  # net of a refund: 0 once refunded
+    usd_micros: int
+    refunded: bool
+
+
+async def job_spending(db: Reader, guild: str, since: float, user_id: int | None = None) -> list[JobSpend]:
+    """Each job charged in the server since `since` (optionally one member's), oldest first."""
+    rows = await db.fetchall(
+        "SELECT job_id, user_id, MIN(charged_at) AS charged_at,"
+        " -SUM(allowance_delta + bonus_delta) AS credits, SUM(usd_micros) AS usd_micros,"
+        " SUM(kind = 'refund') AS refunded"
+        " FROM quota_ledger WHERE guild_id = :guild AND charged_at >= :since"
+        " AND kind IN ('reserve', 'refund') AND (:user IS NULL OR user_id = :user)"
+        " GROUP BY job_id ORDER BY charged_at, job_id",
+        {"guild": guild, "since": since, "user": None if user_id is None else str(user_id)},
+    )
+    return [
+        JobSpend(
+            job_id=int(row["job_id"]),
+            user_id=int(row["user_id"]),
+            charged_at=float(row["charged_at"]),
+            credits=int(row["credits"]),
+            usd_micros=int(row["usd_micros"]),
+            refunded=bool(row["refunded"]),
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: int
+    guild: str
+    user_id: int
+    kind: str
+    job_id: int | None
+    allowance_delta: int
+    bonus_delta: int
+    credits: int
+    usd_micros: int
+    charged_at: float
+    at: float
+    reason: str | None
+
+
+async def ledger_entries(db: Reader, *, job_id: int | None = None) -> list[LedgerEntry]:
+    """The raw ledger, oldest first (all of it, or one job's rows): for audits, tests and exports."""
+    rows = await db.fetchall(
+        "SELECT * FROM quota_ledger WHERE (:job IS NULL OR job_id = :job) ORDER BY id", {"job": job_id}
+    )
+    return [
+        LedgerEntry(
+            id=int(row["id"]),
+            guild=row["guild_id"],
+            user_id=int(row["user_id"]),
+            kind=row["kind"],
+            job_id=row["job_id"],
+            allowance_delta=int(row["allowance_delta"]),
+            bonus_delta=int(row["bonus_delta"]),
+            credits=int(row["credits"]),
+            usd_micros=int(row["usd_micros"]),
+            charged_at=float(row["charged_at"]),
+            at=float(row["at"]),
+            reason=row["reason"],
+        )
+        for row in rows
+    ]

@@ -1,0 +1,387 @@
+"""/quota and /quota-admin: Discord in, `bot.quota` (a QuotaService) out; the rules live in bot/quota.py."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import BotError
+from bot.quota import (
+    PERIOD_NOUN,
+    RECENT_DAYS,
+    MemberReport,
+    Period,
+    QuotaService,
+    ServerPolicy,
+    known_time_zones,
+    relative_time,
+)
+
+log = logging.getLogger(__name__)
+
+NO_MENTIONS = discord.AllowedMentions.none()
+THIS_PERIOD: dict[Period, str] = {"daily": "today", "weekly": "this week", "monthly": "this month"}
+MAX_CREDITS = 1_000_000
+Interaction = discord.Interaction[Any]
+
+
+def quota_service(bot: commands.Bot) -> QuotaService:
+    service = getattr(bot, "quota", None)
+    if not isinstance(service, QuotaService):
+        raise RuntimeError("cogs.quota needs bot.quota to be a QuotaService")
+    return service
+
+
+async def reply(interaction: Interaction, text: str, *, file: discord.File | None = None) -> None:
+    """Answers privately; pings nobody even when the text mentions a member or a role."""
+    extra: dict[str, Any] = {} if file is None else {"file": file}
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
+    else:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
+
+
+@contextlib.asynccontextmanager
+async def refusals_told(interaction: Interaction) -> AsyncIterator[None]:
+    """A refusal from the service (a bad time zone, say) is the admin's answer, not an error to log."""
+    try:
+        yield
+    except BotError as refusal:
+        await reply(interaction, refusal.user_message)
+
+
+async def refused_unless_manager(interaction: Interaction) -> bool:
+    """True, after telling the member, when they lack Manage Server. Discord hides /quota-admin from
+    them by default, but a server can change who sees a command, so the bot checks again itself."""
+    if interaction.guild_id is not None and interaction.permissions.manage_guild:
+        return False
+    await reply(interaction, "You need the **Manage Server** permission to use /quota-admin.")
+    return True
+
+
+def role_ids_of(user: discord.abc.User) -> list[int]:
+    return [role.id for role in user.roles] if isinstance(user, discord.Member) else []
+
+
+# ----- texts ----------------------------------------------------------------------------------------------
+
+
+def report_text(report: MemberReport, prices: dict[str, int], *, whose: str) -> str:
+    balance = report.balance
+    noun = PERIOD_NOUN[balance.period]
+    lines = [
+        f"**{whose} credits:** {balance.available} — {balance.allowance_left} of {balance.allowance} per "
+        f"{noun} + {balance.bonus} bonus.",
+        f"**Resets** {relative_time(balance.resets_at)} (<t:{int(balance.resets_at)}:f>); "
+        "bonus credits never reset.",
+        f"**Jobs:** {report.waiting} waiting in line, {report.in_flight} in progress.",
+        f"**Spent:** {balance.spent_this_period} credits {THIS_PERIOD[balance.period]}; "
+        f"{report.recent_jobs} videos and {report.recent_credits} credits in the last {RECENT_DAYS} days.",
+        "**Prices:** " + " · ".join(f"{name}: {cost}" for name, cost in prices.items()),
+    ]
+    if report.blocked:
+        why = f" ({report.block_reason})" if report.block_reason else ""
+        lines.insert(0, f"**Blocked** from making videos in this server{why}.")
+    return "\n".join(lines)
+
+
+def policy_text(policy: ServerPolicy) -> str:
+    noun = PERIOD_NOUN[policy.period]
+    cap = f"{policy.cap} credits per {noun}" if policy.cap else "none"
+    cooldown = f"{policy.cooldown_seconds:g} s" if policy.cooldown_seconds else "off"
+    switches = ", ".join(
+        f"{name} {'on' if allowed else 'off'}"
+        for name, allowed in (
+            ("10 s", policy.allow_10s),
+            ("audio", policy.allow_audio),
+            ("voices", policy.allow_voices),
+        )
+    )
+    return (
+        f"Allowance {policy.allowance} credits per member per {noun} (time zone {policy.timezone}); "
+        f"server cap {cap}; cooldown {cooldown}; {switches}."
+    )
+
+
+def limited_note(asked: int, got: int) -> str:
+    return "" if asked == got else f" (you asked for {asked}; the bot's operator allows at most {got})"
+
+
+# ----- the cog --------------------------------------------------------------------------------------------
+
+
+class QuotaCog(commands.Cog):
+    admin = app_commands.Group(
+        name="quota-admin",
+        description="Credits and limits in this server",
+        guild_only=True,
+        allowed_contexts=app_commands.AppCommandContext(guild=True),
+        # Hidden from members without Manage Server unless a server admin changes it; checked again when run.
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self.quota = quota_service(bot)
+        if self.quota.settings.dm_credits > 0:
+            # The operator granted a DM allowance, so /animate works in DMs: /quota should too.
+            self.quota_command.guild_only = False
+            self.quota_command.allowed_contexts = app_commands.AppCommandContext(guild=True, dm_channel=True)
+
+    @app_commands.command(name="quota", description="Your credits, when they reset, and your jobs")
+    @app_commands.guild_only()
+    async def quota_command(self, interaction: Interaction) -> None:
+        report = await self.quota.report(
+            guild_id=interaction.guild_id,
+            user_id=interaction.user.id,
+            role_ids=role_ids_of(interaction.user),
+        )
+        await reply(interaction, report_text(report, self.quota.price_list(), whose="Your"))
+
+    @admin.command(name="view", description="A member's credits, jobs and spending")
+    @app_commands.describe(member="The member to look at")
+    async def view(self, interaction: Interaction, member: discord.Member) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        report = await self.quota.view_member(
+            guild_id=interaction.guild_id,
+            actor_id=interaction.user.id,
+            user_id=member.id,
+            role_ids=role_ids_of(member),
+        )
+        text = report_text(report, self.quota.price_list(), whose=f"{member.mention}'s")
+        await reply(interaction, f"{text}\n**Server:** {policy_text(report.policy)}")
+
+    @admin.command(name="grant", description="Give a member bonus credits (they never reset)")
+    @app_commands.describe(member="Who gets them", credits="How many", reason="Why (kept in the audit log)")
+    async def grant(
+        self,
+        interaction: Interaction,
+        member: discord.Member,
+        credits: app_commands.Range[int, 1, MAX_CREDITS],
+        reason: app_commands.Range[str, 1, 200],
+    ) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        async with refusals_told(interaction):
+            bonus = await self.quota.grant(
+                guild_id=interaction.guild_id,
+                actor_id=interaction.user.id,
+                user_id=member.id,
+                credits=credits,
+                reason=reason,
+            )
+            await reply(
+                interaction, f"Gave {member.mention} {credits} bonus credits. Their bonus is now {bonus}."
+            )
+
+    @admin.command(name="remove", description="Take credits from a member (bonus first)")
+    @app_commands.describe(member="From whom", credits="How many", reason="Why (kept in the audit log)")
+    async def remove(
+        self,
+        interaction: Interaction,
+        member: discord.Member,
+        credits: app_commands.Range[int, 1, MAX_CREDITS],
+        reason: app_commands.Range[str, 1, 200],
+    ) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        async with refusals_told(interaction):
+            removed = await self.quota.remove(
+                guild_id=interaction.guild_id,
+                actor_id=interaction.user.id,
+                user_id=member.id,
+                role_ids=role_ids_of(member),
+                credits=credits,
+                reason=reason,
+            )
+            short = "" if removed == credits else f" (they had only {removed} left)"
+            await reply(interaction, f"Removed {removed} credits from {member.mention}{short}.")
+
+    @admin.command(name="allowance", description="Credits each member gets per period in this server")
+    @app_commands.describe(credits="Credits per member per period", period="How often it resets")
+    async def allowance(
+        self,
+        interaction: Interaction,
+        credits: app_commands.Range[int, 0, MAX_CREDITS],
+        period: Period | None = None,
+    ) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        async with refusals_told(interaction):
+            policy = await self.quota.set_allowance(
+                guild_id=interaction.guild_id, actor_id=interaction.user.id, credits=credits, period=period
+            )
+            await reply(
+                interaction,
+                f"Members now get {policy.allowance} credits per {PERIOD_NOUN[policy.period]}"
+                f"{limited_note(credits, policy.allowance)}.",
+            )
+
+    @admin.command(name="role-allowance", description="Set or clear a role's allowance (most generous wins)")
+    @app_commands.describe(role="The role", credits="Credits per period; leave empty to clear")
+    async def role_allowance(
+        self,
+        interaction: Interaction,
+        role: discord.Role,
+        credits: app_commands.Range[int, 0, MAX_CREDITS] | None = None,
+    ) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        async with refusals_told(interaction):
+            granted = await self.quota.set_role_allowance(
+                guild_id=interaction.guild_id, actor_id=interaction.user.id, role_id=role.id, credits=credits
+            )
+            if granted is None or credits is None:
+                await reply(interaction, f"{role.mention} no longer has an allowance of its own.")
+                return
+            await reply(
+                interaction,
+                f"Members with {role.mention} get {granted} credits per period"
+                f"{limited_note(credits, granted)}.",
+            )
+
+    @admin.command(name="cap", description="Credits the whole server may spend per period (0 = no cap)")
+    @app_commands.describe(credits="Credits per period for all members together; 0 = no server cap")
+    async def cap(self, interaction: Interaction, credits: app_commands.Range[int, 0, MAX_CREDITS]) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        async with refusals_told(interaction):
+            policy = await self.quota.set_cap(
+                guild_id=interaction.guild_id, actor_id=interaction.user.id, credits=credits
+            )
+            noun = PERIOD_NOUN[policy.period]
+            if not policy.cap:
+                text = "This server has no credit cap."
+            elif credits == 0:
+                text = f"Server cap: {policy.cap} credits per {noun}, set by the bot's operator."
+            else:
+                text = f"Server cap: {policy.cap} credits per {noun}{limited_note(credits, policy.cap)}."
+            await reply(interaction, text)
+
+    @admin.command(name="switches", description="Turn the expensive options off (or back on) here")
+    @app_commands.describe(
+        allow_10s="Allow 10-second videos", allow_audio="Allow sound", allow_voices="Allow voices"
+    )
+    async def switches(
+        self,
+        interaction: Interaction,
+        allow_10s: bool | None = None,
+        allow_audio: bool | None = None,
+        allow_voices: bool | None = None,
+    ) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        async with refusals_told(interaction):
+            policy = await self.quota.set_switches(
+                guild_id=interaction.guild_id,
+                actor_id=interaction.user.id,
+                allow_10s=allow_10s,
+                allow_audio=allow_audio,
+                allow_voices=allow_voices,
+            )
+            asked_on = [
+                name
+                for name, asked, allowed in (
+                    ("10 s", allow_10s, policy.allow_10s),
+                    ("audio", allow_audio, policy.allow_audio),
+                    ("voices", allow_voices, policy.allow_voices),
+                )
+                if asked and not allowed
+            ]
+            note = f" The bot's operator keeps {', '.join(asked_on)} off." if asked_on else ""
+            await reply(interaction, f"{policy_text(policy)}{note}")
+
+    @admin.command(name="block", description="Stop a member from making videos here")
+    @app_commands.describe(member="Who", reason="Why (the member sees it)")
+    async def block(
+        self,
+        interaction: Interaction,
+        member: discord.Member,
+        reason: app_commands.Range[str, 1, 200] | None = None,
+    ) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        await self.quota.block(
+            guild_id=interaction.guild_id, actor_id=interaction.user.id, user_id=member.id, reason=reason
+        )
+        await reply(interaction, f"{member.mention} can no longer make videos here.")
+
+    @admin.command(name="unblock", description="Let a blocked member make videos again")
+    @app_commands.describe(member="Who")
+    async def unblock(self, interaction: Interaction, member: discord.Member) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        was_blocked = await self.quota.unblock(
+            guild_id=interaction.guild_id, actor_id=interaction.user.id, user_id=member.id
+        )
+        text = "can make videos here again" if was_blocked else "was not blocked"
+        await reply(interaction, f"{member.mention} {text}.")
+
+    @admin.command(name="timezone", description="The time zone whose midnight resets allowances here")
+    @app_commands.describe(tz="An IANA time zone such as Europe/Paris or America/New_York")
+    async def timezone(self, interaction: Interaction, tz: app_commands.Range[str, 1, 64]) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        async with refusals_told(interaction):
+            policy = await self.quota.set_timezone(
+                guild_id=interaction.guild_id, actor_id=interaction.user.id, timezone=tz
+            )
+            await reply(interaction, f"Allowances here now reset at midnight in {policy.timezone}.")
+
+    @timezone.autocomplete("tz")
+    async def timezone_choices(
+        self, interaction: Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        needle = current.lower()
+        found = [zone for zone in known_time_zones() if needle in zone.lower()]
+        return [app_commands.Choice(name=zone, value=zone) for zone in found[:25]]
+
+    @admin.command(name="cooldown", description="Seconds a member must wait between two videos (0 = off)")
+    @app_commands.describe(seconds="Seconds between two /animate of one member; 0 = no cooldown")
+    async def cooldown(self, interaction: Interaction, seconds: app_commands.Range[int, 0, 86_400]) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        async with refusals_told(interaction):
+            policy = await self.quota.set_cooldown(
+                guild_id=interaction.guild_id, actor_id=interaction.user.id, seconds=seconds
+            )
+            effective = policy.cooldown_seconds
+            note = "" if effective == seconds else " (the bot's operator requires at least that)"
+            text = f"Cooldown: {effective:g} s{note}." if effective else "Cooldown: off."
+            await reply(interaction, text)
+
+    @admin.command(name="export", description="Usage per member per day as a CSV file")
+    @app_commands.describe(days="How many days back (default 30)")
+    async def export(self, interaction: Interaction, days: app_commands.Range[int, 1, 366] = 30) -> None:
+        if await refused_unless_manager(interaction):
+            return
+        assert interaction.guild_id is not None
+        data = await self.quota.export_usage(
+            guild_id=interaction.guild_id, actor_id=interaction.user.id, days=days
+        )
+        name = f"usage-{interaction.guild_id}-{days}d.csv"
+        file = discord.File(io.BytesIO(data.encode("utf-8")), filename=name)
+        await reply(interaction, f"Usage for the last {days} days.", file=file)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(QuotaCog(bot))
