@@ -1,0 +1,69 @@
+"""`python -m bot` / `kling-bot`: read the settings, open the resources, run until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+import discord
+
+from bot.app import KlingBot
+from bot.config import ConfigError, Settings, load_settings
+from bot.logs import configure_logging
+from bot.media import ImageChecker
+from bot.store import Database
+from bot.store.db import sqlite_path_from_url
+from bot.sunra import SunraClient
+
+log = logging.getLogger("bot")
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"kling-bot: {error}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings)
+    try:
+        asyncio.run(run(settings))
+    except discord.LoginFailure:
+        log.critical("Discord rejected DISCORD_TOKEN; check the bot token in the Developer Portal")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
+async def run(settings: Settings) -> None:
+    db = await Database.open(sqlite_path_from_url(settings.database_url))
+    async with (
+        db,
+        SunraClient(settings.sunra_base, settings.sunra_key) as sunra,
+        ImageChecker(
+            max_workers=settings.media.decode_workers,
+            download_timeout=settings.media.download_timeout_seconds,
+        ) as images,
+        KlingBot(settings, db=db, sunra=sunra, images=images) as bot,
+    ):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, stop.set)
+        runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if runner.done():
+            runner.result()  # re-raises a login failure or a crash
+        else:
+            log.info("stopping: unfinished jobs resume at the next start")
+            await bot.close()
+            await asyncio.gather(runner, return_exceptions=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The Bot subclass: owns nothing global; its resources are handed in and closed by the launcher."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import Settings
+from bot.delivery import DiscordReporter
+from bot.jobs import JobRunner
+from bot.media import ImageChecker
+from bot.quota import QuotaService
+from bot.store import Database
+from bot.store.jobs import JobStore
+from bot.sunra import SunraClient
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.animate", "cogs.quota")
+
+
+def apply_discord_endpoints(settings: Settings) -> None:
+    """Points discord.py at the configured REST base and gateway (a proxy, or a test's fake).
+
+    discord.py keeps both as class attributes, so this is process-wide and must run before login.
+    """
+    discord.http.Route.BASE = settings.rest_base
+    if settings.discord_gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+class KlingBot(commands.Bot):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Database,
+        sunra: SunraClient,
+        images: ImageChecker,
+        workdir: Path | None = None,
+    ) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # channel and role cache, so permissions can be computed
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            # A default for every message: nothing pings unless a send says so explicitly.
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_messages=None,
+        )
+        self.settings = settings
+        self.db = db
+        self.sunra = sunra
+        self.images = images
+        self.job_store = JobStore(db)
+        self.quota = QuotaService(db, settings.quota)
+        self.runner = JobRunner(
+            store=self.job_store,
+            sunra=sunra,
+            images=images,
+            quota=self.quota,
+            settings=settings.jobs,
+            workdir=workdir or db.path.parent / "tmp",
+        )
+
+    async def start(self, token: str, *, reconnect: bool = True) -> None:
+        apply_discord_endpoints(self.settings)
+        await super().start(token, reconnect=reconnect)
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.runner.start(DiscordReporter(self, edit_interval=self.settings.jobs.progress_edit_seconds))
+        # Here and not in on_ready, which fires again on every reconnect.
+        await self.runner.resume()
+        await self.sync_commands_if_changed()
+
+    async def close(self) -> None:
+        await self.runner.stop()
+        await super().close()
+
+    # ----- command sync ------------------------------------------------------------------------------------
+
+    async def sync_commands_if_changed(self) -> bool:
+        """Syncs only when the command definitions changed since the last sync (hash kept in the DB):
+        syncing at every start wastes one of Discord's few daily command-update slots."""
+        targets: list[discord.abc.Snowflake | None] = [
+            discord.Object(gid) for gid in self.settings.command_guild_ids
+        ] or [None]
+        synced = False
+        for guild in targets:
+            if guild is not None:
+                self.tree.copy_global_to(guild=guild)
+            key = f"commands_hash:{guild.id if guild else 'global'}"
+            digest = command_tree_hash(self.tree, guild)
+            if await self.job_store.get_meta(key) == digest:
+                continue
+            await self.tree.sync(guild=guild)
+            await self.job_store.set_meta(key, digest)
+            log.info("synced application commands (%s)", key)
+            synced = True
+        return synced
+
+
+def command_tree_hash(
+    tree: app_commands.CommandTree[commands.Bot], guild: discord.abc.Snowflake | None
+) -> str:
+    payload = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,183 @@
+"""Settings: an optional TOML file, overridden by environment variables and `.env`.
+
+Precedence, highest first: environment, `.env`, the TOML file (`BOT_CONFIG`, default `config/bot.toml` when
+present), the defaults below. Nested keys use `__` in the environment (`QUOTA__DAILY_CREDITS=20`).
+Secrets are accepted from the environment or `.env` only, so a config file can be shared or committed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from bot.quota import QuotaSettings
+
+DEFAULT_CONFIG_PATH = Path("config/bot.toml")
+SECRET_FIELDS = ("discord_token", "sunra_key")
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line that names it and never holds a secret."""
+
+
+class JobSettings(BaseModel):
+    # Kling jobs usually take minutes and sometimes more than 15; past this the job is cancelled.
+    max_lifetime_minutes: float = Field(default=60.0, gt=0)
+    # Adaptive polling when the status stream is unavailable: first interval, growth, ceiling.
+    poll_first_seconds: float = Field(default=3.0, gt=0)
+    poll_max_seconds: float = Field(default=30.0, gt=0)
+    # Progress edits per message, at most one per this many seconds (Discord rate limits edits).
+    progress_edit_seconds: float = Field(default=5.0, ge=1)
+    # Largest video the bot downloads to upload to Discord; bigger ones are delivered by URL.
+    max_video_mb: float = Field(default=100.0, gt=0)
+
+
+class MediaSettings(BaseModel):
+    # Threads decoding images; decoding never runs on the event loop.
+    decode_workers: int = Field(default=2, ge=1, le=32)
+    download_timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    discord_token: SecretStr
+    sunra_key: SecretStr
+    discord_api_url: AnyHttpUrl = AnyHttpUrl("https://discord.com/api/v10")
+    discord_gateway_url: str | None = None
+    sunra_api_url: AnyHttpUrl = AnyHttpUrl("https://api.sunra.ai/v1")
+    database_url: str = "sqlite:///data/bot.sqlite3"
+    log_level: str = "INFO"
+    # Register commands to these guilds only (instant for testing); empty = global commands.
+    command_guild_ids: list[int] = Field(default_factory=list)
+
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    quota: QuotaSettings = Field(default_factory=QuotaSettings)
+
+    @field_validator("discord_token", "sunra_key")
+    @classmethod
+    def _not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty")
+        return value
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _websocket_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlite_url(cls, value: str) -> str:
+        from bot.store.db import sqlite_path_from_url
+
+        sqlite_path_from_url(value)  # raises ValueError with a clear reason
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return upper
+
+    @property
+    def rest_base(self) -> str:
+        return str(self.discord_api_url).rstrip("/")
+
+    @property
+    def sunra_base(self) -> str:
+        return str(self.sunra_api_url).rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the TOML file named by BOT_CONFIG (or config/bot.toml when it exists)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data = _read_toml(config_path())
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def config_path() -> Path | None:
+    named = os.environ.get("BOT_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"BOT_CONFIG names {path}, which is not a readable file")
+        return path
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def _read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it as TOML ({exc})") from None
+    lowered = {key.lower(): value for key, value in data.items()}
+    for secret in SECRET_FIELDS:
+        if secret in lowered:
+            raise ConfigError(
+                f"{path}: remove '{secret}'; secrets are read only from the environment or .env "
+                f"({secret.upper()})"
+            )
+    return lowered
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Builds the settings or raises ConfigError with one line naming the first bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = "__".join(str(part) for part in error["loc"]).upper()
+        if error["type"] == "missing":
+            problems.append(f"{name} is not set")
+        else:
+            problems.append(f"{name} {error['msg'].removeprefix('Value error, ')}")
+    return "invalid configuration: " + "; ".join(problems)

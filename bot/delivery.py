@@ -1,0 +1,306 @@
+"""The Discord side of a job: the public progress message, the final post, and its fallbacks.
+
+Nothing here uses an interaction token: a Kling job can outlive it (15 minutes), so progress and results
+go through the bot's own channel messages. Every post that ends a job carries the job's mark (a nonce
+Discord enforces for a few minutes, and an embed footer that stays) so a restarted bot can find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import discord
+
+from bot.jobs import Phase, Progress
+from bot.request import AnimateRequest
+from bot.store.jobs import JobRow
+
+log = logging.getLogger(__name__)
+
+# Discord error codes this module acts on.
+UNKNOWN_CHANNEL = 10003
+UNKNOWN_MESSAGE = 10008
+MISSING_ACCESS = 50001
+MISSING_PERMISSIONS = 50013
+CANNOT_DM = 50007
+TOO_LARGE = 40005
+# How far back a restarted bot looks for a post it may already have made.
+HISTORY_LOOKBACK = 100
+EMBED_COLOUR = discord.Colour(0x5865F2)
+FAILED_COLOUR = discord.Colour(0xED4245)
+DONE_COLOUR = discord.Colour(0x57F287)
+
+
+def job_mark(job_id: int) -> str:
+    """The footer every message about a job carries; also how a restarted bot recognises its posts."""
+    return f"Kling 2.6 Pro · job {job_id}"
+
+
+def outcome_mark(job_id: int) -> str:
+    """The footer of the one message that ends a job (video or failure); the progress message has
+    `job_mark` alone, so the two are never confused."""
+    return f"{job_mark(job_id)} · final"
+
+
+def job_nonce(job_id: int, kind: str) -> str:
+    # ≤ 25 characters; Discord returns the first message for a repeated nonce for a few minutes.
+    return f"k{kind}{job_id}"[:25]
+
+
+def cancel_custom_id(job_id: int) -> str:
+    return f"kling:cancel:{job_id}"
+
+
+def only_user(user_id: int) -> discord.AllowedMentions:
+    """Mentions nobody but the requester, whatever text the message carries."""
+    return discord.AllowedMentions(
+        everyone=False, roles=False, users=[discord.Object(user_id)], replied_user=False
+    )
+
+
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+def progress_text(progress: Progress) -> str:
+    started = f" · started <t:{int(progress.started_at)}:R>" if progress.started_at else ""
+    if progress.phase is Phase.WAITING:
+        place = f" — place {progress.position}" if progress.position else ""
+        return f"⏳ Waiting in the bot's queue{place}"
+    if progress.phase is Phase.QUEUED:
+        place = f" — position {progress.position}" if progress.position is not None else ""
+        return f"⏳ In Kling's queue{place}{started}"
+    if progress.phase is Phase.GENERATING:
+        return f"🎬 Generating{started}"
+    return "📦 Finishing: fetching the video"
+
+
+def progress_embed(job: JobRow, request: AnimateRequest, status: str) -> discord.Embed:
+    embed = discord.Embed(title="Animating with Kling", description=request.prompt, colour=EMBED_COLOUR)
+    embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
+    embed.add_field(name="Settings", value=request.describe_settings(), inline=True)
+    embed.add_field(name="Status", value=status, inline=False)
+    if job.start_image_url:
+        embed.set_thumbnail(url=job.start_image_url)
+    embed.set_footer(text=job_mark(job.id))
+    return embed
+
+
+class CancelButtonView(discord.ui.View):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(timeout=None)
+        self.add_item(
+            discord.ui.Button(
+                label="Cancel", style=discord.ButtonStyle.secondary, custom_id=cancel_custom_id(job_id)
+            )
+        )
+
+
+@dataclass
+class _Shown:
+    text: str = ""
+    at: float = 0.0
+    pending: Progress | None = None
+    timer: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class DiscordReporter:
+    """Implements bot.jobs.Reporter with the bot's own messages."""
+
+    def __init__(self, client: discord.Client, *, edit_interval: float) -> None:
+        self.client = client
+        self.edit_interval = edit_interval
+        self._shown: dict[int, _Shown] = {}
+        self._requests: dict[int, AnimateRequest] = {}
+
+    # ----- progress ----------------------------------------------------------------------------------------
+
+    async def post_progress(self, job: JobRow, request: AnimateRequest, progress: Progress) -> int | None:
+        text = progress_text(progress)
+        self._requests[job.id] = request
+        channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        try:
+            message = await channel.send(
+                embed=progress_embed(job, request, text),
+                view=CancelButtonView(job.id),
+                allowed_mentions=NO_MENTIONS,
+                nonce=job_nonce(job.id, "p"),
+            )
+        except discord.HTTPException as error:
+            # The job still runs; its result will find another way (URL, then DM).
+            log.warning("job %s: cannot post the progress message (%s)", job.id, error.code)
+            return None
+        self._shown[job.id] = _Shown(text=text, at=time.monotonic())
+        return message.id
+
+    async def show_progress(self, job: JobRow, progress: Progress) -> None:
+        """Edits the progress message, at most once per `edit_interval`; newer news replaces older."""
+        if job.progress_message_id is None:
+            return
+        shown = self._shown.setdefault(job.id, _Shown())
+        if progress_text(progress) == shown.text:
+            return
+        shown.pending = progress
+        if shown.timer is not None and not shown.timer.done():
+            return
+        wait = max(0.0, shown.at + self.edit_interval - time.monotonic())
+        shown.timer = asyncio.create_task(self._edit_later(job, wait), name=f"progress-{job.id}")
+
+    async def _edit_later(self, job: JobRow, wait: float) -> None:
+        if wait:
+            await asyncio.sleep(wait)
+        shown = self._shown.get(job.id)
+        if shown is None or shown.pending is None:
+            return
+        progress, shown.pending = shown.pending, None
+        text = progress_text(progress)
+        if text == shown.text:
+            return
+        shown.text, shown.at = text, time.monotonic()
+        await self._edit_status(job, text, colour=EMBED_COLOUR, keep_button=True)
+
+    async def _edit_status(
+        self, job: JobRow, text: str, *, colour: discord.Colour, keep_button: bool
+    ) -> None:
+        if job.progress_message_id is None:
+            return
+        request = self._requests.get(job.id) or AnimateRequest.model_validate(job.params)
+        embed = progress_embed(job, request, text)
+        embed.colour = colour
+        message = self.client.get_partial_messageable(
+            job.channel_id, guild_id=job.guild_id
+        ).get_partial_message(job.progress_message_id)
+        try:
+            await message.edit(
+                embed=embed,
+                view=CancelButtonView(job.id) if keep_button else None,
+                allowed_mentions=NO_MENTIONS,
+            )
+        except discord.HTTPException as error:
+            # A deleted message or a channel we lost: progress is a courtesy, never retried.
+            log.info("job %s: progress edit refused (%s)", job.id, error.code)
+            if not keep_button:
+                return
+            job_state = self._shown.get(job.id)
+            if job_state is not None and job_state.timer is not None:
+                job_state.pending = None
+
+    def _forget(self, job_id: int) -> None:
+        shown = self._shown.pop(job_id, None)
+        if shown is not None and shown.timer is not None and shown.timer is not asyncio.current_task():
+            shown.timer.cancel()
+        self._requests.pop(job_id, None)
+
+    # ----- the end of a job --------------------------------------------------------------------------------
+
+    async def deliver(self, job: JobRow, video: Path | None) -> int | None:
+        """Posts the video: the file when it fits, else its URL; then a DM. Returns the message id."""
+        self._forget(job.id)
+        content = f"<@{job.user_id}> your video is ready!"
+        message_id = await self._post_outcome(job, content, video=video, colour=DONE_COLOUR)
+        await self._edit_status(job, "✅ Done", colour=DONE_COLOUR, keep_button=False)
+        return message_id
+
+    async def notify_end(self, job: JobRow) -> int | None:
+        self._forget(job.id)
+        reason = job.error_message or "The job could not finish."
+        content = f"<@{job.user_id}> your /animate job ended without a video. {reason}"
+        message_id = await self._post_outcome(job, content, video=None, colour=FAILED_COLOUR, with_url=False)
+        status = "🚫 Cancelled" if job.state == "cancelled" else "❌ Ended without a video"
+        await self._edit_status(job, status, colour=FAILED_COLOUR, keep_button=False)
+        return message_id
+
+    async def _post_outcome(
+        self,
+        job: JobRow,
+        content: str,
+        *,
+        video: Path | None,
+        colour: discord.Colour,
+        with_url: bool = True,
+    ) -> int | None:
+        channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        embed = discord.Embed(colour=colour)
+        embed.set_footer(text=outcome_mark(job.id))
+        reference = None
+        if job.progress_message_id is not None:
+            reference = discord.MessageReference(
+                message_id=job.progress_message_id, channel_id=job.channel_id, fail_if_not_exists=False
+            )
+        url_text = f"{content}\n{job.video_url}" if with_url and job.video_url else content
+        attempts: list[tuple[str, discord.File | None]] = []
+        if video is not None:
+            attempts.append((content, discord.File(video, filename=f"kling-{job.id}.mp4")))
+        attempts.append((url_text, None))
+        for text, file in attempts:
+            try:
+                message = await self._send(channel, job, text, embed, reference, file)
+                return message.id
+            except discord.HTTPException as error:
+                log.warning("job %s: channel refused the result (%s %s)", job.id, error.status, error.code)
+                if error.code in (UNKNOWN_CHANNEL, MISSING_ACCESS) or error.status >= 500:
+                    break  # the URL would be refused the same way; go straight to the DM
+                if error.code not in (TOO_LARGE, MISSING_PERMISSIONS) and error.status != 413:
+                    break
+            finally:
+                if file is not None:
+                    file.close()
+        return await self._direct_message(job, url_text, embed)
+
+    @staticmethod
+    async def _send(
+        channel: discord.PartialMessageable,
+        job: JobRow,
+        text: str,
+        embed: discord.Embed,
+        reference: discord.MessageReference | None,
+        file: discord.File | None,
+    ) -> discord.Message:
+        # One nonce for every attempt: Discord answers a repeat with the message it already made.
+        # MISSING (not None) is how discord.py spells "leave this field out".
+        return await channel.send(
+            text,
+            embed=embed,
+            reference=reference if reference is not None else discord.utils.MISSING,
+            file=file if file is not None else discord.utils.MISSING,
+            allowed_mentions=only_user(job.user_id),
+            nonce=job_nonce(job.id, "r"),
+        )
+
+    async def _direct_message(self, job: JobRow, text: str, embed: discord.Embed) -> int | None:
+        try:
+            user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
+            message = await user.send(
+                f"{text}\n(I could not post in <#{job.channel_id}>.)",
+                embed=embed,
+                allowed_mentions=only_user(job.user_id),
+                nonce=job_nonce(job.id, "d"),
+            )
+        except discord.HTTPException as error:
+            log.error(
+                "job %s: could not reach the member in the channel or by DM (%s); the result stays in the "
+                "database",
+                job.id,
+                error.code,
+            )
+            return None
+        return message.id
+
+    async def find_outcome(self, job: JobRow) -> int | None:
+        """Looks for a post about this job that a previous process made before it died."""
+        channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        after = discord.Object(job.progress_message_id) if job.progress_message_id else None
+        mark = outcome_mark(job.id)
+        me = self.client.user
+        try:
+            async for message in channel.history(limit=HISTORY_LOOKBACK, after=after, oldest_first=False):
+                if me is not None and message.author.id != me.id:
+                    continue
+                if any(embed.footer.text == mark for embed in message.embeds):
+                    return message.id
+        except discord.HTTPException as error:
+            log.info("job %s: cannot read the channel's history (%s)", job.id, error.code)
+        return None

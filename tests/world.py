@@ -1,0 +1,159 @@
+"""The whole bot, in-process, against a fake Discord and a fake sunra on 127.0.0.1.
+
+`World` starts KlingBot exactly as `python -m bot` would (same Settings, Database, SunraClient,
+ImageChecker), pointed at the fakes, and gives tests short verbs: send an /animate, wait for its end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.app import KlingBot
+from bot.config import Settings
+from bot.jobs import ENDED
+from bot.media import ImageChecker
+from bot.store import Database
+from bot.store.jobs import JobRow
+from bot.sunra import RetryPolicy, SunraClient
+from tests import images
+from tests.fakes import payloads as p
+from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, running_client
+from tests.fakes.sunra_server import FakeSunra
+
+SUNRA_KEY = "sk-test-0123456789abcdef"
+FAST_RETRY = RetryPolicy(base=0.01, cap=0.05)
+
+
+def test_settings(discord: FakeDiscord, sunra: FakeSunra, database: Path, **overrides: Any) -> Settings:
+    jobs = {"poll_first_seconds": 0.05, "poll_max_seconds": 0.2, "progress_edit_seconds": 1.0}
+    jobs.update(overrides.pop("jobs", {}))
+    values: dict[str, Any] = {
+        "discord_token": discord.token,
+        "sunra_key": SUNRA_KEY,
+        "discord_api_url": discord.api_url,
+        "discord_gateway_url": discord.gateway_url,
+        "sunra_api_url": sunra.url,
+        "database_url": f"sqlite:///{database}",
+        "jobs": jobs,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def loosen_rate_limits(fake: FakeDiscord) -> None:
+    """Many jobs post in one channel in tests; Discord's real buckets are exercised in their own tests."""
+    fake.set_rate_limit("message_create", 1000, 1.0)
+    fake.set_rate_limit("message_edit", 1000, 1.0)
+
+
+@dataclass
+class World:
+    discord: FakeDiscord
+    sunra: FakeSunra
+    bot: KlingBot
+    db: Database
+    members: set[int] = field(default_factory=set)
+
+    def image(self, data: bytes | None = None, filename: str = "cat.png", **kw: Any) -> dict[str, Any]:
+        return self.discord.add_attachment(filename, data or images.png((640, 480)), **kw)
+
+    async def animate(
+        self, prompt: str = "the cat waves", *, user_id: int | None = None, image: Any = None, **options: Any
+    ) -> InteractionRecord:
+        user_id = user_id or p.DEFAULT_USER_ID
+        if user_id not in self.members:
+            self.discord.ensure_member(p.DEFAULT_GUILD_ID, user_id)
+            self.members.add(user_id)
+        opts = {"image": image if image is not None else self.image(), "prompt": prompt, **options}
+        return await self.discord.dispatch_interaction(
+            p.slash_command(self.discord, options=opts, user_id=user_id)
+        )
+
+    async def private_answer(self, interaction: InteractionRecord, within: float = 10.0) -> str:
+        """The text the member finally reads privately: the ephemeral reply or the deferred one's edit."""
+        callback = await self.discord.wait_for_callback(interaction.id, timeout=within)
+        if callback.type == 4:
+            return str(callback.data.get("content", ""))
+
+        def edited() -> str | None:
+            for message in self.discord.messages:
+                if message.kind == "interaction_response" and message.interaction_id == interaction.id:
+                    content = message.message.get("content")
+                    return str(content) if content else None
+            return None
+
+        return await self.discord.wait_for(edited, timeout=within)
+
+    async def job_for(self, interaction: InteractionRecord) -> JobRow:
+        row = await self.db.fetchone("SELECT id FROM jobs WHERE interaction_id = ?", (str(interaction.id),))
+        assert row is not None, "no job recorded for this interaction"
+        job = await self.bot.job_store.get(int(row[0]))
+        assert job is not None
+        return job
+
+    async def ended(self, interaction: InteractionRecord, within: float = 20.0) -> JobRow:
+        """Waits until the job has ended and its outcome is posted (or told privately)."""
+        return await self.until(
+            lambda job: job.state in ENDED and (job.notified or job.state == "delivered"), interaction, within
+        )
+
+    async def until(
+        self, predicate: Callable[[JobRow], bool], interaction: InteractionRecord, within: float = 20.0
+    ) -> JobRow:
+        loop_time = _loop_time()
+        deadline = loop_time() + within
+        while True:
+            with contextlib.suppress(AssertionError):
+                job = await self.job_for(interaction)
+                if predicate(job):
+                    return job
+            if loop_time() > deadline:
+                raise TimeoutError(f"job of interaction {interaction.id} did not get there in {within}s")
+            await _sleep(0.02)
+
+    def outcome_messages(self, job_id: int) -> list[MessageRecord]:
+        from bot.delivery import outcome_mark
+
+        mark = outcome_mark(job_id)
+        return [
+            m
+            for m in self.discord.messages
+            if any(e.get("footer", {}).get("text") == mark for e in m.message.get("embeds", []))
+        ]
+
+
+def _loop_time() -> Callable[[], float]:
+    import asyncio
+
+    return asyncio.get_running_loop().time
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+@contextlib.asynccontextmanager
+async def running_world(
+    tmp_path: Path, *, discord: FakeDiscord | None = None, sunra: FakeSunra | None = None, **overrides: Any
+) -> AsyncIterator[World]:
+    async with contextlib.AsyncExitStack() as stack:
+        if discord is None:
+            discord = await stack.enter_async_context(FakeDiscord())
+            loosen_rate_limits(discord)
+        if sunra is None:
+            sunra = await stack.enter_async_context(FakeSunra(key=SUNRA_KEY))
+        settings = test_settings(discord, sunra, tmp_path / "bot.sqlite3", **overrides)
+        db = await stack.enter_async_context(await Database.open(tmp_path / "bot.sqlite3"))
+        client = await stack.enter_async_context(
+            SunraClient(settings.sunra_base, SUNRA_KEY, retry=FAST_RETRY)
+        )
+        checker = await stack.enter_async_context(ImageChecker(max_workers=2, download_timeout=10))
+        bot = KlingBot(settings, db=db, sunra=client, images=checker, workdir=tmp_path / "work")
+        await stack.enter_async_context(running_client(bot, discord))
+        yield World(discord, sunra, bot, db)
