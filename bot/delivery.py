@@ -104,6 +104,9 @@ class _Shown:
     text: str = ""
     at: float = 0.0
     pending: Progress | None = None
+    # The channel refused an edit or post (403/404): further edits would only count as invalid
+    # requests against the bot's IP, so this job's progress message is left alone from then on.
+    refused: bool = False
     timer: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -165,7 +168,7 @@ class DiscordReporter:
     async def _edit_status(
         self, job: JobRow, text: str, *, colour: discord.Colour, keep_button: bool
     ) -> None:
-        if job.progress_message_id is None:
+        if job.progress_message_id is None or self._shown.get(job.id, _Shown()).refused:
             return
         request = self._requests.get(job.id) or AnimateRequest.model_validate(job.params)
         embed = progress_embed(job, request, text)
@@ -182,35 +185,46 @@ class DiscordReporter:
         except discord.HTTPException as error:
             # A deleted message or a channel we lost: progress is a courtesy, never retried.
             log.info("job %s: progress edit refused (%s)", job.id, error.code)
-            if not keep_button:
-                return
-            job_state = self._shown.get(job.id)
-            if job_state is not None and job_state.timer is not None:
-                job_state.pending = None
+            self._note_refusal(job.id, error)
+
+    def _note_refusal(self, job_id: int, error: discord.HTTPException) -> None:
+        if error.status in (403, 404):
+            shown = self._shown.setdefault(job_id, _Shown())
+            shown.refused, shown.pending = True, None
+
+    def _stop_progress(self, job_id: int) -> None:
+        """No more progress edits for this job (its final status edit follows)."""
+        shown = self._shown.get(job_id)
+        if shown is None:
+            return
+        shown.pending = None
+        if shown.timer is not None and shown.timer is not asyncio.current_task():
+            shown.timer.cancel()
 
     def _forget(self, job_id: int) -> None:
-        shown = self._shown.pop(job_id, None)
-        if shown is not None and shown.timer is not None and shown.timer is not asyncio.current_task():
-            shown.timer.cancel()
+        self._stop_progress(job_id)
+        self._shown.pop(job_id, None)
         self._requests.pop(job_id, None)
 
     # ----- the end of a job --------------------------------------------------------------------------------
 
     async def deliver(self, job: JobRow, video: Path | None) -> int | None:
         """Posts the video: the file when it fits, else its URL; then a DM. Returns the message id."""
-        self._forget(job.id)
+        self._stop_progress(job.id)
         content = f"<@{job.user_id}> your video is ready!"
         message_id = await self._post_outcome(job, content, video=video, colour=DONE_COLOUR)
         await self._edit_status(job, "✅ Done", colour=DONE_COLOUR, keep_button=False)
+        self._forget(job.id)
         return message_id
 
     async def notify_end(self, job: JobRow) -> int | None:
-        self._forget(job.id)
+        self._stop_progress(job.id)
         reason = job.error_message or "The job could not finish."
         content = f"<@{job.user_id}> your /animate job ended without a video. {reason}"
         message_id = await self._post_outcome(job, content, video=None, colour=FAILED_COLOUR, with_url=False)
         status = "🚫 Cancelled" if job.state == "cancelled" else "❌ Ended without a video"
         await self._edit_status(job, status, colour=FAILED_COLOUR, keep_button=False)
+        self._forget(job.id)
         return message_id
 
     async def _post_outcome(
@@ -241,6 +255,8 @@ class DiscordReporter:
                 return message.id
             except discord.HTTPException as error:
                 log.warning("job %s: channel refused the result (%s %s)", job.id, error.status, error.code)
+                if file is None or error.code in (UNKNOWN_CHANNEL, MISSING_ACCESS):
+                    self._note_refusal(job.id, error)
                 if error.code in (UNKNOWN_CHANNEL, MISSING_ACCESS) or error.status >= 500:
                     break  # the URL would be refused the same way; go straight to the DM
                 if error.code not in (TOO_LARGE, MISSING_PERMISSIONS) and error.status != 413:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from tests.world import running_world
+import pytest
+
+from tests import images
+from tests.fakes import payloads as p
+from tests.fakes.discord_server import MessageRecord
+from tests.world import World, running_world
 
 EPHEMERAL = 64
 
@@ -28,3 +35,228 @@ async def test_a_good_picture_becomes_one_video_reply(tmp_path: Path) -> None:
         answer = await world.private_answer(interaction)
         assert "on its way" in answer
         assert world.sunra.count("submit") == 1
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+def channel_posts(world: World) -> list[MessageRecord]:
+    return [m for m in world.discord.messages if m.kind == "channel"]
+
+
+async def assert_nothing_happened(world: World) -> None:
+    assert world.sunra.count("submit") == 0 and world.sunra.count("upload_initiate") == 0
+    assert channel_posts(world) == []
+    charged = await world.db.fetchone("SELECT COUNT(*) FROM quota_ledger WHERE kind IN ('reserve', 'commit')")
+    assert charged is not None and charged[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("attachment", "options", "expected"),
+    [
+        (lambda w: w.image(images.png((200, 200))), {}, "300"),
+        (lambda w: w.image(images.png((1200, 300))), {}, "ratio"),
+        (lambda w: w.discord.add_attachment("notes.txt", b"hello", "text/plain"), {}, "picture"),
+        (lambda w: w.image(), {"voice_1": "v1"}, "<<<voice_1>>>"),
+        (lambda w: w.image(), {"prompt": "<<<voice_1>>> says hi", "voice_1": "v1", "audio": False}, "audio"),
+    ],
+    ids=["too-small", "too-wide", "not-a-picture", "voice-not-in-prompt", "voice-without-audio"],
+)
+async def test_bad_input_is_refused_at_once_privately_and_changes_nothing(
+    tmp_path: Path, attachment: Callable[[World], dict[str, Any]], options: dict[str, Any], expected: str
+) -> None:
+    async with running_world(tmp_path) as world:
+        interaction = await world.animate(image=attachment(world), **options)
+        callback = await world.discord.wait_for_callback(interaction.id)
+        assert callback.type == 4 and callback.flags & EPHEMERAL and callback.latency < 3.0
+        assert expected.lower() in callback.data["content"].lower()
+        await assert_nothing_happened(world)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (images.encode(images.noise((640, 480)), "PNG")[:30_000], "damaged"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, "picture"),
+        (images.png_claiming(40_000, 40_000), "megapixels"),
+    ],
+    ids=["truncated", "disguised", "decompression-bomb"],
+)
+async def test_bytes_that_lie_are_refused_after_the_deferral_privately(
+    tmp_path: Path, data: bytes, expected: str
+) -> None:
+    async with running_world(tmp_path) as world:
+        # The metadata looks fine (a PNG of a good size); only the bytes tell the truth.
+        attachment = world.discord.add_attachment("cat.png", data, "image/png", width=640, height=480)
+        interaction = await world.animate(image=attachment)
+        answer = await world.private_answer(interaction)
+        assert expected.lower() in answer.lower(), answer
+        job = await world.ended(interaction)
+        assert job.state == "refused" and job.notified
+        await assert_nothing_happened(world)
+
+
+async def test_missing_channel_permissions_are_named_privately(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        attach_files = 1 << 15
+        world.discord.set_overwrite(p.DEFAULT_CHANNEL_ID, p.DEFAULT_BOT_ROLE_ID, deny=attach_files)
+        interaction = await world.animate()
+        callback = await world.discord.wait_for_callback(interaction.id)
+        assert callback.flags & EPHEMERAL and "Attach Files" in callback.data["content"]
+        await assert_nothing_happened(world)
+
+
+# ----------------------------------------------------------------------------------------------- job ends
+
+
+async def balance_of(world: World, user_id: int = p.DEFAULT_USER_ID) -> int:
+    balance = await world.bot.quota.balance(guild_id=p.DEFAULT_GUILD_ID, user_id=user_id, role_ids=())
+    return balance.available
+
+
+async def test_a_failed_prediction_says_why_and_whether_to_retry_and_charges_nothing(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        world.sunra.fail_next_job(reason="The image was flagged by the safety filter", retryable=False)
+        interaction = await world.animate()
+        job = await world.ended(interaction)
+        assert job.state == "failed" and job.retryable is False
+        [outcome] = world.outcome_messages(job.id)
+        text = outcome.message["content"]
+        assert "safety filter" in text and "not help" in text.lower(), text
+        assert outcome.files == [] and await balance_of(world) == before
+
+
+async def test_cancel_works_for_the_requester_not_for_others_and_refunds(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        world.sunra.next_job(seconds=30, queue_seconds=1)
+        interaction = await world.animate()
+        job = await world.until(
+            lambda j: j.state == "submitted" and j.progress_message_id is not None, interaction
+        )
+        custom_id = f"kling:cancel:{job.id}"
+        progress_id = job.progress_message_id or 0
+
+        bob = 4242
+        world.discord.ensure_member(p.DEFAULT_GUILD_ID, bob)
+        click = await world.discord.dispatch_interaction(
+            p.button_click(world.discord, custom_id, message=progress_id, user_id=bob)
+        )
+        assert "only the member" in (await world.private_answer(click)).lower()
+        assert (await world.job_for(interaction)).state == "submitted"
+
+        click = await world.discord.dispatch_interaction(
+            p.button_click(world.discord, custom_id, message=progress_id)
+        )
+        assert "cancelling" in (await world.private_answer(click)).lower()
+        job = await world.ended(interaction)
+        assert job.state == "cancelled" and world.sunra.count("cancel") == 1
+        [outcome] = world.outcome_messages(job.id)
+        assert "you cancelled it" in outcome.message["content"].lower()
+        assert await balance_of(world) == before
+
+
+async def test_a_job_that_never_finishes_is_cancelled_at_its_lifetime(tmp_path: Path) -> None:
+    async with running_world(tmp_path, jobs={"max_lifetime_minutes": 0.03}) as world:
+        world.sunra.next_job(seconds=60)
+        interaction = await world.animate()
+        job = await world.ended(interaction)
+        assert job.state == "cancelled" and job.error_code == "lifetime_exceeded"
+        assert world.sunra.count("cancel") == 1
+        [outcome] = world.outcome_messages(job.id)
+        assert "did not finish within" in outcome.message["content"]
+
+
+async def test_a_video_over_the_upload_limit_is_delivered_by_its_url(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.discord.set_upload_limit(p.DEFAULT_GUILD_ID, 100_000)
+        world.sunra.next_job(video_size=300_000)
+        interaction = await world.animate()
+        job = await world.ended(interaction)
+        assert job.state == "delivered"
+        [outcome] = world.outcome_messages(job.id)
+        assert outcome.files == [] and (job.video_url or "?") in outcome.message["content"]
+        assert world.sunra.count("video") == 0  # known too large from its size: never downloaded
+
+
+async def test_a_stale_upload_limit_falls_back_to_the_url_after_40005(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.discord.set_upload_limit(p.DEFAULT_GUILD_ID, 100_000)
+        world.sunra.next_job(video_size=300_000)
+        # The interaction claims 25 MiB (a boosted server that lost its boost since): Discord says 40005.
+        payload = p.slash_command(
+            world.discord,
+            options={"image": world.image(), "prompt": "the cat waves"},
+            attachment_size_limit=25 * 1024 * 1024,
+        )
+        interaction = await world.discord.dispatch_interaction(payload)
+        job = await world.ended(interaction)
+        assert job.state == "delivered"
+        [outcome] = world.outcome_messages(job.id)
+        assert outcome.files == [] and (job.video_url or "?") in outcome.message["content"]
+        assert world.discord.invalid_requests <= 1
+
+
+@pytest.mark.parametrize("code", [50013, 10003])
+async def test_a_channel_that_refuses_gets_the_member_a_dm(tmp_path: Path, code: int) -> None:
+    async with running_world(tmp_path) as world:
+        world.sunra.next_job(seconds=1.5)
+        interaction = await world.animate()
+        await world.until(lambda j: j.state == "submitted", interaction)
+        world.discord.refuse(p.DEFAULT_CHANNEL_ID, code)
+        job = await world.ended(interaction)
+        assert job.state == "delivered" and job.video_url
+        [outcome] = world.outcome_messages(job.id)
+        assert outcome.channel_id != p.DEFAULT_CHANNEL_ID  # the DM channel
+        assert job.video_url in outcome.message["content"]
+        assert world.discord.invalid_requests <= 4  # each fallback tried once, never a loop
+
+
+async def test_when_nobody_can_be_reached_the_result_stays_in_the_database(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.sunra.next_job(seconds=1.5)
+        interaction = await world.animate()
+        await world.until(lambda j: j.state == "submitted", interaction)
+        world.discord.refuse(p.DEFAULT_CHANNEL_ID, 50013)
+        world.discord.refuse_dm(p.DEFAULT_USER_ID)
+        job = await world.ended(interaction)
+        assert job.state == "delivered" and job.video_url and job.result_message_id is None
+        assert world.outcome_messages(job.id) == []
+        assert world.discord.invalid_requests <= 4
+
+
+async def test_a_dead_interaction_token_is_not_retried_and_the_job_still_delivers(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        interaction = await world.animate()
+        await world.discord.wait_for_callback(interaction.id)
+        world.discord.expire_token(interaction.token)  # the "on its way" edit gets 50027
+        job = await world.ended(interaction)
+        assert job.state == "delivered" and len(world.outcome_messages(job.id)) == 1
+        webhook_calls = [r for r in world.discord.requests if r.path.startswith("/webhooks/")]
+        assert len(webhook_calls) == 1 and world.discord.invalid_requests == 1
+
+
+async def test_status_hiccups_while_waiting_only_slow_the_job_down(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.sunra.stream_enabled = False
+        world.sunra.next_job(seconds=1.0)
+        world.sunra.fail_next("status", 503, times=2)
+        world.sunra.fail_next("status", 429, times=1)
+        world.sunra.fail_next("status", malformed=True)
+        interaction = await world.animate()
+        job = await world.ended(interaction)
+        assert job.state == "delivered" and world.sunra.count("submit") == 1
+        assert world.sunra.count("status") < 40  # adaptive polling, not a tight loop
+
+
+async def test_a_rejected_key_stops_new_submissions_and_says_so(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.sunra.reject_key()
+        first = await world.animate()
+        job = await world.ended(first)
+        assert job.state in ("refused", "failed")
+        second = await world.animate()
+        callback = await world.discord.wait_for_callback(second.id)
+        assert callback.type == 4 and "not available" in callback.data["content"]
+        assert world.sunra.count("submit") == 0
