@@ -306,9 +306,24 @@ class DiscordReporter:
         return message.id
 
     async def find_outcome(self, job: JobRow) -> int | None:
-        """Looks for a post about this job that a previous process made before it died."""
+        """Looks for a post about this job that a previous process made before it died: in the
+        channel first, then in the DM with the requester (where the fallback may have put it)."""
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         after = discord.Object(job.progress_message_id) if job.progress_message_id else None
+        found = await self._find_mark(job, channel, after)
+        if found is not None:
+            return found
+        try:
+            user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
+            dm = await user.create_dm()
+        except discord.HTTPException as error:
+            log.info("job %s: cannot open the DM to look for a result (%s)", job.id, error.code)
+            return None
+        return await self._find_mark(job, dm, None)
+
+    async def _find_mark(
+        self, job: JobRow, channel: discord.abc.Messageable, after: discord.Object | None
+    ) -> int | None:
         mark = outcome_mark(job.id)
         me = self.client.user
         try:
@@ -318,5 +333,5 @@ class DiscordReporter:
                 if any(embed.footer.text == mark for embed in message.embeds):
                     return message.id
         except discord.HTTPException as error:
-            log.info("job %s: cannot read the channel's history (%s)", job.id, error.code)
+            log.info("job %s: cannot read the history (%s)", job.id, error.code)
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ import pytest
 
 from tests import images
 from tests.fakes import payloads as p
-from tests.fakes.discord_server import MessageRecord
-from tests.world import World, running_world
+from tests.fakes.discord_server import FakeDiscord, MessageRecord
+from tests.fakes.sunra_server import FakeSunra, JobPlan
+from tests.world import SUNRA_KEY, World, loosen_rate_limits, running_world
 
 EPHEMERAL = 64
 
@@ -260,3 +262,108 @@ async def test_a_rejected_key_stops_new_submissions_and_says_so(tmp_path: Path) 
         callback = await world.discord.wait_for_callback(second.id)
         assert callback.type == 4 and "not available" in callback.data["content"]
         assert world.sunra.count("submit") == 0
+
+
+# ----------------------------------------------------------------------------------------------- many at once
+
+
+async def test_many_members_at_once_each_get_one_video_and_a_quick_answer(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        members = [7000 + n for n in range(24)]
+        interactions = await asyncio.gather(
+            *(world.animate(f"member {uid} waves", user_id=uid) for uid in members)
+        )
+        callbacks = [await world.discord.wait_for_callback(i.id, timeout=10) for i in interactions]
+        assert max(c.latency for c in callbacks) < 3.0
+        jobs = [await world.ended(i, within=60) for i in interactions]
+        assert [j.state for j in jobs] == ["delivered"] * len(members)
+        assert {j.user_id for j in jobs} == set(members)
+        for job in jobs:
+            assert len(world.outcome_messages(job.id)) == 1
+        assert world.sunra.count("submit") == len(members)
+
+
+async def test_a_burst_from_one_member_reserves_exactly_what_they_can_afford(tmp_path: Path) -> None:
+    async with running_world(tmp_path, quota={"daily_credits": 30, "max_concurrent_jobs": 1}) as world:
+        interactions = await asyncio.gather(*(world.animate(f"try {n}") for n in range(10)))
+        answers = [await world.private_answer(i) for i in interactions]
+        accepted = [a for a in answers if "on its way" in a]
+        refused = [a for a in answers if "on its way" not in a]
+        assert len(accepted) == 3, answers
+        assert all("resets" in a and "credits" in a for a in refused), refused
+        for interaction, answer in zip(interactions, answers, strict=True):
+            if "on its way" in answer:
+                assert (await world.ended(interaction, within=30)).state == "delivered"
+        assert world.sunra.count("submit") == 3
+        assert await balance_of(world) == 0
+
+
+async def test_the_fair_queue_serves_a_new_member_before_a_heavy_one(tmp_path: Path) -> None:
+    async with running_world(tmp_path, quota={"max_jobs_in_flight": 1, "max_concurrent_jobs": 3}) as world:
+        world.sunra.plan_jobs(JobPlan(seconds=0.8), times=None)
+        heavy = 7100
+        first = [await world.animate(f"heavy {n}", user_id=heavy) for n in range(3)]
+        for interaction in first:
+            await world.private_answer(interaction)
+        newcomer = await world.animate("newcomer", user_id=7200)
+        answer = await world.private_answer(newcomer)
+        assert "place 1 in line" in answer, answer  # ahead of the heavy user's two waiting jobs
+        for interaction in [*first, newcomer]:
+            assert (await world.ended(interaction, within=30)).state == "delivered"
+        order = [job.input["prompt"] for job in sorted(world.sunra.jobs.values(), key=lambda j: j.created_at)]
+        assert order == ["heavy 0", "newcomer", "heavy 1", "heavy 2"], order
+
+
+async def test_commands_are_synced_only_when_they_change(tmp_path: Path) -> None:
+    async with FakeDiscord() as discord:
+        async with running_world(tmp_path, discord=discord):
+            pass
+        assert len(discord.command_puts) == 1
+        async with running_world(tmp_path, discord=discord):
+            pass
+        assert len(discord.command_puts) == 1  # same definitions: no sync, no daily slot spent
+        async with running_world(tmp_path, discord=discord, command_guild_ids=[p.DEFAULT_GUILD_ID]):
+            pass
+        assert len(discord.command_puts) == 2
+        assert {c["name"] for c in discord.registered_commands()} >= {"animate", "quota"}
+
+
+# ----------------------------------------------------------------------------------------------- restarts
+
+
+@pytest.mark.parametrize("via_dm", [False, True], ids=["channel", "dm"])
+async def test_a_restart_finds_the_post_it_already_made_and_does_not_post_again(
+    tmp_path: Path, via_dm: bool
+) -> None:
+    async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+        loosen_rate_limits(discord)
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            sunra.next_job(seconds=1.0)
+            interaction = await world.animate()
+            if via_dm:
+                await world.until(lambda j: j.state == "submitted", interaction)
+                discord.refuse(p.DEFAULT_CHANNEL_ID, 10003)
+            job = await world.ended(interaction)
+            assert job.state == "delivered" and len(world.outcome_messages(job.id)) == 1
+            # The process "died" between the post and its record: the row still says delivering.
+            await world.db.execute("UPDATE jobs SET state = 'delivering' WHERE id = ?", (job.id,))
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            job = await world.until(lambda j: j.state == "delivered", interaction)
+            assert len(world.outcome_messages(job.id)) == 1 and job.result_message_id is not None
+            assert sunra.count("submit") == 1
+
+
+async def test_a_restart_settles_a_job_caught_while_submitting_without_resubmitting(tmp_path: Path) -> None:
+    async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+        loosen_rate_limits(discord)
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            before = await balance_of(world)
+            sunra.hang_next_submit(30)
+            interaction = await world.animate()
+            await world.until(lambda j: j.state == "submitting", interaction)
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            job = await world.ended(interaction)
+            assert job.state == "uncertain" and job.notified
+            [outcome] = world.outcome_messages(job.id)
+            assert "not sent again" in outcome.message["content"]
+            assert sunra.count("submit") == 1 and await balance_of(world) == before
