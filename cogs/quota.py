@@ -23,12 +23,15 @@ from bot.quota import (
     known_time_zones,
     relative_time,
 )
+from bot.store.jobs import JobRow, JobStore
 
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
 THIS_PERIOD: dict[Period, str] = {"daily": "today", "weekly": "this week", "monthly": "this month"}
 MAX_CREDITS = 1_000_000
+# /quota links this many of the member's latest videos.
+RECENT_VIDEOS = 5
 Interaction = discord.Interaction[Any]
 
 
@@ -92,6 +95,16 @@ def report_text(report: MemberReport, prices: dict[str, int], *, whose: str) -> 
     return "\n".join(lines)
 
 
+def recent_videos_text(jobs: list[JobRow]) -> str:
+    """Links to the member's latest videos: the way back to one the bot could not post or DM."""
+    lines = [
+        f"• job {job.id}: {job.video_url}" + ("" if job.result_message_id else " (could not be posted)")
+        for job in jobs
+        if job.state == "delivered" and job.video_url
+    ]
+    return "\n**Your latest videos:**\n" + "\n".join(lines) if lines else ""
+
+
 def policy_text(policy: ServerPolicy) -> str:
     noun = PERIOD_NOUN[policy.period]
     cap = f"{policy.cap} credits per {noun}" if policy.cap else "none"
@@ -143,7 +156,11 @@ class QuotaCog(commands.Cog):
             user_id=interaction.user.id,
             role_ids=role_ids_of(interaction.user),
         )
-        await reply(interaction, report_text(report, self.quota.price_list(), whose="Your"))
+        text = report_text(report, self.quota.price_list(), whose="Your")
+        store = getattr(self.bot, "job_store", None)
+        if isinstance(store, JobStore):
+            text += recent_videos_text(await store.recent_for_user(interaction.user.id, limit=RECENT_VIDEOS))
+        await reply(interaction, text)
 
     @admin.command(name="view", description="A member's credits, jobs and spending")
     @app_commands.describe(member="The member to look at")

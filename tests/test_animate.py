@@ -226,6 +226,11 @@ async def test_when_nobody_can_be_reached_the_result_stays_in_the_database(tmp_p
         assert job.state == "delivered" and job.video_url and job.result_message_id is None
         assert world.outcome_messages(job.id) == []
         assert world.discord.invalid_requests <= 4
+        # The member gets it back with /quota (private).
+        world.discord.unrefuse(p.DEFAULT_CHANNEL_ID)
+        quota = await world.discord.dispatch_interaction(p.slash_command(world.discord, name="quota"))
+        callback = await world.discord.wait_for_callback(quota.id)
+        assert callback.flags & EPHEMERAL and job.video_url in callback.data["content"]
 
 
 async def test_a_dead_interaction_token_is_not_retried_and_the_job_still_delivers(tmp_path: Path) -> None:
