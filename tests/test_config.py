@@ -128,3 +128,26 @@ def test_start_up_stops_with_one_line(clean_env: Path) -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0] and SECRET not in done.stderr
+
+
+def test_logs_never_show_a_secret_even_in_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from bot.logs import RedactSecrets
+
+    secret = "sk-very-secret-value"
+    logger = logging.getLogger("test.redaction")
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactSecrets([secret, "x"]))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("key is %s", secret)
+        try:
+            raise RuntimeError(f"Authorization: Key {secret}")
+        except RuntimeError:
+            logger.exception("request failed")
+    finally:
+        logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert secret not in err and err.count("[redacted]") == 2 and "RuntimeError" in err
