@@ -372,3 +372,23 @@ async def test_a_restart_settles_a_job_caught_while_submitting_without_resubmitt
             [outcome] = world.outcome_messages(job.id)
             assert "not sent again" in outcome.message["content"]
             assert sunra.count("submit") == 1 and await balance_of(world) == before
+
+
+async def test_a_submit_the_api_may_have_taken_is_never_sent_again(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        world.sunra.fail_next("submit", 500, after_processing=True)  # the job exists, the answer says 500
+        interaction = await world.animate()
+        job = await world.ended(interaction)
+        assert job.state == "uncertain" and world.sunra.count("submit") == 1
+        [outcome] = world.outcome_messages(job.id)
+        assert "not sent again" in outcome.message["content"]
+        assert await balance_of(world) == before
+
+
+async def test_a_rate_limited_submit_is_retried_and_delivers(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.sunra.fail_next("submit", 429, retry_after=0.1)
+        interaction = await world.animate()
+        job = await world.ended(interaction)
+        assert job.state == "delivered" and world.sunra.count("submit") == 2 and len(world.sunra.jobs) == 1
