@@ -320,6 +320,8 @@ class JobRunner:
                 job, Outcome(State.CANCELLED, "cancelled", reason, True), from_states=State.QUEUED
             )
             return True
+        if job_id in self._cancel_requests:
+            return True  # already being cancelled: a second cancel() would interrupt the first's cleanup
         self._cancel_requests[job_id] = reason
         task = self._tasks.get(job_id)
         if task is not None and job.state == State.SUBMITTED:
@@ -397,6 +399,8 @@ class JobRunner:
                     await self._end(job, outcome_from_error(RuntimeError()), from_states=job.state)
             finally:
                 self._tasks.pop(job_id, None)
+                if job_id in self._cancel_requests:
+                    del self._cancel_requests[job_id]
                 self._wake.set()
 
         self._tasks[job_id] = asyncio.create_task(run(), name=f"job-{job_id}")
@@ -427,7 +431,7 @@ class JobRunner:
             await self._report.show_progress(job, progress_from_status(status, started))
 
         if job.id in self._cancel_requests:  # the member pressed Cancel while it was being submitted
-            reason = self._cancel_requests.pop(job.id)
+            reason = self._cancel_requests[job.id]
             await self._stop_at_api(job, Outcome(State.CANCELLED, "cancelled", reason, True))
             return
         policy = PollPolicy(first=self.settings.poll_first_seconds, maximum=self.settings.poll_max_seconds)
@@ -440,7 +444,7 @@ class JobRunner:
         except asyncio.CancelledError:
             if job.id not in self._cancel_requests:
                 raise
-            reason = self._cancel_requests.pop(job.id)
+            reason = self._cancel_requests[job.id]
             # This cancellation was ours (the Cancel button), not a shutdown: let later awaits run.
             task = asyncio.current_task()
             if task is not None:

@@ -127,6 +127,7 @@ async def test_a_failed_prediction_says_why_and_whether_to_retry_and_charges_not
         text = outcome.message["content"]
         assert "safety filter" in text and "not help" in text.lower(), text
         assert outcome.files == [] and await balance_of(world) == before
+        await world.assert_ledger_matches_jobs()
 
 
 async def test_cancel_works_for_the_requester_not_for_others_and_refunds(tmp_path: Path) -> None:
@@ -152,11 +153,45 @@ async def test_cancel_works_for_the_requester_not_for_others_and_refunds(tmp_pat
             p.button_click(world.discord, custom_id, message=progress_id)
         )
         assert "cancelling" in (await world.private_answer(click)).lower()
+        again = await world.discord.dispatch_interaction(
+            p.button_click(world.discord, custom_id, message=progress_id)
+        )
+        await world.private_answer(again)  # a second press is harmless
         job = await world.ended(interaction)
         assert job.state == "cancelled" and world.sunra.count("cancel") == 1
         [outcome] = world.outcome_messages(job.id)
         assert "you cancelled it" in outcome.message["content"].lower()
         assert await balance_of(world) == before
+        await world.assert_ledger_matches_jobs()
+
+
+async def test_a_moderator_can_cancel_someone_elses_job(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.sunra.next_job(seconds=30, queue_seconds=1)
+        interaction = await world.animate()
+        job = await world.until(
+            lambda j: j.state == "submitted" and j.progress_message_id is not None, interaction
+        )
+        moderator = 4343
+        world.discord.ensure_member(p.DEFAULT_GUILD_ID, moderator)
+        manage_messages = 1 << 13
+        click = await world.discord.dispatch_interaction(
+            p.button_click(
+                world.discord,
+                f"kling:cancel:{job.id}",
+                message=job.progress_message_id,
+                user_id=moderator,
+                member_permissions=manage_messages,
+            )
+        )
+        assert "cancelling" in (await world.private_answer(click)).lower()
+        job = await world.ended(interaction)
+        assert job.state == "cancelled"
+        [outcome] = world.outcome_messages(job.id)
+        assert f"cancelled by <@{moderator}>" in outcome.message["content"]
+        assert outcome.payload["allowed_mentions"]["users"] == [str(job.user_id)] or [
+            int(u) for u in outcome.payload["allowed_mentions"]["users"]
+        ] == [job.user_id]
 
 
 async def test_a_job_that_never_finishes_is_cancelled_at_its_lifetime(tmp_path: Path) -> None:
@@ -286,6 +321,7 @@ async def test_many_members_at_once_each_get_one_video_and_a_quick_answer(tmp_pa
         for job in jobs:
             assert len(world.outcome_messages(job.id)) == 1
         assert world.sunra.count("submit") == len(members)
+        await world.assert_ledger_matches_jobs()
 
 
 async def test_a_burst_from_one_member_reserves_exactly_what_they_can_afford(tmp_path: Path) -> None:
@@ -301,6 +337,7 @@ async def test_a_burst_from_one_member_reserves_exactly_what_they_can_afford(tmp
                 assert (await world.ended(interaction, within=30)).state == "delivered"
         assert world.sunra.count("submit") == 3
         assert await balance_of(world) == 0
+        await world.assert_ledger_matches_jobs()
 
 
 async def test_the_fair_queue_serves_a_new_member_before_a_heavy_one(tmp_path: Path) -> None:
@@ -384,6 +421,7 @@ async def test_a_submit_the_api_may_have_taken_is_never_sent_again(tmp_path: Pat
         [outcome] = world.outcome_messages(job.id)
         assert "not sent again" in outcome.message["content"]
         assert await balance_of(world) == before
+        await world.assert_ledger_matches_jobs()
 
 
 async def test_a_rate_limited_submit_is_retried_and_delivers(tmp_path: Path) -> None:

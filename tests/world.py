@@ -115,6 +115,23 @@ class World:
                 raise TimeoutError(f"job of interaction {interaction.id} did not get there in {within}s")
             await _sleep(0.02)
 
+    async def assert_ledger_matches_jobs(self) -> None:
+        """Every delivered job was charged exactly its price; every other ended job charged nothing."""
+        rows = await self.db.fetchall(
+            "SELECT j.id, j.state, j.cost_credits, "
+            "  SUM(CASE WHEN l.kind = 'reserve' THEN 1 ELSE 0 END), "
+            "  SUM(CASE WHEN l.kind = 'commit' THEN 1 ELSE 0 END), "
+            "  SUM(CASE WHEN l.kind = 'refund' THEN 1 ELSE 0 END), "
+            "  COALESCE(SUM(l.allowance_delta + l.bonus_delta), 0) "
+            "FROM jobs j LEFT JOIN quota_ledger l ON l.job_id = j.id GROUP BY j.id"
+        )
+        for job_id, state, cost, reserves, commits, refunds, net in rows:
+            reserves, commits, refunds = reserves or 0, commits or 0, refunds or 0
+            if state == "delivered":
+                assert (reserves, commits, refunds, net) == (1, 1, 0, -cost), (job_id, state)
+            elif state in ENDED:
+                assert commits == 0 and net == 0 and refunds == reserves, (job_id, state, reserves, refunds)
+
     def outcome_messages(self, job_id: int) -> list[MessageRecord]:
         from bot.delivery import outcome_mark
 
