@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from bot.errors import InputRefused
+from bot.media import AttachmentInfo
 
 MAX_PROMPT = 2500
 DEFAULT_NEGATIVE_PROMPT = "blur, distort, and low quality"
@@ -23,6 +24,16 @@ class AttachmentRef(BaseModel):
     size: int
     width: int | None = None
     height: int | None = None
+
+    def info(self) -> AttachmentInfo:
+        """The metadata the picture checks read before anything is downloaded."""
+        return AttachmentInfo(
+            filename=self.filename,
+            content_type=self.content_type,
+            size=self.size,
+            width=self.width,
+            height=self.height,
+        )
 
 
 class AnimateRequest(BaseModel):

@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot.delivery import NO_MENTIONS
 from bot.errors import BotError, InputRefused
 from bot.jobs import Command, job_options
-from bot.media import AttachmentInfo, check_metadata
+from bot.media import check_metadata
 from bot.request import AttachmentRef, build_request
 
 if TYPE_CHECKING:
@@ -46,16 +46,7 @@ def attachment_ref(attachment: discord.Attachment) -> AttachmentRef:
 
 def check_attachment(attachment: discord.Attachment, label: str) -> AttachmentRef:
     ref = attachment_ref(attachment)
-    check_metadata(
-        AttachmentInfo(
-            filename=ref.filename,
-            content_type=ref.content_type,
-            size=ref.size,
-            width=ref.width,
-            height=ref.height,
-        ),
-        label=label,
-    )
+    check_metadata(ref.info(), label=label)
     return ref
 
 
