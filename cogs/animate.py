@@ -77,6 +77,15 @@ class AnimateCog(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CancelButton)
 
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
+        # A bug must still end in a sentence for the member, never in "The application did not respond".
+        log.error("/%s failed", interaction.command.name if interaction.command else "?", exc_info=error)
+        await say_privately(
+            interaction, "Something went wrong inside the bot; nothing was charged. Please try again."
+        )
+
     @app_commands.command(name="animate", description="Turn a picture into a short video with Kling 2.6 Pro")
     @app_commands.guild_only()
     @app_commands.describe(

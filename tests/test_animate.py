@@ -430,3 +430,18 @@ async def test_a_rate_limited_submit_is_retried_and_delivers(tmp_path: Path) -> 
         interaction = await world.animate()
         job = await world.ended(interaction)
         assert job.state == "delivered" and world.sunra.count("submit") == 2 and len(world.sunra.jobs) == 1
+
+
+async def test_a_bug_before_the_answer_still_ends_in_a_private_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_world(tmp_path) as world:
+
+        async def broken(**_: Any) -> None:
+            raise RuntimeError("simulated bug")
+
+        monkeypatch.setattr(world.bot.quota, "quote", broken)
+        interaction = await world.animate()
+        callback = await world.discord.wait_for_callback(interaction.id)
+        assert callback.flags & EPHEMERAL and "went wrong" in callback.data["content"]
+        await assert_nothing_happened(world)
