@@ -78,6 +78,13 @@ def progress_text(progress: Progress) -> str:
     return "📦 Finishing: fetching the video"
 
 
+def final_status(job: JobRow) -> str:
+    """The progress message's last status line."""
+    if job.state in ("completed", "delivering", "delivered"):
+        return "✅ Done"
+    return "🚫 Cancelled" if job.state == "cancelled" else "❌ Ended without a video"
+
+
 def progress_embed(job: JobRow, request: AnimateRequest, status: str) -> discord.Embed:
     embed = discord.Embed(title="Animating with Kling", description=request.prompt, colour=EMBED_COLOUR)
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
@@ -213,7 +220,7 @@ class DiscordReporter:
         self._stop_progress(job.id)
         content = f"<@{job.user_id}> your video is ready!"
         message_id = await self._post_outcome(job, content, video=video, colour=DONE_COLOUR)
-        await self._edit_status(job, "✅ Done", colour=DONE_COLOUR, keep_button=False)
+        await self._edit_status(job, final_status(job), colour=DONE_COLOUR, keep_button=False)
         self._forget(job.id)
         return message_id
 
@@ -222,8 +229,7 @@ class DiscordReporter:
         reason = job.error_message or "The job could not finish."
         content = f"<@{job.user_id}> your /animate job ended without a video. {reason}"
         message_id = await self._post_outcome(job, content, video=None, colour=FAILED_COLOUR, with_url=False)
-        status = "🚫 Cancelled" if job.state == "cancelled" else "❌ Ended without a video"
-        await self._edit_status(job, status, colour=FAILED_COLOUR, keep_button=False)
+        await self._edit_status(job, final_status(job), colour=FAILED_COLOUR, keep_button=False)
         self._forget(job.id)
         return message_id
 
@@ -276,11 +282,12 @@ class DiscordReporter:
         file: discord.File | None,
     ) -> discord.Message:
         # One nonce for every attempt: Discord answers a repeat with the message it already made.
-        # MISSING (not None) is how discord.py spells "leave this field out".
+        # MISSING (not None) is how discord.py spells "leave this field out" for `file`; `reference` is
+        # the exception: send() accepts None there and refuses MISSING (TypeError).
         return await channel.send(
             text,
             embed=embed,
-            reference=reference if reference is not None else discord.utils.MISSING,
+            reference=reference,  # type: ignore[arg-type]
             file=file if file is not None else discord.utils.MISSING,
             allowed_mentions=only_user(job.user_id),
             nonce=job_nonce(job.id, "r"),
@@ -311,15 +318,20 @@ class DiscordReporter:
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         after = discord.Object(job.progress_message_id) if job.progress_message_id else None
         found = await self._find_mark(job, channel, after)
+        if found is None:
+            try:
+                user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
+                found = await self._find_mark(job, await user.create_dm(), None)
+            except discord.HTTPException as error:
+                log.info("job %s: cannot open the DM to look for a result (%s)", job.id, error.code)
         if found is not None:
-            return found
-        try:
-            user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
-            dm = await user.create_dm()
-        except discord.HTTPException as error:
-            log.info("job %s: cannot open the DM to look for a result (%s)", job.id, error.code)
-            return None
-        return await self._find_mark(job, dm, None)
+            # The previous process died between its post and the progress message's last edit.
+            done = job.state in ("delivering", "delivered")
+            await self._edit_status(
+                job, final_status(job), colour=DONE_COLOUR if done else FAILED_COLOUR, keep_button=False
+            )
+            self._forget(job.id)
+        return found
 
     async def _find_mark(
         self, job: JobRow, channel: discord.abc.Messageable, after: discord.Object | None
