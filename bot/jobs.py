@@ -567,7 +567,10 @@ class JobRunner:
     # ----- after a restart ---------------------------------------------------------------------------------
 
     async def resume(self) -> None:
-        """Settles every job the last process left unfinished. Runs once, from setup_hook."""
+        """Settles every job the last process left unfinished. Runs once, from setup_hook.
+
+        Only database work happens here; every job's Discord and API work runs in its own task, so one
+        job that cannot be settled never keeps the bot from starting (or the others from finishing)."""
         for job in await self.store.in_states([State.RECEIVED]):
             # The member's picture was never checked; its Discord URL may have expired, so do not guess.
             outcome = Outcome(
@@ -577,17 +580,14 @@ class JobRunner:
                 "please run /animate again.",
                 True,
             )
-            await self._end(job, outcome, from_states=State.RECEIVED)
+            self._spawn(job.id, self._end(job, outcome, from_states=State.RECEIVED))
         for job in await self.store.in_states([State.SUBMITTING]):
             # No request id was saved, so we cannot ask the API about it; resubmitting might pay twice.
             outcome = outcome_from_error(SubmissionUncertain())
-            await self._end(job, outcome, from_states=State.SUBMITTING)
+            self._spawn(job.id, self._end(job, outcome, from_states=State.SUBMITTING))
         for job in await self.store.unnotified(TOLD_IN_CHANNEL):
-            found = await self._report.find_outcome(job)
-            if found is None:
-                await self._tell(job)
-            else:
-                await self.store.update(job.id, notified=True, result_message_id=found)
+            if job.id not in self._tasks:
+                self._spawn(job.id, self._retell(job))
         await self.quota.settle_finished()
         for job in await self.store.in_states([State.SUBMITTED]):
             self._spawn(job.id, self._follow(job))
@@ -597,6 +597,14 @@ class JobRunner:
         for job in await self.store.in_states([State.DELIVERING]):
             self._spawn(job.id, self._redeliver(job))
         self._wake.set()
+
+    async def _retell(self, job: JobRow) -> None:
+        """An ended job whose message may or may not have been posted before the process died."""
+        found = await self._report.find_outcome(job)
+        if found is None:
+            await self._tell(job)
+        else:
+            await self.store.update(job.id, notified=True, result_message_id=found)
 
     async def _redeliver(self, job: JobRow) -> None:
         found = await self._report.find_outcome(job)
