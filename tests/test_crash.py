@@ -39,6 +39,7 @@ from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, RecordedRequest
 from tests.fakes.sunra_server import FakeSunra, JobFailure, JobPlan
+from tests.world import LEDGER_BY_JOB, assert_ledger_matches
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SUNRA_KEY = "sk-crash-7f3a9c1e5b2d4f6a8c0e"
@@ -355,6 +356,8 @@ class Crash:
         for row in with_id:
             params_prompt = self.sunra.jobs[row["request_id"]].input["prompt"]
             assert params_prompt in row["params"], f"job {row['id']} holds another job's request id"
+        # No credit lost or charged twice, whenever the process died.
+        assert_ledger_matches(self.query(LEDGER_BY_JOB))
         return rows
 
     def assert_no_secrets_logged(self) -> None:

@@ -7,7 +7,7 @@ ImageChecker), pointed at the fakes, and gives tests short verbs: send an /anima
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,27 @@ def loosen_rate_limits(fake: FakeDiscord) -> None:
     """Many jobs post in one channel in tests; Discord's real buckets are exercised in their own tests."""
     fake.set_rate_limit("message_create", 1000, 1.0)
     fake.set_rate_limit("message_edit", 1000, 1.0)
+
+
+# Per job: its state and price, and what the ledger holds for it.
+LEDGER_BY_JOB = """
+SELECT j.id, j.state, j.cost_credits,
+       SUM(CASE WHEN l.kind = 'reserve' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN l.kind = 'commit' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN l.kind = 'refund' THEN 1 ELSE 0 END),
+       COALESCE(SUM(l.allowance_delta + l.bonus_delta), 0)
+FROM jobs j LEFT JOIN quota_ledger l ON l.job_id = j.id GROUP BY j.id
+"""
+
+
+def assert_ledger_matches(rows: Iterable[Sequence[Any]]) -> None:
+    """Every delivered job was charged exactly its price once; every other ended job charged nothing."""
+    for job_id, state, cost, reserves, commits, refunds, net in rows:
+        reserves, commits, refunds = reserves or 0, commits or 0, refunds or 0
+        if state == "delivered":
+            assert (reserves, commits, refunds, net) == (1, 1, 0, -cost), (job_id, state, net)
+        elif state in ENDED:
+            assert commits == 0 and net == 0 and refunds == reserves, (job_id, state, reserves, refunds)
 
 
 @dataclass
@@ -116,21 +137,7 @@ class World:
             await _sleep(0.02)
 
     async def assert_ledger_matches_jobs(self) -> None:
-        """Every delivered job was charged exactly its price; every other ended job charged nothing."""
-        rows = await self.db.fetchall(
-            "SELECT j.id, j.state, j.cost_credits, "
-            "  SUM(CASE WHEN l.kind = 'reserve' THEN 1 ELSE 0 END), "
-            "  SUM(CASE WHEN l.kind = 'commit' THEN 1 ELSE 0 END), "
-            "  SUM(CASE WHEN l.kind = 'refund' THEN 1 ELSE 0 END), "
-            "  COALESCE(SUM(l.allowance_delta + l.bonus_delta), 0) "
-            "FROM jobs j LEFT JOIN quota_ledger l ON l.job_id = j.id GROUP BY j.id"
-        )
-        for job_id, state, cost, reserves, commits, refunds, net in rows:
-            reserves, commits, refunds = reserves or 0, commits or 0, refunds or 0
-            if state == "delivered":
-                assert (reserves, commits, refunds, net) == (1, 1, 0, -cost), (job_id, state)
-            elif state in ENDED:
-                assert commits == 0 and net == 0 and refunds == reserves, (job_id, state, reserves, refunds)
+        assert_ledger_matches(await self.db.fetchall(LEDGER_BY_JOB))
 
     def outcome_messages(self, job_id: int) -> list[MessageRecord]:
         from bot.delivery import outcome_mark
