@@ -57,7 +57,8 @@ Behaviour switches (all also reachable through the control API):
 * Rate limits: truthful ``X-RateLimit-*`` headers per bucket; exceeding a bucket → 429 with
   ``retry_after``, ``X-RateLimit-Scope: user`` and ``Via`` (discord.py treats a 429 without ``Via`` as a
   Cloudflare ban). Defaults: message create 5/5 s per channel, message edit 5/5 s per channel, delete
-  5/1 s, webhook 5/2 s per token, other routes 50/1 s. Change with ``fake.set_rate_limit(name, ...)``.
+  5/1 s, webhook 5/2 s per token, interaction callback 5/1 s per interaction, other routes 50/1 s.
+  Change with ``fake.set_rate_limit(name, ...)``.
 * ``fake.inject_error(path_contains, status=500, ...)``: fail the next matching request(s).
 * Gateway: ``drop_connections()``, ``request_reconnect()`` (op 7), ``invalidate_sessions()`` (op 9);
   RESUME replays missed events then sends RESUMED; ``fake.allow_resume = False`` answers op 9 instead.
@@ -673,6 +674,8 @@ class FakeDiscord:
             "message_edit": RateLimitRule(5, 5.0),
             "message_delete": RateLimitRule(5, 1.0),
             "webhook": RateLimitRule(5, 2.0),
+            # Interaction callbacks are limited per interaction, not by the bot's global limit.
+            "callback": RateLimitRule(5, 1.0),
             "default": RateLimitRule(50, 1.0),
         }
         self._windows: dict[tuple[str, str], _Window] = {}
@@ -1573,7 +1576,14 @@ class FakeDiscord:
         r("PUT", "/applications/{app_id}/guilds/{guild_id}/commands", self._put_commands)
         r("POST", "/applications/{app_id}/guilds/{guild_id}/commands", self._post_command)
         r("GET", "/applications/{app_id}/guilds/{guild_id}/commands/permissions", self._get_command_perms)
-        r("POST", "/interactions/{interaction_id}/{token}/callback", self._interaction_callback, auth=False)
+        r(
+            "POST",
+            "/interactions/{interaction_id}/{token}/callback",
+            self._interaction_callback,
+            auth=False,
+            bucket="callback",
+            major=("interaction_id",),
+        )
         wh = {"auth": False, "bucket": "webhook", "major": ("app_id", "token")}
         r("POST", "/webhooks/{app_id}/{token}", self._webhook_execute, **wh)
         r("GET", "/webhooks/{app_id}/{token}/messages/{message_id}", self._webhook_get_message, **wh)
