@@ -204,6 +204,7 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._cancel_requests: dict[int, str] = {}
+        self._posting: dict[int, asyncio.Task[None]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -217,11 +218,14 @@ class JobRunner:
     async def stop(self) -> None:
         """Stops following jobs; their rows stay as they are and the next start resumes them."""
         self._closing = True
-        tasks = [t for t in (self._dispatcher, *self._tasks.values()) if t is not None]
+        tasks = [
+            t for t in (self._dispatcher, *self._tasks.values(), *self._posting.values()) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._posting.clear()
 
     @property
     def _report(self) -> Reporter:
@@ -279,17 +283,41 @@ class JobRunner:
             raise InputRefused("This command was already handled.")
         job = await self._job(job_id)
         place = await self.place_in_line(job)
-        message_id = await self._report.post_progress(job, request, Progress(Phase.WAITING, position=place))
-        if message_id is not None:
-            await self.store.update(job_id, progress_message_id=message_id)
+        # The public progress post waits for the channel's message rate limit (5 per 5 s on Discord);
+        # neither the submission nor the member's private answer should wait with it.
+        self._posting[job_id] = asyncio.create_task(
+            self._post_progress(job, request, place), name=f"progress-post-{job_id}"
+        )
         self._wake.set()
         return Accepted(job_id, reservation, place)
+
+    async def _post_progress(self, job: JobRow, request: AnimateRequest, place: int) -> None:
+        message_id = await self._report.post_progress(job, request, Progress(Phase.WAITING, position=place))
+        if message_id is not None:
+            await self.store.update(job.id, progress_message_id=message_id)
+
+    async def _progress_posted(self, job_id: int) -> JobRow:
+        """The job's fresh row, once its progress message is posted (or given up on): edits and the
+        final reply need its id."""
+        task = self._posting.get(job_id)
+        if task is not None:
+            await asyncio.wait({task})  # never raises, and our own cancellation leaves the post alone
+            if self._posting.get(job_id) is task:
+                del self._posting[job_id]
+            if not task.cancelled() and task.exception() is not None:
+                log.error("job %s: posting progress failed", job_id, exc_info=task.exception())
+        return await self._job(job_id)
 
     async def _fetch_optional(self, ref: AttachmentRef | None, *, label: str) -> PreparedImage | None:
         return None if ref is None else await self.images.fetch(ref.url, label=label)
 
     async def _upload(self, image: PreparedImage) -> str:
         return await self.sunra.upload(image.data, content_type=image.content_type, file_name=image.filename)
+
+    async def drop_unacknowledged(self, job_id: int) -> None:
+        """Discord refused the acknowledgement: the member was never told the job exists, so it ends
+        here, silently, before anything was reserved or submitted."""
+        await self._refuse(job_id, "not_acknowledged", "The command could not be acknowledged in time.")
 
     async def _refuse_and_refund(self, job_id: int, code: str, message: str) -> None:
         await self._refuse(job_id, code, message)
@@ -422,6 +450,7 @@ class JobRunner:
 
     async def _follow(self, job: JobRow) -> None:
         """Waits for the API's verdict by the status stream or slow polling, then delivers."""
+        job = await self._progress_posted(job.id)  # the job is at the API already; nothing is delayed
         assert job.request_id is not None
         request_id = job.request_id
         started = job.submitted_at or self._clock()
@@ -483,6 +512,7 @@ class JobRunner:
 
     async def _deliver(self, job: JobRow) -> None:
         """Downloads the video when it fits the channel's upload limit, then posts it exactly once."""
+        job = await self._progress_posted(job.id)
         assert job.video_url is not None
         await self._report.show_progress(job, Progress(Phase.FINISHING))
         path = await self._download_if_it_fits(job)
@@ -556,6 +586,7 @@ class JobRunner:
         await self._tell(await self._job(job.id))
 
     async def _tell(self, job: JobRow) -> None:
+        job = await self._progress_posted(job.id)
         message_id = await self._report.notify_end(job)
         await self.store.update(job.id, notified=True, result_message_id=message_id)
 

@@ -159,21 +159,22 @@ class AnimateCog(commands.Cog):
         job_id, is_new = await self.bot.runner.record(command)
         if not is_new:
             return  # the same interaction delivered twice: the first one is being handled
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        except discord.HTTPException as error:
+            # Too late (10062) or refused: the member saw "did not respond", so the job must not run.
+            log.warning(
+                "interaction %s: acknowledgement failed (%s); job dropped", interaction.id, error.code
+            )
+            await self.bot.runner.drop_unacknowledged(job_id)
+            return
         try:
             accepted = await self.bot.runner.accept(job_id, command)
         except BotError as refusal:
             await say_privately(interaction, refusal.user_message)
             return
-        job = await self.bot.job_store.get(job_id)
-        link = ""
-        if job is not None and job.progress_message_id is not None and interaction.guild_id is not None:
-            link = (
-                f" Follow it here: https://discord.com/channels/{interaction.guild_id}/"
-                f"{interaction.channel_id}/{job.progress_message_id}"
-            )
-        place = f"Your video is on its way (place {accepted.place} in line)."
-        await say_privately(interaction, f"{place} {accepted.reservation.describe()}{link}")
+        place = f"Your video is on its way (place {accepted.place} in line); follow it in this channel."
+        await say_privately(interaction, f"{place} {accepted.reservation.describe()}")
 
 
 def member_role_ids(interaction: discord.Interaction[Any]) -> tuple[int, ...]:

@@ -445,3 +445,36 @@ async def test_a_bug_before_the_answer_still_ends_in_a_private_sentence(
         callback = await world.discord.wait_for_callback(interaction.id)
         assert callback.flags & EPHEMERAL and "went wrong" in callback.data["content"]
         await assert_nothing_happened(world)
+
+
+async def test_a_command_whose_acknowledgement_fails_is_dropped_without_a_trace(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.discord.inject_error("/callback", status=404, code=10062, message="Unknown interaction")
+        interaction = await world.animate()
+        job = await world.until(lambda j: j.state == "refused", interaction)
+        assert job.notified and job.error_code == "not_acknowledged"
+        await asyncio.sleep(0.3)
+        await assert_nothing_happened(world)
+
+
+async def test_a_busy_channel_does_not_hold_back_submissions_or_answers(tmp_path: Path) -> None:
+    # Discord's real limit: 5 posts per 5 s in a channel, and each job posts twice (progress, result).
+    async with (
+        FakeDiscord() as discord,
+        running_world(tmp_path, discord=discord, quota={"max_concurrent_jobs": 10}) as world,
+    ):
+        members = [7300 + n for n in range(12)]
+        interactions = await asyncio.gather(*(world.animate(f"busy {uid}", user_id=uid) for uid in members))
+        answers = [await world.private_answer(i, within=10) for i in interactions]
+        assert all("on its way" in a for a in answers)
+        # Every job reached the API long before the channel could show all the progress messages.
+        await world.sunra.wait_until(lambda: world.sunra.count("submit") == len(members), within=5)
+        assert len(channel_posts(world)) < len(members)
+        jobs = [await world.ended(i, within=60) for i in interactions]
+        assert all(j.state == "delivered" for j in jobs)
+        for job in jobs:
+            [outcome] = world.outcome_messages(job.id)
+            assert outcome.message["message_reference"]["message_id"] == str(job.progress_message_id)
+        bad = [(r.method, r.path, r.status) for r in world.discord.requests if r.status in (401, 403, 429)]
+        # discord.py learns a bucket from its first answer, so a first burst may overshoot once.
+        assert world.discord.invalid_requests <= 5, bad
