@@ -125,6 +125,13 @@ class DiscordReporter:
         self.edit_interval = edit_interval
         self._shown: dict[int, _Shown] = {}
         self._requests: dict[int, AnimateRequest] = {}
+        self._lanes: dict[tuple[int, str], asyncio.Lock] = {}
+
+    def _lane(self, channel_id: int, kind: str) -> asyncio.Lock:
+        """One request at a time per channel and kind (post, edit). discord.py learns a rate limit
+        bucket from each answer; concurrent requests in one bucket overshoot it, and every 429
+        counts toward Discord's invalid-request ban. Discord allows ~1 post/s per channel anyway."""
+        return self._lanes.setdefault((channel_id, kind), asyncio.Lock())
 
     # ----- progress ----------------------------------------------------------------------------------------
 
@@ -133,12 +140,13 @@ class DiscordReporter:
         self._requests[job.id] = request
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         try:
-            message = await channel.send(
-                embed=progress_embed(job, request, text),
-                view=CancelButtonView(job.id),
-                allowed_mentions=NO_MENTIONS,
-                nonce=job_nonce(job.id, "p"),
-            )
+            async with self._lane(job.channel_id, "post"):
+                message = await channel.send(
+                    embed=progress_embed(job, request, text),
+                    view=CancelButtonView(job.id),
+                    allowed_mentions=NO_MENTIONS,
+                    nonce=job_nonce(job.id, "p"),
+                )
         except discord.HTTPException as error:
             # The job still runs; its result will find another way (URL, then DM).
             log.warning("job %s: cannot post the progress message (%s)", job.id, error.code)
@@ -184,11 +192,12 @@ class DiscordReporter:
             job.channel_id, guild_id=job.guild_id
         ).get_partial_message(job.progress_message_id)
         try:
-            await message.edit(
-                embed=embed,
-                view=CancelButtonView(job.id) if keep_button else None,
-                allowed_mentions=NO_MENTIONS,
-            )
+            async with self._lane(job.channel_id, "edit"):
+                await message.edit(
+                    embed=embed,
+                    view=CancelButtonView(job.id) if keep_button else None,
+                    allowed_mentions=NO_MENTIONS,
+                )
         except discord.HTTPException as error:
             # A deleted message or a channel we lost: progress is a courtesy, never retried.
             log.info("job %s: progress edit refused (%s)", job.id, error.code)
@@ -257,7 +266,8 @@ class DiscordReporter:
         attempts.append((url_text, None))
         for text, file in attempts:
             try:
-                message = await self._send(channel, job, text, embed, reference, file)
+                async with self._lane(job.channel_id, "post"):
+                    message = await self._send(channel, job, text, embed, reference, file)
                 return message.id
             except discord.HTTPException as error:
                 log.warning("job %s: channel refused the result (%s %s)", job.id, error.status, error.code)
