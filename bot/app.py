@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from pathlib import Path
 
 import discord
@@ -78,10 +79,21 @@ class KlingBot(commands.Bot):
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        self.runner.start(DiscordReporter(self, edit_interval=self.settings.jobs.progress_edit_seconds))
+        reporter = DiscordReporter(
+            self, edit_interval=self.settings.jobs.progress_edit_seconds, instance=await self._instance_id()
+        )
+        self.runner.start(reporter)
         # Here and not in on_ready, which fires again on every reconnect.
         await self.runner.resume()
         await self.sync_commands_if_changed()
+
+    async def _instance_id(self) -> str:
+        """A random id kept in the database, part of every post's nonce (see bot.delivery.job_nonce)."""
+        instance = await self.job_store.get_meta("instance")
+        if instance is None:
+            instance = secrets.token_hex(4)
+            await self.job_store.set_meta("instance", instance)
+        return instance
 
     async def close(self) -> None:
         await self.runner.stop()

@@ -8,6 +8,7 @@ Discord enforces for a few minutes, and an embed footer that stays) so a restart
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ MISSING_ACCESS = 50001
 MISSING_PERMISSIONS = 50013
 CANNOT_DM = 50007
 TOO_LARGE = 40005
+# Slack for a host clock behind or ahead of Discord's when looking for posts newer than a job.
+CLOCK_SKEW_SECONDS = 60
 # How far back a restarted bot looks for a post it may already have made.
 HISTORY_LOOKBACK = 100
 EMBED_COLOUR = discord.Colour(0x5865F2)
@@ -46,9 +49,10 @@ def outcome_mark(job_id: int) -> str:
     return f"{job_mark(job_id)} · final"
 
 
-def job_nonce(job_id: int, kind: str) -> str:
-    # ≤ 25 characters; Discord returns the first message for a repeated nonce for a few minutes.
-    return f"k{kind}{job_id}"[:25]
+def job_nonce(job_id: int, kind: str, instance: str = "") -> str:
+    """≤ 25 characters. Discord answers a repeated nonce with the first message for a few minutes;
+    `instance` (random per database) keeps a new database's job 1 from being taken for an old one's."""
+    return f"k{kind}{instance[:8]}{job_id}"[:25]
 
 
 def cancel_custom_id(job_id: int) -> str:
@@ -120,8 +124,9 @@ class _Shown:
 class DiscordReporter:
     """Implements bot.jobs.Reporter with the bot's own messages."""
 
-    def __init__(self, client: discord.Client, *, edit_interval: float) -> None:
+    def __init__(self, client: discord.Client, *, edit_interval: float, instance: str = "") -> None:
         self.client = client
+        self.instance = instance
         self.edit_interval = edit_interval
         self._shown: dict[int, _Shown] = {}
         self._requests: dict[int, AnimateRequest] = {}
@@ -145,7 +150,7 @@ class DiscordReporter:
                     embed=progress_embed(job, request, text),
                     view=CancelButtonView(job.id),
                     allowed_mentions=NO_MENTIONS,
-                    nonce=job_nonce(job.id, "p"),
+                    nonce=job_nonce(job.id, "p", self.instance),
                 )
         except discord.HTTPException as error:
             # The job still runs; its result will find another way (URL, then DM).
@@ -267,7 +272,7 @@ class DiscordReporter:
         for text, file in attempts:
             try:
                 async with self._lane(job.channel_id, "post"):
-                    message = await self._send(channel, job, text, embed, reference, file)
+                    message = await self._send(channel, job, text, embed, reference, file, self.instance)
                 return message.id
             except discord.HTTPException as error:
                 log.warning("job %s: channel refused the result (%s %s)", job.id, error.status, error.code)
@@ -290,6 +295,7 @@ class DiscordReporter:
         embed: discord.Embed,
         reference: discord.MessageReference | None,
         file: discord.File | None,
+        instance: str,
     ) -> discord.Message:
         # One nonce for every attempt: Discord answers a repeat with the message it already made.
         # MISSING (not None) is how discord.py spells "leave this field out" for `file`; `reference` is
@@ -300,7 +306,7 @@ class DiscordReporter:
             reference=reference,  # type: ignore[arg-type]
             file=file if file is not None else discord.utils.MISSING,
             allowed_mentions=only_user(job.user_id),
-            nonce=job_nonce(job.id, "r"),
+            nonce=job_nonce(job.id, "r", instance),
         )
 
     async def _direct_message(self, job: JobRow, text: str, embed: discord.Embed) -> int | None:
@@ -310,7 +316,7 @@ class DiscordReporter:
                 f"{text}\n(I could not post in <#{job.channel_id}>.)",
                 embed=embed,
                 allowed_mentions=only_user(job.user_id),
-                nonce=job_nonce(job.id, "d"),
+                nonce=job_nonce(job.id, "d", self.instance),
             )
         except discord.HTTPException as error:
             log.error(
@@ -326,12 +332,18 @@ class DiscordReporter:
         """Looks for a post about this job that a previous process made before it died: in the
         channel first, then in the DM with the requester (where the fallback may have put it)."""
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        after = discord.Object(job.progress_message_id) if job.progress_message_id else None
+        # Only messages newer than the job: a mark from before (say, of a lost database whose job ids
+        # started again at 1) can never be mistaken for this job's post.
+        after = discord.Object(
+            discord.utils.time_snowflake(
+                dt.datetime.fromtimestamp(job.created_at - CLOCK_SKEW_SECONDS, dt.UTC)
+            )
+        )
         found = await self._find_mark(job, channel, after)
         if found is None:
             try:
                 user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
-                found = await self._find_mark(job, await user.create_dm(), None)
+                found = await self._find_mark(job, await user.create_dm(), after)
             except discord.HTTPException as error:
                 log.info("job %s: cannot open the DM to look for a result (%s)", job.id, error.code)
         if found is not None:
@@ -344,7 +356,7 @@ class DiscordReporter:
         return found
 
     async def _find_mark(
-        self, job: JobRow, channel: discord.abc.Messageable, after: discord.Object | None
+        self, job: JobRow, channel: discord.abc.Messageable, after: discord.Object
     ) -> int | None:
         mark = outcome_mark(job.id)
         me = self.client.user

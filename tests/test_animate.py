@@ -477,3 +477,30 @@ async def test_a_busy_channel_does_not_hold_back_submissions_or_answers(tmp_path
             assert outcome.message["message_reference"]["message_id"] == str(job.progress_message_id)
         bad = [(r.method, r.path, r.status) for r in world.discord.requests if r.status in (401, 403, 429)]
         assert world.discord.invalid_requests == 0, bad  # posts and edits go one at a time per channel
+
+
+async def test_a_restart_never_takes_an_older_post_with_the_same_job_number_for_its_own(
+    tmp_path: Path,
+) -> None:
+    async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+        loosen_rate_limits(discord)
+        async with running_world(tmp_path / "lost", discord=discord, sunra=sunra) as world:
+            old = await world.ended(await world.animate("from a database that was lost"))
+            assert len(world.outcome_messages(old.id)) == 1
+        (tmp_path / "new").mkdir()
+        async with running_world(tmp_path / "new", discord=discord, sunra=sunra) as world:
+            discord.refuse(p.DEFAULT_CHANNEL_ID, 50001)
+            discord.refuse_dm(p.DEFAULT_USER_ID)
+            interaction = await world.animate("same job number, new database")
+            job = await world.ended(interaction)
+            assert job.id == old.id and job.result_message_id is None  # nobody could be reached
+            # As if it died before posting, a few minutes after the old post.
+            await world.db.execute(
+                "UPDATE jobs SET state = 'delivering', created_at = created_at + 300 WHERE id = ?", (job.id,)
+            )
+            discord.unrefuse(p.DEFAULT_CHANNEL_ID)
+            discord.unrefuse_dm(p.DEFAULT_USER_ID)
+        async with running_world(tmp_path / "new", discord=discord, sunra=sunra) as world:
+            job = await world.until(lambda j: j.state == "delivered", interaction)
+            assert len(world.outcome_messages(job.id)) == 2  # the old one and this job's own, just posted
+            assert job.result_message_id not in (None, *[m.id for m in world.outcome_messages(old.id)[:1]])

@@ -70,4 +70,5 @@ def test_progress_text_and_marks() -> None:
     assert "position 0" in progress_text(Progress(Phase.QUEUED, position=0, started_at=1000))
     assert "<t:1000:R>" in progress_text(Progress(Phase.GENERATING, started_at=1000.5))
     assert outcome_mark(7).startswith(job_mark(7)) and outcome_mark(7) != job_mark(7)
-    assert len(job_nonce(10**12, "r")) <= 25
+    assert len(job_nonce(10**12, "r", "0123abcd")) <= 25
+    assert job_nonce(1, "r", "0123abcd") != job_nonce(1, "r", "89efcdab") != job_nonce(1, "p", "89efcdab")
