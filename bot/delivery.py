@@ -159,6 +159,16 @@ class DiscordReporter:
         self._shown[job.id] = _Shown(text=text, at=time.monotonic())
         return message.id
 
+    async def recover_progress(self, job: JobRow, request: AnimateRequest) -> int | None:
+        """After a restart: the progress message a previous process posted without recording it, or
+        a new one."""
+        channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        found = await self._find_footer(job, channel, self._after_creation(job), job_mark(job.id))
+        if found is not None:
+            self._requests[job.id] = request
+            return found
+        return await self.post_progress(job, request, Progress(Phase.WAITING))
+
     async def show_progress(self, job: JobRow, progress: Progress) -> None:
         """Edits the progress message, at most once per `edit_interval`; newer news replaces older."""
         if job.progress_message_id is None:
@@ -183,7 +193,17 @@ class DiscordReporter:
         if text == shown.text:
             return
         shown.text, shown.at = text, time.monotonic()
-        await self._edit_status(job, text, colour=EMBED_COLOUR, keep_button=True)
+        try:
+            await self._edit_status(job, text, colour=EMBED_COLOUR, keep_button=True)
+        except Exception:  # a courtesy edit must never surface as an unretrieved task error
+            log.exception("job %s: progress edit failed", job.id)
+
+    async def close(self) -> None:
+        """Stops pending progress edits (at shutdown; the next process carries on)."""
+        timers = [shown.timer for shown in self._shown.values() if shown.timer is not None]
+        for timer in timers:
+            timer.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
 
     async def _edit_status(
         self, job: JobRow, text: str, *, colour: discord.Colour, keep_button: bool
@@ -332,18 +352,12 @@ class DiscordReporter:
         """Looks for a post about this job that a previous process made before it died: in the
         channel first, then in the DM with the requester (where the fallback may have put it)."""
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        # Only messages newer than the job: a mark from before (say, of a lost database whose job ids
-        # started again at 1) can never be mistaken for this job's post.
-        after = discord.Object(
-            discord.utils.time_snowflake(
-                dt.datetime.fromtimestamp(job.created_at - CLOCK_SKEW_SECONDS, dt.UTC)
-            )
-        )
-        found = await self._find_mark(job, channel, after)
+        after = self._after_creation(job)
+        found = await self._find_footer(job, channel, after, outcome_mark(job.id))
         if found is None:
             try:
                 user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
-                found = await self._find_mark(job, await user.create_dm(), after)
+                found = await self._find_footer(job, await user.create_dm(), after, outcome_mark(job.id))
             except discord.HTTPException as error:
                 log.info("job %s: cannot open the DM to look for a result (%s)", job.id, error.code)
         if found is not None:
@@ -355,10 +369,16 @@ class DiscordReporter:
             self._forget(job.id)
         return found
 
-    async def _find_mark(
-        self, job: JobRow, channel: discord.abc.Messageable, after: discord.Object
+    @staticmethod
+    def _after_creation(job: JobRow) -> discord.Object:
+        # Only messages newer than the job: a mark from before (say, of a lost database whose job ids
+        # started again at 1) can never be mistaken for this job's post.
+        created = dt.datetime.fromtimestamp(job.created_at - CLOCK_SKEW_SECONDS, dt.UTC)
+        return discord.Object(discord.utils.time_snowflake(created))
+
+    async def _find_footer(
+        self, job: JobRow, channel: discord.abc.Messageable, after: discord.Object, mark: str
     ) -> int | None:
-        mark = outcome_mark(job.id)
         me = self.client.user
         try:
             async for message in channel.history(limit=HISTORY_LOOKBACK, after=after, oldest_first=False):

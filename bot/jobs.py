@@ -97,6 +97,10 @@ class Reporter(Protocol):
 
     async def find_outcome(self, job: JobRow) -> int | None: ...
 
+    async def recover_progress(self, job: JobRow, request: AnimateRequest) -> int | None: ...
+
+    async def close(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
@@ -226,6 +230,8 @@ class JobRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._posting.clear()
+        if self.reporter is not None:
+            await self.reporter.close()
 
     @property
     def _report(self) -> Reporter:
@@ -293,6 +299,12 @@ class JobRunner:
 
     async def _post_progress(self, job: JobRow, request: AnimateRequest, place: int) -> None:
         message_id = await self._report.post_progress(job, request, Progress(Phase.WAITING, position=place))
+        if message_id is not None:
+            await self.store.update(job.id, progress_message_id=message_id)
+
+    async def _recover_progress(self, job: JobRow) -> None:
+        request = AnimateRequest.model_validate(job.params)
+        message_id = await self._report.recover_progress(job, request)
         if message_id is not None:
             await self.store.update(job.id, progress_message_id=message_id)
 
@@ -620,6 +632,10 @@ class JobRunner:
             if job.id not in self._tasks:
                 self._spawn(job.id, self._retell(job))
         await self.quota.settle_finished()
+        for job in await self.store.in_states([State.QUEUED, State.SUBMITTED, State.COMPLETED]):
+            if job.progress_message_id is None:
+                # Killed around the progress post: adopt the message if it was made, else post it now.
+                self._posting[job.id] = asyncio.create_task(self._recover_progress(job))
         for job in await self.store.in_states([State.SUBMITTED]):
             self._spawn(job.id, self._follow(job))
         for job in await self.store.in_states([State.COMPLETED]):

@@ -504,3 +504,26 @@ async def test_a_restart_never_takes_an_older_post_with_the_same_job_number_for_
             job = await world.until(lambda j: j.state == "delivered", interaction)
             assert len(world.outcome_messages(job.id)) == 2  # the old one and this job's own, just posted
             assert job.result_message_id not in (None, *[m.id for m in world.outcome_messages(old.id)[:1]])
+
+
+async def test_a_restart_adopts_a_progress_message_it_posted_but_did_not_record(tmp_path: Path) -> None:
+    async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+        loosen_rate_limits(discord)
+        sunra.next_job(seconds=4)
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            interaction = await world.animate()
+            job = await world.until(
+                lambda j: j.state == "submitted" and bool(j.progress_message_id), interaction
+            )
+            progress_id = job.progress_message_id
+            await world.db.execute("UPDATE jobs SET progress_message_id = NULL WHERE id = ?", (job.id,))
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            job = await world.ended(interaction)
+            assert job.state == "delivered" and job.progress_message_id == progress_id
+            progress_posts = [m for m in channel_posts(world) if m.id != job.result_message_id]
+            assert [m.id for m in progress_posts] == [progress_id]  # adopted, not posted again
+            [outcome] = world.outcome_messages(job.id)
+            assert outcome.message["message_reference"]["message_id"] == str(progress_id)
+            await world.discord.wait_for(
+                lambda: "Done" in str(world.discord.message(progress_id or 0).message["embeds"]), timeout=5
+            )
