@@ -12,6 +12,7 @@ COPY bot ./bot
 COPY cogs ./cogs
 COPY config ./config
 RUN pip install . \
+    && rm -rf build ./*.egg-info \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin bot \
     && mkdir -p /app/data \
     && chown bot /app/data
