@@ -541,6 +541,9 @@ class JobRunner:
                 result_message_id=message_id,
                 finished_at=self._clock(),
             )
+            how = "as a file" if path is not None else "as a link"
+            where = "nowhere (kept in the database)" if message_id is None else f"message {message_id}"
+            log.info("job %s: video delivered %s, %s", job.id, how, where)
         finally:
             if path is not None:
                 path.unlink(missing_ok=True)
@@ -594,6 +597,7 @@ class JobRunner:
         )
         if not moved:
             return
+        log.info("job %s: ended %s (%s)", job.id, outcome.state, outcome.code)
         await self.quota.refund(job.id, outcome.code)
         await self._tell(await self._job(job.id))
 
