@@ -508,6 +508,11 @@ class QuotaService:
 
     # ----- the checks ----------------------------------------------------------------------------------
 
+    async def audio_by_default(self, guild_id: int | None) -> bool:
+        """What an /animate that leaves `audio` out gets: on, unless sound is switched off here (then
+        silent, rather than refusing every command that did not think of the switch)."""
+        return (await self._policy(self.db, guild_id)).allow_audio
+
     async def _policy(self, reader: ledger.Reader, guild_id: int | None) -> ServerPolicy:
         if guild_id is None:
             return server_policy(self.settings, None)

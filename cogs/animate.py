@@ -134,7 +134,9 @@ class AnimateCog(commands.Cog):
                 end_image=check_attachment(end_image, "end image") if end_image else None,
                 negative_prompt=negative_prompt,
                 duration=duration,
-                audio=audio,
+                audio=audio
+                if audio is not None
+                else await self.bot.quota.audio_by_default(interaction.guild_id),
                 voice_1=voice_1,
                 voice_2=voice_2,
             )

@@ -527,3 +527,23 @@ async def test_a_restart_adopts_a_progress_message_it_posted_but_did_not_record(
             await world.discord.wait_for(
                 lambda: "Done" in str(world.discord.message(progress_id or 0).message["embeds"]), timeout=5
             )
+
+
+async def test_with_sound_switched_off_here_a_command_without_audio_makes_a_silent_video(
+    tmp_path: Path,
+) -> None:
+    async with running_world(tmp_path) as world:
+        await world.bot.quota.set_switches(
+            guild_id=p.DEFAULT_GUILD_ID, actor_id=p.DEFAULT_OWNER_ID, allow_audio=False
+        )
+        before = await balance_of(world)
+        job = await world.ended(await world.animate())
+        assert job.state == "delivered" and job.cost_credits == 5
+        [submitted] = world.sunra.jobs.values()
+        assert submitted.input["generate_audio"] is False
+        assert await balance_of(world) == before - 5
+
+        asked = await world.animate(audio=True)
+        callback = await world.discord.wait_for_callback(asked.id)
+        assert callback.flags & EPHEMERAL and "sound is turned off" in callback.data["content"].lower()
+        assert world.sunra.count("submit") == 1
