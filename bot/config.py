@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +30,8 @@ class ConfigError(Exception):
 
 
 class JobSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting stops start-up instead of being ignored
+
     # Kling jobs usually take minutes and sometimes more than 15; past this the job is cancelled.
     max_lifetime_minutes: float = Field(default=60.0, gt=0)
     # Adaptive polling when the status stream is unavailable: first interval, growth, ceiling.
@@ -42,6 +44,8 @@ class JobSettings(BaseModel):
 
 
 class MediaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     # Threads decoding images; decoding never runs on the event loop.
     decode_workers: int = Field(default=2, ge=1, le=32)
     download_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -155,6 +159,9 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read it as TOML ({exc})") from None
     lowered = {key.lower(): value for key, value in data.items()}
+    unknown = sorted(set(lowered) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting '{unknown[0]}' (see config/bot.example.toml)")
     for secret in SECRET_FIELDS:
         if secret in lowered:
             raise ConfigError(
@@ -178,6 +185,8 @@ def _describe(exc: ValidationError) -> str:
         name = "__".join(str(part) for part in error["loc"]).upper()
         if error["type"] == "missing":
             problems.append(f"{name} is not set")
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"{name} is not a known setting (see config/bot.example.toml)")
         else:
             problems.append(f"{name} {error['msg'].removeprefix('Value error, ')}")
     return "invalid configuration: " + "; ".join(problems)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.errors import InputRefused
 from bot.store import ledger
@@ -70,6 +70,8 @@ def known_time_zones() -> tuple[str, ...]:
 
 class QuotaSettings(BaseModel):
     """The operator's quota settings (`[quota]` in the config file, `QUOTA__*` in the environment)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting stops start-up instead of being ignored
 
     # Credits per member per period; server admins may set less, never more (0 = servers set their own).
     daily_credits: int = Field(default=50, ge=0)

@@ -151,3 +151,32 @@ def test_logs_never_show_a_secret_even_in_a_traceback(capsys: pytest.CaptureFixt
         logger.removeHandler(handler)
     err = capsys.readouterr().err
     assert secret not in err and err.count("[redacted]") == 2 and "RuntimeError" in err
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ('sunra_api = "https://x"\n', "sunra_api"),
+        ("[quota]\ndaly_credits = 5\n", "QUOTA__DALY_CREDITS is not a known setting"),
+        ("[jobs]\nmax_lifetime = 5\n", "JOBS__MAX_LIFETIME"),
+    ],
+)
+def test_a_misspelt_setting_stops_start_up_and_is_named(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, toml: str, named: str
+) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", SECRET)
+    monkeypatch.setenv("SUNRA_KEY", "sk-1")
+    (clean_env / "config").mkdir()
+    (clean_env / "config" / "bot.toml").write_text(toml)
+    with pytest.raises(ConfigError, match=named):
+        load_settings()
+
+
+def test_the_example_configuration_is_valid_and_holds_the_defaults(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", SECRET)
+    monkeypatch.setenv("SUNRA_KEY", "sk-1")
+    defaults = load_settings()
+    monkeypatch.setenv("BOT_CONFIG", str(ROOT / "config" / "bot.example.toml"))
+    assert load_settings() == defaults
