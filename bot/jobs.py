@@ -291,22 +291,19 @@ class JobRunner:
         place = await self.place_in_line(job)
         # The public progress post waits for the channel's message rate limit (5 per 5 s on Discord);
         # neither the submission nor the member's private answer should wait with it.
-        self._posting[job_id] = asyncio.create_task(
-            self._post_progress(job, request, place), name=f"progress-post-{job_id}"
+        self._post_progress_later(
+            job_id, self._report.post_progress(job, request, Progress(Phase.WAITING, position=place))
         )
         self._wake.set()
         return Accepted(job_id, reservation, place)
 
-    async def _post_progress(self, job: JobRow, request: AnimateRequest, place: int) -> None:
-        message_id = await self._report.post_progress(job, request, Progress(Phase.WAITING, position=place))
-        if message_id is not None:
-            await self.store.update(job.id, progress_message_id=message_id)
+    def _post_progress_later(self, job_id: int, posting: Awaitable[int | None]) -> None:
+        async def post_and_save() -> None:
+            message_id = await posting
+            if message_id is not None:
+                await self.store.update(job_id, progress_message_id=message_id)
 
-    async def _recover_progress(self, job: JobRow) -> None:
-        request = AnimateRequest.model_validate(job.params)
-        message_id = await self._report.recover_progress(job, request)
-        if message_id is not None:
-            await self.store.update(job.id, progress_message_id=message_id)
+        self._posting[job_id] = asyncio.create_task(post_and_save(), name=f"progress-post-{job_id}")
 
     async def _progress_posted(self, job_id: int) -> JobRow:
         """The job's fresh row, once its progress message is posted (or given up on): edits and the
@@ -639,7 +636,8 @@ class JobRunner:
         for job in await self.store.in_states([State.QUEUED, State.SUBMITTED, State.COMPLETED]):
             if job.progress_message_id is None:
                 # Killed around the progress post: adopt the message if it was made, else post it now.
-                self._posting[job.id] = asyncio.create_task(self._recover_progress(job))
+                request = AnimateRequest.model_validate(job.params)
+                self._post_progress_later(job.id, self._report.recover_progress(job, request))
         for job in await self.store.in_states([State.SUBMITTED]):
             self._spawn(job.id, self._follow(job))
         for job in await self.store.in_states([State.COMPLETED]):
