@@ -350,13 +350,13 @@ class JobRunner:
     async def cancel(self, job_id: int, reason: str) -> bool:
         """Asks for a job to stop; True if it was still running. The job's own task finishes the work."""
         job = await self.store.get(job_id)
+        if job is not None and job.state == State.QUEUED:
+            cancelled = Outcome(State.CANCELLED, "cancelled", reason, True)
+            if await self._end(job, cancelled, from_states=State.QUEUED):
+                return True
+            job = await self.store.get(job_id)  # the dispatcher took it meanwhile
         if job is None or job.state in ENDED or job.state in (State.COMPLETED, State.DELIVERING):
             return False  # ended, or the video already exists and is on its way
-        if job.state == State.QUEUED:
-            await self._end(
-                job, Outcome(State.CANCELLED, "cancelled", reason, True), from_states=State.QUEUED
-            )
-            return True
         if job_id in self._cancel_requests:
             return True  # already being cancelled: a second cancel() would interrupt the first's cleanup
         self._cancel_requests[job_id] = reason
@@ -423,7 +423,7 @@ class JobRunner:
             if job.id not in self._tasks:
                 await self._report.show_progress(job, Progress(Phase.WAITING, position=place))
 
-    def _spawn(self, job_id: int, work: Awaitable[None]) -> None:
+    def _spawn(self, job_id: int, work: Awaitable[object]) -> None:
         async def run() -> None:
             try:
                 await work
@@ -581,8 +581,9 @@ class JobRunner:
         loop = asyncio.get_running_loop()
         return loop.time() + max(0.0, wall_deadline - self._clock())
 
-    async def _end(self, job: JobRow, outcome: Outcome, *, from_states: str | Iterable[str]) -> None:
-        """Ends a job that made no video: refund, then tell the member once."""
+    async def _end(self, job: JobRow, outcome: Outcome, *, from_states: str | Iterable[str]) -> bool:
+        """Ends a job that made no video: refund, then tell the member once. False if the job had
+        already moved on (someone else ends it)."""
         moved = await self.store.transition(
             job.id,
             from_states,
@@ -593,10 +594,11 @@ class JobRunner:
             finished_at=self._clock(),
         )
         if not moved:
-            return
+            return False
         log.info("job %s: ended %s (%s)", job.id, outcome.state, outcome.code)
         await self.quota.refund(job.id, outcome.code)
         await self._tell(await self._job(job.id))
+        return True
 
     async def _tell(self, job: JobRow) -> None:
         job = await self._progress_posted(job.id)

@@ -547,3 +547,27 @@ async def test_with_sound_switched_off_here_a_command_without_audio_makes_a_sile
         callback = await world.discord.wait_for_callback(asked.id)
         assert callback.flags & EPHEMERAL and "sound is turned off" in callback.data["content"].lower()
         assert world.sunra.count("submit") == 1
+
+
+async def test_a_job_waiting_in_the_bots_queue_can_be_cancelled_and_is_never_submitted(
+    tmp_path: Path,
+) -> None:
+    async with running_world(tmp_path, quota={"max_jobs_in_flight": 1}) as world:
+        before = await balance_of(world)
+        world.sunra.next_job(seconds=3)
+        first = await world.animate("first")
+        await world.until(lambda j: j.state == "submitted", first)
+        waiting = await world.animate("second")
+        job = await world.until(lambda j: j.state == "queued" and bool(j.progress_message_id), waiting)
+        progress = world.discord.message(job.progress_message_id or 0)
+        await world.discord.wait_for(lambda: "place 1" in str(progress.message["embeds"]), timeout=5)
+        click = await world.discord.dispatch_interaction(
+            p.button_click(world.discord, f"kling:cancel:{job.id}", message=job.progress_message_id)
+        )
+        assert "cancelling" in (await world.private_answer(click)).lower()
+        job = await world.ended(waiting)
+        assert job.state == "cancelled" and job.request_id is None
+        assert (await world.ended(first)).state == "delivered"
+        assert [j.input["prompt"] for j in world.sunra.jobs.values()] == ["first"]
+        assert await balance_of(world) == before - 10
+        await world.assert_ledger_matches_jobs()
