@@ -34,12 +34,16 @@ from bot.store.jobs import JobRow, JobStore
 from bot.sunra import (
     DownloadTooLarge,
     KlingInput,
+    KlingResult,
+    MalformedResponse,
     PollPolicy,
     PredictionFailed,
     QueueStatus,
+    RateLimited,
     SubmissionUncertain,
     SunraClient,
     SunraError,
+    TransientError,
 )
 
 log = logging.getLogger(__name__)
@@ -505,9 +509,8 @@ class JobRunner:
         await self._complete(job)
 
     async def _complete(self, job: JobRow) -> None:
-        assert job.request_id is not None
         try:
-            result = await self.sunra.result(job.request_id)
+            result = await self._result(job)
         except (SunraError, BotError) as error:
             await self._end(job, outcome_from_error(error), from_states=State.SUBMITTED)
             return
@@ -518,6 +521,21 @@ class JobRunner:
             return
         await self.quota.commit(job.id)
         await self._deliver(await self._job(job.id))
+
+    async def _result(self, job: JobRow) -> KlingResult:
+        """The finished job's result. The video exists and is paid for, so a flaky API is waited out
+        (at the polling cadence, until the job's lifetime ends) rather than the job given up."""
+        assert job.request_id is not None
+        pauses = PollPolicy(first=self.settings.poll_first_seconds, maximum=self.settings.poll_max_seconds)
+        for pause in pauses.intervals():
+            try:
+                return await self.sunra.result(job.request_id)
+            except (TransientError, RateLimited, MalformedResponse) as error:
+                if self._clock() + pause > job.deadline:
+                    raise
+                log.warning("job %s: result not available yet (%s); trying again", job.id, error)
+            await asyncio.sleep(pause)
+        raise AssertionError("PollPolicy.intervals() is endless")
 
     async def _deliver(self, job: JobRow) -> None:
         """Downloads the video when it fits the channel's upload limit, then posts it exactly once."""

@@ -571,3 +571,11 @@ async def test_a_job_waiting_in_the_bots_queue_can_be_cancelled_and_is_never_sub
         assert [j.input["prompt"] for j in world.sunra.jobs.values()] == ["first"]
         assert await balance_of(world) == before - 10
         await world.assert_ledger_matches_jobs()
+
+
+async def test_a_finished_video_survives_a_flaky_result_endpoint(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.sunra.fail_next("result", 503, times=8)  # more than the client's own retries
+        job = await world.ended(await world.animate())
+        assert job.state == "delivered" and world.sunra.count("result") == 9
+        await world.assert_ledger_matches_jobs()
