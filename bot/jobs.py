@@ -394,38 +394,44 @@ class JobRunner:
                 await asyncio.wait_for(self._wake.wait(), DISPATCH_IDLE_SECONDS)
 
     async def _dispatch_once(self) -> None:
-        ordered = await self._queue_order()
-        if not ordered:
-            return
-        in_flight = await self.store.count_by_user(IN_FLIGHT)
-        total = sum(in_flight.values())
-        per_member = self.quota.settings.max_concurrent_jobs
-        cap = self.quota.settings.max_jobs_in_flight
+        """Ends expired waiting jobs, submits the next one in fair order (if caps allow) and shows
+        everyone else their place. One submission per pass: the next pass orders the queue afresh, so
+        a member who arrived while this one waited for its turn is still placed fairly."""
         now = self._clock()
-        for job in ordered:
+        waiting: list[JobRow] = []
+        for job in await self._queue_order():
             if now > job.deadline:
                 await self._end(job, lifetime_outcome(self.settings), from_states=State.QUEUED)
-                continue
-            if cap and total >= cap:
-                break
-            if per_member and in_flight.get(job.user_id, 0) >= per_member:
-                continue
-            if job.id in self._tasks:
-                continue
-            # Pacing happens before the job is marked submitting, so "submitting" always means the
-            # request is about to leave or has left: a restart then treats it as uncertain.
-            await self._pacer.wait_turn()
-            if not await self.store.transition(job.id, State.QUEUED, State.SUBMITTING):
-                continue  # cancelled while waiting for its turn
-            in_flight[job.user_id] = in_flight.get(job.user_id, 0) + 1
-            total += 1
-            self._spawn(job.id, self._submit_and_follow(job))
-        await self._refresh_places()
+            else:
+                waiting.append(job)
+        chosen = await self._next_to_submit(waiting)
+        await self._refresh_places([job for job in waiting if job is not chosen])
+        if chosen is None:
+            return
+        # Pacing happens before the job is marked submitting, so "submitting" always means the
+        # request is about to leave or has left: a restart then treats it as uncertain.
+        await self._pacer.wait_turn()
+        if await self.store.transition(chosen.id, State.QUEUED, State.SUBMITTING):
+            self._spawn(chosen.id, self._submit_and_follow(chosen))
+        self._wake.set()
 
-    async def _refresh_places(self) -> None:
-        for place, job in enumerate(await self._queue_order(), start=1):
-            if job.id not in self._tasks:
-                await self._report.show_progress(job, Progress(Phase.WAITING, position=place))
+    async def _next_to_submit(self, waiting: list[JobRow]) -> JobRow | None:
+        if not waiting:
+            return None
+        in_flight = await self.store.count_by_user(IN_FLIGHT)
+        cap = self.quota.settings.max_jobs_in_flight
+        if cap and sum(in_flight.values()) >= cap:
+            return None
+        per_member = self.quota.settings.max_concurrent_jobs
+        for job in waiting:
+            if job.id in self._tasks or (per_member and in_flight.get(job.user_id, 0) >= per_member):
+                continue
+            return job
+        return None
+
+    async def _refresh_places(self, ordered: list[JobRow]) -> None:
+        for place, job in enumerate(ordered, start=1):
+            await self._report.show_progress(job, Progress(Phase.WAITING, position=place))
 
     def _spawn(self, job_id: int, work: Awaitable[object]) -> None:
         async def run() -> None:
