@@ -295,12 +295,6 @@ class Quote:
     def balance_after(self) -> int:
         return self.balance - self.cost
 
-    def describe(self) -> str:
-        return (
-            f"It costs {_credits(self.cost)}; you would have {self.balance_after} left "
-            f"(your allowance resets {relative_time(self.resets_at)})."
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
