@@ -36,6 +36,7 @@ HISTORY_LOOKBACK = 100
 EMBED_COLOUR = discord.Colour(0x5865F2)
 FAILED_COLOUR = discord.Colour(0xED4245)
 DONE_COLOUR = discord.Colour(0x57F287)
+DONE_STATUS = "✅ Done"
 
 
 def job_mark(job_id: int) -> str:
@@ -85,7 +86,7 @@ def progress_text(progress: Progress) -> str:
 def final_status(job: JobRow) -> str:
     """The progress message's last status line."""
     if job.state in ("completed", "delivering", "delivered"):
-        return "✅ Done"
+        return DONE_STATUS
     return "🚫 Cancelled" if job.state == "cancelled" else "❌ Ended without a video"
 
 
@@ -242,6 +243,12 @@ class DiscordReporter:
         if shown.timer is not None and shown.timer is not asyncio.current_task():
             shown.timer.cancel()
 
+    async def _close_progress(self, job: JobRow) -> None:
+        """The progress message's last edit (its final status, no Cancel button); then forgets the job."""
+        colour = DONE_COLOUR if final_status(job) == DONE_STATUS else FAILED_COLOUR
+        await self._edit_status(job, final_status(job), colour=colour, keep_button=False)
+        self._forget(job.id)
+
     def _forget(self, job_id: int) -> None:
         self._stop_progress(job_id)
         self._shown.pop(job_id, None)
@@ -254,8 +261,7 @@ class DiscordReporter:
         self._stop_progress(job.id)
         content = f"<@{job.user_id}> your video is ready!"
         message_id = await self._post_outcome(job, content, video=video, colour=DONE_COLOUR)
-        await self._edit_status(job, final_status(job), colour=DONE_COLOUR, keep_button=False)
-        self._forget(job.id)
+        await self._close_progress(job)
         return message_id
 
     async def notify_end(self, job: JobRow) -> int | None:
@@ -263,8 +269,7 @@ class DiscordReporter:
         reason = job.error_message or "The job could not finish."
         content = f"<@{job.user_id}> your /animate job ended without a video. {reason}"
         message_id = await self._post_outcome(job, content, video=None, colour=FAILED_COLOUR, with_url=False)
-        await self._edit_status(job, final_status(job), colour=FAILED_COLOUR, keep_button=False)
-        self._forget(job.id)
+        await self._close_progress(job)
         return message_id
 
     async def _post_outcome(
@@ -362,11 +367,8 @@ class DiscordReporter:
                 log.info("job %s: cannot open the DM to look for a result (%s)", job.id, error.code)
         if found is not None:
             # The previous process died between its post and the progress message's last edit.
-            done = job.state in ("delivering", "delivered")
-            await self._edit_status(
-                job, final_status(job), colour=DONE_COLOUR if done else FAILED_COLOUR, keep_button=False
-            )
-            self._forget(job.id)
+            self._stop_progress(job.id)
+            await self._close_progress(job)
         return found
 
     @staticmethod
