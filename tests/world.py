@@ -6,6 +6,7 @@ ImageChecker), pointed at the fakes, and gives tests short verbs: send an /anima
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 
 from bot.app import KlingBot
 from bot.config import Settings
+from bot.delivery import outcome_mark
 from bot.jobs import ENDED
 from bot.media import ImageChecker
 from bot.store import Database
@@ -125,7 +127,7 @@ class World:
     async def until(
         self, predicate: Callable[[JobRow], bool], interaction: InteractionRecord, within: float = 20.0
     ) -> JobRow:
-        loop_time = _loop_time()
+        loop_time = asyncio.get_running_loop().time
         deadline = loop_time() + within
         while True:
             with contextlib.suppress(AssertionError):
@@ -134,32 +136,18 @@ class World:
                     return job
             if loop_time() > deadline:
                 raise TimeoutError(f"job of interaction {interaction.id} did not get there in {within}s")
-            await _sleep(0.02)
+            await asyncio.sleep(0.02)
 
     async def assert_ledger_matches_jobs(self) -> None:
         assert_ledger_matches(await self.db.fetchall(LEDGER_BY_JOB))
 
     def outcome_messages(self, job_id: int) -> list[MessageRecord]:
-        from bot.delivery import outcome_mark
-
         mark = outcome_mark(job_id)
         return [
             m
             for m in self.discord.messages
             if any(e.get("footer", {}).get("text") == mark for e in m.message.get("embeds", []))
         ]
-
-
-def _loop_time() -> Callable[[], float]:
-    import asyncio
-
-    return asyncio.get_running_loop().time
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 @contextlib.asynccontextmanager
