@@ -1,0 +1,80 @@
+"""What every part of the runner shares: its resources, its tasks and the job's progress post."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bot.config import JobSettings
+from bot.jobs.model import Reporter
+from bot.media import ImageChecker
+from bot.quota import QuotaService
+from bot.store.jobs import JobRow, JobStore
+from bot.sunra import SunraClient
+
+log = logging.getLogger("bot.jobs")
+
+
+class RunnerBase:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        sunra: SunraClient,
+        images: ImageChecker,
+        quota: QuotaService,
+        settings: JobSettings,
+        workdir: Path,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.sunra = sunra
+        self.images = images
+        self.quota = quota
+        self.settings = settings
+        self.workdir = workdir
+        self._clock = clock
+        self.reporter: Reporter | None = None
+        self._wake = asyncio.Event()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._cancel_requests: dict[int, str] = {}
+        self._posting: dict[int, asyncio.Task[None]] = {}
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def _report(self) -> Reporter:
+        assert self.reporter is not None, "JobRunner.start() was not called"
+        return self.reporter
+
+    def _post_progress_later(self, job_id: int, posting: Awaitable[int | None]) -> None:
+        async def post_and_save() -> None:
+            message_id = await posting
+            if message_id is not None:
+                await self.store.update(job_id, progress_message_id=message_id)
+
+        self._posting[job_id] = asyncio.create_task(post_and_save(), name=f"progress-post-{job_id}")
+
+    async def _progress_posted(self, job_id: int) -> JobRow:
+        """The job's fresh row, once its progress message is posted (or given up on): edits and the
+        final reply need its id."""
+        task = self._posting.get(job_id)
+        if task is not None:
+            await asyncio.wait({task})  # never raises, and our own cancellation leaves the post alone
+            if self._posting.get(job_id) is task:
+                del self._posting[job_id]
+            if not task.cancelled() and task.exception() is not None:
+                log.error("job %s: posting progress failed", job_id, exc_info=task.exception())
+        return await self._job(job_id)
+
+    async def _job(self, job_id: int) -> JobRow:
+        job = await self.store.get(job_id)
+        assert job is not None
+        return job
+
+    def _loop_deadline(self, wall_deadline: float) -> float:
+        loop = asyncio.get_running_loop()
+        return loop.time() + max(0.0, wall_deadline - self._clock())

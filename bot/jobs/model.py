@@ -1,0 +1,144 @@
+"""What a job is: its states and phases, what the runner is given and gives back, and pure helpers."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bot.config import JobSettings
+from bot.errors import BotError
+from bot.quota import JobOptions, Reservation
+from bot.request import AnimateRequest
+from bot.store.jobs import JobRow
+from bot.sunra import KlingInput, QueueStatus, SubmissionUncertain
+
+
+class State(enum.StrEnum):
+    RECEIVED = "received"
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    COMPLETED = "completed"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REFUSED = "refused"
+    UNCERTAIN = "uncertain"
+
+
+ENDED = frozenset({State.DELIVERED, State.FAILED, State.CANCELLED, State.REFUSED, State.UNCERTAIN})
+# Ends that are told to the member with a message of their own (a refusal is told privately, at once).
+TOLD_IN_CHANNEL = (State.FAILED, State.CANCELLED, State.UNCERTAIN)
+IN_FLIGHT = (State.SUBMITTING, State.SUBMITTED, State.COMPLETED, State.DELIVERING)
+
+
+class Phase(enum.StrEnum):
+    WAITING = "waiting"  # in the bot's own fair queue
+    QUEUED = "queued"  # in Kling's queue
+    GENERATING = "generating"
+    FINISHING = "finishing"
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    phase: Phase
+    position: int | None = None  # place in the bot's queue or in Kling's queue
+    started_at: float | None = None
+
+
+class Reporter(Protocol):
+    """The Discord side of a job: implemented by bot/delivery.py, by a recorder in tests."""
+
+    async def post_progress(self, job: JobRow, request: AnimateRequest, progress: Progress) -> int | None: ...
+
+    async def show_progress(self, job: JobRow, progress: Progress) -> None: ...
+
+    async def deliver(self, job: JobRow, video: Path | None) -> int | None: ...
+
+    async def notify_end(self, job: JobRow) -> int | None: ...
+
+    async def find_outcome(self, job: JobRow) -> int | None: ...
+
+    async def recover_progress(self, job: JobRow, request: AnimateRequest) -> int | None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    interaction_id: int
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    role_ids: tuple[int, ...]
+    upload_limit: int
+    request: AnimateRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    job_id: int
+    reservation: Reservation
+    place: int  # 1 = next to be submitted
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a job ended when it did not deliver a video; `message` is what the member reads."""
+
+    state: State
+    code: str
+    message: str
+    retryable: bool
+
+
+def outcome_from_error(error: BaseException) -> Outcome:
+    if isinstance(error, SubmissionUncertain):
+        return Outcome(State.UNCERTAIN, "submission_uncertain", error.user_message, True)
+    if isinstance(error, BotError):
+        code = getattr(error, "code", None) or type(error).__name__
+        return Outcome(State.FAILED, str(code), error.user_message, error.retryable)
+    return Outcome(
+        State.FAILED, "internal", "Something went wrong inside the bot. Trying again may help.", True
+    )
+
+
+def job_options(request: AnimateRequest) -> JobOptions:
+    return JobOptions(duration=request.duration, audio=request.audio, voices=len(request.voice_ids))
+
+
+def kling_input(job: JobRow) -> KlingInput:
+    request = AnimateRequest.model_validate(job.params)
+    assert job.start_image_url is not None
+    return KlingInput(
+        prompt=request.prompt,
+        start_image_url=job.start_image_url,
+        end_image_url=job.end_image_url,
+        negative_prompt=request.negative_prompt,
+        duration="10" if request.duration == 10 else "5",
+        generate_audio=request.audio,
+        voice_ids=request.voice_ids or None,
+    )
+
+
+def progress_from_status(status: QueueStatus, started_at: float) -> Progress:
+    upper = status.status.upper()
+    if upper == "IN_QUEUE":
+        return Progress(Phase.QUEUED, position=status.queue_position, started_at=started_at)
+    if upper == "IN_PROGRESS":
+        return Progress(Phase.GENERATING, started_at=started_at)
+    return Progress(Phase.FINISHING, started_at=started_at)
+
+
+def lifetime_outcome(settings: JobSettings) -> Outcome:
+    minutes = round(settings.max_lifetime_minutes)
+    return Outcome(
+        State.CANCELLED,
+        "lifetime_exceeded",
+        f"The job did not finish within {minutes} minutes, so it was cancelled and nothing was charged. "
+        "Trying again later may help.",
+        True,
+    )

@@ -1,0 +1,210 @@
+"""The job runner: one /animate command from its record to its video, surviving restarts.
+
+States (each change is `UPDATE … WHERE id = ? AND state = ?`, see bot/store/jobs.py):
+
+    received ─► queued ─► submitting ─► submitted ─► completed ─► delivering ─► delivered
+        │          │           │             │            │
+        ▼          ▼           ▼             ▼            ▼
+     refused   cancelled   uncertain   failed/cancelled  failed
+
+A job ends in exactly one message to its channel (the video, or what went wrong). The post is the one
+step that cannot be atomic, so the job is recorded as `delivering` (or ended but not `notified`) first,
+the post carries the job's mark, and on resume the reporter looks for that mark before posting again.
+
+The runner is built in layers, each using the ones before it: base.py (resources, tasks, the progress
+post), finishing.py (video delivered or job ended), waiting.py (at the API), dispatch.py (the fair
+queue), and here: the lifecycle, a new command, Cancel, and resume after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.errors import BotError, InputRefused, ServiceUnavailable
+from bot.jobs.base import log
+from bot.jobs.dispatch import Dispatching
+from bot.jobs.model import (
+    ENDED,
+    TOLD_IN_CHANNEL,
+    Accepted,
+    Command,
+    Outcome,
+    Phase,
+    Progress,
+    Reporter,
+    State,
+    job_options,
+    outcome_from_error,
+)
+from bot.media import PreparedImage
+from bot.request import AnimateRequest, AttachmentRef
+from bot.sunra import SubmissionUncertain
+
+
+class JobRunner(Dispatching):
+    # ----- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="job-dispatcher")
+
+    async def stop(self) -> None:
+        """Stops following jobs; their rows stay as they are and the next start resumes them."""
+        self._closing = True
+        tasks = [
+            t for t in (self._dispatcher, *self._tasks.values(), *self._posting.values()) if t is not None
+        ]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._posting.clear()
+        if self.reporter is not None:
+            await self.reporter.close()
+
+    # ----- a new command -----------------------------------------------------------------------------------
+
+    async def record(self, command: Command) -> tuple[int, bool]:
+        """Writes the command down before Discord is answered; (job id, whether it is new)."""
+        return await self.store.create(
+            interaction_id=command.interaction_id,
+            guild_id=command.guild_id,
+            channel_id=command.channel_id,
+            user_id=command.user_id,
+            state=State.RECEIVED,
+            params=command.request.to_params(),
+            upload_limit=command.upload_limit,
+            lifetime_seconds=self.settings.max_lifetime_minutes * 60,
+        )
+
+    async def accept(self, job_id: int, command: Command) -> Accepted:
+        """Checks the images, reserves credits, uploads and queues. Refusals raise InputRefused and end
+        the job as refused with nothing charged or submitted."""
+        blocked = self.sunra.submissions_blocked
+        if blocked is not None:
+            await self._refuse(job_id, "service_unavailable", blocked.user_message)
+            raise ServiceUnavailable(blocked.user_message)
+        request = command.request
+        try:
+            start = await self.images.fetch(request.image.url, label="image")
+            end = await self._fetch_optional(request.end_image, label="end image")
+            reservation = await self.quota.reserve(
+                job_id=job_id,
+                guild_id=command.guild_id,
+                user_id=command.user_id,
+                role_ids=command.role_ids,
+                options=job_options(request),
+            )
+            start_url = await self._upload(start)
+            end_url = await self._upload(end) if end is not None else None
+        except BaseException as error:
+            # Nothing was submitted: end the job as refused and give back whatever was reserved.
+            outcome = outcome_from_error(error)
+            code = type(error).__name__ if isinstance(error, InputRefused) else outcome.code
+            await asyncio.shield(self._refuse_and_refund(job_id, code, outcome.message))
+            if isinstance(error, BotError) or not isinstance(error, Exception):
+                raise
+            log.exception("job %s: unexpected error before queueing", job_id)
+            raise BotError(outcome.message, retryable=True) from error
+        if not await self.store.transition(
+            job_id, State.RECEIVED, State.QUEUED, start_image_url=start_url, end_image_url=end_url
+        ):
+            await self.quota.refund(job_id, "job moved before it was queued")
+            raise InputRefused("This command was already handled.")
+        job = await self._job(job_id)
+        place = await self.place_in_line(job)
+        # The public progress post waits for the channel's message rate limit (5 per 5 s on Discord);
+        # neither the submission nor the member's private answer should wait with it.
+        self._post_progress_later(
+            job_id, self._report.post_progress(job, request, Progress(Phase.WAITING, position=place))
+        )
+        self._wake.set()
+        return Accepted(job_id, reservation, place)
+
+    async def _fetch_optional(self, ref: AttachmentRef | None, *, label: str) -> PreparedImage | None:
+        return None if ref is None else await self.images.fetch(ref.url, label=label)
+
+    async def _upload(self, image: PreparedImage) -> str:
+        return await self.sunra.upload(image.data, content_type=image.content_type, file_name=image.filename)
+
+    async def drop_unacknowledged(self, job_id: int) -> None:
+        """Discord refused the acknowledgement: the member was never told the job exists, so it ends
+        here, silently, before anything was reserved or submitted."""
+        await self._refuse(job_id, "not_acknowledged", "The command could not be acknowledged in time.")
+
+    async def _refuse_and_refund(self, job_id: int, code: str, message: str) -> None:
+        await self._refuse(job_id, code, message)
+        await self.quota.refund(job_id, code)
+
+    async def _refuse(self, job_id: int, code: str, message: str) -> None:
+        # A refusal is told privately by the caller; mark it told so resume never posts it again.
+        await self.store.transition(
+            job_id,
+            State.RECEIVED,
+            State.REFUSED,
+            error_code=code,
+            error_message=message,
+            retryable=False,
+            notified=True,
+            finished_at=self._clock(),
+        )
+
+    # ----- cancellation ------------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: int, reason: str) -> bool:
+        """Asks for a job to stop; True if it was still running. The job's own task finishes the work."""
+        job = await self.store.get(job_id)
+        if job is not None and job.state == State.QUEUED:
+            cancelled = Outcome(State.CANCELLED, "cancelled", reason, True)
+            if await self._end(job, cancelled, from_states=State.QUEUED):
+                return True
+            job = await self.store.get(job_id)  # the dispatcher took it meanwhile
+        if job is None or job.state in ENDED or job.state in (State.COMPLETED, State.DELIVERING):
+            return False  # ended, or the video already exists and is on its way
+        if job_id in self._cancel_requests:
+            return True  # already being cancelled: a second cancel() would interrupt the first's cleanup
+        self._cancel_requests[job_id] = reason
+        task = self._tasks.get(job_id)
+        if task is not None and job.state == State.SUBMITTED:
+            task.cancel()  # wakes the wait; _follow sees the request and cancels with the API
+        return True
+
+    # ----- after a restart ---------------------------------------------------------------------------------
+
+    async def resume(self) -> None:
+        """Settles every job the last process left unfinished. Runs once, from setup_hook.
+
+        Only database work happens here; every job's Discord and API work runs in its own task, so one
+        job that cannot be settled never keeps the bot from starting (or the others from finishing)."""
+        for job in await self.store.in_states([State.RECEIVED]):
+            # The member's picture was never checked; its Discord URL may have expired, so do not guess.
+            outcome = Outcome(
+                State.FAILED,
+                "restarted_before_check",
+                "The bot restarted before your picture was checked. Nothing was charged; "
+                "please run /animate again.",
+                True,
+            )
+            self._spawn(job.id, self._end(job, outcome, from_states=State.RECEIVED))
+        for job in await self.store.in_states([State.SUBMITTING]):
+            # No request id was saved, so we cannot ask the API about it; resubmitting might pay twice.
+            outcome = outcome_from_error(SubmissionUncertain())
+            self._spawn(job.id, self._end(job, outcome, from_states=State.SUBMITTING))
+        for job in await self.store.unnotified(TOLD_IN_CHANNEL):
+            if job.id not in self._tasks:
+                self._spawn(job.id, self._retell(job))
+        await self.quota.settle_finished()
+        for job in await self.store.in_states([State.QUEUED, State.SUBMITTED, State.COMPLETED]):
+            if job.progress_message_id is None:
+                # Killed around the progress post: adopt the message if it was made, else post it now.
+                request = AnimateRequest.model_validate(job.params)
+                self._post_progress_later(job.id, self._report.recover_progress(job, request))
+        for job in await self.store.in_states([State.SUBMITTED]):
+            self._spawn(job.id, self._follow(job))
+        for job in await self.store.in_states([State.COMPLETED]):
+            await self.quota.commit(job.id)
+            self._spawn(job.id, self._deliver(job))
+        for job in await self.store.in_states([State.DELIVERING]):
+            self._spawn(job.id, self._redeliver(job))
+        self._wake.set()
