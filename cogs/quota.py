@@ -60,12 +60,12 @@ async def refusals_told(interaction: Interaction) -> AsyncIterator[None]:
         await reply(interaction, refusal.user_message)
 
 
-async def refused_unless_manager(interaction: Interaction) -> bool:
-    """True, after telling the member, when they lack Manage Server. Discord hides /quota-admin from
-    them by default, but a server can change who sees a command, so the bot checks again itself."""
+async def refused_unless_manager(interaction: Interaction, command: str = "/quota-admin") -> bool:
+    """True, after telling the member, when they lack Manage Server. Discord hides the admin commands
+    from them by default, but a server can change who sees a command, so the bot checks again itself."""
     if interaction.guild_id is not None and interaction.permissions.manage_guild:
         return False
-    await reply(interaction, "You need the **Manage Server** permission to use /quota-admin.")
+    await reply(interaction, f"You need the **Manage Server** permission to use {command}.")
     return True
 
 

@@ -419,6 +419,15 @@ async def record_audit(
     )
 
 
+async def audit(
+    tx: Writer, guild_id: int, actor_id: int, action: str, details: Mapping[str, Any], at: float
+) -> None:
+    """An admin's change to a server's lists (voices, block list), which names no member."""
+    await record_audit(
+        tx, guild=str(guild_id), actor_id=actor_id, action=action, target_id=None, details=details, at=at
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     guild: str
