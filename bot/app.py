@@ -13,6 +13,7 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot.blocklist import PromptFilter
 from bot.config import Settings
 from bot.delivery import DiscordReporter
 from bot.jobs import JobRunner
@@ -21,10 +22,11 @@ from bot.quota import QuotaService
 from bot.store import Database
 from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
+from bot.voices import VoiceLibrary
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.animate", "cogs.quota")
+EXTENSIONS = ("cogs.animate", "cogs.quota", "cogs.voices", "cogs.showcase")
 
 
 def apply_discord_endpoints(settings: Settings) -> None:
@@ -63,6 +65,8 @@ class KlingBot(commands.Bot):
         self.images = images
         self.job_store = JobStore(db)
         self.quota = QuotaService(db, settings.quota)
+        self.voices = VoiceLibrary(db)
+        self.prompt_filter = PromptFilter(db)
         self.runner = JobRunner(
             store=self.job_store,
             sunra=sunra,

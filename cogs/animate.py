@@ -14,6 +14,7 @@ from bot.errors import BotError, InputRefused
 from bot.jobs import Command, job_options
 from bot.media import check_metadata
 from bot.request import AttachmentRef, build_request
+from bot.voices import choice_label
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -95,8 +96,8 @@ class AnimateCog(commands.Cog):
         negative_prompt="What to avoid (default: blur, distort, and low quality)",
         duration="Length of the video",
         audio="Generate sound with the video (default: on)",
-        voice_1="Voice id for <<<voice_1>>> in the prompt (needs audio)",
-        voice_2="Voice id for <<<voice_2>>> in the prompt (needs audio)",
+        voice_1="A voice from /voices, or a voice id; write <<<voice_1>>> in the prompt where it speaks",
+        voice_2="A voice from /voices, or a voice id; write <<<voice_2>>> in the prompt where it speaks",
     )
     @app_commands.choices(
         duration=[
@@ -128,6 +129,7 @@ class AnimateCog(commands.Cog):
             blocked = self.bot.sunra.submissions_blocked
             if blocked is not None:
                 raise blocked
+            await self.bot.prompt_filter.check(interaction.guild_id, prompt)
             request = build_request(
                 prompt=prompt,
                 image=check_attachment(image, "image"),
@@ -137,8 +139,8 @@ class AnimateCog(commands.Cog):
                 audio=audio
                 if audio is not None
                 else await self.bot.quota.audio_by_default(interaction.guild_id),
-                voice_1=voice_1,
-                voice_2=voice_2,
+                voice_1=await self.bot.voices.resolve(interaction.guild_id, voice_1),
+                voice_2=await self.bot.voices.resolve(interaction.guild_id, voice_2),
             )
             command = Command(
                 interaction_id=interaction.id,
@@ -177,6 +179,15 @@ class AnimateCog(commands.Cog):
             return
         place = f"Your video is on its way (place {accepted.place} in line); follow it in this channel."
         await say_privately(interaction, f"{place} {accepted.reservation.describe()}")
+
+    @animate.autocomplete("voice_1")
+    @animate.autocomplete("voice_2")
+    async def voice_choices(
+        self, interaction: discord.Interaction[KlingBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        # A raw id typed without picking a choice is sent as it is, so an empty library still works.
+        found = await self.bot.voices.suggest(interaction.guild_id, current)
+        return [app_commands.Choice(name=choice_label(v), value=v.voice_id) for v in found]
 
 
 def member_role_ids(interaction: discord.Interaction[Any]) -> tuple[int, ...]:

@@ -1,0 +1,38 @@
+"""SQL for the `prompt_blocklist` table (migration 0004): each server's blocked prompt patterns."""
+
+from __future__ import annotations
+
+from bot.store.db import Database
+from bot.store.ledger import Reader, audit
+
+
+async def list_patterns(db: Reader, guild_id: int) -> list[str]:
+    rows = await db.fetchall(
+        "SELECT pattern FROM prompt_blocklist WHERE guild_id = ? ORDER BY pattern COLLATE NOCASE",
+        (str(guild_id),),
+    )
+    return [str(row["pattern"]) for row in rows]
+
+
+async def add_pattern(db: Database, guild_id: int, *, pattern: str, actor_id: int, at: float) -> bool:
+    """Adds a pattern and audits it; False when the server already had it (in any case)."""
+    async with db.write() as tx:
+        added = await tx.execute(
+            "INSERT INTO prompt_blocklist (guild_id, pattern, added_by, added_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (guild_id, pattern) DO NOTHING",
+            (str(guild_id), pattern, str(actor_id), at),
+        )
+        if added:
+            await audit(tx, guild_id, actor_id, "blocklist_add", {"pattern": pattern}, at)
+    return bool(added)
+
+
+async def remove_pattern(db: Database, guild_id: int, *, pattern: str, actor_id: int, at: float) -> bool:
+    """Removes a pattern (any case) and audits it; False when the server did not have it."""
+    async with db.write() as tx:
+        removed = await tx.execute(
+            "DELETE FROM prompt_blocklist WHERE guild_id = ? AND pattern = ?", (str(guild_id), pattern)
+        )
+        if removed:
+            await audit(tx, guild_id, actor_id, "blocklist_remove", {"pattern": pattern}, at)
+    return bool(removed)

@@ -1,0 +1,88 @@
+"""/voices: a server's named voices for /animate (Manage Server). The rules live in bot/voices.py."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.voices import MAX_NAME, MAX_VOICE_ID, choice_label
+from cogs.quota import refusals_told, refused_unless_manager, reply
+
+if TYPE_CHECKING:
+    from bot.app import KlingBot
+
+Interaction = discord.Interaction[Any]
+HOW_TO_USE = (
+    "In /animate, pick a voice in `voice_1` (or `voice_2`) and write `<<<voice_1>>>` (or `<<<voice_2>>>`) "
+    "in the prompt where it should speak. Voices need audio."
+)
+
+
+class VoicesCog(commands.Cog):
+    voices = app_commands.Group(
+        name="voices",
+        description="Name voice ids for /animate's voice_1 and voice_2",
+        guild_only=True,
+        allowed_contexts=app_commands.AppCommandContext(guild=True),
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    def __init__(self, bot: KlingBot) -> None:
+        self.bot = bot
+
+    @voices.command(name="add", description="Name a voice id (a name already taken gets the new id)")
+    @app_commands.describe(name="What members pick in /animate", voice_id="The Kling voice id")
+    @app_commands.rename(voice_id="id")
+    async def add(
+        self,
+        interaction: Interaction,
+        name: app_commands.Range[str, 1, MAX_NAME],
+        voice_id: app_commands.Range[str, 1, MAX_VOICE_ID],
+    ) -> None:
+        if await refused_unless_manager(interaction, "/voices"):
+            return
+        assert interaction.guild_id is not None
+        async with refusals_told(interaction):
+            before = await self.bot.voices.add(
+                interaction.guild_id, name=name, voice_id=voice_id, actor_id=interaction.user.id
+            )
+            stored = await self.bot.voices.resolve(interaction.guild_id, name)
+            was = f" (it was `{before}`)" if before and before != stored else ""
+            await reply(
+                interaction, f"Voice **{' '.join(name.split())}** is now `{stored}`{was}.\n{HOW_TO_USE}"
+            )
+
+    @voices.command(name="remove", description="Forget a named voice")
+    @app_commands.describe(name="The voice's name")
+    async def remove(self, interaction: Interaction, name: app_commands.Range[str, 1, MAX_NAME]) -> None:
+        if await refused_unless_manager(interaction, "/voices"):
+            return
+        assert interaction.guild_id is not None
+        removed = await self.bot.voices.remove(interaction.guild_id, name=name, actor_id=interaction.user.id)
+        if removed is None:
+            await reply(interaction, f"This server has no voice named **{name}**.")
+        else:
+            await reply(interaction, f"Removed the voice **{removed.name}** (`{removed.voice_id}`).")
+
+    @remove.autocomplete("name")
+    async def remove_choices(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
+        found = await self.bot.voices.suggest(interaction.guild_id, current)
+        return [app_commands.Choice(name=choice_label(v), value=v.name) for v in found]
+
+    @voices.command(name="list", description="The server's named voices")
+    async def list_voices(self, interaction: Interaction) -> None:
+        if await refused_unless_manager(interaction, "/voices"):
+            return
+        known = await self.bot.voices.voices(interaction.guild_id)
+        if not known:
+            await reply(interaction, "This server has no named voices yet. Add one with `/voices add`.")
+            return
+        lines = [f"• **{v.name}**: `{v.voice_id}`" for v in known]
+        await reply(interaction, "\n".join([f"**Voices ({len(known)}):**", *lines, "", HOW_TO_USE])[:2000])
+
+
+async def setup(bot: KlingBot) -> None:
+    await bot.add_cog(VoicesCog(bot))

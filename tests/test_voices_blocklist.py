@@ -1,0 +1,206 @@
+"""A server's voice library (/voices) and prompt block list (/showcase-admin blocklist), from the rules
+to /animate through discord.py and the fake Discord."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.blocklist import check_pattern, compile_pattern, normalise
+from bot.errors import InputRefused
+from bot.voices import check_name
+from tests.fakes import payloads as p
+from tests.world import World, running_world
+
+ADMIN = p.DEFAULT_EVERYONE_PERMISSIONS | p.MANAGE_GUILD
+MEMBER_ID = 1_143_850_174_982_443_222
+
+
+# ----- the rules ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prompt", "blocked"),
+    [
+        ("cat", "a cat jumps", True),
+        ("cat", "a CAT jumps", True),
+        ("cat", "the category of things", False),
+        ("cat", "a bobcat", False),
+        ("cat", "cat.", True),
+        ("gor*", "gory scene", True),
+        ("gor*", "gore", True),
+        ("gor*", "a gorilla", True),
+        ("gor*", "agora", False),
+        ("*cat", "a bobcat", True),
+        ("c?t", "cut it", True),
+        ("c?t", "coat", False),
+        ("bad word", "a bad   word here", True),
+        ("bad word", "a bad sword", False),
+        ("cat", "ＣＡＴ", True),  # fullwidth letters fold to ASCII under NFKC
+        ("cat", "c\u200bat", True),  # an invisible zero-width space does not split the word
+        ("café", "CAFÉ au lait", True),
+        ("a.b", "axb", False),  # punctuation in a pattern is literal, not a regex
+    ],
+)
+def test_patterns_match_whole_words_with_wildcards(pattern: str, prompt: str, blocked: bool) -> None:
+    assert (compile_pattern(pattern).search(normalise(prompt)) is not None) is blocked
+
+
+@pytest.mark.parametrize("pattern", ["", "   ", "*", "* ?", "x" * 101])
+def test_patterns_that_would_block_everything_or_nothing_are_refused(pattern: str) -> None:
+    with pytest.raises(InputRefused):
+        check_pattern(pattern)
+
+
+def test_voice_names() -> None:
+    assert check_name("  Old   narrator ") == "Old narrator"
+    for bad in ("", "<@123>", "x" * 33, "-dash-first"):
+        with pytest.raises(InputRefused):
+            check_name(bad)
+
+
+# ----- through Discord ------------------------------------------------------------------------------------
+
+
+def admin_command(world: World, group: str, subcommand: str, options: list[dict[str, Any]], **kw: Any) -> Any:
+    """A slash command in a subcommand (group) such as /showcase-admin blocklist add word:…"""
+    inner = [{"name": subcommand, "type": p.OPTION_SUB_COMMAND, "options": options}]
+    name, _, sub_group = group.partition(" ")
+    if sub_group:
+        inner = [{"name": sub_group, "type": 2, "options": inner}]  # SUB_COMMAND_GROUP
+    kw.setdefault("member_permissions", ADMIN)
+    return p.slash_command(world.discord, name=name, options=inner, **kw)
+
+
+async def answer(world: World, payload: dict[str, Any]) -> str:
+    record = await world.discord.dispatch_interaction(payload)
+    callback = await world.discord.wait_for_callback(record.id)
+    assert callback.type == 4 and callback.ephemeral
+    assert callback.data["allowed_mentions"]["parse"] == []
+    return str(callback.data["content"])
+
+
+async def autocomplete(world: World, command: str, options: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    payload = p.slash_command(world.discord, name=command, options=options)
+    payload["type"] = p.APPLICATION_COMMAND_AUTOCOMPLETE
+    record = await world.discord.dispatch_interaction(payload)
+    callback = await world.discord.wait_for_callback(record.id)
+    assert callback.type == 8
+    return list(callback.data["choices"])
+
+
+async def test_commands_are_for_managers(tmp_path: Path) -> None:
+    async with running_world(tmp_path, command_guild_ids=[p.DEFAULT_GUILD_ID]) as world:
+        registered = {c["name"]: c for c in world.discord.registered_commands()}
+        for name in ("voices", "showcase-admin"):
+            assert str(registered[name]["default_member_permissions"]) == str(p.MANAGE_GUILD)
+        assert {o["name"] for o in registered["voices"]["options"]} == {"add", "remove", "list"}
+        blocklist = next(o for o in registered["showcase-admin"]["options"] if o["name"] == "blocklist")
+        assert {o["name"] for o in blocklist["options"]} == {"add", "remove", "list"}
+
+        everyone = p.DEFAULT_EVERYONE_PERMISSIONS
+        add = admin_command(
+            world, "showcase-admin blocklist", "add", [p.option("word", "cat")], member_permissions=everyone
+        )
+        assert "Manage Server" in await answer(world, add)
+        voice = admin_command(
+            world, "voices", "add", [p.option("name", "n"), p.option("id", "v1")], member_permissions=everyone
+        )
+        assert "Manage Server" in await answer(world, voice)
+        assert await world.db.fetchall("SELECT * FROM prompt_blocklist") == []
+        assert await world.db.fetchall("SELECT * FROM voices") == []
+
+
+async def test_a_blocked_prompt_is_refused_privately_before_anything_is_charged(tmp_path: Path) -> None:
+    async with running_world(tmp_path, command_guild_ids=[p.DEFAULT_GUILD_ID]) as world:
+        add = admin_command(world, "showcase-admin blocklist", "add", [p.option("word", "gor*")])
+        assert await answer(world, add) == "`gor*` is now refused in prompts."
+        again = admin_command(world, "showcase-admin blocklist", "add", [p.option("word", "GOR*")])
+        assert await answer(world, again) == "`GOR*` was already on the block list."
+
+        refused = await world.animate("a Gory <@&123> scene", user_id=MEMBER_ID)
+        text = await world.private_answer(refused)
+        assert text == (
+            "Your prompt contains “gory”, which this server does not allow in prompts. "
+            "Please rephrase it; nothing was charged."
+        )
+        assert await world.db.fetchall("SELECT * FROM jobs") == []
+        assert await world.db.fetchall("SELECT * FROM quota_ledger") == []
+        assert world.sunra.submissions == [] and world.sunra.uploads == {}
+
+        # The negative prompt names what to avoid, so it may use a blocked word.
+        allowed = await world.animate("a calm lake", user_id=MEMBER_ID, negative_prompt="gore, blur")
+        assert (await world.ended(allowed)).state == "delivered"
+
+        listed = admin_command(world, "showcase-admin blocklist", "list", [])
+        assert await answer(world, listed) == "**Blocked in prompts (1):** `gor*`"
+        choices = await autocomplete(
+            world,
+            "showcase-admin",
+            [
+                {
+                    "name": "blocklist",
+                    "type": 2,
+                    "options": [
+                        {
+                            "name": "remove",
+                            "type": p.OPTION_SUB_COMMAND,
+                            "options": [{**p.option("word", "go"), "focused": True}],
+                        }
+                    ],
+                }
+            ],
+        )
+        assert choices == [{"name": "gor*", "value": "gor*"}]
+        remove = admin_command(world, "showcase-admin blocklist", "remove", [p.option("word", "gor*")])
+        assert await answer(world, remove) == "`gor*` is allowed in prompts again."
+        ok = await world.animate("a gory scene", user_id=MEMBER_ID)
+        assert (await world.ended(ok)).state == "delivered"
+
+        audit = await world.db.fetchall("SELECT action, details FROM quota_audit ORDER BY id")
+        assert [row[0] for row in audit] == ["blocklist_add", "blocklist_remove"]
+
+
+async def test_named_voices_autocomplete_and_reach_the_api(tmp_path: Path) -> None:
+    async with running_world(tmp_path, command_guild_ids=[p.DEFAULT_GUILD_ID]) as world:
+        add = admin_command(world, "voices", "add", [p.option("name", "Narrator"), p.option("id", "vo_123")])
+        assert (await answer(world, add)).startswith("Voice **Narrator** is now `vo_123`.\nIn /animate")
+        other = admin_command(world, "voices", "add", [p.option("name", "Child"), p.option("id", "vo_777")])
+        await answer(world, other)
+        renamed = admin_command(
+            world, "voices", "add", [p.option("name", "narrator"), p.option("id", "vo_9")]
+        )
+        assert (await answer(world, renamed)).startswith(
+            "Voice **narrator** is now `vo_9` (it was `vo_123`)."
+        )
+
+        listed = await answer(world, admin_command(world, "voices", "list", []))
+        assert listed.startswith("**Voices (2):**\n• **Child**: `vo_777`\n• **narrator**: `vo_9`\n")
+        assert "<<<voice_1>>>" in listed
+
+        choices = await autocomplete(
+            world,
+            "animate",
+            [p.option("prompt", "x"), {**p.option("voice_1", "NAR"), "focused": True}],
+        )
+        assert choices == [{"name": "narrator · vo_9", "value": "vo_9"}]
+        everything = await autocomplete(world, "animate", [{**p.option("voice_2", ""), "focused": True}])
+        assert [c["value"] for c in everything] == ["vo_777", "vo_9"]
+
+        # Picked from the list (the id), typed by name (any case), or a raw id: each reaches the API as an id.
+        job = await world.animate(
+            "<<<voice_1>>> says hi to <<<voice_2>>>", user_id=MEMBER_ID, voice_1="vo_9", voice_2="CHILD"
+        )
+        assert (await world.ended(job)).state == "delivered"
+        raw = await world.animate("<<<voice_1>>> sings", user_id=MEMBER_ID, voice_1="vo_raw_1")
+        assert (await world.ended(raw)).state == "delivered"
+        voice_ids = [s["voice_ids"] for s in world.sunra.submissions]
+        assert voice_ids == [["vo_9", "vo_777"], ["vo_raw_1"]]
+
+        def remove() -> dict[str, Any]:
+            return admin_command(world, "voices", "remove", [p.option("name", "CHILD")])
+
+        assert await answer(world, remove()) == "Removed the voice **Child** (`vo_777`)."
+        assert await answer(world, remove()) == "This server has no voice named **CHILD**."
