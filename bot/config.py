@@ -49,6 +49,12 @@ class MediaSettings(BaseModel):
     # Threads decoding images; decoding never runs on the event loop.
     decode_workers: int = Field(default=2, ge=1, le=32)
     download_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Largest picture downloaded from Discord; pictures over Kling's 10 MB are shrunk to fit.
+    max_download_mb: float = Field(default=50.0, gt=0, le=500)
+
+    @property
+    def max_download_bytes(self) -> int:
+        return int(self.max_download_mb * 1_000_000)
 
 
 class Settings(BaseSettings):
