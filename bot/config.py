@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from bot.quota import QuotaSettings
+from bot.startup import StartupSettings
 
 DEFAULT_CONFIG_PATH = Path("config/bot.toml")
 SECRET_FIELDS = ("discord_token", "sunra_key")
@@ -79,6 +80,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
+    startup: StartupSettings = Field(default_factory=StartupSettings)
 
     @field_validator("discord_token", "sunra_key")
     @classmethod
