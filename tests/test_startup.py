@@ -20,7 +20,7 @@ from tests.test_crash import SUNRA_KEY, BotProcess, Crash
 # Short pauses keep the test fast; the defaults (2 s, doubling to 60 s) are for real hosts.
 FAST_RETRY = {"STARTUP__RETRY_FIRST_SECONDS": "0.1", "STARTUP__RETRY_MAX_SECONDS": "0.4"}
 ATTEMPT_LINE = re.compile(
-    r" WARNING  bot\.startup: Discord is unreachable at (\S+) \((.+)\); "
+    r" WARNING  bot\.startup: (Discord|Discord's gateway) is unreachable at (\S+) \((.+)\); "
     r"attempt (\d+), retrying in ([\d.]+) s$"
 )
 
@@ -66,11 +66,57 @@ async def test_discord_unreachable_at_start_is_waited_for_then_the_bot_comes_up(
             await bot.stop()
     log = bot.log_text()
     attempts = attempt_lines(bot)
-    assert [int(m[3]) for m in attempts] == list(range(1, len(attempts) + 1))
-    assert {(m[1], m[2]) for m in attempts} == {(discord.api_url, "cannot connect: connection refused")}
-    pauses = [float(m[4]) for m in attempts]
+    assert [int(m[4]) for m in attempts] == list(range(1, len(attempts) + 1))
+    assert {m.group(1, 2, 3) for m in attempts} == {
+        ("Discord", discord.api_url, "cannot connect: connection refused")
+    }
+    pauses = [float(m[5]) for m in attempts]
     assert pauses[0] <= 0.1 and max(pauses) <= 0.4 and pauses[-1] > pauses[0]  # backoff, bounded
     assert "Traceback" not in log and discord.token not in log and SUNRA_KEY not in log
+    assert bot.proc is not None and bot.proc.returncode == 0
+
+
+async def forward(port: int, to_port: int) -> asyncio.Server:
+    """A TCP relay from `port` to `to_port` on loopback: a gateway proxy that starts late."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", to_port)
+        await asyncio.gather(pipe(client_reader, upstream_writer), pipe(upstream_reader, client_writer))
+
+    return await asyncio.start_server(relay, "127.0.0.1", port)
+
+
+async def test_a_gateway_unreachable_at_start_is_waited_for_too(tmp_path: Path) -> None:
+    # discord.py cannot retry a first gateway connection that fails (AttributeError on its retry path):
+    # a gateway proxy that starts after the bot used to kill it.
+    port = closed_port()
+    async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+        gateway_url = discord.gateway_url.replace(f":{discord.port}", f":{port}")
+        bot = BotProcess(tmp_path, discord, sunra, DISCORD_GATEWAY_URL=gateway_url, **FAST_RETRY)
+        starting = asyncio.create_task(bot.start())
+        try:
+            await until(lambda: len(attempt_lines(bot)) >= 3, "three attempts", bot)
+            async with await forward(port, discord.port):
+                await starting
+                await bot.stop()
+        finally:
+            starting.cancel()
+            await bot.stop()
+    attempts = attempt_lines(bot)
+    assert {m.group(1, 2, 3) for m in attempts} == {
+        ("Discord's gateway", gateway_url, "cannot connect: connection refused")
+    }
+    assert "Traceback" not in bot.log_text()
     assert bot.proc is not None and bot.proc.returncode == 0
 
 
