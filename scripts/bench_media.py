@@ -3,8 +3,9 @@
     .venv/bin/python scripts/bench_media.py [--dir /tmp/bench_media]
 
 Generates, once, photo-like test files in --dir: a 200 MP JPEG (16320×12240, the largest phone sensors),
-a rotated 48 MP JPEG, a 40 MP PNG and a 48 MP HEIC. Each is then prepared by `bot.media.inspect_bytes`
-(exactly what a worker thread runs for an attachment) in a fresh process, which prints:
+a rotated 48 MP JPEG, a progressive one, a 40 MP PNG and a 48 MP HEIC. Each is then prepared by
+`bot.media.inspect_bytes` (exactly what a worker thread runs for an attachment) in a fresh process, which
+prints:
 
 - peak RSS during the decode above the process's RSS just before it (the file's bytes already read),
   from the kernel's high-water mark (VmHWM, reset through /proc/self/clear_refs);
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 CASES = {
     "200mp.jpg": ((16320, 12240), "JPEG", {"quality": 90}, 1),
     "48mp-rotated.jpg": ((8064, 6048), "JPEG", {"quality": 90}, 6),
+    "48mp-progressive.jpg": ((8064, 6048), "JPEG", {"quality": 90, "progressive": True}, 1),
     "40mp.png": ((7746, 5164), "PNG", {}, 1),
     "48mp.heic": ((8064, 6048), "HEIF", {"quality": 80}, 1),
 }
@@ -113,7 +115,7 @@ def main() -> None:
         print(json.dumps(measure_one(args.one)))
         return
     generate(args.dir)
-    print(f"{'file':<18}{'MB':>7}{'MP':>7}{'seconds':>9}{'peak RSS':>11}{'tracemalloc':>13}  output")
+    print(f"{'file':<22}{'MB':>7}{'MP':>7}{'seconds':>9}{'peak RSS':>11}{'tracemalloc':>13}  output")
     for name in CASES:
         # A fresh process per file: the high-water mark then belongs to this decode alone.
         run = subprocess.run(
@@ -124,7 +126,7 @@ def main() -> None:
         )
         row = json.loads(run.stdout)
         print(
-            f"{row['file']:<18}{row['file_mb']:>7.1f}{row['source_mp']:>7.0f}{row['seconds']:>9.2f}"
+            f"{row['file']:<22}{row['file_mb']:>7.1f}{row['source_mp']:>7.0f}{row['seconds']:>9.2f}"
             f"{row['peak_rss_mib']:>8.0f} MiB{row['tracemalloc_mib']:>9.0f} MiB  {row['output']}"
         )
 
