@@ -45,6 +45,7 @@ async def run(settings: Settings) -> None:
         ImageChecker(
             max_workers=settings.media.decode_workers,
             download_timeout=settings.media.download_timeout_seconds,
+            max_download_bytes=settings.media.max_download_bytes,
         ) as images,
         KlingBot(settings, db=db, sunra=sunra, images=images) as bot,
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ from bot.delivery import DiscordReporter
 from bot.jobs import JobRunner
 from bot.media import ImageChecker
 from bot.quota import QuotaService
+from bot.startup import wait_for_discord
 from bot.store import Database
 from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
@@ -75,10 +77,13 @@ class KlingBot(commands.Bot):
             settings=settings.jobs,
             workdir=workdir or db.path.parent / "tmp",
         )
+        self._stopping = asyncio.Event()
 
     async def start(self, token: str, *, reconnect: bool = True) -> None:
         apply_discord_endpoints(self.settings)
-        await super().start(token, reconnect=reconnect)
+        # Discord unreachable at start (no network yet): wait with backoff rather than exit.
+        if await wait_for_discord(self, token, self.settings.startup, self._stopping):
+            await super().start(token, reconnect=reconnect)
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -100,6 +105,7 @@ class KlingBot(commands.Bot):
         return instance
 
     async def close(self) -> None:
+        self._stopping.set()
         await self.runner.stop()
         await super().close()
 

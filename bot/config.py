@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from bot.quota import QuotaSettings
+from bot.startup import StartupSettings
 
 DEFAULT_CONFIG_PATH = Path("config/bot.toml")
 SECRET_FIELDS = ("discord_token", "sunra_key")
@@ -49,6 +50,12 @@ class MediaSettings(BaseModel):
     # Threads decoding images; decoding never runs on the event loop.
     decode_workers: int = Field(default=2, ge=1, le=32)
     download_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Largest picture downloaded from Discord; pictures over Kling's 10 MB are shrunk to fit.
+    max_download_mb: float = Field(default=50.0, gt=0, le=500)
+
+    @property
+    def max_download_bytes(self) -> int:
+        return int(self.max_download_mb * 1_000_000)
 
 
 class Settings(BaseSettings):
@@ -73,6 +80,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
+    startup: StartupSettings = Field(default_factory=StartupSettings)
 
     @field_validator("discord_token", "sunra_key")
     @classmethod

@@ -45,9 +45,9 @@ def attachment_ref(attachment: discord.Attachment) -> AttachmentRef:
     )
 
 
-def check_attachment(attachment: discord.Attachment, label: str) -> AttachmentRef:
+def check_attachment(attachment: discord.Attachment, label: str, max_bytes: int) -> AttachmentRef:
     ref = attachment_ref(attachment)
-    check_metadata(ref.info(), label=label)
+    check_metadata(ref.info(), label=label, max_bytes=max_bytes)
     return ref
 
 
@@ -132,8 +132,10 @@ class AnimateCog(commands.Cog):
             await self.bot.prompt_filter.check(interaction.guild_id, prompt)
             request = build_request(
                 prompt=prompt,
-                image=check_attachment(image, "image"),
-                end_image=check_attachment(end_image, "end image") if end_image else None,
+                image=check_attachment(image, "image", self.bot.images.max_download_bytes),
+                end_image=check_attachment(end_image, "end image", self.bot.images.max_download_bytes)
+                if end_image
+                else None,
                 negative_prompt=negative_prompt,
                 duration=duration,
                 audio=audio

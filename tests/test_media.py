@@ -21,7 +21,6 @@ from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin, features
 from bot import media
 from bot.errors import InputRefused
 from bot.media import (
-    MAX_IMAGE_BYTES,
     AttachmentInfo,
     ImageChecker,
     MediaRejected,
@@ -369,9 +368,9 @@ def test_empty_file_is_refused() -> None:
     assert "empty file" in refusal(b"").user_message
 
 
-def test_too_many_bytes_refused_before_decoding() -> None:
-    message = refusal(b"\xff\xd8" + b"\0" * MAX_IMAGE_BYTES).user_message
-    assert "10.1 MB" in message and "at most 10 MB" in message
+def test_more_bytes_than_the_download_cap_refused_before_decoding() -> None:
+    message = refusal(b"\xff\xd8" + b"\0" * 2_000_000, max_input_bytes=2_000_000).user_message
+    assert "2.1 MB" in message and "the bot takes pictures of at most 2 MB" in message
 
 
 def _zip_file() -> bytes:
@@ -393,7 +392,7 @@ def _zip_file() -> bytes:
             b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>',
             "SVG drawing, which Kling cannot",
         ),
-        (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", "HEIC photo, which Kling cannot take"),
+        (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", "damaged or incomplete"),
         (b"\0\0\0\x18ftypisom\0\0\0\0isomiso2", "is a video, not a picture"),
         (bytes(range(256)) * 8, "not in a picture format the bot can read"),
         (encode(marked((400, 400)), "ICO"), "not in a picture format the bot can read"),
@@ -418,12 +417,12 @@ def test_decompression_bomb_refused_before_decoding(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     message = refusal(bomb).user_message
-    assert "8000×8000 px (64 megapixels)" in message and "limit is 40 megapixels" in message
+    assert "8000×8000 px (64 megapixels)" in message and "pictures of up to 50 megapixels" in message
 
 
 def test_header_claiming_400_megapixels_is_refused() -> None:
     message = refusal(images.png_claiming(20000, 20000)).user_message
-    assert "far more than 40 megapixels" in message
+    assert "far more than 260 megapixels" in message
 
 
 def test_pillow_bomb_warning_becomes_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -475,12 +474,12 @@ def test_refused_when_even_the_smallest_size_does_not_fit() -> None:
         (AttachmentInfo("a.html", "text/html", 1000), "sent as text/html, not as a picture"),
         (AttachmentInfo("a.zip", "application/zip", 1000), "sent as application/zip"),
         (AttachmentInfo("a.svg", "image/svg+xml", 1000), "SVG drawing"),
-        (AttachmentInfo("a.heic", "image/heic", 1000), "HEIC photo"),
         (AttachmentInfo("a.png", "image/png", 0), "empty file"),
-        (AttachmentInfo("a.png", "image/png", 10_000_001), "10.1 MB; Kling accepts at most 10 MB"),
+        (AttachmentInfo("a.png", "image/png", 50_000_001), "50.1 MB; the bot takes pictures of at most 50"),
         (AttachmentInfo("a.png", "image/png", 1000, 180, 240), "180×240 px; Kling needs at least 300×300"),
         (AttachmentInfo("a.png", "image/png", 1000, 3000, 1000), "ratio of 3.00"),
         (AttachmentInfo("a.png", "image/png", 1000, 9000, 9000), "81 megapixels"),
+        (AttachmentInfo("a.jpg", "image/jpeg", 1000, 20000, 20000), "the limit is 260 megapixels"),
     ],
 )
 def test_metadata_refusals(info: AttachmentInfo, fragment: str) -> None:
@@ -498,6 +497,9 @@ def test_metadata_refusals(info: AttachmentInfo, fragment: str) -> None:
         AttachmentInfo("a.png", "image/png; charset=binary", 10_000_000, 300, 750),
         AttachmentInfo("a.jpg", "IMAGE/JPEG", 5000, 1000, 400),
         AttachmentInfo("a.png", "image/png", 5000, None, 100),  # half-known dimensions: the bytes decide
+        AttachmentInfo("a.heic", "image/heic", 3_000_000, 4032, 3024),
+        AttachmentInfo("a.avif", "image/avif", 3_000_000, 4032, 3024),
+        AttachmentInfo("a.jpg", "image/jpeg", 45_000_000, 16320, 12240),  # 200 MP, over 10 MB: shrunk
     ],
 )
 def test_metadata_accepts_what_might_work(info: AttachmentInfo) -> None:

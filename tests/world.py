@@ -165,7 +165,11 @@ async def running_world(
         client = await stack.enter_async_context(
             SunraClient(settings.sunra_base, SUNRA_KEY, retry=FAST_RETRY)
         )
-        checker = await stack.enter_async_context(ImageChecker(max_workers=2, download_timeout=10))
+        checker = await stack.enter_async_context(
+            ImageChecker(
+                max_workers=2, download_timeout=10, max_download_bytes=settings.media.max_download_bytes
+            )
+        )
         bot = KlingBot(settings, db=db, sunra=client, images=checker, workdir=tmp_path / "work")
         await stack.enter_async_context(running_client(bot, discord))
         yield World(discord, sunra, bot, db)
