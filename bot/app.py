@@ -19,6 +19,7 @@ from bot.delivery import DiscordReporter
 from bot.jobs import JobRunner
 from bot.media import ImageChecker
 from bot.quota import QuotaService
+from bot.showcase import ShowcaseService
 from bot.store import Database
 from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
@@ -67,6 +68,7 @@ class KlingBot(commands.Bot):
         self.quota = QuotaService(db, settings.quota)
         self.voices = VoiceLibrary(db)
         self.prompt_filter = PromptFilter(db)
+        self.showcases = ShowcaseService(db)
         self.runner = JobRunner(
             store=self.job_store,
             sunra=sunra,
