@@ -20,6 +20,7 @@ from bot.delivery import DiscordReporter
 from bot.jobs import JobRunner
 from bot.media import ImageChecker
 from bot.quota import QuotaService
+from bot.showcase import ShowcaseService
 from bot.startup import wait_for_discord
 from bot.store import Database
 from bot.store.jobs import JobStore
@@ -69,6 +70,7 @@ class KlingBot(commands.Bot):
         self.quota = QuotaService(db, settings.quota)
         self.voices = VoiceLibrary(db)
         self.prompt_filter = PromptFilter(db)
+        self.showcases = ShowcaseService(db)
         self.runner = JobRunner(
             store=self.job_store,
             sunra=sunra,

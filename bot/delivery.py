@@ -111,6 +111,27 @@ class CancelButtonView(discord.ui.View):
         )
 
 
+def showcase_custom_id(job_id: int) -> str:
+    return f"kling:show:{job_id}"
+
+
+class ResultView(discord.ui.View):
+    """The buttons under a finished video; each is a DynamicItem registered by its cog, so it works
+    after restarts."""
+
+    def __init__(self, job: JobRow) -> None:
+        super().__init__(timeout=None)
+        if job.guild_id is not None:
+            self.add_item(
+                discord.ui.Button(
+                    label="Showcase",
+                    emoji="🏆",
+                    style=discord.ButtonStyle.secondary,
+                    custom_id=showcase_custom_id(job.id),
+                )
+            )
+
+
 @dataclass
 class _Shown:
     text: str = ""
@@ -260,7 +281,9 @@ class DiscordReporter:
         """Posts the video: the file when it fits, else its URL; then a DM. Returns the message id."""
         self._stop_progress(job.id)
         content = f"<@{job.user_id}> your video is ready!"
-        message_id = await self._post_outcome(job, content, video=video, colour=DONE_COLOUR)
+        message_id = await self._post_outcome(
+            job, content, video=video, colour=DONE_COLOUR, view=ResultView(job)
+        )
         await self._close_progress(job)
         return message_id
 
@@ -280,6 +303,7 @@ class DiscordReporter:
         video: Path | None,
         colour: discord.Colour,
         with_url: bool = True,
+        view: discord.ui.View | None = None,
     ) -> int | None:
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         embed = discord.Embed(colour=colour)
@@ -297,7 +321,9 @@ class DiscordReporter:
         for text, file in attempts:
             try:
                 async with self._lane(job.channel_id, "post"):
-                    message = await self._send(channel, job, text, embed, reference, file, self.instance)
+                    message = await self._send(
+                        channel, job, text, embed, reference, file, self.instance, view
+                    )
                 return message.id
             except discord.HTTPException as error:
                 log.warning("job %s: channel refused the result (%s %s)", job.id, error.status, error.code)
@@ -321,6 +347,7 @@ class DiscordReporter:
         reference: discord.MessageReference | None,
         file: discord.File | None,
         instance: str,
+        view: discord.ui.View | None = None,
     ) -> discord.Message:
         # One nonce for every attempt: Discord answers a repeat with the message it already made.
         # MISSING (not None) is how discord.py spells "leave this field out" for `file`; `reference` is
@@ -332,6 +359,7 @@ class DiscordReporter:
             file=file if file is not None else discord.utils.MISSING,
             allowed_mentions=only_user(job.user_id),
             nonce=job_nonce(job.id, "r", instance),
+            view=view or discord.utils.MISSING,
         )
 
     async def _direct_message(self, job: JobRow, text: str, embed: discord.Embed) -> int | None:

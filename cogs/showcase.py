@@ -1,24 +1,48 @@
-"""/showcase-admin: a server's showcase settings (Manage Server). So far its prompt block list; the
-rules live in bot/blocklist.py."""
+"""Community showcases: /showcase-admin (channel, remove, auto, weekly, blocklist), the Showcase and Vote
+buttons, /showcase opt-out|opt-in, /gallery, /history and /top. Discord in, bot/ calls out; the rules live
+in bot/showcase.py and bot/blocklist.py, the posts in bot/showcase_post.py and bot/showcase_pages.py."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+import contextlib
+import logging
+import re
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.blocklist import MAX_PATTERN
+from bot.errors import InputRefused
+from bot.showcase import Period, ShowcaseService, VoteLabels
+from bot.showcase_pages import SORT_FROM_CODE, gallery_page, history_page, top_embed
+from bot.showcase_post import ShowcasePublisher, missing_permissions
+from bot.store.jobs import JobRow
+from bot.store.showcases import PAGE_SIZE, Showcase, Sort
+from cogs.animate import say_privately
 from cogs.quota import refusals_told, refused_unless_manager, reply
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
 
+log = logging.getLogger(__name__)
+
 Interaction = discord.Interaction[Any]
+NO_MENTIONS = discord.AllowedMentions.none()
+WEEKLY_CHECK_SECONDS = 300.0
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+_MESSAGE_LINK = re.compile(r"/channels/\d+/(\d+)/(\d+)")
 
 
-class ShowcaseAdminCog(commands.Cog):
+def cog_of(interaction: Interaction) -> ShowcaseCog:
+    cog = interaction.client.get_cog("ShowcaseCog")
+    assert isinstance(cog, ShowcaseCog)
+    return cog
+
+
+class ShowcaseCog(commands.Cog):
     admin = app_commands.Group(
         name="showcase-admin",
         description="Showcase and moderation settings of this server",
@@ -29,13 +53,251 @@ class ShowcaseAdminCog(commands.Cog):
     blocklist = app_commands.Group(
         name="blocklist", description="Words and phrases that prompts may not contain", parent=admin
     )
+    member = app_commands.Group(
+        name="showcase",
+        description="Your showcase preferences",
+        guild_only=True,
+        allowed_contexts=app_commands.AppCommandContext(guild=True),
+    )
 
     def __init__(self, bot: KlingBot) -> None:
         self.bot = bot
+        self.service: ShowcaseService = bot.showcases
+        self.publisher = ShowcasePublisher(bot)
+        self.labels = VoteLabels(self.publisher.edit_votes, self.service.get)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._weekly: asyncio.Task[None] | None = None
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(ShowcaseButton, VoteButton, GalleryButton, HistoryButton)
+        self.bot.runner.delivered_listeners.append(self._on_delivered)
+        await self.service.abandon_unposted()
+        self._weekly = asyncio.create_task(self._weekly_forever(), name="showcase-weekly")
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(ShowcaseButton, VoteButton, GalleryButton, HistoryButton)
+        with contextlib.suppress(ValueError):
+            self.bot.runner.delivered_listeners.remove(self._on_delivered)
+        tasks = [t for t in (self._weekly, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.labels.close()
+
+    def _spawn(self, work: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----- sharing ----------------------------------------------------------------------------------------
+
+    async def share(self, job: JobRow, *, shared_by: str) -> Showcase:
+        """Posts the job's video in the showcase channel (once); the showcase. Raises InputRefused with a
+        sentence for the member."""
+        showcase, new = await self.service.start(job, shared_by=shared_by)
+        if not new:
+            if showcase.message_id is None:
+                raise InputRefused("This video is being showcased right now.")
+            return showcase
+        server = await self.service.server(showcase.guild_id)
+        try:
+            posted = await self.publisher.post(showcase, job, server)
+        except (discord.HTTPException, LookupError) as error:
+            await self.service.abandon(showcase)
+            log.warning("showcase %s: post refused (%s)", showcase.id, error)
+            raise InputRefused(
+                "I couldn't post in the showcase channel: it is gone, or I'm missing permissions there. "
+                "Please tell a server admin (`/showcase-admin channel` checks it)."
+            ) from error
+        await self.service.posted(
+            showcase, channel_id=posted.channel_id, message_id=posted.message_id, video_url=posted.video_url
+        )
+        found = await self.service.get(showcase.id)
+        assert found is not None
+        return found
+
+    def _on_delivered(self, job_id: int) -> None:
+        self._spawn(self._auto_showcase(job_id), f"auto-showcase-{job_id}")
+
+    async def _auto_showcase(self, job_id: int) -> None:
+        job = await self.bot.job_store.get(job_id)
+        if job is None or not await self.service.auto_showcase_wanted(job):
+            return
+        try:
+            await self.share(job, shared_by="auto")
+        except InputRefused as refusal:
+            log.info("job %s: not auto-showcased: %s", job_id, refusal.user_message)
+
+    # ----- the weekly post --------------------------------------------------------------------------------
+
+    async def _weekly_forever(self) -> None:
+        await self.bot.wait_until_ready()
+        while True:
+            try:
+                await self.post_weekly()
+            except Exception:
+                log.exception("weekly showcase post failed")
+            await asyncio.sleep(WEEKLY_CHECK_SECONDS)
+
+    async def post_weekly(self) -> int:
+        """Posts the week's top videos in every server whose weekly post is due; how many were posted."""
+        done = 0
+        for server in await self.service.weekly_due():
+            assert server.channel_id is not None
+            embed = top_embed(
+                "week",
+                await self.service.top(server.guild_id, "week"),
+                await self.service.top_creators(server.guild_id, "week"),
+            )
+            channel = self.bot.get_channel(server.channel_id)
+            try:
+                if isinstance(channel, discord.ForumChannel):
+                    await channel.create_thread(
+                        name="Top videos of the week",
+                        embed=embed,
+                        allowed_mentions=NO_MENTIONS,
+                        applied_tags=[t for t in [self.publisher.tag_for(channel, server)] if t is not None]
+                        or discord.utils.MISSING,
+                    )
+                elif isinstance(channel, discord.TextChannel):
+                    await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
+                else:
+                    continue
+            except discord.HTTPException as error:
+                log.warning("guild %s: weekly post refused (%s)", server.guild_id, error.code)
+                continue
+            await self.service.weekly_done(server.guild_id)
+            done += 1
+        return done
+
+    # ----- /showcase-admin --------------------------------------------------------------------------------
+
+    @admin.command(name="channel", description="Where showcased videos go: a text or forum channel")
+    @app_commands.describe(
+        channel="A text channel, or a forum where each video becomes a post",
+        tag="Forum only: the tag every post gets",
+    )
+    async def channel(
+        self,
+        interaction: Interaction,
+        channel: discord.TextChannel | discord.ForumChannel,
+        tag: app_commands.Range[str, 1, 100] | None = None,
+    ) -> None:
+        if await refused_unless_manager(interaction, "/showcase-admin"):
+            return
+        assert interaction.guild is not None
+        resolved = interaction.guild.get_channel(channel.id)
+        if isinstance(resolved, discord.TextChannel | discord.ForumChannel):
+            channel = resolved  # the cached channel knows its overwrites and tags
+        missing = missing_permissions(channel, interaction.guild.me)
+        if missing:
+            await reply(
+                interaction,
+                f"I can't post in {channel.mention}: I'm missing " + ", ".join(missing) + " there. "
+                "Please grant them and try again.",
+            )
+            return
+        tag_id: int | None = None
+        if tag is not None:
+            if not isinstance(channel, discord.ForumChannel):
+                await reply(interaction, "Tags are for forum channels; leave `tag` empty for a text channel.")
+                return
+            found = next((t for t in channel.available_tags if t.name.casefold() == tag.casefold()), None)
+            if found is None:
+                names = ", ".join(t.name for t in channel.available_tags) or "none"
+                await reply(interaction, f"{channel.mention} has no tag named “{tag}”. Its tags: {names}.")
+                return
+            tag_id = found.id
+        await self.service.configure(interaction.guild.id, channel_id=channel.id, forum_tag_id=tag_id)
+        kind = (
+            "Each showcased video becomes a post in"
+            if isinstance(channel, discord.ForumChannel)
+            else "Showcased videos go to"
+        )
+        extra = ""
+        if isinstance(channel, discord.ForumChannel):
+            chosen = self.publisher.tag_for(channel, await self.service.server(interaction.guild.id))
+            extra = f" with the tag “{chosen.name}”" if chosen is not None else ""
+        await reply(interaction, f"{kind} {channel.mention}{extra}.")
+
+    @channel.autocomplete("tag")
+    async def tag_choices(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
+        picked = getattr(interaction.namespace, "channel", None)
+        forum = interaction.guild.get_channel(picked.id) if picked is not None and interaction.guild else None
+        if not isinstance(forum, discord.ForumChannel):
+            return []
+        needle = current.casefold()
+        return [
+            app_commands.Choice(name=t.name, value=t.name)
+            for t in forum.available_tags
+            if needle in t.name.casefold()
+        ][:25]
+
+    @admin.command(name="remove", description="Take a showcased video down")
+    @app_commands.describe(post="The showcase post's link or message id, or its number (#12)")
+    async def remove_showcase(self, interaction: Interaction, post: app_commands.Range[str, 1, 200]) -> None:
+        if await refused_unless_manager(interaction, "/showcase-admin"):
+            return
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        showcase = await self.service.find(interaction.guild_id, **parse_post_reference(post))
+        if showcase is None:
+            await say_privately(
+                interaction, "I found no showcase for that link, id or number in this server."
+            )
+            return
+        await self.publisher.take_down(showcase)
+        await self.service.remove(showcase)
+        await say_privately(interaction, f"Showcase #{showcase.id} was taken down; its votes are kept.")
+
+    @admin.command(name="auto", description="Showcase every finished video (members may opt out)")
+    @app_commands.describe(enabled="On: every finished video is showcased unless its member opted out")
+    async def auto(self, interaction: Interaction, enabled: bool) -> None:
+        if await refused_unless_manager(interaction, "/showcase-admin"):
+            return
+        assert interaction.guild_id is not None
+        server = await self.service.configure(interaction.guild_id, auto=enabled)
+        text = (
+            "Every finished video is now showcased, except those of members who opted out with "
+            "`/showcase opt-out`."
+        )
+        if not enabled:
+            text = "Videos are showcased only when their member presses **Showcase**."
+        elif server.channel_id is None:
+            text += " Set the channel first: `/showcase-admin channel`."
+        await reply(interaction, text)
+
+    @admin.command(name="weekly", description="Post the week's top videos in the showcase channel")
+    @app_commands.describe(enabled="Post every week", day="Which day (UTC)", hour="At what hour (0-23, UTC)")
+    @app_commands.choices(day=[app_commands.Choice(name=d, value=i) for i, d in enumerate(DAYS)])
+    async def weekly(
+        self,
+        interaction: Interaction,
+        enabled: bool,
+        day: int = 0,
+        hour: app_commands.Range[int, 0, 23] = 18,
+    ) -> None:
+        if await refused_unless_manager(interaction, "/showcase-admin"):
+            return
+        assert interaction.guild_id is not None
+        server = await self.service.configure(
+            interaction.guild_id, weekly_post=enabled, weekly_day=day, weekly_hour=hour
+        )
+        if not enabled:
+            await reply(interaction, "No weekly post.")
+            return
+        note = "" if server.channel_id is not None else " Set the channel first: `/showcase-admin channel`."
+        await reply(
+            interaction, f"The week's top videos will be posted every {DAYS[day]} at {hour:02d}:00 UTC.{note}"
+        )
+
+    # ----- /showcase-admin blocklist ----------------------------------------------------------------------
 
     @blocklist.command(name="add", description="Refuse prompts with this word or phrase (* and ? wildcards)")
     @app_commands.describe(word="A whole word or phrase; * is any run of letters, ? one letter (gor* → gory)")
-    async def add(self, interaction: Interaction, word: app_commands.Range[str, 1, MAX_PATTERN]) -> None:
+    async def block_word(
+        self, interaction: Interaction, word: app_commands.Range[str, 1, MAX_PATTERN]
+    ) -> None:
         if await refused_unless_manager(interaction, "/showcase-admin"):
             return
         assert interaction.guild_id is not None
@@ -48,7 +310,9 @@ class ShowcaseAdminCog(commands.Cog):
 
     @blocklist.command(name="remove", description="Allow a blocked word or phrase again")
     @app_commands.describe(word="The entry as the block list shows it")
-    async def remove(self, interaction: Interaction, word: app_commands.Range[str, 1, MAX_PATTERN]) -> None:
+    async def unblock_word(
+        self, interaction: Interaction, word: app_commands.Range[str, 1, MAX_PATTERN]
+    ) -> None:
         if await refused_unless_manager(interaction, "/showcase-admin"):
             return
         assert interaction.guild_id is not None
@@ -58,7 +322,7 @@ class ShowcaseAdminCog(commands.Cog):
         text = "is allowed in prompts again" if removed else "was not on the block list"
         await reply(interaction, f"`{' '.join(word.split())}` {text}.")
 
-    @remove.autocomplete("word")
+    @unblock_word.autocomplete("word")
     async def remove_choices(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
         if interaction.guild_id is None:
             return []
@@ -82,6 +346,212 @@ class ShowcaseAdminCog(commands.Cog):
             shown = shown[:1900].rsplit(",", 1)[0] + ", …"
         await reply(interaction, f"**Blocked in prompts ({len(patterns)}):** {shown}")
 
+    # ----- members ----------------------------------------------------------------------------------------
+
+    @member.command(name="opt-out", description="Keep your videos out of this server's auto-showcase")
+    async def opt_out(self, interaction: Interaction) -> None:
+        assert interaction.guild_id is not None
+        await self.service.set_opt_out(interaction.guild_id, interaction.user.id, True)
+        await reply(
+            interaction,
+            "Your videos will not be showcased automatically here. You can still press **Showcase**.",
+        )
+
+    @member.command(name="opt-in", description="Let this server's auto-showcase share your videos again")
+    async def opt_in(self, interaction: Interaction) -> None:
+        assert interaction.guild_id is not None
+        await self.service.set_opt_out(interaction.guild_id, interaction.user.id, False)
+        await reply(interaction, "Your videos may be showcased automatically here again.")
+
+    @app_commands.command(name="gallery", description="Page through this server's showcased videos")
+    @app_commands.describe(sort="Newest or most voted first", member="Only this member's videos")
+    @app_commands.guild_only()
+    async def gallery(
+        self,
+        interaction: Interaction,
+        sort: Literal["newest", "votes"] = "newest",
+        member: discord.Member | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        member_id = member.id if member is not None else None
+        items, page, pages = await self.service.page(
+            interaction.guild_id, sort=sort, page=0, author_id=member_id
+        )
+        embed, view = gallery_page(items, sort=sort, member_id=member_id, page=page, pages=pages)
+        await interaction.edit_original_response(embed=embed, view=view, allowed_mentions=NO_MENTIONS)
+
+    @app_commands.command(name="history", description="Your own videos: state, settings, cost and links")
+    async def history(self, interaction: Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        embed, view = await history_view(self.bot, interaction.user.id, 0)
+        await interaction.edit_original_response(embed=embed, view=view, allowed_mentions=NO_MENTIONS)
+
+    @app_commands.command(name="top", description="The most voted videos and the most active creators")
+    @app_commands.describe(period="This week, this month or all time")
+    @app_commands.guild_only()
+    async def top(self, interaction: Interaction, period: Period = "week") -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        embed = top_embed(
+            period,
+            await self.service.top(interaction.guild_id, period),
+            await self.service.top_creators(interaction.guild_id, period),
+        )
+        await interaction.edit_original_response(embed=embed, allowed_mentions=NO_MENTIONS)
+
+
+def parse_post_reference(text: str) -> dict[str, int | None]:
+    """A message link, a message id or a showcase number (#12) → find() arguments."""
+    text = text.strip()
+    link = _MESSAGE_LINK.search(text)
+    if link is not None:
+        return {"message_id": int(link.group(2)), "showcase_id": None}
+    digits = text.lstrip("#")
+    if not digits.isdigit():
+        return {"message_id": None, "showcase_id": None}
+    number = int(digits)
+    return {"message_id": number if number > 1 << 22 else None, "showcase_id": number}
+
+
+async def history_view(bot: KlingBot, user_id: int, page: int) -> tuple[discord.Embed, discord.ui.View]:
+    jobs, total = await bot.job_store.history(user_id, offset=max(0, page) * PAGE_SIZE, limit=PAGE_SIZE)
+    pages = max(1, -(-total // PAGE_SIZE))
+    if page >= pages:
+        page = pages - 1
+        jobs, total = await bot.job_store.history(user_id, offset=page * PAGE_SIZE, limit=PAGE_SIZE)
+    return history_page(jobs, page=page, pages=pages)
+
+
+async def edit_page(interaction: Interaction, embed: discord.Embed, view: discord.ui.View) -> None:
+    """Shows another page in the message whose button was pressed; a message deleted meanwhile is fine."""
+    try:
+        await interaction.edit_original_response(embed=embed, view=view, allowed_mentions=NO_MENTIONS)
+    except discord.NotFound:
+        log.info("interaction %s: the paged message is gone", interaction.id)
+
+
+# ----- buttons: each reads what it acts on from its custom_id, so it works after restarts ------------------
+
+
+class ShowcaseButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:show:(?P<job_id>\d+)"
+):
+    """Shares a finished video in the server's showcase channel."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Showcase",
+                emoji="🏆",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"kling:show:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ShowcaseButton:
+        return cls(int(match["job_id"]))
+
+    async def callback(self, interaction: Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        job = await interaction.client.job_store.get(self.job_id)
+        if job is None:
+            await say_privately(interaction, "I no longer know this video, so it cannot be showcased.")
+            return
+        if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:
+            await say_privately(
+                interaction, "Only the member who made this video, or a moderator, can showcase it."
+            )
+            return
+        try:
+            showcase = await cog_of(interaction).share(job, shared_by=str(interaction.user.id))
+        except InputRefused as refusal:
+            await say_privately(interaction, refusal.user_message)
+            return
+        where = f"<#{showcase.channel_id}>" if showcase.channel_id else "the showcase channel"
+        await say_privately(
+            interaction, f"Showcased in {where} as #{showcase.id}. Members can vote on it there."
+        )
+
+
+class VoteButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:vote:(?P<showcase_id>\d+)"
+):
+    """One vote per member; pressing again takes it back. The label catches up within seconds."""
+
+    def __init__(self, showcase_id: int) -> None:
+        super().__init__(discord.ui.Button(label="Vote", custom_id=f"kling:vote:{showcase_id}"))
+        self.showcase_id = showcase_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> VoteButton:
+        return cls(int(match["showcase_id"]))
+
+    async def callback(self, interaction: Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        cog = cog_of(interaction)
+        result = await cog.service.vote(self.showcase_id, interaction.user.id)
+        if result is None:
+            await say_privately(interaction, "This showcase was taken down, so it takes no votes.")
+            return
+        voted, count = result
+        cog.labels.touch(self.showcase_id)
+        text = "Your vote is counted" if voted else "Your vote was taken back"
+        await say_privately(interaction, f"{text} ({count} in all). Press again to change your mind.")
+
+
+class GalleryButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"kling:gal:(?P<sort>[nv]):(?P<member>\d+):(?P<page>\d+):[pn]",
+):
+    def __init__(self, sort: Sort, member_id: int | None, page: int) -> None:
+        super().__init__(
+            discord.ui.Button(label="Page", custom_id=f"kling:gal:{sort[0]}:{member_id or 0}:{page}:n")
+        )
+        self.sort, self.member_id, self.page = sort, member_id, page
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> GalleryButton:
+        return cls(SORT_FROM_CODE[match["sort"]], int(match["member"]) or None, int(match["page"]))
+
+    async def callback(self, interaction: Interaction) -> None:
+        await interaction.response.defer()
+        if interaction.guild_id is None:
+            return
+        items, page, pages = await cog_of(interaction).service.page(
+            interaction.guild_id, sort=self.sort, page=self.page, author_id=self.member_id
+        )
+        embed, view = gallery_page(items, sort=self.sort, member_id=self.member_id, page=page, pages=pages)
+        await edit_page(interaction, embed, view)
+
+
+class HistoryButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:hist:(?P<page>\d+):[pn]"
+):
+    def __init__(self, page: int) -> None:
+        super().__init__(discord.ui.Button(label="Page", custom_id=f"kling:hist:{page}:n"))
+        self.page = page
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> HistoryButton:
+        return cls(int(match["page"]))
+
+    async def callback(self, interaction: Interaction) -> None:
+        # The page lists the presser's own jobs, whoever's message the button is on.
+        await interaction.response.defer()
+        embed, view = await history_view(interaction.client, interaction.user.id, self.page)
+        await edit_page(interaction, embed, view)
+
 
 async def setup(bot: KlingBot) -> None:
-    await bot.add_cog(ShowcaseAdminCog(bot))
+    await bot.add_cog(ShowcaseCog(bot))

@@ -44,6 +44,8 @@ class RunnerBase:
         self._posting: dict[int, asyncio.Task[None]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
+        # Called with a job's id once its video is delivered (auto-showcase); each must return at once.
+        self.delivered_listeners: list[Callable[[int], None]] = []
 
     @property
     def _report(self) -> Reporter:

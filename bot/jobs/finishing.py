@@ -83,7 +83,7 @@ class Finishing(RunnerBase):
             ):
                 return
             message_id = await self._report.deliver(await self._job(job.id), path)
-            await self.store.transition(
+            delivered = await self.store.transition(
                 job.id,
                 State.DELIVERING,
                 State.DELIVERED,
@@ -93,6 +93,9 @@ class Finishing(RunnerBase):
             how = "as a file" if path is not None else "as a link"
             where = "nowhere (kept in the database)" if message_id is None else f"message {message_id}"
             log.info("job %s: video delivered %s, %s", job.id, how, where)
+            if delivered:
+                for listener in self.delivered_listeners:
+                    listener(job.id)
         finally:
             if path is not None:
                 path.unlink(missing_ok=True)

@@ -230,6 +230,15 @@ class JobStore:
         )
         return [JobRow.from_row(row) for row in rows]
 
+    async def history(self, user_id: int, *, offset: int, limit: int) -> tuple[list[JobRow], int]:
+        """A page of the member's jobs, newest first, and how many they have in all."""
+        total = await self.db.fetchone("SELECT COUNT(*) FROM jobs WHERE user_id = ?", (str(user_id),))
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            (str(user_id), limit, offset),
+        )
+        return [JobRow.from_row(row) for row in rows], int(total[0]) if total else 0
+
     async def events(self, job_id: int) -> list[tuple[str | None, str]]:
         rows = await self.db.fetchall(
             "SELECT from_state, to_state FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)

@@ -159,7 +159,9 @@ ERRORS: dict[int, tuple[int, str]] = {
     10062: (404, "Unknown interaction"),
     10063: (404, "Unknown application command"),
     20016: (429, "This action cannot be performed due to slowmode rate limit."),
+    30046: (400, "Maximum number of edits to messages older than 1 hour reached. Try again later."),
     40005: (413, "Request entity too large"),
+    40067: (400, "A tag is required to create a forum post in this channel"),
     40060: (400, "Interaction has already been acknowledged"),
     50001: (403, "Missing Access"),
     50005: (403, "Cannot edit a message authored by another user"),
@@ -987,6 +989,32 @@ class FakeDiscord:
             self._announce(INTENT_GUILDS, "CHANNEL_CREATE", channel)
         return channel
 
+    def add_forum(
+        self,
+        guild_id: int,
+        name: str = "showcase",
+        *,
+        tags: Iterable[str] = (),
+        moderated_tags: Iterable[str] = (),
+        require_tag: bool = False,
+    ) -> dict[str, Any]:
+        """Add a forum channel (type 15) with tags; `require_tag` sets Discord's REQUIRE_TAG flag."""
+        channel = self.add_channel(guild_id, name, channel_type=p.GUILD_FORUM, _announce=False)
+        moderated = set(moderated_tags)
+        channel["available_tags"] = [
+            {
+                "id": str(p.snowflake()),
+                "name": tag,
+                "moderated": tag in moderated,
+                "emoji_id": None,
+                "emoji_name": None,
+            }
+            for tag in [*tags, *[t for t in moderated_tags if t not in set(tags)]]
+        ]
+        channel["flags"] = p.CHANNEL_FLAG_REQUIRE_TAG if require_tag else 0
+        self._announce(INTENT_GUILDS, "CHANNEL_CREATE", channel)
+        return channel
+
     def add_role(
         self, guild_id: int, name: str, *, permissions: int = 0, role_id: int | None = None, color: int = 0
     ) -> dict[str, Any]:
@@ -1609,6 +1637,8 @@ class FakeDiscord:
             **ch,
         )
         r("POST", "/channels/{channel_id}/typing", self._typing, **ch)
+        r("POST", "/channels/{channel_id}/threads", self._start_forum_thread, bucket="thread_create", **ch)
+        r("DELETE", "/channels/{channel_id}", self._delete_channel, **ch)
         gd = {"major": ("guild_id",)}
         r("GET", "/guilds/{guild_id}", self._get_guild, **gd)
         r("GET", "/guilds/{guild_id}/channels", self._get_guild_channels, **gd)
@@ -2231,6 +2261,63 @@ class FakeDiscord:
             msg["nonce"] = str(nonce)
         self._record_message("channel", msg, files, payload)
         return _json_response(msg)
+
+    async def _start_forum_thread(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
+        """A forum post: a public thread (type 11) and its first message, made in one call."""
+        forum = self._channel(request)
+        if forum["type"] != p.GUILD_FORUM:
+            raise DiscordError(50024, "Cannot execute action on this channel type", status=400)
+        fid = int(forum["id"])
+        payload, files = await self._read_body(request, rec)
+        if self.enforce_permissions and not self.permissions_for(fid, self.bot_user_id) & p.SEND_MESSAGES:
+            raise DiscordError(50013)
+        name = str(payload.get("name") or "")
+        if not 1 <= len(name) <= 100:
+            raise form_error("name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+        tags = [str(t) for t in payload.get("applied_tags") or []]
+        known = {t["id"] for t in forum.get("available_tags", [])}
+        if any(t not in known for t in tags):
+            raise form_error("applied_tags", "UNKNOWN_TAG", "Unknown tag.")
+        if int(forum.get("flags", 0)) & p.CHANNEL_FLAG_REQUIRE_TAG and not tags:
+            raise DiscordError(40067)
+        message_payload = dict(payload.get("message") or {})
+        self._check_files(files, self.upload_limit_for(fid))
+        guild_id = int(forum["guild_id"])
+        thread = self.add_channel(
+            guild_id, name, channel_type=p.PUBLIC_THREAD, parent_id=fid, _announce=False
+        )
+        thread.update(
+            owner_id=str(self.bot_user_id),
+            applied_tags=tags,
+            thread_metadata={
+                "archived": False,
+                "auto_archive_duration": 4320,
+                "archive_timestamp": p.iso_now(),
+                "locked": False,
+            },
+            message_count=1,
+            member_count=1,
+        )
+        msg = self._build_message(int(thread["id"]), message_payload, files)
+        msg["id"] = thread["id"]  # a forum post's first message has the thread's id
+        self._record_message("channel", msg, files, message_payload)
+        self._announce(INTENT_GUILDS, "THREAD_CREATE", {**thread, "newly_created": True})
+        return _json_response({**thread, "message": msg}, 201)
+
+    async def _delete_channel(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
+        channel = self._channel(request)
+        cid = int(channel["id"])
+        is_own_thread = int(channel.get("owner_id", 0)) == self.bot_user_id
+        may_manage = self.permissions_for(cid, self.bot_user_id) & p.MANAGE_CHANNELS
+        if self.enforce_permissions and not is_own_thread and not may_manage:
+            raise DiscordError(50013)
+        del self.channels[cid]
+        guild = self.guilds.get(int(channel["guild_id"]))
+        if guild is not None and cid in guild.channel_ids:
+            guild.channel_ids.remove(cid)
+        for stored in [r for r in self.messages if r.channel_id == cid and not r.deleted]:
+            self._delete(stored)
+        return _json_response(channel)
 
     async def _list_messages(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
         channel = self._channel(request)

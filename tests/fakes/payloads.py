@@ -146,6 +146,10 @@ OPTION_ATTACHMENT = 11
 
 # Channel types.
 GUILD_TEXT = 0
+PUBLIC_THREAD = 11
+GUILD_FORUM = 15
+# Channel flag: a forum post must carry a tag.
+CHANNEL_FLAG_REQUIRE_TAG = 1 << 4
 DM = 1
 GUILD_VOICE = 2
 GUILD_CATEGORY = 4
