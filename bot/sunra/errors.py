@@ -1,0 +1,182 @@
+"""sunra failures: one exception per kind a caller acts on, each with a member's message and an
+operator's detail (``str()``), and how an answer's ``error`` value becomes a :class:`PredictionFailed`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.errors import BotError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+log = logging.getLogger(__name__)
+
+PREDICTION_FAILED_CODE = "PREDICTION_FAILED"
+
+# How much of the API's own text is repeated to a member or in a log line.
+MAX_API_TEXT = 300
+
+
+SERVICE_DOWN_MESSAGE = "The bot's video service is not available right now; the server owner has been told."
+
+
+# --------------------------------------------------------------------------------------------------- errors
+
+
+class SunraError(BotError):
+    """Base of every sunra failure. ``str()`` is the operator's detail, ``user_message`` the member's."""
+
+    user_message = "The video service had a problem. Trying again later may help."
+    retryable = True
+
+    def __init__(
+        self,
+        user_message: str | None = None,
+        *,
+        retryable: bool | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        detail: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(user_message, retryable=retryable)
+        self.status: int | None = status
+        self.code: str | None = code
+        self.retry_after: float | None = retry_after
+        self.detail: str = detail or self.user_message
+        self.args = (self.detail,)
+
+    def __str__(self) -> str:
+        return self.detail
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, detail={self.detail!r})"
+
+
+class AuthError(SunraError, ServiceUnavailable):
+    """401/403: the API key is wrong or revoked. Blocks new submissions for a while."""
+
+    user_message = SERVICE_DOWN_MESSAGE
+
+
+class InsufficientFunds(SunraError, ServiceUnavailable):
+    """402: the sunra account has no balance left. Blocks new submissions for a while."""
+
+    user_message = SERVICE_DOWN_MESSAGE
+
+
+class InvalidInput(SunraError):
+    """422 or another 4xx about the request itself: sending the same again will not help."""
+
+    user_message = "Kling refused this request."
+    retryable = False
+
+
+class RateLimited(SunraError):
+    """429 after every retry; ``retry_after`` is the server's hint in seconds, when it gave one."""
+
+    user_message = "The video service is busy right now. Please try again in a few minutes."
+
+
+class TransientError(SunraError):
+    """5xx, a timeout or a broken connection, still failing after every retry."""
+
+    user_message = "The video service did not answer properly. Trying again later may help."
+
+
+class MalformedResponse(SunraError):
+    """An answer that is not JSON or lacks what the protocol promises."""
+
+    user_message = "The video service gave an answer the bot could not read. Trying again later may help."
+
+
+class SubmissionUncertain(SunraError):
+    """The submit may or may not have created a job; it is never sent again blindly (that may pay twice)."""
+
+    user_message = (
+        "The video service did not confirm your job, so the bot cannot tell whether it started. "
+        "It was not sent again, to avoid making it twice; please try again in a few minutes."
+    )
+
+
+class RequestNotFound(SunraError):
+    """404 for a request id: the API does not know (or no longer knows) this job."""
+
+    user_message = "The video service no longer knows this job. Trying again may help."
+
+
+class StreamUnavailable(SunraError):
+    """The status stream cannot be used (404/405, not an event stream, or no free connection)."""
+
+
+class DownloadTooLarge(SunraError):
+    """The video is bigger than the caller's limit; nothing is kept on disk."""
+
+    user_message = "The video is larger than this channel accepts."
+    retryable = False
+
+    def __init__(self, *, limit: int, size: int | None = None, detail: str | None = None) -> None:
+        self.limit = limit
+        self.size = size
+        shown = f"{size} bytes" if size is not None else "more"
+        super().__init__(detail=detail or f"the video is {shown}, over the {limit}-byte limit")
+
+
+class PredictionFailed(SunraError):
+    """Kling ran the job and could not make the video (``reason`` says why, when the API told)."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        reason: str | None = None,
+        *,
+        retryable: bool | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.reason = clean_text(reason) if reason else None
+        again = type(self).retryable if retryable is None else retryable
+        super().__init__(
+            _prediction_message(self.reason, again),
+            retryable=again,
+            status=status,
+            code=code,
+            detail=detail or f"prediction failed: {self.reason or 'no reason given'}",
+        )
+
+
+def _prediction_message(reason: str | None, retryable: bool) -> str:
+    advice = "Trying again may help." if retryable else "Trying again with the same input will not help."
+    if reason:
+        return f"Kling could not make this video: {reason.rstrip('. ')}. {advice}"
+    return f"Kling could not make this video. {advice}"
+
+
+def clean_text(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_API_TEXT else text[: MAX_API_TEXT - 1] + "…"
+
+
+def prediction_failure(
+    error: Any, *, status: int | None = None, default_reason: str | None = None
+) -> PredictionFailed:
+    """Builds PredictionFailed from an ``error`` value: the API's error object, its details, or a string."""
+    if isinstance(error, dict) and isinstance(error.get("error"), dict):
+        error = error["error"]
+    if not isinstance(error, dict):
+        reason = str(error) if error else default_reason
+        return PredictionFailed(reason, status=status, code=PREDICTION_FAILED_CODE if error else None)
+    details = error.get("details")
+    details = details if isinstance(details, dict) else {}
+    reason = details.get("reason") or details.get("message") or error.get("reason") or error.get("message")
+    retryable = details.get("retryable", error.get("retryable"))
+    code = details.get("code") or error.get("code")
+    return PredictionFailed(
+        str(reason) if reason else default_reason,
+        retryable=retryable if isinstance(retryable, bool) else None,
+        status=status,
+        code=str(code) if code else PREDICTION_FAILED_CODE,
+    )

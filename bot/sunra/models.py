@@ -1,0 +1,224 @@
+"""The Kling endpoint's input and the API's answers as typed objects, and the parsers that read them.
+
+Strict only where an answer decides (status, success, error, the video's url); extra fields are kept."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.sunra.errors import MalformedResponse, PredictionFailed, clean_text, prediction_failure
+
+log = logging.getLogger(__name__)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_BASE_URL = "https://api.sunra.ai/v1"
+KLING_ENDPOINT = "kling/kling-v2.6-pro/image-to-video"
+MAX_PROMPT_CHARS = 2500
+MAX_VOICES = 2
+DEFAULT_NEGATIVE_PROMPT = "blur, distort, and low quality"
+
+
+IN_QUEUE = "IN_QUEUE"
+IN_PROGRESS = "IN_PROGRESS"
+COMPLETED = "COMPLETED"
+# The API documents COMPLETED (with success false on failure); these are accepted too, so an
+# undocumented or future ending never leaves a job waiting forever.
+FAILED_STATUSES = frozenset({"FAILED", "ERROR", "TIMEOUT"})
+CANCELLED_STATUSES = frozenset({"CANCELLED", "CANCELED"})
+TERMINAL_STATUSES = frozenset({COMPLETED}) | FAILED_STATUSES | CANCELLED_STATUSES
+KNOWN_STATUSES = TERMINAL_STATUSES | {IN_QUEUE, IN_PROGRESS}
+
+# --------------------------------------------------------------------------------------------------- models
+
+
+class KlingInput(BaseModel):
+    """The endpoint's input, field for field; anything else is refused before it is sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    start_image_url: str = Field(min_length=1)
+    end_image_url: str | None = None
+    negative_prompt: str = Field(default=DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT_CHARS)
+    duration: Literal["5", "10"] = "5"
+    generate_audio: bool = True
+    voice_ids: list[str] | None = Field(default=None, max_length=MAX_VOICES)
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON body; unset optional fields are left out rather than sent as null."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class _ApiModel(BaseModel):
+    # Answers may grow fields at any time; keep them instead of failing.
+    model_config = ConfigDict(extra="allow")
+
+
+class QueueLog(_ApiModel):
+    message: str = ""
+    timestamp: str | float | None = None
+
+
+def is_terminal(status: str) -> bool:
+    """True when a job with this status will not change any more (its case does not matter)."""
+    return status.upper() in TERMINAL_STATUSES
+
+
+class QueueStatus(_ApiModel):
+    """One status answer. ``status`` is a plain string: unknown statuses are kept, not refused."""
+
+    status: str
+    queue_position: int | None = None
+    logs: list[QueueLog] = Field(default_factory=list)
+    success: bool | None = None
+    error: Any = None
+    request_id: str | None = None
+
+    @field_validator("logs", mode="before")
+    @classmethod
+    def _lenient_logs(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return [{"message": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @property
+    def is_terminal(self) -> bool:
+        return is_terminal(self.status)
+
+    @property
+    def succeeded(self) -> bool | None:
+        """True/False once Kling gave a verdict; None while unfinished and for a cancellation."""
+        upper = self.status.upper()
+        if upper == COMPLETED:
+            if self.success is not None:
+                return self.success
+            return self.error is None
+        if upper in FAILED_STATUSES:
+            return False
+        return None
+
+    @property
+    def failure(self) -> PredictionFailed | None:
+        """The failure of a finished job (COMPLETED with success false, FAILED, ...), else None."""
+        if self.succeeded is not False:
+            return None
+        default = "the job timed out" if self.status.upper() == "TIMEOUT" else None
+        return prediction_failure(self.error, default_reason=default)
+
+
+class Submission(_ApiModel):
+    """The answer to a submit. Only ``request_id`` is used: the URLs are rebuilt from the base."""
+
+    request_id: str = Field(min_length=1)
+    status_url: str | None = None
+    response_url: str | None = None
+    cancel_url: str | None = None
+
+
+class Video(_ApiModel):
+    url: str = Field(min_length=1)
+    content_type: str | None = None
+    file_name: str | None = None
+    file_size: int | None = None
+
+
+class KlingResult(_ApiModel):
+    video: Video
+
+
+class UploadTicket(_ApiModel):
+    upload_url: str = Field(min_length=1)
+    file_url: str = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """The last ``x-ratelimit-*`` headers seen from the API; ``reset_at`` is on the client's clock."""
+
+    limit: int | None
+    remaining: int | None
+    reset_at: float | None
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise MalformedResponse(status=response.status_code, detail="the answer is not JSON") from None
+
+
+def _model(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors(include_input=False)[:3]
+        )
+        raise MalformedResponse(detail=f"unexpected {model.__name__} ({problems})") from None
+
+
+def submission_from(response: httpx.Response) -> Submission:
+    return _model(Submission, _json(response))
+
+
+def status_from(response: httpx.Response) -> QueueStatus:
+    return _model(QueueStatus, _json(response))
+
+
+def status_from_text(text: str, label: str) -> QueueStatus:
+    try:
+        return QueueStatus.model_validate_json(text)
+    except ValidationError:
+        raise MalformedResponse(detail=f"{label}: unreadable event {clean_text(text)[:80]!r}") from None
+
+
+def ticket_from(response: httpx.Response) -> UploadTicket:
+    return _model(UploadTicket, _json(response))
+
+
+def ignore_body(response: httpx.Response) -> None:
+    return None
+
+
+def _unwrap(body: Any) -> Any:
+    """Accepts ``{"video": ...}`` also when wrapped as ``{"data": ...}`` or ``{"output": ...}``."""
+    for wrapper in ("data", "output"):
+        if isinstance(body, dict) and "video" not in body and isinstance(body.get(wrapper), dict):
+            body = body[wrapper]
+    return body
+
+
+def result_from(response: httpx.Response) -> KlingResult:
+    body = _unwrap(_json(response))
+    if isinstance(body, dict) and body.get("video") is None:
+        if body.get("error"):
+            raise prediction_failure(body["error"], status=response.status_code)
+        if isinstance(body.get("status"), str):
+            status = _model(QueueStatus, body)
+            failure = status.failure
+            if failure is not None:
+                raise failure
+            raise MalformedResponse(detail=f"no video yet (status {status.status})")
+    return _model(KlingResult, body)
+
+
+def cancel_accepted(response: httpx.Response) -> bool:
+    if not 200 <= response.status_code < 300:
+        return False  # 400/409: the job already ended
+    try:
+        body = response.json()
+    except ValueError:
+        return True  # an empty or plain-text 2xx still means "accepted"
+    return not (isinstance(body, dict) and body.get("success") is False)
