@@ -67,8 +67,6 @@ from bot.sunra.transport import (
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
-
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 

@@ -3,14 +3,9 @@ operator's detail (``str()``), and how an answer's ``error`` value becomes a :cl
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from bot.errors import BotError, ServiceUnavailable
-
-log = logging.getLogger(__name__)
-
-log = logging.getLogger(__name__)
 
 PREDICTION_FAILED_CODE = "PREDICTION_FAILED"
 

@@ -4,7 +4,6 @@ Strict only where an answer decides (status, success, error, the video's url); e
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -12,10 +11,6 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.sunra.errors import MalformedResponse, PredictionFailed, clean_text, prediction_failure
-
-log = logging.getLogger(__name__)
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
-
-log = logging.getLogger(__name__)
-
-log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------------- policies
 

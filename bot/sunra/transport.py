@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import logging
 import time
 from collections.abc import AsyncIterator, Generator
 from typing import Any
@@ -25,10 +24,6 @@ from bot.sunra.errors import (
     SunraError,
     TransientError,
 )
-
-log = logging.getLogger(__name__)
-
-log = logging.getLogger(__name__)
 
 # "Not now" answers, worth asking again. Other 4xx are a "no" that asking again will not change.
 RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
@@ -58,7 +53,7 @@ class KeyAuth(httpx.Auth):
         yield request
 
     def __repr__(self) -> str:
-        return f"KeyAuth({REDACTED})"
+        return f"_KeyAuth({REDACTED})"
 
 
 def api_error(
