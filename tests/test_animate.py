@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -292,9 +293,10 @@ async def test_status_hiccups_while_waiting_only_slow_the_job_down(tmp_path: Pat
         assert world.sunra.count("status") < 40  # adaptive polling, not a tight loop
 
 
-async def test_a_rejected_key_stops_new_submissions_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_rejected_key_stops_new_submissions_and_says_so(tmp_path: Path, status: int) -> None:
     async with running_world(tmp_path) as world:
-        world.sunra.reject_key()
+        world.sunra.reject_key(status)
         first = await world.animate()
         job = await world.ended(first)
         assert job.state in ("refused", "failed")
@@ -302,6 +304,26 @@ async def test_a_rejected_key_stops_new_submissions_and_says_so(tmp_path: Path) 
         callback = await world.discord.wait_for_callback(second.id)
         assert callback.type == 4 and "not available" in callback.data["content"]
         assert world.sunra.count("submit") == 0
+
+
+async def test_rate_limit_403s_only_delay_jobs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """sunra answers a key over its rate limit 403 (e.g. another process shares the key): the submit
+    is sent again after the reset, the job is delivered and charged once, nobody is refused."""
+    async with running_world(tmp_path) as world:
+        world.sunra.fail_next("submit", 403, rate_limit=True, retry_after=0.3, times=2)
+        world.sunra.fail_next("status", 403, rate_limit=True, retry_after=0.1)
+        world.sunra.fail_next("result", 403, rate_limit=True, retry_after=0.1)
+        first = await world.animate()
+        second = await world.animate()
+        for interaction in (first, second):
+            job = await world.ended(interaction)
+            assert job.state == "delivered", job
+            [outcome] = world.outcome_messages(job.id)
+            assert outcome.files[0].data == world.sunra.video_bytes(job.request_id or "")
+        assert len(world.sunra.jobs) == 2 and world.sunra.count("submit") == 4
+        assert world.bot.sunra.submissions_blocked is None
+        assert not [r for r in caplog.records if r.levelno == logging.CRITICAL]
+        await world.assert_ledger_matches_jobs()
 
 
 # ----------------------------------------------------------------------------------------------- many at once

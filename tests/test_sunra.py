@@ -641,3 +641,105 @@ async def test_the_fake_runs_as_a_process() -> None:
         state = await process.control("state")
         assert list(state["jobs"]) == [request_id] and state["counts"]["stream"] == 1
         assert state["leaked_auth"] is False
+
+
+# ----------------------------------------------------------------------------------------- rate-limit 403s
+# sunra's queue documentation: a key over its rate limit gets 403 Forbidden and should retry with
+# exponential backoff. Those 403s must be waited out like a 429, never taken for a rejected key.
+
+GENERIC_403 = {"error": {"code": "FORBIDDEN", "message": "Forbidden", "details": None}}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"status": 403, "rate_limit": True}, id="sunra-403-code-and-headers"),
+        pytest.param(
+            {"status": 403, "body": GENERIC_403, "headers": {"x-ratelimit-remaining": "0"}},
+            id="403-remaining-zero",
+        ),
+        pytest.param(
+            {"status": 403, "body": {"error": {"code": "FORBIDDEN", "message": "Too many requests"}}},
+            id="403-message-only",
+        ),
+        pytest.param({"status": 403, "body": {"message": "rate limit reached"}}, id="403-flat-body"),
+        pytest.param({"status": 429, "retry_after": 1}, id="429"),
+    ],
+)
+async def test_a_rate_limited_submit_is_sent_again_and_makes_one_job(
+    fake: FakeSunra,
+    instant: SunraClient,
+    sleeps: RecordingSleep,
+    caplog: pytest.LogCaptureFixture,
+    answer: dict[str, Any],
+) -> None:
+    # More rate-limit answers in a row than RetryPolicy.attempts: waiting for the limit is not a failure.
+    fake.fail_next("submit", times=RetryPolicy().attempts + 2, **answer)
+    submission = await instant.submit(kling_input())
+    assert list(fake.jobs) == [submission.request_id]
+    assert fake.count("submit") == RetryPolicy().attempts + 3
+    assert len(sleeps.delays) == RetryPolicy().attempts + 2
+    assert instant.submissions_blocked is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_rate_limit_403_honours_its_reset(
+    fake: FakeSunra, instant: SunraClient, sleeps: RecordingSleep
+) -> None:
+    fake.fail_next("submit", 403, rate_limit=True, retry_after=7)
+    await instant.submit(kling_input())
+    assert len(sleeps.delays) == 1 and sleeps.delays[0] >= 7
+
+
+async def test_reads_wait_out_rate_limit_403s(
+    fake: FakeSunra, instant: SunraClient, sleeps: RecordingSleep
+) -> None:
+    request_id = (await instant.submit(kling_input())).request_id
+    for route in ("status", "result", "cancel", "upload_initiate"):
+        fake.fail_next(route, 403, rate_limit=True, times=2)
+    assert (await instant.status(request_id)).request_id == request_id
+    fake.finish(request_id)
+    assert (await instant.result(request_id)).video.url == fake.jobs[request_id].video_url
+    assert await instant.cancel(request_id) is False  # it had ended: 409, after the two 403s
+    await instant.upload(b"\x89PNG....", content_type="image/png", file_name="a.png")
+    assert len(sleeps.delays) == 8 and instant.submissions_blocked is None
+
+
+async def test_a_rate_limit_that_outlasts_the_budget_says_busy_not_broken(fake: FakeSunra) -> None:
+    sleeps = RecordingSleep()
+    retry = RetryPolicy(rate_limit_wait=25)
+    fake.fail_next("submit", 403, rate_limit=True, retry_after=10, times=10)
+    async with SunraClient(fake.url, KEY, retry=retry, sleep=sleeps) as client:
+        with pytest.raises(RateLimited) as caught:
+            await client.submit(kling_input())
+        assert client.submissions_blocked is None
+    assert sleeps.delays == [10, 10] and fake.count("submit") == 3 and fake.jobs == {}
+    assert caught.value.user_message == (
+        "The video service is busy right now. Please try again in a few minutes."
+    )
+
+
+async def test_a_403_that_rejects_the_key_blocks_submissions(
+    fake: FakeSunra, instant: SunraClient, sleeps: RecordingSleep, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.reject_key(403)  # "Invalid or missing API key", rate-limit headers far from zero
+    with pytest.raises(AuthError) as caught:
+        await instant.submit(kling_input())
+    assert caught.value.status == 403 and instant.submissions_blocked is caught.value
+    assert fake.count("submit") == 1 and sleeps.delays == []
+    critical = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(critical) == 1 and "rejected the API key (403)" in critical[0]
+
+
+async def test_a_bare_403_is_retried_and_only_a_lasting_one_counts_as_a_rejected_key(
+    fake: FakeSunra, instant: SunraClient, sleeps: RecordingSleep, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail_next("submit", 403, body=GENERIC_403, times=2)
+    await instant.submit(kling_input())
+    assert instant.submissions_blocked is None and len(fake.jobs) == 1
+
+    fake.fail_next("submit", 403, body=GENERIC_403, times=RetryPolicy().attempts)
+    with pytest.raises(AuthError):
+        await instant.submit(kling_input())
+    assert instant.submissions_blocked is not None and len(fake.jobs) == 1
+    assert len([r for r in caplog.records if r.levelno == logging.CRITICAL]) == 1

@@ -449,7 +449,10 @@ class SunraClient:
         url = self._url(target) if api else target
         label = f"{method} {target if api else safe_url(target)}"
         attempts = max(1, self._retry.attempts)
-        for attempt in range(1, attempts + 1):
+        attempt = 0  # failed tries that were not rate limits
+        limited = 0  # rate-limit answers
+        waited = 0.0  # seconds spent waiting out rate limits
+        while True:
             try:
                 try:
                     response = await client.request(
@@ -465,10 +468,23 @@ class SunraClient:
             except _RETRIED as error:
                 if submit and not _certainly_no_job(error):
                     raise _uncertain(label, error) from error
-                if attempt == attempts or (error.retry_after or 0.0) > self._retry.max_wait:
+                too_long = (error.retry_after or 0.0) > self._retry.max_wait
+                if isinstance(error, RateLimited) and not error.maybe_key:
+                    # Not a failure: the API created nothing and asks us to come back later.
+                    limited += 1
+                    delay = max(self._retry.backoff(limited), error.retry_after or 0.0)
+                    if too_long or waited + delay > self._retry.rate_limit_wait:
+                        raise
+                    waited += delay
+                    log.info("sunra %s is rate limited (%s); sending it again in %.1f s", label, error, delay)
+                    await self._sleep(delay)
+                    continue
+                attempt += 1
+                if attempt >= attempts or too_long:
+                    if isinstance(error, RateLimited) and error.maybe_key:
+                        raise self._key_rejected(error) from error
                     raise
                 await self._pause_before_retry(label, error, attempt, attempts)
-        raise AssertionError("unreachable")
 
     async def _pause_before_retry(self, label: str, error: SunraError, attempt: int, attempts: int) -> None:
         delay = max(self._retry.backoff(attempt), error.retry_after or 0.0)
@@ -509,10 +525,18 @@ class SunraClient:
             if retryable_status:
                 return TransientError(status=status, code=code, detail=detail, retry_after=hint)
             return SunraError(status=status, code=code, detail=detail, retryable=False)
-        error = api_error(status, code, message, detail, hint, request_scoped=request_scoped)
+        error = api_error(
+            status, code, message, detail, hint, request_scoped=request_scoped, headers=response.headers
+        )
         if isinstance(error, AuthError | InsufficientFunds):
             self._trip_block(error)
         return error
+
+    def _key_rejected(self, error: RateLimited) -> AuthError:
+        """A bare 403 that every retry met again: no rate limit lasts that long, so the key is refused."""
+        rejected = AuthError(status=error.status, code=error.code, detail=f"{error.detail} (every retry)")
+        self._trip_block(rejected)
+        return rejected
 
     def _note_rate_limit(self, headers: httpx.Headers) -> None:
         remaining = int_header(headers, "x-ratelimit-remaining")

@@ -69,9 +69,15 @@ class InvalidInput(SunraError):
 
 
 class RateLimited(SunraError):
-    """429 after every retry; ``retry_after`` is the server's hint in seconds, when it gave one."""
+    """Over the API's rate limit (429, or a 403 that says so) after every retry; ``retry_after`` is the
+    server's hint in seconds, when it gave one. ``maybe_key`` marks a bare 403 that said neither "rate
+    limit" nor "bad key": retried like any failure, and taken for a rejected key if it persists."""
 
     user_message = "The video service is busy right now. Please try again in a few minutes."
+
+    def __init__(self, *args: Any, maybe_key: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.maybe_key = maybe_key
 
 
 class TransientError(SunraError):

@@ -21,6 +21,9 @@ class RetryPolicy:
     # The longest server-requested wait (Retry-After, x-ratelimit-reset) honoured; a longer one ends
     # the retries at once so a member is not kept waiting for an hour.
     max_wait: float = 120.0
+    # Rate-limit answers (429, or sunra's 403 over the limit) do not use up ``attempts``: the call waits
+    # for the reset (or backs off) and is sent again, for at most this many seconds in all.
+    rate_limit_wait: float = 300.0
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based): in [ceiling/2, ceiling]."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import re
 import time
 from collections.abc import AsyncIterator, Generator
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -56,6 +57,35 @@ class KeyAuth(httpx.Auth):
         return f"_KeyAuth({REDACTED})"
 
 
+# sunra answers 403 both to a key over its rate limit and to a rejected key; these tell them apart.
+_RATE_LIMIT_WORDS = re.compile(
+    r"rate[\s_-]*limit|too[\s_-]*many[\s_-]*requests|throttl|slow[\s_-]*down|quota[\s_-]*exceeded|"
+    r"requests?[\s_-]*per[\s_-]*(second|minute)",
+    re.IGNORECASE,
+)
+_KEY_WORDS = re.compile(
+    r"api[\s_-]*key|unauthori[sz]ed|unauthenticated|authenticat|credential|invalid[\s_-]*(key|token)|"
+    r"revoked|expired|disabled|suspended|not[\s_-]*allowed|permission|access[\s_-]*denied",
+    re.IGNORECASE,
+)
+
+
+def forbidden_kind(
+    headers: httpx.Headers, code: str | None, message: str | None
+) -> Literal["rate_limit", "key", "unclear"]:
+    """What a 403 means. sunra's queue documentation: over the rate limit a key gets 403 Forbidden and
+    should retry with exponential backoff. A rate-limit code or message, or ``x-ratelimit-remaining: 0``
+    or a ``Retry-After``, make it a rate limit; words about the key make it a rejected key."""
+    said = " ".join(text for text in (code, message) if text)
+    if _RATE_LIMIT_WORDS.search(said):
+        return "rate_limit"
+    if _KEY_WORDS.search(said):
+        return "key"
+    if int_header(headers, "x-ratelimit-remaining") == 0 or headers.get("retry-after"):
+        return "rate_limit"
+    return "unclear"
+
+
 def api_error(
     status: int,
     code: str | None,
@@ -64,7 +94,14 @@ def api_error(
     hint: float | None,
     *,
     request_scoped: bool,
+    headers: httpx.Headers | None = None,
 ) -> SunraError:
+    if status == 403:
+        kind = forbidden_kind(headers or httpx.Headers(), code, message)
+        if kind != "key":
+            return RateLimited(
+                status=status, code=code, detail=detail, retry_after=hint, maybe_key=kind == "unclear"
+            )
     if status in (401, 403):
         return AuthError(status=status, code=code, detail=detail)
     if status == 402:

@@ -78,8 +78,10 @@ Scripting (all in-process methods; every one also works through the control API)
   (each stream connection is cut after n events), ``fake.key = "other"`` or ``fake.reject_key()`` (the
   bot's key becomes bad: 401), ``fake.balance = 0`` (402 ``INSUFFICIENT_BALANCE``; a number counts down
   by one per job; None = unlimited), ``fake.submit_rate_limit = (10, 1.0)`` (sliding-window 429 with
-  ``Retry-After`` and ``x-ratelimit-*``), ``fake.send_video_length = False`` (videos chunked, without
-  Content-Length), ``fake.job_seconds`` / ``queue_seconds`` / ``queue_length`` / ``video_size``.
+  ``Retry-After`` and ``x-ratelimit-*``; ``fake.rate_limit_status = 403`` answers it the way sunra's queue
+  documentation says: 403 ``RATE_LIMIT_EXCEEDED``), ``fake.reject_key(403)`` (a 403 that rejects the
+  key), ``fake.send_video_length = False`` (videos chunked, without Content-Length),
+  ``fake.job_seconds`` / ``queue_seconds`` / ``queue_length`` / ``video_size``.
 * Per existing job: ``fake.force_status(id, {"status": "SOMETHING_NEW"})`` (status and stream answer
   that object until ``force_status(id, None)``), ``fake.force_result(id, 500, body)``, ``fake.finish(id)``
   (complete now).
@@ -142,6 +144,8 @@ LOG_STEPS = 4  # IN_PROGRESS gains a log line every quarter of the phase
 CHUNK_BYTES = 64 * 1024
 MAX_BODY_BYTES = 200 * 1024 * 1024
 # A real MP4 starts with an ftyp box; the rest of a fake video is deterministic filler.
+RATE_LIMIT_CODE = "RATE_LIMIT_EXCEEDED"
+RATE_LIMIT_MESSAGE = "Rate limit exceeded. Please retry with exponential backoff."
 DEFAULT_FAILURE_REASON = "The model could not generate this video."
 DEFAULT_FAILURE_CODE = "generation_failed"
 MP4_HEADER = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
@@ -190,6 +194,14 @@ def error_response(
     return web.json_response(
         error_body(status, message, code=code, details=details), status=status, headers=headers
     )
+
+
+def _rate_limit_headers(limit: int, reset: float, remaining: int = 0) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit": str(limit),
+        "x-ratelimit-remaining": str(remaining),
+        "x-ratelimit-reset": f"{reset:.3f}",
+    }
 
 
 def _now() -> float:
@@ -475,6 +487,9 @@ class FakeSunra:
         self.stream_drop_after: int | None = None
         self.send_video_length = True
         self.submit_rate_limit: tuple[int, float] | None = None
+        # sunra answers a key over its rate limit 403 (its queue documentation), sometimes 429.
+        self.rate_limit_status = 429
+        self.rejected_key_status = 401
 
         self.requests: list[RecordedRequest] = []
         self.submissions: list[Any] = []
@@ -548,20 +563,29 @@ class FakeSunra:
         delay: float = 0.0,
         malformed: bool = False,
         after_processing: bool = False,
+        rate_limit: bool = False,
     ) -> None:
         """The next ``times`` requests to ``route`` get this answer instead of the normal one.
 
-        ``retry_after`` adds ``Retry-After`` (and ``x-ratelimit-*`` for a 429); ``malformed`` answers 200
-        with a body that is not JSON (on ``stream``: an event that is not JSON); ``delay`` waits first;
+        ``rate_limit`` answers as sunra does over the rate limit (with ``status`` 403 or 429): its
+        ``RATE_LIMIT_EXCEEDED`` body and ``x-ratelimit-remaining: 0``, unless ``body``/``headers`` say
+        otherwise. ``retry_after`` adds ``Retry-After`` (and ``x-ratelimit-*`` for a 429); ``malformed``
+        answers 200 with a body that is not JSON (on ``stream``: an event that is not JSON); ``delay``
+        waits first;
         ``after_processing`` (submit only) creates the job before answering, the case where a client
         cannot know whether its job exists.
         """
         if route not in self._faults:
             raise ValueError(f"unknown route {route!r}; one of {', '.join(ROUTES)}")
-        all_headers = dict(headers or {})
+        all_headers: dict[str, str] = {}
+        if rate_limit:
+            reset = retry_after if retry_after is not None else 1.0
+            all_headers.update(_rate_limit_headers(10, reset))
+            body = body if body is not None else error_body(status, RATE_LIMIT_MESSAGE, code=RATE_LIMIT_CODE)
+        all_headers.update(headers or {})
         if retry_after is not None:
             all_headers["Retry-After"] = f"{retry_after:g}"
-            if status == 429:
+            if status == 429 and not rate_limit:
                 all_headers.update(
                     {
                         "x-ratelimit-limit": "10",
@@ -612,9 +636,11 @@ class FakeSunra:
             JobPlan(seconds=seconds, fail=JobFailure(reason=reason, retryable=retryable, code=code))
         )
 
-    def reject_key(self) -> None:
-        """From now on the client's key is wrong (401 on every API route)."""
+    def reject_key(self, status: int = 401) -> None:
+        """From now on the client's key is wrong: ``status`` (401, or 403 ``FORBIDDEN`` "Invalid API
+        key" with the usual ``x-ratelimit-*`` headers, not at zero) on every API route."""
         self.key = "revoked-" + secrets.token_hex(8)
+        self.rejected_key_status = status
 
     def force_status(self, request_id: str, body: dict[str, Any] | None) -> None:
         """Status and stream answer ``body`` for this job (None: back to the timeline)."""
@@ -726,7 +752,11 @@ class FakeSunra:
             request.path.startswith(API_PREFIX + "/")
             and request.headers.get("Authorization") != f"Key {self.key}"
         ):
-            response: web.StreamResponse = error_response(401, "Invalid or missing API key")
+            status = self.rejected_key_status
+            headers = _rate_limit_headers(100, 1.0, remaining=99) if status == 403 else None
+            response: web.StreamResponse = error_response(
+                status, "Invalid or missing API key", headers=headers
+            )
         else:
             response = await handler(request)
         record.status = response.status
@@ -798,12 +828,9 @@ class FakeSunra:
             self._submit_times.popleft()
         if len(self._submit_times) >= count:
             wait = max(0.0, window - (now - self._submit_times[0]))
-            headers = {
-                "Retry-After": f"{math.ceil(wait)}",
-                "x-ratelimit-limit": str(count),
-                "x-ratelimit-remaining": "0",
-                "x-ratelimit-reset": f"{wait:.3f}",
-            }
+            headers = {"Retry-After": f"{math.ceil(wait)}", **_rate_limit_headers(count, wait)}
+            if self.rate_limit_status == 403:
+                return error_response(403, RATE_LIMIT_MESSAGE, code=RATE_LIMIT_CODE, headers=headers)
             return error_response(429, "Too many requests", headers=headers)
         self._submit_times.append(now)
         return None
@@ -1031,6 +1058,7 @@ class FakeSunra:
             "stream_drop_after",
             "send_video_length",
             "submit_rate_limit",
+            "rate_limit_status",
         }
         unknown = set(body) - allowed
         if unknown:
