@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.sunra import RetryPolicy
 from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, MessageRecord
@@ -128,6 +129,28 @@ async def test_a_failed_prediction_says_why_and_whether_to_retry_and_charges_not
         text = outcome.message["content"]
         assert "safety filter" in text and "not help" in text.lower(), text
         assert outcome.files == [] and await balance_of(world) == before
+        await world.assert_ledger_matches_jobs()
+
+
+@pytest.mark.parametrize(
+    "result", [{"video": None}, {"video": {"content_type": "video/mp4", "file_size": 5}}, {"data": {}}]
+)
+async def test_a_finished_job_without_a_video_ends_soon_with_the_credits_back(
+    tmp_path: Path, result: dict[str, Any]
+) -> None:
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        world.sunra.next_job(result=result)
+        interaction = await world.animate()
+        job = await world.ended(interaction)
+        assert job.state == "failed" and job.retryable is True
+        [outcome] = world.outcome_messages(job.id)
+        assert outcome.message["content"] == (
+            f"<@{job.user_id}> your /animate job ended without a video. Kling finished the job but sent "
+            "back no video, so nothing was charged. Trying again may help."
+        )
+        assert outcome.files == [] and await balance_of(world) == before
+        assert world.sunra.count("result") == RetryPolicy().attempts
         await world.assert_ledger_matches_jobs()
 
 

@@ -23,6 +23,8 @@ from bot.sunra import (
     InvalidInput,
     KlingInput,
     KlingResult,
+    MalformedResponse,
+    NoVideo,
     PollPolicy,
     PredictionFailed,
     QueueStatus,
@@ -743,3 +745,43 @@ async def test_a_bare_403_is_retried_and_only_a_lasting_one_counts_as_a_rejected
         await instant.submit(kling_input())
     assert instant.submissions_blocked is not None and len(fake.jobs) == 1
     assert len([r for r in caplog.records if r.levelno == logging.CRITICAL]) == 1
+
+
+# ------------------------------------------------------------------------------------------ "no video"
+
+NO_VIDEO_MESSAGE = (
+    "Kling finished the job but sent back no video, so nothing was charged. Trying again may help."
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"video": None},
+        {},
+        {"video": {}},
+        {"video": {"url": ""}},
+        {"video": {"url": None, "content_type": "video/mp4", "file_size": 10}},
+        {"video": {"url": 42}},
+        {"video": {"url": "ftp://cdn.test/v.mp4"}},
+        {"video": {"url": "/relative/v.mp4"}},
+        {"data": {"video": None}},
+        {"status": "IN_PROGRESS"},
+        {"status": "COMPLETED", "success": True},
+        [],
+        "done",
+    ],
+)
+async def test_a_result_without_a_usable_video_is_an_answer_not_a_fault(
+    fake: FakeSunra, instant: SunraClient, sleeps: RecordingSleep, body: Any
+) -> None:
+    fake.next_job(result=body)
+    request_id = (await instant.submit(kling_input())).request_id
+    fake.finish(request_id)
+    with pytest.raises(NoVideo) as caught:
+        await instant.result(request_id)
+    error = caught.value
+    assert not isinstance(error, TransientError | RateLimited | MalformedResponse)  # not waited out
+    assert error.user_message == NO_VIDEO_MESSAGE and error.retryable is True
+    assert fake.count("result") == RetryPolicy().attempts  # asked again briefly, then given up
+    assert sum(sleeps.delays) < 60

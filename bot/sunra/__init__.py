@@ -45,6 +45,7 @@ from bot.sunra.errors import (
     InsufficientFunds,
     InvalidInput,
     MalformedResponse,
+    NoVideo,
     PredictionFailed,
     RateLimited,
     RequestNotFound,
@@ -76,6 +77,7 @@ from bot.sunra.models import (
     UploadTicket,
     Video,
     is_terminal,
+    is_video_url,
 )
 from bot.sunra.policies import PollPolicy, RetryPolicy, Timeouts
 from bot.sunra.transport import (
@@ -119,6 +121,7 @@ __all__ = [
     "KlingInput",
     "KlingResult",
     "MalformedResponse",
+    "NoVideo",
     "PollPolicy",
     "PredictionFailed",
     "QueueLog",
@@ -139,5 +142,6 @@ __all__ = [
     "UploadTicket",
     "Video",
     "is_terminal",
+    "is_video_url",
     "prediction_failure",
 ]

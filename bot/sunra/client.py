@@ -23,6 +23,7 @@ from bot.sunra.errors import (
     DownloadTooLarge,
     InsufficientFunds,
     MalformedResponse,
+    NoVideo,
     RateLimited,
     StreamUnavailable,
     SubmissionUncertain,
@@ -346,8 +347,11 @@ class SunraClient:
     # ----- result, cancel ---------------------------------------------------------------------------------
 
     async def result(self, request_id: str) -> KlingResult:
-        """The finished job's video. Raises PredictionFailed when the job failed."""
-        return await self._call("GET", request_path(request_id), parse=result_from, request_scoped=True)
+        """The finished job's video. Raises PredictionFailed when the job failed, and NoVideo when the
+        API, asked again for a short while (RetryPolicy.attempts), still has no usable video for it."""
+        return await self._call(
+            "GET", request_path(request_id), parse=result_from, request_scoped=True, also_retried=(NoVideo,)
+        )
 
     async def cancel(self, request_id: str) -> bool:
         """Asks the API to stop a job: True if accepted, False if it had already ended (400/409)."""
@@ -441,6 +445,7 @@ class SunraClient:
         request_scoped: bool = False,
         answers: frozenset[int] = frozenset(),
         api: bool = True,
+        also_retried: tuple[type[SunraError], ...] = (),
     ) -> T:
         """Sends one call with the retry rules. ``target`` is a path under the base (``api``) or an
         absolute storage URL (``api=False``, sent by the client without the key). Non-2xx answers in
@@ -465,7 +470,9 @@ class SunraClient:
                 if 200 <= response.status_code < 300 or response.status_code in answers:
                     return _parse_answer(parse, response, label)
                 raise self._error_from(response, label, request_scoped=request_scoped, api=api)
-            except _RETRIED as error:
+            except SunraError as error:
+                if not isinstance(error, _RETRIED + also_retried):
+                    raise
                 if submit and not _certainly_no_job(error):
                     raise _uncertain(label, error) from error
                 too_long = (error.retry_after or 0.0) > self._retry.max_wait

@@ -101,6 +101,16 @@ class SubmissionUncertain(SunraError):
     )
 
 
+class NoVideo(SunraError):
+    """The job finished, yet its result holds no usable video (``video`` null or missing, no http(s)
+    ``url``, or a result that says it is not finished). An answer, not a fault: asking again for
+    long will not make a video appear, so the client retries briefly and callers then end the job."""
+
+    user_message = (
+        "Kling finished the job but sent back no video, so nothing was charged. Trying again may help."
+    )
+
+
 class RequestNotFound(SunraError):
     """404 for a request id: the API does not know (or no longer knows) this job."""
 

@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.sunra.errors import MalformedResponse, PredictionFailed, clean_text, prediction_failure
+from bot.sunra.errors import MalformedResponse, NoVideo, PredictionFailed, clean_text, prediction_failure
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -196,8 +196,12 @@ def _unwrap(body: Any) -> Any:
 
 
 def result_from(response: httpx.Response) -> KlingResult:
+    """The video of a finished job. Raises PredictionFailed when the answer says the job failed,
+    NoVideo when it is well-formed JSON without a usable video, MalformedResponse when not JSON."""
     body = _unwrap(_json(response))
-    if isinstance(body, dict) and body.get("video") is None:
+    if not isinstance(body, dict):
+        raise NoVideo(detail=f"the result is a JSON {type(body).__name__}, not an object with a video")
+    if body.get("video") is None:
         if body.get("error"):
             raise prediction_failure(body["error"], status=response.status_code)
         if isinstance(body.get("status"), str):
@@ -205,8 +209,25 @@ def result_from(response: httpx.Response) -> KlingResult:
             failure = status.failure
             if failure is not None:
                 raise failure
-            raise MalformedResponse(detail=f"no video yet (status {status.status})")
+            if not status.is_terminal:
+                raise NoVideo(detail=f"the result says the job is not finished (status {status.status})")
+    video = body.get("video")
+    url = video.get("url") if isinstance(video, dict) else None
+    if not is_video_url(url):
+        shown = "missing" if video is None else f"without a usable url ({clean_text(repr(url))[:80]})"
+        raise NoVideo(detail=f"the result has no video: {shown}")
     return _model(KlingResult, body)
+
+
+def is_video_url(url: Any) -> bool:
+    """True for an absolute http(s) URL with a host: the only kind of video URL the bot fetches or posts."""
+    if not isinstance(url, str) or not url.strip():
+        return False
+    try:
+        parsed = httpx.URL(url.strip())
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
 
 
 def cancel_accepted(response: httpx.Response) -> bool:

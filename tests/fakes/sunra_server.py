@@ -288,6 +288,7 @@ class JobPlan:
     video_size: int | None = None
     fail: JobFailure | None = None
     final_status: dict[str, Any] | None = None  # replaces the terminal status object as a whole
+    result: Any = None  # replaces the result answer (200) of a successful job, e.g. {"video": None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobPlan:
@@ -299,6 +300,7 @@ class JobPlan:
             video_size=data.get("video_size"),
             fail=JobFailure(**fail) if isinstance(fail, dict) else None,
             final_status=data.get("final_status"),
+            result=data.get("result"),
         )
 
 
@@ -620,8 +622,9 @@ class FakeSunra:
         queue_length: int | None = None,
         video_size: int | None = None,
         final_status: dict[str, Any] | None = None,
+        result: Any = None,
     ) -> None:
-        self.plan_jobs(JobPlan(seconds, queue_seconds, queue_length, video_size, None, final_status))
+        self.plan_jobs(JobPlan(seconds, queue_seconds, queue_length, video_size, None, final_status, result))
 
     def fail_next_job(
         self,
@@ -707,7 +710,7 @@ class FakeSunra:
         ``GET /_control/state`` (:meth:`state`); ``POST /_control/fault`` {route, status, times,
         retry_after, body, headers, delay, malformed, after_processing}; ``POST /_control/job``
         {plan: {seconds, queue_seconds, queue_length, video_size, fail: {reason, retryable, code,
-        message}, final_status}, prompt_contains, times}; ``POST /_control/config`` {key, balance,
+        message}, final_status, result}, prompt_contains, times}; ``POST /_control/config`` {key, balance,
         job_seconds, queue_seconds, queue_length, video_size, stream_enabled, stream_drop_after,
         send_video_length, submit_rate_limit}; ``POST /_control/force_status`` {request_id, body};
         ``POST /_control/finish`` {request_id}; ``POST /_control/reset``.
@@ -852,6 +855,7 @@ class FakeSunra:
             video_url=f"{self.root}{FILES_PREFIX}/video/{request_id}.mp4",
             fail=plan.fail,
             final_status=plan.final_status,
+            forced_result=None if plan.result is None else (200, plan.result),
         )
         self.jobs[request_id] = job
         if self.balance is not None:
