@@ -14,7 +14,7 @@ from bot.sunra import RetryPolicy
 from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, MessageRecord
-from tests.fakes.sunra_server import FakeSunra, JobPlan
+from tests.fakes.sunra_server import FakeSunra, JobFailure, JobPlan
 from tests.world import SUNRA_KEY, World, loosen_rate_limits, running_world
 
 EPHEMERAL = 64
@@ -151,6 +151,50 @@ async def test_a_finished_job_without_a_video_ends_soon_with_the_credits_back(
         )
         assert outcome.files == [] and await balance_of(world) == before
         assert world.sunra.count("result") == RetryPolicy().attempts
+        await world.assert_ledger_matches_jobs()
+
+
+@pytest.mark.parametrize(
+    ("plan", "sentence", "retryable"),
+    [
+        (
+            JobPlan(fail=JobFailure(reason="content_policy", code="content_policy", retryable=False)),
+            "Kling's content moderation refused the picture or the prompt. "
+            "Trying again with the same picture and prompt will not help.",
+            False,
+        ),
+        (
+            JobPlan(final_status={"status": "FAILED", "error": "image_moderation"}),
+            "Kling's content moderation refused the picture. "
+            "Trying again with the same picture will not help; a different picture may.",
+            False,
+        ),
+        (
+            JobPlan(final_status={"status": "TIMEOUT"}),
+            "Kling took too long to make this video and gave up. Trying again may help.",
+            True,
+        ),
+        (
+            JobPlan(fail=JobFailure(reason="E_4031", code="E_4031", message="E_4031", retryable=True)),
+            "Kling could not make this video. Trying again may help.",
+            True,
+        ),
+    ],
+)
+async def test_a_failure_reason_reaches_the_member_as_a_sentence(
+    tmp_path: Path, plan: JobPlan, sentence: str, retryable: bool
+) -> None:
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        world.sunra.plan_jobs(plan)
+        interaction = await world.animate()
+        job = await world.ended(interaction)
+        assert job.state == "failed" and job.retryable is retryable
+        [outcome] = world.outcome_messages(job.id)
+        assert outcome.message["content"] == (
+            f"<@{job.user_id}> your /animate job ended without a video. {sentence}"
+        )
+        assert await balance_of(world) == before
         await world.assert_ledger_matches_jobs()
 
 

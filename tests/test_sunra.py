@@ -36,6 +36,7 @@ from bot.sunra import (
     Timeouts,
     TransientError,
     is_terminal,
+    prediction_failure,
 )
 from tests.fakes.sunra_server import FakeSunra, FakeSunraProcess, JobFailure, JobPlan
 
@@ -291,7 +292,10 @@ def test_status_model_is_lenient() -> None:
     cancelled = QueueStatus.model_validate({"status": "CANCELLED"})
     assert cancelled.is_terminal and cancelled.succeeded is None and cancelled.failure is None
     timeout = QueueStatus.model_validate({"status": "TIMEOUT"})
-    assert timeout.failure is not None and timeout.failure.reason == "the job timed out"
+    assert timeout.failure is not None and timeout.failure.retryable
+    assert timeout.failure.user_message == (
+        "Kling took too long to make this video and gave up. Trying again may help."
+    )
     odd = QueueStatus.model_validate({"status": "in_progress", "queue_position": "2", "logs": ["hi"]})
     assert not odd.is_terminal and odd.queue_position == 2 and odd.logs[0].message == "hi"
     for status in ("COMPLETED", "failed", "CANCELED", "ERROR", "TIMEOUT"):
@@ -310,7 +314,8 @@ async def test_prediction_failure_from_status_and_result(fake: FakeSunra, client
     failure = final.failure
     assert failure is not None and failure.reason == "NSFW content" and failure.retryable is False
     assert failure.user_message == (
-        "Kling could not make this video: NSFW content. Trying again with the same input will not help."
+        "Kling could not make this video: NSFW content. "
+        "Trying again with the same picture and prompt will not help."
     )
     with pytest.raises(PredictionFailed) as caught:
         await client.result(request_id)
@@ -487,7 +492,8 @@ async def test_bad_key_blocks_submissions_for_a_while(
         error = caught.value
         assert error.status == 401 and isinstance(error, ServiceUnavailable)
         assert error.user_message == (
-            "The bot's video service is not available right now; the server owner has been told."
+            "The bot's video service is not available right now; the server owner has been told. "
+            "Trying again later may help."
         )
         assert client.submissions_blocked is error
         critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
@@ -524,7 +530,10 @@ async def test_invalid_input_carries_the_api_message(fake: FakeSunra, instant: S
         await instant.submit(bad)
     error = caught.value
     assert error.status == 422 and error.code == "VALIDATION_ERROR" and error.retryable is False
-    assert "duration" in error.user_message and error.user_message.startswith("Kling refused this request")
+    assert error.user_message == (
+        "Kling could not use the picture or the options of this job. "
+        'Kling said: duration: must be "5" or "10". Trying again with the same input will not help.'
+    )
     assert instant.submissions_blocked is None and fake.count("submit") == 1
     assert isinstance(error, BotError)
 
@@ -785,3 +794,57 @@ async def test_a_result_without_a_usable_video_is_an_answer_not_a_fault(
     assert error.user_message == NO_VIDEO_MESSAGE and error.retryable is True
     assert fake.count("result") == RetryPolicy().attempts  # asked again briefly, then given up
     assert sum(sleeps.delays) < 60
+
+
+# ------------------------------------------------------------------------------- reasons a member can read
+
+MODERATION = "Kling's content moderation refused the picture or the prompt."
+
+
+@pytest.mark.parametrize(
+    ("error", "sentence"),
+    [
+        ("content_policy", f"{MODERATION} Trying again with the same picture and prompt will not help."),
+        (
+            {"code": "PREDICTION_FAILED", "message": "Prediction failed", "details": {"reason": "NSFW"}},
+            f"{MODERATION} Trying again with the same picture and prompt will not help.",
+        ),
+        (
+            {"code": "image_moderation"},
+            "Kling's content moderation refused the picture. "
+            "Trying again with the same picture will not help; a different picture may.",
+        ),
+        (
+            {"code": "PROMPT_FLAGGED", "message": "The prompt mentions a real person"},
+            "Kling's content moderation refused the prompt. Kling said: The prompt mentions a real person. "
+            "Trying again with the same prompt will not help; different wording may.",
+        ),
+        (
+            {"code": "invalid_input", "details": {"retryable": False}},
+            "Kling could not use the picture or the options of this job. "
+            "Trying again with the same input will not help.",
+        ),
+        ("TIMEOUT", "Kling took too long to make this video and gave up. Trying again may help."),
+        (
+            {"code": "provider_error", "message": "Upstream GPU crashed"},
+            "Kling had a problem on its side while making this video. Kling said: Upstream GPU crashed. "
+            "Trying again may help.",
+        ),
+        (
+            {"code": "timeout", "retryable": False},  # the API's own verdict wins over the kind's
+            "Kling took too long to make this video and gave up. "
+            "Trying again with the same input will not help.",
+        ),
+        ({"code": "E_4031"}, "Kling could not make this video. Trying again may help."),
+        ("kling.err.77", "Kling could not make this video. Trying again may help."),
+        (
+            [{"message": "The prompt violates our usage policy"}],
+            "Kling could not make this video: The prompt violates our usage policy. "
+            "Trying again with the same prompt will not help; different wording may.",
+        ),
+        ({"message": "failed"}, "Kling could not make this video. Trying again may help."),
+        (None, "Kling could not make this video. Trying again may help."),
+    ],
+)
+def test_a_failure_reason_reads_as_a_sentence_with_advice(error: Any, sentence: str) -> None:
+    assert prediction_failure(error).user_message == sentence

@@ -37,7 +37,6 @@ from bot.sunra.client import (
     UpdateCallback,
 )
 from bot.sunra.errors import (
-    MAX_API_TEXT,
     PREDICTION_FAILED_CODE,
     SERVICE_DOWN_MESSAGE,
     AuthError,
@@ -80,6 +79,7 @@ from bot.sunra.models import (
     is_video_url,
 )
 from bot.sunra.policies import PollPolicy, RetryPolicy, Timeouts
+from bot.sunra.reasons import MAX_API_TEXT, explain
 from bot.sunra.transport import (
     EPOCH_MILLISECONDS_THRESHOLD,
     EPOCH_SECONDS_THRESHOLD,
@@ -141,6 +141,7 @@ __all__ = [
     "UpdateCallback",
     "UploadTicket",
     "Video",
+    "explain",
     "is_terminal",
     "is_video_url",
     "prediction_failure",

@@ -29,7 +29,6 @@ from bot.sunra.errors import (
     SubmissionUncertain,
     SunraError,
     TransientError,
-    clean_text,
     prediction_failure,
 )
 from bot.sunra.models import (
@@ -49,6 +48,7 @@ from bot.sunra.models import (
     ticket_from,
 )
 from bot.sunra.policies import PollPolicy, RetryPolicy, Timeouts
+from bot.sunra.reasons import clean_text
 from bot.sunra.transport import (
     NOT_SENT,
     REDACTED,

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from bot.errors import BotError, ServiceUnavailable
+from bot.sunra.reasons import clean_text, explain
 
 PREDICTION_FAILED_CODE = "PREDICTION_FAILED"
 
-# How much of the API's own text is repeated to a member or in a log line.
-MAX_API_TEXT = 300
-
-
-SERVICE_DOWN_MESSAGE = "The bot's video service is not available right now; the server owner has been told."
+SERVICE_DOWN_MESSAGE = (
+    "The bot's video service is not available right now; the server owner has been told. "
+    "Trying again later may help."
+)
 
 
 # --------------------------------------------------------------------------------------------------- errors
@@ -64,7 +64,7 @@ class InsufficientFunds(SunraError, ServiceUnavailable):
 class InvalidInput(SunraError):
     """422 or another 4xx about the request itself: sending the same again will not help."""
 
-    user_message = "Kling refused this request."
+    user_message = "Kling refused this request. Trying again with the same input will not help."
     retryable = False
 
 
@@ -135,7 +135,8 @@ class DownloadTooLarge(SunraError):
 
 
 class PredictionFailed(SunraError):
-    """Kling ran the job and could not make the video (``reason`` says why, when the API told)."""
+    """Kling ran the job and could not make the video. ``reason`` is what the API said first; the
+    member's sentence (see :func:`bot.sunra.reasons.explain`) also weighs ``said`` and ``code``."""
 
     retryable = True
 
@@ -147,28 +148,19 @@ class PredictionFailed(SunraError):
         status: int | None = None,
         code: str | None = None,
         detail: str | None = None,
+        said: tuple[str, ...] = (),
     ) -> None:
         self.reason = clean_text(reason) if reason else None
-        again = type(self).retryable if retryable is None else retryable
+        message, again = explain(
+            (self.reason, *said, code), retryable=retryable, default_retryable=type(self).retryable
+        )
         super().__init__(
-            _prediction_message(self.reason, again),
+            message,
             retryable=again,
             status=status,
             code=code,
             detail=detail or f"prediction failed: {self.reason or 'no reason given'}",
         )
-
-
-def _prediction_message(reason: str | None, retryable: bool) -> str:
-    advice = "Trying again may help." if retryable else "Trying again with the same input will not help."
-    if reason:
-        return f"Kling could not make this video: {reason.rstrip('. ')}. {advice}"
-    return f"Kling could not make this video. {advice}"
-
-
-def clean_text(text: str) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= MAX_API_TEXT else text[: MAX_API_TEXT - 1] + "…"
 
 
 def prediction_failure(
@@ -177,17 +169,40 @@ def prediction_failure(
     """Builds PredictionFailed from an ``error`` value: the API's error object, its details, or a string."""
     if isinstance(error, dict) and isinstance(error.get("error"), dict):
         error = error["error"]
+    if isinstance(error, list) and error:
+        error = error[0]  # a list of errors: the first one says why
     if not isinstance(error, dict):
-        reason = str(error) if error else default_reason
+        reason = _text(error) or default_reason
         return PredictionFailed(reason, status=status, code=PREDICTION_FAILED_CODE if error else None)
     details = error.get("details")
     details = details if isinstance(details, dict) else {}
-    reason = details.get("reason") or details.get("message") or error.get("reason") or error.get("message")
+    texts = [
+        _text(value)
+        for value in (
+            details.get("reason"),
+            details.get("message"),
+            error.get("reason"),
+            error.get("message"),
+            details.get("code"),
+            error.get("code"),
+        )
+    ]
+    said = tuple(text for text in texts if text)
     retryable = details.get("retryable", error.get("retryable"))
-    code = details.get("code") or error.get("code")
+    code = _text(details.get("code")) or _text(error.get("code"))
     return PredictionFailed(
-        str(reason) if reason else default_reason,
+        said[0] if said else default_reason,
         retryable=retryable if isinstance(retryable, bool) else None,
         status=status,
-        code=str(code) if code else PREDICTION_FAILED_CODE,
+        code=code or PREDICTION_FAILED_CODE,
+        said=said[1:],
     )
+
+
+def _text(value: Any) -> str | None:
+    """A string (or number, for codes) the API sent; objects and lists are not reasons."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str | int | float):
+        return clean_text(str(value)) or None
+    return None

@@ -10,7 +10,8 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.sunra.errors import MalformedResponse, NoVideo, PredictionFailed, clean_text, prediction_failure
+from bot.sunra.errors import MalformedResponse, NoVideo, PredictionFailed, prediction_failure
+from bot.sunra.reasons import clean_text
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -108,7 +109,7 @@ class QueueStatus(_ApiModel):
         """The failure of a finished job (COMPLETED with success false, FAILED, ...), else None."""
         if self.succeeded is not False:
             return None
-        default = "the job timed out" if self.status.upper() == "TIMEOUT" else None
+        default = "timeout" if self.status.upper() == "TIMEOUT" else None
         return prediction_failure(self.error, default_reason=default)
 
 

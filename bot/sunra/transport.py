@@ -25,6 +25,7 @@ from bot.sunra.errors import (
     SunraError,
     TransientError,
 )
+from bot.sunra.reasons import explain
 
 # "Not now" answers, worth asking again. Other 4xx are a "no" that asking again will not change.
 RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
@@ -116,8 +117,10 @@ def api_error(
         # A wrong base URL or endpoint: the bot's configuration, not the member's input.
         return SunraError(SERVICE_DOWN_MESSAGE, status=status, code=code, detail=detail, retryable=False)
     if 400 <= status < SERVER_ERROR_MIN:
-        said = f"Kling refused this request: {message.rstrip('. ')}." if message else None
-        return InvalidInput(said, status=status, code=code, detail=detail)
+        said, again = explain(
+            (message, code), retryable=None, default_retryable=False, lead="Kling refused this request"
+        )
+        return InvalidInput(said, status=status, code=code, detail=detail, retryable=again)
     return MalformedResponse(status=status, code=code, detail=detail)
 
 
