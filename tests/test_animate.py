@@ -360,6 +360,28 @@ async def test_status_hiccups_while_waiting_only_slow_the_job_down(tmp_path: Pat
         assert world.sunra.count("status") < 40  # adaptive polling, not a tight loop
 
 
+@pytest.mark.parametrize("stream", [True, False])
+async def test_drift_in_what_sunra_shows_never_stalls_a_job(tmp_path: Path, stream: bool) -> None:
+    async with running_world(tmp_path) as world:
+        world.sunra.stream_enabled = stream
+        world.sunra.stream_ping_events = True
+        world.sunra.stream_keepalive_seconds = 0.05
+        world.sunra.status_extra = {
+            "logs": "Rendering frames",  # a string, not a list
+            "queue_position": "about 3",
+            "metrics": {"inference_time": "12s", "gpu": None},
+            "request_id": 12345,
+            "eta": [1, {"unit": "s"}],
+        }
+        world.sunra.next_job(seconds=1.0, queue_seconds=0.3)
+        interaction = await world.animate()
+        job = await world.ended(interaction)
+        assert job.state == "delivered", job
+        [outcome] = world.outcome_messages(job.id)
+        assert outcome.files[0].data == world.sunra.video_bytes(job.request_id or "")
+        await world.assert_ledger_matches_jobs()
+
+
 @pytest.mark.parametrize("status", [401, 403])
 async def test_a_rejected_key_stops_new_submissions_and_says_so(tmp_path: Path, status: int) -> None:
     async with running_world(tmp_path) as world:

@@ -42,8 +42,8 @@ from bot.sunra.models import (
     cancel_accepted,
     ignore_body,
     result_from,
+    status_event,
     status_from,
-    status_from_text,
     submission_from,
     ticket_from,
 )
@@ -251,7 +251,9 @@ class SunraClient:
                 ) as response:
                     await self._check_stream_open(response, label)
                     async for data in sse_data(response.aiter_lines()):
-                        status = status_from_text(data, label)
+                        status = status_event(data, label)
+                        if status is None:
+                            continue
                         self._note_status(status)
                         yield status
                         if status.is_terminal:

@@ -4,11 +4,13 @@ Strict only where an answer decides (status, success, error, the video's url); e
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from bot.sunra.errors import MalformedResponse, NoVideo, PredictionFailed, prediction_failure
 from bot.sunra.reasons import clean_text
@@ -59,9 +61,52 @@ class _ApiModel(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+def shown_text(value: Any) -> str | None:
+    """A field that is only shown: text as is, a number as text, anything else (objects, lists) None."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def shown_count(value: Any) -> int | None:
+    """A count or size that is only shown: a non-negative whole number from an int, float or numeric
+    text; anything else (a word, an object, a negative number) None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and math.isfinite(value) and value >= 0:
+        return int(value)
+    return None
+
+
+def _shown_logs(value: Any) -> list[Any]:
+    """``logs`` as a list of objects, whatever shape it came in: null, one text, one object, a list
+    of texts, objects and numbers (other items dropped)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    logs: list[Any] = []
+    for item in items:
+        if isinstance(item, dict):
+            logs.append(item)
+        elif (text := shown_text(item)) is not None:
+            logs.append({"message": text})
+    return logs
+
+
+ShownText = Annotated[str | None, BeforeValidator(shown_text)]
+ShownCount = Annotated[int | None, BeforeValidator(shown_count)]
+
+
 class QueueLog(_ApiModel):
-    message: str = ""
-    timestamp: str | float | None = None
+    message: Annotated[str, BeforeValidator(lambda value: shown_text(value) or "")] = ""
+    timestamp: Any = None
 
 
 def is_terminal(status: str) -> bool:
@@ -70,23 +115,23 @@ def is_terminal(status: str) -> bool:
 
 
 class QueueStatus(_ApiModel):
-    """One status answer. ``status`` is a plain string: unknown statuses are kept, not refused."""
+    """One status answer. Strict about what decides: ``status`` must be text (an unknown word is kept
+    and counts as still running), ``success`` a boolean or absent; ``error`` is read leniently by
+    :func:`prediction_failure`. Lenient about what is only shown: ``logs``, ``queue_position``,
+    ``request_id``, ``metrics`` and any other field never make an answer unreadable."""
 
     status: str
-    queue_position: int | None = None
-    logs: list[QueueLog] = Field(default_factory=list)
+    queue_position: ShownCount = None
+    logs: Annotated[list[QueueLog], BeforeValidator(_shown_logs)] = Field(default_factory=list)
     success: bool | None = None
     error: Any = None
-    request_id: str | None = None
+    request_id: ShownText = None
+    metrics: Any = None
 
-    @field_validator("logs", mode="before")
+    @field_validator("status")
     @classmethod
-    def _lenient_logs(cls, value: Any) -> Any:
-        if value is None:
-            return []
-        if isinstance(value, list):
-            return [{"message": item} if isinstance(item, str) else item for item in value]
-        return value
+    def _trim(cls, value: str) -> str:
+        return value.strip()
 
     @property
     def is_terminal(self) -> bool:
@@ -113,20 +158,27 @@ class QueueStatus(_ApiModel):
         return prediction_failure(self.error, default_reason=default)
 
 
+def _id_text(value: Any) -> Any:
+    # A request id that came as a whole number is the same id; anything else is left to fail.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class Submission(_ApiModel):
     """The answer to a submit. Only ``request_id`` is used: the URLs are rebuilt from the base."""
 
-    request_id: str = Field(min_length=1)
-    status_url: str | None = None
-    response_url: str | None = None
-    cancel_url: str | None = None
+    request_id: Annotated[str, BeforeValidator(_id_text)] = Field(min_length=1)
+    status_url: Any = None
+    response_url: Any = None
+    cancel_url: Any = None
 
 
 class Video(_ApiModel):
+    """The video: ``url`` decides (checked by :func:`result_from`), the rest is only shown."""
+
     url: str = Field(min_length=1)
-    content_type: str | None = None
-    file_name: str | None = None
-    file_size: int | None = None
+    content_type: ShownText = None
+    file_name: ShownText = None
+    file_size: ShownCount = None
 
 
 class KlingResult(_ApiModel):
@@ -173,9 +225,18 @@ def status_from(response: httpx.Response) -> QueueStatus:
     return _model(QueueStatus, _json(response))
 
 
-def status_from_text(text: str, label: str) -> QueueStatus:
+def status_event(text: str, label: str) -> QueueStatus | None:
+    """The status in one stream event, or None for an event that carries none (a heartbeat such as
+    ``{"type": "ping"}``, an empty event). Raises MalformedResponse when it is not JSON or its status
+    cannot be read."""
     try:
-        return QueueStatus.model_validate_json(text)
+        body = json.loads(text) if text.strip() else None
+    except ValueError:
+        raise MalformedResponse(detail=f"{label}: unreadable event {clean_text(text)[:80]!r}") from None
+    if not isinstance(body, dict) or "status" not in body:
+        return None
+    try:
+        return QueueStatus.model_validate(body)
     except ValidationError:
         raise MalformedResponse(detail=f"{label}: unreadable event {clean_text(text)[:80]!r}") from None
 

@@ -75,7 +75,11 @@ Scripting (all in-process methods; every one also works through the control API)
       fake.fail_next("result", 500) ; fake.fail_next("upload_put", 503) ; fake.fail_next("video", 500)
 
 * Switches: ``fake.stream_enabled = False`` (the stream route answers 404), ``fake.stream_drop_after = n``
-  (each stream connection is cut after n events), ``fake.key = "other"`` or ``fake.reject_key()`` (the
+  (each stream connection is cut after n events), ``fake.stream_stall_after = n`` (after n events a stream
+  stays open with keep-alives every ``stream_keepalive_seconds`` and never sends another, not even the
+  final one; ``stream_ping_events`` sends them as ``{"type": "ping"}`` events instead of comments),
+  ``fake.status_extra = {"logs": "text", ...}`` (merged into every status answer and event: drift),
+  ``fake.key = "other"`` or ``fake.reject_key()`` (the
   bot's key becomes bad: 401), ``fake.balance = 0`` (402 ``INSUFFICIENT_BALANCE``; a number counts down
   by one per job; None = unlimited), ``fake.submit_rate_limit = (10, 1.0)`` (sliding-window 429 with
   ``Retry-After`` and ``x-ratelimit-*``; ``fake.rate_limit_status = 403`` answers it the way sunra's queue
@@ -487,6 +491,13 @@ class FakeSunra:
         self.balance: int | None = None
         self.stream_enabled = True
         self.stream_drop_after: int | None = None
+        # After this many events a stream sends keep-alives only, never another event (a stuck stream).
+        self.stream_stall_after: int | None = None
+        self.stream_keepalive_seconds = STREAM_KEEPALIVE_SECONDS
+        # Keep-alives as events that carry no status ({"type": "ping"}) instead of SSE comments.
+        self.stream_ping_events = False
+        # Merged into every status answer and stream event: drift in what the API sends.
+        self.status_extra: dict[str, Any] = {}
         self.send_video_length = True
         self.submit_rate_limit: tuple[int, float] | None = None
         # sunra answers a key over its rate limit 403 (its queue documentation), sometimes 429.
@@ -877,7 +888,10 @@ class FakeSunra:
         job = self._job_or_404(request)
         if isinstance(job, web.Response):
             return job
-        return web.json_response(job.status_body(_now()))
+        return web.json_response(self._status_body(job))
+
+    def _status_body(self, job: FakeJob) -> dict[str, Any]:
+        return {**job.status_body(_now()), **self.status_extra}
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         fault = self._take_fault("stream")
@@ -901,8 +915,9 @@ class FakeSunra:
         sent = 0
         quiet_since = _now()
         while not self._closing.is_set():
-            body = job.status_body(_now())
-            if body != last:
+            body = self._status_body(job)
+            stalled = self.stream_stall_after is not None and sent >= self.stream_stall_after
+            if body != last and not stalled:
                 await response.write(f"data: {json.dumps(body)}\n\n".encode())
                 last, sent, quiet_since = body, sent + 1, _now()
                 if self.stream_drop_after is not None and sent >= self.stream_drop_after:
@@ -912,8 +927,13 @@ class FakeSunra:
                     return
                 if str(body.get("status", "")).upper() not in ("IN_QUEUE", "IN_PROGRESS"):
                     break  # terminal (known or unknown ending): the stream ends after it
-            elif _now() - quiet_since > STREAM_KEEPALIVE_SECONDS:
-                await response.write(b": keep-alive\n\n")
+            elif _now() - quiet_since > self.stream_keepalive_seconds:
+                ping = (
+                    b'event: ping\ndata: {"type": "ping"}\n\n'
+                    if self.stream_ping_events
+                    else b": keep-alive\n\n"
+                )
+                await response.write(ping)
                 quiet_since = _now()
             await self._pause(STREAM_TICK_SECONDS)
         await response.write_eof()
@@ -1063,6 +1083,10 @@ class FakeSunra:
             "send_video_length",
             "submit_rate_limit",
             "rate_limit_status",
+            "stream_stall_after",
+            "stream_keepalive_seconds",
+            "stream_ping_events",
+            "status_extra",
         }
         unknown = set(body) - allowed
         if unknown:
