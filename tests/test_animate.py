@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from bot.store.jobs import JobRow
 from bot.sunra import RetryPolicy
 from tests import images
 from tests.fakes import payloads as p
-from tests.fakes.discord_server import FakeDiscord, MessageRecord
+from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord
 from tests.fakes.sunra_server import FakeSunra, JobFailure, JobPlan
 from tests.world import SUNRA_KEY, World, loosen_rate_limits, running_world
 
@@ -111,6 +112,15 @@ async def test_missing_channel_permissions_are_named_privately(tmp_path: Path) -
 
 
 # ----------------------------------------------------------------------------------------------- job ends
+
+
+async def delivered(world: World, interaction: InteractionRecord) -> JobRow:
+    """The job of ``interaction`` once ended, checked to be delivered with the fake's exact video."""
+    job = await world.ended(interaction)
+    assert job.state == "delivered", job
+    [outcome] = world.outcome_messages(job.id)
+    assert outcome.files[0].data == world.sunra.video_bytes(job.request_id or "")
+    return job
 
 
 async def balance_of(world: World, user_id: int = p.DEFAULT_USER_ID) -> int:
@@ -375,10 +385,18 @@ async def test_drift_in_what_sunra_shows_never_stalls_a_job(tmp_path: Path, stre
         }
         world.sunra.next_job(seconds=1.0, queue_seconds=0.3)
         interaction = await world.animate()
-        job = await world.ended(interaction)
-        assert job.state == "delivered", job
-        [outcome] = world.outcome_messages(job.id)
-        assert outcome.files[0].data == world.sunra.video_bytes(job.request_id or "")
+        await delivered(world, interaction)
+        await world.assert_ledger_matches_jobs()
+
+
+async def test_a_stream_stuck_on_keep_alives_never_holds_the_video_back(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.sunra.stream_stall_after = 1  # open, keep-alives only, never "completed"
+        world.sunra.stream_keepalive_seconds = 0.05
+        world.sunra.next_job(seconds=1.0, queue_seconds=0.2)
+        interaction = await world.animate()
+        await delivered(world, interaction)
+        assert world.sunra.count("stream") == 1 and world.sunra.count("status") >= 1
         await world.assert_ledger_matches_jobs()
 
 
@@ -405,10 +423,7 @@ async def test_rate_limit_403s_only_delay_jobs(tmp_path: Path, caplog: pytest.Lo
         first = await world.animate()
         second = await world.animate()
         for interaction in (first, second):
-            job = await world.ended(interaction)
-            assert job.state == "delivered", job
-            [outcome] = world.outcome_messages(job.id)
-            assert outcome.files[0].data == world.sunra.video_bytes(job.request_id or "")
+            await delivered(world, interaction)
         assert len(world.sunra.jobs) == 2 and world.sunra.count("submit") == 4
         assert world.bot.sunra.submissions_blocked is None
         assert not [r for r in caplog.records if r.levelno == logging.CRITICAL]

@@ -848,3 +848,37 @@ MODERATION = "Kling's content moderation refused the picture or the prompt."
 )
 def test_a_failure_reason_reads_as_a_sentence_with_advice(error: Any, sentence: str) -> None:
     assert prediction_failure(error).user_message == sentence
+
+
+# ------------------------------------------------------------------------------- a stream that says nothing
+
+
+@pytest.mark.parametrize(
+    ("stall_after", "job_seconds", "check", "pings"),
+    [(1, 0.5, 0.25, False), (1, 0.5, 0.25, True), (2, 2.0, 0.3, False)],
+)
+async def test_a_stream_that_only_keeps_alive_is_cross_checked_within_budget(
+    fake: FakeSunra, client: SunraClient, stall_after: int, job_seconds: float, check: float, pings: bool
+) -> None:
+    fake.stream_stall_after = stall_after  # then keep-alives only: "completed" never comes
+    fake.stream_keepalive_seconds = 0.02
+    fake.stream_ping_events = pings  # keep-alives as status-less events rather than comments
+    fake.next_job(seconds=job_seconds, queue_seconds=0.1)
+    poll = PollPolicy(first=0.05, maximum=5.0, jitter=0, stream_check=check)
+    request_id = (await client.submit(kling_input())).request_id
+    started = time.monotonic()
+    async with asyncio.timeout(15):
+        final = await client.wait(request_id, poll=poll)
+    waited = time.monotonic() - started
+    assert final.status == "COMPLETED" and final.succeeded is True
+    assert fake.count("stream") == 1, "the open stream is kept, not reconnected"
+    # At most one status request per quiet stretch: the budget of a waiting job.
+    assert 1 <= fake.count("status") <= waited / check + 1, (fake.count("status"), waited)
+
+
+async def test_a_lively_stream_is_never_cross_checked(fake: FakeSunra, client: SunraClient) -> None:
+    fake.next_job(seconds=1.0, queue_seconds=0.2)
+    poll = PollPolicy(first=0.05, maximum=5.0, jitter=0, stream_check=0.6)
+    request_id = (await client.submit(kling_input())).request_id
+    final = await client.wait(request_id, poll=poll)
+    assert final.status == "COMPLETED" and fake.count("status") == 0 and fake.count("stream") == 1

@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -304,8 +304,16 @@ class SunraClient:
             started = self._clock()
             events = 0
             try:
-                async with contextlib.aclosing(self.stream_status(request_id)) as stream:
-                    async for status in stream:
+                async with (
+                    contextlib.aclosing(self.stream_status(request_id)) as stream,
+                    contextlib.aclosing(_with_silences(stream, poll.quiet_seconds)) as heard,
+                ):
+                    async for status in heard:
+                        if status is None:
+                            # A stream can stay open on keep-alives after its job ended: ask once.
+                            status = await self._cross_check(request_id)
+                            if status is None:
+                                continue
                         events += 1
                         await updates.see(status)
                         if status.is_terminal:
@@ -325,6 +333,18 @@ class SunraClient:
             if self._clock() - started < MIN_STREAM_SECONDS:
                 await self._sleep(next(pauses))
         log.info("sunra status stream keeps failing for %s; polling instead", request_id)
+        return None
+
+    async def _cross_check(self, request_id: str) -> QueueStatus | None:
+        """One status request for a job whose stream went quiet: the status if it ended, else None."""
+        try:
+            status = await self.status(request_id)
+        except _RETRIED as error:
+            log.info("sunra status check for %s failed (%s); still following the stream", request_id, error)
+            return None
+        if status.is_terminal:
+            log.info("sunra status stream for %s went quiet after the job ended; status says so", request_id)
+            return status
         return None
 
     async def _poll_until_terminal(self, request_id: str, updates: _Updates, poll: PollPolicy) -> QueueStatus:
@@ -588,6 +608,38 @@ class _Updates:
         except Exception:
             # A failed progress edit on Discord must not end the wait for the video.
             log.warning("on_update callback failed; still waiting", exc_info=True)
+
+
+async def _with_silences(
+    stream: AsyncIterator[QueueStatus], quiet: float
+) -> AsyncGenerator[QueueStatus | None, None]:
+    """The stream's statuses, and None each time ``quiet`` seconds pass without one. The stream is
+    read in its own task, so a silence never interrupts (or loses) an event being received."""
+
+    async def next_status() -> QueueStatus | None:
+        try:
+            return await anext(stream)
+        except StopAsyncIteration:
+            return None  # the stream ended
+
+    pending: asyncio.Task[QueueStatus | None] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.create_task(next_status())
+            done, _ = await asyncio.wait({pending}, timeout=quiet)
+            if not done:
+                yield None
+                continue
+            finished, pending = pending, None
+            status = finished.result()
+            if status is None:
+                return
+            yield status
+    finally:
+        if pending is not None:
+            pending.cancel()
+            await asyncio.wait({pending})
 
 
 def _certainly_no_job(error: SunraError) -> bool:

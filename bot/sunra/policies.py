@@ -34,21 +34,31 @@ class RetryPolicy:
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
     """Adaptive polling: ``first`` seconds, growing by ``factor`` up to ``maximum``; ± ``jitter`` spread
-    keeps jobs resumed together from polling in lockstep. ``stream=False`` skips the status stream."""
+    keeps jobs resumed together from polling in lockstep. ``stream=False`` skips the status stream.
+
+    ``stream_check``: seconds the status stream may go without a status event (keep-alives do not
+    count) before one status request checks whether the job ended; None means ``maximum``. A stuck
+    stream then costs at most 60 / ``stream_check`` status requests a minute (2 at 30 s)."""
 
     first: float = 2.0
     factor: float = 1.5
     maximum: float = 20.0
     jitter: float = 0.1
     stream: bool = True
+    stream_check: float | None = None
 
     def __post_init__(self) -> None:
-        if self.first <= 0 or self.maximum <= 0:
+        if self.first <= 0 or self.maximum <= 0 or (self.stream_check is not None and self.stream_check <= 0):
             raise ValueError("poll intervals must be positive")
         if self.factor < 1:
             raise ValueError("the poll interval must not shrink (factor >= 1)")
         if not 0 <= self.jitter < 1:
             raise ValueError("jitter must be in [0, 1)")
+
+    @property
+    def quiet_seconds(self) -> float:
+        """Silence on the status stream that is cross-checked with one status request."""
+        return self.stream_check if self.stream_check is not None else self.maximum
 
     def intervals(self, rand: Callable[[], float] = random.random) -> Iterator[float]:
         """Endless sleep lengths between two polls."""
