@@ -843,6 +843,10 @@ MODERATION = "Kling's content moderation refused the picture or the prompt."
             "Trying again with the same prompt will not help; different wording may.",
         ),
         ({"message": "failed"}, "Kling could not make this video. Trying again may help."),
+        (
+            {"message": "图片未通过审核"},  # one word in a script without spaces: a message, not a code
+            "Kling could not make this video: 图片未通过审核. Trying again may help.",
+        ),
         (None, "Kling could not make this video. Trying again may help."),
     ],
 )

@@ -128,13 +128,16 @@ def kind_of(words: Iterable[str | None], *, sentences: bool = False) -> Kind | N
 
 
 def human_text(texts: Iterable[str | None]) -> str | None:
-    """The first of ``texts`` a person wrote: more than one word and more than "Prediction failed"."""
+    """The first of ``texts`` a person wrote: more than one word (or a non-ASCII one, as Chinese is
+    written) and more than "Prediction failed"."""
     for text in texts:
         if not text:
             continue
         text = clean_text(text)
-        if is_machine_word(text) or _GENERIC_TEXT.fullmatch(text) or " " not in text:
+        if is_machine_word(text) or _GENERIC_TEXT.fullmatch(text):
             continue
+        if " " not in text and text.isascii():
+            continue  # one ASCII token that is not a plain word either ("E#42!"): a code all the same
         return text
     return None
 
