@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.store.jobs import JobRow
+from bot.sunra import RetryPolicy
 from tests import images
 from tests.fakes import payloads as p
-from tests.fakes.discord_server import FakeDiscord, MessageRecord
-from tests.fakes.sunra_server import FakeSunra, JobPlan
+from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord
+from tests.fakes.sunra_server import FakeSunra, JobFailure, JobPlan
 from tests.world import SUNRA_KEY, World, loosen_rate_limits, running_world
 
 EPHEMERAL = 64
@@ -111,6 +114,15 @@ async def test_missing_channel_permissions_are_named_privately(tmp_path: Path) -
 # ----------------------------------------------------------------------------------------------- job ends
 
 
+async def delivered(world: World, interaction: InteractionRecord) -> JobRow:
+    """The job of ``interaction`` once ended, checked to be delivered with the fake's exact video."""
+    job = await world.ended(interaction)
+    assert job.state == "delivered", job
+    [outcome] = world.outcome_messages(job.id)
+    assert outcome.files[0].data == world.sunra.video_bytes(job.request_id or "")
+    return job
+
+
 async def balance_of(world: World, user_id: int = p.DEFAULT_USER_ID) -> int:
     balance = await world.bot.quota.balance(guild_id=p.DEFAULT_GUILD_ID, user_id=user_id, role_ids=())
     return balance.available
@@ -127,6 +139,72 @@ async def test_a_failed_prediction_says_why_and_whether_to_retry_and_charges_not
         text = outcome.message["content"]
         assert "safety filter" in text and "not help" in text.lower(), text
         assert outcome.files == [] and await balance_of(world) == before
+        await world.assert_ledger_matches_jobs()
+
+
+@pytest.mark.parametrize(
+    "result", [{"video": None}, {"video": {"content_type": "video/mp4", "file_size": 5}}, {"data": {}}]
+)
+async def test_a_finished_job_without_a_video_ends_soon_with_the_credits_back(
+    tmp_path: Path, result: dict[str, Any]
+) -> None:
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        world.sunra.next_job(result=result)
+        interaction = await world.animate()
+        job = await world.ended(interaction)
+        assert job.state == "failed" and job.retryable is True
+        [outcome] = world.outcome_messages(job.id)
+        assert outcome.message["content"] == (
+            f"<@{job.user_id}> your /animate job ended without a video. Kling finished the job but sent "
+            "back no video, so nothing was charged. Trying again may help."
+        )
+        assert outcome.files == [] and await balance_of(world) == before
+        assert world.sunra.count("result") == RetryPolicy().attempts
+        await world.assert_ledger_matches_jobs()
+
+
+@pytest.mark.parametrize(
+    ("plan", "sentence", "retryable"),
+    [
+        (
+            JobPlan(fail=JobFailure(reason="content_policy", code="content_policy", retryable=False)),
+            "Kling's content moderation refused the picture or the prompt. "
+            "Trying again with the same picture and prompt will not help.",
+            False,
+        ),
+        (
+            JobPlan(final_status={"status": "FAILED", "error": "image_moderation"}),
+            "Kling's content moderation refused the picture. "
+            "Trying again with the same picture will not help; a different picture may.",
+            False,
+        ),
+        (
+            JobPlan(final_status={"status": "TIMEOUT"}),
+            "Kling took too long to make this video and gave up. Trying again may help.",
+            True,
+        ),
+        (
+            JobPlan(fail=JobFailure(reason="E_4031", code="E_4031", message="E_4031", retryable=True)),
+            "Kling could not make this video. Trying again may help.",
+            True,
+        ),
+    ],
+)
+async def test_a_failure_reason_reaches_the_member_as_a_sentence(
+    tmp_path: Path, plan: JobPlan, sentence: str, retryable: bool
+) -> None:
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        world.sunra.plan_jobs(plan)
+        interaction = await world.animate()
+        job = await world.ended(interaction)
+        assert job.state == "failed" and job.retryable is retryable
+        [outcome] = world.outcome_messages(job.id)
+        assert outcome.message["content"] == (
+            f"<@{job.user_id}> your /animate job ended without a video. {sentence}"
+        )
+        assert await balance_of(world) == before
         await world.assert_ledger_matches_jobs()
 
 
@@ -292,9 +370,40 @@ async def test_status_hiccups_while_waiting_only_slow_the_job_down(tmp_path: Pat
         assert world.sunra.count("status") < 40  # adaptive polling, not a tight loop
 
 
-async def test_a_rejected_key_stops_new_submissions_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stream", [True, False])
+async def test_drift_in_what_sunra_shows_never_stalls_a_job(tmp_path: Path, stream: bool) -> None:
     async with running_world(tmp_path) as world:
-        world.sunra.reject_key()
+        world.sunra.stream_enabled = stream
+        world.sunra.stream_ping_events = True
+        world.sunra.stream_keepalive_seconds = 0.05
+        world.sunra.status_extra = {
+            "logs": "Rendering frames",  # a string, not a list
+            "queue_position": "about 3",
+            "metrics": {"inference_time": "12s", "gpu": None},
+            "request_id": 12345,
+            "eta": [1, {"unit": "s"}],
+        }
+        world.sunra.next_job(seconds=1.0, queue_seconds=0.3)
+        interaction = await world.animate()
+        await delivered(world, interaction)
+        await world.assert_ledger_matches_jobs()
+
+
+async def test_a_stream_stuck_on_keep_alives_never_holds_the_video_back(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.sunra.stream_stall_after = 1  # open, keep-alives only, never "completed"
+        world.sunra.stream_keepalive_seconds = 0.05
+        world.sunra.next_job(seconds=1.0, queue_seconds=0.2)
+        interaction = await world.animate()
+        await delivered(world, interaction)
+        assert world.sunra.count("stream") == 1 and world.sunra.count("status") >= 1
+        await world.assert_ledger_matches_jobs()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_rejected_key_stops_new_submissions_and_says_so(tmp_path: Path, status: int) -> None:
+    async with running_world(tmp_path) as world:
+        world.sunra.reject_key(status)
         first = await world.animate()
         job = await world.ended(first)
         assert job.state in ("refused", "failed")
@@ -302,6 +411,23 @@ async def test_a_rejected_key_stops_new_submissions_and_says_so(tmp_path: Path) 
         callback = await world.discord.wait_for_callback(second.id)
         assert callback.type == 4 and "not available" in callback.data["content"]
         assert world.sunra.count("submit") == 0
+
+
+async def test_rate_limit_403s_only_delay_jobs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """sunra answers a key over its rate limit 403 (e.g. another process shares the key): the submit
+    is sent again after the reset, the job is delivered and charged once, nobody is refused."""
+    async with running_world(tmp_path) as world:
+        world.sunra.fail_next("submit", 403, rate_limit=True, retry_after=0.3, times=2)
+        world.sunra.fail_next("status", 403, rate_limit=True, retry_after=0.1)
+        world.sunra.fail_next("result", 403, rate_limit=True, retry_after=0.1)
+        first = await world.animate()
+        second = await world.animate()
+        for interaction in (first, second):
+            await delivered(world, interaction)
+        assert len(world.sunra.jobs) == 2 and world.sunra.count("submit") == 4
+        assert world.bot.sunra.submissions_blocked is None
+        assert not [r for r in caplog.records if r.levelno == logging.CRITICAL]
+        await world.assert_ledger_matches_jobs()
 
 
 # ----------------------------------------------------------------------------------------------- many at once

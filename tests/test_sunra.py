@@ -23,6 +23,8 @@ from bot.sunra import (
     InvalidInput,
     KlingInput,
     KlingResult,
+    MalformedResponse,
+    NoVideo,
     PollPolicy,
     PredictionFailed,
     QueueStatus,
@@ -34,6 +36,7 @@ from bot.sunra import (
     Timeouts,
     TransientError,
     is_terminal,
+    prediction_failure,
 )
 from tests.fakes.sunra_server import FakeSunra, FakeSunraProcess, JobFailure, JobPlan
 
@@ -289,7 +292,10 @@ def test_status_model_is_lenient() -> None:
     cancelled = QueueStatus.model_validate({"status": "CANCELLED"})
     assert cancelled.is_terminal and cancelled.succeeded is None and cancelled.failure is None
     timeout = QueueStatus.model_validate({"status": "TIMEOUT"})
-    assert timeout.failure is not None and timeout.failure.reason == "the job timed out"
+    assert timeout.failure is not None and timeout.failure.retryable
+    assert timeout.failure.user_message == (
+        "Kling took too long to make this video and gave up. Trying again may help."
+    )
     odd = QueueStatus.model_validate({"status": "in_progress", "queue_position": "2", "logs": ["hi"]})
     assert not odd.is_terminal and odd.queue_position == 2 and odd.logs[0].message == "hi"
     for status in ("COMPLETED", "failed", "CANCELED", "ERROR", "TIMEOUT"):
@@ -308,7 +314,8 @@ async def test_prediction_failure_from_status_and_result(fake: FakeSunra, client
     failure = final.failure
     assert failure is not None and failure.reason == "NSFW content" and failure.retryable is False
     assert failure.user_message == (
-        "Kling could not make this video: NSFW content. Trying again with the same input will not help."
+        "Kling could not make this video: NSFW content. "
+        "Trying again with the same picture and prompt will not help."
     )
     with pytest.raises(PredictionFailed) as caught:
         await client.result(request_id)
@@ -485,7 +492,8 @@ async def test_bad_key_blocks_submissions_for_a_while(
         error = caught.value
         assert error.status == 401 and isinstance(error, ServiceUnavailable)
         assert error.user_message == (
-            "The bot's video service is not available right now; the server owner has been told."
+            "The bot's video service is not available right now; the server owner has been told. "
+            "Trying again later may help."
         )
         assert client.submissions_blocked is error
         critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
@@ -522,7 +530,10 @@ async def test_invalid_input_carries_the_api_message(fake: FakeSunra, instant: S
         await instant.submit(bad)
     error = caught.value
     assert error.status == 422 and error.code == "VALIDATION_ERROR" and error.retryable is False
-    assert "duration" in error.user_message and error.user_message.startswith("Kling refused this request")
+    assert error.user_message == (
+        "Kling could not use the picture or the options of this job. "
+        'Kling said: duration: must be "5" or "10". Trying again with the same input will not help.'
+    )
     assert instant.submissions_blocked is None and fake.count("submit") == 1
     assert isinstance(error, BotError)
 
@@ -641,3 +652,237 @@ async def test_the_fake_runs_as_a_process() -> None:
         state = await process.control("state")
         assert list(state["jobs"]) == [request_id] and state["counts"]["stream"] == 1
         assert state["leaked_auth"] is False
+
+
+# ----------------------------------------------------------------------------------------- rate-limit 403s
+# sunra's queue documentation: a key over its rate limit gets 403 Forbidden and should retry with
+# exponential backoff. Those 403s must be waited out like a 429, never taken for a rejected key.
+
+GENERIC_403 = {"error": {"code": "FORBIDDEN", "message": "Forbidden", "details": None}}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"status": 403, "rate_limit": True}, id="sunra-403-code-and-headers"),
+        pytest.param(
+            {"status": 403, "body": GENERIC_403, "headers": {"x-ratelimit-remaining": "0"}},
+            id="403-remaining-zero",
+        ),
+        pytest.param(
+            {"status": 403, "body": {"error": {"code": "FORBIDDEN", "message": "Too many requests"}}},
+            id="403-message-only",
+        ),
+        pytest.param({"status": 403, "body": {"message": "rate limit reached"}}, id="403-flat-body"),
+        pytest.param({"status": 429, "retry_after": 1}, id="429"),
+    ],
+)
+async def test_a_rate_limited_submit_is_sent_again_and_makes_one_job(
+    fake: FakeSunra,
+    instant: SunraClient,
+    sleeps: RecordingSleep,
+    caplog: pytest.LogCaptureFixture,
+    answer: dict[str, Any],
+) -> None:
+    # More rate-limit answers in a row than RetryPolicy.attempts: waiting for the limit is not a failure.
+    fake.fail_next("submit", times=RetryPolicy().attempts + 2, **answer)
+    submission = await instant.submit(kling_input())
+    assert list(fake.jobs) == [submission.request_id]
+    assert fake.count("submit") == RetryPolicy().attempts + 3
+    assert len(sleeps.delays) == RetryPolicy().attempts + 2
+    assert instant.submissions_blocked is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_rate_limit_403_honours_its_reset(
+    fake: FakeSunra, instant: SunraClient, sleeps: RecordingSleep
+) -> None:
+    fake.fail_next("submit", 403, rate_limit=True, retry_after=7)
+    await instant.submit(kling_input())
+    assert len(sleeps.delays) == 1 and sleeps.delays[0] >= 7
+
+
+async def test_reads_wait_out_rate_limit_403s(
+    fake: FakeSunra, instant: SunraClient, sleeps: RecordingSleep
+) -> None:
+    request_id = (await instant.submit(kling_input())).request_id
+    for route in ("status", "result", "cancel", "upload_initiate"):
+        fake.fail_next(route, 403, rate_limit=True, times=2)
+    assert (await instant.status(request_id)).request_id == request_id
+    fake.finish(request_id)
+    assert (await instant.result(request_id)).video.url == fake.jobs[request_id].video_url
+    assert await instant.cancel(request_id) is False  # it had ended: 409, after the two 403s
+    await instant.upload(b"\x89PNG....", content_type="image/png", file_name="a.png")
+    assert len(sleeps.delays) == 8 and instant.submissions_blocked is None
+
+
+async def test_a_rate_limit_that_outlasts_the_budget_says_busy_not_broken(fake: FakeSunra) -> None:
+    sleeps = RecordingSleep()
+    retry = RetryPolicy(rate_limit_wait=25)
+    fake.fail_next("submit", 403, rate_limit=True, retry_after=10, times=10)
+    async with SunraClient(fake.url, KEY, retry=retry, sleep=sleeps) as client:
+        with pytest.raises(RateLimited) as caught:
+            await client.submit(kling_input())
+        assert client.submissions_blocked is None
+    assert sleeps.delays == [10, 10] and fake.count("submit") == 3 and fake.jobs == {}
+    assert caught.value.user_message == (
+        "The video service is busy right now. Please try again in a few minutes."
+    )
+
+
+async def test_a_403_that_rejects_the_key_blocks_submissions(
+    fake: FakeSunra, instant: SunraClient, sleeps: RecordingSleep, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.reject_key(403)  # "Invalid or missing API key", rate-limit headers far from zero
+    with pytest.raises(AuthError) as caught:
+        await instant.submit(kling_input())
+    assert caught.value.status == 403 and instant.submissions_blocked is caught.value
+    assert fake.count("submit") == 1 and sleeps.delays == []
+    critical = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(critical) == 1 and "rejected the API key (403)" in critical[0]
+
+
+async def test_a_bare_403_is_retried_and_only_a_lasting_one_counts_as_a_rejected_key(
+    fake: FakeSunra, instant: SunraClient, sleeps: RecordingSleep, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail_next("submit", 403, body=GENERIC_403, times=2)
+    await instant.submit(kling_input())
+    assert instant.submissions_blocked is None and len(fake.jobs) == 1
+
+    fake.fail_next("submit", 403, body=GENERIC_403, times=RetryPolicy().attempts)
+    with pytest.raises(AuthError):
+        await instant.submit(kling_input())
+    assert instant.submissions_blocked is not None and len(fake.jobs) == 1
+    assert len([r for r in caplog.records if r.levelno == logging.CRITICAL]) == 1
+
+
+# ------------------------------------------------------------------------------------------ "no video"
+
+NO_VIDEO_MESSAGE = (
+    "Kling finished the job but sent back no video, so nothing was charged. Trying again may help."
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"video": None},
+        {},
+        {"video": {}},
+        {"video": {"url": ""}},
+        {"video": {"url": None, "content_type": "video/mp4", "file_size": 10}},
+        {"video": {"url": 42}},
+        {"video": {"url": "ftp://cdn.test/v.mp4"}},
+        {"video": {"url": "/relative/v.mp4"}},
+        {"data": {"video": None}},
+        {"status": "IN_PROGRESS"},
+        {"status": "COMPLETED", "success": True},
+        [],
+        "done",
+    ],
+)
+async def test_a_result_without_a_usable_video_is_an_answer_not_a_fault(
+    fake: FakeSunra, instant: SunraClient, sleeps: RecordingSleep, body: Any
+) -> None:
+    fake.next_job(result=body)
+    request_id = (await instant.submit(kling_input())).request_id
+    fake.finish(request_id)
+    with pytest.raises(NoVideo) as caught:
+        await instant.result(request_id)
+    error = caught.value
+    assert not isinstance(error, TransientError | RateLimited | MalformedResponse)  # not waited out
+    assert error.user_message == NO_VIDEO_MESSAGE and error.retryable is True
+    assert fake.count("result") == RetryPolicy().attempts  # asked again briefly, then given up
+    assert sum(sleeps.delays) < 60
+
+
+# ------------------------------------------------------------------------------- reasons a member can read
+
+MODERATION = "Kling's content moderation refused the picture or the prompt."
+
+
+@pytest.mark.parametrize(
+    ("error", "sentence"),
+    [
+        ("content_policy", f"{MODERATION} Trying again with the same picture and prompt will not help."),
+        (
+            {"code": "PREDICTION_FAILED", "message": "Prediction failed", "details": {"reason": "NSFW"}},
+            f"{MODERATION} Trying again with the same picture and prompt will not help.",
+        ),
+        (
+            {"code": "image_moderation"},
+            "Kling's content moderation refused the picture. "
+            "Trying again with the same picture will not help; a different picture may.",
+        ),
+        (
+            {"code": "PROMPT_FLAGGED", "message": "The prompt mentions a real person"},
+            "Kling's content moderation refused the prompt. Kling said: The prompt mentions a real person. "
+            "Trying again with the same prompt will not help; different wording may.",
+        ),
+        (
+            {"code": "invalid_input", "details": {"retryable": False}},
+            "Kling could not use the picture or the options of this job. "
+            "Trying again with the same input will not help.",
+        ),
+        ("TIMEOUT", "Kling took too long to make this video and gave up. Trying again may help."),
+        (
+            {"code": "provider_error", "message": "Upstream GPU crashed"},
+            "Kling had a problem on its side while making this video. Kling said: Upstream GPU crashed. "
+            "Trying again may help.",
+        ),
+        (
+            {"code": "timeout", "retryable": False},  # the API's own verdict wins over the kind's
+            "Kling took too long to make this video and gave up. "
+            "Trying again with the same input will not help.",
+        ),
+        ({"code": "E_4031"}, "Kling could not make this video. Trying again may help."),
+        ("kling.err.77", "Kling could not make this video. Trying again may help."),
+        (
+            [{"message": "The prompt violates our usage policy"}],
+            "Kling could not make this video: The prompt violates our usage policy. "
+            "Trying again with the same prompt will not help; different wording may.",
+        ),
+        ({"message": "failed"}, "Kling could not make this video. Trying again may help."),
+        (
+            {"message": "图片未通过审核"},  # one word in a script without spaces: a message, not a code
+            "Kling could not make this video: 图片未通过审核. Trying again may help.",
+        ),
+        (None, "Kling could not make this video. Trying again may help."),
+    ],
+)
+def test_a_failure_reason_reads_as_a_sentence_with_advice(error: Any, sentence: str) -> None:
+    assert prediction_failure(error).user_message == sentence
+
+
+# ------------------------------------------------------------------------------- a stream that says nothing
+
+
+@pytest.mark.parametrize(
+    ("stall_after", "job_seconds", "check", "pings"),
+    [(1, 0.5, 0.25, False), (1, 0.5, 0.25, True), (2, 2.0, 0.3, False)],
+)
+async def test_a_stream_that_only_keeps_alive_is_cross_checked_within_budget(
+    fake: FakeSunra, client: SunraClient, stall_after: int, job_seconds: float, check: float, pings: bool
+) -> None:
+    fake.stream_stall_after = stall_after  # then keep-alives only: "completed" never comes
+    fake.stream_keepalive_seconds = 0.02
+    fake.stream_ping_events = pings  # keep-alives as status-less events rather than comments
+    fake.next_job(seconds=job_seconds, queue_seconds=0.1)
+    poll = PollPolicy(first=0.05, maximum=5.0, jitter=0, stream_check=check)
+    request_id = (await client.submit(kling_input())).request_id
+    started = time.monotonic()
+    async with asyncio.timeout(15):
+        final = await client.wait(request_id, poll=poll)
+    waited = time.monotonic() - started
+    assert final.status == "COMPLETED" and final.succeeded is True
+    assert fake.count("stream") == 1, "the open stream is kept, not reconnected"
+    # At most one status request per quiet stretch: the budget of a waiting job.
+    assert 1 <= fake.count("status") <= waited / check + 1, (fake.count("status"), waited)
+
+
+async def test_a_lively_stream_is_never_cross_checked(fake: FakeSunra, client: SunraClient) -> None:
+    fake.next_job(seconds=1.0, queue_seconds=0.2)
+    poll = PollPolicy(first=0.05, maximum=5.0, jitter=0, stream_check=0.6)
+    request_id = (await client.submit(kling_input())).request_id
+    final = await client.wait(request_id, poll=poll)
+    assert final.status == "COMPLETED" and fake.count("status") == 0 and fake.count("stream") == 1

@@ -75,11 +75,17 @@ Scripting (all in-process methods; every one also works through the control API)
       fake.fail_next("result", 500) ; fake.fail_next("upload_put", 503) ; fake.fail_next("video", 500)
 
 * Switches: ``fake.stream_enabled = False`` (the stream route answers 404), ``fake.stream_drop_after = n``
-  (each stream connection is cut after n events), ``fake.key = "other"`` or ``fake.reject_key()`` (the
+  (each stream connection is cut after n events), ``fake.stream_stall_after = n`` (after n events a stream
+  stays open with keep-alives every ``stream_keepalive_seconds`` and never sends another, not even the
+  final one; ``stream_ping_events`` sends them as ``{"type": "ping"}`` events instead of comments),
+  ``fake.status_extra = {"logs": "text", ...}`` (merged into every status answer and event: drift),
+  ``fake.key = "other"`` or ``fake.reject_key()`` (the
   bot's key becomes bad: 401), ``fake.balance = 0`` (402 ``INSUFFICIENT_BALANCE``; a number counts down
   by one per job; None = unlimited), ``fake.submit_rate_limit = (10, 1.0)`` (sliding-window 429 with
-  ``Retry-After`` and ``x-ratelimit-*``), ``fake.send_video_length = False`` (videos chunked, without
-  Content-Length), ``fake.job_seconds`` / ``queue_seconds`` / ``queue_length`` / ``video_size``.
+  ``Retry-After`` and ``x-ratelimit-*``; ``fake.rate_limit_status = 403`` answers it the way sunra's queue
+  documentation says: 403 ``RATE_LIMIT_EXCEEDED``), ``fake.reject_key(403)`` (a 403 that rejects the
+  key), ``fake.send_video_length = False`` (videos chunked, without Content-Length),
+  ``fake.job_seconds`` / ``queue_seconds`` / ``queue_length`` / ``video_size``.
 * Per existing job: ``fake.force_status(id, {"status": "SOMETHING_NEW"})`` (status and stream answer
   that object until ``force_status(id, None)``), ``fake.force_result(id, 500, body)``, ``fake.finish(id)``
   (complete now).
@@ -142,6 +148,8 @@ LOG_STEPS = 4  # IN_PROGRESS gains a log line every quarter of the phase
 CHUNK_BYTES = 64 * 1024
 MAX_BODY_BYTES = 200 * 1024 * 1024
 # A real MP4 starts with an ftyp box; the rest of a fake video is deterministic filler.
+RATE_LIMIT_CODE = "RATE_LIMIT_EXCEEDED"
+RATE_LIMIT_MESSAGE = "Rate limit exceeded. Please retry with exponential backoff."
 DEFAULT_FAILURE_REASON = "The model could not generate this video."
 DEFAULT_FAILURE_CODE = "generation_failed"
 MP4_HEADER = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
@@ -190,6 +198,14 @@ def error_response(
     return web.json_response(
         error_body(status, message, code=code, details=details), status=status, headers=headers
     )
+
+
+def _rate_limit_headers(limit: int, reset: float, remaining: int = 0) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit": str(limit),
+        "x-ratelimit-remaining": str(remaining),
+        "x-ratelimit-reset": f"{reset:.3f}",
+    }
 
 
 def _now() -> float:
@@ -276,6 +292,7 @@ class JobPlan:
     video_size: int | None = None
     fail: JobFailure | None = None
     final_status: dict[str, Any] | None = None  # replaces the terminal status object as a whole
+    result: Any = None  # replaces the result answer (200) of a successful job, e.g. {"video": None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobPlan:
@@ -287,6 +304,7 @@ class JobPlan:
             video_size=data.get("video_size"),
             fail=JobFailure(**fail) if isinstance(fail, dict) else None,
             final_status=data.get("final_status"),
+            result=data.get("result"),
         )
 
 
@@ -473,8 +491,18 @@ class FakeSunra:
         self.balance: int | None = None
         self.stream_enabled = True
         self.stream_drop_after: int | None = None
+        # After this many events a stream sends keep-alives only, never another event (a stuck stream).
+        self.stream_stall_after: int | None = None
+        self.stream_keepalive_seconds = STREAM_KEEPALIVE_SECONDS
+        # Keep-alives as events that carry no status ({"type": "ping"}) instead of SSE comments.
+        self.stream_ping_events = False
+        # Merged into every status answer and stream event: drift in what the API sends.
+        self.status_extra: dict[str, Any] = {}
         self.send_video_length = True
         self.submit_rate_limit: tuple[int, float] | None = None
+        # sunra answers a key over its rate limit 403 (its queue documentation), sometimes 429.
+        self.rate_limit_status = 429
+        self.rejected_key_status = 401
 
         self.requests: list[RecordedRequest] = []
         self.submissions: list[Any] = []
@@ -548,20 +576,29 @@ class FakeSunra:
         delay: float = 0.0,
         malformed: bool = False,
         after_processing: bool = False,
+        rate_limit: bool = False,
     ) -> None:
         """The next ``times`` requests to ``route`` get this answer instead of the normal one.
 
-        ``retry_after`` adds ``Retry-After`` (and ``x-ratelimit-*`` for a 429); ``malformed`` answers 200
-        with a body that is not JSON (on ``stream``: an event that is not JSON); ``delay`` waits first;
+        ``rate_limit`` answers as sunra does over the rate limit (with ``status`` 403 or 429): its
+        ``RATE_LIMIT_EXCEEDED`` body and ``x-ratelimit-remaining: 0``, unless ``body``/``headers`` say
+        otherwise. ``retry_after`` adds ``Retry-After`` (and ``x-ratelimit-*`` for a 429); ``malformed``
+        answers 200 with a body that is not JSON (on ``stream``: an event that is not JSON); ``delay``
+        waits first;
         ``after_processing`` (submit only) creates the job before answering, the case where a client
         cannot know whether its job exists.
         """
         if route not in self._faults:
             raise ValueError(f"unknown route {route!r}; one of {', '.join(ROUTES)}")
-        all_headers = dict(headers or {})
+        all_headers: dict[str, str] = {}
+        if rate_limit:
+            reset = retry_after if retry_after is not None else 1.0
+            all_headers.update(_rate_limit_headers(10, reset))
+            body = body if body is not None else error_body(status, RATE_LIMIT_MESSAGE, code=RATE_LIMIT_CODE)
+        all_headers.update(headers or {})
         if retry_after is not None:
             all_headers["Retry-After"] = f"{retry_after:g}"
-            if status == 429:
+            if status == 429 and not rate_limit:
                 all_headers.update(
                     {
                         "x-ratelimit-limit": "10",
@@ -596,8 +633,9 @@ class FakeSunra:
         queue_length: int | None = None,
         video_size: int | None = None,
         final_status: dict[str, Any] | None = None,
+        result: Any = None,
     ) -> None:
-        self.plan_jobs(JobPlan(seconds, queue_seconds, queue_length, video_size, None, final_status))
+        self.plan_jobs(JobPlan(seconds, queue_seconds, queue_length, video_size, None, final_status, result))
 
     def fail_next_job(
         self,
@@ -612,9 +650,11 @@ class FakeSunra:
             JobPlan(seconds=seconds, fail=JobFailure(reason=reason, retryable=retryable, code=code))
         )
 
-    def reject_key(self) -> None:
-        """From now on the client's key is wrong (401 on every API route)."""
+    def reject_key(self, status: int = 401) -> None:
+        """From now on the client's key is wrong: ``status`` (401, or 403 ``FORBIDDEN`` "Invalid API
+        key" with the usual ``x-ratelimit-*`` headers, not at zero) on every API route."""
         self.key = "revoked-" + secrets.token_hex(8)
+        self.rejected_key_status = status
 
     def force_status(self, request_id: str, body: dict[str, Any] | None) -> None:
         """Status and stream answer ``body`` for this job (None: back to the timeline)."""
@@ -681,7 +721,7 @@ class FakeSunra:
         ``GET /_control/state`` (:meth:`state`); ``POST /_control/fault`` {route, status, times,
         retry_after, body, headers, delay, malformed, after_processing}; ``POST /_control/job``
         {plan: {seconds, queue_seconds, queue_length, video_size, fail: {reason, retryable, code,
-        message}, final_status}, prompt_contains, times}; ``POST /_control/config`` {key, balance,
+        message}, final_status, result}, prompt_contains, times}; ``POST /_control/config`` {key, balance,
         job_seconds, queue_seconds, queue_length, video_size, stream_enabled, stream_drop_after,
         send_video_length, submit_rate_limit}; ``POST /_control/force_status`` {request_id, body};
         ``POST /_control/finish`` {request_id}; ``POST /_control/reset``.
@@ -726,7 +766,11 @@ class FakeSunra:
             request.path.startswith(API_PREFIX + "/")
             and request.headers.get("Authorization") != f"Key {self.key}"
         ):
-            response: web.StreamResponse = error_response(401, "Invalid or missing API key")
+            status = self.rejected_key_status
+            headers = _rate_limit_headers(100, 1.0, remaining=99) if status == 403 else None
+            response: web.StreamResponse = error_response(
+                status, "Invalid or missing API key", headers=headers
+            )
         else:
             response = await handler(request)
         record.status = response.status
@@ -798,12 +842,9 @@ class FakeSunra:
             self._submit_times.popleft()
         if len(self._submit_times) >= count:
             wait = max(0.0, window - (now - self._submit_times[0]))
-            headers = {
-                "Retry-After": f"{math.ceil(wait)}",
-                "x-ratelimit-limit": str(count),
-                "x-ratelimit-remaining": "0",
-                "x-ratelimit-reset": f"{wait:.3f}",
-            }
+            headers = {"Retry-After": f"{math.ceil(wait)}", **_rate_limit_headers(count, wait)}
+            if self.rate_limit_status == 403:
+                return error_response(403, RATE_LIMIT_MESSAGE, code=RATE_LIMIT_CODE, headers=headers)
             return error_response(429, "Too many requests", headers=headers)
         self._submit_times.append(now)
         return None
@@ -825,6 +866,7 @@ class FakeSunra:
             video_url=f"{self.root}{FILES_PREFIX}/video/{request_id}.mp4",
             fail=plan.fail,
             final_status=plan.final_status,
+            forced_result=None if plan.result is None else (200, plan.result),
         )
         self.jobs[request_id] = job
         if self.balance is not None:
@@ -846,7 +888,10 @@ class FakeSunra:
         job = self._job_or_404(request)
         if isinstance(job, web.Response):
             return job
-        return web.json_response(job.status_body(_now()))
+        return web.json_response(self._status_body(job))
+
+    def _status_body(self, job: FakeJob) -> dict[str, Any]:
+        return {**job.status_body(_now()), **self.status_extra}
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         fault = self._take_fault("stream")
@@ -870,8 +915,9 @@ class FakeSunra:
         sent = 0
         quiet_since = _now()
         while not self._closing.is_set():
-            body = job.status_body(_now())
-            if body != last:
+            body = self._status_body(job)
+            stalled = self.stream_stall_after is not None and sent >= self.stream_stall_after
+            if body != last and not stalled:
                 await response.write(f"data: {json.dumps(body)}\n\n".encode())
                 last, sent, quiet_since = body, sent + 1, _now()
                 if self.stream_drop_after is not None and sent >= self.stream_drop_after:
@@ -881,8 +927,13 @@ class FakeSunra:
                     return
                 if str(body.get("status", "")).upper() not in ("IN_QUEUE", "IN_PROGRESS"):
                     break  # terminal (known or unknown ending): the stream ends after it
-            elif _now() - quiet_since > STREAM_KEEPALIVE_SECONDS:
-                await response.write(b": keep-alive\n\n")
+            elif _now() - quiet_since > self.stream_keepalive_seconds:
+                ping = (
+                    b'event: ping\ndata: {"type": "ping"}\n\n'
+                    if self.stream_ping_events
+                    else b": keep-alive\n\n"
+                )
+                await response.write(ping)
                 quiet_since = _now()
             await self._pause(STREAM_TICK_SECONDS)
         await response.write_eof()
@@ -1031,6 +1082,11 @@ class FakeSunra:
             "stream_drop_after",
             "send_video_length",
             "submit_rate_limit",
+            "rate_limit_status",
+            "stream_stall_after",
+            "stream_keepalive_seconds",
+            "stream_ping_events",
+            "status_extra",
         }
         unknown = set(body) - allowed
         if unknown:

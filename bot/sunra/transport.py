@@ -1,0 +1,226 @@
+"""HTTP details of the sunra API: the key's auth, error bodies and status codes, rate-limit headers,
+server-sent events and safe URLs."""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import re
+import time
+from collections.abc import AsyncIterator, Generator
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import SecretStr
+
+from bot.sunra.errors import (
+    SERVICE_DOWN_MESSAGE,
+    AuthError,
+    InsufficientFunds,
+    InvalidInput,
+    MalformedResponse,
+    RateLimited,
+    RequestNotFound,
+    SunraError,
+    TransientError,
+)
+from bot.sunra.reasons import explain
+
+# "Not now" answers, worth asking again. Other 4xx are a "no" that asking again will not change.
+RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
+SERVER_ERROR_MIN = 500
+# x-ratelimit-reset normally holds seconds until the reset; values this large can only be timestamps.
+EPOCH_SECONDS_THRESHOLD = 1_000_000_000
+EPOCH_MILLISECONDS_THRESHOLD = 1_000_000_000_000
+
+REDACTED = "[redacted]"
+
+# Errors after which a submit certainly did not reach the server: the connection never carried it.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Transport failures worth another try for reads.
+TRANSIENT_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+class KeyAuth(httpx.Auth):
+    """Adds the key to requests under the API base only (a second guard besides building URLs)."""
+
+    def __init__(self, key: SecretStr, base: httpx.URL) -> None:
+        self._key = key
+        self._base = base
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if _is_under(request.url, self._base):
+            request.headers["Authorization"] = f"Key {self._key.get_secret_value()}"
+        yield request
+
+    def __repr__(self) -> str:
+        return f"_KeyAuth({REDACTED})"
+
+
+# sunra answers 403 both to a key over its rate limit and to a rejected key; these tell them apart.
+_RATE_LIMIT_WORDS = re.compile(
+    r"rate[\s_-]*limit|too[\s_-]*many[\s_-]*requests|throttl|slow[\s_-]*down|quota[\s_-]*exceeded|"
+    r"requests?[\s_-]*per[\s_-]*(second|minute)",
+    re.IGNORECASE,
+)
+_KEY_WORDS = re.compile(
+    r"api[\s_-]*key|unauthori[sz]ed|unauthenticated|authenticat|credential|invalid[\s_-]*(key|token)|"
+    r"revoked|expired|disabled|suspended|not[\s_-]*allowed|permission|access[\s_-]*denied",
+    re.IGNORECASE,
+)
+
+
+def forbidden_kind(
+    headers: httpx.Headers, code: str | None, message: str | None
+) -> Literal["rate_limit", "key", "unclear"]:
+    """What a 403 means. sunra's queue documentation: over the rate limit a key gets 403 Forbidden and
+    should retry with exponential backoff. A rate-limit code or message, or ``x-ratelimit-remaining: 0``
+    or a ``Retry-After``, make it a rate limit; words about the key make it a rejected key."""
+    said = " ".join(text for text in (code, message) if text)
+    if _RATE_LIMIT_WORDS.search(said):
+        return "rate_limit"
+    if _KEY_WORDS.search(said):
+        return "key"
+    if int_header(headers, "x-ratelimit-remaining") == 0 or headers.get("retry-after"):
+        return "rate_limit"
+    return "unclear"
+
+
+def api_error(
+    status: int,
+    code: str | None,
+    message: str | None,
+    detail: str,
+    hint: float | None,
+    *,
+    request_scoped: bool,
+    headers: httpx.Headers | None = None,
+) -> SunraError:
+    if status == 403:
+        kind = forbidden_kind(headers or httpx.Headers(), code, message)
+        if kind != "key":
+            return RateLimited(
+                status=status, code=code, detail=detail, retry_after=hint, maybe_key=kind == "unclear"
+            )
+    if status in (401, 403):
+        return AuthError(status=status, code=code, detail=detail)
+    if status == 402:
+        return InsufficientFunds(status=status, code=code, detail=detail)
+    if status == 404 and request_scoped:
+        return RequestNotFound(status=status, code=code, detail=detail)
+    if status == 429:
+        return RateLimited(status=status, code=code, detail=detail, retry_after=hint)
+    if status in RETRYABLE_STATUS_CODES or status >= SERVER_ERROR_MIN:
+        return TransientError(status=status, code=code, detail=detail, retry_after=hint)
+    if status in (404, 405):
+        # A wrong base URL or endpoint: the bot's configuration, not the member's input.
+        return SunraError(SERVICE_DOWN_MESSAGE, status=status, code=code, detail=detail, retryable=False)
+    if 400 <= status < SERVER_ERROR_MIN:
+        said, again = explain(
+            (message, code), retryable=None, default_retryable=False, lead="Kling refused this request"
+        )
+        return InvalidInput(said, status=status, code=code, detail=detail, retryable=again)
+    return MalformedResponse(status=status, code=code, detail=detail)
+
+
+def error_fields(response: httpx.Response) -> tuple[str | None, str | None, Any]:
+    """(code, message, details) from ``{"error": {...}}`` or the usual variants; never raises."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip() if response.content else ""
+        return None, text or None, None
+    error = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(error, str):
+        return None, error, None
+    if not isinstance(error, dict):
+        return None, None, None
+    code = error.get("code")
+    message = error.get("message") or error.get("detail")
+    return (str(code) if code else None), (str(message) if message else None), error.get("details")
+
+
+def retry_hint(headers: httpx.Headers) -> float | None:
+    """Seconds the server asks us to wait: Retry-After first, then x-ratelimit-reset."""
+    retry_after = headers.get("retry-after")
+    if retry_after:
+        seconds = _seconds_or_date(retry_after)
+        if seconds is not None:
+            return seconds
+    return reset_seconds(headers)
+
+
+def _seconds_or_date(value: str) -> float | None:
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def reset_seconds(headers: httpx.Headers) -> float | None:
+    raw = headers.get("x-ratelimit-reset")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    if value >= EPOCH_MILLISECONDS_THRESHOLD:
+        value /= 1000
+    if value >= EPOCH_SECONDS_THRESHOLD:
+        value -= time.time()  # an absolute Unix time, not a duration
+    return max(0.0, value)
+
+
+def int_header(headers: httpx.Headers, name: str) -> int | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(float(raw))
+    except ValueError:
+        return None
+
+
+async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The ``data`` of each server-sent event (comments and other fields are skipped)."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):
+            continue  # a keep-alive comment
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value.removeprefix(" "))
+    if data:
+        yield "\n".join(data)
+
+
+def request_path(request_id: str, suffix: str = "") -> str:
+    if not request_id:
+        raise ValueError("empty request id")
+    # Quoted as one path segment: an id from a database or an answer can never change the route.
+    return f"/queue/requests/{quote(request_id, safe='')}{suffix}"
+
+
+def _is_under(url: httpx.URL, base: httpx.URL) -> bool:
+    if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+        return False
+    root = base.path.rstrip("/")
+    return url.path == root or url.path.startswith(root + "/")
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for logs: signed storage URLs carry their signature in the query, so it is dropped."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "<invalid url>"
+    return str(parsed.copy_with(query=None, fragment=None))
