@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from bot.config import Settings
+from pydantic import SecretStr
+
+from bot.config import SECRET_FIELDS, CommonSettings
 
 REDACTED = "[redacted]"
 
@@ -41,12 +43,11 @@ class DropVoiceWarnings(logging.Filter):
         return "voice will NOT be supported" not in record.getMessage()
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: CommonSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
-    handler.addFilter(
-        RedactSecrets([settings.discord_token.get_secret_value(), settings.sunra_key.get_secret_value()])
-    )
+    secrets = [getattr(settings, name, None) for name in SECRET_FIELDS]
+    handler.addFilter(RedactSecrets([s.get_secret_value() for s in secrets if isinstance(s, SecretStr)]))
     handler.addFilter(DropVoiceWarnings())
     root = logging.getLogger()
     root.handlers[:] = [handler]
