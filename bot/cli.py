@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
+import signal
+import sys
 from collections.abc import Callable, Sequence
 
 from bot.config import ConfigError, load_tool_settings
+from bot.simulator import Simulator, SimulatorSettings
 
 # Exit codes shared by the subcommands (documented in the README).
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # bad arguments or settings (argparse uses 2 too)
+DEFAULT_SIMULATOR_PORT = 8787
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +37,75 @@ def build_parser() -> argparse.ArgumentParser:
         description="Checks the Discord token, the sunra key, the database, the prices and caps, and lists "
         "every setting that differs from its default. Exit code 1 when something is wrong.",
     )
+    simulate = commands.add_parser(
+        "simulate",
+        help="serve an offline stand-in for the sunra API on this machine",
+        description="Serves the sunra queue API on 127.0.0.1, answering each job with a short video made "
+        "from its start image. Point SUNRA_API_URL at the printed URL to run the whole bot without spending "
+        "anything (SUNRA_KEY can be any text). Stops on Ctrl-C.",
+    )
+    simulate.add_argument("--port", type=int, default=DEFAULT_SIMULATOR_PORT, help="port (0 = any free one)")
+    add_simulator_options(simulate)
     return parser
+
+
+def add_simulator_options(parser: argparse.ArgumentParser) -> None:
+    defaults = SimulatorSettings()
+    group = parser.add_argument_group("simulator")
+    group.add_argument(
+        "--queue-seconds",
+        type=float,
+        default=defaults.queue_seconds,
+        metavar="S",
+        help="time each job waits in the queue (default %(default)s)",
+    )
+    group.add_argument(
+        "--generate-seconds",
+        type=float,
+        default=defaults.generate_seconds,
+        metavar="S",
+        help="time each job spends generating (default %(default)s)",
+    )
+    group.add_argument(
+        "--queue-length",
+        type=int,
+        default=defaults.queue_length,
+        metavar="N",
+        help="queue position a job starts at (default %(default)s)",
+    )
+    group.add_argument(
+        "--failure-rate",
+        type=_share,
+        default=defaults.failure_rate,
+        metavar="P",
+        help="share of jobs that fail like a real failed generation, 0-1 (default %(default)s)",
+    )
+    group.add_argument(
+        "--error-rate",
+        type=_share,
+        default=defaults.error_rate,
+        metavar="P",
+        help="share of API calls answered 503, 0-1 (default %(default)s)",
+    )
+    group.add_argument("--seed", type=int, default=None, help="makes the failures repeatable")
+
+
+def simulator_settings(args: argparse.Namespace) -> SimulatorSettings:
+    return SimulatorSettings(
+        queue_seconds=args.queue_seconds,
+        generate_seconds=args.generate_seconds,
+        queue_length=args.queue_length,
+        failure_rate=args.failure_rate,
+        error_rate=args.error_rate,
+        seed=args.seed,
+    )
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
 
 
 def main(argv: Sequence[str], *, serve: Callable[[], None]) -> int:
@@ -43,6 +117,8 @@ def main(argv: Sequence[str], *, serve: Callable[[], None]) -> int:
         return EXIT_OK
     if args.command == "check":
         return _check()
+    if args.command == "simulate":
+        return _simulate(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 
@@ -63,3 +139,26 @@ def _check() -> int:
         return exit_code(findings)
 
     return asyncio.run(report())
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-8s %(name)s: %(message)s")
+
+    async def serve_until_stopped() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, stop.set)
+        async with Simulator(simulator_settings(args), port=args.port) as simulator:
+            print(
+                f"sunra simulator: SUNRA_API_URL={simulator.url} (any SUNRA_KEY); Ctrl-C stops it", flush=True
+            )
+            await stop.wait()
+
+    try:
+        asyncio.run(serve_until_stopped())
+    except OSError as error:
+        print(f"kling-bot simulate: cannot listen on port {args.port} ({error.strerror})", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
