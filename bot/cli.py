@@ -14,14 +14,21 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from bot.config import ConfigError, load_tool_settings
 from bot.simulator import Simulator, SimulatorSettings
+from bot.terminal import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    AnimateOptions,
+    animate,
+    configure_terminal_logging,
+)
 
-# Exit codes shared by the subcommands (documented in the README).
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2  # bad arguments or settings (argparse uses 2 too)
 DEFAULT_SIMULATOR_PORT = 8787
 
 
@@ -37,6 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
         description="Checks the Discord token, the sunra key, the database, the prices and caps, and lists "
         "every setting that differs from its default. Exit code 1 when something is wrong.",
     )
+    animate = commands.add_parser(
+        "animate",
+        help="make one video from a terminal (as the operator)",
+        description="Makes one video with the bot's own checks, job runner, database and ledger, showing "
+        "its progress; Ctrl-C cancels the job at the API. Runs as the operator: no member quota, but the "
+        "global USD cap applies and the spend is recorded. Needs SUNRA_KEY, or nothing with --simulate. "
+        f"Exit codes: {EXIT_OK} video written, {EXIT_FAILED} failed, {EXIT_USAGE} bad arguments or "
+        f"settings, {EXIT_REFUSED} refused before submission, {EXIT_CANCELLED} cancelled.",
+    )
+    animate.add_argument("image", type=Path, metavar="IMAGE", help="the first frame (JPEG, PNG, WebP...)")
+    animate.add_argument("prompt", metavar="PROMPT", help="what should happen in the video")
+    ends = animate.add_mutually_exclusive_group()
+    ends.add_argument("--end-image", type=Path, metavar="F", help="the last frame")
+    ends.add_argument("--loop", action="store_true", help="end on the start image (a seamless loop)")
+    animate.add_argument("--duration", type=int, choices=(5, 10), default=5, help="seconds (default 5)")
+    animate.add_argument("--no-audio", action="store_true", help="a silent video (cheaper)")
+    animate.add_argument(
+        "--voice", action="append", default=[], metavar="ID",
+        help="a voice id, referred to as <<<voice_1>>> (then <<<voice_2>>>) in the prompt; at most twice",
+    )  # fmt: skip
+    animate.add_argument("--out", type=Path, metavar="FILE", help="where to write the video (default: "
+                         "next to the image, same name with .mp4)")  # fmt: skip
+    animate.add_argument(
+        "--simulate", action="store_true",
+        help="use a built-in offline simulator instead of sunra.ai: no key, no cost, no network",
+    )  # fmt: skip
     simulate = commands.add_parser(
         "simulate",
         help="serve an offline stand-in for the sunra API on this machine",
@@ -117,6 +150,10 @@ def main(argv: Sequence[str], *, serve: Callable[[], None]) -> int:
         return EXIT_OK
     if args.command == "check":
         return _check()
+    if args.command == "animate":
+        if len(args.voice) > 2:
+            build_parser().error("--voice may be given at most twice")
+        return _animate(args)
     if args.command == "simulate":
         return _simulate(args)
     raise AssertionError(f"unhandled command {args.command}")
@@ -162,3 +199,29 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"kling-bot simulate: cannot listen on port {args.port} ({error.strerror})", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _animate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    try:
+        settings = load_tool_settings()
+        if not args.simulate:
+            settings.require("sunra_key")
+    except ConfigError as error:
+        print(f"kling-bot animate: {error} (or try --simulate)", file=sys.stderr)
+        return EXIT_USAGE
+    configure_terminal_logging(console, settings)
+    options = AnimateOptions(
+        image=args.image,
+        prompt=args.prompt,
+        end_image=args.end_image,
+        duration=args.duration,
+        audio=not args.no_audio,
+        voices=tuple(args.voice),
+        loop=args.loop,
+        out=args.out,
+        simulate=args.simulate,
+    )
+    return asyncio.run(animate(settings, options, console))

@@ -296,6 +296,11 @@ class Simulator:
         response = web.StreamResponse(headers={"Cache-Control": "no-cache"})
         response.content_type = "text/event-stream"
         await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):  # the client stopped listening (a cancel, say)
+            await self._send_events(response, job)
+        return response
+
+    async def _send_events(self, response: web.StreamResponse, job: SimulatedJob) -> None:
         last: dict[str, Any] | None = None
         quiet_since = time.monotonic()
         while not self._closing.is_set():
@@ -311,7 +316,6 @@ class Simulator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), STREAM_TICK_SECONDS)
         await response.write_eof()
-        return response
 
     async def _result(self, request: web.Request) -> web.StreamResponse:
         job = self._job(request)
