@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -171,3 +172,25 @@ async def test_ctrl_c_cancels_the_job_at_the_api(tmp_path: Path) -> None:
     assert proc.returncode == EXIT_CANCELLED, err.decode()
     assert "You cancelled it (Ctrl-C); nothing was charged." in err.decode()
     assert out == b"" and KEY.encode() not in out + err
+
+
+async def test_the_readmes_first_command_makes_a_playable_video(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first_block = readme.split("```sh\n", 1)[1].split("```", 1)[0]
+    command = first_block.split("kling-bot ", 1)[1].strip()
+    assert command.startswith("animate examples/") and command.endswith("--simulate")
+    words = shlex.split(command)
+    image = ROOT / words[1]
+    assert image.stat().st_size < 200_000
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SUNRA_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    out = tmp_path / "first.mp4"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *words, "--out", str(out), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == EXIT_OK, stderr.decode()
+    assert stdout.decode().strip() == str(out)
+    frame, _, _ = first_frame(out.read_bytes())
+    assert_looks_like(frame, Image.open(image))
