@@ -12,6 +12,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 from bot.simulator import Simulator, SimulatorSettings
 from bot.simulator.video import render_clip, video_size
 from bot.sunra import AuthError, KlingInput, PredictionFailed, RetryPolicy, SunraClient, TransientError
+from tests.world import running_world
 
 FAST = SimulatorSettings(queue_seconds=0.2, generate_seconds=0.3)
 FAST_RETRY = RetryPolicy(base=0.01, cap=0.05)
@@ -142,3 +143,15 @@ async def test_outages_answer_503_like_an_overloaded_api() -> None:
         with pytest.raises(TransientError) as caught:
             await client.status("sim-unknown")
     assert caught.value.status == 503
+
+
+async def test_the_whole_bot_runs_against_the_simulator(tmp_path: Path) -> None:
+    picture = scene((640, 480))
+    async with Simulator(FAST) as sim, running_world(tmp_path, sunra_api_url=sim.url) as world:
+        interaction = await world.animate("the sun sets", image=world.image(png(picture), "scene.png"))
+        job = await world.ended(interaction, within=60)
+        assert job.state == "delivered", job.error_message
+        (posted,) = world.outcome_messages(job.id)
+        frame, kinds, _ = first_frame(posted.files[0].data)
+    assert sorted(kinds) == ["audio", "video"]
+    assert_looks_like(frame, picture)
