@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,19 @@ def test_the_readme_states_the_permissions_the_code_needs() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     stated = set(re.findall(r"permissions[= ]+`?(\d+)", readme))
     assert stated == {str(REQUIRED_PERMISSIONS.value)}
+
+
+def test_an_invalid_setting_fails_with_its_name(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SUNRA_", "QUOTA__"))}
+    env.update(PYTHONPATH=str(ROOT), QUOTA__PERIOD="hourly", SUNRA_KEY=SUNRA_KEY)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "check"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stdout.startswith("FAIL settings: invalid configuration: QUOTA__PERIOD")
+    assert SUNRA_KEY not in done.stdout + done.stderr

@@ -16,17 +16,20 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
+from bot.cli import build_parser
 from bot.config import ToolSettings
 from bot.jobs import State
 from bot.simulator import Simulator, SimulatorSettings
 from bot.store import Database
 from bot.store.jobs import TERMINAL_CHANNEL_ID, JobStore
 from bot.store.ledger import ledger_entries
+from bot.sunra import RequestNotFound, SunraClient
 from bot.terminal import (
     EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_REFUSED,
+    EXIT_USAGE,
     OPERATOR_GUILD,
     AnimateOptions,
     animate,
@@ -194,3 +197,43 @@ async def test_the_readmes_first_command_makes_a_playable_video(tmp_path: Path) 
     assert stdout.decode().strip() == str(out)
     frame, _, _ = first_frame(out.read_bytes())
     assert_looks_like(frame, Image.open(image))
+
+
+async def test_loop_ends_on_the_start_image(tmp_path: Path) -> None:
+    image = picture(tmp_path)
+    async with FakeSunra(key=KEY) as fake:
+        settings = settings_for(fake.url, tmp_path / "db.sqlite3")
+        code, said = await run(settings, AnimateOptions(image, "round and round", loop=True))
+        assert code == EXIT_OK, said
+        sent = fake.submissions[0]
+        start, end = fake.uploads[sent["start_image_url"]], fake.uploads[sent["end_image_url"]]
+        assert start.data == end.data
+
+
+def test_loop_and_an_end_image_cannot_be_combined(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["animate", "a.png", "x", "--loop", "--end-image", "b.png"])
+    assert caught.value.code == EXIT_USAGE
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+async def test_simulate_serves_until_ctrl_c(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SUNRA_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "simulate", "--port", "0", "--failure-rate", "1", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        url = line.split("SUNRA_API_URL=", 1)[1].split()[0]
+        async with SunraClient(url, "any key") as client:
+            with pytest.raises(RequestNotFound):
+                await client.status("no-such-job")
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) == EXIT_OK
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
