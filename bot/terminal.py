@@ -389,6 +389,11 @@ async def _follow(
             task = asyncio.create_task(runner.cancel(job_id, CANCEL_REASON))
             cancelling.add(task)
             task.add_done_callback(cancelling.discard)
+            task.add_done_callback(too_late)
+
+    def too_late(task: asyncio.Task[bool]) -> None:
+        if not task.cancelled() and task.exception() is None and not task.result():
+            console.print("Too late to cancel: the video is made and is being written.")
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
