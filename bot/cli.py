@@ -16,6 +16,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rich.console import Console
+
+from bot.check import exit_code, run_checks
 from bot.config import ConfigError, load_tool_settings
 from bot.simulator import Simulator, SimulatorSettings
 from bot.terminal import (
@@ -30,6 +33,7 @@ from bot.terminal import (
 )
 
 DEFAULT_SIMULATOR_PORT = 8787
+EXIT_INTERRUPTED = 130  # the shell's convention for a Ctrl-C
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,20 +152,22 @@ def main(argv: Sequence[str], *, serve: Callable[[], None]) -> int:
     if args.command is None:
         serve()
         return EXIT_OK
-    if args.command == "check":
-        return _check()
-    if args.command == "animate":
-        if len(args.voice) > 2:
-            build_parser().error("--voice may be given at most twice")
-        return _animate(args)
-    if args.command == "simulate":
-        return _simulate(args)
+    try:
+        if args.command == "check":
+            return _check()
+        if args.command == "animate":
+            if len(args.voice) > 2:
+                build_parser().error("--voice may be given at most twice")
+            return _animate(args)
+        if args.command == "simulate":
+            return _simulate(args)
+    except KeyboardInterrupt:  # Ctrl-C before a command installed its own handling (while starting)
+        print(f"kling-bot {args.command}: interrupted", file=sys.stderr)
+        return EXIT_CANCELLED if args.command == "animate" else EXIT_INTERRUPTED
     raise AssertionError(f"unhandled command {args.command}")
 
 
 def _check() -> int:
-    from bot.check import exit_code, run_checks
-
     try:
         settings = load_tool_settings()
     except ConfigError as error:
@@ -202,15 +208,14 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     console = Console(stderr=True)
     try:
         settings = load_tool_settings()
         if not args.simulate:
             settings.require("sunra_key")
     except ConfigError as error:
-        print(f"kling-bot animate: {error} (or try --simulate)", file=sys.stderr)
+        hint = " (or try --simulate, which needs no key)" if "SUNRA_KEY" in str(error) else ""
+        print(f"kling-bot animate: {error}{hint}", file=sys.stderr)
         return EXIT_USAGE
     configure_terminal_logging(console, settings)
     options = AnimateOptions(
