@@ -21,9 +21,10 @@ import secrets
 import shutil
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -137,6 +138,26 @@ class OperatorQuota(QuotaService):
                 at=now,
             )
         return Reservation(job_id, cost, micros, cost, 0, 0, day_end)
+
+
+class ProcessJobs(JobStore):
+    """The jobs this process created, and no others: the bot skips terminal jobs (`terminal=True`), and
+    two terminals sharing a database never queue or follow each other's."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, terminal=True)
+        self.mine: set[int] = set()
+
+    async def create(self, **fields: Any) -> tuple[int, bool]:
+        job_id, created = await super().create(**fields)
+        self.mine.add(job_id)
+        return job_id, created
+
+    async def in_states(self, states: Iterable[str]) -> list[JobRow]:
+        return [job for job in await super().in_states(states) if job.id in self.mine]
+
+    async def unnotified(self, states: Iterable[str]) -> list[JobRow]:
+        return [job for job in await super().unnotified(states) if job.id in self.mine]
 
 
 class LocalImages(ImageChecker):
@@ -340,7 +361,7 @@ async def _run(settings: ToolSettings, request: AnimateRequest, out: Path, conso
             LocalImages(max_workers=1, download_timeout=settings.media.download_timeout_seconds) as images,
         ):
             runner = JobRunner(
-                store=JobStore(db, terminal=True),
+                store=ProcessJobs(db),
                 sunra=sunra,
                 images=images,
                 quota=OperatorQuota(db, settings.quota),

@@ -32,6 +32,7 @@ from bot.terminal import (
     EXIT_USAGE,
     OPERATOR_GUILD,
     AnimateOptions,
+    ProcessJobs,
     animate,
     default_out,
 )
@@ -237,3 +238,16 @@ async def test_simulate_serves_until_ctrl_c(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_terminals_and_the_bot_never_take_each_others_jobs(tmp_path: Path) -> None:
+    async with await Database.open(tmp_path / "db.sqlite3") as db:
+        first, second, bot = ProcessJobs(db), ProcessJobs(db), JobStore(db)
+        common = {"guild_id": None, "user_id": 0, "params": {}, "upload_limit": 1, "lifetime_seconds": 60}
+        mine, _ = await first.create(
+            interaction_id=-1, channel_id=TERMINAL_CHANNEL_ID, state=State.QUEUED, **common
+        )
+        member, _ = await bot.create(interaction_id=7, channel_id=42, state=State.QUEUED, **common)
+        assert [job.id for job in await first.in_states([State.QUEUED])] == [mine]
+        assert await second.in_states([State.QUEUED]) == []
+        assert [job.id for job in await bot.in_states([State.QUEUED])] == [member]
