@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -168,6 +170,11 @@ async def check_database(settings: ToolSettings) -> Finding:
     except (sqlite3.Error, OSError) as error:
         return Finding("fail", "database", f"{path}: cannot read it as a database ({error})")
     if not status.exists:
+        folder = await asyncio.to_thread(_nearest_existing, path.parent)
+        if not await asyncio.to_thread(folder.is_dir):
+            return Finding("fail", "database", f"{path} cannot be created: {folder} is not a folder")
+        if not await asyncio.to_thread(os.access, folder, os.W_OK):
+            return Finding("fail", "database", f"{path} cannot be created: {folder} is not writable")
         return Finding(
             "note",
             "database",
@@ -181,6 +188,13 @@ async def check_database(settings: ToolSettings) -> Finding:
         )
     latest = status.applied[-1] if status.applied else "none"
     return Finding("ok", "database", f"{path} is reachable, migrations current ({latest})")
+
+
+def _nearest_existing(folder: Path) -> Path:
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 # ----- money ------------------------------------------------------------------------------------------

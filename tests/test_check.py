@@ -135,6 +135,11 @@ async def test_database_current_pending_and_broken(tmp_path: Path) -> None:
         found = by_topic(await findings_of(settings_for(discord, sunra, older)), "database")
         assert found.level == "note" and "to apply at the next start: 0002_quota.sql" in found.text
 
+        a_file = tmp_path / "a-file"
+        a_file.write_text("not a folder")
+        found = by_topic(await findings_of(settings_for(discord, sunra, a_file / "db.sqlite3")), "database")
+        assert found.level == "fail" and "is not a folder" in found.text
+
         broken = tmp_path / "broken.sqlite3"
         broken.write_bytes(b"this is not a database" * 100)
         findings = await findings_of(settings_for(discord, sunra, broken))
