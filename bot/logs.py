@@ -43,11 +43,16 @@ class DropVoiceWarnings(logging.Filter):
         return "voice will NOT be supported" not in record.getMessage()
 
 
+def secret_values(settings: CommonSettings) -> list[str]:
+    """The configured secrets' values (those that are set), for `RedactSecrets`."""
+    found = [getattr(settings, name, None) for name in SECRET_FIELDS]
+    return [secret.get_secret_value() for secret in found if isinstance(secret, SecretStr)]
+
+
 def configure_logging(settings: CommonSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
-    secrets = [getattr(settings, name, None) for name in SECRET_FIELDS]
-    handler.addFilter(RedactSecrets([s.get_secret_value() for s in secrets if isinstance(s, SecretStr)]))
+    handler.addFilter(RedactSecrets(secret_values(settings)))
     handler.addFilter(DropVoiceWarnings())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -37,7 +37,7 @@ from rich.progress import Progress as Bar
 from bot.config import ToolSettings
 from bot.errors import BotError
 from bot.jobs import ENDED, Command, JobRunner, Phase, Progress, State
-from bot.logs import RedactSecrets
+from bot.logs import RedactSecrets, secret_values
 from bot.media import MAX_IMAGE_BYTES, ImageChecker, MediaRejected, check_metadata
 from bot.quota import (
     MICROS_PER_USD,
@@ -300,8 +300,7 @@ class TerminalReporter:
 def configure_terminal_logging(console: Console, settings: ToolSettings) -> None:
     """Warnings and errors only, drawn by rich so they do not tear the progress bar; no secret shown."""
     handler = RichHandler(console=console, show_path=False, show_time=False)
-    secrets_set = [s for s in (settings.discord_token, settings.sunra_key) if s is not None]
-    handler.addFilter(RedactSecrets([s.get_secret_value() for s in secrets_set]))
+    handler.addFilter(RedactSecrets(secret_values(settings)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
