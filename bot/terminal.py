@@ -442,10 +442,11 @@ async def _follow(
     finally:
         loop.remove_signal_handler(signal.SIGINT)
     # The runner records the ending just after telling the reporter; let it, so the row is final.
-    async with asyncio.timeout(SETTLE_SECONDS):
-        # A few row reads, bounded by the timeout: the runner offers no event for "recorded".
-        while (found := await runner.store.get(job_id)) is not None and found.state not in ENDED:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SETTLE_SECONDS):
+            # A few row reads, bounded by the timeout: the runner offers no event for "recorded".
+            while (found := await runner.store.get(job_id)) is not None and found.state not in ENDED:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
     return _verdict(job, reporter, console)
 
 
