@@ -11,7 +11,15 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from bot.simulator import Simulator, SimulatorSettings
 from bot.simulator.video import render_clip, video_size
-from bot.sunra import AuthError, KlingInput, PredictionFailed, RetryPolicy, SunraClient, TransientError
+from bot.sunra import (
+    AuthError,
+    KlingInput,
+    PredictionFailed,
+    RequestNotFound,
+    RetryPolicy,
+    SunraClient,
+    TransientError,
+)
 from tests.world import running_world
 
 FAST = SimulatorSettings(queue_seconds=0.2, generate_seconds=0.3)
@@ -155,3 +163,14 @@ async def test_the_whole_bot_runs_against_the_simulator(tmp_path: Path) -> None:
         frame, kinds, _ = first_frame(posted.files[0].data)
     assert sorted(kinds) == ["audio", "video"]
     assert_looks_like(frame, picture)
+
+
+async def test_old_jobs_are_forgotten_so_memory_stays_bounded() -> None:
+    async with Simulator(SimulatorSettings(queue_seconds=30, max_jobs=2)) as sim:
+        client, first = await run_job(sim, png(scene()))
+        async with client:
+            for _ in range(2):
+                await client.submit(KlingInput(prompt="x", start_image_url="https://example.invalid/a.png"))
+            assert len(sim.jobs) == 2 and len(sim.uploads) <= 4
+            with pytest.raises(RequestNotFound):
+                await client.status(first)

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/v1"
 FILES_PREFIX = "/files"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+# Uploaded pictures kept at most (the oldest are forgotten first): pictures are up to 10 MB each.
+MAX_STORED_UPLOAD_BYTES = 200 * 1024 * 1024
 STREAM_TICK_SECONDS = 0.2
 STREAM_KEEPALIVE_SECONDS = 15.0
 LOG_STEPS = 4
@@ -211,7 +213,10 @@ class Simulator:
             _, job = self.jobs.popitem(last=False)
             if job.rendering is not None:
                 job.rendering.cancel()
-        while len(self.uploads) > 2 * self.settings.max_jobs:
+        while len(self.uploads) > 1 and (
+            len(self.uploads) > 2 * self.settings.max_jobs
+            or sum(len(data or b"") for _, _, data in self.uploads.values()) > MAX_STORED_UPLOAD_BYTES
+        ):
             self.uploads.popitem(last=False)
 
     # ----- the queue --------------------------------------------------------------------------------------
@@ -380,6 +385,7 @@ class Simulator:
         if ticket is None:
             return _error(404, "NOT_FOUND", "Unknown upload")
         self.uploads[token] = (ticket[0], ticket[1], await request.read())
+        self._forget_oldest()
         return web.Response(status=200)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
