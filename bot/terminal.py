@@ -341,6 +341,8 @@ async def animate(settings: ToolSettings, options: AnimateOptions, console: Cons
         async with simulated(settings) as offline:
             console.print(f"Simulating the sunra API at {offline.sunra_base}: nothing is spent.")
             return await _run(offline, request, out, console)
+    where = sqlite_path_from_url(settings.database_url)
+    console.print(f"Sending to {settings.sunra_base}; the spend is recorded in {where}.", highlight=False)
     return await _run(settings, request, out, console)
 
 
