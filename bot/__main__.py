@@ -1,4 +1,5 @@
-"""`python -m bot` / `kling-bot`: read the settings, open the resources, run until stopped."""
+"""`python -m bot` / `kling-bot`: read the settings, open the resources, run until stopped (or run one
+of the terminal commands of bot/cli.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 
 import discord
 
+from bot import cli
 from bot.app import KlingBot
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
@@ -22,6 +24,11 @@ log = logging.getLogger("bot")
 
 
 def main() -> None:
+    """`kling-bot [COMMAND]`: the bot itself without a command; see bot/cli.py for the others."""
+    sys.exit(cli.main(sys.argv[1:], serve=serve))
+
+
+def serve() -> None:
     try:
         settings = load_settings()
     except ConfigError as error:

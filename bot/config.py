@@ -58,7 +58,9 @@ class MediaSettings(BaseModel):
         return int(self.max_download_mb * 1_000_000)
 
 
-class Settings(BaseSettings):
+class CommonSettings(BaseSettings):
+    """Every setting but the two secrets; see `Settings` (the bot) and `ToolSettings` (terminal commands)."""
+
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
@@ -67,8 +69,6 @@ class Settings(BaseSettings):
         case_sensitive=False,
     )
 
-    discord_token: SecretStr
-    sunra_key: SecretStr
     discord_api_url: AnyHttpUrl = AnyHttpUrl("https://discord.com/api/v10")
     discord_gateway_url: str | None = None
     sunra_api_url: AnyHttpUrl = AnyHttpUrl("https://api.sunra.ai/v1")
@@ -82,10 +82,10 @@ class Settings(BaseSettings):
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     startup: StartupSettings = Field(default_factory=StartupSettings)
 
-    @field_validator("discord_token", "sunra_key")
+    @field_validator("discord_token", "sunra_key", check_fields=False)
     @classmethod
-    def _not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
             raise ValueError("is empty")
         return value
 
@@ -133,6 +133,28 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls))
+
+
+class Settings(CommonSettings):
+    """The bot's settings: it cannot start without both secrets."""
+
+    discord_token: SecretStr
+    sunra_key: SecretStr
+
+
+class ToolSettings(CommonSettings):
+    """The settings of the terminal commands (`kling-bot check`, `kling-bot animate`): each needs only
+    some of the secrets (`animate --simulate` none), so here they are optional and the command names
+    the ones it needs with `require`. The bot itself never reads these."""
+
+    discord_token: SecretStr | None = None
+    sunra_key: SecretStr | None = None
+
+    def require(self, *names: str) -> None:
+        """Raises ConfigError naming the first of these secrets that is not set."""
+        for name in names:
+            if getattr(self, name) is None:
+                raise ConfigError(f"{name.upper()} is not set")
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -183,6 +205,14 @@ def load_settings(**overrides: Any) -> Settings:
     """Builds the settings or raises ConfigError with one line naming the first bad setting."""
     try:
         return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def load_tool_settings(**overrides: Any) -> ToolSettings:
+    """Like `load_settings`, for the terminal commands: the secrets may be missing."""
+    try:
+        return ToolSettings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from bot.config import Settings
+from pydantic import SecretStr
+
+from bot.config import SECRET_FIELDS, CommonSettings
 
 REDACTED = "[redacted]"
 
@@ -41,12 +43,16 @@ class DropVoiceWarnings(logging.Filter):
         return "voice will NOT be supported" not in record.getMessage()
 
 
-def configure_logging(settings: Settings) -> None:
+def secret_values(settings: CommonSettings) -> list[str]:
+    """The configured secrets' values (those that are set), for `RedactSecrets`."""
+    found = [getattr(settings, name, None) for name in SECRET_FIELDS]
+    return [secret.get_secret_value() for secret in found if isinstance(secret, SecretStr)]
+
+
+def configure_logging(settings: CommonSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
-    handler.addFilter(
-        RedactSecrets([settings.discord_token.get_secret_value(), settings.sunra_key.get_secret_value()])
-    )
+    handler.addFilter(RedactSecrets(secret_values(settings)))
     handler.addFilter(DropVoiceWarnings())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -125,6 +125,18 @@ def job_cost(options: JobOptions, settings: QuotaSettings) -> int:
     return max(0, math.ceil(round(exact, 6)))
 
 
+def price_list(settings: QuotaSettings) -> dict[str, int]:
+    """Credits of the usual choices, for /quota and `kling-bot check`."""
+    return {
+        "5 s": job_cost(JobOptions(5, False, 0), settings),
+        "5 s with audio": job_cost(JobOptions(5, True, 0), settings),
+        "5 s with voices": job_cost(JobOptions(5, True, 1), settings),
+        "10 s": job_cost(JobOptions(10, False, 0), settings),
+        "10 s with audio": job_cost(JobOptions(10, True, 0), settings),
+        "10 s with voices": job_cost(JobOptions(10, True, 1), settings),
+    }
+
+
 def usd_micros(credits: int, settings: QuotaSettings) -> int:
     return round(credits * settings.usd_per_credit * MICROS_PER_USD)
 
@@ -492,15 +504,7 @@ class QuotaService:
 
     def price_list(self) -> dict[str, int]:
         """What the usual choices cost, for /quota."""
-        s = self.settings
-        return {
-            "5 s": job_cost(JobOptions(5, False, 0), s),
-            "5 s with audio": job_cost(JobOptions(5, True, 0), s),
-            "5 s with voices": job_cost(JobOptions(5, True, 1), s),
-            "10 s": job_cost(JobOptions(10, False, 0), s),
-            "10 s with audio": job_cost(JobOptions(10, True, 0), s),
-            "10 s with voices": job_cost(JobOptions(10, True, 1), s),
-        }
+        return price_list(self.settings)
 
     # ----- the checks ----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.delivery import NO_MENTIONS
 from bot.errors import BotError, InputRefused
+from bot.invite import REQUIRED_PERMISSIONS
 from bot.jobs import Command, job_options
 from bot.media import check_metadata
 from bot.request import AttachmentRef, build_request
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What the bot needs in the channel: see it, post, embed the progress, attach the video, find its posts.
-REQUIRED_PERMISSIONS = discord.Permissions(
-    view_channel=True, send_messages=True, embed_links=True, attach_files=True, read_message_history=True
-)
 # Discord stops accepting this interaction's token (50027) or knows it no more (10062).
 DEAD_TOKEN_CODES = (50027, 10062)
 

@@ -14,6 +14,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,35 @@ def sqlite_path_from_url(url: str) -> Path:
     if not rest:
         raise ValueError("the URL names no file")
     return Path(rest)
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationStatus:
+    """What `kling-bot check` reports about a database file, found without changing it."""
+
+    exists: bool
+    applied: tuple[str, ...]  # migration file names
+    pending: tuple[str, ...]  # applied at the bot's next start
+
+
+def migration_status(path: Path) -> MigrationStatus:
+    """Opens the file read-only (a missing file is not created) and compares its migrations with the
+    bot's. Blocking (run it in a thread from async code). Raises sqlite3.Error when the file cannot be
+    read as a database."""
+    every = tuple(name for _, name, _ in _migrations())
+    if not path.exists():
+        return MigrationStatus(False, (), every)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        found = conn.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()[0]
+        rows = conn.execute("SELECT name FROM schema_migrations").fetchall() if found else []
+    finally:
+        conn.close()
+    done = {str(row[0]) for row in rows}
+    applied = tuple(name for name in every if name in done)
+    return MigrationStatus(True, applied, tuple(name for name in every if name not in done))
 
 
 class Database:

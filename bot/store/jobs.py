@@ -103,10 +103,18 @@ def _sql_value(value: Any) -> Any:
     return value
 
 
+# The channel of jobs started from a terminal (`kling-bot animate`): no Discord channel has id 0.
+TERMINAL_CHANNEL_ID = 0
+
+
 class JobStore:
-    def __init__(self, db: Database, *, clock: Any = time.time) -> None:
+    """`terminal` chooses whose jobs `in_states` and `unnotified` return: the bot and a terminal may share
+    the database (and its ledger), and each queues, resumes and reports only its own jobs."""
+
+    def __init__(self, db: Database, *, clock: Any = time.time, terminal: bool = False) -> None:
         self.db = db
         self._clock = clock
+        self._own = f"channel_id {'=' if terminal else '!='} '{TERMINAL_CHANNEL_ID}'"
 
     async def create(
         self,
@@ -196,7 +204,7 @@ class JobStore:
         wanted = tuple(states)
         placeholders = ", ".join("?" for _ in wanted)
         rows = await self.db.fetchall(
-            f"SELECT * FROM jobs WHERE state IN ({placeholders}) ORDER BY id", wanted
+            f"SELECT * FROM jobs WHERE state IN ({placeholders}) AND {self._own} ORDER BY id", wanted
         )
         return [JobRow.from_row(row) for row in rows]
 
@@ -204,7 +212,9 @@ class JobStore:
         wanted = tuple(states)
         placeholders = ", ".join("?" for _ in wanted)
         rows = await self.db.fetchall(
-            f"SELECT * FROM jobs WHERE notified = 0 AND state IN ({placeholders}) ORDER BY id", wanted
+            f"SELECT * FROM jobs WHERE notified = 0 AND state IN ({placeholders}) AND {self._own}"
+            " ORDER BY id",
+            wanted,
         )
         return [JobRow.from_row(row) for row in rows]
 

@@ -1,0 +1,464 @@
+"""`kling-bot animate`: one video from a terminal, through the bot's own pipeline.
+
+The picture goes through the same checks and conversion as an attachment (bot/media.py), the job
+through the same runner (bot/jobs/) into the same database and ledger; only the two ends differ: the
+picture is read from a file, and a `TerminalReporter` draws a progress bar and writes the video to a
+file instead of posting to Discord. Terminal jobs are kept apart from the bot's (see JobStore's
+`terminal`), so a running bot and a terminal can share the database.
+
+The operator runs it, so no member allowance, cooldown or switch applies; the global USD cap does,
+and the spend is recorded in the ledger under the server key 'operator' (`OperatorQuota`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import mimetypes
+import secrets
+import shutil
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from pydantic import SecretStr
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bar
+
+from bot.config import ToolSettings
+from bot.errors import BotError
+from bot.jobs import ENDED, Command, JobRunner, Phase, Progress, State
+from bot.logs import RedactSecrets, secret_values
+from bot.media import MAX_IMAGE_BYTES, ImageChecker, MediaRejected, check_metadata
+from bot.quota import (
+    MICROS_PER_USD,
+    JobOptions,
+    QuotaRefused,
+    QuotaService,
+    Reservation,
+    format_usd,
+    job_cost,
+    usd_micros,
+    utc_day_bounds,
+)
+from bot.request import AnimateRequest, AttachmentRef, build_request
+from bot.simulator import Simulator, SimulatorSettings
+from bot.store import Database, ledger
+from bot.store.db import sqlite_path_from_url
+from bot.store.jobs import TERMINAL_CHANNEL_ID, JobRow, JobStore
+from bot.sunra import SunraClient, SunraError
+
+log = logging.getLogger(__name__)
+
+# Exit codes of `kling-bot animate` (and of the other terminal commands where they apply).
+EXIT_OK = 0  # the video was written
+EXIT_FAILED = 1  # the job failed (or the video could not be written); for `check`: something is wrong
+EXIT_USAGE = 2  # bad arguments or settings
+EXIT_REFUSED = 3  # refused before anything was submitted: the picture, the prompt, the cap, the key
+EXIT_CANCELLED = 4  # cancelled (Ctrl-C) or past JOBS__MAX_LIFETIME_MINUTES
+
+# The ledger's server key and member id for the operator's own jobs.
+OPERATOR_GUILD = "operator"
+OPERATOR_USER_ID = 0
+# `--simulate`: a few seconds in the queue and generating, so the whole run is short but visible.
+SIMULATED = SimulatorSettings(queue_seconds=2.0, generate_seconds=3.0)
+SETTLE_SECONDS = 5.0
+CANCEL_REASON = "You cancelled it (Ctrl-C); nothing was charged."
+
+
+@dataclass(frozen=True, slots=True)
+class AnimateOptions:
+    image: Path
+    prompt: str
+    end_image: Path | None = None
+    duration: int = 5
+    audio: bool = True
+    voices: Sequence[str] = ()
+    loop: bool = False
+    out: Path | None = None
+    simulate: bool = False
+
+
+class OperatorQuota(QuotaService):
+    """The operator's own jobs: priced like a member's, checked only against the global USD cap, and
+    recorded in the same ledger (server 'operator'), so the bot's cap counts them too."""
+
+    async def reserve(
+        self,
+        *,
+        job_id: int,
+        guild_id: int | None,
+        user_id: int,
+        role_ids: Sequence[int],
+        options: JobOptions,
+    ) -> Reservation:
+        now = self._clock()
+        day_end = utc_day_bounds(now)[1]
+        cost = job_cost(options, self.settings)
+        micros = usd_micros(cost, self.settings)
+        async with self.db.write() as tx:
+            existing = await ledger.find_reservation(tx, job_id)
+            if existing is not None:
+                return Reservation(
+                    job_id, existing.credits, existing.usd_micros, existing.credits, 0, 0, day_end
+                )
+            if self.settings.global_daily_usd > 0:
+                figures = await ledger.member_figures(
+                    tx, OPERATOR_GUILD, OPERATOR_USER_ID, (now, now), utc_day=utc_day_bounds(now)
+                )
+                cap = round(self.settings.global_daily_usd * MICROS_PER_USD)
+                if figures.usd_micros_today + micros > cap:
+                    resets = dt.datetime.fromtimestamp(day_end, dt.UTC)
+                    raise QuotaRefused(
+                        f"The global spending cap is reached: ${format_usd(figures.usd_micros_today)} of "
+                        f"${format_usd(cap)} spent today (UTC) and this video costs ${format_usd(micros)}. "
+                        f"It resets at {resets:%Y-%m-%d %H:%M} UTC; QUOTA__GLOBAL_DAILY_USD sets it.",
+                        code="global_cap",
+                        retryable=True,
+                    )
+            if not await ledger.set_job_cost(tx, job_id, cost):
+                raise LookupError(f"job {job_id} does not exist")
+            await ledger.record_reservation(
+                tx,
+                job_id=job_id,
+                guild=OPERATOR_GUILD,
+                user_id=OPERATOR_USER_ID,
+                from_allowance=cost,
+                from_bonus=0,
+                usd_micros=micros,
+                at=now,
+            )
+        return Reservation(job_id, cost, micros, cost, 0, 0, day_end)
+
+
+class ProcessJobs(JobStore):
+    """The jobs this process created, and no others: the bot skips terminal jobs (`terminal=True`), and
+    two terminals sharing a database never queue or follow each other's."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, terminal=True)
+        self.mine: set[int] = set()
+
+    async def create(self, **fields: Any) -> tuple[int, bool]:
+        job_id, created = await super().create(**fields)
+        self.mine.add(job_id)
+        return job_id, created
+
+    async def in_states(self, states: Iterable[str]) -> list[JobRow]:
+        return [job for job in await super().in_states(states) if job.id in self.mine]
+
+    async def unnotified(self, states: Iterable[str]) -> list[JobRow]:
+        return [job for job in await super().unnotified(states) if job.id in self.mine]
+
+
+class LocalImages(ImageChecker):
+    """Reads `file:` URLs from disk (capped like a download); the checks and conversion are the same."""
+
+    async def download(self, url: str, *, label: str = "image") -> bytes:
+        parts = urlsplit(url)
+        if parts.scheme != "file":
+            return await super().download(url, label=label)
+        path = Path(url2pathname(parts.path))
+        try:
+            # One byte over the limit is enough for the checks to refuse it with the usual sentence.
+            return await asyncio.to_thread(_read_at_most, path, MAX_IMAGE_BYTES + 1)
+        except OSError as error:
+            raise MediaRejected(f"The {label} {path} cannot be read ({error.strerror}).") from error
+
+
+def _read_at_most(path: Path, limit: int) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(limit)
+
+
+def local_attachment(path: Path, label: str) -> AttachmentRef:
+    """The file as /animate would see an attachment; refused at once when it cannot be a picture."""
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise MediaRejected(f"The {label} {path} cannot be read ({error.strerror}).") from error
+    ref = AttachmentRef(
+        url=path.resolve().as_uri(),
+        filename=path.name,
+        content_type=mimetypes.guess_type(path.name)[0],
+        size=size,
+    )
+    check_metadata(ref.info(), label=label)
+    return ref
+
+
+def default_out(image: Path) -> Path:
+    """`photo.jpg` → `photo.mp4` next to it, or `photo-2.mp4`... when that exists."""
+    candidate = image.with_suffix(".mp4")
+    number = 2
+    while candidate.exists():
+        candidate = image.with_name(f"{image.stem}-{number}.mp4")
+        number += 1
+    return candidate
+
+
+PHASE_TEXT = {
+    Phase.WAITING: "Waiting for its turn",
+    Phase.QUEUED: "In Kling's queue",
+    Phase.GENERATING: "Generating",
+    Phase.FINISHING: "Downloading the video",
+}
+
+
+@dataclass
+class TerminalReporter:
+    """The runner's Reporter for one terminal job: a progress bar, then the video written to `out`."""
+
+    console: Console
+    out: Path
+    sunra: SunraClient
+    job_id: int | None = None
+    written: Path | None = None
+    ended: asyncio.Future[JobRow] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    _bar: Bar | None = None
+    _task: TaskID | None = None
+
+    def _mine(self, job: JobRow) -> bool:
+        return job.id == self.job_id
+
+    def _show(self, progress: Progress) -> None:
+        if self._bar is None:
+            self._bar = Bar(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("", total=None)
+        text = PHASE_TEXT[progress.phase]
+        if progress.position is not None:
+            text += f" · position {progress.position}"
+        assert self._task is not None
+        self._bar.update(self._task, description=text)
+
+    def _finish_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    async def post_progress(self, job: JobRow, request: AnimateRequest, progress: Progress) -> int | None:
+        if self._mine(job):
+            self._show(progress)
+        return None
+
+    async def show_progress(self, job: JobRow, progress: Progress) -> None:
+        if self._mine(job):
+            self._show(progress)
+
+    async def deliver(self, job: JobRow, video: Path | None) -> int | None:
+        if not self._mine(job):
+            return None
+        try:
+            if video is not None:
+                await asyncio.to_thread(shutil.move, video, self.out)
+            else:  # bigger than JOBS__MAX_VIDEO_MB: fetched straight to the file, without a size limit
+                assert job.video_url is not None
+                await self.sunra.download(job.video_url, self.out, max_bytes=2**62)
+            self.written = self.out
+            if self._bar is not None and self._task is not None:
+                self._bar.update(self._task, description=f"Video written to {self.out}")
+        except (OSError, SunraError) as error:
+            log.warning("job %s: the video could not be written to %s: %s", job.id, self.out, error)
+        self._finish_bar()
+        if not self.ended.done():
+            self.ended.set_result(job)
+        return None
+
+    async def notify_end(self, job: JobRow) -> int | None:
+        if self._mine(job):
+            self._finish_bar()
+            if not self.ended.done():
+                self.ended.set_result(job)
+        return None
+
+    async def find_outcome(self, job: JobRow) -> int | None:
+        return None
+
+    async def recover_progress(self, job: JobRow, request: AnimateRequest) -> int | None:
+        return None
+
+    async def close(self) -> None:
+        self._finish_bar()
+
+
+def configure_terminal_logging(console: Console, settings: ToolSettings) -> None:
+    """Warnings and errors only, drawn by rich so they do not tear the progress bar; no secret shown."""
+    handler = RichHandler(console=console, show_path=False, show_time=False)
+    handler.addFilter(RedactSecrets(secret_values(settings)))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+
+
+@contextlib.asynccontextmanager
+async def simulated(settings: ToolSettings) -> AsyncIterator[ToolSettings]:
+    """Settings that point at an in-process simulator and a throw-away database: nothing is spent and
+    the real ledger is not touched."""
+    with tempfile.TemporaryDirectory(prefix="kling-simulate-") as folder:
+        async with Simulator(SIMULATED) as simulator:
+            yield settings.model_copy(
+                update={
+                    "sunra_api_url": simulator.url,
+                    "sunra_key": SecretStr("simulator"),
+                    "database_url": f"sqlite:///{Path(folder) / 'simulate.sqlite3'}",
+                }
+            )
+
+
+async def animate(settings: ToolSettings, options: AnimateOptions, console: Console) -> int:
+    """Runs one job from the terminal; returns the exit code (EXIT_*)."""
+    try:
+        request = build_request(
+            prompt=options.prompt,
+            image=local_attachment(options.image, "image"),
+            end_image=_end_image(options),
+            duration=options.duration,
+            audio=options.audio,
+            voice_1=options.voices[0] if options.voices else None,
+            voice_2=options.voices[1] if len(options.voices) > 1 else None,
+        )
+    except BotError as refusal:
+        console.print(f"[red]Refused:[/] {refusal.user_message}", highlight=False)
+        return EXIT_REFUSED
+    out = options.out or default_out(options.image)
+    if options.simulate:
+        async with simulated(settings) as offline:
+            console.print(f"Simulating the sunra API at {offline.sunra_base}: nothing is spent.")
+            return await _run(offline, request, out, console)
+    where = sqlite_path_from_url(settings.database_url)
+    console.print(f"Sending to {settings.sunra_base}; the spend is recorded in {where}.", highlight=False)
+    return await _run(settings, request, out, console)
+
+
+def _end_image(options: AnimateOptions) -> AttachmentRef | None:
+    if options.loop:
+        return local_attachment(options.image, "end image")
+    return local_attachment(options.end_image, "end image") if options.end_image else None
+
+
+async def _run(settings: ToolSettings, request: AnimateRequest, out: Path, console: Console) -> int:
+    assert settings.sunra_key is not None
+    db = await Database.open(sqlite_path_from_url(settings.database_url))
+    with tempfile.TemporaryDirectory(prefix="kling-animate-") as workdir:
+        async with (
+            db,
+            SunraClient(settings.sunra_base, settings.sunra_key) as sunra,
+            LocalImages(max_workers=1, download_timeout=settings.media.download_timeout_seconds) as images,
+        ):
+            runner = JobRunner(
+                store=ProcessJobs(db),
+                sunra=sunra,
+                images=images,
+                quota=OperatorQuota(db, settings.quota),
+                settings=settings.jobs,
+                workdir=Path(workdir),
+            )
+            reporter = TerminalReporter(console, out, sunra)
+            runner.start(reporter)
+            try:
+                return await _follow(runner, reporter, request, settings, console)
+            finally:
+                await runner.stop()
+
+
+async def _follow(
+    runner: JobRunner,
+    reporter: TerminalReporter,
+    request: AnimateRequest,
+    settings: ToolSettings,
+    console: Console,
+) -> int:
+    command = Command(
+        interaction_id=-secrets.randbits(62),  # never a Discord snowflake (those are positive)
+        guild_id=None,
+        channel_id=TERMINAL_CHANNEL_ID,
+        user_id=OPERATOR_USER_ID,
+        role_ids=(),
+        upload_limit=int(settings.jobs.max_video_mb * 1_000_000),
+        request=request,
+    )
+    job_id, _ = await runner.record(command)
+    reporter.job_id = job_id
+    accepting = asyncio.create_task(runner.accept(job_id, command))
+    cancelling: set[asyncio.Task[bool]] = set()
+    interrupts = 0
+
+    def on_interrupt() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            reporter.ended.cancel()  # a second Ctrl-C: stop waiting at once
+        elif not accepting.done():
+            accepting.cancel()  # nothing was submitted yet: the job ends refused, nothing reserved
+        else:
+            console.print("Cancelling the job at the API… (Ctrl-C again to stop waiting)")
+            task = asyncio.create_task(runner.cancel(job_id, CANCEL_REASON))
+            cancelling.add(task)
+            task.add_done_callback(cancelling.discard)
+            task.add_done_callback(too_late)
+
+    def too_late(task: asyncio.Task[bool]) -> None:
+        if not task.cancelled() and task.exception() is None and not task.result():
+            console.print("Too late to cancel: the video is made and is being written.")
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        try:
+            accepted = await accepting
+        except asyncio.CancelledError:
+            console.print("Cancelled before anything was submitted; nothing was charged.")
+            return EXIT_CANCELLED
+        except BotError as refusal:
+            console.print(f"[red]Refused:[/] {refusal.user_message}", highlight=False)
+            return EXIT_REFUSED
+        cost = accepted.reservation
+        console.print(
+            f"Job {job_id}: {request.describe_settings()} · {cost.cost} credits "
+            f"(${format_usd(cost.usd_micros)})",
+            highlight=False,
+        )
+        try:
+            job = await reporter.ended
+        except asyncio.CancelledError:
+            found = await runner.store.get(job_id)
+            where = f" (request id {found.request_id})" if found and found.request_id else ""
+            console.print(f"Stopped waiting; the job may still run at the API{where}.")
+            return EXIT_CANCELLED
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    # The runner records the ending just after telling the reporter; let it, so the row is final.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SETTLE_SECONDS):
+            # A few row reads, bounded by the timeout: the runner offers no event for "recorded".
+            while (found := await runner.store.get(job_id)) is not None and found.state not in ENDED:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    return _verdict(job, reporter, console)
+
+
+def _verdict(job: JobRow, reporter: TerminalReporter, console: Console) -> int:
+    if job.state in (State.DELIVERING, State.DELIVERED, State.COMPLETED):
+        if reporter.written is not None:
+            print(reporter.written, flush=True)
+            return EXIT_OK
+        console.print(f"[red]The video was made but could not be written;[/] it is at {job.video_url}")
+        return EXIT_FAILED
+    message = job.error_message or "The job ended without a video."
+    console.print(f"[red]{job.state.capitalize()}:[/] {message}", highlight=False)
+    return EXIT_CANCELLED if job.state == State.CANCELLED else EXIT_FAILED
