@@ -98,6 +98,7 @@ class AnimateCog(commands.Cog):
         audio="Generate sound with the video (default: on)",
         voice_1="A voice from /voices, or a voice id; write <<<voice_1>>> in the prompt where it speaks",
         voice_2="A voice from /voices, or a voice id; write <<<voice_2>>> in the prompt where it speaks",
+        loop="End the video on its start image, so it loops (not with end_image)",
     )
     @app_commands.choices(
         duration=[
@@ -116,6 +117,7 @@ class AnimateCog(commands.Cog):
         audio: bool | None = None,
         voice_1: app_commands.Range[str, 1, 100] | None = None,
         voice_2: app_commands.Range[str, 1, 100] | None = None,
+        loop: bool = False,
     ) -> None:
         # Everything before the deferral is instant (no I/O but one small SQLite read and write), so
         # the 3-second deadline holds even when many members press Enter at once.
@@ -143,6 +145,7 @@ class AnimateCog(commands.Cog):
                 else await self.bot.quota.audio_by_default(interaction.guild_id),
                 voice_1=await self.bot.voices.resolve(interaction.guild_id, voice_1),
                 voice_2=await self.bot.voices.resolve(interaction.guild_id, voice_2),
+                loop=loop,
             )
             command = Command(
                 interaction_id=interaction.id,
