@@ -28,7 +28,7 @@ from bot.voices import VoiceLibrary
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.animate", "cogs.quota", "cogs.voices", "cogs.showcase")
+EXTENSIONS = ("cogs.animate", "cogs.quota", "cogs.voices", "cogs.showcase", "cogs.results")
 
 
 def apply_discord_endpoints(settings: Settings) -> None:

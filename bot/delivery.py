@@ -60,6 +60,20 @@ def cancel_custom_id(job_id: int) -> str:
     return f"kling:cancel:{job_id}"
 
 
+def result_custom_id(action: str, job_id: int) -> str:
+    """`kling:<action>:<job id>`, read back by the DynamicItems in cogs/results.py (≤ 40 characters)."""
+    return f"kling:{action}:{job_id}"
+
+
+# The buttons under a finished video: (action, label, emoji, style).
+RESULT_ACTIONS = (
+    ("retry", "Retry", "🔁", discord.ButtonStyle.secondary),
+    ("remix", "Remix", "🎨", discord.ButtonStyle.secondary),
+    ("extend", "Extend", "⏩", discord.ButtonStyle.secondary),
+    ("delete", "Delete", "🗑️", discord.ButtonStyle.danger),
+)
+
+
 def only_user(user_id: int) -> discord.AllowedMentions:
     """Mentions nobody but the requester, whatever text the message carries."""
     return discord.AllowedMentions(
@@ -94,6 +108,8 @@ def progress_embed(job: JobRow, request: AnimateRequest, status: str) -> discord
     embed = discord.Embed(title="Animating with Kling", description=request.prompt, colour=EMBED_COLOUR)
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     embed.add_field(name="Settings", value=request.describe_settings(), inline=True)
+    if request.extends_link:
+        embed.add_field(name="Continues", value=request.extends_link, inline=False)
     embed.add_field(name="Status", value=status, inline=False)
     if job.start_image_url:
         embed.set_thumbnail(url=job.start_image_url)
@@ -109,6 +125,17 @@ class CancelButtonView(discord.ui.View):
                 label="Cancel", style=discord.ButtonStyle.secondary, custom_id=cancel_custom_id(job_id)
             )
         )
+
+
+class ResultButtonsView(discord.ui.View):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(timeout=None)
+        for action, label, emoji, style in RESULT_ACTIONS:
+            self.add_item(
+                discord.ui.Button(
+                    label=label, emoji=emoji, style=style, custom_id=result_custom_id(action, job_id)
+                )
+            )
 
 
 @dataclass
@@ -260,7 +287,12 @@ class DiscordReporter:
         """Posts the video: the file when it fits, else its URL; then a DM. Returns the message id."""
         self._stop_progress(job.id)
         content = f"<@{job.user_id}> your video is ready!"
-        message_id = await self._post_outcome(job, content, video=video, colour=DONE_COLOUR)
+        extends = AnimateRequest.model_validate(job.params).extends_link
+        if extends:
+            content += f" It continues {extends}"
+        message_id = await self._post_outcome(
+            job, content, video=video, colour=DONE_COLOUR, view=ResultButtonsView(job.id)
+        )
         await self._close_progress(job)
         return message_id
 
@@ -280,6 +312,7 @@ class DiscordReporter:
         video: Path | None,
         colour: discord.Colour,
         with_url: bool = True,
+        view: discord.ui.View | None = None,
     ) -> int | None:
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         embed = discord.Embed(colour=colour)
@@ -297,7 +330,9 @@ class DiscordReporter:
         for text, file in attempts:
             try:
                 async with self._lane(job.channel_id, "post"):
-                    message = await self._send(channel, job, text, embed, reference, file, self.instance)
+                    message = await self._send(
+                        channel, job, text, embed, reference, file, self.instance, view
+                    )
                 return message.id
             except discord.HTTPException as error:
                 log.warning("job %s: channel refused the result (%s %s)", job.id, error.status, error.code)
@@ -321,6 +356,7 @@ class DiscordReporter:
         reference: discord.MessageReference | None,
         file: discord.File | None,
         instance: str,
+        view: discord.ui.View | None = None,
     ) -> discord.Message:
         # One nonce for every attempt: Discord answers a repeat with the message it already made.
         # MISSING (not None) is how discord.py spells "leave this field out" for `file`; `reference` is
@@ -330,6 +366,7 @@ class DiscordReporter:
             embed=embed,
             reference=reference,  # type: ignore[arg-type]
             file=file if file is not None else discord.utils.MISSING,
+            view=view if view is not None else discord.utils.MISSING,
             allowed_mentions=only_user(job.user_id),
             nonce=job_nonce(job.id, "r", instance),
         )
