@@ -9,6 +9,7 @@ credits, caps and the fair queue.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ import discord
 from discord.ext import commands
 
 from bot import results
+from bot.command_access import CommandAccess, Member
 from bot.delivery import result_custom_id
 from bot.errors import BotError, InputRefused
 from bot.jobs import Command, job_options
@@ -52,6 +54,7 @@ async def submit_follow_up(interaction: discord.Interaction[KlingBot], job: JobR
         if blocked is not None:
             raise blocked
         role_ids = member_role_ids(interaction)
+        await check_animate_access(interaction, role_ids)
         options = job_options(results.stored_request(job))
         # Before any slow work (Extend downloads the video): a member without credits waits for nothing.
         await bot.quota.quote(
@@ -86,6 +89,33 @@ async def submit_follow_up(interaction: discord.Interaction[KlingBot], job: JobR
         return
     place = f"Your video is on its way (place {accepted.place} in line); follow it in this channel."
     await say_privately(interaction, f"{place} {accepted.reservation.describe()}")
+
+
+async def check_animate_access(interaction: discord.Interaction[KlingBot], role_ids: tuple[int, ...]) -> None:
+    """Raises InputRefused when the server's Integrations settings keep the presser from /animate here."""
+    cog = interaction.client.get_cog("ResultsCog")
+    assert isinstance(cog, ResultsCog) and interaction.guild_id is not None
+    member = Member(interaction.user.id, role_ids, interaction.permissions.value)
+    channel_id = interaction.channel_id or 0
+    try:
+        allowed = await cog.access.allows(member, guild_id=interaction.guild_id, channel_id=channel_id)
+    except discord.HTTPException as error:
+        # Discord could not say; the quota's own blocks and caps still apply.
+        log.warning("cannot read the command settings of server %s (%s)", interaction.guild_id, error.code)
+        return
+    if not allowed:
+        raise InputRefused(
+            "You can't use /animate in this channel, so its buttons can't make videos for you here either."
+        )
+
+
+async def answering_errors(interaction: discord.Interaction[Any], work: Awaitable[None], what: str) -> None:
+    """Runs a press or a form; a bug still ends in a private sentence, never "This interaction failed"."""
+    try:
+        await work
+    except Exception:
+        log.exception("%s failed", what)
+        await say_privately(interaction, "Something went wrong inside the bot; nothing was charged.")
 
 
 async def known_job(interaction: discord.Interaction[KlingBot], job_id: int) -> JobRow | None:
@@ -125,11 +155,17 @@ class _ResultButton(
     ) -> _ResultButton:
         return cls(int(match["job_id"]))
 
+    async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
+        await answering_errors(interaction, self.act(interaction), f"{self.action} of job {self.job_id}")
+
+    async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
+        raise NotImplementedError
+
 
 class RetryButton(_ResultButton, template=r"kling:retry:(?P<job_id>\d+)"):
     action = "retry"
 
-    async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
+    async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await interaction.client.job_store.get(self.job_id)
         if job is None:
             await say_privately(interaction, results.UNKNOWN_JOB)
@@ -144,7 +180,7 @@ class RetryButton(_ResultButton, template=r"kling:retry:(?P<job_id>\d+)"):
 class RemixButton(_ResultButton, template=r"kling:remix:(?P<job_id>\d+)"):
     action = "remix"
 
-    async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
+    async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await known_job(interaction, self.job_id)
         if job is None:
             return
@@ -153,27 +189,26 @@ class RemixButton(_ResultButton, template=r"kling:remix:(?P<job_id>\d+)"):
         except BotError as refusal:
             await say_privately(interaction, refusal.user_message)
             return
-        await interaction.response.send_modal(RemixModal(job))
+        await RemixModal(job).show(interaction)
 
 
 class ExtendButton(_ResultButton, template=r"kling:extend:(?P<job_id>\d+)"):
     action = "extend"
 
-    async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
+    async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await known_job(interaction, self.job_id)
         if job is None:
             return
         if not video_sources(interaction, job):
             await say_privately(interaction, "This job has no video to continue from.")
             return
-        link = interaction.message.jump_url if interaction.message is not None else None
-        await interaction.response.send_modal(ExtendModal(job, video_sources(interaction, job), link))
+        await ExtendModal(job).show(interaction)
 
 
 class DeleteButton(_ResultButton, template=r"kling:delete:(?P<job_id>\d+)"):
     action = "delete"
 
-    async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
+    async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         job = await known_job(interaction, self.job_id)
         if job is None:
@@ -201,84 +236,151 @@ class DeleteButton(_ResultButton, template=r"kling:delete:(?P<job_id>\d+)"):
 RESULT_BUTTONS = (RetryButton, RemixButton, ExtendButton, DeleteButton)
 
 
+FORM_TEMPLATE = re.compile(r"kling:(?P<action>remix|extend)form:(?P<job_id>\d+)")
+
+
+def form_custom_id(action: str, job_id: int) -> str:
+    return f"kling:{action}form:{job_id}"
+
+
 def prompt_input(default: str) -> discord.ui.TextInput[Any]:
     return discord.ui.TextInput(
-        label="Prompt", style=discord.TextStyle.paragraph, default=default, max_length=MAX_PROMPT
+        label="Prompt",
+        custom_id="prompt",
+        style=discord.TextStyle.paragraph,
+        default=default,
+        max_length=MAX_PROMPT,
     )
 
 
-class RemixModal(discord.ui.Modal, title="Remix this video"):
+class _Form(discord.ui.Modal):
+    """A modal that is only shown: its submission is handled by ResultsCog.on_interaction from the
+    custom_id (which carries the job id), so a form opened before a restart still works after it."""
+
+    async def show(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.send_modal(self)
+        self.stop()  # discord.py forgets it; the submission comes back by its custom_id
+
+
+class RemixModal(_Form, title="Remix this video"):
     def __init__(self, job: JobRow) -> None:
-        super().__init__(timeout=None)
-        self.job = job
+        super().__init__(custom_id=form_custom_id("remix", job.id))
         request = results.stored_request(job)
-        self.prompt: discord.ui.TextInput[Any] = prompt_input(request.prompt)
-        self.negative_prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label="Negative prompt",
-            style=discord.TextStyle.paragraph,
-            default=request.negative_prompt,
-            required=False,
-            max_length=MAX_PROMPT,
-        )
-        self.duration: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label="Duration (5 or 10 seconds)", default=str(request.duration), max_length=10
-        )
-        for item in (self.prompt, self.negative_prompt, self.duration):
-            self.add_item(item)
-
-    async def on_submit(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
-        async def build() -> results.FollowUp:
-            return results.remix(
-                self.job,
-                prompt=self.prompt.value,
-                negative_prompt=self.negative_prompt.value,
-                duration=self.duration.value,
+        self.add_item(prompt_input(request.prompt))
+        self.add_item(
+            discord.ui.TextInput(
+                label="Negative prompt",
+                custom_id="negative_prompt",
+                style=discord.TextStyle.paragraph,
+                default=request.negative_prompt,
+                required=False,
+                max_length=MAX_PROMPT,
             )
-
-        await submit_follow_up(interaction, self.job, build)
-
-    async def on_error(self, interaction: discord.Interaction[Any], error: Exception, /) -> None:  # type: ignore[override]
-        log.error("remix of job %s failed", self.job.id, exc_info=error)
-        await say_privately(interaction, "Something went wrong inside the bot; nothing was charged.")
-
-
-class ExtendModal(discord.ui.Modal, title="Extend this video"):
-    def __init__(self, job: JobRow, sources: list[str], link: str | None) -> None:
-        super().__init__(timeout=None)
-        self.job, self.sources, self.link = job, sources, link
-        self.prompt: discord.ui.TextInput[Any] = prompt_input(results.stored_request(job).prompt)
-        self.add_item(self.prompt)
-
-    async def on_submit(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
-        bot = interaction.client
-
-        async def build() -> results.FollowUp:
-            frame = await results.last_frame_of(
-                self.job,
-                sources=self.sources,
-                sunra=bot.sunra,
-                images=bot.images,
-                workdir=bot.runner.workdir,
-                max_bytes=int(bot.settings.jobs.max_video_mb * 1_000_000),
+        )
+        self.add_item(
+            discord.ui.TextInput(
+                label="Duration (5 or 10 seconds)",
+                custom_id="duration",
+                default=str(request.duration),
+                max_length=10,
             )
-            return results.extend(self.job, prompt=self.prompt.value, frame=frame, link=self.link)
+        )
 
-        await submit_follow_up(interaction, self.job, build)
 
-    async def on_error(self, interaction: discord.Interaction[Any], error: Exception, /) -> None:  # type: ignore[override]
-        log.error("extend of job %s failed", self.job.id, exc_info=error)
-        await say_privately(interaction, "Something went wrong inside the bot; nothing was charged.")
+class ExtendModal(_Form, title="Extend this video"):
+    def __init__(self, job: JobRow) -> None:
+        super().__init__(custom_id=form_custom_id("extend", job.id))
+        self.add_item(prompt_input(results.stored_request(job).prompt))
+
+
+def submitted_values(data: Any) -> dict[str, str]:
+    """{text input custom_id: value} of a modal submission (inputs in action rows or in labels)."""
+    values: dict[str, str] = {}
+    pending = list(data.get("components", []))
+    while pending:
+        component = pending.pop()
+        pending += component.get("components", [])
+        if isinstance(component.get("component"), dict):
+            pending.append(component["component"])
+        if component.get("type") == 4 and "custom_id" in component:
+            values[component["custom_id"]] = str(component.get("value") or "")
+    return values
+
+
+def post_link(job: JobRow) -> str | None:
+    if job.result_message_id is None:
+        return None
+    return f"https://discord.com/channels/{job.guild_id or '@me'}/{job.channel_id}/{job.result_message_id}"
+
+
+async def submit_form(interaction: discord.Interaction[KlingBot], action: str, job_id: int) -> None:
+    bot = interaction.client
+    values = submitted_values(interaction.data or {})
+    job = await bot.job_store.get(job_id)
+    if job is None:
+        await say_privately(interaction, results.UNKNOWN_JOB)
+        return
+    known: JobRow = job
+
+    async def remix() -> results.FollowUp:
+        return results.remix(
+            known,
+            prompt=values.get("prompt", ""),
+            negative_prompt=values.get("negative_prompt"),
+            duration=values.get("duration", ""),
+        )
+
+    async def extend() -> results.FollowUp:
+        frame = await results.last_frame_of(
+            known,
+            sources=video_sources(interaction, known),
+            sunra=bot.sunra,
+            images=bot.images,
+            workdir=bot.runner.workdir,
+            max_bytes=int(bot.settings.jobs.max_video_mb * 1_000_000),
+        )
+        return results.extend(known, prompt=values.get("prompt", ""), frame=frame, link=post_link(known))
+
+    await submit_follow_up(interaction, known, remix if action == "remix" else extend)
 
 
 class ResultsCog(commands.Cog):
     def __init__(self, bot: KlingBot) -> None:
         self.bot = bot
+        self.access = CommandAccess(
+            application_id=bot.application_id or 0,
+            fetch_settings=self._fetch_settings,
+            fetch_command=self._fetch_animate,
+        )
+
+    async def _fetch_settings(self, guild_id: int) -> list[Any]:
+        application_id = self.bot.application_id or 0
+        return list(await self.bot.http.get_guild_application_command_permissions(application_id, guild_id))
+
+    async def _fetch_animate(self, guild_id: int) -> tuple[int, int | None] | None:
+        """/animate's id where it is registered (this server, or globally) and its default permissions."""
+        scope = discord.Object(guild_id) if guild_id in self.bot.settings.command_guild_ids else None
+        for command in await self.bot.tree.fetch_commands(guild=scope):
+            if command.name == "animate":
+                default = command.default_member_permissions
+                return command.id, default.value if default is not None else None
+        return None
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(*RESULT_BUTTONS)
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(*RESULT_BUTTONS)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[KlingBot]) -> None:
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        match = FORM_TEMPLATE.fullmatch(str(data.get("custom_id", "")))
+        if match is not None:
+            work = submit_form(interaction, match["action"], int(match["job_id"]))
+            await answering_errors(interaction, work, f"{match['action']} form of job {match['job_id']}")
 
 
 async def setup(bot: KlingBot) -> None:

@@ -56,8 +56,9 @@ def text_inputs(modal: CallbackRecord) -> dict[str, dict[str, Any]]:
 async def submit(
     world: World, modal: CallbackRecord, values: dict[str, str], *, user_id: int = p.DEFAULT_USER_ID
 ) -> InteractionRecord:
+    """Submits the modal as Discord does: every input, the prefilled value unless `values` changes it."""
     inputs = text_inputs(modal)
-    fields = {inputs[label]["custom_id"]: value for label, value in values.items()}
+    fields = {i["custom_id"]: values.get(label, i.get("value", "")) for label, i in inputs.items()}
     return await world.discord.dispatch_interaction(
         p.modal_submit(world.discord, modal.data["custom_id"], fields, user_id=user_id)
     )
@@ -110,6 +111,7 @@ async def test_every_button_works_after_a_restart(tmp_path: Path) -> None:
         loosen_rate_limits(discord)
         async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
             job = await delivered(world, "first take")
+            remix_opened_before = await modal_of(world, await press(world, "remix", job))
         async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
             click = await press(world, "retry", job)
             callback = await world.discord.wait_for_callback(click.id)
@@ -123,6 +125,9 @@ async def test_every_button_works_after_a_restart(tmp_path: Path) -> None:
 
             remix = await modal_of(world, await press(world, "remix", job))
             assert text_inputs(remix)["Prompt"]["value"] == "first take"
+            sent = await submit(world, remix_opened_before, {"Prompt": "second take"})  # opened before
+            assert (await world.ended(sent)).state == "delivered"
+            assert [j.input["prompt"] for j in sunra.jobs.values()][-1] == "second take"
             extend = await modal_of(world, await press(world, "extend", job))
             assert text_inputs(extend)["Prompt"]["value"] == "first take"
 
@@ -165,6 +170,24 @@ async def test_presses_by_members_who_may_not_are_refused_privately(tmp_path: Pa
 
         moderator = await press(world, "delete", job, user_id=BOB, member_permissions=1 << 13)
         assert "deleted" in (await world.private_answer(moderator)).lower()
+
+
+async def test_a_member_kept_from_animate_here_cannot_use_its_buttons(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        job = await delivered(world)
+        [animate] = [c for c in world.discord.registered_commands() if c["name"] == "animate"]
+        world.discord.command_permissions[p.DEFAULT_GUILD_ID] = [
+            {
+                "id": animate["id"],
+                "application_id": str(world.discord.application_id),
+                "guild_id": str(p.DEFAULT_GUILD_ID),
+                "permissions": [{"id": str(BOB), "type": 2, "permission": False}],
+            }
+        ]
+        click = await press(world, "retry", job, user_id=BOB)
+        assert "can't use /animate in this channel" in await world.private_answer(click)
+        assert (await world.ended(await press(world, "retry", job))).state == "delivered"  # others may
+        assert world.sunra.count("submit") == 2
 
 
 async def test_a_button_of_a_job_this_database_does_not_know_gets_a_polite_answer(tmp_path: Path) -> None:
