@@ -61,6 +61,7 @@ async def submit_follow_up(interaction: discord.Interaction[KlingBot], job: JobR
             guild_id=interaction.guild_id, user_id=interaction.user.id, role_ids=role_ids, options=options
         )
         follow = await build()
+        await bot.prompt_filter.check(interaction.guild_id, follow.request.prompt)  # the server's block list
         command = Command(
             interaction_id=interaction.id,
             guild_id=interaction.guild_id,

@@ -223,6 +223,10 @@ async def test_remix_submits_the_edited_prompt_with_the_same_pictures(tmp_path: 
         modal = await modal_of(world, await press(world, "remix", job))
         sent = await submit(world, modal, {"Prompt": "x", "Duration (5 or 10 seconds)": "7"})
         assert "5 or 10" in await world.private_answer(sent)
+        await world.bot.prompt_filter.add(p.DEFAULT_GUILD_ID, "storm*", actor_id=p.DEFAULT_OWNER_ID)
+        modal = await modal_of(world, await press(world, "remix", job))
+        sent = await submit(world, modal, {"Prompt": "a stormy night"})
+        assert "stormy" in await world.private_answer(sent)  # the server's block list applies too
         assert world.sunra.count("submit") == 2
 
 
