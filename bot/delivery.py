@@ -283,10 +283,16 @@ class DiscordReporter:
 
     # ----- the end of a job --------------------------------------------------------------------------------
 
-    async def deliver(self, job: JobRow, video: Path | None) -> int | None:
-        """Posts the video: the file when it fits, else its URL; then a DM. Returns the message id."""
+    async def deliver(self, job: JobRow, video: Path | None, *, reencoded: bool = False) -> int | None:
+        """Posts the video: the file when it fits, else its URL; then a DM. Returns the message id.
+        A `reencoded` file is said to be one, with the original's link beside it."""
         self._stop_progress(job.id)
         content = f"<@{job.user_id}> your video is ready!"
+        if reencoded and video is not None:
+            content += (
+                " It was re-encoded to fit this channel's upload limit; the original (the link expires): "
+                f"{job.video_url}"
+            )
         extends = AnimateRequest.model_validate(job.params).extends_link
         if extends:
             content += f" It continues {extends}"

@@ -14,7 +14,7 @@ from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import CallbackRecord, FakeDiscord, InteractionRecord
 from tests.fakes.sunra_server import FakeSunra
-from tests.videos import make_video
+from tests.videos import decoded_frames, make_video
 from tests.world import SUNRA_KEY, World, loosen_rate_limits, running_world
 
 EPHEMERAL = 64
@@ -254,3 +254,24 @@ async def test_extend_starts_the_new_video_on_the_last_frame_scaled_up(tmp_path:
         assert link in post.message["content"]
         progress = world.discord.message(extended.progress_message_id or 0)
         assert link in str(progress.message["embeds"][0]["fields"])
+
+
+# ------------------------------------------------------------------------------------------- videos that fit
+
+
+async def test_a_video_larger_than_the_upload_limit_is_reencoded_to_fit_and_plays(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        limit = 2 * 1024 * 1024
+        world.discord.set_upload_limit(p.DEFAULT_GUILD_ID, limit)
+        source = make_video(tmp_path / "big.mp4", frames=8, size=(960, 540), audio=True, lossless=True)
+        world.sunra.video_content = source.read_bytes()
+        assert len(world.sunra.video_content) > 3 * limit
+        job = await delivered(world)
+        [post] = world.outcome_messages(job.id)
+        [upload] = post.files
+        assert upload.size < limit
+        assert "re-encoded" in post.message["content"] and str(job.video_url) in post.message["content"]
+        played = tmp_path / "played.mp4"
+        played.write_bytes(upload.data)
+        assert decoded_frames(played) == 8
+        assert [b["label"] for b in buttons(post.message)] == ["Retry", "Remix", "Extend", "Delete"]
