@@ -40,11 +40,12 @@ class InputsGone(InputRefused):
 
 @dataclass(frozen=True, slots=True)
 class FollowUp:
-    """What the runner needs for a job built from another: the request, and its images as URLs already
-    uploaded to sunra or as a prepared picture still to upload."""
+    """What the runner needs for a new job: the request, and its images as URLs already uploaded to sunra
+    or as a prepared picture still to upload; `start` None means the request's attachments are fetched
+    and checked as /animate's are."""
 
     request: AnimateRequest
-    start: str | PreparedImage
+    start: str | PreparedImage | None
     end: str | None = None
 
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot import results
@@ -21,9 +22,11 @@ from bot.command_access import CommandAccess, Member
 from bot.delivery import result_custom_id
 from bot.errors import BotError, InputRefused
 from bot.jobs import Command, job_options
-from bot.request import MAX_PROMPT
+from bot.media import check_metadata
+from bot.quota import JobOptions
+from bot.request import MAX_PROMPT, AnimateRequest, AttachmentRef, build_request
 from bot.store.jobs import JobRow
-from cogs.animate import member_role_ids, missing_permissions, say_privately
+from cogs.animate import attachment_ref, member_role_ids, missing_permissions, say_privately
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -33,8 +36,18 @@ log = logging.getLogger(__name__)
 Build = Callable[[], Awaitable[results.FollowUp]]
 
 
-async def submit_follow_up(interaction: discord.Interaction[KlingBot], job: JobRow, build: Build) -> None:
-    """Defers, checks, builds the new job and hands it to the runner; every refusal is private."""
+async def submit_follow_up(
+    interaction: discord.Interaction[KlingBot],
+    build: Build,
+    *,
+    options: JobOptions | None = None,
+    from_button: bool = True,
+) -> None:
+    """Defers, checks, builds the new job and hands it to the runner; every refusal is private.
+
+    `options`: the job's likely price options, quoted before `build` runs (Extend's build is slow).
+    `from_button`: the press must pass /animate's access (a command's own access Discord checks itself).
+    """
     bot = interaction.client
     try:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -54,18 +67,19 @@ async def submit_follow_up(interaction: discord.Interaction[KlingBot], job: JobR
         if blocked is not None:
             raise blocked
         role_ids = member_role_ids(interaction)
-        await check_animate_access(interaction, role_ids)
-        options = job_options(results.stored_request(job))
-        # Before any slow work (Extend downloads the video): a member without credits waits for nothing.
-        await bot.quota.quote(
-            guild_id=interaction.guild_id, user_id=interaction.user.id, role_ids=role_ids, options=options
-        )
+        if from_button:
+            await check_animate_access(interaction, role_ids)
+        if options is not None:
+            # Before any slow work (Extend downloads the video): a member without credits waits for nothing.
+            await bot.quota.quote(
+                guild_id=interaction.guild_id, user_id=interaction.user.id, role_ids=role_ids, options=options
+            )
         follow = await build()
         await bot.prompt_filter.check(interaction.guild_id, follow.request.prompt)  # the server's block list
         command = Command(
             interaction_id=interaction.id,
             guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id or job.channel_id,
+            channel_id=interaction.channel_id or 0,
             user_id=interaction.user.id,
             role_ids=role_ids,
             upload_limit=interaction.filesize_limit,
@@ -84,7 +98,10 @@ async def submit_follow_up(interaction: discord.Interaction[KlingBot], job: JobR
     if not is_new:
         return
     try:
-        accepted = await bot.runner.accept_inputs(job_id, command, follow.start, follow.end)
+        if follow.start is None:
+            accepted = await bot.runner.accept(job_id, command)
+        else:
+            accepted = await bot.runner.accept_inputs(job_id, command, follow.start, follow.end)
     except BotError as refusal:
         await say_privately(interaction, refusal.user_message)
         return
@@ -175,7 +192,7 @@ class RetryButton(_ResultButton, template=r"kling:retry:(?P<job_id>\d+)"):
         async def build() -> results.FollowUp:
             return results.retry(job)
 
-        await submit_follow_up(interaction, job, build)
+        await submit_follow_up(interaction, build, options=job_options(results.stored_request(job)))
 
 
 class RemixButton(_ResultButton, template=r"kling:remix:(?P<job_id>\d+)"):
@@ -342,12 +359,115 @@ async def submit_form(interaction: discord.Interaction[KlingBot], action: str, j
         )
         return results.extend(known, prompt=values.get("prompt", ""), frame=frame, link=post_link(known))
 
-    await submit_follow_up(interaction, known, remix if action == "remix" else extend)
+    options = job_options(results.stored_request(known))
+    await submit_follow_up(interaction, remix if action == "remix" else extend, options=options)
+
+
+# ----- Animate from any message ---------------------------------------------------------------------------
+
+NO_PICTURE = (
+    "This message has no picture I can use (attached or embedded). Use Animate on a message with a JPEG, "
+    "PNG or WebP picture, or use /animate and attach one."
+)
+
+
+def message_images(message: discord.Message) -> list[AttachmentRef]:
+    """The message's pictures in order: attachments, then embedded images (a link's preview, a bot's
+    embed). Embedded ones are fetched through Discord's media proxy only, never from the URL the author
+    chose; their byte size is unknown (0) until downloaded."""
+    found = [
+        attachment_ref(a)
+        for a in message.attachments
+        if (a.content_type or "").startswith("image/") or (a.width and a.height)
+    ]
+    for embed in message.embeds:
+        for media in (embed.image, embed.thumbnail):
+            proxy = media.proxy_url
+            if proxy and not any(ref.url == proxy for ref in found):
+                name = (media.url or proxy).split("?", 1)[0].rsplit("/", 1)[-1] or "embedded"
+                found.append(
+                    AttachmentRef(url=proxy, filename=name, size=0, width=media.width, height=media.height)
+                )
+                break  # one picture per embed: a preview's thumbnail is the same picture as its image
+    return found
+
+
+def parse_yes_no(text: str, what: str) -> bool:
+    answer = text.strip().lower()
+    if answer in ("yes", "y", "on", "true", "1"):
+        return True
+    if answer in ("no", "n", "off", "false", "0"):
+        return False
+    raise InputRefused(f"Please answer “{what}” with yes or no.")
+
+
+class AnimateMessageModal(discord.ui.Modal, title="Animate this picture"):
+    """The form of the Animate menu; it holds the message's pictures, so it is handled in-process."""
+
+    def __init__(self, pictures: list[AttachmentRef], *, audio: bool) -> None:
+        super().__init__(timeout=15 * 60)  # an interaction's lifetime
+        self.pictures = pictures
+        self.prompt = prompt_input("")
+        self.negative_prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label="Negative prompt", style=discord.TextStyle.paragraph, required=False, max_length=MAX_PROMPT
+        )
+        self.duration: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label="Duration (5 or 10 seconds)", default="5", max_length=10
+        )
+        self.audio: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label="Sound (yes or no)", default="yes" if audio else "no", max_length=5
+        )
+        two = len(pictures) > 1
+        self.ending_label = "Second picture as the last frame (yes or no)" if two else "Loop (yes or no)"
+        self.ending: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label=self.ending_label,
+            default="yes" if two else "no",
+            max_length=5,
+        )
+        for item in (self.prompt, self.negative_prompt, self.duration, self.audio, self.ending):
+            self.add_item(item)
+
+    def request(self) -> AnimateRequest:
+        start = self.pictures[0]
+        ending = parse_yes_no(self.ending.value, self.ending_label)
+        end = self.pictures[1] if len(self.pictures) > 1 and ending else None
+        for ref, label in ((start, "image"), (end, "end image")):
+            if ref is not None and ref.size:  # an embedded picture's size is known only once downloaded
+                check_metadata(ref.info(), label=label)
+        return build_request(
+            prompt=self.prompt.value,
+            image=start,
+            end_image=end,
+            negative_prompt=self.negative_prompt.value,
+            duration=results.parse_duration(self.duration.value),
+            audio=parse_yes_no(self.audio.value, "Sound"),
+            loop=ending and len(self.pictures) == 1,
+        )
+
+    async def on_submit(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
+        async def build() -> results.FollowUp:
+            return results.FollowUp(self.request(), start=None)
+
+        await answering_errors(
+            interaction, submit_follow_up(interaction, build, from_button=False), "Animate"
+        )
+
+
+async def animate_message(interaction: discord.Interaction[KlingBot], message: discord.Message) -> None:
+    """The "Animate" message menu: a form for the message's picture, or a private reason why not."""
+    pictures = message_images(message)[:2]
+    if not pictures:
+        await say_privately(interaction, NO_PICTURE)
+        return
+    audio = await interaction.client.quota.audio_by_default(interaction.guild_id)
+    await interaction.response.send_modal(AnimateMessageModal(pictures, audio=audio))
 
 
 class ResultsCog(commands.Cog):
     def __init__(self, bot: KlingBot) -> None:
         self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Animate", callback=animate_message)
+        self.menu.guild_only = True
         self.access = CommandAccess(
             application_id=bot.application_id or 0,
             fetch_settings=self._fetch_settings,
@@ -369,9 +489,11 @@ class ResultsCog(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(*RESULT_BUTTONS)
+        self.bot.tree.add_command(self.menu)
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(*RESULT_BUTTONS)
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[KlingBot]) -> None:

@@ -275,3 +275,79 @@ async def test_a_video_larger_than_the_upload_limit_is_reencoded_to_fit_and_play
         played.write_bytes(upload.data)
         assert decoded_frames(played) == 8
         assert [b["label"] for b in buttons(post.message)] == ["Retry", "Remix", "Extend", "Delete"]
+
+
+# ------------------------------------------------------------------------------------ Animate from a message
+
+MENU_LABELS = ["Prompt", "Negative prompt", "Duration (5 or 10 seconds)", "Sound (yes or no)"]
+
+
+async def use_menu(world: World, message: dict[str, Any], *, user_id: int = BOB) -> InteractionRecord:
+    world.discord.ensure_member(p.DEFAULT_GUILD_ID, user_id)
+    return await world.discord.dispatch_interaction(
+        p.message_command(world.discord, message, user_id=user_id)
+    )
+
+
+async def test_the_animate_menu_on_a_message_with_an_embedded_picture(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        picture = world.image(images.png((800, 600)), filename="sunset.png")
+        post = world.discord.add_message(p.DEFAULT_CHANNEL_ID, "look https://example.com/sunset.png")
+        post.message["embeds"] = [
+            {
+                "type": "image",
+                "url": "https://example.com/sunset.png",
+                "thumbnail": {
+                    "url": "https://example.com/sunset.png",
+                    "proxy_url": picture["proxy_url"],
+                    "width": 800,
+                    "height": 600,
+                },
+            }
+        ]
+        menu = await modal_of(world, await use_menu(world, post.message))
+        assert list(text_inputs(menu)) == [*MENU_LABELS, "Loop (yes or no)"]
+        assert text_inputs(menu)["Prompt"]["style"] == 2
+        sent = await submit(world, menu, {"Prompt": "the sun sets", "Loop (yes or no)": "yes"}, user_id=BOB)
+        job = await world.ended(sent)
+        assert job.state == "delivered" and job.user_id == BOB
+        [submitted] = world.sunra.jobs.values()
+        assert submitted.input["prompt"] == "the sun sets"
+        assert submitted.input["end_image_url"] == submitted.input["start_image_url"]  # loop
+        upload = world.sunra.uploads[submitted.input["start_image_url"]]
+        assert Image.open(BytesIO(upload.data)).size == (800, 600)
+        assert not any("example.com" in r.path for r in world.discord.requests)
+
+
+async def test_the_animate_menu_offers_the_second_picture_as_the_last_frame(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        first = world.image(images.png((640, 480)), filename="a.png", ephemeral=False)
+        green = images.encode(Image.new("RGB", (640, 480), images.GREEN), "PNG")
+        second = world.image(green, filename="b.png", ephemeral=False)
+        post = world.discord.add_message(p.DEFAULT_CHANNEL_ID, "two", attachments=[first, second])
+        menu = await modal_of(world, await use_menu(world, post.message))
+        label = "Second picture as the last frame (yes or no)"
+        assert text_inputs(menu)[label]["value"] == "yes"
+        job = await world.ended(
+            await submit(world, menu, {"Prompt": "from a to b", "Sound (yes or no)": "no"})
+        )
+        assert job.state == "delivered" and job.cost_credits == 5
+        [submitted] = world.sunra.jobs.values()
+        start = world.sunra.uploads[submitted.input["start_image_url"]].data
+        end = world.sunra.uploads[submitted.input["end_image_url"]].data
+        assert (
+            Image.open(BytesIO(end)).convert("RGB").getpixel((5, 5))
+            == images.GREEN
+            != Image.open(BytesIO(start)).convert("RGB").getpixel((5, 5))
+        )
+
+
+async def test_the_animate_menu_on_a_message_without_a_picture_explains_privately(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        note = world.discord.add_attachment("notes.txt", b"hello", "text/plain", ephemeral=False)
+        post = world.discord.add_message(p.DEFAULT_CHANNEL_ID, "just words", attachments=[note])
+        click = await use_menu(world, post.message)
+        callback = await world.discord.wait_for_callback(click.id)
+        assert callback.type == 4 and callback.flags & EPHEMERAL
+        assert "no picture I can use" in callback.data["content"]
+        assert world.sunra.count("upload_initiate") == 0
