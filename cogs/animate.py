@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -12,9 +13,10 @@ from discord.ext import commands
 from bot.delivery import NO_MENTIONS
 from bot.errors import BotError, InputRefused
 from bot.jobs import Command, job_options
-from bot.media import check_metadata
+from bot.media import PictureShapeRefused, check_metadata
 from bot.request import AttachmentRef, build_request
 from bot.voices import choice_label
+from cogs.fixing import offer_picture_fix
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -46,8 +48,13 @@ def attachment_ref(attachment: discord.Attachment) -> AttachmentRef:
 
 
 def check_attachment(attachment: discord.Attachment, label: str, max_bytes: int) -> AttachmentRef:
-    ref = attachment_ref(attachment)
-    check_metadata(ref.info(), label=label, max_bytes=max_bytes)
+    return check_attachment_ref(attachment_ref(attachment), label, max_bytes)
+
+
+def check_attachment_ref(ref: AttachmentRef, label: str, max_bytes: int) -> AttachmentRef:
+    # A wrong shape or size is refused after the deferral, from the bytes, with an offer to fix it.
+    with contextlib.suppress(PictureShapeRefused):
+        check_metadata(ref.info(), label=label, max_bytes=max_bytes)
     return ref
 
 
@@ -179,6 +186,9 @@ class AnimateCog(commands.Cog):
             return
         try:
             accepted = await self.bot.runner.accept(job_id, command)
+        except PictureShapeRefused as refusal:
+            await offer_picture_fix(interaction, command, refusal)
+            return
         except BotError as refusal:
             await say_privately(interaction, refusal.user_message)
             return

@@ -22,11 +22,18 @@ from bot.command_access import CommandAccess, Member
 from bot.delivery import result_custom_id
 from bot.errors import BotError, InputRefused
 from bot.jobs import Command, job_options
-from bot.media import check_metadata
+from bot.media import PictureShapeRefused
 from bot.quota import JobOptions
 from bot.request import MAX_PROMPT, AnimateRequest, AttachmentRef, build_request
 from bot.store.jobs import JobRow
-from cogs.animate import attachment_ref, member_role_ids, missing_permissions, say_privately
+from cogs.animate import (
+    attachment_ref,
+    check_attachment_ref,
+    member_role_ids,
+    missing_permissions,
+    say_privately,
+)
+from cogs.fixing import offer_picture_fix
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -102,6 +109,9 @@ async def submit_follow_up(
             accepted = await bot.runner.accept(job_id, command)
         else:
             accepted = await bot.runner.accept_inputs(job_id, command, follow.start, follow.end)
+    except PictureShapeRefused as refusal:
+        await offer_picture_fix(interaction, command, refusal)
+        return
     except BotError as refusal:
         await say_privately(interaction, refusal.user_message)
         return
@@ -404,9 +414,9 @@ def parse_yes_no(text: str, what: str) -> bool:
 class AnimateMessageModal(discord.ui.Modal, title="Animate this picture"):
     """The form of the Animate menu; it holds the message's pictures, so it is handled in-process."""
 
-    def __init__(self, pictures: list[AttachmentRef], *, audio: bool) -> None:
+    def __init__(self, pictures: list[AttachmentRef], *, audio: bool, max_bytes: int) -> None:
         super().__init__(timeout=15 * 60)  # an interaction's lifetime
-        self.pictures = pictures
+        self.pictures, self.max_bytes = pictures, max_bytes
         self.prompt = prompt_input("")
         self.negative_prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
             label="Negative prompt", style=discord.TextStyle.paragraph, required=False, max_length=MAX_PROMPT
@@ -433,7 +443,7 @@ class AnimateMessageModal(discord.ui.Modal, title="Animate this picture"):
         end = self.pictures[1] if len(self.pictures) > 1 and ending else None
         for ref, label in ((start, "image"), (end, "end image")):
             if ref is not None and ref.size:  # an embedded picture's size is known only once downloaded
-                check_metadata(ref.info(), label=label)
+                check_attachment_ref(ref, label, self.max_bytes)
         return build_request(
             prompt=self.prompt.value,
             image=start,
@@ -460,7 +470,8 @@ async def animate_message(interaction: discord.Interaction[KlingBot], message: d
         await say_privately(interaction, NO_PICTURE)
         return
     audio = await interaction.client.quota.audio_by_default(interaction.guild_id)
-    await interaction.response.send_modal(AnimateMessageModal(pictures, audio=audio))
+    max_bytes = interaction.client.images.max_download_bytes
+    await interaction.response.send_modal(AnimateMessageModal(pictures, audio=audio, max_bytes=max_bytes))
 
 
 class ResultsCog(commands.Cog):
