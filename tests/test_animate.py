@@ -203,8 +203,9 @@ async def test_a_job_that_never_finishes_is_cancelled_at_its_lifetime(tmp_path: 
         assert "did not finish within" in outcome.message["content"]
 
 
-async def test_a_video_over_the_upload_limit_is_delivered_by_its_url(tmp_path: Path) -> None:
-    async with running_world(tmp_path) as world:
+async def test_a_video_over_the_download_cap_is_delivered_by_its_url(tmp_path: Path) -> None:
+    # Over the upload limit a video is re-encoded to fit (tests/test_results.py), but only up to the cap.
+    async with running_world(tmp_path, jobs={"max_video_mb": 0.2}) as world:
         world.discord.set_upload_limit(p.DEFAULT_GUILD_ID, 100_000)
         world.sunra.next_job(video_size=300_000)
         interaction = await world.animate()

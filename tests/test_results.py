@@ -351,3 +351,14 @@ async def test_the_animate_menu_on_a_message_without_a_picture_explains_privatel
         assert callback.type == 4 and callback.flags & EPHEMERAL
         assert "no picture I can use" in callback.data["content"]
         assert world.sunra.count("upload_initiate") == 0
+
+
+async def test_a_video_too_large_that_cannot_be_reencoded_is_delivered_by_its_url(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        world.discord.set_upload_limit(p.DEFAULT_GUILD_ID, 100_000)
+        world.sunra.next_job(video_size=300_000)  # filler bytes, not a video
+        job = await delivered(world)
+        [outcome] = world.outcome_messages(job.id)
+        assert outcome.files == [] and str(job.video_url) in outcome.message["content"]
+        assert "re-encoded" not in outcome.message["content"]
+        assert not list((tmp_path / "work").glob("*.mp4"))  # nothing left behind
