@@ -54,13 +54,18 @@ def text_inputs(modal: CallbackRecord) -> dict[str, dict[str, Any]]:
 
 
 async def submit(
-    world: World, modal: CallbackRecord, values: dict[str, str], *, user_id: int = p.DEFAULT_USER_ID
+    world: World,
+    modal: CallbackRecord,
+    values: dict[str, str],
+    *,
+    user_id: int = p.DEFAULT_USER_ID,
+    message: dict[str, Any] | None = None,
 ) -> InteractionRecord:
     """Submits the modal as Discord does: every input, the prefilled value unless `values` changes it."""
     inputs = text_inputs(modal)
     fields = {i["custom_id"]: values.get(label, i.get("value", "")) for label, i in inputs.items()}
     return await world.discord.dispatch_interaction(
-        p.modal_submit(world.discord, modal.data["custom_id"], fields, user_id=user_id)
+        p.modal_submit(world.discord, modal.data["custom_id"], fields, user_id=user_id, message=message)
     )
 
 
@@ -236,7 +241,10 @@ async def test_extend_starts_the_new_video_on_the_last_frame_scaled_up(tmp_path:
         world.sunra.video_content = make_video(tmp_path / "clip.mp4", size=(480, 270), last=last).read_bytes()
         job = await delivered(world, "a boat sails")
         modal = await modal_of(world, await press(world, "extend", job))
-        sent = await submit(world, modal, {"Prompt": "the boat reaches the shore"})
+        # The API's link has expired: the frame comes from the post's own attachment on Discord.
+        world.sunra.fail_next("video", 404, times=10)
+        post = world.discord.message(job.result_message_id or 0).message
+        sent = await submit(world, modal, {"Prompt": "the boat reaches the shore"}, message=post)
         extended = await world.ended(sent)
         assert extended.state == "delivered"
         [_, second] = sorted(world.sunra.jobs.values(), key=lambda j: j.created_at)
@@ -362,3 +370,17 @@ async def test_a_video_too_large_that_cannot_be_reencoded_is_delivered_by_its_ur
         assert outcome.files == [] and str(job.video_url) in outcome.message["content"]
         assert "re-encoded" not in outcome.message["content"]
         assert not list((tmp_path / "work").glob("*.mp4"))  # nothing left behind
+
+
+async def test_presses_on_a_job_whose_inputs_are_gone_get_a_polite_answer(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        job = await delivered(world)
+        world.sunra.fail_next("video", 404, times=10)  # the API's link expired
+        modal = await modal_of(world, await press(world, "extend", job))
+        sent = await submit(world, modal, {})  # no message: the post's attachment is not at hand either
+        assert "no longer available" in await world.private_answer(sent)
+        await world.db.execute("UPDATE jobs SET start_image_url = NULL WHERE id = ?", (job.id,))
+        for action in ("retry", "remix"):
+            answer = await world.private_answer(await press(world, action, job))
+            assert "no longer available" in answer and "Nothing was charged" in answer, (action, answer)
+        assert world.sunra.count("submit") == 1 and await balance_of(world) == 50 - job.cost_credits
