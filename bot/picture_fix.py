@@ -11,7 +11,7 @@ import enum
 from collections.abc import Callable
 from io import BytesIO
 
-from PIL import Image, ImageFilter, ImageOps, ImageStat
+from PIL import ExifTags, Image, ImageFilter, ImageOps, ImageStat
 
 from bot.media import MAX_RATIO, MIN_RATIO, MIN_SIDE
 
@@ -110,6 +110,23 @@ def upscale_to_minimum(image: Image.Image) -> Image.Image:
     if not MIN_RATIO <= size[0] / size[1] <= MAX_RATIO:
         size = (size[0] - 1, size[1]) if size[0] > size[1] else (size[0], size[1] - 1)
     return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def fixes_for_file(data: bytes) -> list[Fix]:
+    """`fixes_for` the picture in `data`, measured as displayed (after its EXIF rotation)."""
+    with Image.open(BytesIO(data)) as image:
+        width, height = image.size
+        if image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):  # a quarter turn
+            width, height = height, width
+    return fixes_for(width, height)
+
+
+def fix_file(data: bytes, fix: Fix) -> bytes:
+    """The picture in `data` fixed, as PNG. Raises what Pillow raises for a file it cannot read (the
+    bytes were checked by bot.media before a fix is offered)."""
+    with Image.open(BytesIO(data)) as image:
+        image.load()
+        return encode_png(apply_fix(image, fix))
 
 
 def encode_png(image: Image.Image) -> bytes:

@@ -14,13 +14,12 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 import discord
-from PIL import Image
 
 from bot.delivery import NO_MENTIONS
 from bot.errors import BotError
 from bot.jobs import Command, job_options
 from bot.media import PictureShapeRefused, PreparedImage
-from bot.picture_fix import FIX_LABELS, Fix, apply_fix, encode_png, fixes_for
+from bot.picture_fix import FIX_LABELS, Fix, fix_file, fixes_for_file
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -36,17 +35,6 @@ DONE = {
 FIX_SECONDS = 15 * 60  # an interaction's lifetime: the ephemeral message cannot be edited after it
 
 
-def _measure(data: bytes) -> tuple[int, int]:
-    with Image.open(BytesIO(data)) as image:
-        return image.size if image.getexif().get(0x0112, 1) not in (5, 6, 7, 8) else image.size[::-1]
-
-
-def _fixed_png(data: bytes, fix: Fix) -> bytes:
-    with Image.open(BytesIO(data)) as image:
-        image.load()
-        return encode_png(apply_fix(image, fix))
-
-
 async def offer_picture_fix(
     interaction: discord.Interaction[KlingBot], command: Command, refusal: PictureShapeRefused
 ) -> None:
@@ -55,12 +43,10 @@ async def offer_picture_fix(
     ref = request.image if refusal.label == "image" or request.end_image is None else request.end_image
     try:
         data = await interaction.client.images.download(ref.url, label=refusal.label)
-        width, height = await asyncio.to_thread(_measure, data)
+        fixes = await asyncio.to_thread(fixes_for_file, data)
     except (BotError, OSError) as error:
         log.info("cannot offer a fix for interaction %s: %s", interaction.id, error)
         fixes = []
-    else:
-        fixes = fixes_for(width, height)
     if not fixes:
         await interaction.edit_original_response(content=refusal.user_message, allowed_mentions=NO_MENTIONS)
         return
@@ -98,7 +84,7 @@ class FixView(discord.ui.View):
         async def apply(interaction: discord.Interaction[KlingBot]) -> None:
             await interaction.response.defer()
             try:
-                png = await asyncio.to_thread(_fixed_png, self.data, fix)
+                png = await asyncio.to_thread(fix_file, self.data, fix)
                 self.fixed = await interaction.client.images.prepare(png, label=self.label)
             except BotError as error:
                 await self._finish(interaction, error.user_message)

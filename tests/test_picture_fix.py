@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from io import BytesIO
+
 import pytest
 from PIL import Image
 
 from bot.media import inspect_bytes
-from bot.picture_fix import Fix, apply_fix, encode_png, fixes_for, nearest_ratio
+from bot.picture_fix import Fix, apply_fix, encode_png, fix_file, fixes_for, fixes_for_file, nearest_ratio
 from tests import images
 
 
@@ -66,3 +68,13 @@ def test_a_tiny_icon_is_scaled_up_to_the_minimum_side() -> None:
 def test_a_small_panorama_is_cropped_and_then_scaled_up() -> None:
     fixed = apply_fix(images.marked((200, 40), mode="RGBA"), Fix.CROP)
     assert min(fixed.size) >= 300 and fixed.mode == "RGB" and accepted(fixed)
+
+
+def test_a_rotated_photo_is_measured_and_fixed_as_it_is_displayed() -> None:
+    upright = images.marked((300, 900))  # too tall as displayed; stored turned a quarter, with EXIF 6
+    stored = images.encode(images.as_stored(upright, 6), "JPEG", exif=images.exif_orientation(6))
+    assert fixes_for_file(stored) == [Fix.CROP, Fix.PAD_BLUR, Fix.PAD_PLAIN]
+    fixed = Image.open(BytesIO(fix_file(stored, Fix.CROP)))
+    assert fixed.size == (300, 750) and fixed.format == "PNG"
+    red, green, _ = fixed.convert("RGB").getpixel((5, 10))  # the red block: top left, its top 75 px cropped
+    assert red > 180 and green < 60
