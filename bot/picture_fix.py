@@ -13,7 +13,7 @@ from io import BytesIO
 
 from PIL import ExifTags, Image, ImageFilter, ImageOps, ImageStat
 
-from bot.media import MAX_RATIO, MIN_RATIO, MIN_SIDE
+from bot.media import MAX_RATIO, MIN_RATIO, MIN_SIDE, READABLE_FORMATS
 
 # The blur of padded edges, relative to the picture's long side: enough to read as background.
 BLUR_FRACTION = 0.04
@@ -114,7 +114,7 @@ def upscale_to_minimum(image: Image.Image) -> Image.Image:
 
 def fixes_for_file(data: bytes) -> list[Fix]:
     """`fixes_for` the picture in `data`, measured as displayed (after its EXIF rotation)."""
-    with Image.open(BytesIO(data)) as image:
+    with Image.open(BytesIO(data), formats=READABLE_FORMATS) as image:
         width, height = image.size
         if image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):  # a quarter turn
             width, height = height, width
@@ -124,7 +124,7 @@ def fixes_for_file(data: bytes) -> list[Fix]:
 def fix_file(data: bytes, fix: Fix) -> bytes:
     """The picture in `data` fixed, as PNG. Raises what Pillow raises for a file it cannot read (the
     bytes were checked by bot.media before a fix is offered)."""
-    with Image.open(BytesIO(data)) as image:
+    with Image.open(BytesIO(data), formats=READABLE_FORMATS) as image:
         image.load()
         return encode_png(apply_fix(image, fix))
 
