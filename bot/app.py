@@ -29,7 +29,14 @@ from bot.voices import VoiceLibrary
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.animate", "cogs.quota", "cogs.voices", "cogs.showcase")
+EXTENSIONS = (
+    "cogs.animate",
+    "cogs.quota",
+    "cogs.voices",
+    "cogs.showcase",
+    "cogs.results",
+    "cogs.animate_message",
+)
 
 
 def apply_discord_endpoints(settings: Settings) -> None:

@@ -60,6 +60,21 @@ def cancel_custom_id(job_id: int) -> str:
     return f"kling:cancel:{job_id}"
 
 
+def result_custom_id(action: str, job_id: int) -> str:
+    """`kling:<action>:<job id>`, read back by the DynamicItems in cogs/results.py (≤ 40 characters)."""
+    return f"kling:{action}:{job_id}"
+
+
+# The buttons under a finished video: (action, label, emoji, style).
+RESULT_ACTIONS = (
+    ("retry", "Retry", "🔁", discord.ButtonStyle.secondary),
+    ("remix", "Remix", "🎨", discord.ButtonStyle.secondary),
+    ("extend", "Extend", "⏩", discord.ButtonStyle.secondary),
+    ("show", "Showcase", "🏆", discord.ButtonStyle.secondary),  # cogs/showcase.py
+    ("delete", "Delete", "🗑️", discord.ButtonStyle.danger),
+)
+
+
 def only_user(user_id: int) -> discord.AllowedMentions:
     """Mentions nobody but the requester, whatever text the message carries."""
     return discord.AllowedMentions(
@@ -94,6 +109,8 @@ def progress_embed(job: JobRow, request: AnimateRequest, status: str) -> discord
     embed = discord.Embed(title="Animating with Kling", description=request.prompt, colour=EMBED_COLOUR)
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     embed.add_field(name="Settings", value=request.describe_settings(), inline=True)
+    if request.extends_link:
+        embed.add_field(name="Continues", value=request.extends_link, inline=False)
     embed.add_field(name="Status", value=status, inline=False)
     if job.start_image_url:
         embed.set_thumbnail(url=job.start_image_url)
@@ -111,23 +128,18 @@ class CancelButtonView(discord.ui.View):
         )
 
 
-def showcase_custom_id(job_id: int) -> str:
-    return f"kling:show:{job_id}"
-
-
-class ResultView(discord.ui.View):
+class ResultButtonsView(discord.ui.View):
     """The buttons under a finished video; each is a DynamicItem registered by its cog, so it works
-    after restarts."""
+    after restarts. Showcase only where there is a server to showcase in."""
 
     def __init__(self, job: JobRow) -> None:
         super().__init__(timeout=None)
-        if job.guild_id is not None:
+        for action, label, emoji, style in RESULT_ACTIONS:
+            if action == "show" and job.guild_id is None:
+                continue
             self.add_item(
                 discord.ui.Button(
-                    label="Showcase",
-                    emoji="🏆",
-                    style=discord.ButtonStyle.secondary,
-                    custom_id=showcase_custom_id(job.id),
+                    label=label, emoji=emoji, style=style, custom_id=result_custom_id(action, job.id)
                 )
             )
 
@@ -277,12 +289,21 @@ class DiscordReporter:
 
     # ----- the end of a job --------------------------------------------------------------------------------
 
-    async def deliver(self, job: JobRow, video: Path | None) -> int | None:
-        """Posts the video: the file when it fits, else its URL; then a DM. Returns the message id."""
+    async def deliver(self, job: JobRow, video: Path | None, *, reencoded: bool = False) -> int | None:
+        """Posts the video: the file when it fits, else its URL; then a DM. Returns the message id.
+        A `reencoded` file is said to be one, with the original's link beside it."""
         self._stop_progress(job.id)
         content = f"<@{job.user_id}> your video is ready!"
+        if reencoded and video is not None:
+            content += (
+                " It was re-encoded to fit this channel's upload limit; the original (the link expires): "
+                f"{job.video_url}"
+            )
+        extends = AnimateRequest.model_validate(job.params).extends_link
+        if extends:
+            content += f" It continues {extends}"
         message_id = await self._post_outcome(
-            job, content, video=video, colour=DONE_COLOUR, view=ResultView(job)
+            job, content, video=video, colour=DONE_COLOUR, view=ResultButtonsView(job)
         )
         await self._close_progress(job)
         return message_id
@@ -357,9 +378,9 @@ class DiscordReporter:
             embed=embed,
             reference=reference,  # type: ignore[arg-type]
             file=file if file is not None else discord.utils.MISSING,
+            view=view if view is not None else discord.utils.MISSING,
             allowed_mentions=only_user(job.user_id),
             nonce=job_nonce(job.id, "r", instance),
-            view=view or discord.utils.MISSING,
         )
 
     async def _direct_message(self, job: JobRow, text: str, embed: discord.Embed) -> int | None:

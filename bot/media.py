@@ -95,6 +95,15 @@ class MediaRejected(InputRefused):
     """The attachment cannot be used as a picture for Kling; `user_message` says why and what to do."""
 
 
+class PictureShapeRefused(MediaRejected):
+    """Refused only for its shape or size (aspect ratio, or a side under MIN_SIDE): a picture the bot can
+    fix by cropping, padding or scaling up (bot/picture_fix.py). `width`/`height` as displayed."""
+
+    def __init__(self, user_message: str, *, width: int, height: int, label: str) -> None:
+        super().__init__(user_message)
+        self.width, self.height, self.label = width, height, label
+
+
 @dataclass(frozen=True, slots=True)
 class AttachmentInfo:
     """What Discord reports about an attachment before it is downloaded."""
@@ -147,16 +156,22 @@ def _format_ratio(ratio: float) -> str:
 def _check_dimensions(width: int, height: int, label: str) -> None:
     """Minimum side and aspect ratio, on the picture as displayed."""
     if min(width, height) < MIN_SIDE:
-        raise MediaRejected(
+        raise PictureShapeRefused(
             f"The {label} is {width}×{height} px; Kling needs at least {MIN_SIDE}×{MIN_SIDE} px. "
-            "Please use a larger picture."
+            "Please use a larger picture.",
+            width=width,
+            height=height,
+            label=label,
         )
     if not _ratio_within_limits(width, height):
         advice = "less wide" if width > height else "less tall"
-        raise MediaRejected(
+        raise PictureShapeRefused(
             f"The {label} is {width}×{height} px, a width-to-height ratio of "
             f"{_format_ratio(width / height)}; Kling needs a ratio between {MIN_RATIO:.2f} and "
-            f"{MAX_RATIO:.2f}. Please crop it to be {advice}."
+            f"{MAX_RATIO:.2f}. Please crop it to be {advice}.",
+            width=width,
+            height=height,
+            label=label,
         )
 
 

@@ -44,6 +44,11 @@ class AnimateRequest(BaseModel):
     voice_ids: list[str] = Field(default_factory=list, max_length=2)
     image: AttachmentRef
     end_image: AttachmentRef | None = None
+    # The video ends on its first frame (Midjourney's --loop): the start image is sent as the end image.
+    loop: bool = False
+    # Extend: the job whose video this one continues, and a link to that video's post.
+    extends_job: int | None = None
+    extends_link: str | None = None
 
     def to_params(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -54,6 +59,8 @@ class AnimateRequest(BaseModel):
             parts.append(f"{len(self.voice_ids)} voice{'s' if len(self.voice_ids) > 1 else ''}")
         if self.end_image is not None:
             parts.append("end image")
+        if self.loop:
+            parts.append("loop")
         return " · ".join(parts)
 
 
@@ -67,6 +74,7 @@ def build_request(
     audio: bool | None = None,
     voice_1: str | None = None,
     voice_2: str | None = None,
+    loop: bool = False,
 ) -> AnimateRequest:
     """Checks the options against each other; raises InputRefused with a sentence a member understands."""
     prompt = prompt.strip()
@@ -81,6 +89,11 @@ def build_request(
         )
     if duration not in (5, 10):
         raise InputRefused("The duration must be 5 or 10 seconds.")
+    if loop and end_image is not None:
+        raise InputRefused(
+            "`loop` ends the video on its start image, so it cannot be combined with `end_image`. "
+            "Leave one of them out."
+        )
     voices = _voice_ids(voice_1, voice_2)
     with_audio = True if audio is None else audio
     if voices and not with_audio:
@@ -94,6 +107,7 @@ def build_request(
         voice_ids=voices,
         image=image,
         end_image=end_image,
+        loop=loop,
     )
 
 

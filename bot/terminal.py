@@ -261,7 +261,8 @@ class TerminalReporter:
         if self._mine(job):
             self._show(progress)
 
-    async def deliver(self, job: JobRow, video: Path | None) -> int | None:
+    async def deliver(self, job: JobRow, video: Path | None, *, reencoded: bool = False) -> int | None:
+        # A terminal job's upload limit is JOBS__MAX_VIDEO_MB, so its video is never re-encoded.
         if not self._mine(job):
             return None
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -13,9 +14,10 @@ from bot.delivery import NO_MENTIONS
 from bot.errors import BotError, InputRefused
 from bot.invite import REQUIRED_PERMISSIONS
 from bot.jobs import Command, job_options
-from bot.media import check_metadata
+from bot.media import PictureShapeRefused, check_metadata
 from bot.request import AttachmentRef, build_request
 from bot.voices import choice_label
+from cogs.fixing import offer_picture_fix
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -43,8 +45,13 @@ def attachment_ref(attachment: discord.Attachment) -> AttachmentRef:
 
 
 def check_attachment(attachment: discord.Attachment, label: str, max_bytes: int) -> AttachmentRef:
-    ref = attachment_ref(attachment)
-    check_metadata(ref.info(), label=label, max_bytes=max_bytes)
+    return check_attachment_ref(attachment_ref(attachment), label, max_bytes)
+
+
+def check_attachment_ref(ref: AttachmentRef, label: str, max_bytes: int) -> AttachmentRef:
+    # A wrong shape or size is refused after the deferral, from the bytes, with an offer to fix it.
+    with contextlib.suppress(PictureShapeRefused):
+        check_metadata(ref.info(), label=label, max_bytes=max_bytes)
     return ref
 
 
@@ -95,6 +102,7 @@ class AnimateCog(commands.Cog):
         audio="Generate sound with the video (default: on)",
         voice_1="A voice from /voices, or a voice id; write <<<voice_1>>> in the prompt where it speaks",
         voice_2="A voice from /voices, or a voice id; write <<<voice_2>>> in the prompt where it speaks",
+        loop="End the video on its start image, so it loops (not with end_image)",
     )
     @app_commands.choices(
         duration=[
@@ -113,6 +121,7 @@ class AnimateCog(commands.Cog):
         audio: bool | None = None,
         voice_1: app_commands.Range[str, 1, 100] | None = None,
         voice_2: app_commands.Range[str, 1, 100] | None = None,
+        loop: bool = False,
     ) -> None:
         # Everything before the deferral is instant (no I/O but one small SQLite read and write), so
         # the 3-second deadline holds even when many members press Enter at once.
@@ -140,6 +149,7 @@ class AnimateCog(commands.Cog):
                 else await self.bot.quota.audio_by_default(interaction.guild_id),
                 voice_1=await self.bot.voices.resolve(interaction.guild_id, voice_1),
                 voice_2=await self.bot.voices.resolve(interaction.guild_id, voice_2),
+                loop=loop,
             )
             command = Command(
                 interaction_id=interaction.id,
@@ -173,6 +183,9 @@ class AnimateCog(commands.Cog):
             return
         try:
             accepted = await self.bot.runner.accept(job_id, command)
+        except PictureShapeRefused as refusal:
+            await offer_picture_fix(interaction, command, refusal)
+            return
         except BotError as refusal:
             await say_privately(interaction, refusal.user_message)
             return

@@ -4,6 +4,7 @@ job ended without one (credits back, the member told once), and both settled aga
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
 
@@ -20,9 +21,15 @@ from bot.sunra import (
     SunraError,
     TransientError,
 )
+from bot.video import reencode_to_fit
 
 
 class Finishing(RunnerBase):
+    @functools.cached_property
+    def _reencoding(self) -> asyncio.Lock:
+        """One re-encoding at a time: it takes a whole core for seconds, and the bot shares the host."""
+        return asyncio.Lock()
+
     def _spawn(self, job_id: int, work: Awaitable[object]) -> None:
         async def run() -> None:
             try:
@@ -72,17 +79,18 @@ class Finishing(RunnerBase):
         raise AssertionError("PollPolicy.intervals() is endless")
 
     async def _deliver(self, job: JobRow) -> None:
-        """Downloads the video when it fits the channel's upload limit, then posts it exactly once."""
+        """Downloads the video (re-encoded when larger than the channel's upload limit), then posts it
+        exactly once."""
         job = await self._progress_posted(job.id)
         assert job.video_url is not None
         await self._report.show_progress(job, Progress(Phase.FINISHING))
-        path = await self._download_if_it_fits(job)
+        path, reencoded = await self._video_for_upload(job)
         try:
             if job.state == State.COMPLETED and not await self.store.transition(
                 job.id, State.COMPLETED, State.DELIVERING
             ):
                 return
-            message_id = await self._report.deliver(await self._job(job.id), path)
+            message_id = await self._report.deliver(await self._job(job.id), path, reencoded=reencoded)
             delivered = await self.store.transition(
                 job.id,
                 State.DELIVERING,
@@ -90,7 +98,7 @@ class Finishing(RunnerBase):
                 result_message_id=message_id,
                 finished_at=self._clock(),
             )
-            how = "as a file" if path is not None else "as a link"
+            how = "as a link" if path is None else "re-encoded" if reencoded else "as a file"
             where = "nowhere (kept in the database)" if message_id is None else f"message {message_id}"
             log.info("job %s: video delivered %s, %s", job.id, how, where)
             if delivered:
@@ -100,14 +108,31 @@ class Finishing(RunnerBase):
             if path is not None:
                 path.unlink(missing_ok=True)
 
-    async def _download_if_it_fits(self, job: JobRow) -> Path | None:
+    async def _video_for_upload(self, job: JobRow) -> tuple[Path | None, bool]:
+        """(file to upload, whether it was re-encoded); no file means the link is posted instead."""
+        cap = int(self.settings.max_video_mb * 1_000_000)
+        path = await self._download(job, max_bytes=cap)
+        if path is None or path.stat().st_size <= job.upload_limit:
+            return path, False
+        # Too large for the channel: re-encode it to fit (the API's link expires, an upload stays).
+        smaller = path.with_suffix(".fit.mp4")
+        try:
+            async with self._reencoding:
+                fitted = await asyncio.to_thread(reencode_to_fit, path, smaller, max_bytes=job.upload_limit)
+        except BotError as error:
+            log.warning("job %s: re-encoding failed (%s); delivering its URL", job.id, error)
+            fitted = None
+        finally:
+            path.unlink(missing_ok=True)
+        return (None, False) if fitted is None else (fitted.path, True)
+
+    async def _download(self, job: JobRow, *, max_bytes: int) -> Path | None:
         assert job.video_url is not None
-        limit = min(job.upload_limit, int(self.settings.max_video_mb * 1_000_000))
-        if job.video_size is not None and job.video_size > limit:
+        if job.video_size is not None and job.video_size > max_bytes:
             return None
         path = self.workdir / f"job-{job.id}.mp4"
         try:
-            await self.sunra.download(job.video_url, path, max_bytes=limit)
+            await self.sunra.download(job.video_url, path, max_bytes=max_bytes)
         except DownloadTooLarge:
             return None
         except (SunraError, BotError, OSError) as error:

@@ -19,6 +19,7 @@ queue), and here: the lifecycle, a new command, Cancel, and resume after a resta
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from bot.errors import BotError, InputRefused, ServiceUnavailable
 from bot.jobs.base import log
@@ -39,6 +40,9 @@ from bot.jobs.model import (
 from bot.media import PreparedImage
 from bot.request import AnimateRequest, AttachmentRef
 from bot.sunra import SubmissionUncertain
+
+# An image for a new job: a URL sunra already stores, or a prepared picture still to upload.
+ImageInput = str | PreparedImage
 
 
 class JobRunner(Dispatching):
@@ -81,14 +85,38 @@ class JobRunner(Dispatching):
     async def accept(self, job_id: int, command: Command) -> Accepted:
         """Checks the images, reserves credits, uploads and queues. Refusals raise InputRefused and end
         the job as refused with nothing charged or submitted."""
+        request = command.request
+
+        async def fetch() -> tuple[ImageInput, ImageInput | None]:
+            start = await self.images.fetch(request.image.url, label="image")
+            return start, await self._fetch_optional(request.end_image, label="end image")
+
+        return await self._accept(job_id, command, fetch)
+
+    async def accept_inputs(
+        self, job_id: int, command: Command, start: ImageInput, end: ImageInput | None = None
+    ) -> Accepted:
+        """`accept` for a job whose images are at hand: URLs sunra already stores (Retry, Remix) or a
+        picture the bot prepared (Extend's last frame, a fixed picture). Same reservation, same queue."""
+
+        async def given() -> tuple[ImageInput, ImageInput | None]:
+            return start, end
+
+        return await self._accept(job_id, command, given)
+
+    async def _accept(
+        self,
+        job_id: int,
+        command: Command,
+        inputs: Callable[[], Awaitable[tuple[ImageInput, ImageInput | None]]],
+    ) -> Accepted:
         blocked = self.sunra.submissions_blocked
         if blocked is not None:
             await self._refuse(job_id, "service_unavailable", blocked.user_message)
             raise ServiceUnavailable(blocked.user_message)
         request = command.request
         try:
-            start = await self.images.fetch(request.image.url, label="image")
-            end = await self._fetch_optional(request.end_image, label="end image")
+            start, end = await inputs()
             reservation = await self.quota.reserve(
                 job_id=job_id,
                 guild_id=command.guild_id,
@@ -97,7 +125,8 @@ class JobRunner(Dispatching):
                 options=job_options(request),
             )
             start_url = await self._upload(start)
-            end_url = await self._upload(end) if end is not None else None
+            # A loop ends on its first frame: the same upload serves as the end image.
+            end_url = start_url if request.loop else (await self._upload(end) if end is not None else None)
         except BaseException as error:
             # Nothing was submitted: end the job as refused and give back whatever was reserved.
             outcome = outcome_from_error(error)
@@ -125,7 +154,9 @@ class JobRunner(Dispatching):
     async def _fetch_optional(self, ref: AttachmentRef | None, *, label: str) -> PreparedImage | None:
         return None if ref is None else await self.images.fetch(ref.url, label=label)
 
-    async def _upload(self, image: PreparedImage) -> str:
+    async def _upload(self, image: ImageInput) -> str:
+        if isinstance(image, str):
+            return image  # already at sunra
         return await self.sunra.upload(image.data, content_type=image.content_type, file_name=image.filename)
 
     async def drop_unacknowledged(self, job_id: int) -> None:

@@ -660,6 +660,8 @@ class FakeDiscord:
         self.edits: list[EditRecord] = []
         self.deletions: list[tuple[int, int, float]] = []  # (message_id, channel_id, at)
         self.command_puts: list[CommandPut] = []
+        # Server Settings → Integrations: guild id → GuildApplicationCommandPermissions objects.
+        self.command_permissions: dict[int, list[dict[str, Any]]] = {}
         self.invalid_requests = 0
         self.gateway_events: list[tuple[str, dict[str, Any]]] = []  # (op/name, data) received from clients
         self.gateway_connections: list[dict[str, str]] = []  # query of each websocket (v, encoding, compress)
@@ -1908,8 +1910,8 @@ class FakeDiscord:
         return _json_response(self._commands.get(self._command_scope(request), []))
 
     async def _get_command_perms(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
-        self._command_scope(request)
-        return _json_response([])
+        scope = self._command_scope(request)
+        return _json_response(self.command_permissions.get(scope or 0, []))
 
     def _normalise_command(self, scope: int | None, data: Mapping[str, Any], index: int) -> dict[str, Any]:
         name = data.get("name")

@@ -883,3 +883,46 @@ def modal_submit(
         token=token,
         message=message,
     )
+
+
+def message_command(
+    source: FakeDiscord | Mapping[str, Any] | None,
+    message: Mapping[str, Any],
+    *,
+    name: str = "Animate",
+    user_id: int | None = None,
+    guild_id: Any = ...,
+    member_permissions: int | str | None = None,
+    interaction_id: int | None = None,
+) -> dict[str, Any]:
+    """A type-2 (APPLICATION_COMMAND, MESSAGE) interaction: someone used the message menu ``name`` on
+    ``message`` (a message dict; it arrives resolved in ``data.resolved.messages``, as Discord sends it)."""
+    defaults = _source_defaults(source)
+    effective_guild = defaults["guild_id"] if guild_id is ... else guild_id
+    registered = _find_command(source, name, effective_guild)
+    data: dict[str, Any] = {
+        "id": str(int(registered["id"]) if registered else snowflake()),
+        "name": name,
+        "type": 3,
+        "target_id": str(message["id"]),
+        "resolved": {"messages": {str(message["id"]): dict(message)}},
+    }
+    if registered and registered.get("guild_id"):
+        data["guild_id"] = registered["guild_id"]
+    return _base_interaction(
+        source,
+        interaction_type=APPLICATION_COMMAND,
+        data=data,
+        user=None,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=int(message["channel_id"]),
+        app_permissions=None,
+        member_permissions=member_permissions,
+        member_roles=None,
+        attachment_size_limit=None,
+        locale="en-US",
+        guild_locale="en-US",
+        interaction_id=interaction_id,
+        token=None,
+    )

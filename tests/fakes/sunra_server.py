@@ -346,6 +346,7 @@ class FakeJob:
     final_status: dict[str, Any] | None = None
     cancelled_at: float | None = None
     finished_at: float | None = None  # set by FakeSunra.finish()
+    content: bytes | None = None  # a real video to serve instead of filler bytes
     forced_status: dict[str, Any] | None = None
     forced_result: tuple[int, Any] | None = None
 
@@ -488,6 +489,8 @@ class FakeSunra:
         self.queue_seconds = queue_seconds  # None = a third of each job's seconds
         self.queue_length = queue_length
         self.video_size = video_size
+        # A real video file (tests that decode what they get) served instead of filler bytes.
+        self.video_content: bytes | None = None
         self.balance: int | None = None
         self.stream_enabled = True
         self.stream_drop_after: int | None = None
@@ -867,7 +870,10 @@ class FakeSunra:
             fail=plan.fail,
             final_status=plan.final_status,
             forced_result=None if plan.result is None else (200, plan.result),
+            content=self.video_content,
         )
+        if job.content is not None:
+            job.video_size = len(job.content)
         self.jobs[request_id] = job
         if self.balance is not None:
             self.balance -= 1
@@ -1032,7 +1038,9 @@ class FakeSunra:
         if self.send_video_length:
             response.content_length = job.video_size
         await response.prepare(request)
-        if request.method != "HEAD":
+        if request.method != "HEAD" and job.content is not None:
+            await response.write(job.content)
+        elif request.method != "HEAD":
             block = _filler_block(job.request_id)
             for offset, length in video_chunks(job.request_id, job.video_size):
                 await response.write(video_piece(job.request_id, offset, length, block))

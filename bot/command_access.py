@@ -1,0 +1,137 @@
+"""Who may use a slash command where, as Discord decides it from the server's Integrations settings.
+
+Buttons under a video (Retry, Remix, Extend) make new videos, so they follow /animate's own access: a
+member an admin kept from /animate in a channel must not get around it with a button. Discord applies
+these settings to the command itself but never to buttons, so the bot reads them (one request per
+server, cached briefly) and evaluates them here.
+
+Rules, from Discord's "Application Command Permissions" documentation (docs/interactions/
+application-commands#permissions): settings on the command win over the app-wide ones (entry id = the
+application id); a channel setting (or "all channels", id = guild id - 1) must not deny; for the member,
+a user setting decides, else any of their roles allowed or denied, else @everyone (id = guild id); with
+no setting at all, the command's default_member_permissions decide. Administrators may always.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ROLE, USER, CHANNEL = 1, 2, 3
+ADMINISTRATOR = 1 << 3
+CACHE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    id: int
+    type: int  # ROLE, USER or CHANNEL
+    permission: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: int
+    role_ids: Sequence[int]
+    permissions: int  # the member's permissions in the channel
+
+
+def settings_from(entries: Iterable[Mapping[str, Any]]) -> dict[int, list[Setting]]:
+    """{command or application id: its settings}, from the API's GuildApplicationCommandPermissions list."""
+    found: dict[int, list[Setting]] = {}
+    for entry in entries:
+        found[int(entry["id"])] = [
+            Setting(int(s["id"]), int(s["type"]), bool(s["permission"])) for s in entry.get("permissions", [])
+        ]
+    return found
+
+
+def may_use(
+    member: Member,
+    *,
+    guild_id: int,
+    channel_id: int,
+    command: Sequence[Setting],
+    app: Sequence[Setting],
+    default_member_permissions: int | None,
+) -> bool:
+    if member.permissions & ADMINISTRATOR:
+        return True
+    for level in (command, app):
+        channel = _channel_verdict(level, guild_id, channel_id)
+        if channel is not None:
+            if not channel:
+                return False
+            break
+    for level in (command, app):
+        verdict = _member_verdict(level, member, guild_id)
+        if verdict is not None:
+            return verdict
+    if default_member_permissions is None:
+        return True
+    return member.permissions & default_member_permissions == default_member_permissions
+
+
+def _channel_verdict(settings: Sequence[Setting], guild_id: int, channel_id: int) -> bool | None:
+    channels = {s.id: s.permission for s in settings if s.type == CHANNEL}
+    if channel_id in channels:
+        return channels[channel_id]
+    return channels.get(guild_id - 1)
+
+
+def _member_verdict(settings: Sequence[Setting], member: Member, guild_id: int) -> bool | None:
+    for setting in settings:
+        if setting.type == USER and setting.id == member.user_id:
+            return setting.permission
+    roles = [
+        s.permission for s in settings if s.type == ROLE and s.id in member.role_ids and s.id != guild_id
+    ]
+    if roles:
+        return any(roles)
+    for setting in settings:
+        if setting.type == ROLE and setting.id == guild_id:
+            return setting.permission
+    return None
+
+
+class CommandAccess:
+    """Caches each server's command settings and the command's id for CACHE_SECONDS.
+
+    `fetch_settings(guild_id)` returns the API's GuildApplicationCommandPermissions list;
+    `fetch_command(guild_id)` returns (command id, default_member_permissions) or None when the command is
+    not registered there.
+    """
+
+    def __init__(
+        self,
+        *,
+        application_id: int,
+        fetch_settings: Callable[[int], Awaitable[list[Any]]],
+        fetch_command: Callable[[int], Awaitable[tuple[int, int | None] | None]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.application_id = application_id
+        self._fetch_settings = fetch_settings
+        self._fetch_command = fetch_command
+        self._clock = clock
+        self._cache: dict[int, tuple[float, dict[int, list[Setting]], tuple[int, int | None] | None]] = {}
+
+    async def allows(self, member: Member, *, guild_id: int, channel_id: int) -> bool:
+        cached = self._cache.get(guild_id)
+        if cached is None or self._clock() - cached[0] > CACHE_SECONDS:
+            settings = settings_from(await self._fetch_settings(guild_id))
+            command = await self._fetch_command(guild_id)
+            cached = (self._clock(), settings, command)
+            self._cache[guild_id] = cached
+        _, settings, command = cached
+        command_id, default = command if command is not None else (0, None)
+        return may_use(
+            member,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            command=settings.get(command_id, []),
+            app=settings.get(self.application_id, []),
+            default_member_permissions=default,
+        )

@@ -1,0 +1,153 @@
+"""A picture refused only for its shape or size: the private refusal offers to fix it, shows the fixed
+picture, and submits only when the member confirms. Discord in, bot/picture_fix.py out.
+
+Nothing is charged before the confirmation: the refused job ended with nothing reserved, and the
+confirmation is a new job that goes through the runner like any other (quota, caps, fair queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from io import BytesIO
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.delivery import NO_MENTIONS
+from bot.errors import BotError
+from bot.jobs import Command, job_options
+from bot.media import PictureShapeRefused, PreparedImage
+from bot.picture_fix import FIX_LABELS, Fix, fix_file, fixes_for_file
+
+if TYPE_CHECKING:
+    from bot.app import KlingBot
+
+log = logging.getLogger(__name__)
+
+DONE = {
+    Fix.CROP: "cropped",
+    Fix.PAD_BLUR: "padded with blurred edges",
+    Fix.PAD_PLAIN: "padded with plain edges",
+    Fix.UPSCALE: "scaled up",
+}
+FIX_SECONDS = 15 * 60  # an interaction's lifetime: the ephemeral message cannot be edited after it
+
+
+async def offer_picture_fix(
+    interaction: discord.Interaction[KlingBot], command: Command, refusal: PictureShapeRefused
+) -> None:
+    """Answers a shape or size refusal (the interaction is deferred) with buttons that fix the picture."""
+    request = command.request
+    ref = request.image if refusal.label == "image" or request.end_image is None else request.end_image
+    try:
+        data = await interaction.client.images.download(ref.url, label=refusal.label)
+        fixes = await asyncio.to_thread(fixes_for_file, data)
+    except (BotError, OSError) as error:
+        log.info("cannot offer a fix for interaction %s: %s", interaction.id, error)
+        fixes = []
+    if not fixes:
+        await interaction.edit_original_response(content=refusal.user_message, allowed_mentions=NO_MENTIONS)
+        return
+    view = FixView(command, refusal.label, data, fixes)
+    text = f"{refusal.user_message}\nOr I can fix it for you (nothing is charged until you confirm):"
+    await interaction.edit_original_response(content=text, view=view, allowed_mentions=NO_MENTIONS)
+
+
+class FixView(discord.ui.View):
+    def __init__(self, command: Command, label: str, data: bytes, fixes: list[Fix]) -> None:
+        super().__init__(timeout=FIX_SECONDS)
+        self.command, self.label, self.data, self.fixes = command, label, data, fixes
+        self.fixed: PreparedImage | None = None
+        self._show_buttons()
+
+    def _show_buttons(self) -> None:
+        self.clear_items()
+        for fix in self.fixes:
+            button: discord.ui.Button[FixView] = discord.ui.Button(
+                label=FIX_LABELS[fix], style=discord.ButtonStyle.secondary, custom_id=f"fix:{fix.value}"
+            )
+            button.callback = self._fixer(fix)  # type: ignore[method-assign]
+            self.add_item(button)
+        if self.fixed is not None:
+            confirm: discord.ui.Button[FixView] = discord.ui.Button(
+                label="Animate this", emoji="🎬", style=discord.ButtonStyle.success, custom_id="fix:confirm"
+            )
+            confirm.callback = self._confirm  # type: ignore[method-assign,assignment]
+            self.add_item(confirm)
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return interaction.user.id == self.command.user_id
+
+    def _fixer(self, fix: Fix) -> Any:
+        async def apply(interaction: discord.Interaction[KlingBot]) -> None:
+            await interaction.response.defer()
+            try:
+                png = await asyncio.to_thread(fix_file, self.data, fix)
+                self.fixed = await interaction.client.images.prepare(png, label=self.label)
+            except BotError as error:
+                await self._finish(interaction, error.user_message)
+                return
+            self._show_buttons()
+            shown = discord.File(
+                BytesIO(self.fixed.data), filename=f"fixed.{self.fixed.filename.rsplit('.', 1)[-1]}"
+            )
+            await interaction.edit_original_response(
+                content=(
+                    f"Here is the {self.label} {DONE[fix]}: {self.fixed.width}×{self.fixed.height} px. "
+                    "Animate it, or try another fix."
+                ),
+                attachments=[shown],
+                view=self,
+            )
+
+        return apply
+
+    async def _confirm(self, interaction: discord.Interaction[KlingBot]) -> None:
+        await interaction.response.defer()
+        bot = interaction.client
+        fixed, old = self.fixed, self.command
+        assert fixed is not None
+        request = old.request
+        # A new job for the confirmation: the refused one stays as it ended.
+        command = dataclasses.replace(
+            old, interaction_id=interaction.id, upload_limit=interaction.filesize_limit
+        )
+        try:
+            await bot.quota.quote(
+                guild_id=command.guild_id,
+                user_id=command.user_id,
+                role_ids=command.role_ids,
+                options=job_options(request),
+            )
+            # The other picture, checked as /animate checks it, before anything is recorded.
+            if self.label == "image":
+                other = request.end_image
+                start, end = fixed, await bot.images.fetch(other.url, label="end image") if other else None
+            else:
+                start, end = await bot.images.fetch(request.image.url, label="image"), fixed
+        except BotError as refusal:
+            await self._finish(interaction, refusal.user_message)
+            return
+        job_id, is_new = await bot.runner.record(command)
+        if not is_new:
+            return
+        self.stop()
+        try:
+            accepted = await bot.runner.accept_inputs(job_id, command, start, end)
+        except BotError as refusal:
+            await self._finish(interaction, refusal.user_message)
+            return
+        place = f"Your video is on its way (place {accepted.place} in line); follow it in this channel."
+        await self._finish(interaction, f"{place} {accepted.reservation.describe()}")
+
+    @staticmethod
+    async def _finish(interaction: discord.Interaction[Any], text: str) -> None:
+        await interaction.edit_original_response(
+            content=text, attachments=[], view=None, allowed_mentions=NO_MENTIONS
+        )
+
+    async def on_error(self, interaction: discord.Interaction[Any], error: Exception, item: Any, /) -> None:
+        log.error("picture fix failed", exc_info=error)
+        await self._finish(interaction, "Something went wrong inside the bot; nothing was charged.")

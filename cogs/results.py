@@ -1,0 +1,419 @@
+"""The buttons under a finished video (Retry, Remix, Extend, Delete) and their forms: Discord in, bot/ out.
+
+Each button is a DynamicItem whose custom_id carries the job id, so a press works after any number of
+restarts. A press that opens a modal answers with the modal itself (one SQLite read before it); every
+other press defers first. The new job goes through the runner exactly like /animate's: the presser's
+credits, caps and the fair queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands
+
+from bot import results
+from bot.command_access import CommandAccess, Member
+from bot.delivery import result_custom_id
+from bot.errors import BotError, InputRefused
+from bot.jobs import Command, job_options
+from bot.media import PictureShapeRefused
+from bot.quota import JobOptions
+from bot.request import MAX_PROMPT
+from bot.store.jobs import JobRow
+from cogs.animate import (
+    member_role_ids,
+    missing_permissions,
+    say_privately,
+)
+from cogs.fixing import offer_picture_fix
+
+if TYPE_CHECKING:
+    from bot.app import KlingBot
+
+log = logging.getLogger(__name__)
+
+Build = Callable[[], Awaitable[results.FollowUp]]
+
+
+async def submit_follow_up(
+    interaction: discord.Interaction[KlingBot],
+    build: Build,
+    *,
+    options: JobOptions | None = None,
+    from_button: bool = True,
+) -> None:
+    """Defers, checks, builds the new job and hands it to the runner; every refusal is private.
+
+    `options`: the job's likely price options, quoted before `build` runs (Extend's build is slow).
+    `from_button`: the press must pass /animate's access (a command's own access Discord checks itself).
+    """
+    bot = interaction.client
+    try:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+    except discord.HTTPException as error:
+        log.warning("interaction %s: acknowledgement failed (%s); nothing done", interaction.id, error.code)
+        return
+    try:
+        if interaction.guild_id is None:
+            raise InputRefused("This works only in a server channel.")
+        missing = missing_permissions(interaction.app_permissions)
+        if missing:
+            raise InputRefused(
+                "I can't work in this channel: I'm missing " + ", ".join(missing) + ". Please ask a "
+                "server admin to grant them, or use another channel."
+            )
+        blocked = bot.sunra.submissions_blocked
+        if blocked is not None:
+            raise blocked
+        role_ids = member_role_ids(interaction)
+        if from_button:
+            await check_animate_access(interaction, role_ids)
+        if options is not None:
+            # Before any slow work (Extend downloads the video): a member without credits waits for nothing.
+            await bot.quota.quote(
+                guild_id=interaction.guild_id, user_id=interaction.user.id, role_ids=role_ids, options=options
+            )
+        follow = await build()
+        await bot.prompt_filter.check(interaction.guild_id, follow.request.prompt)  # the server's block list
+        command = Command(
+            interaction_id=interaction.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id or 0,
+            user_id=interaction.user.id,
+            role_ids=role_ids,
+            upload_limit=interaction.filesize_limit,
+            request=follow.request,
+        )
+        await bot.quota.quote(
+            guild_id=command.guild_id,
+            user_id=command.user_id,
+            role_ids=role_ids,
+            options=job_options(follow.request),
+        )
+    except BotError as refusal:
+        await say_privately(interaction, refusal.user_message)
+        return
+    job_id, is_new = await bot.runner.record(command)
+    if not is_new:
+        return
+    try:
+        if follow.start is None:
+            accepted = await bot.runner.accept(job_id, command)
+        else:
+            accepted = await bot.runner.accept_inputs(job_id, command, follow.start, follow.end)
+    except PictureShapeRefused as refusal:
+        await offer_picture_fix(interaction, command, refusal)
+        return
+    except BotError as refusal:
+        await say_privately(interaction, refusal.user_message)
+        return
+    place = f"Your video is on its way (place {accepted.place} in line); follow it in this channel."
+    await say_privately(interaction, f"{place} {accepted.reservation.describe()}")
+
+
+async def check_animate_access(interaction: discord.Interaction[KlingBot], role_ids: tuple[int, ...]) -> None:
+    """Raises InputRefused when the server's Integrations settings keep the presser from /animate here."""
+    cog = interaction.client.get_cog("ResultsCog")
+    assert isinstance(cog, ResultsCog) and interaction.guild_id is not None
+    member = Member(interaction.user.id, role_ids, interaction.permissions.value)
+    channel_id = interaction.channel_id or 0
+    try:
+        allowed = await cog.access.allows(member, guild_id=interaction.guild_id, channel_id=channel_id)
+    except discord.HTTPException as error:
+        # Discord could not say; the quota's own blocks and caps still apply.
+        log.warning("cannot read the command settings of server %s (%s)", interaction.guild_id, error.code)
+        return
+    if not allowed:
+        raise InputRefused(
+            "You can't use /animate in this channel, so its buttons can't make videos for you here either."
+        )
+
+
+async def answering_errors(interaction: discord.Interaction[Any], work: Awaitable[None], what: str) -> None:
+    """Runs a press or a form; a bug still ends in a private sentence, never "This interaction failed"."""
+    try:
+        await work
+    except Exception:
+        log.exception("%s failed", what)
+        await say_privately(interaction, "Something went wrong inside the bot; nothing was charged.")
+
+
+async def known_job(interaction: discord.Interaction[KlingBot], job_id: int) -> JobRow | None:
+    """The job, or None after telling the presser privately that this database does not know it."""
+    job = await interaction.client.job_store.get(job_id)
+    if job is None:
+        await say_privately(interaction, results.UNKNOWN_JOB)
+    return job
+
+
+def video_sources(interaction: discord.Interaction[Any], job: JobRow) -> list[str]:
+    """Where the video can be downloaded: the post's own attachment first (Discord signed its URL for this
+    interaction), then the API's link, which expires."""
+    sources = []
+    if interaction.message is not None:
+        sources += [
+            a.url for a in interaction.message.attachments if (a.content_type or "").startswith("video")
+        ]
+    if job.video_url:
+        sources.append(job.video_url)
+    return sources
+
+
+class _ResultButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"kling:(?P<action>retry|remix|extend|delete):(?P<job_id>\d+)",
+):
+    action = ""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(discord.ui.Button(custom_id=result_custom_id(self.action, job_id)))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
+    ) -> _ResultButton:
+        return cls(int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
+        await answering_errors(interaction, self.act(interaction), f"{self.action} of job {self.job_id}")
+
+    async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
+        raise NotImplementedError
+
+
+class RetryButton(_ResultButton, template=r"kling:retry:(?P<job_id>\d+)"):
+    action = "retry"
+
+    async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
+        job = await known_job(interaction, self.job_id)
+        if job is None:
+            return
+
+        async def build() -> results.FollowUp:
+            return results.retry(job)
+
+        await submit_follow_up(interaction, build, options=job_options(results.stored_request(job)))
+
+
+class RemixButton(_ResultButton, template=r"kling:remix:(?P<job_id>\d+)"):
+    action = "remix"
+
+    async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
+        job = await known_job(interaction, self.job_id)
+        if job is None:
+            return
+        try:
+            results.retry(job)  # the same images must still be there
+        except BotError as refusal:
+            await say_privately(interaction, refusal.user_message)
+            return
+        await RemixModal(job).show(interaction)
+
+
+class ExtendButton(_ResultButton, template=r"kling:extend:(?P<job_id>\d+)"):
+    action = "extend"
+
+    async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
+        job = await known_job(interaction, self.job_id)
+        if job is None:
+            return
+        if not video_sources(interaction, job):
+            await say_privately(interaction, "This job has no video to continue from.")
+            return
+        await ExtendModal(job).show(interaction)
+
+
+class DeleteButton(_ResultButton, template=r"kling:delete:(?P<job_id>\d+)"):
+    action = "delete"
+
+    async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        job = await known_job(interaction, self.job_id)
+        if job is None:
+            return
+        if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:
+            await say_privately(
+                interaction, "Only the member who asked for this video, or a moderator, can delete it."
+            )
+            return
+        posts = {m for m in (job.progress_message_id, job.result_message_id) if m is not None}
+        if interaction.message is not None:
+            posts.add(interaction.message.id)
+        channel = interaction.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        kept = 0
+        for message_id in sorted(posts):
+            try:
+                await channel.get_partial_message(message_id).delete()
+            except discord.NotFound:
+                pass  # already gone
+            except discord.HTTPException as error:
+                log.info("job %s: cannot delete message %s (%s)", job.id, message_id, error.code)
+                kept += 1
+        log.info("job %s: posts deleted by %s (%d could not be)", job.id, interaction.user.id, kept)
+        await say_privately(
+            interaction,
+            "Deleted the video and its progress message."
+            if not kept
+            else "Discord did not let me delete the post here; a moderator can remove it.",
+        )
+
+
+RESULT_BUTTONS = (RetryButton, RemixButton, ExtendButton, DeleteButton)
+
+
+FORM_TEMPLATE = re.compile(r"kling:(?P<action>remix|extend)form:(?P<job_id>\d+)")
+
+
+def form_custom_id(action: str, job_id: int) -> str:
+    return f"kling:{action}form:{job_id}"
+
+
+def prompt_input(default: str) -> discord.ui.TextInput[Any]:
+    return discord.ui.TextInput(
+        label="Prompt",
+        custom_id="prompt",
+        style=discord.TextStyle.paragraph,
+        default=default,
+        max_length=MAX_PROMPT,
+    )
+
+
+class _Form(discord.ui.Modal):
+    """A modal that is only shown: its submission is handled by ResultsCog.on_interaction from the
+    custom_id (which carries the job id), so a form opened before a restart still works after it."""
+
+    async def show(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.send_modal(self)
+        self.stop()  # discord.py forgets it; the submission comes back by its custom_id
+
+
+class RemixModal(_Form, title="Remix this video"):
+    def __init__(self, job: JobRow) -> None:
+        super().__init__(custom_id=form_custom_id("remix", job.id))
+        request = results.stored_request(job)
+        self.add_item(prompt_input(request.prompt))
+        self.add_item(
+            discord.ui.TextInput(
+                label="Negative prompt",
+                custom_id="negative_prompt",
+                style=discord.TextStyle.paragraph,
+                default=request.negative_prompt,
+                required=False,
+                max_length=MAX_PROMPT,
+            )
+        )
+        self.add_item(
+            discord.ui.TextInput(
+                label="Duration (5 or 10 seconds)",
+                custom_id="duration",
+                default=str(request.duration),
+                max_length=10,
+            )
+        )
+
+
+class ExtendModal(_Form, title="Extend this video"):
+    def __init__(self, job: JobRow) -> None:
+        super().__init__(custom_id=form_custom_id("extend", job.id))
+        self.add_item(prompt_input(results.stored_request(job).prompt))
+
+
+def submitted_values(data: Any) -> dict[str, str]:
+    """{text input custom_id: value} of a modal submission (inputs in action rows or in labels)."""
+    values: dict[str, str] = {}
+    pending = list(data.get("components", []))
+    while pending:
+        component = pending.pop()
+        pending += component.get("components", [])
+        if isinstance(component.get("component"), dict):
+            pending.append(component["component"])
+        if component.get("type") == 4 and "custom_id" in component:
+            values[component["custom_id"]] = str(component.get("value") or "")
+    return values
+
+
+def post_link(job: JobRow) -> str | None:
+    if job.result_message_id is None:
+        return None
+    return f"https://discord.com/channels/{job.guild_id or '@me'}/{job.channel_id}/{job.result_message_id}"
+
+
+async def submit_form(interaction: discord.Interaction[KlingBot], action: str, job_id: int) -> None:
+    bot = interaction.client
+    values = submitted_values(interaction.data or {})
+    job = await bot.job_store.get(job_id)
+    if job is None:
+        await say_privately(interaction, results.UNKNOWN_JOB)
+        return
+    known: JobRow = job
+
+    async def remix() -> results.FollowUp:
+        return results.remix(
+            known,
+            prompt=values.get("prompt", ""),
+            negative_prompt=values.get("negative_prompt"),
+            duration=values.get("duration", ""),
+        )
+
+    async def extend() -> results.FollowUp:
+        frame = await results.last_frame_of(
+            known,
+            sources=video_sources(interaction, known),
+            sunra=bot.sunra,
+            images=bot.images,
+            workdir=bot.runner.workdir,
+            max_bytes=int(bot.settings.jobs.max_video_mb * 1_000_000),
+        )
+        return results.extend(known, prompt=values.get("prompt", ""), frame=frame, link=post_link(known))
+
+    options = job_options(results.stored_request(known))
+    await submit_follow_up(interaction, remix if action == "remix" else extend, options=options)
+
+
+class ResultsCog(commands.Cog):
+    def __init__(self, bot: KlingBot) -> None:
+        self.bot = bot
+        self.access = CommandAccess(
+            application_id=bot.application_id or 0,
+            fetch_settings=self._fetch_settings,
+            fetch_command=self._fetch_animate,
+        )
+
+    async def _fetch_settings(self, guild_id: int) -> list[Any]:
+        application_id = self.bot.application_id or 0
+        return list(await self.bot.http.get_guild_application_command_permissions(application_id, guild_id))
+
+    async def _fetch_animate(self, guild_id: int) -> tuple[int, int | None] | None:
+        """/animate's id where it is registered (this server, or globally) and its default permissions."""
+        scope = discord.Object(guild_id) if guild_id in self.bot.settings.command_guild_ids else None
+        for command in await self.bot.tree.fetch_commands(guild=scope):
+            if command.name == "animate":
+                default = command.default_member_permissions
+                return command.id, default.value if default is not None else None
+        return None
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(*RESULT_BUTTONS)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(*RESULT_BUTTONS)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[KlingBot]) -> None:
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        match = FORM_TEMPLATE.fullmatch(str(data.get("custom_id", "")))
+        if match is not None:
+            work = submit_form(interaction, match["action"], int(match["job_id"]))
+            await answering_errors(interaction, work, f"{match['action']} form of job {match['job_id']}")
+
+
+async def setup(bot: KlingBot) -> None:
+    await bot.add_cog(ResultsCog(bot))
