@@ -106,6 +106,7 @@ async def test_a_finished_video_carries_retry_remix_extend_and_delete(tmp_path: 
             ("Retry", f"kling:retry:{job.id}"),
             ("Remix", f"kling:remix:{job.id}"),
             ("Extend", f"kling:extend:{job.id}"),
+            ("Showcase", f"kling:show:{job.id}"),
             ("Delete", f"kling:delete:{job.id}"),
         ]
         assert all(b.get("emoji") for b in buttons(post.message))
@@ -282,7 +283,7 @@ async def test_a_video_larger_than_the_upload_limit_is_reencoded_to_fit_and_play
         played = tmp_path / "played.mp4"
         played.write_bytes(upload.data)
         assert decoded_frames(played) == 8
-        assert [b["label"] for b in buttons(post.message)] == ["Retry", "Remix", "Extend", "Delete"]
+        assert [b["label"] for b in buttons(post.message)] == ["Retry", "Remix", "Extend", "Showcase", "Delete"]
 
 
 # ------------------------------------------------------------------------------------ Animate from a message
