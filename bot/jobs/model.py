@@ -106,6 +106,11 @@ def outcome_from_error(error: BaseException) -> Outcome:
     )
 
 
+def cancelled_outcome(reason: str) -> Outcome:
+    """A Cancel press; `reason` is the sentence the member reads (who cancelled, nothing charged)."""
+    return Outcome(State.CANCELLED, "cancelled", reason, True)
+
+
 def job_options(request: AnimateRequest) -> JobOptions:
     return JobOptions(duration=request.duration, audio=request.audio, voices=len(request.voice_ids))
 
