@@ -184,3 +184,64 @@ async def test_a_dropped_connection_while_telling_a_failure_still_tells_it_once(
         [outcome] = world.outcome_messages(job.id)
         assert job.result_message_id == outcome.id
         await world.assert_ledger_matches_jobs()
+
+
+# ----- the USD cap counts what the API may bill ---------------------------------------------------------
+
+# One silent 5 s job costs 5 credits = $0.35 at the default $0.07 per credit: the cap allows exactly one.
+ONE_JOB_USD = {"global_daily_usd": 0.35}
+
+
+async def usd_micros_today(world: World) -> int:
+    row = await world.db.fetchone("SELECT COALESCE(SUM(usd_micros), 0) FROM quota_ledger")
+    assert row is not None
+    return int(row[0])
+
+
+async def test_an_uncertain_submission_returns_the_credits_but_keeps_its_usd_under_the_cap(
+    tmp_path: Path,
+) -> None:
+    async with running_world(tmp_path, quota=ONE_JOB_USD) as world:
+        before = await balance_of(world)
+        world.sunra.fail_next("submit", 500, after_processing=True)  # the job exists; the answer is a 500
+        job = await world.ended(await world.animate(audio=False))
+        assert job.state == "uncertain" and job.may_be_billed
+        assert await balance_of(world) == before
+        assert await usd_micros_today(world) == 350_000
+        refused = await world.animate("a second one", audio=False)
+        callback = await world.discord.wait_for_callback(refused.id)
+        assert callback.type == 4 and "spending limit" in callback.data["content"]
+        assert world.sunra.count("submit") == 1
+        await world.assert_ledger_matches_jobs()
+
+
+async def test_a_cancel_the_api_did_not_confirm_returns_the_credits_but_keeps_its_usd(tmp_path: Path) -> None:
+    async with running_world(tmp_path, quota=ONE_JOB_USD) as world:
+        before = await balance_of(world)
+        world.sunra.next_job(seconds=30)
+        interaction = await world.animate(audio=False)
+        job = await world.until(
+            lambda j: j.state == "submitted" and j.progress_message_id is not None, interaction
+        )
+        world.sunra.fail_next("cancel", 503, times=20)
+        click = await press_cancel(world, job.id, job.progress_message_id)
+        assert "cancelling" in (await world.private_answer(click)).lower()
+        job = await world.ended(interaction)
+        assert job.state == "cancelled" and job.may_be_billed
+        assert await balance_of(world) == before and await open_reservations(world) == []
+        assert await usd_micros_today(world) == 350_000
+        await world.assert_ledger_matches_jobs()
+
+
+async def test_a_cancel_the_api_confirmed_gives_back_the_usd_too(tmp_path: Path) -> None:
+    async with running_world(tmp_path, quota=ONE_JOB_USD) as world:
+        world.sunra.next_job(seconds=30)
+        interaction = await world.animate(audio=False)
+        job = await world.until(
+            lambda j: j.state == "submitted" and j.progress_message_id is not None, interaction
+        )
+        await press_cancel(world, job.id, job.progress_message_id)
+        job = await world.ended(interaction)
+        assert job.state == "cancelled" and not job.may_be_billed
+        assert await usd_micros_today(world) == 0
+        assert (await world.ended(await world.animate("next", audio=False))).state == "delivered"

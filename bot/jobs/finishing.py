@@ -214,6 +214,7 @@ class Finishing(RunnerBase):
             error_code=outcome.code,
             error_message=outcome.message,
             retryable=outcome.retryable,
+            may_be_billed=outcome.may_be_billed,
             finished_at=self._clock(),
         )
         if moved:

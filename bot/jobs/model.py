@@ -93,11 +93,14 @@ class Outcome:
     code: str
     message: str
     retryable: bool
+    # The API may bill it all the same (an uncertain submission, a cancel the API did not confirm): the
+    # member's credits go back, its USD stays counted against the operator's daily cap.
+    may_be_billed: bool = False
 
 
 def outcome_from_error(error: BaseException) -> Outcome:
     if isinstance(error, SubmissionUncertain):
-        return Outcome(State.UNCERTAIN, "submission_uncertain", error.user_message, True)
+        return Outcome(State.UNCERTAIN, "submission_uncertain", error.user_message, True, may_be_billed=True)
     if isinstance(error, BotError):
         code = getattr(error, "code", None) or type(error).__name__
         return Outcome(State.FAILED, str(code), error.user_message, error.retryable)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -108,8 +109,9 @@ class Waiting(Finishing):
         try:
             stopped = await self.sunra.cancel(job.request_id)
         except (SunraError, BotError) as error:
+            # The job may run on and be billed: the member gets the credits back, the USD cap keeps it.
             log.warning("job %s: cancel at the API failed: %s", job.id, error)
-            stopped = True
+            stopped, outcome = True, dataclasses.replace(outcome, may_be_billed=True)
         if not stopped:
             # Too late to stop: the video exists, so deliver it rather than waste it.
             try:
