@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 
 from bot.errors import BotError
@@ -36,7 +36,13 @@ class Finishing(RunnerBase):
         """One re-encoding at a time: it takes a whole core for seconds, and the bot shares the host."""
         return asyncio.Lock()
 
-    def _spawn(self, job_id: int, work: Awaitable[object]) -> None:
+    def _spawn(self, job_id: int, work: Coroutine[object, object, object]) -> None:
+        if self._closing:
+            # Stopping: the database is about to close. The job's row says what is left, and the next
+            # start's resume() finishes it (refunds, messages, deliveries).
+            work.close()
+            return
+
         async def run() -> None:
             try:
                 await work
