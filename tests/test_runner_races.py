@@ -144,7 +144,7 @@ async def test_an_expired_job_in_a_busy_channel_does_not_hold_back_other_servers
         )
         await world.sunra.wait_until(lambda: world.sunra.count("submit") == 2, within=10)
         assert (await world.until(lambda j: j.state == "cancelled", stale)).error_code == "lifetime_exceeded"
-        assert (await world.job_for(elsewhere)).state in ("submitted", "completed", "delivering", "delivered")
+        await world.until(lambda j: j.request_id is not None, elsewhere)
 
 
 # ----- a paid video is never reported as failed ---------------------------------------------------------
