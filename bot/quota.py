@@ -10,6 +10,8 @@ list and switches for the expensive options.
 Credits move in the append-only ledger (bot/store/ledger.py): reserved atomically before a job is queued,
 committed when the API reports success, refunded when the job ends without a video. A reservation counts
 as spent at once; a refund gives it back to the period it was taken from; a commit only makes it final.
+The refund of a job the API may bill all the same (an uncertain submission, a cancel it did not confirm)
+gives the member's credits back but keeps its USD counted against the operator's daily cap.
 Server admins tune their server with /quota-admin but never beyond the operator's limits, which are
 applied every time settings are read.
 """

@@ -230,6 +230,12 @@ class CancelButton(
         return cls(int(match["job_id"]))
 
     async def interaction_check(self, interaction: discord.Interaction[KlingBot]) -> bool:  # type: ignore[override]
+        # Deferred before anything else: the answer then has 15 minutes, not 3 seconds.
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        except discord.HTTPException as error:
+            log.info("interaction %s: cannot acknowledge the press (%s)", interaction.id, error.code)
+            return False
         job = await interaction.client.job_store.get(self.job_id)
         if job is None:
             await say_privately(interaction, "I no longer know this job.")

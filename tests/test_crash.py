@@ -644,3 +644,50 @@ async def test_killed_at_random_moments_with_many_jobs_in_flight(tmp_path: Path)
         for row in rows:  # a failure at sunra is a failure, never a video, whatever the kills
             if "[fail]" in row["params"] and row["request_id"] is not None:
                 assert row["state"] == "failed", dict(row)
+
+
+async def test_killed_at_random_moments_while_members_press_cancel(tmp_path: Path) -> None:
+    """Issue 9's cancel storm with real kills: commands from three members, Cancel pressed at random on
+    running jobs, the process SIGKILLed three times at seeded moments and restarted. Every job ends once
+    with one message, the ledger balances, no reservation stays open, and a new job still delivers."""
+    seed = int(os.environ.get("CRASH_SEED", "4"))
+    rng = random.Random(seed)
+    members = [p.DEFAULT_USER_ID, 1_143_850_174_982_443_080, 1_143_850_174_982_443_081]
+    pressed: list[str] = []
+    async with asyncio.timeout(100), crash_world(tmp_path, QUOTA__MAX_CONCURRENT_JOBS="1") as world:
+        world.sunra.job_seconds = 0.8
+        world.sunra.plan_jobs(JobPlan(seconds=2.0), prompt_contains="[slow]", times=None)
+        world.sunra.fail_next("cancel", 503, times=4)  # one cancel the API does not confirm
+        number = 0
+        for life in range(3):
+            for _ in range(rng.randint(12, 22)):
+                if number < 4 * (life + 1) and rng.random() < 0.35:
+                    kind = rng.choice(["", "[slow] "])
+                    await world.animate(f"{kind}storm {number}", user_id=members[number % len(members)])
+                    number += 1
+                live = [row for row in world.jobs() if row["state"] not in ENDED]
+                if live and rng.random() < 0.3:
+                    row = rng.choice(live)
+                    pressed.append(row["state"])
+                    click = p.button_click(
+                        world.discord, f"kling:cancel:{row['id']}", user_id=int(row["user_id"])
+                    )
+                    await world.discord.dispatch_interaction(click)
+                await asyncio.sleep(rng.uniform(0.02, 0.15))
+            await world.bot.kill()
+            await world.bot.start()
+        rows = await world.wait_settled(timeout=40)
+        print(f"seed {seed}: presses in states {pressed}; at the end {[row['state'] for row in rows]}")
+        world.assert_exactly_once()
+        for row in rows:
+            endings = [to for _, to in world.events(row["id"]) if to in ENDED]
+            assert len(endings) == 1, f"job {row['id']} ended {endings}"
+        open_reservations = world.query(
+            "SELECT r.job_id FROM quota_ledger r WHERE r.kind = 'reserve' AND NOT EXISTS (SELECT 1 FROM"
+            " quota_ledger s WHERE s.job_id = r.job_id AND s.kind IN ('commit', 'refund'))"
+        )
+        assert open_reservations == [], [row[0] for row in open_reservations]
+        after = await world.animate("after the storm")
+        await world.wait_settled(timeout=20)
+        last = world.job(after)
+        assert last is not None and last["state"] == "delivered", dict(last or {})

@@ -563,6 +563,34 @@ async def test_settle_by_how_the_job_ended(
     assert [entry.kind for entry in await ledger.ledger_entries(db, job_id=job.job_id)] == kinds
 
 
+@pytest.mark.parametrize("at_restart", [False, True], ids=["refund", "settled_at_restart"])
+@pytest.mark.parametrize("may_be_billed", [False, True])
+async def test_a_job_the_api_may_bill_gives_back_credits_but_keeps_its_usd_under_the_cap(
+    db: Database, clock: Clock, may_be_billed: bool, at_restart: bool
+) -> None:
+    """Issue 9, item 6: an uncertain submission or an unconfirmed cancel refunds the member, and its
+    USD stays counted against the operator's daily cap; a plain refund gives the USD back too. Settled
+    the same way when the process died between the job's end and its refund."""
+    quota = make_service(db, clock, daily_credits=20, global_daily_usd=0.70)
+    first = await reserve(quota)  # $0.35 of the $0.70 cap
+    state = "uncertain" if may_be_billed else "cancelled"
+    assert await JobStore(db).transition(first.job_id, "received", state, may_be_billed=may_be_billed)
+    if at_restart:
+        assert await quota.settle_finished() == 1
+    else:
+        await quota.refund(first.job_id, state)
+    assert await available(quota) == 20
+    [refund] = [e for e in await ledger.ledger_entries(db, job_id=first.job_id) if e.kind == "refund"]
+    assert refund.usd_micros == (0 if may_be_billed else -350_000)
+    await reserve(quota)  # $0.35 more: within the cap either way
+    if may_be_billed:
+        with pytest.raises(QuotaRefused) as refused:
+            await reserve(quota)
+        assert refused.value.code == "global_cap"
+    else:
+        await reserve(quota)
+
+
 @pytest.mark.parametrize(
     "reason",
     ["upload failed", "job moved before it was queued", "cancelled", "lifetime_exceeded", "internal"],

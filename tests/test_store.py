@@ -131,3 +131,88 @@ async def test_two_processes_share_the_file(tmp_path: Path) -> None:
             assert other.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone() == ("received",)
         finally:
             other.close()
+
+
+@pytest.mark.parametrize(
+    "cancel_at", [("BEGIN",), ("INSERT",), ("COMMIT",), ("INSERT", "ROLLBACK")], ids="+".join
+)
+async def test_a_write_cancelled_at_any_await_leaves_no_transaction_open(
+    tmp_path: Path, cancel_at: tuple[str, ...]
+) -> None:
+    """A Cancel press or a shutdown lands while a write waits on one of its statements: the transaction
+    completes or rolls back, and the next write works (it used to fail with "cannot start a transaction
+    within a transaction" until a restart). ("INSERT", "ROLLBACK") cancels again during the rollback."""
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        loop = asyncio.get_running_loop()
+        victim: asyncio.Task[None] | None = None
+
+        def on_statement(sql: str) -> None:  # aiosqlite's thread, as each statement starts
+            if victim is not None and sql.startswith(cancel_at):
+                loop.call_soon_threadsafe(victim.cancel)
+
+        # The write connection is private; tracing it is how a test lands a cancel on each await.
+        await db._conn.set_trace_callback(on_statement)
+
+        async def write() -> None:
+            async with db.write() as tx:
+                await tx.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+
+        victim = asyncio.create_task(write())
+        with pytest.raises(asyncio.CancelledError):
+            await victim
+        await db._conn.set_trace_callback(None)
+        assert not db._conn.in_transaction
+        await store.set_meta("after", "1")
+        assert await store.get_meta("after") == "1"
+        # A COMMIT that was already under way completes; anything earlier is rolled back.
+        assert await store.get_meta("k") == ("v" if cancel_at == ("COMMIT",) else None)
+
+
+async def test_a_write_cancelled_while_another_process_holds_the_lock(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE waits in SQLite's busy handler; the task is cancelled meanwhile, and the BEGIN
+    that goes through afterwards must not stay open."""
+    path = tmp_path / "bot.sqlite3"
+    db, store = await open_store(path)
+    async with db:
+        other = sqlite3.connect(path, timeout=5, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            task = asyncio.create_task(store.set_meta("k", "v"))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            await asyncio.sleep(0.1)
+            other.execute("COMMIT")
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            other.close()
+        assert not db._conn.in_transaction
+        await store.set_meta("after", "1")
+        assert await store.get_meta("after") == "1"
+
+
+async def test_reads_see_only_committed_data(tmp_path: Path) -> None:
+    """A read while another task's transaction is open sees the row as committed, never the change
+    that is then rolled back."""
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        job_id = await new_job(store)
+        inside, finish = asyncio.Event(), asyncio.Event()
+
+        async def doomed() -> None:
+            async with db.write() as tx:
+                await tx.execute("UPDATE jobs SET state = 'delivered' WHERE id = ?", (job_id,))
+                inside.set()
+                await finish.wait()
+                raise RuntimeError("rolled back")
+
+        task = asyncio.create_task(doomed())
+        await inside.wait()
+        during = await store.get(job_id)
+        assert during is not None and during.state == "received"
+        finish.set()
+        with pytest.raises(RuntimeError):
+            await task
+        after = await store.get(job_id)
+        assert after is not None and after.state == "received"

@@ -18,6 +18,39 @@ from bot.sunra import SunraClient
 log = logging.getLogger("bot.jobs")
 
 
+class CancelSignals:
+    """Cancel presses, per job, that the job's own code looks at where stopping is safe.
+
+    The runner never calls `task.cancel()` on a job for a press: landing between two steps (the result
+    fetched but not recorded, a progress post) would leave the job half done with no task to finish it.
+    """
+
+    def __init__(self) -> None:
+        self._reasons: dict[int, str] = {}
+        self._events: dict[int, asyncio.Event] = {}
+
+    def request(self, job_id: int, reason: str) -> bool:
+        """False when the job was already asked to stop (the first reason stands)."""
+        if job_id in self._reasons:
+            return False
+        self._reasons[job_id] = reason
+        self._event(job_id).set()
+        return True
+
+    def reason(self, job_id: int) -> str | None:
+        return self._reasons.get(job_id)
+
+    async def wait(self, job_id: int) -> None:
+        await self._event(job_id).wait()
+
+    def forget(self, job_id: int) -> None:
+        self._reasons.pop(job_id, None)
+        self._events.pop(job_id, None)
+
+    def _event(self, job_id: int) -> asyncio.Event:
+        return self._events.setdefault(job_id, asyncio.Event())
+
+
 class RunnerBase:
     def __init__(
         self,
@@ -40,7 +73,7 @@ class RunnerBase:
         self.reporter: Reporter | None = None
         self._wake = asyncio.Event()
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._cancel_requests: dict[int, str] = {}
+        self._cancels = CancelSignals()
         self._posting: dict[int, asyncio.Task[None]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False

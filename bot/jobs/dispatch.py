@@ -97,10 +97,11 @@ class Dispatching(Waiting):
         now = self._clock()
         waiting: list[JobRow] = []
         for job in await self._queue_order():
-            if now > job.deadline:
-                await self._end(job, lifetime_outcome(self.settings), from_states=State.QUEUED)
-            else:
+            if now <= job.deadline:
                 waiting.append(job)
+            elif job.id not in self._tasks:
+                # In its own task: its message may wait on a busy channel, and nothing else should.
+                self._spawn(job.id, self._end(job, lifetime_outcome(self.settings), from_states=State.QUEUED))
         chosen = await self._next_to_submit(waiting)
         await self._refresh_places([job for job in waiting if job is not chosen])
         if chosen is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 
 from bot.errors import BotError
@@ -23,6 +23,12 @@ from bot.sunra import (
 )
 from bot.video import reencode_to_fit
 
+# A job whose final post keeps failing (not Discord refusing it: a dropped connection, a timeout) is
+# retried this long past its lifetime, then left as it is for the next start to finish.
+POST_PATIENCE_SECONDS = 3600.0
+# Tries with the video file before posting its link instead: the file itself may be what fails.
+FILE_ATTEMPTS = 2
+
 
 class Finishing(RunnerBase):
     @functools.cached_property
@@ -30,24 +36,40 @@ class Finishing(RunnerBase):
         """One re-encoding at a time: it takes a whole core for seconds, and the bot shares the host."""
         return asyncio.Lock()
 
-    def _spawn(self, job_id: int, work: Awaitable[object]) -> None:
+    def _spawn(self, job_id: int, work: Coroutine[object, object, object]) -> None:
+        if self._closing:
+            # Stopping: the database is about to close. The job's row says what is left, and the next
+            # start's resume() finishes it (refunds, messages, deliveries).
+            work.close()
+            return
+
         async def run() -> None:
             try:
                 await work
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("job %s: unexpected error", job_id)
-                job = await self.store.get(job_id)
-                if job is not None and job.state not in ENDED:
-                    await self._end(job, outcome_from_error(RuntimeError()), from_states=job.state)
+                try:
+                    await self._after_crash(job_id)
+                except Exception:
+                    log.exception("job %s: could not settle it after an unexpected error", job_id)
             finally:
-                self._tasks.pop(job_id, None)
-                if job_id in self._cancel_requests:
-                    del self._cancel_requests[job_id]
+                if self._tasks.get(job_id) is task:
+                    del self._tasks[job_id]
+                self._cancels.forget(job_id)
                 self._wake.set()
 
-        self._tasks[job_id] = asyncio.create_task(run(), name=f"job-{job_id}")
+        task = asyncio.create_task(run(), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+
+    async def _after_crash(self, job_id: int) -> None:
+        job = await self.store.get(job_id)
+        if job is None or job.state in ENDED:
+            return  # an ending not yet told is told again at the next start
+        if job.state in (State.COMPLETED, State.DELIVERING):
+            # The video exists and is paid for: it is never reported as failed.
+            log.error("job %s: delivery stopped in state %s; the next start resumes it", job_id, job.state)
+            return
+        await self._end(job, outcome_from_error(RuntimeError()), from_states=job.state)
 
     async def _complete(self, job: JobRow) -> None:
         try:
@@ -80,17 +102,31 @@ class Finishing(RunnerBase):
 
     async def _deliver(self, job: JobRow) -> None:
         """Downloads the video (re-encoded when larger than the channel's upload limit), then posts it
-        exactly once."""
+        exactly once. A job resumed in `delivering` may have been posted before the process died: that is
+        looked for first."""
         job = await self._progress_posted(job.id)
         assert job.video_url is not None
-        await self._report.show_progress(job, Progress(Phase.FINISHING))
-        path, reencoded = await self._video_for_upload(job)
+        resumed = job.state == State.DELIVERING
+        path: Path | None = None
+        reencoded = prepared = False
+        if not resumed:
+            await self._report.show_progress(job, Progress(Phase.FINISHING))
+            (path, reencoded), prepared = await self._video_for_upload(job), True
+
+        async def post(row: JobRow, attempt: int) -> int | None:
+            nonlocal path, reencoded, prepared
+            if not prepared:
+                (path, reencoded), prepared = await self._video_for_upload(row), True
+            if attempt >= FILE_ATTEMPTS:
+                return await self._report.deliver(row, None)
+            return await self._report.deliver(row, path, reencoded=reencoded)
+
         try:
             if job.state == State.COMPLETED and not await self.store.transition(
                 job.id, State.COMPLETED, State.DELIVERING
             ):
                 return
-            message_id = await self._report.deliver(await self._job(job.id), path, reencoded=reencoded)
+            message_id = await self._post_outcome(job.id, post, look_first=resumed)
             delivered = await self.store.transition(
                 job.id,
                 State.DELIVERING,
@@ -107,6 +143,33 @@ class Finishing(RunnerBase):
         finally:
             if path is not None:
                 path.unlink(missing_ok=True)
+
+    async def _post_outcome(
+        self, job_id: int, post: Callable[[JobRow, int], Awaitable[int | None]], *, look_first: bool
+    ) -> int | None:
+        """Makes the one post that ends a job; returns its message id (None: nobody could be reached).
+
+        Discord's own refusals are handled by the reporter. Anything else (a dropped connection, a
+        timeout, a full disk) may have struck after the post landed, so each new try first looks for
+        the job's mark, at the polling cadence, for POST_PATIENCE_SECONDS past the job's lifetime;
+        then the error is raised and the job is left as it is for the next start."""
+        pauses = PollPolicy(first=self.settings.poll_first_seconds, maximum=self.settings.poll_max_seconds)
+        for attempt, pause in enumerate(pauses.intervals()):
+            job = await self._job(job_id)
+            try:
+                if look_first or attempt:
+                    found = await self._report.find_outcome(job)
+                    if found is not None:
+                        return found
+                return await post(job, attempt)
+            except Exception as error:
+                if self._clock() + pause > max(job.deadline, job.updated_at) + POST_PATIENCE_SECONDS:
+                    raise
+                log.warning(
+                    "job %s: the final post failed (%r); looking for it, then trying again", job_id, error
+                )
+            await asyncio.sleep(pause)
+        raise AssertionError("PollPolicy.intervals() is endless")
 
     async def _video_for_upload(self, job: JobRow) -> tuple[Path | None, bool]:
         """(file to upload, whether it was re-encoded); no file means the link is posted instead."""
@@ -144,40 +207,40 @@ class Finishing(RunnerBase):
     async def _end(self, job: JobRow, outcome: Outcome, *, from_states: str | Iterable[str]) -> bool:
         """Ends a job that made no video: refund, then tell the member once. False if the job had
         already moved on (someone else ends it)."""
+        if not await self._record_end(job.id, outcome, from_states=from_states):
+            return False
+        await self._settle_and_tell(job.id, outcome)
+        return True
+
+    async def _record_end(self, job_id: int, outcome: Outcome, *, from_states: str | Iterable[str]) -> bool:
         moved = await self.store.transition(
-            job.id,
+            job_id,
             from_states,
             outcome.state,
             error_code=outcome.code,
             error_message=outcome.message,
             retryable=outcome.retryable,
+            may_be_billed=outcome.may_be_billed,
             finished_at=self._clock(),
         )
-        if not moved:
-            return False
-        log.info("job %s: ended %s (%s)", job.id, outcome.state, outcome.code)
-        await self.quota.refund(job.id, outcome.code)
-        await self._tell(await self._job(job.id))
-        return True
+        if moved:
+            log.info("job %s: ended %s (%s)", job_id, outcome.state, outcome.code)
+        return moved
 
-    async def _tell(self, job: JobRow) -> None:
+    async def _settle_and_tell(self, job_id: int, outcome: Outcome) -> None:
+        await self.quota.refund(job_id, outcome.code)
+        await self._tell(await self._job(job_id))
+
+    async def _tell(self, job: JobRow, *, look_first: bool = False) -> None:
         job = await self._progress_posted(job.id)
-        message_id = await self._report.notify_end(job)
+        message_id = await self._post_outcome(
+            job.id, lambda row, _: self._report.notify_end(row), look_first=look_first
+        )
         await self.store.update(job.id, notified=True, result_message_id=message_id)
 
     async def _retell(self, job: JobRow) -> None:
         """An ended job whose message may or may not have been posted before the process died."""
-        found = await self._report.find_outcome(job)
-        if found is None:
-            await self._tell(job)
-        else:
-            await self.store.update(job.id, notified=True, result_message_id=found)
+        await self._tell(job, look_first=True)
 
     async def _redeliver(self, job: JobRow) -> None:
-        found = await self._report.find_outcome(job)
-        if found is not None:
-            await self.store.transition(
-                job.id, State.DELIVERING, State.DELIVERED, result_message_id=found, finished_at=self._clock()
-            )
-            return
         await self._deliver(job)

@@ -93,17 +93,25 @@ class Outcome:
     code: str
     message: str
     retryable: bool
+    # The API may bill it all the same (an uncertain submission, a cancel the API did not confirm): the
+    # member's credits go back, its USD stays counted against the operator's daily cap.
+    may_be_billed: bool = False
 
 
 def outcome_from_error(error: BaseException) -> Outcome:
     if isinstance(error, SubmissionUncertain):
-        return Outcome(State.UNCERTAIN, "submission_uncertain", error.user_message, True)
+        return Outcome(State.UNCERTAIN, "submission_uncertain", error.user_message, True, may_be_billed=True)
     if isinstance(error, BotError):
         code = getattr(error, "code", None) or type(error).__name__
         return Outcome(State.FAILED, str(code), error.user_message, error.retryable)
     return Outcome(
         State.FAILED, "internal", "Something went wrong inside the bot. Trying again may help.", True
     )
+
+
+def cancelled_outcome(reason: str) -> Outcome:
+    """A Cancel press; `reason` is the sentence the member reads (who cancelled, nothing charged)."""
+    return Outcome(State.CANCELLED, "cancelled", reason, True)
 
 
 def job_options(request: AnimateRequest) -> JobOptions:

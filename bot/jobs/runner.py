@@ -34,6 +34,7 @@ from bot.jobs.model import (
     Progress,
     Reporter,
     State,
+    cancelled_outcome,
     job_options,
     outcome_from_error,
 )
@@ -184,21 +185,20 @@ class JobRunner(Dispatching):
     # ----- cancellation ------------------------------------------------------------------------------------
 
     async def cancel(self, job_id: int, reason: str) -> bool:
-        """Asks for a job to stop; True if it was still running. The job's own task finishes the work."""
+        """Asks for a job to stop; True if it was still running. Returns after one database read and at
+        most one write: a waiting job is ended here (its refund and message follow in their own task);
+        a running one is signalled and its own task stops it at the next safe point, once."""
         job = await self.store.get(job_id)
         if job is not None and job.state == State.QUEUED:
-            cancelled = Outcome(State.CANCELLED, "cancelled", reason, True)
-            if await self._end(job, cancelled, from_states=State.QUEUED):
+            outcome = cancelled_outcome(reason)
+            if await self._record_end(job_id, outcome, from_states=State.QUEUED):
+                self._spawn(job_id, self._settle_and_tell(job_id, outcome))
+                self._wake.set()
                 return True
             job = await self.store.get(job_id)  # the dispatcher took it meanwhile
         if job is None or job.state in ENDED or job.state in (State.COMPLETED, State.DELIVERING):
             return False  # ended, or the video already exists and is on its way
-        if job_id in self._cancel_requests:
-            return True  # already being cancelled: a second cancel() would interrupt the first's cleanup
-        self._cancel_requests[job_id] = reason
-        task = self._tasks.get(job_id)
-        if task is not None and job.state == State.SUBMITTED:
-            task.cancel()  # wakes the wait; _follow sees the request and cancels with the API
+        self._cancels.request(job_id, reason)  # a second press keeps the first reason
         return True
 
     # ----- after a restart ---------------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from bot.errors import BotError
 from bot.jobs.base import log
@@ -12,6 +15,7 @@ from bot.jobs.model import (
     Phase,
     Progress,
     State,
+    cancelled_outcome,
     kling_input,
     lifetime_outcome,
     outcome_from_error,
@@ -20,9 +24,15 @@ from bot.jobs.model import (
 from bot.store.jobs import JobRow
 from bot.sunra import PollPolicy, PredictionFailed, QueueStatus, SunraError
 
+T = TypeVar("T")
+
 
 class Waiting(Finishing):
     async def _submit_and_follow(self, job: JobRow) -> None:
+        reason = self._cancels.reason(job.id)
+        if reason is not None:  # pressed as the job's turn came: nothing has been sent
+            await self._end(job, cancelled_outcome(reason), from_states=State.SUBMITTING)
+            return
         try:
             submission = await self.sunra.submit(kling_input(job))
         except (SunraError, BotError) as error:
@@ -36,7 +46,9 @@ class Waiting(Finishing):
         await self._follow(await self._job(job.id))
 
     async def _follow(self, job: JobRow) -> None:
-        """Waits for the API's verdict by the status stream or slow polling, then delivers."""
+        """Waits for the API's verdict by the status stream or slow polling, then delivers. A Cancel
+        press stops the wait (it only reads) and the job at the API; once the API has said the video is
+        made, the job goes on to deliver it."""
         job = await self._progress_posted(job.id)  # the job is at the API already; nothing is delayed
         assert job.request_id is not None
         request_id = job.request_id
@@ -46,29 +58,22 @@ class Waiting(Finishing):
         async def on_update(status: QueueStatus) -> None:
             await self._report.show_progress(job, progress_from_status(status, started))
 
-        if job.id in self._cancel_requests:  # the member pressed Cancel while it was being submitted
-            reason = self._cancel_requests[job.id]
-            await self._stop_at_api(job, Outcome(State.CANCELLED, "cancelled", reason, True))
-            return
         policy = PollPolicy(first=self.settings.poll_first_seconds, maximum=self.settings.poll_max_seconds)
         try:
             async with asyncio.timeout_at(self._loop_deadline(job.deadline)):
-                final = await self.sunra.wait(request_id, on_update=on_update, poll=policy)
+                final = await self._unless_cancelled(
+                    job.id, lambda: self.sunra.wait(request_id, on_update=on_update, poll=policy)
+                )
         except TimeoutError:
             await self._stop_at_api(job, lifetime_outcome(self.settings))
             return
-        except asyncio.CancelledError:
-            if job.id not in self._cancel_requests:
-                raise
-            reason = self._cancel_requests[job.id]
-            # This cancellation was ours (the Cancel button), not a shutdown: let later awaits run.
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            await self._stop_at_api(job, Outcome(State.CANCELLED, "cancelled", reason, True))
-            return
         except (SunraError, BotError) as error:
             await self._end(job, outcome_from_error(error), from_states=State.SUBMITTED)
+            return
+        if final is None:
+            reason = self._cancels.reason(job.id)
+            assert reason is not None
+            await self._stop_at_api(job, cancelled_outcome(reason))
             return
         failure = final.failure
         if failure is not None or final.succeeded is False:
@@ -82,13 +87,31 @@ class Waiting(Finishing):
             return
         await self._complete(job)
 
+    async def _unless_cancelled(self, job_id: int, wait: Callable[[], Awaitable[T]]) -> T | None:
+        """`wait()`'s answer, or None when the job's Cancel is (or was already) pressed first; then the
+        wait is stopped, so give only waits that change nothing."""
+        if self._cancels.reason(job_id) is not None:
+            return None
+        waiting = asyncio.ensure_future(wait())
+        pressed = asyncio.ensure_future(self._cancels.wait(job_id))
+        try:
+            await asyncio.wait({waiting, pressed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, pressed):
+                task.cancel()
+            await asyncio.gather(waiting, pressed, return_exceptions=True)
+        if waiting.cancelled():
+            return None
+        return waiting.result()  # an answer that came with the press still counts
+
     async def _stop_at_api(self, job: JobRow, outcome: Outcome) -> None:
         assert job.request_id is not None
         try:
             stopped = await self.sunra.cancel(job.request_id)
         except (SunraError, BotError) as error:
+            # The job may run on and be billed: the member gets the credits back, the USD cap keeps it.
             log.warning("job %s: cancel at the API failed: %s", job.id, error)
-            stopped = True
+            stopped, outcome = True, dataclasses.replace(outcome, may_be_billed=True)
         if not stopped:
             # Too late to stop: the video exists, so deliver it rather than waste it.
             try:

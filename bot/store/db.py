@@ -1,23 +1,30 @@
-"""The SQLite connection, its pragmas and its migrations.
+"""The SQLite connections, their pragmas and the migrations.
 
-One `aiosqlite` connection serves the whole process. Reads run at any time (WAL lets them proceed while a
-write is open); writes go through `write()`, which serialises them behind one asyncio lock and opens the
-transaction with `BEGIN IMMEDIATE`, so a read-then-write inside it is atomic even against another process
-sharing the file.
+Two `aiosqlite` connections serve the whole process. Writes go through `write()` on the write
+connection: one asyncio lock serialises them and `BEGIN IMMEDIATE` opens each transaction, so a
+read-then-write inside it is atomic even against another process sharing the file. Reads outside a
+transaction (`fetchone`, `fetchall`) run on their own connection, so they see only committed data and
+never run inside another task's open transaction; in WAL mode they proceed while a write is open.
+A `:memory:` database cannot be opened twice, so there reads share the write connection.
+
+A transaction completes or rolls back whatever cancels the task that opened it: the statements run in
+aiosqlite's thread whether or not their caller still waits, so `write()` waits for BEGIN, COMMIT and
+ROLLBACK to finish before it passes a cancellation on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -26,6 +33,7 @@ log = logging.getLogger(__name__)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 Params = Sequence[Any] | dict[str, Any]
+T = TypeVar("T")
 
 
 def sqlite_path_from_url(url: str) -> Path:
@@ -68,31 +76,58 @@ def migration_status(path: Path) -> MigrationStatus:
     return MigrationStatus(True, applied, tuple(name for name in every if name not in done))
 
 
+async def _to_the_end(step: Awaitable[T]) -> T:
+    """Awaits `step` to its end even when the caller is cancelled meanwhile, then passes the
+    cancellation on: a statement handed to aiosqlite's thread runs anyway, and the connection's state
+    must be known before anything else uses it."""
+    current = asyncio.current_task()
+    asked_before = current.cancelling() if current is not None else 0
+    task = asyncio.ensure_future(step)
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.shield(task)
+    if current is not None and current.cancelling() > asked_before:
+        raise asyncio.CancelledError
+    return task.result()
+
+
 class Database:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
+        self._reader = conn
         self.path = path
         self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path | str) -> Database:
         path = Path(path)
-        if str(path) != ":memory:":
+        in_memory = str(path) == ":memory:"
+        if not in_memory:
             path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await cls._connect(path)
+        db = cls(conn, path)
+        try:
+            await db._configure(conn)
+            await db._migrate()
+            if not in_memory:
+                db._reader = await cls._connect(path)
+                await db._configure(db._reader, "PRAGMA query_only=ON")
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    @staticmethod
+    async def _connect(path: Path) -> aiosqlite.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing opens a transaction behind
         # our back and a plain statement outside write() autocommits.
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = aiosqlite.Row
-        db = cls(conn, path)
-        try:
-            await db._configure()
-            await db._migrate()
-        except BaseException:
-            await conn.close()
-            raise
-        return db
+        return conn
 
     async def close(self) -> None:
+        if self._reader is not self._conn:
+            await self._reader.close()
         await self._conn.close()
 
     async def __aenter__(self) -> Database:
@@ -101,7 +136,8 @@ class Database:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _configure(self) -> None:
+    @staticmethod
+    async def _configure(conn: aiosqlite.Connection, *extra: str) -> None:
         for pragma in (
             "PRAGMA journal_mode=WAL",
             # NORMAL is durable against a process crash in WAL mode (only an OS crash may lose the last
@@ -109,8 +145,9 @@ class Database:
             "PRAGMA synchronous=NORMAL",
             "PRAGMA foreign_keys=ON",
             "PRAGMA busy_timeout=5000",
+            *extra,
         ):
-            await self._conn.execute(pragma)
+            await conn.execute(pragma)
 
     async def _migrate(self) -> None:
         await self._conn.execute(
@@ -132,16 +169,25 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[_Tx]:
-        """One serialised write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+        """One serialised write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any error and on a
+        cancellation at any of its awaits: the connection is never left inside a transaction."""
         async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield _Tx(self._conn)
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            else:
-                await self._conn.execute("COMMIT")
+                await _to_the_end(self._conn.execute("BEGIN IMMEDIATE"))
+                try:
+                    yield _Tx(self._conn)
+                except BaseException:
+                    await self._rollback_if_open()
+                    raise
+                await _to_the_end(self._conn.execute("COMMIT"))
+            finally:
+                # BEGIN went through after its caller was cancelled, or COMMIT failed.
+                await self._rollback_if_open()
+
+    async def _rollback_if_open(self) -> None:
+        # SQLite rolls some failed transactions back itself; a second ROLLBACK would raise.
+        if self._conn.in_transaction:
+            await _to_the_end(self._conn.execute("ROLLBACK"))
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """One write statement in its own transaction; returns the number of rows changed."""
@@ -149,12 +195,13 @@ class Database:
             return await tx.execute(sql, params)
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        async with self._conn.execute(sql, params) as cur:
+        """One read of committed data (a read that must agree with a write belongs inside `write()`)."""
+        async with self._reader.execute(sql, params) as cur:
             row: aiosqlite.Row | None = await cur.fetchone()
             return row
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        async with self._conn.execute(sql, params) as cur:
+        async with self._reader.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
 

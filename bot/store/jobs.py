@@ -29,6 +29,7 @@ UPDATABLE = frozenset(
         "cost_credits",
         "submitted_at",
         "finished_at",
+        "may_be_billed",
     }
 )
 
@@ -60,6 +61,7 @@ class JobRow:
     submitted_at: float | None
     finished_at: float | None
     deadline: float
+    may_be_billed: bool = False  # ended without a video, yet the API may bill it (migration 0003)
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> JobRow:
@@ -89,6 +91,7 @@ class JobRow:
             submitted_at=row["submitted_at"],
             finished_at=row["finished_at"],
             deadline=row["deadline"],
+            may_be_billed=bool(row["may_be_billed"]),
         )
 
 

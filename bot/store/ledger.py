@@ -258,13 +258,17 @@ async def record_reservation(
 
 
 # A settlement copies its reservation: a refund negates the deltas and the spend, a commit moves nothing
-# (the credits were counted as spent when reserved). NOT EXISTS says what is meant; the unique index
-# quota_ledger_settle_once guarantees it even against another process.
+# (the credits were counted as spent when reserved). A refund of a job the API may still bill
+# (jobs.may_be_billed) gives the credits back but keeps the spend against the operator's USD cap.
+# NOT EXISTS says what is meant; the unique index quota_ledger_settle_once guarantees it even against
+# another process.
 _SETTLE_SELECT = (
     "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, allowance_delta, bonus_delta, credits,"
     " usd_micros, charged_at, at, reason)"
     " SELECT r.guild_id, r.user_id, :kind, r.job_id, -r.allowance_delta * :undo, -r.bonus_delta * :undo,"
-    " r.credits, -r.usd_micros * :undo, r.charged_at, :at, :reason"
+    " r.credits,"
+    " -r.usd_micros * :undo * (1 - COALESCE((SELECT b.may_be_billed FROM jobs b WHERE b.id = r.job_id), 0)),"
+    " r.charged_at, :at, :reason"
     " FROM quota_ledger r {join}"
     " WHERE r.kind = 'reserve' AND {which}"
     " AND NOT EXISTS (SELECT 1 FROM quota_ledger s"

@@ -482,6 +482,14 @@ class InjectedError:
 
 
 @dataclasses.dataclass
+class InjectedDisconnect:
+    path_contains: str
+    method: str | None
+    after_processing: bool
+    times: int
+
+
+@dataclasses.dataclass
 class _StoredAttachment:
     filename: str
     data: bytes
@@ -673,6 +681,7 @@ class FakeDiscord:
         self._refused_dm: set[int] = set()
         self._expired_tokens: set[str] = set()
         self._injected: list[InjectedError] = []
+        self._disconnects: list[InjectedDisconnect] = []
         self.rate_limits: dict[str, RateLimitRule] = {
             "message_create": RateLimitRule(5, 5.0),
             "message_edit": RateLimitRule(5, 5.0),
@@ -1299,6 +1308,14 @@ class FakeDiscord:
         """
         self._injected.append(InjectedError(path_contains, method, status, code, message, times))
 
+    def inject_disconnect(
+        self, path_contains: str, *, method: str | None = None, after_processing: bool = False, times: int = 1
+    ) -> None:
+        """Drop the connection of the next ``times`` matching API requests without an answer (the client
+        sees a transport error, not an HTTP status); with ``after_processing`` the request takes effect
+        first (a message is created), so the client cannot know whether it did."""
+        self._disconnects.append(InjectedDisconnect(path_contains, method, after_processing, times))
+
     def reset_records(self) -> None:
         """Forget recorded requests, callbacks, followups, edits, deletions, command PUTs and the
         invalid-request count. Messages stay (they are channel history), as do the model and sessions."""
@@ -1727,6 +1744,14 @@ class FakeDiscord:
             injected = self._take_injected(request.method, path)
             if injected is not None:
                 raise injected
+            disconnect = self._take_disconnect(request.method, path)
+            if disconnect is not None:
+                if disconnect.after_processing:
+                    await handler(request, rec)
+                self._notify()
+                if request.transport is not None:
+                    request.transport.abort()
+                raise ConnectionResetError("fake Discord dropped the connection")
             response = await handler(request, rec)
         except DiscordError as err:
             headers.update(err.headers)
@@ -1739,6 +1764,15 @@ class FakeDiscord:
             self.invalid_requests += 1
         self._notify()
         return response
+
+    def _take_disconnect(self, method: str, path: str) -> InjectedDisconnect | None:
+        for drop in self._disconnects:
+            if drop.path_contains in path and (drop.method is None or drop.method.upper() == method):
+                drop.times -= 1
+                if drop.times <= 0:
+                    self._disconnects.remove(drop)
+                return drop
+        return None
 
     def _take_injected(self, method: str, path: str) -> DiscordError | None:
         for inj in self._injected:
