@@ -283,7 +283,13 @@ async def test_a_video_larger_than_the_upload_limit_is_reencoded_to_fit_and_play
         played = tmp_path / "played.mp4"
         played.write_bytes(upload.data)
         assert decoded_frames(played) == 8
-        assert [b["label"] for b in buttons(post.message)] == ["Retry", "Remix", "Extend", "Showcase", "Delete"]
+        assert [b["label"] for b in buttons(post.message)] == [
+            "Retry",
+            "Remix",
+            "Extend",
+            "Showcase",
+            "Delete",
+        ]
 
 
 # ------------------------------------------------------------------------------------ Animate from a message
