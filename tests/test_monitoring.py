@@ -209,3 +209,24 @@ async def test_discord_rate_limits_and_invalid_requests_are_counted(tmp_path: Pa
     assert sample("kling_discord_invalid_requests_total", {"status": "429"}) == 2
     assert sample("kling_discord_invalid_requests_total", {"status": "401"}) == 1
     assert fake.invalid_requests == 3
+
+
+async def test_the_docker_healthcheck_asks_healthz_only_when_the_listener_is_on(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from bot import healthcheck
+
+    monkeypatch.setenv("BOT_CONFIG", str(tmp_path / "none.toml"))
+    (tmp_path / "none.toml").write_text("")
+    monkeypatch.delenv("HTTP__PORT", raising=False)
+    assert await asyncio.to_thread(healthcheck.main) == 0  # off: nothing to ask
+    port = free_port()
+    monkeypatch.setenv("HTTP__PORT", str(port))
+    monkeypatch.setenv("HTTP__HOST", "0.0.0.0")
+    assert await asyncio.to_thread(healthcheck.main) == 1  # on, but nothing answers
+    # The bot itself listens on loopback (the tests' rule); the check asks 127.0.0.1 for 0.0.0.0.
+    async with running_world(tmp_path, http={"port": port, "host": "127.0.0.1"}) as world:
+        assert world.bot.monitor is not None and world.bot.monitor.addresses == [("127.0.0.1", port)]
+        assert await asyncio.to_thread(healthcheck.main) == 0
+        await world.db.close()
+        assert await asyncio.to_thread(healthcheck.main) == 1
