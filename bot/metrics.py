@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import aiohttp
 import discord
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -54,6 +54,7 @@ class _FromDatabase(Collector):
 class BotMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # CPU seconds, resident memory, open files (Linux)
         self.api_seconds = Histogram(
             "kling_api_request_duration_seconds",
             "sunra API calls: seconds until the answer's headers, by endpoint.",

@@ -142,6 +142,7 @@ async def test_metrics_scraped_while_jobs_run_agree_with_the_tables(tmp_path: Pa
             assert 0 < value(running, "kling_acknowledgement_seconds_sum") < 3 * 3.0
             assert value(running, "kling_api_request_duration_seconds_count", endpoint="submit") == 2
             assert value(running, "kling_credits_spent_total") == 0
+            assert value(running, "process_resident_memory_bytes") > 10_000_000
 
             # The API fails one result call (retried), then every job finishes.
             sunra.fail_next("result", 503)
