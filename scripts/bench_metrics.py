@@ -5,8 +5,7 @@
 Fills a real SQLite file with that many finished jobs (their events and their ledger rows), then
 times scrapes: the first after a start (it sums the whole ledger once), the ones after it (only rows
 added since), and one whose queue waits are all new (a backlog of 5,000, the most one scrape reads).
-Every statement of the bot waits behind a scrape on the one SQLite connection, so this is what a
-scrape can delay a command by.
+A scrape runs on the read connection, so this is how long it can hold up the bot's other reads.
 """
 
 from __future__ import annotations
