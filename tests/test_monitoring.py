@@ -231,3 +231,22 @@ async def test_the_docker_healthcheck_asks_healthz_only_when_the_listener_is_on(
         assert await asyncio.to_thread(healthcheck.main) == 0
         await world.db.close()
         assert await asyncio.to_thread(healthcheck.main) == 1
+
+
+async def test_discords_refusals_of_the_bots_own_requests_are_counted(tmp_path: Path) -> None:
+    port = free_port()
+    async with running_world(tmp_path, **monitored(port)) as world:
+        # The channel refuses the first post (the progress message): the bot carries on without it.
+        world.discord.inject_error(
+            f"/channels/{world.discord.default_channel_id}/messages",
+            method="POST",
+            status=403,
+            code=50013,
+            message="Missing Permissions",
+        )
+        job = await world.ended(await world.animate())
+        assert job.state == "delivered"
+        samples = await scrape(port)
+    assert value(samples, "kling_discord_invalid_requests_total", status="403") == 1
+    counted = sum(v for (name, _), v in samples.items() if name == "kling_discord_invalid_requests_total")
+    assert counted == world.discord.invalid_requests == 1
