@@ -22,4 +22,8 @@ USER bot
 VOLUME ["/app/data"]
 ENV DATABASE_URL=sqlite:////app/data/bot.sqlite3
 
+# With HTTP__PORT set, Docker asks the bot's /healthz (gateway connected, database answering); without
+# it the check passes while the process runs. A script, not curl: slim images have none.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["python", "-m", "bot.healthcheck"]
+
 ENTRYPOINT ["python", "-m", "bot"]

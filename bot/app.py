@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -19,6 +20,8 @@ from bot.config import Settings
 from bot.delivery import DiscordReporter
 from bot.jobs import JobRunner
 from bot.media import ImageChecker
+from bot.metrics import BotMetrics
+from bot.monitoring import Monitor, gateway_connected
 from bot.quota import QuotaService
 from bot.showcase import ShowcaseService
 from bot.startup import wait_for_discord
@@ -59,6 +62,8 @@ class KlingBot(commands.Bot):
         images: ImageChecker,
         workdir: Path | None = None,
     ) -> None:
+        self.metrics = BotMetrics()
+        sunra.observers.append(self.metrics.observe_api)
         intents = discord.Intents.none()
         intents.guilds = True  # channel and role cache, so permissions can be computed
         super().__init__(
@@ -68,6 +73,7 @@ class KlingBot(commands.Bot):
             # A default for every message: nothing pings unless a send says so explicitly.
             allowed_mentions=discord.AllowedMentions.none(),
             max_messages=None,
+            http_trace=self.metrics.discord_trace(),
         )
         self.settings = settings
         self.db = db
@@ -87,9 +93,15 @@ class KlingBot(commands.Bot):
             workdir=workdir or db.path.parent / "tmp",
         )
         self._stopping = asyncio.Event()
+        self.monitor: Monitor | None = None
+        if settings.http.port:
+            gateway_up = functools.partial(gateway_connected, self)
+            self.monitor = Monitor(settings.http, metrics=self.metrics, db=db, gateway_up=gateway_up)
 
     async def start(self, token: str, *, reconnect: bool = True) -> None:
         apply_discord_endpoints(self.settings)
+        if self.monitor is not None:
+            await self.monitor.start()  # before Discord answers, so /healthz can say it does not
         # Discord unreachable at start (no network yet): wait with backoff rather than exit.
         if await wait_for_discord(self, token, self.settings.startup, self._stopping):
             await super().start(token, reconnect=reconnect)
@@ -117,6 +129,8 @@ class KlingBot(commands.Bot):
         self._stopping.set()
         await self.runner.stop()
         await super().close()
+        if self.monitor is not None:
+            await self.monitor.stop()
 
     # ----- command sync ------------------------------------------------------------------------------------
 

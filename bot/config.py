@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -58,6 +58,16 @@ class MediaSettings(BaseModel):
         return int(self.max_download_mb * 1_000_000)
 
 
+class HttpSettings(BaseModel):
+    """The optional monitoring listener (/healthz, /metrics); see bot/monitoring.py."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # 0 = no listener. Loopback by default: the metrics are for the operator, not the internet.
+    port: int = Field(default=0, ge=0, le=65535)
+    host: str = "127.0.0.1"
+
+
 class CommonSettings(BaseSettings):
     """Every setting but the two secrets; see `Settings` (the bot) and `ToolSettings` (terminal commands)."""
 
@@ -74,6 +84,7 @@ class CommonSettings(BaseSettings):
     sunra_api_url: AnyHttpUrl = AnyHttpUrl("https://api.sunra.ai/v1")
     database_url: str = "sqlite:///data/bot.sqlite3"
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     # Register commands to these guilds only (instant for testing); empty = global commands.
     command_guild_ids: list[int] = Field(default_factory=list)
 
@@ -81,6 +92,7 @@ class CommonSettings(BaseSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
     startup: StartupSettings = Field(default_factory=StartupSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @field_validator("discord_token", "sunra_key", check_fields=False)
     @classmethod
@@ -114,6 +126,11 @@ class CommonSettings(BaseSettings):
         if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return upper
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @property
     def rest_base(self) -> str:

@@ -181,6 +181,7 @@ class AnimateCog(commands.Cog):
             )
             await self.bot.runner.drop_unacknowledged(job_id)
             return
+        self.bot.metrics.acknowledged(interaction.id)
         try:
             accepted = await self.bot.runner.accept(job_id, command)
         except PictureShapeRefused as refusal:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.config import JobSettings
 from bot.jobs.model import Reporter
+from bot.logs import bind_job
 from bot.media import ImageChecker
 from bot.quota import QuotaService
 from bot.store.jobs import JobRow, JobStore
@@ -87,6 +88,7 @@ class RunnerBase:
 
     def _post_progress_later(self, job_id: int, posting: Awaitable[int | None]) -> None:
         async def post_and_save() -> None:
+            bind_job(job_id)
             message_id = await posting
             if message_id is not None:
                 await self.store.update(job_id, progress_message_id=message_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 from bot.errors import BotError
 from bot.jobs.base import RunnerBase, log
 from bot.jobs.model import ENDED, Outcome, Phase, Progress, State, outcome_from_error
+from bot.logs import bind_job
 from bot.store.jobs import JobRow
 from bot.sunra import (
     DownloadTooLarge,
@@ -36,7 +37,9 @@ class Finishing(RunnerBase):
         """One re-encoding at a time: it takes a whole core for seconds, and the bot shares the host."""
         return asyncio.Lock()
 
-    def _spawn(self, job_id: int, work: Coroutine[object, object, object]) -> None:
+    def _spawn(
+        self, job_id: int, work: Coroutine[object, object, object], *, request_id: str | None = None
+    ) -> None:
         if self._closing:
             # Stopping: the database is about to close. The job's row says what is left, and the next
             # start's resume() finishes it (refunds, messages, deliveries).
@@ -44,6 +47,7 @@ class Finishing(RunnerBase):
             return
 
         async def run() -> None:
+            bind_job(job_id, request_id)
             try:
                 await work
             except Exception:

@@ -38,6 +38,7 @@ from bot.jobs.model import (
     job_options,
     outcome_from_error,
 )
+from bot.logs import bind_job
 from bot.media import PreparedImage
 from bot.request import AnimateRequest, AttachmentRef
 from bot.sunra import SubmissionUncertain
@@ -71,8 +72,9 @@ class JobRunner(Dispatching):
     # ----- a new command -----------------------------------------------------------------------------------
 
     async def record(self, command: Command) -> tuple[int, bool]:
-        """Writes the command down before Discord is answered; (job id, whether it is new)."""
-        return await self.store.create(
+        """Writes the command down before Discord is answered; (job id, whether it is new). The rest of
+        the calling task logs with the job's id."""
+        job_id, is_new = await self.store.create(
             interaction_id=command.interaction_id,
             guild_id=command.guild_id,
             channel_id=command.channel_id,
@@ -82,6 +84,8 @@ class JobRunner(Dispatching):
             upload_limit=command.upload_limit,
             lifetime_seconds=self.settings.max_lifetime_minutes * 60,
         )
+        bind_job(job_id)
+        return job_id, is_new
 
     async def accept(self, job_id: int, command: Command) -> Accepted:
         """Checks the images, reserves credits, uploads and queues. Refusals raise InputRefused and end
@@ -188,6 +192,7 @@ class JobRunner(Dispatching):
         """Asks for a job to stop; True if it was still running. Returns after one database read and at
         most one write: a waiting job is ended here (its refund and message follow in their own task);
         a running one is signalled and its own task stops it at the next safe point, once."""
+        bind_job(job_id)
         job = await self.store.get(job_id)
         if job is not None and job.state == State.QUEUED:
             outcome = cancelled_outcome(reason)
@@ -224,7 +229,7 @@ class JobRunner(Dispatching):
             self._spawn(job.id, self._end(job, outcome, from_states=State.SUBMITTING))
         for job in await self.store.unnotified(TOLD_IN_CHANNEL):
             if job.id not in self._tasks:
-                self._spawn(job.id, self._retell(job))
+                self._spawn(job.id, self._retell(job), request_id=job.request_id)
         await self.quota.settle_finished()
         for job in await self.store.in_states([State.QUEUED, State.SUBMITTED, State.COMPLETED]):
             if job.progress_message_id is None:
@@ -232,10 +237,10 @@ class JobRunner(Dispatching):
                 request = AnimateRequest.model_validate(job.params)
                 self._post_progress_later(job.id, self._report.recover_progress(job, request))
         for job in await self.store.in_states([State.SUBMITTED]):
-            self._spawn(job.id, self._follow(job))
+            self._spawn(job.id, self._follow(job), request_id=job.request_id)
         for job in await self.store.in_states([State.COMPLETED]):
             await self.quota.commit(job.id)
-            self._spawn(job.id, self._deliver(job))
+            self._spawn(job.id, self._deliver(job), request_id=job.request_id)
         for job in await self.store.in_states([State.DELIVERING]):
-            self._spawn(job.id, self._redeliver(job))
+            self._spawn(job.id, self._redeliver(job), request_id=job.request_id)
         self._wake.set()

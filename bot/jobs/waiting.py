@@ -21,6 +21,7 @@ from bot.jobs.model import (
     outcome_from_error,
     progress_from_status,
 )
+from bot.logs import bind_request
 from bot.store.jobs import JobRow
 from bot.sunra import PollPolicy, PredictionFailed, QueueStatus, SunraError
 
@@ -38,6 +39,7 @@ class Waiting(Finishing):
         except (SunraError, BotError) as error:
             await self._end(job, outcome_from_error(error), from_states=State.SUBMITTING)
             return
+        bind_request(submission.request_id)
         now = self._clock()
         if not await self.store.transition(
             job.id, State.SUBMITTING, State.SUBMITTED, request_id=submission.request_id, submitted_at=now

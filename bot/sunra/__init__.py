@@ -86,6 +86,7 @@ from bot.sunra.transport import (
     REDACTED,
     RETRYABLE_STATUS_CODES,
     SERVER_ERROR_MIN,
+    ApiCall,
 )
 
 __all__ = [
@@ -114,6 +115,7 @@ __all__ = [
     "SERVICE_DOWN_MESSAGE",
     "TERMINAL_STATUSES",
     "TRANSFER_CHUNK_BYTES",
+    "ApiCall",
     "AuthError",
     "DownloadTooLarge",
     "InsufficientFunds",

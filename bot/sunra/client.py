@@ -55,9 +55,12 @@ from bot.sunra.transport import (
     RETRYABLE_STATUS_CODES,
     SERVER_ERROR_MIN,
     TRANSIENT_TRANSPORT,
+    ApiCall,
     KeyAuth,
     api_error,
+    endpoint_name,
     error_fields,
+    failure_reason,
     int_header,
     request_path,
     reset_seconds,
@@ -144,6 +147,8 @@ class SunraClient:
             headers={"User-Agent": "kling-discord-bot"},
         )
         reserved = min(RESERVED_CONNECTIONS, max_connections // 4)
+        # Told about every HTTP exchange with the API (metrics); each must return at once, never raise.
+        self.observers: list[Callable[[ApiCall], None]] = []
         self._stream_slots = asyncio.Semaphore(max(1, max_connections - reserved))
 
     def __repr__(self) -> str:
@@ -242,6 +247,7 @@ class SunraClient:
         path = request_path(request_id, "/status/stream")
         label = f"GET {path}"
         async with self._stream_slots:
+            started = time.perf_counter()
             try:
                 async with self._api.stream(
                     "GET",
@@ -249,6 +255,8 @@ class SunraClient:
                     timeout=self._timeouts.stream(),
                     headers={"Accept": "text/event-stream"},
                 ) as response:
+                    code = response.status_code
+                    self._observe("status_stream", started, code, ok=code == 200)
                     await self._check_stream_open(response, label)
                     async for data in sse_data(response.aiter_lines()):
                         status = status_event(data, label)
@@ -259,6 +267,7 @@ class SunraClient:
                         if status.is_terminal:
                             return
             except httpx.TransportError as exc:
+                self._observe("status_stream", started, None, error=failure_reason(exc))
                 raise TransientError(detail=self._transport_detail(label, exc)) from exc
 
     async def _check_stream_open(self, response: httpx.Response, label: str) -> None:
@@ -475,21 +484,26 @@ class SunraClient:
         client = self._api if api else self._plain
         url = self._url(target) if api else target
         label = f"{method} {target if api else safe_url(target)}"
+        endpoint = endpoint_name(target, api=api)
         attempts = max(1, self._retry.attempts)
         attempt = 0  # failed tries that were not rate limits
         limited = 0  # rate-limit answers
         waited = 0.0  # seconds spent waiting out rate limits
         while True:
             try:
+                started = time.perf_counter()
                 try:
                     response = await client.request(
                         method, url, json=json_body, content=content, headers=headers
                     )
                 except httpx.TransportError as exc:
+                    self._observe(endpoint, started, None, error=failure_reason(exc))
                     raise self._transport_failure(label, exc, submit=submit) from exc
                 if api:
                     self._note_rate_limit(response.headers)
-                if 200 <= response.status_code < 300 or response.status_code in answers:
+                answered = 200 <= response.status_code < 300 or response.status_code in answers
+                self._observe(endpoint, started, response.status_code, ok=answered)
+                if answered:
                     return _parse_answer(parse, response, label)
                 raise self._error_from(response, label, request_scoped=request_scoped, api=api)
             except SunraError as error:
@@ -521,6 +535,20 @@ class SunraClient:
             "sunra %s failed (%s); retry %d of %d in %.1f s", label, error, attempt, attempts - 1, delay
         )
         await self._sleep(delay)
+
+    def _observe(
+        self, endpoint: str, started: float, status: int | None, *, ok: bool = False, error: str | None = None
+    ) -> None:
+        if not self.observers:
+            return
+        if error is None and not ok:
+            error = str(status)
+        call = ApiCall(endpoint, time.perf_counter() - started, status, error)
+        for observer in self.observers:
+            try:
+                observer(call)
+            except Exception:
+                log.exception("a sunra call observer failed")
 
     def _transport_failure(self, label: str, exc: httpx.TransportError, *, submit: bool) -> SunraError:
         detail = self._transport_detail(label, exc)

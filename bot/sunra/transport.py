@@ -8,6 +8,7 @@ import email.utils
 import re
 import time
 from collections.abc import AsyncIterator, Generator
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -224,3 +225,33 @@ def safe_url(url: str) -> str:
     except (httpx.InvalidURL, TypeError):
         return "<invalid url>"
     return str(parsed.copy_with(query=None, fragment=None))
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    """One HTTP exchange with the API, for metrics: ``endpoint`` (see `endpoint_name`), seconds to the
+    answer's headers, the HTTP status (None when no answer came) and, when it failed, why: the status
+    as text ("429", "503") or "timeout" / "connection"."""
+
+    endpoint: str
+    seconds: float
+    status: int | None
+    error: str | None
+
+
+def endpoint_name(path: str, *, api: bool = True) -> str:
+    """A call's endpoint without its request id (a metrics label must take few values): submit,
+    status, status_stream, result, cancel, upload_initiate, storage_upload or other."""
+    if not api:
+        return "storage_upload"
+    if path.startswith("/queue/requests/"):
+        _, _, suffix = path.removeprefix("/queue/requests/").partition("/")
+        named = {"": "result", "status": "status", "status/stream": "status_stream", "cancel": "cancel"}
+        return named.get(suffix, "other")
+    if path.startswith("/queue/"):
+        return "submit"
+    return "upload_initiate" if path == "/storage/upload/initiate" else "other"
+
+
+def failure_reason(exc: httpx.TransportError) -> str:
+    return "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"

@@ -644,6 +644,9 @@ class FakeDiscord:
         self.callback_timeout = callback_timeout
         self.token_lifetime = token_lifetime
         self.allow_resume = True
+        # False: the gateway refuses new websockets (503 before the upgrade), like an outage or a proxy
+        # that is down; with drop_connections() the bot stays disconnected until it is True again.
+        self.gateway_open = True
         self.dispatch_message_events = True
         self.enforce_permissions = True
         self.started_at = now()
@@ -1427,6 +1430,8 @@ class FakeDiscord:
         return data
 
     async def _gateway_handler(self, request: web.Request) -> web.StreamResponse:
+        if not self.gateway_open:
+            return web.Response(status=503, text="gateway unavailable")
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         encoding = request.query.get("encoding", "json")
