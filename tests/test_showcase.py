@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -468,3 +469,25 @@ async def test_top_auto_showcase_opt_out_and_the_weekly_post(tmp_path: Path) -> 
                 m for m in fake.channel_messages(channel) if m["embeds"][0].get("title", "").startswith("Top")
             ]
             assert len(weekly_posts) == 1 and weekly_posts[0]["embeds"][0]["title"] == "Top videos this week"
+
+
+async def test_a_gallery_message_deleted_meanwhile_is_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_world(tmp_path, command_guild_ids=[GUILD]) as world:
+        await add_showcases(world, 12)
+        _, first = await gallery_message(world)
+        world.discord.message(int(first["id"])).deleted = True  # dismissed, or removed by a moderator
+        button = next(c for row in first["components"] for c in row["components"] if c["label"] == "Next")
+        with caplog.at_level(logging.ERROR):
+            record = await world.discord.dispatch_interaction(
+                p.button_click(world.discord, button["custom_id"], message=first, user_id=ALICE)
+            )
+            assert (await world.discord.wait_for_callback(record.id)).type == 6  # acknowledged at once
+            await world.discord.wait_for(
+                lambda: any(r.method == "PATCH" and record.token in r.path for r in world.discord.requests),
+                timeout=10,
+            )
+            await asyncio.sleep(0.3)
+        # The edit of the vanished page got Discord's 404 (10008) and was dropped quietly.
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
