@@ -20,7 +20,7 @@ from bot.jobs import ENDED
 from bot.media import ImageChecker
 from bot.store import Database
 from bot.store.jobs import JobRow
-from bot.sunra import RetryPolicy, SunraClient
+from bot.sunra import RetryPolicy, SunraClient, Timeouts
 from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, running_client
@@ -152,7 +152,12 @@ class World:
 
 @contextlib.asynccontextmanager
 async def running_world(
-    tmp_path: Path, *, discord: FakeDiscord | None = None, sunra: FakeSunra | None = None, **overrides: Any
+    tmp_path: Path,
+    *,
+    discord: FakeDiscord | None = None,
+    sunra: FakeSunra | None = None,
+    timeouts: Timeouts | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[World]:
     async with contextlib.AsyncExitStack() as stack:
         if discord is None:
@@ -163,7 +168,7 @@ async def running_world(
         settings = test_settings(discord, sunra, tmp_path / "bot.sqlite3", **overrides)
         db = await stack.enter_async_context(await Database.open(tmp_path / "bot.sqlite3"))
         client = await stack.enter_async_context(
-            SunraClient(settings.sunra_base, SUNRA_KEY, retry=FAST_RETRY)
+            SunraClient(settings.sunra_base, SUNRA_KEY, retry=FAST_RETRY, timeouts=timeouts or Timeouts())
         )
         checker = await stack.enter_async_context(
             ImageChecker(
