@@ -112,6 +112,10 @@ def polling(*faults: dict[str, Any]) -> Callable[[World], None]:
     return arrange
 
 
+def ended_within(job: JobRow, *, seconds: float) -> None:
+    assert job.finished_at is not None and job.finished_at - job.created_at < seconds
+
+
 def counts(**expected: int) -> Callable[[World, JobRow], None]:
     def check(world: World, job: JobRow) -> None:
         assert {route: world.sunra.count(route) for route in expected} == expected
@@ -248,7 +252,7 @@ SUNRA = {
         "failed",
         "Kling could not make this video: The model could not generate this video. Trying again may help.",
         arrange=lambda world: world.sunra.next_job(final_status={"status": "EXPIRED_AND_ARCHIVED"}),
-        options={"jobs": {"max_lifetime_minutes": 0.05}},
+        check=lambda world, job: ended_within(job, seconds=5),  # not at its lifetime (60 minutes)
     ),
     "prediction-failed-retryable": Fault(
         "failed",

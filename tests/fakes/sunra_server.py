@@ -353,9 +353,14 @@ class FakeJob:
     forced_result: tuple[int, Any] | None = None
 
     def status_body(self, now: float) -> dict[str, Any]:
-        """The status object the API answers at ``now``."""
+        """The status object the API answers at ``now`` (a forced one, else the job's own)."""
         if self.forced_status is not None:
             return dict(self.forced_status)
+        return self.timeline_body(now)
+
+    def timeline_body(self, now: float) -> dict[str, Any]:
+        """The job's own status at ``now``: what its result, cancel and video follow, whatever the
+        status route is forced to say."""
         if self.cancelled_at is not None:
             return {"status": "CANCELLED", "request_id": self.request_id}
         elapsed = now - self.created_at
@@ -397,13 +402,13 @@ class FakeJob:
         return {"code": "PREDICTION_FAILED", "message": fail.message, "details": details}
 
     def state(self, now: float | None = None) -> str:
-        return str(self.status_body(_now() if now is None else now)["status"])
+        return str(self.timeline_body(_now() if now is None else now)["status"])
 
     def is_done(self, now: float | None = None) -> bool:
         return self.state(now).upper() not in ("IN_QUEUE", "IN_PROGRESS")
 
     def succeeded(self, now: float | None = None) -> bool:
-        body = self.status_body(_now() if now is None else now)
+        body = self.timeline_body(_now() if now is None else now)
         return body.get("status") == "COMPLETED" and body.get("success") is True
 
     def result_body(self) -> dict[str, Any]:
