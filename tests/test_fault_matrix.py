@@ -536,24 +536,13 @@ KILLS = {
         {"QUOTA__MAX_JOBS_IN_FLIGHT": "1"},
     ),
     "before-a-failure-is-told": Kill(killed_before_a_failure_is_told, ("failed",), "will not help"),
-    "while-the-cancel-is-sent": Kill(killed_while_the_cancel_is_sent, ("cancelled",), "you cancelled it"),
+    "while-the-cancel-is-sent": Kill(
+        killed_while_the_cancel_is_sent, ("cancelled",), "You cancelled it; nothing was charged."
+    ),
 }
 
 
-LOST_PRESS = pytest.mark.xfail(
-    strict=True,
-    reason="a Cancel press lives only in memory: killed before the API confirmed it, the restarted bot "
-    "delivers the video and charges it, though the member was told 'cancelling'",
-)
-
-
-@pytest.mark.parametrize(
-    "step",
-    [
-        pytest.param(kill, id=name, marks=[LOST_PRESS] if name == "while-the-cancel-is-sent" else [])
-        for name, kill in KILLS.items()
-    ],
-)
+@pytest.mark.parametrize("step", [pytest.param(kill, id=name) for name, kill in KILLS.items()])
 async def test_killed_at_a_step_and_restarted_ends_each_job_once(tmp_path: Path, step: Kill) -> None:
     async with asyncio.timeout(60), crash_world(tmp_path, **step.env) as world:
         await step.kill(world)
