@@ -9,6 +9,7 @@ SIGKILLed) for the steps its own tests do not kill at.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,11 +28,16 @@ from tests.fakes import payloads as p
 from tests.fakes.discord_server import InteractionRecord
 from tests.fakes.sunra_server import JobFailure, JobPlan, error_body
 from tests.test_crash import Crash, crash_world, job_state_is, kill_when
-from tests.world import World, running_world
+from tests.world import FAST_RETRY, World, running_world
 
 CHANNEL_POSTS = f"/channels/{p.DEFAULT_CHANNEL_ID}/messages"
 # Waits the rows make the bot honour; small, so the matrix stays quick.
 RETRY_AFTER = 0.3
+# A failure Kling says retrying will not mend, and what the member reads about it.
+NOT_A_PHOTO = "The start image is not a photo"
+NOT_A_PHOTO_SAYS = (
+    f"Kling could not make this video: {NOT_A_PHOTO}. Trying again with the same input will not help."
+)
 # A client that gives up on an answer after this long (the timeout rows).
 SHORT_READ = Timeouts(read=0.3)
 # What a member must never read: a machine word (RATE_LIMITED, content_policy) or a bare HTTP status.
@@ -47,7 +53,7 @@ class Fault:
     says: str
     arrange: Callable[[World], object] = lambda world: None
     during: Callable[[World, InteractionRecord], Awaitable[object]] | None = None
-    check: Callable[[World, JobRow], object] = lambda world, job: None
+    check: Callable[[World, JobRow], object] = lambda world, job: None  # may be a coroutine function
     video: str | None = None  # delivered as "file" or as a "link"
     options: dict[str, Any] = field(default_factory=dict)  # running_world's
 
@@ -94,11 +100,15 @@ def sent_again_after_the_reset(world: World, job: JobRow) -> None:
     assert world.bot.sunra.submissions_blocked is None
 
 
-def submissions_blocked(world: World, job: JobRow) -> None:
-    """The key or the account is the problem: no job was made, and new commands are refused at once
-    (with the same sentence) until the block expires, instead of each failing at the API."""
+async def submissions_blocked(world: World, job: JobRow) -> None:
+    """The key or the account is the problem: no job was made, and the next command is refused at once
+    with the same sentence, instead of failing at the API again."""
     assert len(world.sunra.jobs) == 0
-    assert world.bot.sunra.submissions_blocked is not None
+    submits = world.sunra.count("submit")
+    again = await world.animate("once more")
+    callback = await world.discord.wait_for_callback(again.id)
+    assert callback.type == 4 and callback.data["content"] == SERVICE_DOWN_MESSAGE
+    assert world.sunra.count("submit") == submits
 
 
 def polling(*faults: dict[str, Any]) -> Callable[[World], None]:
@@ -112,8 +122,13 @@ def polling(*faults: dict[str, Any]) -> Callable[[World], None]:
     return arrange
 
 
-def ended_within(job: JobRow, *, seconds: float) -> None:
-    assert job.finished_at is not None and job.finished_at - job.created_at < seconds
+def met_every_fault(route: str) -> Callable[[World, JobRow], None]:
+    """The bot met each scripted answer on ``route`` and asked again, without submitting twice."""
+
+    def check(world: World, job: JobRow) -> None:
+        assert world.sunra.pending_faults(route) == 0 and world.sunra.count("submit") == 1
+
+    return check
 
 
 def counts(**expected: int) -> Callable[[World, JobRow], None]:
@@ -200,6 +215,7 @@ SUNRA = {
         "delivered",
         "your video is ready!",
         arrange=polling({"status": 503, "times": 3}, {"status": 500, "times": 2}),
+        check=met_every_fault("status"),
         video="file",
     ),
     "5xx-result": Fault(
@@ -220,6 +236,7 @@ SUNRA = {
         "delivered",
         "your video is ready!",
         arrange=polling({"status": 200, "delay": 2.0, "times": 2}),
+        check=met_every_fault("status"),
         options={"timeouts": SHORT_READ},
         video="file",
     ),
@@ -233,12 +250,14 @@ SUNRA = {
         "delivered",
         "your video is ready!",
         arrange=polling({"malformed": True, "times": 3}),
+        check=met_every_fault("status"),
         video="file",
     ),
     "malformed-result": Fault(
         "delivered",
         "your video is ready!",
         arrange=lambda world: world.sunra.fail_next("result", malformed=True, times=3),
+        check=met_every_fault("result"),
         video="file",
     ),
     "unknown-status-word-while-running": Fault(
@@ -252,7 +271,7 @@ SUNRA = {
         "failed",
         "Kling could not make this video: The model could not generate this video. Trying again may help.",
         arrange=lambda world: world.sunra.next_job(final_status={"status": "EXPIRED_AND_ARCHIVED"}),
-        check=lambda world, job: ended_within(job, seconds=5),  # not at its lifetime (60 minutes)
+        # Ended by its result within seconds, not cancelled at its lifetime (60 minutes).
     ),
     "prediction-failed-retryable": Fault(
         "failed",
@@ -263,13 +282,16 @@ SUNRA = {
     ),
     "prediction-failed-not-retryable": Fault(
         "failed",
-        "will not help",
-        arrange=lambda world: world.sunra.fail_next_job("The start image is not a photo", retryable=False),
+        NOT_A_PHOTO_SAYS,
+        arrange=lambda world: world.sunra.fail_next_job(NOT_A_PHOTO, retryable=False),
     ),
+    # Kling's own link is posted, and charged: the bot cannot tell a file that is gone from one that
+    # is not there yet, and the API has made (and billed) the video.
     "video-url-404": Fault(
         "delivered",
         "your video is ready!",
         arrange=lambda world: world.sunra.fail_next("video", 404, times=10),
+        check=counts(video=1),
         video="link",
     ),
     "video-cut-off-once": Fault(
@@ -283,6 +305,7 @@ SUNRA = {
         "delivered",
         "your video is ready!",
         arrange=lambda world: world.sunra.fail_next("video", cut_after=70_000, times=20),
+        check=counts(video=FAST_RETRY.attempts),
         video="link",
     ),
 }
@@ -398,7 +421,6 @@ async def test_a_fault_ends_in_a_sentence_a_state_and_a_right_ledger(tmp_path: P
             await fault.during(world, interaction)
         job = await world.ended(interaction)
         text = await member_reads(world, interaction, job)
-        print(f"{job.state}: {text!r}")
         assert job.state == fault.state, (job, text)
         assert fault.says in text, text
         assert not BARE_CODE.search(without_links(text)), text
@@ -411,7 +433,9 @@ async def test_a_fault_ends_in_a_sentence_a_state_and_a_right_ledger(tmp_path: P
                 assert outcome.files[0].data == world.sunra.video_bytes(job.request_id or "")
             else:
                 assert outcome.files == [] and (job.video_url or "?") in outcome.message["content"]
-        fault.check(world, job)
+        checked = fault.check(world, job)
+        if inspect.isawaitable(checked):
+            await checked
 
 
 # ----- Cancel racing the API's completion ------------------------------------------------------------------
@@ -506,7 +530,7 @@ async def killed_while_waiting_in_the_bots_queue(world: Crash) -> None:
 
 
 async def killed_before_a_failure_is_told(world: Crash) -> None:
-    world.sunra.fail_next_job("The start image is not a photo", retryable=False, seconds=1.0)
+    world.sunra.fail_next_job(NOT_A_PHOTO, retryable=False, seconds=1.0)
     interaction = await world.animate("a failure to tell")
     await world.until(progress_shown(world, interaction), "the progress message")
     # The post telling the failure fails once; discord.py waits a second before sending it again.
@@ -535,7 +559,7 @@ KILLS = {
         "your video is ready!",
         {"QUOTA__MAX_JOBS_IN_FLIGHT": "1"},
     ),
-    "before-a-failure-is-told": Kill(killed_before_a_failure_is_told, ("failed",), "will not help"),
+    "before-a-failure-is-told": Kill(killed_before_a_failure_is_told, ("failed",), NOT_A_PHOTO_SAYS),
     "while-the-cancel-is-sent": Kill(
         killed_while_the_cancel_is_sent, ("cancelled",), "You cancelled it; nothing was charged."
     ),
