@@ -127,6 +127,7 @@ def met_every_fault(route: str) -> Callable[[World, JobRow], None]:
 
     def check(world: World, job: JobRow) -> None:
         assert world.sunra.pending_faults(route) == 0 and world.sunra.count("submit") == 1
+        assert world.bot.sunra.submissions_blocked is None  # a rate limit is not a rejected key
 
     return check
 
@@ -197,6 +198,22 @@ SUNRA = {
             headers={"x-ratelimit-limit": "10", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "0.3"},
         ),
         check=sent_again_after_the_reset,
+        video="file",
+    ),
+    "429-on-status": Fault(
+        "delivered",
+        "your video is ready!",
+        arrange=polling({"status": 429, "retry_after": RETRY_AFTER, "times": 2}),
+        check=met_every_fault("status"),
+        video="file",
+    ),
+    "403-rate-limit-on-result": Fault(
+        "delivered",
+        "your video is ready!",
+        arrange=lambda world: world.sunra.fail_next(
+            "result", 403, rate_limit=True, retry_after=RETRY_AFTER, times=2
+        ),
+        check=met_every_fault("result"),
         video="file",
     ),
     "5xx-submit": Fault(
