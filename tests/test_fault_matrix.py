@@ -28,7 +28,7 @@ from tests.fakes import payloads as p
 from tests.fakes.discord_server import InteractionRecord
 from tests.fakes.sunra_server import JobFailure, JobPlan, error_body
 from tests.test_crash import Crash, crash_world, job_state_is, kill_when
-from tests.world import FAST_RETRY, World, running_world
+from tests.world import FAST_RETRY, World, balance_of, running_world
 
 CHANNEL_POSTS = f"/channels/{p.DEFAULT_CHANNEL_ID}/messages"
 # Waits the rows make the bot honour; small, so the matrix stays quick.
@@ -71,13 +71,6 @@ async def member_reads(world: World, interaction: InteractionRecord, job: JobRow
 
 def without_links(text: str) -> str:
     return re.sub(r"https?://\S+|<[@#]!?&?\d+>", "", text)
-
-
-async def balance_of(world: World) -> int:
-    balance = await world.bot.quota.balance(
-        guild_id=p.DEFAULT_GUILD_ID, user_id=p.DEFAULT_USER_ID, role_ids=()
-    )
-    return balance.available
 
 
 async def submitted(world: World, interaction: InteractionRecord) -> JobRow:

@@ -73,6 +73,12 @@ def assert_ledger_matches(rows: Iterable[Sequence[Any]]) -> None:
             assert commits == 0 and net == 0 and refunds == reserves, (job_id, state, reserves, refunds)
 
 
+async def balance_of(world: World, user_id: int = p.DEFAULT_USER_ID) -> int:
+    """The credits the member can spend now in the default guild."""
+    balance = await world.bot.quota.balance(guild_id=p.DEFAULT_GUILD_ID, user_id=user_id, role_ids=())
+    return balance.available
+
+
 @dataclass
 class World:
     discord: FakeDiscord
