@@ -16,7 +16,7 @@ from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord
 from tests.fakes.sunra_server import FakeSunra, JobFailure, JobPlan
-from tests.world import SUNRA_KEY, World, loosen_rate_limits, running_world
+from tests.world import SUNRA_KEY, World, balance_of, loosen_rate_limits, running_world
 
 EPHEMERAL = 64
 
@@ -119,11 +119,6 @@ async def delivered(world: World, interaction: InteractionRecord) -> JobRow:
     [outcome] = world.outcome_messages(job.id)
     assert outcome.files[0].data == world.sunra.video_bytes(job.request_id or "")
     return job
-
-
-async def balance_of(world: World, user_id: int = p.DEFAULT_USER_ID) -> int:
-    balance = await world.bot.quota.balance(guild_id=p.DEFAULT_GUILD_ID, user_id=user_id, role_ids=())
-    return balance.available
 
 
 async def test_a_failed_prediction_says_why_and_whether_to_retry_and_charges_nothing(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from tests.fakes import payloads as p
 from tests.fakes.discord_server import CallbackRecord, FakeDiscord, InteractionRecord
 from tests.fakes.sunra_server import FakeSunra
 from tests.videos import decoded_frames, make_video
-from tests.world import SUNRA_KEY, World, loosen_rate_limits, running_world
+from tests.world import SUNRA_KEY, World, balance_of, loosen_rate_limits, running_world
 
 EPHEMERAL = 64
 MODAL = 9
@@ -67,11 +67,6 @@ async def submit(
     return await world.discord.dispatch_interaction(
         p.modal_submit(world.discord, modal.data["custom_id"], fields, user_id=user_id, message=message)
     )
-
-
-async def balance_of(world: World, user_id: int = p.DEFAULT_USER_ID) -> int:
-    balance = await world.bot.quota.balance(guild_id=p.DEFAULT_GUILD_ID, user_id=user_id, role_ids=())
-    return balance.available
 
 
 # ----------------------------------------------------------------------------------------------- loop

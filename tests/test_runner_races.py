@@ -10,16 +10,11 @@ import pytest
 
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import InteractionRecord
-from tests.world import World, running_world
+from tests.world import World, balance_of, running_world
 
 CHANNEL_POSTS = f"/channels/{p.DEFAULT_CHANNEL_ID}/messages"
 EPHEMERAL = 64
 SILENT_5S = 5  # credits of a 5 s video without sound
-
-
-async def balance_of(world: World, user_id: int = p.DEFAULT_USER_ID) -> int:
-    balance = await world.bot.quota.balance(guild_id=p.DEFAULT_GUILD_ID, user_id=user_id, role_ids=())
-    return balance.available
 
 
 async def press_cancel(world: World, job_id: int, message_id: int | None) -> InteractionRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import socket
@@ -286,6 +287,23 @@ async def test_unknown_and_failure_statuses_are_parsed(
     assert final.status == "FAILED" and final.succeeded is False
     failure = final.failure
     assert isinstance(failure, PredictionFailed) and failure.reason == "GPU on fire"
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_an_unknown_status_word_that_lasts_is_settled_by_the_result(
+    fake: FakeSunra, client: SunraClient, stream: bool
+) -> None:
+    """A word the client does not know counts as running, but the result decides whether it is an
+    ending: asked at most once per quiet window while the word lasts, never while the job runs."""
+    fake.next_job(seconds=0.6)
+    request_id = (await client.submit(kling_input())).request_id
+    fake.force_status(request_id, {"status": "SETTLED_ELSEWHERE"})  # for good: status never says more
+    poll = dataclasses.replace(FAST_POLL, stream=stream)
+    started = time.monotonic()
+    final = await asyncio.wait_for(client.wait(request_id, poll=poll), 5)
+    assert final.status == "COMPLETED" and final.succeeded is True
+    elapsed = time.monotonic() - started
+    assert fake.count("result") <= elapsed / poll.quiet_seconds + 1
 
 
 def test_status_model_is_lenient() -> None:

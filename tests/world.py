@@ -20,7 +20,7 @@ from bot.jobs import ENDED
 from bot.media import ImageChecker
 from bot.store import Database
 from bot.store.jobs import JobRow
-from bot.sunra import RetryPolicy, SunraClient
+from bot.sunra import RetryPolicy, SunraClient, Timeouts
 from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, running_client
@@ -71,6 +71,12 @@ def assert_ledger_matches(rows: Iterable[Sequence[Any]]) -> None:
             assert (reserves, commits, refunds, net) == (1, 1, 0, -cost), (job_id, state, net)
         elif state in ENDED:
             assert commits == 0 and net == 0 and refunds == reserves, (job_id, state, reserves, refunds)
+
+
+async def balance_of(world: World, user_id: int = p.DEFAULT_USER_ID) -> int:
+    """The credits the member can spend now in the default guild."""
+    balance = await world.bot.quota.balance(guild_id=p.DEFAULT_GUILD_ID, user_id=user_id, role_ids=())
+    return balance.available
 
 
 @dataclass
@@ -152,7 +158,12 @@ class World:
 
 @contextlib.asynccontextmanager
 async def running_world(
-    tmp_path: Path, *, discord: FakeDiscord | None = None, sunra: FakeSunra | None = None, **overrides: Any
+    tmp_path: Path,
+    *,
+    discord: FakeDiscord | None = None,
+    sunra: FakeSunra | None = None,
+    timeouts: Timeouts | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[World]:
     async with contextlib.AsyncExitStack() as stack:
         if discord is None:
@@ -163,7 +174,7 @@ async def running_world(
         settings = test_settings(discord, sunra, tmp_path / "bot.sqlite3", **overrides)
         db = await stack.enter_async_context(await Database.open(tmp_path / "bot.sqlite3"))
         client = await stack.enter_async_context(
-            SunraClient(settings.sunra_base, SUNRA_KEY, retry=FAST_RETRY)
+            SunraClient(settings.sunra_base, SUNRA_KEY, retry=FAST_RETRY, timeouts=timeouts or Timeouts())
         )
         checker = await stack.enter_async_context(
             ImageChecker(

@@ -191,7 +191,8 @@ class JobRunner(Dispatching):
     async def cancel(self, job_id: int, reason: str) -> bool:
         """Asks for a job to stop; True if it was still running. Returns after one database read and at
         most one write: a waiting job is ended here (its refund and message follow in their own task);
-        a running one is signalled and its own task stops it at the next safe point, once."""
+        a running one is signalled and its own task stops it at the next safe point, once. The press is
+        written down, so a restart before the job stopped still stops it."""
         bind_job(job_id)
         job = await self.store.get(job_id)
         if job is not None and job.state == State.QUEUED:
@@ -203,7 +204,8 @@ class JobRunner(Dispatching):
             job = await self.store.get(job_id)  # the dispatcher took it meanwhile
         if job is None or job.state in ENDED or job.state in (State.COMPLETED, State.DELIVERING):
             return False  # ended, or the video already exists and is on its way
-        self._cancels.request(job_id, reason)  # a second press keeps the first reason
+        if self._cancels.request(job_id, reason):  # a second press keeps the first reason
+            await self.store.update(job_id, cancel_reason=reason)
         return True
 
     # ----- after a restart ---------------------------------------------------------------------------------
@@ -237,6 +239,8 @@ class JobRunner(Dispatching):
                 request = AnimateRequest.model_validate(job.params)
                 self._post_progress_later(job.id, self._report.recover_progress(job, request))
         for job in await self.store.in_states([State.SUBMITTED]):
+            if job.cancel_reason is not None:  # pressed before the last process could stop it
+                self._cancels.request(job.id, job.cancel_reason)
             self._spawn(job.id, self._follow(job), request_id=job.request_id)
         for job in await self.store.in_states([State.COMPLETED]):
             await self.quota.commit(job.id)

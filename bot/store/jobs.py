@@ -30,6 +30,7 @@ UPDATABLE = frozenset(
         "submitted_at",
         "finished_at",
         "may_be_billed",
+        "cancel_reason",
     }
 )
 
@@ -62,6 +63,7 @@ class JobRow:
     finished_at: float | None
     deadline: float
     may_be_billed: bool = False  # ended without a video, yet the API may bill it (migration 0003)
+    cancel_reason: str | None = None  # Cancel pressed while at the API; survives a restart (0007)
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> JobRow:
@@ -92,6 +94,7 @@ class JobRow:
             finished_at=row["finished_at"],
             deadline=row["deadline"],
             may_be_billed=bool(row["may_be_billed"]),
+            cancel_reason=row["cancel_reason"],
         )
 
 

@@ -40,6 +40,7 @@ from bot.sunra.models import (
     RateLimit,
     Submission,
     cancel_accepted,
+    ending_from_result,
     ignore_body,
     result_from,
     status_event,
@@ -285,7 +286,8 @@ class SunraClient:
         self, request_id: str, *, on_update: UpdateCallback | None = None, poll: PollPolicy = PollPolicy()
     ) -> QueueStatus:
         """Polls adaptively until the job ends; transient failures never end the wait."""
-        return await self._poll_until_terminal(request_id, _Updates(on_update), poll)
+        unknown = self._unknown_endings(request_id, poll)
+        return await self._poll_until_terminal(request_id, _Updates(on_update), poll, unknown)
 
     async def wait(
         self, request_id: str, *, on_update: UpdateCallback | None = None, poll: PollPolicy = PollPolicy()
@@ -297,14 +299,15 @@ class SunraClient:
         raised. Raises RequestNotFound (unknown id) and AuthError; transient trouble only slows it down.
         """
         updates = _Updates(on_update)
+        unknown = self._unknown_endings(request_id, poll)
         if poll.stream:
-            final = await self._follow_stream(request_id, updates, poll)
+            final = await self._follow_stream(request_id, updates, poll, unknown)
             if final is not None:
                 return final
-        return await self._poll_until_terminal(request_id, updates, poll)
+        return await self._poll_until_terminal(request_id, updates, poll, unknown)
 
     async def _follow_stream(
-        self, request_id: str, updates: _Updates, poll: PollPolicy
+        self, request_id: str, updates: _Updates, poll: PollPolicy, unknown: _UnknownEndings
     ) -> QueueStatus | None:
         """The terminal status from the stream, or None when the stream does not work for this job."""
         failures = 0
@@ -327,6 +330,8 @@ class SunraClient:
                         await updates.see(status)
                         if status.is_terminal:
                             return status
+                        if (ending := await unknown.check(status)) is not None:
+                            return ending
                 log.debug("sunra status stream for %s ended early; reconnecting", request_id)
             except (AuthError, InsufficientFunds):
                 raise
@@ -356,7 +361,9 @@ class SunraClient:
             return status
         return None
 
-    async def _poll_until_terminal(self, request_id: str, updates: _Updates, poll: PollPolicy) -> QueueStatus:
+    async def _poll_until_terminal(
+        self, request_id: str, updates: _Updates, poll: PollPolicy, unknown: _UnknownEndings
+    ) -> QueueStatus:
         for pause in poll.intervals():
             try:
                 status = await self.status(request_id)
@@ -366,6 +373,8 @@ class SunraClient:
                 await updates.see(status)
                 if status.is_terminal:
                     return status
+                if (ending := await unknown.check(status)) is not None:
+                    return ending
             await self._sleep(pause)
         raise AssertionError("PollPolicy.intervals() is endless")
 
@@ -374,6 +383,23 @@ class SunraClient:
         if upper not in KNOWN_STATUSES and upper not in self._unknown_statuses:
             self._unknown_statuses.add(upper)
             log.warning("sunra sent an unknown status %r; treating it as still running", status.status)
+
+    def _unknown_endings(self, request_id: str, poll: PollPolicy) -> _UnknownEndings:
+        return _UnknownEndings(lambda: self._ending_of(request_id), self._clock, poll.quiet_seconds)
+
+    async def _ending_of(self, request_id: str) -> QueueStatus | None:
+        """Asks the result endpoint whether a job has ended (see :func:`ending_from_result`)."""
+        try:
+            return await self._call(
+                "GET",
+                request_path(request_id),
+                parse=ending_from_result,
+                request_scoped=True,
+                answers=frozenset({400, 409}),
+            )
+        except SunraError as error:
+            log.info("sunra result check for %s failed (%s); still waiting", request_id, error)
+            return None
 
     # ----- result, cancel ---------------------------------------------------------------------------------
 
@@ -615,6 +641,34 @@ class SunraClient:
 
 
 # -------------------------------------------------------------------------------------------------- helpers
+
+
+class _UnknownEndings:
+    """A status word the client does not know counts as still running, but it may be an ending it was
+    never told about: while one lasts, the result endpoint is asked (at most once per ``every``
+    seconds) and decides, so such a job ends within a poll interval instead of at its lifetime."""
+
+    def __init__(
+        self, ask: Callable[[], Awaitable[QueueStatus | None]], clock: Callable[[], float], every: float
+    ) -> None:
+        self._ask = ask
+        self._clock = clock
+        self._every = every
+        self._asked_at: float | None = None
+
+    async def check(self, status: QueueStatus) -> QueueStatus | None:
+        if status.status.upper() in KNOWN_STATUSES:
+            return None
+        now = self._clock()
+        if self._asked_at is not None and now - self._asked_at < self._every:
+            return None
+        self._asked_at = now
+        ending = await self._ask()
+        if ending is not None:
+            log.warning(
+                "sunra status %r: the job's result says it ended (success %s)", status.status, ending.success
+            )
+        return ending
 
 
 class _Updates:

@@ -281,6 +281,23 @@ def result_from(response: httpx.Response) -> KlingResult:
     return _model(KlingResult, body)
 
 
+def ending_from_result(response: httpx.Response) -> QueueStatus | None:
+    """What the result endpoint says about a job whose status word is unknown: a COMPLETED status
+    with ``success`` true (a usable video) or false (the answer's error), or None when the job is not
+    finished or the answer decides nothing (a 4xx such as 400 "not completed", no video yet)."""
+    if not 200 <= response.status_code < 300:
+        return None
+    try:
+        result_from(response)
+    except PredictionFailed:
+        body = _unwrap(_json(response))
+        error = body.get("error") if isinstance(body, dict) else None
+        return QueueStatus(status=COMPLETED, success=False, error=error)
+    except (NoVideo, MalformedResponse):
+        return None
+    return QueueStatus(status=COMPLETED, success=True)
+
+
 def is_video_url(url: Any) -> bool:
     """True for an absolute http(s) URL with a host: the only kind of video URL the bot fetches or posts."""
     if not isinstance(url, str) or not url.strip():

@@ -479,6 +479,7 @@ class InjectedError:
     code: int
     message: str
     times: int
+    retry_after: float | None = None
 
 
 @dataclasses.dataclass
@@ -1304,12 +1305,15 @@ class FakeDiscord:
         code: int = 0,
         message: str = "500: Internal Server Error",
         times: int = 1,
+        retry_after: float | None = None,
     ) -> None:
         """Fail the next ``times`` API requests whose path (after /api/v10) contains ``path_contains``.
 
         discord.py retries 500/502/504 itself (sleeping 1 s, 3 s, ...), so prefer 4xx/503 for speed.
+        ``retry_after`` answers Discord's own 429 instead (its body, ``Retry-After`` and ``Via``), as when
+        another process on the same token emptied the bucket.
         """
-        self._injected.append(InjectedError(path_contains, method, status, code, message, times))
+        self._injected.append(InjectedError(path_contains, method, status, code, message, times, retry_after))
 
     def inject_disconnect(
         self, path_contains: str, *, method: str | None = None, after_processing: bool = False, times: int = 1
@@ -1785,6 +1789,9 @@ class FakeDiscord:
                 inj.times -= 1
                 if inj.times <= 0:
                     self._injected.remove(inj)
+                if inj.retry_after is not None:
+                    headers = {"Retry-After": str(math.ceil(inj.retry_after)), "X-RateLimit-Scope": "shared"}
+                    return _RateLimited(inj.retry_after, headers)
                 return DiscordError(inj.code, inj.message, status=inj.status)
         return None
 
@@ -2856,6 +2863,7 @@ class FakeDiscord:
                 code=int(inj.get("code", 0)),
                 message=inj.get("message", "500: Internal Server Error"),
                 times=int(inj.get("times", 1)),
+                retry_after=inj.get("retry_after"),
             )
         for key in ("token_lifetime", "callback_timeout"):
             if key in body:
@@ -3079,8 +3087,8 @@ class ControlClient:
         """``refuse={cid: code}``, ``unrefuse=[cid]``, ``refuse_dm=[uid]``, ``unrefuse_dm=[uid]``,
         ``upload_limit={gid: n}``, ``expire_tokens=[token]``, ``expire_interactions=[id]``,
         ``rate_limits={name: {"limit", "per", "enforce"}}``, ``inject_errors=[{"path_contains", "method",
-        "status", "code", "message", "times"}]``, ``token_lifetime``, ``callback_timeout``, ``allow_resume``,
-        ``dispatch_message_events``, ``enforce_permissions``, ``heartbeat_interval``."""
+        "status", "code", "message", "times", "retry_after"}]``, ``token_lifetime``, ``callback_timeout``,
+        ``allow_resume``, ``dispatch_message_events``, ``enforce_permissions``, ``heartbeat_interval``."""
         await self._call("POST", "config", settings)
 
     async def model(self, op: str, **args: Any) -> Any:

@@ -73,6 +73,7 @@ Scripting (all in-process methods; every one also works through the control API)
       fake.hang_next_submit(5.0)                      # the job is made, the answer comes 5 s late
       fake.fail_next("status", 503, times=3) ; fake.fail_next("status", malformed=True)
       fake.fail_next("result", 500) ; fake.fail_next("upload_put", 503) ; fake.fail_next("video", 500)
+      fake.fail_next("video", cut_after=100_000)     # the download is cut off after 100 KB
 
 * Switches: ``fake.stream_enabled = False`` (the stream route answers 404), ``fake.stream_drop_after = n``
   (each stream connection is cut after n events), ``fake.stream_stall_after = n`` (after n events a stream
@@ -330,6 +331,7 @@ class Fault:
     delay: float = 0.0  # seconds before answering
     malformed: bool = False  # answer 200 with a body that is not JSON
     after_processing: bool = False  # submit only: create the job first, then answer this way
+    cut_after: int | None = None  # video only: send the headers and this many bytes, then cut the line
 
 
 @dataclass
@@ -351,9 +353,14 @@ class FakeJob:
     forced_result: tuple[int, Any] | None = None
 
     def status_body(self, now: float) -> dict[str, Any]:
-        """The status object the API answers at ``now``."""
+        """The status object the API answers at ``now`` (a forced one, else the job's own)."""
         if self.forced_status is not None:
             return dict(self.forced_status)
+        return self.timeline_body(now)
+
+    def timeline_body(self, now: float) -> dict[str, Any]:
+        """The job's own status at ``now``: what its result, cancel and video follow, whatever the
+        status route is forced to say."""
         if self.cancelled_at is not None:
             return {"status": "CANCELLED", "request_id": self.request_id}
         elapsed = now - self.created_at
@@ -395,13 +402,13 @@ class FakeJob:
         return {"code": "PREDICTION_FAILED", "message": fail.message, "details": details}
 
     def state(self, now: float | None = None) -> str:
-        return str(self.status_body(_now() if now is None else now)["status"])
+        return str(self.timeline_body(_now() if now is None else now)["status"])
 
     def is_done(self, now: float | None = None) -> bool:
         return self.state(now).upper() not in ("IN_QUEUE", "IN_PROGRESS")
 
     def succeeded(self, now: float | None = None) -> bool:
-        body = self.status_body(_now() if now is None else now)
+        body = self.timeline_body(_now() if now is None else now)
         return body.get("status") == "COMPLETED" and body.get("success") is True
 
     def result_body(self) -> dict[str, Any]:
@@ -580,6 +587,7 @@ class FakeSunra:
         malformed: bool = False,
         after_processing: bool = False,
         rate_limit: bool = False,
+        cut_after: int | None = None,
     ) -> None:
         """The next ``times`` requests to ``route`` get this answer instead of the normal one.
 
@@ -589,7 +597,8 @@ class FakeSunra:
         answers 200 with a body that is not JSON (on ``stream``: an event that is not JSON); ``delay``
         waits first;
         ``after_processing`` (submit only) creates the job before answering, the case where a client
-        cannot know whether its job exists.
+        cannot know whether its job exists; ``cut_after`` (video only) starts the normal answer, with its
+        full Content-Length, and cuts the connection after that many bytes of the body.
         """
         if route not in self._faults:
             raise ValueError(f"unknown route {route!r}; one of {', '.join(ROUTES)}")
@@ -609,7 +618,7 @@ class FakeSunra:
                         "x-ratelimit-reset": f"{retry_after:g}",
                     }
                 )
-        fault = Fault(status, body, all_headers, delay, malformed, after_processing)
+        fault = Fault(status, body, all_headers, delay, malformed, after_processing, cut_after)
         self._faults[route].extend(dataclasses.replace(fault) for _ in range(times))
 
     def hang_next_submit(self, seconds: float) -> None:
@@ -722,11 +731,12 @@ class FakeSunra:
         """Routes, plus the control API (JSON, no auth) for a fake in another process:
 
         ``GET /_control/state`` (:meth:`state`); ``POST /_control/fault`` {route, status, times,
-        retry_after, body, headers, delay, malformed, after_processing}; ``POST /_control/job``
-        {plan: {seconds, queue_seconds, queue_length, video_size, fail: {reason, retryable, code,
-        message}, final_status, result}, prompt_contains, times}; ``POST /_control/config`` {key, balance,
-        job_seconds, queue_seconds, queue_length, video_size, stream_enabled, stream_drop_after,
-        send_video_length, submit_rate_limit}; ``POST /_control/force_status`` {request_id, body};
+        retry_after, body, headers, delay, malformed, after_processing, rate_limit, cut_after}; ``POST
+        /_control/job`` {plan: {seconds, queue_seconds, queue_length, video_size, fail: {reason,
+        retryable, code, message}, final_status, result}, prompt_contains, times}; ``POST
+        /_control/config`` {key, balance, job_seconds, queue_seconds, queue_length, video_size,
+        stream_enabled, stream_drop_after, send_video_length, submit_rate_limit}; ``POST
+        /_control/force_status`` {request_id, body};
         ``POST /_control/finish`` {request_id}; ``POST /_control/reset``.
         """
         api = API_PREFIX + "/queue"
@@ -1029,8 +1039,9 @@ class FakeSunra:
 
     async def _video(self, request: web.Request) -> web.StreamResponse:
         fault = self._take_fault("video")
-        if fault is not None:
+        if fault is not None and fault.cut_after is None:
             return await self._fault_response(fault)
+        cut_after = None if fault is None else fault.cut_after
         job = self.jobs.get(request.match_info["request_id"])
         if job is None or not job.succeeded():
             return error_response(404, "Not found")
@@ -1039,11 +1050,15 @@ class FakeSunra:
             response.content_length = job.video_size
         await response.prepare(request)
         if request.method != "HEAD" and job.content is not None:
-            await response.write(job.content)
+            await response.write(job.content[:cut_after])
         elif request.method != "HEAD":
             block = _filler_block(job.request_id)
-            for offset, length in video_chunks(job.request_id, job.video_size):
+            size = job.video_size if cut_after is None else min(cut_after, job.video_size)
+            for offset, length in video_chunks(job.request_id, size):
                 await response.write(video_piece(job.request_id, offset, length, block))
+        if cut_after is not None and request.transport is not None:
+            request.transport.abort()  # the body ends early, without its last chunk: a cut connection
+            return response
         await response.write_eof()
         return response
 
