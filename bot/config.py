@@ -97,9 +97,13 @@ class CommonSettings(BaseSettings):
     @field_validator("discord_token", "sunra_key", check_fields=False)
     @classmethod
     def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
+        if value is None:
+            return None
+        # A secret read from a file often ends in a newline, which no HTTP header may carry.
+        stripped = value.get_secret_value().strip()
+        if not stripped:
             raise ValueError("is empty")
-        return value
+        return SecretStr(stripped)
 
     @field_validator("discord_gateway_url")
     @classmethod
