@@ -103,6 +103,8 @@ class CommonSettings(BaseSettings):
         stripped = value.get_secret_value().strip()
         if not stripped:
             raise ValueError("is empty")
+        if not all("!" <= char <= "~" for char in stripped):
+            raise ValueError("has a space or a character outside ASCII, which no token or key has")
         return SecretStr(stripped)
 
     @field_validator("discord_gateway_url")
