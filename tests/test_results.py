@@ -386,3 +386,13 @@ async def test_presses_on_a_job_whose_inputs_are_gone_get_a_polite_answer(tmp_pa
             answer = await world.private_answer(await press(world, action, job))
             assert "no longer available" in answer and "Nothing was charged" in answer, (action, answer)
         assert world.sunra.count("submit") == 1 and await balance_of(world) == 50 - job.cost_credits
+
+
+async def test_extend_of_a_video_that_cannot_be_decoded_says_nothing_was_charged(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        job = await delivered(world)  # the fake's video is filler bytes, not a video
+        modal = await modal_of(world, await press(world, "extend", job))
+        post = world.discord.message(job.result_message_id or 0).message
+        answer = await world.private_answer(await submit(world, modal, {}, message=post))
+        assert answer.startswith("The video could not be read") and "Nothing was charged" in answer, answer
+        assert world.sunra.count("submit") == 1 and await balance_of(world) == 50 - job.cost_credits
