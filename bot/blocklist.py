@@ -41,18 +41,22 @@ def check_pattern(pattern: str) -> str:
     return cleaned
 
 
+def _word_regex(word: str) -> str:
+    """One pattern word as a regex. Each text between two `*`s is matched where it first fits, inside an
+    atomic group (as fnmatch does): that is always right for a glob, and a chain of backtracking `\\w*`s
+    would take time exponential in the number of `*`s on a long word."""
+
+    def fixed(text: str) -> str:
+        return "".join(r"\w" if ch == "?" else re.escape(ch) for ch in text)
+
+    if "*" not in word:
+        return fixed(word)
+    first, *middle, last = word.split("*")
+    return fixed(first) + "".join(rf"(?>\w*?{fixed(m)})" for m in middle if m) + r"\w*" + fixed(last)
+
+
 def compile_pattern(pattern: str) -> re.Pattern[str]:
-    words = []
-    for word in normalise(pattern).split():
-        parts = []
-        for ch in word:
-            if ch == "*":
-                parts.append(r"\w*")
-            elif ch == "?":
-                parts.append(r"\w")
-            else:
-                parts.append(re.escape(ch))
-        words.append("".join(parts))
+    words = [_word_regex(word) for word in normalise(pattern).split()]
     return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)")
 
 

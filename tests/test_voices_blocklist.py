@@ -3,6 +3,8 @@ to /animate through discord.py and the fake Discord."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from tests.world import World, running_world
 
 ADMIN = p.DEFAULT_EVERYONE_PERMISSIONS | p.MANAGE_GUILD
 MEMBER_ID = 1_143_850_174_982_443_222
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # ----- the rules ------------------------------------------------------------------------------------------
@@ -42,10 +45,28 @@ MEMBER_ID = 1_143_850_174_982_443_222
         ("cat", "c\u200bat", True),  # an invisible zero-width space does not split the word
         ("café", "CAFÉ au lait", True),
         ("a.b", "axb", False),  # punctuation in a pattern is literal, not a regex
+        ("a*b*c", "axxbyyc", True),
+        ("a*b*c", "acb", False),
+        ("*gore*", "preGOREs", True),
+        ("*a?c*", "xxabcyy", True),
+        ("*a?c*", "xxacyy", False),
+        ("bad* w*rd", "badly weird", True),
+        ("bad* w*rd", "badly, weird", False),
     ],
 )
 def test_patterns_match_whole_words_with_wildcards(pattern: str, prompt: str, blocked: bool) -> None:
     assert (compile_pattern(pattern).search(normalise(prompt)) is not None) is blocked
+
+
+def test_a_pattern_with_many_wildcards_checks_a_long_prompt_at_once() -> None:
+    # Each `*` was a backtracking `\w*`: five of them against one long word took hours, with the event
+    # loop (every server's bot) frozen. Run apart, so a regression fails instead of hanging the suite.
+    code = (
+        "from bot.blocklist import compile_pattern, normalise;"
+        "assert compile_pattern('*a*a*a*a*a*b').search(normalise('a' * 2500)) is None;"
+        "assert compile_pattern('*a*a*a*a*a*b').search(normalise('a' * 2500 + 'b')) is not None"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
 
 @pytest.mark.parametrize("pattern", ["", "   ", "*", "* ?", "x" * 101])
