@@ -25,9 +25,16 @@ MAX_PATTERNS = 500
 MAX_PATTERN = 100
 
 
+# Unicode's Default_Ignorable_Code_Point characters that are not format (Cf) characters: drawn as
+# nothing (variation selectors, the combining grapheme joiner) or as a blank (Hangul fillers).
+_IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+
+
 def normalise(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+    return _IGNORABLE.sub("", "".join(ch for ch in folded if unicodedata.category(ch) != "Cf"))
 
 
 def check_pattern(pattern: str) -> str:

@@ -43,6 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
         ("bad word", "a bad sword", False),
         ("cat", "ＣＡＴ", True),  # fullwidth letters fold to ASCII under NFKC
         ("cat", "c\u200bat", True),  # an invisible zero-width space does not split the word
+        ("cat", "ca\ufe0ft", True),  # nor a variation selector
+        ("cat", "c\u034fat", True),  # nor a combining grapheme joiner
+        ("cat", "c\u3164at", True),  # nor a Hangul filler
         ("café", "CAFÉ au lait", True),
         ("a.b", "axb", False),  # punctuation in a pattern is literal, not a regex
         ("a*b*c", "axxbyyc", True),
