@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import discord
 
-from bot.showcase import Period
+from bot.showcase import Period, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, Sort
 
@@ -40,7 +40,9 @@ def jump_url(guild_id: int, showcase: Showcase) -> str | None:
 
 def showcase_line(showcase: Showcase, *, rank: int | None = None) -> str:
     url = jump_url(showcase.guild_id, showcase)
-    title = _excerpt(showcase.prompt) or f"Showcase #{showcase.id}"
+    title = _excerpt(showcase.prompt)
+    if shows_nothing(title):
+        title = f"Showcase #{showcase.id}"
     name = f"[{title}]({url})" if url else title
     lead = f"**{rank}.** " if rank is not None else ""
     when = f"<t:{int(showcase.created_at)}:R>"

@@ -45,10 +45,21 @@ async def insert_delivered_job(db: Database, job_id: int, *, user_id: int, at: f
         ("**bold** `code` > quote", "bold code quote"),
         ("   ", "Showcase #7"),
         ("<@&42>", "Showcase #7"),
+        ("\u200b\u200b", "Showcase #7"),  # nothing visible: an invisible title
+        ("\u2060 \ufe0f", "Showcase #7"),
+        ("🔥🔥", "🔥🔥"),
     ],
 )
 def test_forum_titles_are_one_clean_line(prompt: str, title: str) -> None:
     assert forum_title(prompt, fallback="Showcase #7") == title
+
+
+def test_a_gallery_row_of_an_invisible_prompt_is_still_a_link_one_can_see() -> None:
+    from bot.showcase_pages import showcase_line
+    from bot.store.showcases import Showcase
+
+    line = showcase_line(Showcase(7, GUILD, 1, 3, "3", "\u200b\u200b", "5 s", 10, 11, None, 0, 0.0, None))
+    assert line.startswith("[Showcase #7](https://discord.com/channels/")
 
 
 def test_forum_titles_fit_in_100_characters() -> None:
