@@ -396,3 +396,11 @@ async def test_extend_of_a_video_that_cannot_be_decoded_says_nothing_was_charged
         answer = await world.private_answer(await submit(world, modal, {}, message=post))
         assert answer.startswith("The video could not be read") and "Nothing was charged" in answer, answer
         assert world.sunra.count("submit") == 1 and await balance_of(world) == 50 - job.cost_credits
+
+
+async def test_a_remix_refused_for_credits_quotes_the_price_of_what_was_asked(tmp_path: Path) -> None:
+    async with running_world(tmp_path, quota={"daily_credits": 15}) as world:
+        job = await delivered(world)  # 10 credits: 5 left
+        modal = await modal_of(world, await press(world, "remix", job))
+        answer = await world.private_answer(await submit(world, modal, {"Duration (5 or 10 seconds)": "10"}))
+        assert answer.startswith("This video costs 20 credits, but you have 5 left."), answer
