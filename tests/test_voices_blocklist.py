@@ -228,3 +228,17 @@ async def test_named_voices_autocomplete_and_reach_the_api(tmp_path: Path) -> No
 
         assert await answer(world, remove()) == "Removed the voice **Child** (`vo_777`)."
         assert await answer(world, remove()) == "This server has no voice named **CHILD**."
+
+
+async def test_a_long_voice_list_is_cut_between_voices_and_keeps_the_help(tmp_path: Path) -> None:
+    async with running_world(tmp_path, command_guild_ids=[p.DEFAULT_GUILD_ID]) as world:
+        for n in range(30):
+            options = [p.option("name", f"voice {n:02d} " + "x" * 20), p.option("id", "v" * 90 + str(n))]
+            await answer(world, admin_command(world, "voices", "add", options))
+        listed = await answer(world, admin_command(world, "voices", "list", []))
+        assert len(listed) <= 2000
+        lines = listed.split("\n")
+        assert lines[0] == "**Voices (30):**" and "<<<voice_1>>>" in lines[-1]
+        shown = [line for line in lines if line.startswith("• **")]
+        assert all(line.endswith("`") for line in shown)  # whole entries only
+        assert f"… and {30 - len(shown)} more" in listed
