@@ -404,3 +404,15 @@ async def test_a_remix_refused_for_credits_quotes_the_price_of_what_was_asked(tm
         modal = await modal_of(world, await press(world, "remix", job))
         answer = await world.private_answer(await submit(world, modal, {"Duration (5 or 10 seconds)": "10"}))
         assert answer.startswith("This video costs 20 credits, but you have 5 left."), answer
+
+
+async def test_the_animate_menu_on_a_message_with_only_a_video_explains_instead_of_asking(
+    tmp_path: Path,
+) -> None:
+    async with running_world(tmp_path) as world:
+        clip = make_video(tmp_path / "clip.mp4", size=(640, 360)).read_bytes()
+        video = world.image(clip, filename="clip.mp4", content_type="video/mp4", width=640, height=360)
+        post = world.discord.add_message(p.DEFAULT_CHANNEL_ID, "my clip", attachments=[video])
+        callback = await world.discord.wait_for_callback((await use_menu(world, post.message)).id)
+        assert callback.type == 4 and callback.flags & EPHEMERAL  # not a form to fill in for nothing
+        assert "no picture I can use" in callback.data["content"]
