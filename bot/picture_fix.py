@@ -13,7 +13,7 @@ from io import BytesIO
 
 from PIL import ExifTags, Image, ImageFilter, ImageOps, ImageStat
 
-from bot.media import MAX_RATIO, MIN_RATIO, MIN_SIDE, READABLE_FORMATS
+from bot.media import MAX_RATIO, MAX_UPLOAD_PIXELS, MIN_RATIO, MIN_SIDE, READABLE_FORMATS
 
 # The blur of padded edges, relative to the picture's long side: enough to read as background.
 BLUR_FRACTION = 0.04
@@ -87,6 +87,11 @@ def pad_to_ratio(image: Image.Image, *, blurred: bool) -> Image.Image:
         size = (width, _round_into(width / ratio, lambda h: width / h, None))
     else:
         size = (_round_into(height * ratio, lambda w: w / height, None), height)
+    if size[0] * size[1] > MAX_UPLOAD_PIXELS:
+        # A long strip's canvas could take gigabytes; what is uploaded is shrunk to this size anyway.
+        scale = (MAX_UPLOAD_PIXELS / (size[0] * size[1])) ** 0.5
+        smaller = (max(1, int(width * scale)), max(1, int(height * scale)))
+        return pad_to_ratio(image.resize(smaller, Image.Resampling.LANCZOS), blurred=blurred)
     if blurred:
         background = ImageOps.fit(image, size, Image.Resampling.BILINEAR)
         radius = max(2, round(max(size) * BLUR_FRACTION))

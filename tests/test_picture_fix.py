@@ -78,3 +78,16 @@ def test_a_rotated_photo_is_measured_and_fixed_as_it_is_displayed() -> None:
     assert fixed.size == (300, 750) and fixed.format == "PNG"
     red, green, _ = fixed.convert("RGB").getpixel((5, 10))  # the red block: top left, its top 75 px cropped
     assert red > 180 and green < 60
+
+
+@pytest.mark.parametrize("fix", [Fix.PAD_BLUR, Fix.PAD_PLAIN])
+@pytest.mark.parametrize("size", [(30000, 300), (300, 30000)])
+def test_padding_a_long_strip_stays_within_the_upload_size(fix: Fix, size: tuple[int, int]) -> None:
+    # A 27 KB PNG strip of 30000×300 was padded to a 30000×12000 canvas: 1.5 GB of memory for one press
+    # (60000×300 would have killed the bot). Kling never gets more than MAX_UPLOAD_PIXELS anyway.
+    from bot.media import MAX_RATIO, MAX_UPLOAD_PIXELS, MIN_RATIO
+
+    fixed = apply_fix(Image.new("RGB", size, (10, 200, 30)), fix)
+    width, height = fixed.size
+    assert width * height <= MAX_UPLOAD_PIXELS and MIN_RATIO <= width / height <= MAX_RATIO
+    assert min(width, height) >= 300
