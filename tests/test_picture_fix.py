@@ -91,3 +91,14 @@ def test_padding_a_long_strip_stays_within_the_upload_size(fix: Fix, size: tuple
     width, height = fixed.size
     assert width * height <= MAX_UPLOAD_PIXELS and MIN_RATIO <= width / height <= MAX_RATIO
     assert min(width, height) >= 300
+
+
+def test_a_huge_jpeg_panorama_is_decoded_reduced_before_it_is_fixed() -> None:
+    # A 3.7 MB JPEG of 60000×4000 (Kling's checks read JPEGs up to 260 MP reduced) took 2 GB to crop.
+    from bot.media import MAX_UPLOAD_PIXELS
+
+    buffer = BytesIO()
+    Image.new("L", (40000, 1300), 128).save(buffer, "JPEG", quality=70)
+    cropped = Image.open(BytesIO(fix_file(buffer.getvalue(), Fix.CROP)))
+    assert cropped.size == (1625, 650)  # cropped from the 20000×650 libjpeg decodes at 1/2
+    assert MAX_UPLOAD_PIXELS <= 20000 * 650  # the reduction keeps more than is uploaded
