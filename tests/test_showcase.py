@@ -502,3 +502,11 @@ async def test_a_gallery_message_deleted_meanwhile_is_no_error(
             await asyncio.sleep(0.3)
         # The edit of the vanished page got Discord's 404 (10008) and was dropped quietly.
         assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("text", ["9" * 30, "#" + "9" * 20, "https://discord.com/channels/1/2/" + "9" * 30])
+def test_a_post_reference_too_large_for_the_store_finds_nothing(text: str) -> None:
+    # 30 nines reached SQLite as an integer it cannot hold: the command died after "thinking…".
+    from cogs.showcase import parse_post_reference
+
+    assert parse_post_reference(text) == {"message_id": None, "showcase_id": None}
