@@ -510,3 +510,17 @@ def test_a_post_reference_too_large_for_the_store_finds_nothing(text: str) -> No
     from cogs.showcase import parse_post_reference
 
     assert parse_post_reference(text) == {"message_id": None, "showcase_id": None}
+
+
+async def test_history_with_very_long_video_links_still_fits_in_one_embed(tmp_path: Path) -> None:
+    # A signed storage link can run to hundreds of characters: ten of them overflowed Discord's 4096.
+    async with running_world(tmp_path, command_guild_ids=[GUILD], quota={"daily_credits": 1000}) as world:
+        for n in range(10):
+            await world.ended(await world.animate(f"scene {n}", user_id=ALICE))
+        long_url = "https://storage.example.com/v/" + "a" * 500 + ".mp4?X-Amz-Signature=" + "b" * 300
+        await world.db.execute("UPDATE jobs SET video_url = ?", (long_url,))
+        await world.db.execute("UPDATE jobs SET result_message_id = NULL WHERE id = 3")  # could not be posted
+        message = await embed_answer(world, p.slash_command(world.discord, name="history", user_id=ALICE))
+        text = message["embeds"][0]["description"]
+        assert len(text) <= 4096 and text.count("**job ") == 10
+        assert f"[video]({long_url}) (could not be posted" in text  # the only copy keeps its link
