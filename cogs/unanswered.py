@@ -3,7 +3,7 @@
 Most buttons and forms survive restarts (their custom_id says what to do), but a few live only in the
 process that showed them: the offer to fix a picture and the Animate menu's form. Pressed after a restart,
 or after discord.py forgot them, nothing answers and Discord shows "This interaction failed". This cog
-waits a moment after every press and, when no handler has answered, says so privately.
+waits a moment after such a press and, when no handler has answered, says so privately.
 """
 
 from __future__ import annotations
@@ -31,6 +31,16 @@ EXPIRED = (
 )
 
 
+def lives_in_process(interaction: discord.Interaction[Any]) -> bool:
+    """Whether the press is on something only a running process knows: a picture-fix button, or a form
+    whose custom_id is not one of the bot's `kling:` ones (the Animate menu's). Every other button says
+    in its custom_id what to do, and answering for it would race its own, slower handler under load."""
+    custom_id = str(dict(interaction.data or {}).get("custom_id", ""))
+    if interaction.type is discord.InteractionType.component:
+        return custom_id.startswith("fix:")
+    return interaction.type is discord.InteractionType.modal_submit and not custom_id.startswith("kling:")
+
+
 class UnansweredCog(commands.Cog):
     def __init__(self, bot: KlingBot) -> None:
         self.bot = bot
@@ -43,7 +53,7 @@ class UnansweredCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
-        if interaction.type not in (discord.InteractionType.component, discord.InteractionType.modal_submit):
+        if not lives_in_process(interaction):
             return
         task = asyncio.create_task(self._answer_if_nobody_did(interaction))
         self._tasks.add(task)

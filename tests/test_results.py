@@ -416,3 +416,17 @@ async def test_the_animate_menu_on_a_message_with_only_a_video_explains_instead_
         callback = await world.discord.wait_for_callback((await use_menu(world, post.message)).id)
         assert callback.type == 4 and callback.flags & EPHEMERAL  # not a form to fill in for nothing
         assert "no picture I can use" in callback.data["content"]
+
+
+async def test_an_animate_form_opened_before_a_restart_is_answered_after_it(tmp_path: Path) -> None:
+    async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+        loosen_rate_limits(discord)
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            picture = world.image(images.png((640, 480)), filename="a.png", ephemeral=False)
+            post = world.discord.add_message(p.DEFAULT_CHANNEL_ID, "pic", attachments=[picture])
+            menu = await modal_of(world, await use_menu(world, post.message))
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            sent = await submit(world, menu, {"Prompt": "after the restart"}, user_id=BOB)
+            callback = await world.discord.wait_for_callback(sent.id)  # not "This interaction failed"
+            assert callback.type == 4 and callback.ephemeral and "no longer works" in callback.data["content"]
+            assert world.sunra.count("submit") == 0
