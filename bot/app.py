@@ -39,6 +39,7 @@ EXTENSIONS = (
     "cogs.showcase",
     "cogs.results",
     "cogs.animate_message",
+    "cogs.unanswered",
 )
 
 

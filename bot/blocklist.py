@@ -25,9 +25,16 @@ MAX_PATTERNS = 500
 MAX_PATTERN = 100
 
 
+# Unicode's Default_Ignorable_Code_Point characters that are not format (Cf) characters: drawn as
+# nothing (variation selectors, the combining grapheme joiner) or as a blank (Hangul fillers).
+_IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+
+
 def normalise(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+    return _IGNORABLE.sub("", "".join(ch for ch in folded if unicodedata.category(ch) != "Cf"))
 
 
 def check_pattern(pattern: str) -> str:
@@ -41,18 +48,22 @@ def check_pattern(pattern: str) -> str:
     return cleaned
 
 
+def _word_regex(word: str) -> str:
+    """One pattern word as a regex. Each text between two `*`s is matched where it first fits, inside an
+    atomic group (as fnmatch does): that is always right for a glob, and a chain of backtracking `\\w*`s
+    would take time exponential in the number of `*`s on a long word."""
+
+    def fixed(text: str) -> str:
+        return "".join(r"\w" if ch == "?" else re.escape(ch) for ch in text)
+
+    if "*" not in word:
+        return fixed(word)
+    first, *middle, last = word.split("*")
+    return fixed(first) + "".join(rf"(?>\w*?{fixed(m)})" for m in middle if m) + r"\w*" + fixed(last)
+
+
 def compile_pattern(pattern: str) -> re.Pattern[str]:
-    words = []
-    for word in normalise(pattern).split():
-        parts = []
-        for ch in word:
-            if ch == "*":
-                parts.append(r"\w*")
-            elif ch == "?":
-                parts.append(r"\w")
-            else:
-                parts.append(re.escape(ch))
-        words.append("".join(parts))
+    words = [_word_regex(word) for word in normalise(pattern).split()]
     return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)")
 
 

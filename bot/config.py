@@ -7,14 +7,16 @@ Secrets are accepted from the environment or `.env` only, so a config file can b
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -86,7 +88,7 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     # Register commands to these guilds only (instant for testing); empty = global commands.
-    command_guild_ids: list[int] = Field(default_factory=list)
+    command_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
     jobs: JobSettings = Field(default_factory=JobSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
@@ -97,8 +99,25 @@ class CommonSettings(BaseSettings):
     @field_validator("discord_token", "sunra_key", check_fields=False)
     @classmethod
     def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
+        if value is None:
+            return None
+        # A secret read from a file often ends in a newline, which no HTTP header may carry.
+        stripped = value.get_secret_value().strip()
+        if not stripped:
             raise ValueError("is empty")
+        if not all("!" <= char <= "~" for char in stripped):
+            raise ValueError("has a space or a character outside ASCII, which no token or key has")
+        return SecretStr(stripped)
+
+    @field_validator("command_guild_ids", mode="before")
+    @classmethod
+    def _guild_ids(cls, value: Any) -> Any:
+        # From the environment: one id, ids separated by commas, or a JSON list.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
     @field_validator("discord_gateway_url")

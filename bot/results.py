@@ -19,7 +19,7 @@ from bot.picture_fix import encode_png, upscale_to_minimum
 from bot.request import AnimateRequest, AttachmentRef, build_request
 from bot.store.jobs import JobRow
 from bot.sunra import SunraClient, SunraError
-from bot.video import last_frame
+from bot.video import VideoUnreadable, last_frame
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,12 @@ async def last_frame_of(
                 "The video is no longer available to continue from. Nothing was charged; please use "
                 "/animate with its last frame instead."
             )
-        data = await asyncio.to_thread(_frame_png, path)
+        try:
+            data = await asyncio.to_thread(_frame_png, path)
+        except VideoUnreadable as error:
+            raise VideoUnreadable(
+                f"{error.user_message} Nothing was charged; please use /animate with a picture instead."
+            ) from error
     finally:
         path.unlink(missing_ok=True)
     return await images.prepare(data, label="last frame")

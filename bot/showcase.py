@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
+from bot.blocklist import normalise
 from bot.errors import InputRefused
 from bot.store import showcases as sql
 from bot.store.db import Database
@@ -38,6 +39,11 @@ _MENTION = re.compile(r"<(?:@[!&]?|#)\d+>|@(?:everyone|here)")
 _MARKDOWN = re.compile(r"[*_`~|>#\[\]]")
 
 
+def shows_nothing(text: str) -> bool:
+    """Whether the text would be drawn as nothing: only spaces and invisible characters."""
+    return not normalise(text).strip()
+
+
 def forum_title(prompt: str, *, fallback: str) -> str:
     """A forum post's title from the start of the prompt: 1-100 characters, one line, no mentions or
     markdown; `fallback` when nothing is left."""
@@ -49,7 +55,7 @@ def forum_title(prompt: str, *, fallback: str) -> str:
         if " " in cut[TITLE_MAX // 2 :]:
             cut = cut.rsplit(" ", 1)[0]
         text = cut.rstrip(" ,.;:-") + "…"
-    return text or fallback[:TITLE_MAX]
+    return fallback[:TITLE_MAX] if shows_nothing(text) else text
 
 
 def period_start(period: Period, now: float) -> float | None:

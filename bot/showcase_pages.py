@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import discord
 
-from bot.showcase import Period
+from bot.showcase import Period, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, Sort
 
@@ -40,7 +40,9 @@ def jump_url(guild_id: int, showcase: Showcase) -> str | None:
 
 def showcase_line(showcase: Showcase, *, rank: int | None = None) -> str:
     url = jump_url(showcase.guild_id, showcase)
-    title = _excerpt(showcase.prompt) or f"Showcase #{showcase.id}"
+    title = _excerpt(showcase.prompt)
+    if shows_nothing(title):
+        title = f"Showcase #{showcase.id}"
     name = f"[{title}]({url})" if url else title
     lead = f"**{rank}.** " if rank is not None else ""
     when = f"<t:{int(showcase.created_at)}:R>"
@@ -86,7 +88,10 @@ def gallery_page(
     return embed, page_buttons(gallery_prefix(sort, member_id), page, pages)
 
 
-def _history_line(job: JobRow) -> str:
+DESCRIPTION_MAX = 4096  # Discord's limit for an embed's description
+
+
+def _history_line(job: JobRow, *, links: bool = True) -> str:
     params = job.params
     icon = STATE_ICON.get(job.state, "⏳")
     settings = f"{params.get('duration', 5)} s · {'audio' if params.get('audio', True) else 'silent'}"
@@ -97,7 +102,10 @@ def _history_line(job: JobRow) -> str:
     line = " · ".join(parts) + f"\n  {_excerpt(str(params.get('prompt', '')), 70)}"
     if job.state == "delivered" and job.video_url:
         where = "" if job.result_message_id else " (could not be posted; this link may expire)"
-        line += f"\n  [video]({job.video_url}){where}"
+        if links or not job.result_message_id:
+            line += f"\n  [video]({job.video_url}){where}"
+        else:
+            line += "\n  video posted in its channel"
     elif job.error_message and job.state in ("failed", "cancelled", "uncertain"):
         line += f"\n  {_excerpt(job.error_message, 150)}"
     return line
@@ -105,7 +113,13 @@ def _history_line(job: JobRow) -> str:
 
 def history_page(jobs: Sequence[JobRow], *, page: int, pages: int) -> tuple[discord.Embed, discord.ui.View]:
     embed = discord.Embed(title="Your videos", colour=GALLERY_COLOUR)
-    embed.description = "\n".join(_history_line(job) for job in jobs) if jobs else "You have no videos yet."
+    text = "\n".join(_history_line(job) for job in jobs)
+    if len(text) > DESCRIPTION_MAX:
+        # Very long links: keep only those of videos that could not be posted (their only copy).
+        text = "\n".join(_history_line(job, links=False) for job in jobs)
+        if len(text) > DESCRIPTION_MAX:
+            text = text[: DESCRIPTION_MAX - 1].rsplit("\n", 1)[0] + "\n…"
+    embed.description = text if jobs else "You have no videos yet."
     return embed, page_buttons("kling:hist", page, pages)
 
 

@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import logging
 import mimetypes
+import os
 import secrets
 import shutil
 import signal
@@ -338,6 +339,10 @@ async def animate(settings: ToolSettings, options: AnimateOptions, console: Cons
         console.print(f"[red]Refused:[/] {refusal.user_message}", highlight=False)
         return EXIT_REFUSED
     out = options.out or default_out(options.image)
+    if (unwritable := _unwritable(out)) is not None:
+        # Found after the job, the video would be paid for and left at a link that expires.
+        console.print(f"[red]--out:[/] {unwritable}", highlight=False)
+        return EXIT_USAGE
     if options.simulate:
         async with simulated(settings) as offline:
             console.print(f"Simulating the sunra API at {offline.sunra_base}: nothing is spent.")
@@ -345,6 +350,17 @@ async def animate(settings: ToolSettings, options: AnimateOptions, console: Cons
     where = sqlite_path_from_url(settings.database_url)
     console.print(f"Sending to {settings.sunra_base}; the spend is recorded in {where}.", highlight=False)
     return await _run(settings, request, out, console)
+
+
+def _unwritable(out: Path) -> str | None:
+    if out.is_dir():
+        return f"{out} is a folder; name the video file"
+    folder = out.parent
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK):
+        return f"{folder} cannot be written to"
+    return None
 
 
 def _end_image(options: AnimateOptions) -> AttachmentRef | None:

@@ -35,7 +35,8 @@ def message_images(message: discord.Message) -> list[AttachmentRef]:
     found = [
         attachment_ref(a)
         for a in message.attachments
-        if (a.content_type or "").startswith("image/") or (a.width and a.height)
+        # Discord gives videos a width and height too: a size counts only when the type is unknown.
+        if (a.content_type or "").startswith("image/") or (not a.content_type and a.width and a.height)
     ]
     for embed in message.embeds:
         for media in (embed.image, embed.thumbnail):

@@ -95,14 +95,24 @@ def report_text(report: MemberReport, prices: dict[str, int], *, whose: str) -> 
     return "\n".join(lines)
 
 
-def recent_videos_text(jobs: list[JobRow]) -> str:
-    """Links to the member's latest videos: the way back to one the bot could not post or DM."""
-    lines = [
-        f"• job {job.id}: {job.video_url}" + ("" if job.result_message_id else " (could not be posted)")
-        for job in jobs
-        if job.state == "delivered" and job.video_url
-    ]
-    return "\n**Your latest videos:**\n" + "\n".join(lines) if lines else ""
+def recent_videos_text(jobs: list[JobRow], room: int = 2000) -> str:
+    """Links to the member's latest videos: the way back to one the bot could not post or DM. At most
+    `room` characters: long links give way, those of videos that could not be posted first."""
+    delivered = [job for job in jobs if job.state == "delivered" and job.video_url]
+    ordered = sorted(delivered, key=lambda job: job.result_message_id is not None)  # unposted first
+    heading, left_out = "\n**Your latest videos:**", 0
+    lines: list[str] = []
+    for job in ordered:
+        line = f"• job {job.id}: {job.video_url}" + (
+            "" if job.result_message_id else " (could not be posted)"
+        )
+        if len(heading) + sum(len(x) + 1 for x in lines) + len(line) + 60 > room:
+            left_out += 1
+            continue
+        lines.append(line)
+    if left_out:
+        lines.append(f"• {left_out} more in /history")
+    return "\n".join([heading, *lines]) if delivered else ""
 
 
 def policy_text(policy: ServerPolicy) -> str:
@@ -159,7 +169,8 @@ class QuotaCog(commands.Cog):
         text = report_text(report, self.quota.price_list(), whose="Your")
         store = getattr(self.bot, "job_store", None)
         if isinstance(store, JobStore):
-            text += recent_videos_text(await store.recent_for_user(interaction.user.id, limit=RECENT_VIDEOS))
+            recent = await store.recent_for_user(interaction.user.id, limit=RECENT_VIDEOS)
+            text += recent_videos_text(recent, room=2000 - len(text))
         await reply(interaction, text)
 
     @admin.command(name="view", description="A member's credits, jobs and spending")

@@ -372,8 +372,11 @@ async def submit_form(interaction: discord.Interaction[KlingBot], action: str, j
         )
         return results.extend(known, prompt=values.get("prompt", ""), frame=frame, link=post_link(known))
 
-    options = job_options(results.stored_request(known))
-    await submit_follow_up(interaction, remix if action == "remix" else extend, options=options)
+    if action == "remix":
+        # The form's own duration decides the price: quoting the old job's first would name the wrong one.
+        await submit_follow_up(interaction, remix)
+        return
+    await submit_follow_up(interaction, extend, options=job_options(results.stored_request(known)))
 
 
 class ResultsCog(commands.Cog):

@@ -34,6 +34,7 @@ NO_MENTIONS = discord.AllowedMentions.none()
 WEEKLY_CHECK_SECONDS = 300.0
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _MESSAGE_LINK = re.compile(r"/channels/\d+/(\d+)/(\d+)")
+_SQLITE_MAX = 1 << 63  # a larger number is no id and cannot even be looked up
 
 
 def cog_of(interaction: Interaction) -> ShowcaseCog:
@@ -404,12 +405,14 @@ class ShowcaseCog(commands.Cog):
 def parse_post_reference(text: str) -> dict[str, int | None]:
     """A message link, a message id or a showcase number (#12) → find() arguments."""
     text = text.strip()
+    nothing: dict[str, int | None] = {"message_id": None, "showcase_id": None}
     link = _MESSAGE_LINK.search(text)
     if link is not None:
-        return {"message_id": int(link.group(2)), "showcase_id": None}
+        message_id = int(link.group(2))
+        return {"message_id": message_id, "showcase_id": None} if message_id < _SQLITE_MAX else nothing
     digits = text.lstrip("#")
-    if not digits.isdigit():
-        return {"message_id": None, "showcase_id": None}
+    if not digits.isdigit() or int(digits) >= _SQLITE_MAX:
+        return nothing
     number = int(digits)
     return {"message_id": number if number > 1 << 22 else None, "showcase_id": number}
 

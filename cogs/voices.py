@@ -80,8 +80,15 @@ class VoicesCog(commands.Cog):
         if not known:
             await reply(interaction, "This server has no named voices yet. Add one with `/voices add`.")
             return
-        lines = [f"• **{v.name}**: `{v.voice_id}`" for v in known]
-        await reply(interaction, "\n".join([f"**Voices ({len(known)}):**", *lines, "", HOW_TO_USE])[:2000])
+        heading, room = f"**Voices ({len(known)}):**", 2000 - len(HOW_TO_USE) - 40
+        lines: list[str] = []
+        for voice in known:
+            line = f"• **{voice.name}**: `{voice.voice_id}`"
+            if len(heading) + sum(len(x) + 1 for x in lines) + len(line) + 1 > room:
+                lines.append(f"… and {len(known) - len(lines)} more")
+                break
+            lines.append(line)
+        await reply(interaction, "\n".join([heading, *lines, "", HOW_TO_USE]))
 
 
 async def setup(bot: KlingBot) -> None:

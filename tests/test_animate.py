@@ -699,3 +699,16 @@ async def test_a_finished_video_survives_a_flaky_result_endpoint(tmp_path: Path)
         job = await world.ended(await world.animate())
         assert job.state == "delivered" and world.sunra.count("result") == 9
         await world.assert_ledger_matches_jobs()
+
+
+async def test_quota_with_very_long_video_links_still_answers_within_2000_characters(tmp_path: Path) -> None:
+    async with running_world(tmp_path, quota={"daily_credits": 1000}) as world:
+        for n in range(5):
+            await world.ended(await world.animate(f"scene {n}"))
+        long_url = "https://storage.example.com/v/" + "a" * 500 + ".mp4?X-Amz-Signature=" + "b" * 300
+        await world.db.execute("UPDATE jobs SET video_url = ? || id", (long_url,))
+        await world.db.execute("UPDATE jobs SET result_message_id = NULL WHERE id = 1")  # not posted
+        quota = await world.discord.dispatch_interaction(p.slash_command(world.discord, name="quota"))
+        callback = await world.discord.wait_for_callback(quota.id)  # Discord refused 4,000 characters
+        content = callback.data["content"]
+        assert len(content) <= 2000 and f"{long_url}1 (could not be posted)" in content

@@ -216,3 +216,39 @@ def test_an_invalid_setting_fails_with_its_name(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout.startswith("FAIL settings: invalid configuration: QUOTA__PERIOD")
     assert SUNRA_KEY not in done.stdout + done.stderr
+
+
+async def test_secrets_pasted_with_surrounding_whitespace_are_accepted_and_never_shown(
+    tmp_path: Path,
+) -> None:
+    # A key read from a file or a Kubernetes secret often ends in a newline; httpx refused such a header
+    # and its error quoted the header, key included.
+    async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+        findings = await findings_of(
+            settings_for(
+                discord,
+                sunra,
+                tmp_path / "db.sqlite3",
+                discord_token=f" {discord.token}\n",
+                sunra_key=f"{SUNRA_KEY}\r\n",
+            )
+        )
+    assert by_topic(findings, "Discord token").level == "ok", by_topic(findings, "Discord token")
+    assert by_topic(findings, "sunra key").level == "ok", by_topic(findings, "sunra key")
+    no_secret_in(findings, discord.token, SUNRA_KEY)
+
+
+def test_a_secret_with_a_character_no_header_can_carry_fails_with_its_name(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SUNRA_", "QUOTA__"))}
+    env.update(PYTHONPATH=str(ROOT), DISCORD_TOKEN="t\u00f8ken-pasted-from-a-chat", SUNRA_KEY=SUNRA_KEY)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "check"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stdout.startswith("FAIL settings: invalid configuration: DISCORD_TOKEN has a space"), done
+    assert "Traceback" not in done.stderr and "pasted-from" not in done.stdout + done.stderr

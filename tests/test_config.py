@@ -180,3 +180,14 @@ def test_the_example_configuration_is_valid_and_holds_the_defaults(
     defaults = load_settings()
     monkeypatch.setenv("BOT_CONFIG", str(ROOT / "config" / "bot.example.toml"))
     assert load_settings() == defaults
+
+
+@pytest.mark.parametrize(("value", "ids"), [("123", [123]), ("123, 456", [123, 456]), ("[7]", [7]), ("", [])])
+def test_command_guild_ids_take_one_id_or_a_list(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, value: str, ids: list[int]
+) -> None:
+    # A newcomer sets COMMAND_GUILD_IDS to their server's id; "Input should be a valid list" stopped them.
+    monkeypatch.setenv("DISCORD_TOKEN", SECRET)
+    monkeypatch.setenv("SUNRA_KEY", "sk-1")
+    monkeypatch.setenv("COMMAND_GUILD_IDS", value)
+    assert load_settings().command_guild_ids == ids

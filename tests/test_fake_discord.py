@@ -459,3 +459,20 @@ async def test_control_api_with_subprocess_fake() -> None:
             assert full["invalid_requests"] == 1
             files = [f for m in full["messages"] for f in m["files"]]
             assert any(f.get("data_b64") == "ZmlsZS1ieXRlcy0xMjM=" for f in files)
+
+
+async def test_embeds_over_discords_lengths_are_refused(fake: FakeDiscord) -> None:
+    async with running_client(FakeTestBot(), fake) as bot:
+        channel = _channel(bot)
+        await channel.send(embed=discord.Embed(description="x" * 4096))
+        for embed in (
+            discord.Embed(description="x" * 4097),
+            discord.Embed(title="x" * 257),
+            discord.Embed(description="x" * 4000).add_field(name="f", value="y" * 1025),
+            discord.Embed(description="x" * 4000)
+            .add_field(name="f", value="y" * 1000)
+            .add_field(name="g", value="z" * 1000),
+        ):
+            with pytest.raises(discord.HTTPException) as refused:
+                await channel.send(embed=embed)
+            assert refused.value.status == 400 and refused.value.code == 50035

@@ -10,8 +10,9 @@ from PIL import Image
 
 from tests import images
 from tests.fakes import payloads as p
-from tests.fakes.discord_server import InteractionRecord, MessageRecord
-from tests.world import World, running_world
+from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord
+from tests.fakes.sunra_server import FakeSunra
+from tests.world import SUNRA_KEY, World, loosen_rate_limits, running_world
 
 
 def answer_message(world: World, interaction: InteractionRecord) -> MessageRecord:
@@ -107,3 +108,20 @@ async def test_a_tiny_icon_is_scaled_up_and_animated(tmp_path: Path) -> None:
             300,
             300,
         )
+
+
+async def test_a_fix_offered_before_a_restart_answers_a_press_after_it(tmp_path: Path) -> None:
+    async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+        loosen_rate_limits(discord)
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            message = await refused_with_an_offer(
+                world, (1200, 300), ["Crop", "Pad (blurred edges)", "Pad (plain edges)"]
+            )
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            click = await world.discord.dispatch_interaction(
+                p.button_click(world.discord, "fix:crop", message=message.message)
+            )
+            callback = await world.discord.wait_for_callback(click.id)  # not "This interaction failed"
+            assert callback.type == 4 and callback.ephemeral and callback.latency < 3.0
+            assert "no longer works" in callback.data["content"] and "/animate" in callback.data["content"]
+            assert world.sunra.count("upload_initiate") == 0

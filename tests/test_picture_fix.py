@@ -78,3 +78,27 @@ def test_a_rotated_photo_is_measured_and_fixed_as_it_is_displayed() -> None:
     assert fixed.size == (300, 750) and fixed.format == "PNG"
     red, green, _ = fixed.convert("RGB").getpixel((5, 10))  # the red block: top left, its top 75 px cropped
     assert red > 180 and green < 60
+
+
+@pytest.mark.parametrize("fix", [Fix.PAD_BLUR, Fix.PAD_PLAIN])
+@pytest.mark.parametrize("size", [(30000, 300), (300, 30000)])
+def test_padding_a_long_strip_stays_within_the_upload_size(fix: Fix, size: tuple[int, int]) -> None:
+    # A 27 KB PNG strip of 30000×300 was padded to a 30000×12000 canvas: 1.5 GB of memory for one press
+    # (60000×300 would have killed the bot). Kling never gets more than MAX_UPLOAD_PIXELS anyway.
+    from bot.media import MAX_RATIO, MAX_UPLOAD_PIXELS, MIN_RATIO
+
+    fixed = apply_fix(Image.new("RGB", size, (10, 200, 30)), fix)
+    width, height = fixed.size
+    assert width * height <= MAX_UPLOAD_PIXELS and MIN_RATIO <= width / height <= MAX_RATIO
+    assert min(width, height) >= 300
+
+
+def test_a_huge_jpeg_panorama_is_decoded_reduced_before_it_is_fixed() -> None:
+    # A 3.7 MB JPEG of 60000×4000 (Kling's checks read JPEGs up to 260 MP reduced) took 2 GB to crop.
+    from bot.media import MAX_UPLOAD_PIXELS
+
+    buffer = BytesIO()
+    Image.new("L", (40000, 1300), 128).save(buffer, "JPEG", quality=70)
+    cropped = Image.open(BytesIO(fix_file(buffer.getvalue(), Fix.CROP)))
+    assert cropped.size == (1625, 650)  # cropped from the 20000×650 libjpeg decodes at 1/2
+    assert MAX_UPLOAD_PIXELS <= 20000 * 650  # the reduction keeps more than is uploaded

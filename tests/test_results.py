@@ -386,3 +386,47 @@ async def test_presses_on_a_job_whose_inputs_are_gone_get_a_polite_answer(tmp_pa
             answer = await world.private_answer(await press(world, action, job))
             assert "no longer available" in answer and "Nothing was charged" in answer, (action, answer)
         assert world.sunra.count("submit") == 1 and await balance_of(world) == 50 - job.cost_credits
+
+
+async def test_extend_of_a_video_that_cannot_be_decoded_says_nothing_was_charged(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        job = await delivered(world)  # the fake's video is filler bytes, not a video
+        modal = await modal_of(world, await press(world, "extend", job))
+        post = world.discord.message(job.result_message_id or 0).message
+        answer = await world.private_answer(await submit(world, modal, {}, message=post))
+        assert answer.startswith("The video could not be read") and "Nothing was charged" in answer, answer
+        assert world.sunra.count("submit") == 1 and await balance_of(world) == 50 - job.cost_credits
+
+
+async def test_a_remix_refused_for_credits_quotes_the_price_of_what_was_asked(tmp_path: Path) -> None:
+    async with running_world(tmp_path, quota={"daily_credits": 15}) as world:
+        job = await delivered(world)  # 10 credits: 5 left
+        modal = await modal_of(world, await press(world, "remix", job))
+        answer = await world.private_answer(await submit(world, modal, {"Duration (5 or 10 seconds)": "10"}))
+        assert answer.startswith("This video costs 20 credits, but you have 5 left."), answer
+
+
+async def test_the_animate_menu_on_a_message_with_only_a_video_explains_instead_of_asking(
+    tmp_path: Path,
+) -> None:
+    async with running_world(tmp_path) as world:
+        clip = make_video(tmp_path / "clip.mp4", size=(640, 360)).read_bytes()
+        video = world.image(clip, filename="clip.mp4", content_type="video/mp4", width=640, height=360)
+        post = world.discord.add_message(p.DEFAULT_CHANNEL_ID, "my clip", attachments=[video])
+        callback = await world.discord.wait_for_callback((await use_menu(world, post.message)).id)
+        assert callback.type == 4 and callback.flags & EPHEMERAL  # not a form to fill in for nothing
+        assert "no picture I can use" in callback.data["content"]
+
+
+async def test_an_animate_form_opened_before_a_restart_is_answered_after_it(tmp_path: Path) -> None:
+    async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+        loosen_rate_limits(discord)
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            picture = world.image(images.png((640, 480)), filename="a.png", ephemeral=False)
+            post = world.discord.add_message(p.DEFAULT_CHANNEL_ID, "pic", attachments=[picture])
+            menu = await modal_of(world, await use_menu(world, post.message))
+        async with running_world(tmp_path, discord=discord, sunra=sunra) as world:
+            sent = await submit(world, menu, {"Prompt": "after the restart"}, user_id=BOB)
+            callback = await world.discord.wait_for_callback(sent.id)  # not "This interaction failed"
+            assert callback.type == 4 and callback.ephemeral and "no longer works" in callback.data["content"]
+            assert world.sunra.count("submit") == 0

@@ -45,10 +45,21 @@ async def insert_delivered_job(db: Database, job_id: int, *, user_id: int, at: f
         ("**bold** `code` > quote", "bold code quote"),
         ("   ", "Showcase #7"),
         ("<@&42>", "Showcase #7"),
+        ("\u200b\u200b", "Showcase #7"),  # nothing visible: an invisible title
+        ("\u2060 \ufe0f", "Showcase #7"),
+        ("🔥🔥", "🔥🔥"),
     ],
 )
 def test_forum_titles_are_one_clean_line(prompt: str, title: str) -> None:
     assert forum_title(prompt, fallback="Showcase #7") == title
+
+
+def test_a_gallery_row_of_an_invisible_prompt_is_still_a_link_one_can_see() -> None:
+    from bot.showcase_pages import showcase_line
+    from bot.store.showcases import Showcase
+
+    line = showcase_line(Showcase(7, GUILD, 1, 3, "3", "\u200b\u200b", "5 s", 10, 11, None, 0, 0.0, None))
+    assert line.startswith("[Showcase #7](https://discord.com/channels/")
 
 
 def test_forum_titles_fit_in_100_characters() -> None:
@@ -491,3 +502,25 @@ async def test_a_gallery_message_deleted_meanwhile_is_no_error(
             await asyncio.sleep(0.3)
         # The edit of the vanished page got Discord's 404 (10008) and was dropped quietly.
         assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("text", ["9" * 30, "#" + "9" * 20, "https://discord.com/channels/1/2/" + "9" * 30])
+def test_a_post_reference_too_large_for_the_store_finds_nothing(text: str) -> None:
+    # 30 nines reached SQLite as an integer it cannot hold: the command died after "thinking…".
+    from cogs.showcase import parse_post_reference
+
+    assert parse_post_reference(text) == {"message_id": None, "showcase_id": None}
+
+
+async def test_history_with_very_long_video_links_still_fits_in_one_embed(tmp_path: Path) -> None:
+    # A signed storage link can run to hundreds of characters: ten of them overflowed Discord's 4096.
+    async with running_world(tmp_path, command_guild_ids=[GUILD], quota={"daily_credits": 1000}) as world:
+        for n in range(10):
+            await world.ended(await world.animate(f"scene {n}", user_id=ALICE))
+        long_url = "https://storage.example.com/v/" + "a" * 500 + ".mp4?X-Amz-Signature=" + "b" * 300
+        await world.db.execute("UPDATE jobs SET video_url = ?", (long_url,))
+        await world.db.execute("UPDATE jobs SET result_message_id = NULL WHERE id = 3")  # could not be posted
+        message = await embed_answer(world, p.slash_command(world.discord, name="history", user_id=ALICE))
+        text = message["embeds"][0]["description"]
+        assert len(text) <= 4096 and text.count("**job ") == 10
+        assert f"[video]({long_url}) (could not be posted" in text  # the only copy keeps its link

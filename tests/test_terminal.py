@@ -100,6 +100,20 @@ async def test_the_global_cap_refuses_before_anything_is_sent(tmp_path: Path) ->
         assert fake.count("submit") == 1 and not (tmp_path / "b.mp4").exists()
 
 
+async def test_an_out_file_that_cannot_be_written_is_refused_before_anything_is_spent(tmp_path: Path) -> None:
+    image = picture(tmp_path)
+    async with FakeSunra(key=KEY) as fake:
+        settings = settings_for(fake.url, tmp_path / "db.sqlite3")
+        for out, said_part in (
+            (tmp_path / "no-such-folder" / "v.mp4", "no-such-folder is not a folder"),
+            (tmp_path, "is a folder"),
+        ):
+            code, said = await run(settings, AnimateOptions(image, "x", out=out))
+            assert code == EXIT_USAGE, said
+            assert said_part in said.replace("\n", ""), said
+        assert fake.count("upload_initiate") == 0 and fake.count("submit") == 0
+
+
 async def test_a_picture_kling_cannot_take_is_refused(tmp_path: Path) -> None:
     image = picture(tmp_path, size=(200, 200))
     async with FakeSunra(key=KEY) as fake:

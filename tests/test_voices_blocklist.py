@@ -3,6 +3,8 @@ to /animate through discord.py and the fake Discord."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from tests.world import World, running_world
 
 ADMIN = p.DEFAULT_EVERYONE_PERMISSIONS | p.MANAGE_GUILD
 MEMBER_ID = 1_143_850_174_982_443_222
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # ----- the rules ------------------------------------------------------------------------------------------
@@ -40,12 +43,33 @@ MEMBER_ID = 1_143_850_174_982_443_222
         ("bad word", "a bad sword", False),
         ("cat", "ＣＡＴ", True),  # fullwidth letters fold to ASCII under NFKC
         ("cat", "c\u200bat", True),  # an invisible zero-width space does not split the word
+        ("cat", "ca\ufe0ft", True),  # nor a variation selector
+        ("cat", "c\u034fat", True),  # nor a combining grapheme joiner
+        ("cat", "c\u3164at", True),  # nor a Hangul filler
         ("café", "CAFÉ au lait", True),
         ("a.b", "axb", False),  # punctuation in a pattern is literal, not a regex
+        ("a*b*c", "axxbyyc", True),
+        ("a*b*c", "acb", False),
+        ("*gore*", "preGOREs", True),
+        ("*a?c*", "xxabcyy", True),
+        ("*a?c*", "xxacyy", False),
+        ("bad* w*rd", "badly weird", True),
+        ("bad* w*rd", "badly, weird", False),
     ],
 )
 def test_patterns_match_whole_words_with_wildcards(pattern: str, prompt: str, blocked: bool) -> None:
     assert (compile_pattern(pattern).search(normalise(prompt)) is not None) is blocked
+
+
+def test_a_pattern_with_many_wildcards_checks_a_long_prompt_at_once() -> None:
+    # Each `*` was a backtracking `\w*`: five of them against one long word took hours, with the event
+    # loop (every server's bot) frozen. Run apart, so a regression fails instead of hanging the suite.
+    code = (
+        "from bot.blocklist import compile_pattern, normalise;"
+        "assert compile_pattern('*a*a*a*a*a*b').search(normalise('a' * 2500)) is None;"
+        "assert compile_pattern('*a*a*a*a*a*b').search(normalise('a' * 2500 + 'b')) is not None"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
 
 @pytest.mark.parametrize("pattern", ["", "   ", "*", "* ?", "x" * 101])
@@ -204,3 +228,17 @@ async def test_named_voices_autocomplete_and_reach_the_api(tmp_path: Path) -> No
 
         assert await answer(world, remove()) == "Removed the voice **Child** (`vo_777`)."
         assert await answer(world, remove()) == "This server has no voice named **CHILD**."
+
+
+async def test_a_long_voice_list_is_cut_between_voices_and_keeps_the_help(tmp_path: Path) -> None:
+    async with running_world(tmp_path, command_guild_ids=[p.DEFAULT_GUILD_ID]) as world:
+        for n in range(30):
+            options = [p.option("name", f"voice {n:02d} " + "x" * 20), p.option("id", "v" * 90 + str(n))]
+            await answer(world, admin_command(world, "voices", "add", options))
+        listed = await answer(world, admin_command(world, "voices", "list", []))
+        assert len(listed) <= 2000
+        lines = listed.split("\n")
+        assert lines[0] == "**Voices (30):**" and "<<<voice_1>>>" in lines[-1]
+        shown = [line for line in lines if line.startswith("• **")]
+        assert all(line.endswith("`") for line in shown)  # whole entries only
+        assert f"… and {30 - len(shown)} more" in listed

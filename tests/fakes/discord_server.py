@@ -2941,6 +2941,22 @@ def _coerce_ids(key: str, value: Any) -> Any:
 
 
 def _normalise_embed(embed: Mapping[str, Any]) -> dict[str, Any]:
+    """The embed as Discord stores it; Discord's length limits refused as Discord refuses them."""
+    for field, limit in (("title", 256), ("description", 4096)):
+        if len(str(embed.get(field) or "")) > limit:
+            raise form_error(
+                f"embeds.0.{field}", "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length."
+            )
+    fields = list(embed.get("fields") or [])
+    if len(fields) > 25 or any(len(str(f.get("value", ""))) > 1024 for f in fields):
+        raise form_error("embeds.0.fields", "BASE_TYPE_MAX_LENGTH", "Must be 1024 or fewer in length.")
+    total = sum(len(str(embed.get(k) or "")) for k in ("title", "description"))
+    total += sum(len(str(f.get("name", ""))) + len(str(f.get("value", ""))) for f in fields)
+    total += len(str((embed.get("footer") or {}).get("text", ""))) + len(
+        str((embed.get("author") or {}).get("name", ""))
+    )
+    if total > 6000:
+        raise form_error("embeds", "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000")
     out = dict(embed)
     out.setdefault("type", "rich")
     out.setdefault("content_scan_version", 0)
