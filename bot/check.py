@@ -24,7 +24,7 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from bot.config import SECRET_FIELDS, ToolSettings, config_path
-from bot.invite import REQUIRED_PERMISSIONS, install_url
+from bot.invite import INSTALL_PERMISSIONS, install_url
 from bot.quota import MICROS_PER_USD, PERIOD_NOUN, QuotaSettings, format_usd, price_list, usd_micros
 from bot.store.db import migration_status, sqlite_path_from_url
 from bot.sunra import (
@@ -117,8 +117,8 @@ async def check_discord(settings: ToolSettings) -> AsyncIterator[Finding]:
     yield Finding(
         "ok",
         "install link",
-        f"{install_url(application_id)} (permissions {REQUIRED_PERMISSIONS.value}: view channels, send "
-        "messages, embed links, attach files, read message history)",
+        f"{install_url(application_id)} (permissions {INSTALL_PERMISSIONS.value}: view channels, send "
+        "messages, embed links, attach files, read message history, send messages in threads)",
     )
 
 

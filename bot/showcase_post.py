@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import discord
 
+from bot.invite import REQUIRED_PERMISSIONS, SHOWCASE_FORUM_PERMISSIONS
 from bot.showcase import EditRefused, forum_title
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, ShowcaseServer
@@ -24,18 +25,9 @@ OLD_MESSAGE_EDITS = 30046
 UNKNOWN_CHANNEL, UNKNOWN_MESSAGE = 10003, 10008
 TAG_REQUIRED = 40067
 
-# What the bot needs in a showcase channel, by channel kind.
-TEXT_PERMISSIONS = discord.Permissions(
-    view_channel=True, send_messages=True, embed_links=True, attach_files=True, read_message_history=True
-)
-FORUM_PERMISSIONS = discord.Permissions(
-    view_channel=True,
-    send_messages=True,  # "Create Posts" in a forum
-    send_messages_in_threads=True,
-    embed_links=True,
-    attach_files=True,
-    read_message_history=True,
-)
+# What the bot needs in a showcase channel, by channel kind: a text channel's are /animate's own.
+TEXT_PERMISSIONS = REQUIRED_PERMISSIONS
+FORUM_PERMISSIONS = SHOWCASE_FORUM_PERMISSIONS
 
 
 def vote_custom_id(showcase_id: int) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.check import Finding, exit_code, run_checks
 from bot.config import ToolSettings
-from bot.invite import REQUIRED_PERMISSIONS
+from bot.invite import INSTALL_PERMISSIONS
 from bot.store import Database
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord
@@ -67,7 +67,7 @@ async def test_good_settings_pass_and_give_the_install_link(tmp_path: Path) -> N
     assert link.level == "ok"
     assert (
         f"https://discord.com/oauth2/authorize?client_id={p.DEFAULT_APPLICATION_ID}"
-        f"&scope=bot+applications.commands&permissions={REQUIRED_PERMISSIONS.value}"
+        f"&scope=bot+applications.commands&permissions={INSTALL_PERMISSIONS.value}"
     ) in link.text
     assert by_topic(findings, "sunra key").level == "ok"
     assert sunra.count("status") == 1 and sunra.count("submit") == 0  # costs nothing, creates no job
@@ -199,7 +199,7 @@ async def test_the_command_exits_non_zero_and_never_prints_a_secret(tmp_path: Pa
 def test_the_readme_states_the_permissions_the_code_needs() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     stated = set(re.findall(r"permissions[= ]+`?(\d+)", readme))
-    assert stated == {str(REQUIRED_PERMISSIONS.value)}
+    assert stated == {str(INSTALL_PERMISSIONS.value)}
 
 
 def test_an_invalid_setting_fails_with_its_name(tmp_path: Path) -> None:
