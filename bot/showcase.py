@@ -168,6 +168,9 @@ class ShowcaseService:
                 return found
         return None
 
+    async def for_job(self, job_id: int) -> Showcase | None:
+        return await sql.by_job(self.db, job_id)
+
     async def remove(self, showcase: Showcase) -> bool:
         return await sql.remove(self.db, showcase.id, at=self._clock())
 

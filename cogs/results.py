@@ -256,12 +256,16 @@ class DeleteButton(_ResultButton, template=r"kling:delete:(?P<job_id>\d+)"):
                 log.info("job %s: cannot delete message %s (%s)", job.id, message_id, error.code)
                 kept += 1
         log.info("job %s: posts deleted by %s (%d could not be)", job.id, interaction.user.id, kept)
-        await say_privately(
-            interaction,
+        text = (
             "Deleted the video and its progress message."
             if not kept
-            else "Discord did not let me delete the post here; a moderator can remove it.",
+            else "Discord did not let me delete the post here; a moderator can remove it."
         )
+        # A deleted video does not stay on show: its showcase post goes too (the votes are kept).
+        take_down = getattr(interaction.client.get_cog("ShowcaseCog"), "take_down_for_job", None)
+        if take_down is not None and await take_down(job.id):
+            text += " Its showcase post was taken down too."
+        await say_privately(interaction, text)
 
 
 RESULT_BUTTONS = (RetryButton, RemixButton, ExtendButton, DeleteButton)

@@ -117,6 +117,14 @@ class ShowcaseCog(commands.Cog):
         assert found is not None
         return found
 
+    async def take_down_for_job(self, job_id: int) -> bool:
+        """Takes down the job's showcase, if it has one (its member deleted the video); whether it had."""
+        showcase = await self.service.for_job(job_id)
+        if showcase is None:
+            return False
+        await self.publisher.take_down(showcase)
+        return await self.service.remove(showcase)
+
     def _on_delivered(self, job_id: int) -> None:
         self._spawn(self._auto_showcase(job_id), f"auto-showcase-{job_id}")
 

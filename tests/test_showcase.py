@@ -524,3 +524,20 @@ async def test_history_with_very_long_video_links_still_fits_in_one_embed(tmp_pa
         text = message["embeds"][0]["description"]
         assert len(text) <= 4096 and text.count("**job ") == 10
         assert f"[video]({long_url}) (could not be posted" in text  # the only copy keeps its link
+
+
+async def test_deleting_a_video_takes_its_showcase_down(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        loosen_rate_limits(fake)
+        channel = int(fake.add_channel(GUILD, "showcase")["id"])
+        async with running_world(tmp_path, discord=fake, command_guild_ids=[GUILD]) as world:
+            await set_channel(world, channel)
+            job_id, result_id = await delivered_job(world)
+            await press(world, f"kling:show:{job_id}", result_id)
+            assert len(fake.channel_messages(channel)) == 1
+            deleted = await press(world, f"kling:delete:{job_id}", result_id)
+            assert (
+                deleted == "Deleted the video and its progress message. Its showcase post was taken down too."
+            )
+            assert fake.channel_messages(channel) == []
+            assert (await sql.by_job(world.db, job_id)) is None

@@ -192,6 +192,12 @@ async def get(db: Reader, showcase_id: int) -> Showcase | None:
     return None if row is None else Showcase.from_row(row)
 
 
+async def by_job(db: Reader, job_id: int) -> Showcase | None:
+    """The job's standing showcase, if any."""
+    row = await db.fetchone("SELECT * FROM showcases WHERE job_id = ? AND removed_at IS NULL", (job_id,))
+    return None if row is None else Showcase.from_row(row)
+
+
 async def by_message(db: Reader, guild_id: int, message_id: int) -> Showcase | None:
     row = await db.fetchone(
         "SELECT * FROM showcases WHERE guild_id = ? AND message_id = ? AND removed_at IS NULL",
