@@ -196,13 +196,13 @@ class Database:
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
         """One read of committed data (a read that must agree with a write belongs inside `write()`)."""
-        async with self._reader.execute(sql, params) as cur:
-            row: aiosqlite.Row | None = await cur.fetchone()
-            return row
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        async with self._reader.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        # One trip to the reader's thread (execute, fetch and close there) instead of three: under a
+        # crowd each trip waits its turn behind every other reader's.
+        return list(await self._reader.execute_fetchall(sql, params))
 
 
 class _Tx:
@@ -217,20 +217,18 @@ class _Tx:
 
     async def insert(self, sql: str, params: Params = ()) -> int:
         """Runs an INSERT and returns the new row's id."""
-        async with self._conn.execute(sql, params) as cur:
-            return int(cur.lastrowid or 0)
+        row = await self._conn.execute_insert(sql, params)
+        return int(row[0]) if row is not None else 0
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         await self._conn.executemany(sql, rows)
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        async with self._conn.execute(sql, params) as cur:
-            row: aiosqlite.Row | None = await cur.fetchone()
-            return row
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        async with self._conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self._conn.execute_fetchall(sql, params))
 
     async def executescript_in_tx(self, script: str) -> None:
         # executescript() would COMMIT first; run the statements one by one inside our transaction.
