@@ -18,14 +18,17 @@ applied every time settings are read.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import functools
 import io
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -33,6 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.errors import InputRefused
+from bot.guild_cache import GuildCache, SharedRead
 from bot.store import ledger
 from bot.store.db import Database
 
@@ -389,6 +393,12 @@ class QuotaService:
         self.db = db
         self.settings = settings
         self._clock = clock
+        # Server settings, role allowances and blocks change only through this service's admin actions,
+        # which forget a server's entry once written: a quota check then reads only the ledger.
+        self._rules: GuildCache[str, ledger.ServerRules] = GuildCache()
+        # The server's and the operator's totals are the same for every member checking at once: a
+        # crowd's quotes share one sum in flight instead of each scanning the day's ledger.
+        self._totals: SharedRead[tuple[object, ...], tuple[int, int]] = SharedRead()
 
     # ----- a member's job ------------------------------------------------------------------------------
 
@@ -518,7 +528,22 @@ class QuotaService:
     async def _policy(self, reader: ledger.Reader, guild_id: int | None) -> ServerPolicy:
         if guild_id is None:
             return server_policy(self.settings, None)
-        return server_policy(self.settings, await ledger.guild_overrides(reader, ledger.guild_key(guild_id)))
+        key = ledger.guild_key(guild_id)
+        if reader is self.db:
+            return server_policy(self.settings, (await self._server_rules(key)).overrides)
+        return server_policy(self.settings, await ledger.guild_overrides(reader, key))
+
+    async def _server_rules(self, key: str) -> ledger.ServerRules:
+        return await self._rules.get(key, lambda: ledger.server_rules(self.db, key))
+
+    async def _member_context(
+        self, reader: ledger.Reader, key: str, user_id: int, role_ids: Sequence[int]
+    ) -> ledger.MemberContext:
+        # Inside a write transaction (a reservation) the rules are read with it, atomically; a quote
+        # outside one takes them from memory.
+        if reader is self.db:
+            return (await self._server_rules(key)).member_context(user_id, role_ids)
+        return await ledger.member_context(reader, key, user_id, role_ids)
 
     async def _member_state(
         self,
@@ -533,18 +558,29 @@ class QuotaService:
         """The member's policy and balance; `with_caps` also sums what the server and the operator's
         wallet spent, when those caps are on."""
         key = ledger.guild_key(guild_id)
-        context = await ledger.member_context(reader, key, user_id, () if guild_id is None else role_ids)
+        context = await self._member_context(reader, key, user_id, () if guild_id is None else role_ids)
         policy = server_policy(self.settings, None if guild_id is None else context.overrides)
         allowance = member_allowance(policy, context.role_allowance, self.settings)
         start, end = period_bounds(now, policy.period, policy.zone)
-        figures = await ledger.member_figures(
-            reader,
-            key,
-            user_id,
-            (start, end),
-            server_total=with_caps and policy.cap > 0,
-            utc_day=utc_day_bounds(now) if with_caps and self.settings.global_daily_usd > 0 else None,
-        )
+        server_total = with_caps and policy.cap > 0
+        utc_day = utc_day_bounds(now) if with_caps and self.settings.global_daily_usd > 0 else None
+        if reader is self.db and (server_total or utc_day is not None):
+            # A quote, outside a transaction (advisory: the reservation checks again atomically): the
+            # member's sums and the shared totals are asked for at once, to wait in line only once.
+            figures, totals = await asyncio.gather(
+                ledger.member_figures(reader, key, user_id, (start, end)),
+                self._totals.get(
+                    (key, start, end, utc_day),
+                    lambda: ledger.spend_totals(self.db, key, (start, end), utc_day),
+                ),
+            )
+            figures = dataclasses.replace(
+                figures, server_credits=totals[0] if server_total else 0, usd_micros_today=totals[1]
+            )
+        else:
+            figures = await ledger.member_figures(
+                reader, key, user_id, (start, end), server_total=server_total, utc_day=utc_day
+            )
         balance = Balance(
             allowance=allowance,
             allowance_left=max(0, allowance - figures.allowance_used),
@@ -688,7 +724,7 @@ class QuotaService:
         if credits is not None and credits < 0:
             raise InputRefused("The allowance cannot be negative.")
         now = self._clock()
-        async with self.db.write() as tx:
+        async with self._changing_rules(guild_id) as tx:
             await ledger.set_role_allowance(tx, ledger.guild_key(guild_id), role_id, credits, at=now)
             await self._audit(tx, guild_id, actor_id, "role-allowance", role_id, {"credits": credits})
         return None if credits is None else within_operator_limit(credits, self.settings.daily_credits)
@@ -727,7 +763,7 @@ class QuotaService:
 
     async def block(self, *, guild_id: int, actor_id: int, user_id: int, reason: str | None) -> None:
         now = self._clock()
-        async with self.db.write() as tx:
+        async with self._changing_rules(guild_id) as tx:
             await ledger.set_block(
                 tx, ledger.guild_key(guild_id), user_id, reason=reason, actor_id=actor_id, at=now
             )
@@ -735,7 +771,7 @@ class QuotaService:
 
     async def unblock(self, *, guild_id: int, actor_id: int, user_id: int) -> bool:
         """False when the member was not blocked."""
-        async with self.db.write() as tx:
+        async with self._changing_rules(guild_id) as tx:
             removed = await ledger.remove_block(tx, ledger.guild_key(guild_id), user_id)
             await self._audit(tx, guild_id, actor_id, "unblock", user_id, {"was_blocked": removed})
         return removed
@@ -762,11 +798,21 @@ class QuotaService:
     ) -> ServerPolicy:
         now = self._clock()
         key = ledger.guild_key(guild_id)
-        async with self.db.write() as tx:
+        async with self._changing_rules(guild_id) as tx:
             await ledger.update_guild_settings(tx, key, values, at=now)
             await self._audit(tx, guild_id, actor_id, action, None, values)
             overrides = await ledger.guild_overrides(tx, key)
         return server_policy(self.settings, overrides)
+
+    @contextlib.asynccontextmanager
+    async def _changing_rules(self, guild_id: int) -> AsyncIterator[ledger.Writer]:
+        """A write transaction that changes a server's rules; the cached copy is forgotten once it ends
+        (committed or not)."""
+        try:
+            async with self.db.write() as tx:
+                yield tx
+        finally:
+            self._rules.invalidate(ledger.guild_key(guild_id))
 
     async def _audit_only(
         self, guild_id: int, actor_id: int, action: str, target_id: int | None, details: Mapping[str, object]

@@ -103,6 +103,35 @@ async def member_context(db: Reader, guild: str, user_id: int, role_ids: Sequenc
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ServerRules:
+    """Everything about a server that only its admins change: settings, role allowances and blocks,
+    read once and kept in memory (bot/quota.py) so a quota check reads nothing but the ledger."""
+
+    overrides: GuildOverrides
+    role_allowances: Mapping[int, int]
+    blocks: Mapping[int, str | None]  # user id -> reason
+
+    def member_context(self, user_id: int, role_ids: Sequence[int]) -> MemberContext:
+        """What `member_context` reads, from memory."""
+        allowances = [self.role_allowances[r] for r in role_ids if r in self.role_allowances]
+        return MemberContext(
+            overrides=self.overrides,
+            role_allowance=max(allowances) if allowances else None,
+            blocked=user_id in self.blocks,
+            block_reason=self.blocks.get(user_id),
+        )
+
+
+async def server_rules(db: Reader, guild: str) -> ServerRules:
+    rows = await db.fetchall("SELECT user_id, reason FROM quota_blocks WHERE guild_id = ?", (guild,))
+    return ServerRules(
+        overrides=await guild_overrides(db, guild),
+        role_allowances=await role_allowances(db, guild),
+        blocks={int(row["user_id"]): row["reason"] for row in rows},
+    )
+
+
 async def guild_overrides(db: Reader, guild: str) -> GuildOverrides:
     row = await db.fetchone("SELECT * FROM quota_guild_settings WHERE guild_id = ?", (guild,))
     return GuildOverrides() if row is None else _overrides_from(row)
@@ -184,6 +213,16 @@ async def member_figures(
         server_credits=int(row["server_credits"]),
         usd_micros_today=int(row["usd_micros_today"]),
     )
+
+
+async def spend_totals(
+    db: Reader, guild: str, period: tuple[float, float], utc_day: tuple[float, float] | None
+) -> tuple[int, int]:
+    """(the server's job credits in the period, every server's USD micros in the UTC day, or 0 when
+    `utc_day` is None): what `member_figures` sums with `server_total` and `utc_day`, without the
+    member's part, so concurrent quota checks can share it."""
+    figures = await member_figures(db, guild, 0, period, server_total=True, utc_day=utc_day)
+    return figures.server_credits, figures.usd_micros_today
 
 
 # ----- reservations and their settlement ------------------------------------------------------------------
