@@ -72,6 +72,54 @@ async def test_a_replayed_interaction_is_one_job(tmp_path: Path) -> None:
         assert (again, created) == (first, False)
 
 
+async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_returns(tmp_path: Path) -> None:
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        earlier = await new_job(store, interaction_id=5)
+        commits = 0
+        real_write = db.write
+
+        def counting_write():  # type: ignore[no-untyped-def]
+            nonlocal commits
+            commits += 1
+            return real_write()
+
+        db.write = counting_write  # type: ignore[method-assign]
+        seen: dict[int, tuple[int, bool]] = {}
+
+        async def member(interaction_id: int) -> None:
+            result = await store.create(
+                interaction_id=interaction_id,
+                guild_id=5,
+                channel_id=6,
+                user_id=interaction_id,
+                state="received",
+                params={"prompt": f"member {interaction_id}"},
+                upload_limit=1,
+                lifetime_seconds=60,
+            )
+            # Committed before it returns: another connection already sees the row.
+            with sqlite3.connect(tmp_path / "bot.sqlite3") as other:
+                row = other.execute("SELECT interaction_id FROM jobs WHERE id = ?", (result[0],)).fetchone()
+            assert row == (str(interaction_id),)
+            seen.setdefault(interaction_id, result)
+            if interaction_id in seen and seen[interaction_id] != result:
+                seen[-interaction_id] = result
+
+        # 200 members at once, one interaction delivered twice, one recorded before the crowd.
+        await asyncio.gather(*(member(i) for i in [*range(100, 300), 150, 5]))
+        assert commits <= 10
+        ids = {seen[i][0] for i in range(100, 300)}
+        assert len(ids) == 200 and earlier not in ids
+        assert all(seen[i][1] for i in range(100, 300))
+        assert seen[-150] == (seen[150][0], False)  # the replay got the first job, not a new one
+        assert seen[5] == (earlier, False)
+        for job_id in ids:
+            assert await store.events(job_id) == [(None, "received")]
+        total = await db.fetchone("SELECT COUNT(*) FROM jobs")
+        assert total is not None and total[0] == 201
+
+
 async def test_transition_only_from_the_expected_state(tmp_path: Path) -> None:
     db, store = await open_store(tmp_path / "bot.sqlite3")
     async with db:
