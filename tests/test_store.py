@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from bot.jobs import fair_order
 from bot.store import Database
 from bot.store.db import sqlite_path_from_url
 from bot.store.jobs import JobStore
@@ -118,6 +120,26 @@ async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_retur
             assert await store.events(job_id) == [(None, "received")]
         total = await db.fetchone("SELECT COUNT(*) FROM jobs")
         assert total is not None and total[0] == 201
+
+
+async def test_place_in_queue_is_the_fair_order(tmp_path: Path) -> None:
+    rng = random.Random(13)
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        for interaction_id in range(1, 121):
+            job_id = await new_job(store, interaction_id=interaction_id, user_id=rng.randint(1, 15))
+            roll = rng.random()
+            if roll < 0.6:
+                await store.transition(job_id, "received", "queued")
+            elif roll < 0.9:
+                await store.transition(job_id, "received", "submitted", submitted_at=1000.0 + rng.random())
+        queued = await store.in_states(["queued"])
+        expected = [job.id for job in fair_order(queued, await store.started_since(1000.5))]
+        places = {job.id: await store.place_in_queue(job.id, "queued", 1000.5) for job in queued}
+        assert sorted(places, key=lambda i: places[i]) == expected
+        assert sorted(places.values()) == list(range(1, len(queued) + 1))
+        not_waiting = await store.in_states(["submitted"])
+        assert await store.place_in_queue(not_waiting[0].id, "queued", 1000.5) is None
 
 
 async def test_transition_only_from_the_expected_state(tmp_path: Path) -> None:

@@ -279,6 +279,26 @@ class JobStore:
         )
         return [JobRow.from_row(row) for row in rows]
 
+    async def place_in_queue(self, job_id: int, state: str, usage_since: float) -> int | None:
+        """The job's place (1 = next) among this process's jobs in `state`, in the fair order of
+        bot/jobs/dispatch.py `fair_order` (a member's k-th waiting job in round k, then members with
+        fewer jobs submitted since `usage_since`, then age); None if the job is not in `state`.
+        Counted inside SQLite: a crowd's commands each ask, and reading the queue as rows for each
+        would cost the event loop the square of the queue's length."""
+        row = await self.db.fetchone(
+            "WITH queue AS ("
+            "  SELECT id, user_id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY id) AS round"
+            f"  FROM jobs WHERE state = :state AND {self._own}),"
+            " usage AS ("
+            "  SELECT user_id, COUNT(*) AS n FROM jobs WHERE submitted_at >= :since GROUP BY user_id),"
+            " keyed AS (SELECT q.id, q.round, COALESCE(u.n, 0) AS n"
+            "  FROM queue q LEFT JOIN usage u ON u.user_id = q.user_id)"
+            " SELECT (SELECT COUNT(*) FROM keyed k WHERE (k.round, k.n, k.id) <= (me.round, me.n, me.id))"
+            " AS place FROM keyed me WHERE me.id = :job",
+            {"state": state, "since": usage_since, "job": job_id},
+        )
+        return None if row is None else int(row["place"])
+
     async def unnotified(self, states: Iterable[str]) -> list[JobRow]:
         wanted = tuple(states)
         placeholders = ", ".join("?" for _ in wanted)
