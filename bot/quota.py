@@ -18,7 +18,6 @@ applied every time settings are read.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import dataclasses
@@ -36,7 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.errors import InputRefused
-from bot.guild_cache import GuildCache, SharedRead
+from bot.guild_cache import GroupRead, GuildCache
 from bot.store import ledger
 from bot.store.db import Database
 
@@ -396,9 +395,9 @@ class QuotaService:
         # Server settings, role allowances and blocks change only through this service's admin actions,
         # which forget a server's entry once written: a quota check then reads only the ledger.
         self._rules: GuildCache[str, ledger.ServerRules] = GuildCache()
-        # The server's and the operator's totals are the same for every member checking at once: a
-        # crowd's quotes share one sum in flight instead of each scanning the day's ledger.
-        self._totals: SharedRead[tuple[object, ...], tuple[int, int]] = SharedRead()
+        # A crowd's quotes in one server are read together: the members' sums in one statement, and the
+        # server's and the operator's totals (the same for all of them) once, not a ledger scan each.
+        self._figures: GroupRead[tuple[object, ...], int, ledger.MemberFigures] = GroupRead()
 
     # ----- a member's job ------------------------------------------------------------------------------
 
@@ -564,18 +563,13 @@ class QuotaService:
         start, end = period_bounds(now, policy.period, policy.zone)
         server_total = with_caps and policy.cap > 0
         utc_day = utc_day_bounds(now) if with_caps and self.settings.global_daily_usd > 0 else None
-        if reader is self.db and (server_total or utc_day is not None):
-            # A quote, outside a transaction (advisory: the reservation checks again atomically): the
-            # member's sums and the shared totals are asked for at once, to wait in line only once.
-            figures, totals = await asyncio.gather(
-                ledger.member_figures(reader, key, user_id, (start, end)),
-                self._totals.get(
-                    (key, start, end, utc_day),
-                    lambda: ledger.spend_totals(self.db, key, (start, end), utc_day),
-                ),
-            )
-            figures = dataclasses.replace(
-                figures, server_credits=totals[0] if server_total else 0, usd_micros_today=totals[1]
+        if reader is self.db:
+            # A quote, outside a transaction (advisory: the reservation checks again atomically): read
+            # together with the quotes of every member of the server asking meanwhile.
+            figures = await self._figures.get(
+                (key, start, end, server_total, utc_day),
+                user_id,
+                lambda users: self._crowd_figures(key, users, (start, end), server_total, utc_day),
             )
         else:
             figures = await ledger.member_figures(
@@ -599,6 +593,26 @@ class QuotaService:
             server_credits=figures.server_credits,
             usd_micros_today=figures.usd_micros_today,
         )
+
+    async def _crowd_figures(
+        self,
+        key: str,
+        user_ids: list[int],
+        period: tuple[float, float],
+        server_total: bool,
+        utc_day: tuple[float, float] | None,
+    ) -> dict[int, ledger.MemberFigures]:
+        """Several members' sums in one statement, and the caps' totals (the same for all) in one more."""
+        found = await ledger.members_figures(self.db, key, user_ids, period)
+        if not server_total and utc_day is None:
+            return found
+        server, usd = await ledger.spend_totals(self.db, key, period, utc_day)
+        return {
+            user_id: dataclasses.replace(
+                figures, server_credits=server if server_total else 0, usd_micros_today=usd
+            )
+            for user_id, figures in found.items()
+        }
 
     async def _assess(
         self,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.guild_cache import GuildCache
+from bot.guild_cache import GroupRead, GuildCache
 
 
 async def test_a_crowd_missing_at_once_loads_once() -> None:
@@ -73,3 +73,38 @@ async def test_guilds_are_separate(guild: int) -> None:
         return guild * 10
 
     assert await cache.get(guild, load) == guild * 10
+
+
+async def test_group_read_answers_a_crowd_in_few_reads() -> None:
+    reads: list[list[int]] = []
+
+    async def load_many(users: list[int]) -> dict[int, int]:
+        reads.append(users)
+        await asyncio.sleep(0.01)
+        return {user: user * 2 for user in users if user != 13}
+
+    group: GroupRead[str, int, int] = GroupRead()
+    results = await asyncio.gather(
+        *(group.get("guild", user, load_many) for user in range(100)), return_exceptions=True
+    )
+    assert results[:13] == [user * 2 for user in range(13)]
+    assert results[14:] == [user * 2 for user in range(14, 100)]
+    assert isinstance(results[13], LookupError)  # an answer without the item is an error, not a hang
+    assert len(reads) <= 2 and sorted(user for read in reads for user in read) == list(range(100))
+
+
+async def test_group_read_passes_a_failure_to_its_batch_only() -> None:
+    calls = 0
+
+    async def load_many(users: list[int]) -> dict[int, int]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        if calls == 1:
+            raise OSError("disk")
+        return {user: 1 for user in users}
+
+    group: GroupRead[str, int, int] = GroupRead()
+    first = await asyncio.gather(group.get("g", 1, load_many), return_exceptions=True)
+    assert isinstance(first[0], OSError)
+    assert await group.get("g", 2, load_many) == 1

@@ -172,19 +172,40 @@ async def member_figures(
     """A member's sums for the period [start, end), and the totals the caps need, in one statement:
     each statement costs a trip to aiosqlite's thread, which is most of a quota check's time. The CASE
     skips a total nobody asked for (SQLite runs a scalar subquery only when its branch is taken)."""
+    found = await _figures(db, guild, [user_id], period, server_total=server_total, utc_day=utc_day)
+    return found[user_id]
+
+
+async def members_figures(
+    db: Reader, guild: str, user_ids: Sequence[int], period: tuple[float, float]
+) -> dict[int, MemberFigures]:
+    """`member_figures` (without the totals) of several members of one server at once, in one
+    statement: a crowd's quota checks are answered together (bot/quota.py)."""
+    return await _figures(db, guild, user_ids, period, server_total=False, utc_day=None)
+
+
+async def _figures(
+    db: Reader,
+    guild: str,
+    user_ids: Sequence[int],
+    period: tuple[float, float],
+    *,
+    server_total: bool,
+    utc_day: tuple[float, float] | None,
+) -> dict[int, MemberFigures]:
     day_start, day_end = utc_day or (0.0, 0.0)
-    row = await db.fetchone(
-        "SELECT"
+    rows = await db.fetchall(
+        "SELECT m.value AS user_id,"
         " (SELECT COALESCE(-SUM(allowance_delta), 0) FROM quota_ledger"
-        "   WHERE guild_id = :guild AND user_id = :user AND charged_at >= :start AND charged_at < :end)"
+        "   WHERE guild_id = :guild AND user_id = m.value AND charged_at >= :start AND charged_at < :end)"
         "   AS allowance_used,"
         " (SELECT COALESCE(-SUM(allowance_delta + bonus_delta), 0) FROM quota_ledger"
-        "   WHERE guild_id = :guild AND user_id = :user AND charged_at >= :start AND charged_at < :end"
+        "   WHERE guild_id = :guild AND user_id = m.value AND charged_at >= :start AND charged_at < :end"
         "   AND kind IN ('reserve', 'refund')) AS job_credits,"
         " (SELECT COALESCE(SUM(bonus_delta), 0) FROM quota_ledger"
-        "   WHERE guild_id = :guild AND user_id = :user AND bonus_delta != 0) AS bonus,"
+        "   WHERE guild_id = :guild AND user_id = m.value AND bonus_delta != 0) AS bonus,"
         " (SELECT MAX(charged_at) FROM quota_ledger"
-        "   WHERE guild_id = :guild AND user_id = :user AND kind = 'reserve') AS last_reserve_at,"
+        "   WHERE guild_id = :guild AND user_id = m.value AND kind = 'reserve') AS last_reserve_at,"
         " CASE WHEN :server_total THEN"
         "   (SELECT COALESCE(-SUM(allowance_delta + bonus_delta), 0) FROM quota_ledger"
         "     WHERE guild_id = :guild AND charged_at >= :start AND charged_at < :end"
@@ -193,10 +214,11 @@ async def member_figures(
         " CASE WHEN :day_end > :day_start THEN"
         "   (SELECT COALESCE(SUM(usd_micros), 0) FROM quota_ledger"
         "     WHERE charged_at >= :day_start AND charged_at < :day_end)"
-        "   ELSE 0 END AS usd_micros_today",
+        "   ELSE 0 END AS usd_micros_today"
+        " FROM json_each(:users) AS m",
         {
             "guild": guild,
-            "user": str(user_id),
+            "users": json.dumps([str(user_id) for user_id in user_ids]),
             "start": period[0],
             "end": period[1],
             "server_total": server_total,
@@ -204,15 +226,17 @@ async def member_figures(
             "day_end": day_end,
         },
     )
-    assert row is not None
-    return MemberFigures(
-        allowance_used=int(row["allowance_used"]),
-        job_credits=int(row["job_credits"]),
-        bonus=int(row["bonus"]),
-        last_reserve_at=row["last_reserve_at"],
-        server_credits=int(row["server_credits"]),
-        usd_micros_today=int(row["usd_micros_today"]),
-    )
+    return {
+        int(row["user_id"]): MemberFigures(
+            allowance_used=int(row["allowance_used"]),
+            job_credits=int(row["job_credits"]),
+            bonus=int(row["bonus"]),
+            last_reserve_at=row["last_reserve_at"],
+            server_credits=int(row["server_credits"]),
+            usd_micros_today=int(row["usd_micros_today"]),
+        )
+        for row in rows
+    }
 
 
 async def spend_totals(
