@@ -81,10 +81,10 @@ async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_retur
         commits = 0
         real_write = db.write
 
-        def counting_write():  # type: ignore[no-untyped-def]
+        def counting_write(**options):  # type: ignore[no-untyped-def]
             nonlocal commits
             commits += 1
-            return real_write()
+            return real_write(**options)
 
         db.write = counting_write  # type: ignore[method-assign]
         seen: dict[int, tuple[int, bool]] = {}
@@ -120,6 +120,29 @@ async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_retur
             assert await store.events(job_id) == [(None, "received")]
         total = await db.fetchone("SELECT COUNT(*) FROM jobs")
         assert total is not None and total[0] == 201
+
+
+async def test_an_urgent_write_goes_before_the_writers_waiting(tmp_path: Path) -> None:
+    db, _ = await open_store(tmp_path / "bot.sqlite3")
+    order: list[str] = []
+
+    async def writer(name: str, urgent: bool = False) -> None:
+        async with db.write(urgent=urgent) as tx:
+            order.append(name)
+            await tx.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (name, name))
+
+    async with db:
+        async with db.write():
+            waiting = [asyncio.create_task(writer(f"normal{i}")) for i in range(3)]
+            await asyncio.sleep(0.01)
+            cancelled = asyncio.create_task(writer("cancelled", urgent=True))
+            urgent = asyncio.create_task(writer("urgent", urgent=True))
+            await asyncio.sleep(0.01)
+            cancelled.cancel()  # a cancelled waiter neither takes the lock nor blocks it
+        await asyncio.gather(*waiting, urgent, cancelled, return_exceptions=True)
+        assert order == ["urgent", "normal0", "normal1", "normal2"]
+        async with db.write():  # and the lock is free again
+            pass
 
 
 async def test_place_in_queue_is_the_fair_order(tmp_path: Path) -> None:

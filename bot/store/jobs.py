@@ -199,7 +199,8 @@ class JobStore:
         select = (
             "SELECT id, interaction_id FROM jobs WHERE interaction_id IN (SELECT value FROM json_each(?))"
         )
-        async with self.db.write() as tx:
+        # Urgent: every command in the batch waits for this commit before Discord hears of it.
+        async with self.db.write(urgent=True) as tx:
             known = {
                 str(row["interaction_id"]): int(row["id"])
                 for row in await tx.fetchall(select, (json.dumps([e.interaction_id for e in batch]),))
