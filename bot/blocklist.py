@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.errors import InputRefused
+from bot.guild_cache import GuildCache
 from bot.store import blocklist as sql
 from bot.store.db import Database
 
@@ -88,17 +89,16 @@ class PromptFilter:
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self._clock = clock
-        self._cache: dict[int, list[Rule]] = {}
+        self._cache: GuildCache[int, list[Rule]] = GuildCache()
 
     async def patterns(self, guild_id: int) -> list[str]:
         return [rule.pattern for rule in await self._rules(guild_id)]
 
     async def _rules(self, guild_id: int) -> list[Rule]:
-        rules = self._cache.get(guild_id)
-        if rules is None:
-            patterns = await sql.list_patterns(self.db, guild_id)
-            rules = self._cache[guild_id] = [Rule(p, compile_pattern(p)) for p in patterns]
-        return rules
+        async def load() -> list[Rule]:
+            return [Rule(p, compile_pattern(p)) for p in await sql.list_patterns(self.db, guild_id)]
+
+        return await self._cache.get(guild_id, load)
 
     async def check(self, guild_id: int | None, prompt: str) -> None:
         """Raises PromptBlocked when the prompt matches one of the server's patterns."""
@@ -123,7 +123,7 @@ class PromptFilter:
                 self.db, guild_id, pattern=pattern, actor_id=actor_id, at=self._clock()
             )
         finally:
-            self._cache.pop(guild_id, None)
+            self._cache.invalidate(guild_id)
         return pattern, added
 
     async def remove(self, guild_id: int, pattern: str, *, actor_id: int) -> bool:
@@ -132,4 +132,4 @@ class PromptFilter:
                 self.db, guild_id, pattern=" ".join(pattern.split()), actor_id=actor_id, at=self._clock()
             )
         finally:
-            self._cache.pop(guild_id, None)
+            self._cache.invalidate(guild_id)

@@ -18,14 +18,16 @@ applied every time settings are read.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import functools
 import io
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -33,6 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.errors import InputRefused
+from bot.guild_cache import GroupRead, GuildCache
 from bot.store import ledger
 from bot.store.db import Database
 
@@ -152,6 +155,22 @@ def format_usd(micros: int) -> str:
 
 def period_bounds(now: float, period: Period, zone: dt.tzinfo) -> tuple[float, float]:
     """[start, end) of the period holding `now`: local midnights (weeks start on Monday)."""
+    # Every quota check asks, nearly always for the period it asked for last: time zone arithmetic
+    # was a fifth of a check's own time under a crowd.
+    known = _last_bounds.get((period, zone))
+    if known is not None and known[0] <= now < known[1]:
+        return known
+    bounds = _period_bounds(now, period, zone)
+    if len(_last_bounds) > 1000:
+        _last_bounds.clear()
+    _last_bounds[(period, zone)] = bounds
+    return bounds
+
+
+_last_bounds: dict[tuple[Period, dt.tzinfo], tuple[float, float]] = {}
+
+
+def _period_bounds(now: float, period: Period, zone: dt.tzinfo) -> tuple[float, float]:
     today = dt.datetime.fromtimestamp(now, zone).date()
     if period == "weekly":
         first = today - dt.timedelta(days=today.weekday())
@@ -389,6 +408,12 @@ class QuotaService:
         self.db = db
         self.settings = settings
         self._clock = clock
+        # Server settings, role allowances and blocks change only through this service's admin actions,
+        # which forget a server's entry once written: a quota check then reads only the ledger.
+        self._rules: GuildCache[str, ledger.ServerRules] = GuildCache()
+        # A crowd's quotes in one server are read together: the members' sums in one statement, and the
+        # server's and the operator's totals (the same for all of them) once, not a ledger scan each.
+        self._figures: GroupRead[tuple[object, ...], int, ledger.MemberFigures] = GroupRead()
 
     # ----- a member's job ------------------------------------------------------------------------------
 
@@ -518,7 +543,22 @@ class QuotaService:
     async def _policy(self, reader: ledger.Reader, guild_id: int | None) -> ServerPolicy:
         if guild_id is None:
             return server_policy(self.settings, None)
-        return server_policy(self.settings, await ledger.guild_overrides(reader, ledger.guild_key(guild_id)))
+        key = ledger.guild_key(guild_id)
+        if reader is self.db:
+            return server_policy(self.settings, (await self._server_rules(key)).overrides)
+        return server_policy(self.settings, await ledger.guild_overrides(reader, key))
+
+    async def _server_rules(self, key: str) -> ledger.ServerRules:
+        return await self._rules.get(key, lambda: ledger.server_rules(self.db, key))
+
+    async def _member_context(
+        self, reader: ledger.Reader, key: str, user_id: int, role_ids: Sequence[int]
+    ) -> ledger.MemberContext:
+        # Inside a write transaction (a reservation) the rules are read with it, atomically; a quote
+        # outside one takes them from memory.
+        if reader is self.db:
+            return (await self._server_rules(key)).member_context(user_id, role_ids)
+        return await ledger.member_context(reader, key, user_id, role_ids)
 
     async def _member_state(
         self,
@@ -533,18 +573,24 @@ class QuotaService:
         """The member's policy and balance; `with_caps` also sums what the server and the operator's
         wallet spent, when those caps are on."""
         key = ledger.guild_key(guild_id)
-        context = await ledger.member_context(reader, key, user_id, () if guild_id is None else role_ids)
+        context = await self._member_context(reader, key, user_id, () if guild_id is None else role_ids)
         policy = server_policy(self.settings, None if guild_id is None else context.overrides)
         allowance = member_allowance(policy, context.role_allowance, self.settings)
         start, end = period_bounds(now, policy.period, policy.zone)
-        figures = await ledger.member_figures(
-            reader,
-            key,
-            user_id,
-            (start, end),
-            server_total=with_caps and policy.cap > 0,
-            utc_day=utc_day_bounds(now) if with_caps and self.settings.global_daily_usd > 0 else None,
-        )
+        server_total = with_caps and policy.cap > 0
+        utc_day = utc_day_bounds(now) if with_caps and self.settings.global_daily_usd > 0 else None
+        if reader is self.db:
+            # A quote, outside a transaction (advisory: the reservation checks again atomically): read
+            # together with the quotes of every member of the server asking meanwhile.
+            figures = await self._figures.get(
+                (key, start, end, server_total, utc_day),
+                user_id,
+                lambda users: self._crowd_figures(key, users, (start, end), server_total, utc_day),
+            )
+        else:
+            figures = await ledger.member_figures(
+                reader, key, user_id, (start, end), server_total=server_total, utc_day=utc_day
+            )
         balance = Balance(
             allowance=allowance,
             allowance_left=max(0, allowance - figures.allowance_used),
@@ -563,6 +609,26 @@ class QuotaService:
             server_credits=figures.server_credits,
             usd_micros_today=figures.usd_micros_today,
         )
+
+    async def _crowd_figures(
+        self,
+        key: str,
+        user_ids: list[int],
+        period: tuple[float, float],
+        server_total: bool,
+        utc_day: tuple[float, float] | None,
+    ) -> dict[int, ledger.MemberFigures]:
+        """Several members' sums in one statement, and the caps' totals (the same for all) in one more."""
+        found = await ledger.members_figures(self.db, key, user_ids, period)
+        if not server_total and utc_day is None:
+            return found
+        server, usd = await ledger.spend_totals(self.db, key, period, utc_day)
+        return {
+            user_id: dataclasses.replace(
+                figures, server_credits=server if server_total else 0, usd_micros_today=usd
+            )
+            for user_id, figures in found.items()
+        }
 
     async def _assess(
         self,
@@ -688,7 +754,7 @@ class QuotaService:
         if credits is not None and credits < 0:
             raise InputRefused("The allowance cannot be negative.")
         now = self._clock()
-        async with self.db.write() as tx:
+        async with self._changing_rules(guild_id) as tx:
             await ledger.set_role_allowance(tx, ledger.guild_key(guild_id), role_id, credits, at=now)
             await self._audit(tx, guild_id, actor_id, "role-allowance", role_id, {"credits": credits})
         return None if credits is None else within_operator_limit(credits, self.settings.daily_credits)
@@ -727,7 +793,7 @@ class QuotaService:
 
     async def block(self, *, guild_id: int, actor_id: int, user_id: int, reason: str | None) -> None:
         now = self._clock()
-        async with self.db.write() as tx:
+        async with self._changing_rules(guild_id) as tx:
             await ledger.set_block(
                 tx, ledger.guild_key(guild_id), user_id, reason=reason, actor_id=actor_id, at=now
             )
@@ -735,7 +801,7 @@ class QuotaService:
 
     async def unblock(self, *, guild_id: int, actor_id: int, user_id: int) -> bool:
         """False when the member was not blocked."""
-        async with self.db.write() as tx:
+        async with self._changing_rules(guild_id) as tx:
             removed = await ledger.remove_block(tx, ledger.guild_key(guild_id), user_id)
             await self._audit(tx, guild_id, actor_id, "unblock", user_id, {"was_blocked": removed})
         return removed
@@ -762,11 +828,21 @@ class QuotaService:
     ) -> ServerPolicy:
         now = self._clock()
         key = ledger.guild_key(guild_id)
-        async with self.db.write() as tx:
+        async with self._changing_rules(guild_id) as tx:
             await ledger.update_guild_settings(tx, key, values, at=now)
             await self._audit(tx, guild_id, actor_id, action, None, values)
             overrides = await ledger.guild_overrides(tx, key)
         return server_policy(self.settings, overrides)
+
+    @contextlib.asynccontextmanager
+    async def _changing_rules(self, guild_id: int) -> AsyncIterator[ledger.Writer]:
+        """A write transaction that changes a server's rules; the cached copy is forgotten once it ends
+        (committed or not)."""
+        try:
+            async with self.db.write() as tx:
+                yield tx
+        finally:
+            self._rules.invalidate(ledger.guild_key(guild_id))
 
     async def _audit_only(
         self, guild_id: int, actor_id: int, action: str, target_id: int | None, details: Mapping[str, object]

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from bot.errors import InputRefused
+from bot.guild_cache import GuildCache
 from bot.store import voices as sql
 from bot.store.db import Database
 from bot.store.voices import VoiceRow
@@ -49,16 +50,13 @@ class VoiceLibrary:
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self._clock = clock
-        self._cache: dict[int, list[VoiceRow]] = {}
+        self._cache: GuildCache[int, list[VoiceRow]] = GuildCache()
 
     async def voices(self, guild_id: int | None) -> list[VoiceRow]:
         """The server's voices by name; none in DMs."""
         if guild_id is None:
             return []
-        cached = self._cache.get(guild_id)
-        if cached is None:
-            cached = self._cache[guild_id] = await sql.list_voices(self.db, guild_id)
-        return cached
+        return await self._cache.get(guild_id, lambda: sql.list_voices(self.db, guild_id))
 
     async def add(self, guild_id: int, *, name: str, voice_id: str, actor_id: int) -> str | None:
         """Names a voice id; the id the name had before, if it is replaced. Raises InputRefused for a bad
@@ -72,7 +70,7 @@ class VoiceLibrary:
                 self.db, guild_id, name=name, voice_id=voice_id, actor_id=actor_id, at=self._clock()
             )
         finally:
-            self._cache.pop(guild_id, None)
+            self._cache.invalidate(guild_id)
 
     async def remove(self, guild_id: int, *, name: str, actor_id: int) -> VoiceRow | None:
         try:
@@ -80,7 +78,7 @@ class VoiceLibrary:
                 self.db, guild_id, name=name.strip(), actor_id=actor_id, at=self._clock()
             )
         finally:
-            self._cache.pop(guild_id, None)
+            self._cache.invalidate(guild_id)
 
     async def resolve(self, guild_id: int | None, value: str | None) -> str | None:
         """What /animate sends as a voice id: a library name (any case) becomes its id; anything else is

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from bot.jobs import fair_order
 from bot.store import Database
 from bot.store.db import sqlite_path_from_url
 from bot.store.jobs import JobStore
@@ -70,6 +72,97 @@ async def test_a_replayed_interaction_is_one_job(tmp_path: Path) -> None:
             lifetime_seconds=1,
         )
         assert (again, created) == (first, False)
+
+
+async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_returns(tmp_path: Path) -> None:
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        earlier = await new_job(store, interaction_id=5)
+        commits = 0
+        real_write = db.write
+
+        def counting_write(**options):  # type: ignore[no-untyped-def]
+            nonlocal commits
+            commits += 1
+            return real_write(**options)
+
+        db.write = counting_write  # type: ignore[method-assign]
+        seen: dict[int, tuple[int, bool]] = {}
+
+        async def member(interaction_id: int) -> None:
+            result = await store.create(
+                interaction_id=interaction_id,
+                guild_id=5,
+                channel_id=6,
+                user_id=interaction_id,
+                state="received",
+                params={"prompt": f"member {interaction_id}"},
+                upload_limit=1,
+                lifetime_seconds=60,
+            )
+            # Committed before it returns: another connection already sees the row.
+            with sqlite3.connect(tmp_path / "bot.sqlite3") as other:
+                row = other.execute("SELECT interaction_id FROM jobs WHERE id = ?", (result[0],)).fetchone()
+            assert row == (str(interaction_id),)
+            seen.setdefault(interaction_id, result)
+            if interaction_id in seen and seen[interaction_id] != result:
+                seen[-interaction_id] = result
+
+        # 200 members at once, one interaction delivered twice, one recorded before the crowd.
+        await asyncio.gather(*(member(i) for i in [*range(100, 300), 150, 5]))
+        assert commits <= 10
+        ids = {seen[i][0] for i in range(100, 300)}
+        assert len(ids) == 200 and earlier not in ids
+        assert all(seen[i][1] for i in range(100, 300))
+        assert seen[-150] == (seen[150][0], False)  # the replay got the first job, not a new one
+        assert seen[5] == (earlier, False)
+        for job_id in ids:
+            assert await store.events(job_id) == [(None, "received")]
+        total = await db.fetchone("SELECT COUNT(*) FROM jobs")
+        assert total is not None and total[0] == 201
+
+
+async def test_an_urgent_write_goes_before_the_writers_waiting(tmp_path: Path) -> None:
+    db, _ = await open_store(tmp_path / "bot.sqlite3")
+    order: list[str] = []
+
+    async def writer(name: str, urgent: bool = False) -> None:
+        async with db.write(urgent=urgent) as tx:
+            order.append(name)
+            await tx.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (name, name))
+
+    async with db:
+        async with db.write():
+            waiting = [asyncio.create_task(writer(f"normal{i}")) for i in range(3)]
+            await asyncio.sleep(0.01)
+            cancelled = asyncio.create_task(writer("cancelled", urgent=True))
+            urgent = asyncio.create_task(writer("urgent", urgent=True))
+            await asyncio.sleep(0.01)
+            cancelled.cancel()  # a cancelled waiter neither takes the lock nor blocks it
+        await asyncio.gather(*waiting, urgent, cancelled, return_exceptions=True)
+        assert order == ["urgent", "normal0", "normal1", "normal2"]
+        async with db.write():  # and the lock is free again
+            pass
+
+
+async def test_place_in_queue_is_the_fair_order(tmp_path: Path) -> None:
+    rng = random.Random(13)
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        for interaction_id in range(1, 121):
+            job_id = await new_job(store, interaction_id=interaction_id, user_id=rng.randint(1, 15))
+            roll = rng.random()
+            if roll < 0.6:
+                await store.transition(job_id, "received", "queued")
+            elif roll < 0.9:
+                await store.transition(job_id, "received", "submitted", submitted_at=1000.0 + rng.random())
+        queued = await store.in_states(["queued"])
+        expected = [job.id for job in fair_order(queued, await store.started_since(1000.5))]
+        places = {job.id: await store.place_in_queue(job.id, "queued", 1000.5) for job in queued}
+        assert sorted(places, key=lambda i: places[i]) == expected
+        assert sorted(places.values()) == list(range(1, len(queued) + 1))
+        not_waiting = await store.in_states(["submitted"])
+        assert await store.place_in_queue(not_waiting[0].id, "queued", 1000.5) is None
 
 
 async def test_transition_only_from_the_expected_state(tmp_path: Path) -> None:

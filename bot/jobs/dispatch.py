@@ -16,6 +16,8 @@ from bot.store.jobs import JobRow
 
 # The API takes about 10 submissions a second and 100 a minute.
 SUBMIT_LIMITS = ((10, 1.0), (100, 60.0))
+# Fairness weighs the jobs a member had submitted in the last day.
+USAGE_WINDOW_SECONDS = 86_400.0
 # Dispatcher wake-up when nothing happens, to notice expired deadlines of queued jobs.
 DISPATCH_IDLE_SECONDS = 30.0
 
@@ -69,15 +71,13 @@ class Dispatching(Waiting):
         return SubmitPacer()
 
     async def place_in_line(self, job: JobRow) -> int:
-        ordered = await self._queue_order()
-        for index, queued in enumerate(ordered, start=1):
-            if queued.id == job.id:
-                return index
-        return 1
+        """The job's place in the fair queue (1 when it is no longer waiting)."""
+        place = await self.store.place_in_queue(job.id, State.QUEUED, self._clock() - USAGE_WINDOW_SECONDS)
+        return place or 1
 
     async def _queue_order(self) -> list[JobRow]:
         queued = await self.store.in_states([State.QUEUED])
-        usage = await self.store.started_since(self._clock() - 86_400)
+        usage = await self.store.started_since(self._clock() - USAGE_WINDOW_SECONDS)
         return fair_order(queued, usage)
 
     async def _dispatch_forever(self) -> None:

@@ -19,6 +19,7 @@ queue), and here: the lifecycle, a new command, Cancel, and resume after a resta
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 from bot.errors import BotError, InputRefused, ServiceUnavailable
@@ -47,7 +48,17 @@ from bot.sunra import SubmissionUncertain
 ImageInput = str | PreparedImage
 
 
+# Commands already acknowledged download, check and upload their pictures this many at a time: a crowd's
+# hundreds at once would take the event loop from the acknowledgements of the members still arriving
+# (and finish no sooner: the work is the loop's and the two decode threads').
+ACCEPT_CONCURRENCY = 8
+
+
 class JobRunner(Dispatching):
+    @functools.cached_property
+    def _accepting(self) -> asyncio.Semaphore:
+        return asyncio.Semaphore(ACCEPT_CONCURRENCY)
+
     # ----- lifecycle -------------------------------------------------------------------------------------
 
     def start(self, reporter: Reporter) -> None:
@@ -121,17 +132,20 @@ class JobRunner(Dispatching):
             raise ServiceUnavailable(blocked.user_message)
         request = command.request
         try:
-            start, end = await inputs()
-            reservation = await self.quota.reserve(
-                job_id=job_id,
-                guild_id=command.guild_id,
-                user_id=command.user_id,
-                role_ids=command.role_ids,
-                options=job_options(request),
-            )
-            start_url = await self._upload(start)
-            # A loop ends on its first frame: the same upload serves as the end image.
-            end_url = start_url if request.loop else (await self._upload(end) if end is not None else None)
+            async with self._accepting:
+                start, end = await inputs()
+                reservation = await self.quota.reserve(
+                    job_id=job_id,
+                    guild_id=command.guild_id,
+                    user_id=command.user_id,
+                    role_ids=command.role_ids,
+                    options=job_options(request),
+                )
+                start_url = await self._upload(start)
+                # A loop ends on its first frame: the same upload serves as the end image.
+                end_url = (
+                    start_url if request.loop else (await self._upload(end) if end is not None else None)
+                )
         except BaseException as error:
             # Nothing was submitted: end the job as refused and give back whatever was reserved.
             outcome = outcome_from_error(error)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import re
 import sqlite3
@@ -91,12 +93,43 @@ async def _to_the_end(step: Awaitable[T]) -> T:
     return task.result()
 
 
+class _WriteLock:
+    """The write connection's lock: first come, first served, except that an urgent writer (the inbox
+    of commands waiting to be acknowledged) goes before every writer that is not."""
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    async def acquire(self, *, urgent: bool) -> None:
+        if not self._locked and not self._waiters:
+            self._locked = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (0 if urgent else 1, next(self._arrivals), waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed the lock just as its task was cancelled
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():
+                waiter.set_result(None)  # the lock passes on without being unlocked
+                return
+        self._locked = False
+
+
 class Database:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
         self._reader = conn
         self.path = path
-        self._write_lock = asyncio.Lock()
+        self._write_lock = _WriteLock()
 
     @classmethod
     async def open(cls, path: Path | str) -> Database:
@@ -168,10 +201,12 @@ class Database:
                 )
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[_Tx]:
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[_Tx]:
         """One serialised write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any error and on a
-        cancellation at any of its awaits: the connection is never left inside a transaction."""
-        async with self._write_lock:
+        cancellation at any of its awaits: the connection is never left inside a transaction. An
+        `urgent` one goes before the others waiting (a member is waiting for Discord's answer)."""
+        await self._write_lock.acquire(urgent=urgent)
+        try:
             try:
                 await _to_the_end(self._conn.execute("BEGIN IMMEDIATE"))
                 try:
@@ -183,6 +218,8 @@ class Database:
             finally:
                 # BEGIN went through after its caller was cancelled, or COMMIT failed.
                 await self._rollback_if_open()
+        finally:
+            self._write_lock.release()
 
     async def _rollback_if_open(self) -> None:
         # SQLite rolls some failed transactions back itself; a second ROLLBACK would raise.
@@ -196,13 +233,13 @@ class Database:
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
         """One read of committed data (a read that must agree with a write belongs inside `write()`)."""
-        async with self._reader.execute(sql, params) as cur:
-            row: aiosqlite.Row | None = await cur.fetchone()
-            return row
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        async with self._reader.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        # One trip to the reader's thread (execute, fetch and close there) instead of three: under a
+        # crowd each trip waits its turn behind every other reader's.
+        return list(await self._reader.execute_fetchall(sql, params))
 
 
 class _Tx:
@@ -217,20 +254,18 @@ class _Tx:
 
     async def insert(self, sql: str, params: Params = ()) -> int:
         """Runs an INSERT and returns the new row's id."""
-        async with self._conn.execute(sql, params) as cur:
-            return int(cur.lastrowid or 0)
+        row = await self._conn.execute_insert(sql, params)
+        return int(row[0]) if row is not None else 0
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         await self._conn.executemany(sql, rows)
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        async with self._conn.execute(sql, params) as cur:
-            row: aiosqlite.Row | None = await cur.fetchone()
-            return row
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        async with self._conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self._conn.execute_fetchall(sql, params))
 
     async def executescript_in_tx(self, script: str) -> None:
         # executescript() would COMMIT first; run the statements one by one inside our transaction.

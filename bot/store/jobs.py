@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -109,6 +110,17 @@ def _sql_value(value: Any) -> Any:
     return value
 
 
+@dataclass(slots=True)
+class _NewJob:
+    """A command waiting for the next group commit (`JobStore.create`)."""
+
+    interaction_id: str
+    values: tuple[Any, ...]
+    state: str
+    at: float
+    done: asyncio.Future[tuple[int, bool]]
+
+
 # The channel of jobs started from a terminal (`kling-bot animate`): no Discord channel has id 0.
 TERMINAL_CHANNEL_ID = 0
 
@@ -120,6 +132,8 @@ class JobStore:
     def __init__(self, db: Database, *, clock: Any = time.time, terminal: bool = False) -> None:
         self.db = db
         self._clock = clock
+        self._inbox: list[_NewJob] = []
+        self._inbox_writer: asyncio.Task[None] | None = None
         self._own = f"channel_id {'=' if terminal else '!='} '{TERMINAL_CHANNEL_ID}'"
 
     async def create(
@@ -134,35 +148,87 @@ class JobStore:
         upload_limit: int,
         lifetime_seconds: float,
     ) -> tuple[int, bool]:
-        """Records a command; returns (job id, created). A replayed interaction returns its first job."""
+        """Records a command; returns (job id, created) once it is committed. A replayed interaction
+        returns its first job.
+
+        Group commit: commands recorded while a transaction is under way wait for it and are then
+        written together, in one transaction, so a crowd costs a handful of commits rather than one
+        each, and each caller still returns only after its own row is committed. A caller cancelled
+        meanwhile does not take its row out of the batch (the restart check ends a `received` job)."""
         now = self._clock()
-        async with self.db.write() as tx:
-            existing = await tx.fetchone(
-                "SELECT id FROM jobs WHERE interaction_id = ?", (str(interaction_id),)
-            )
-            if existing is not None:
-                return int(existing["id"]), False
-            job_id = await tx.insert(
-                "INSERT INTO jobs (interaction_id, guild_id, channel_id, user_id, state, params,"
-                " upload_limit, created_at, updated_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    str(interaction_id),
-                    None if guild_id is None else str(guild_id),
-                    str(channel_id),
-                    str(user_id),
-                    state,
-                    json.dumps(dict(params), separators=(",", ":")),
-                    upload_limit,
-                    now,
-                    now,
-                    now + lifetime_seconds,
-                ),
-            )
-            await tx.execute(
-                "INSERT INTO job_events (job_id, from_state, to_state, at) VALUES (?, NULL, ?, ?)",
-                (job_id, state, now),
-            )
-            return job_id, True
+        entry = _NewJob(
+            interaction_id=str(interaction_id),
+            values=(
+                str(interaction_id),
+                None if guild_id is None else str(guild_id),
+                str(channel_id),
+                str(user_id),
+                state,
+                json.dumps(dict(params), separators=(",", ":")),
+                upload_limit,
+                now,
+                now,
+                now + lifetime_seconds,
+            ),
+            state=state,
+            at=now,
+            done=asyncio.get_running_loop().create_future(),
+        )
+        self._inbox.append(entry)
+        if self._inbox_writer is None or self._inbox_writer.done():
+            self._inbox_writer = asyncio.create_task(self._write_inbox(), name="job-inbox")
+        return await asyncio.shield(entry.done)
+
+    async def _write_inbox(self) -> None:
+        while self._inbox:
+            batch, self._inbox = self._inbox, []
+            try:
+                results = await self._insert_batch(batch)
+            except Exception as error:
+                for entry in batch:
+                    entry.done.set_exception(error)
+                continue
+            except BaseException:
+                for entry in batch:
+                    entry.done.cancel()
+                raise
+            for entry, result in zip(batch, results, strict=True):
+                entry.done.set_result(result)
+
+    async def _insert_batch(self, batch: list[_NewJob]) -> list[tuple[int, bool]]:
+        select = (
+            "SELECT id, interaction_id FROM jobs WHERE interaction_id IN (SELECT value FROM json_each(?))"
+        )
+        # Urgent: every command in the batch waits for this commit before Discord hears of it.
+        async with self.db.write(urgent=True) as tx:
+            known = {
+                str(row["interaction_id"]): int(row["id"])
+                for row in await tx.fetchall(select, (json.dumps([e.interaction_id for e in batch]),))
+            }
+            fresh: dict[str, _NewJob] = {}
+            for entry in batch:
+                if entry.interaction_id not in known:
+                    fresh.setdefault(entry.interaction_id, entry)
+            if fresh:
+                await tx.executemany(
+                    "INSERT INTO jobs (interaction_id, guild_id, channel_id, user_id, state, params,"
+                    " upload_limit, created_at, updated_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [e.values for e in fresh.values()],
+                )
+                created = {
+                    str(row["interaction_id"]): int(row["id"])
+                    for row in await tx.fetchall(select, (json.dumps(list(fresh)),))
+                }
+                await tx.executemany(
+                    "INSERT INTO job_events (job_id, from_state, to_state, at) VALUES (?, NULL, ?, ?)",
+                    [(created[iid], e.state, e.at) for iid, e in fresh.items()],
+                )
+                known.update(created)
+        results: list[tuple[int, bool]] = []
+        for entry in batch:
+            # The same interaction twice in one batch: the first one creates the job.
+            results.append((known[entry.interaction_id], fresh.pop(entry.interaction_id, None) is entry))
+        return results
 
     async def transition(
         self, job_id: int, from_states: str | Iterable[str], to_state: str, **fields: Any
@@ -213,6 +279,26 @@ class JobStore:
             f"SELECT * FROM jobs WHERE state IN ({placeholders}) AND {self._own} ORDER BY id", wanted
         )
         return [JobRow.from_row(row) for row in rows]
+
+    async def place_in_queue(self, job_id: int, state: str, usage_since: float) -> int | None:
+        """The job's place (1 = next) among this process's jobs in `state`, in the fair order of
+        bot/jobs/dispatch.py `fair_order` (a member's k-th waiting job in round k, then members with
+        fewer jobs submitted since `usage_since`, then age); None if the job is not in `state`.
+        Counted inside SQLite: a crowd's commands each ask, and reading the queue as rows for each
+        would cost the event loop the square of the queue's length."""
+        row = await self.db.fetchone(
+            "WITH queue AS ("
+            "  SELECT id, user_id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY id) AS round"
+            f"  FROM jobs WHERE state = :state AND {self._own}),"
+            " usage AS ("
+            "  SELECT user_id, COUNT(*) AS n FROM jobs WHERE submitted_at >= :since GROUP BY user_id),"
+            " keyed AS (SELECT q.id, q.round, COALESCE(u.n, 0) AS n"
+            "  FROM queue q LEFT JOIN usage u ON u.user_id = q.user_id)"
+            " SELECT (SELECT COUNT(*) FROM keyed k WHERE (k.round, k.n, k.id) <= (me.round, me.n, me.id))"
+            " AS place FROM keyed me WHERE me.id = :job",
+            {"state": state, "since": usage_since, "job": job_id},
+        )
+        return None if row is None else int(row["place"])
 
     async def unnotified(self, states: Iterable[str]) -> list[JobRow]:
         wanted = tuple(states)

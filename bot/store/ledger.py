@@ -103,6 +103,35 @@ async def member_context(db: Reader, guild: str, user_id: int, role_ids: Sequenc
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ServerRules:
+    """Everything about a server that only its admins change: settings, role allowances and blocks,
+    read once and kept in memory (bot/quota.py) so a quota check reads nothing but the ledger."""
+
+    overrides: GuildOverrides
+    role_allowances: Mapping[int, int]
+    blocks: Mapping[int, str | None]  # user id -> reason
+
+    def member_context(self, user_id: int, role_ids: Sequence[int]) -> MemberContext:
+        """What `member_context` reads, from memory."""
+        allowances = [self.role_allowances[r] for r in role_ids if r in self.role_allowances]
+        return MemberContext(
+            overrides=self.overrides,
+            role_allowance=max(allowances) if allowances else None,
+            blocked=user_id in self.blocks,
+            block_reason=self.blocks.get(user_id),
+        )
+
+
+async def server_rules(db: Reader, guild: str) -> ServerRules:
+    rows = await db.fetchall("SELECT user_id, reason FROM quota_blocks WHERE guild_id = ?", (guild,))
+    return ServerRules(
+        overrides=await guild_overrides(db, guild),
+        role_allowances=await role_allowances(db, guild),
+        blocks={int(row["user_id"]): row["reason"] for row in rows},
+    )
+
+
 async def guild_overrides(db: Reader, guild: str) -> GuildOverrides:
     row = await db.fetchone("SELECT * FROM quota_guild_settings WHERE guild_id = ?", (guild,))
     return GuildOverrides() if row is None else _overrides_from(row)
@@ -143,19 +172,40 @@ async def member_figures(
     """A member's sums for the period [start, end), and the totals the caps need, in one statement:
     each statement costs a trip to aiosqlite's thread, which is most of a quota check's time. The CASE
     skips a total nobody asked for (SQLite runs a scalar subquery only when its branch is taken)."""
+    found = await _figures(db, guild, [user_id], period, server_total=server_total, utc_day=utc_day)
+    return found[user_id]
+
+
+async def members_figures(
+    db: Reader, guild: str, user_ids: Sequence[int], period: tuple[float, float]
+) -> dict[int, MemberFigures]:
+    """`member_figures` (without the totals) of several members of one server at once, in one
+    statement: a crowd's quota checks are answered together (bot/quota.py)."""
+    return await _figures(db, guild, user_ids, period, server_total=False, utc_day=None)
+
+
+async def _figures(
+    db: Reader,
+    guild: str,
+    user_ids: Sequence[int],
+    period: tuple[float, float],
+    *,
+    server_total: bool,
+    utc_day: tuple[float, float] | None,
+) -> dict[int, MemberFigures]:
     day_start, day_end = utc_day or (0.0, 0.0)
-    row = await db.fetchone(
-        "SELECT"
+    rows = await db.fetchall(
+        "SELECT m.value AS user_id,"
         " (SELECT COALESCE(-SUM(allowance_delta), 0) FROM quota_ledger"
-        "   WHERE guild_id = :guild AND user_id = :user AND charged_at >= :start AND charged_at < :end)"
+        "   WHERE guild_id = :guild AND user_id = m.value AND charged_at >= :start AND charged_at < :end)"
         "   AS allowance_used,"
         " (SELECT COALESCE(-SUM(allowance_delta + bonus_delta), 0) FROM quota_ledger"
-        "   WHERE guild_id = :guild AND user_id = :user AND charged_at >= :start AND charged_at < :end"
+        "   WHERE guild_id = :guild AND user_id = m.value AND charged_at >= :start AND charged_at < :end"
         "   AND kind IN ('reserve', 'refund')) AS job_credits,"
         " (SELECT COALESCE(SUM(bonus_delta), 0) FROM quota_ledger"
-        "   WHERE guild_id = :guild AND user_id = :user AND bonus_delta != 0) AS bonus,"
+        "   WHERE guild_id = :guild AND user_id = m.value AND bonus_delta != 0) AS bonus,"
         " (SELECT MAX(charged_at) FROM quota_ledger"
-        "   WHERE guild_id = :guild AND user_id = :user AND kind = 'reserve') AS last_reserve_at,"
+        "   WHERE guild_id = :guild AND user_id = m.value AND kind = 'reserve') AS last_reserve_at,"
         " CASE WHEN :server_total THEN"
         "   (SELECT COALESCE(-SUM(allowance_delta + bonus_delta), 0) FROM quota_ledger"
         "     WHERE guild_id = :guild AND charged_at >= :start AND charged_at < :end"
@@ -164,10 +214,11 @@ async def member_figures(
         " CASE WHEN :day_end > :day_start THEN"
         "   (SELECT COALESCE(SUM(usd_micros), 0) FROM quota_ledger"
         "     WHERE charged_at >= :day_start AND charged_at < :day_end)"
-        "   ELSE 0 END AS usd_micros_today",
+        "   ELSE 0 END AS usd_micros_today"
+        " FROM json_each(:users) AS m",
         {
             "guild": guild,
-            "user": str(user_id),
+            "users": json.dumps([str(user_id) for user_id in user_ids]),
             "start": period[0],
             "end": period[1],
             "server_total": server_total,
@@ -175,15 +226,27 @@ async def member_figures(
             "day_end": day_end,
         },
     )
-    assert row is not None
-    return MemberFigures(
-        allowance_used=int(row["allowance_used"]),
-        job_credits=int(row["job_credits"]),
-        bonus=int(row["bonus"]),
-        last_reserve_at=row["last_reserve_at"],
-        server_credits=int(row["server_credits"]),
-        usd_micros_today=int(row["usd_micros_today"]),
-    )
+    return {
+        int(row["user_id"]): MemberFigures(
+            allowance_used=int(row["allowance_used"]),
+            job_credits=int(row["job_credits"]),
+            bonus=int(row["bonus"]),
+            last_reserve_at=row["last_reserve_at"],
+            server_credits=int(row["server_credits"]),
+            usd_micros_today=int(row["usd_micros_today"]),
+        )
+        for row in rows
+    }
+
+
+async def spend_totals(
+    db: Reader, guild: str, period: tuple[float, float], utc_day: tuple[float, float] | None
+) -> tuple[int, int]:
+    """(the server's job credits in the period, every server's USD micros in the UTC day, or 0 when
+    `utc_day` is None): what `member_figures` sums with `server_total` and `utc_day`, without the
+    member's part, so concurrent quota checks can share it."""
+    figures = await member_figures(db, guild, 0, period, server_total=True, utc_day=utc_day)
+    return figures.server_credits, figures.usd_micros_today
 
 
 # ----- reservations and their settlement ------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Benchmark of the credit ledger on a real SQLite file (not run by CI).
 
-    .venv/bin/python scripts/bench_quota.py [--members 200] [--jobs 10] [--checks 20]
+    .venv/bin/python benchmarks/bench_quota.py [--members 200] [--jobs 10] [--checks 20]
 
 Prints reservations per second when every member reserves at once, and the latency (p50/p99) of a
 quota check (`quote`, the read /animate makes before answering) and of a reservation with that many

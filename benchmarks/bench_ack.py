@@ -1,6 +1,6 @@
 """Benchmark of /animate under a crowd: acknowledgement latency and sunra calls per job (not run by CI).
 
-    .venv/bin/python scripts/bench_ack.py [--members 100] [--job-seconds 20] [--queue-seconds 5]
+    .venv/bin/python benchmarks/bench_ack.py [--members 100] [--job-seconds 20] [--queue-seconds 5]
 
 Starts a fake Discord and a fake sunra in this process, and the bot as a real `python -m bot` subprocess
 (so the fakes' work does not slow the bot's event loop). Every member sends /animate with their own
@@ -164,13 +164,17 @@ def problem_lines(path: Path) -> list[str]:
 
 
 async def start_bot(
-    fake: FakeDiscord, sunra: FakeSunra, workdir: Path, log_path: Path
+    fake: FakeDiscord,
+    sunra: FakeSunra,
+    workdir: Path,
+    log_path: Path,
+    command: tuple[str, ...] = ("-m", "bot"),
 ) -> asyncio.subprocess.Process:
+    """`python -m bot` (or `command`) against the fakes, with its output in `log_path`."""
     with log_path.open("wb") as log_file:
         return await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "bot",
+            *command,
             cwd=workdir,
             env=bot_environment(fake, sunra, workdir),
             stdin=asyncio.subprocess.DEVNULL,

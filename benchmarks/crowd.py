@@ -1,0 +1,262 @@
+"""A crowd in one second: the whole bot process against the loopback fakes, one table (not run by CI).
+
+    .venv/bin/python benchmarks/crowd.py [--runs 3] [--members 100 500] [--jobs 100] [--memory-jobs 1000]
+
+Starts a fake Discord and a fake sunra in this process and the bot as a real `python -m bot` subprocess,
+as benchmarks/bench_ack.py does, and prints:
+
+* acknowledgement: N members send /animate at the same instant; p50/p99 of the interaction callback (the
+  deferral Discord wants within 3 s), for the bot and for a bare discord.py client that only defers
+  (benchmarks/bare_client.py, the floor: same intents, same harness), and the ratio of the p99s. Each is
+  the median of `--runs` runs, each run in a fresh process and a fresh database.
+* a finished crowd (`--jobs` members, sunra jobs of `--job-seconds`): status requests per job-minute of
+  waiting at the API (status polls plus status-stream connections) next to a client that polls every
+  0.1 s (600 a minute); the bot's CPU seconds per job (user + system, /proc); the time from the moment
+  the API's job is COMPLETED to the moment the video's upload reaches Discord (p50/p99).
+* memory: peak RSS (VmHWM) of the bot with `--memory-jobs` jobs accepted and in flight at once.
+
+Discord's shared 50/s "default" bucket and its per-channel message limits are lifted in the fake, so the
+figures are the bot's own. The machine matters: the table ends with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import sqlite3
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.bench_ack import (
+    SUNRA_KEY,
+    answer_latency,
+    peak_rss_kib,
+    percentile,
+    problem_lines,
+    send_all,
+    start_bot,
+    stop_process,
+    wait_for_jobs,
+    wait_until_ready,
+)
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.sunra_server import FakeSunra, JobPlan
+
+BARE = (str(Path(__file__).resolve().parent / "bare_client.py"),)
+POLL_EVERY_SECONDS = 0.1
+UPLOAD_NAME = re.compile(r"kling-(\d+)\.mp4$")
+
+
+@dataclass
+class Crowd:
+    fake: FakeDiscord
+    sunra: FakeSunra
+    proc: asyncio.subprocess.Process
+    workdir: Path
+
+    @property
+    def database(self) -> Path:
+        return self.workdir / "bot.sqlite3"
+
+
+@contextlib.asynccontextmanager
+async def crowd(  # type: ignore[no-untyped-def]
+    job_seconds: float, queue_seconds: float, command: tuple[str, ...] = ("-m", "bot"), *, quiet: bool = False
+):
+    """The bot (or `command`) running against fresh fakes; `quiet` ignores its log (an acknowledgement
+    run stops the bot in the middle of the crowd's work, which logs the commands it cut short)."""
+    with tempfile.TemporaryDirectory(prefix="bench-crowd-") as tmp:
+        workdir = Path(tmp)
+        log_path = workdir / "bot.log"
+        async with FakeDiscord() as fake, FakeSunra(key=SUNRA_KEY, job_seconds=job_seconds) as sunra:
+            for bucket in ("message_create", "message_edit", "default"):
+                fake.set_rate_limit(bucket, 100_000, 1.0)
+            sunra.plan_jobs(JobPlan(seconds=job_seconds, queue_seconds=queue_seconds), times=None)
+            proc = await start_bot(fake, sunra, workdir, log_path, command)
+            try:
+                await wait_until_ready(fake, proc, log_path)
+                yield Crowd(fake, sunra, proc, workdir)
+            finally:
+                await stop_process(proc)
+                problems = [] if quiet else problem_lines(log_path)
+                if problems:
+                    kept = Path(tempfile.gettempdir()) / "bench-crowd-last.log"
+                    kept.write_bytes(log_path.read_bytes())
+                    print(
+                        f"    {len(problems)} warning/error lines in the log, kept in {kept}", file=sys.stderr
+                    )
+
+
+async def acknowledge(fake: FakeDiscord, members: int, wait: float = 60.0) -> tuple[list[int], list[float]]:
+    ids, _, _ = await send_all(fake, members)
+
+    def done() -> bool:
+        return all(fake.interactions[i].acknowledged or fake.interactions[i].expired for i in ids)
+
+    with contextlib.suppress(TimeoutError):
+        await fake.wait_for(done, timeout=wait, what="every callback")
+    wanted = set(ids)
+    latencies = [c.latency for c in fake.callbacks if c.interaction_id in wanted]
+    if len(latencies) < members:
+        print(f"    only {len(latencies)}/{members} callbacks arrived", file=sys.stderr)
+    return ids, latencies
+
+
+async def ack_run(members: int, command: tuple[str, ...]) -> tuple[float, float]:
+    async with crowd(600.0, 5.0, command, quiet=True) as c:
+        _, latencies = await acknowledge(c.fake, members)
+    return statistics.median(latencies), percentile(latencies, 0.99)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def upload_delays(c: Crowd) -> list[float]:
+    """Seconds from each job's COMPLETED at the fake sunra to its video upload reaching the fake Discord."""
+    with contextlib.closing(sqlite3.connect(f"file:{c.database}?mode=ro", uri=True)) as db:
+        request_ids = dict(db.execute("SELECT id, request_id FROM jobs WHERE request_id IS NOT NULL"))
+    delays: list[float] = []
+    for request in c.fake.requests:
+        found = next((UPLOAD_NAME.search(f.filename or "") for f in request.files), None)
+        if request.method != "POST" or found is None:
+            continue
+        job = c.sunra.jobs.get(request_ids.get(int(found.group(1)), ""))
+        if job is not None:
+            delays.append(c.fake.started_at + request.at - (job.created_at + job.seconds))
+    return delays
+
+
+@dataclass
+class Finished:
+    status_per_job_minute: float
+    cpu_per_job: float
+    upload_p50: float
+    upload_p99: float
+    jobs: int
+
+
+async def finished_run(jobs: int, job_seconds: float, queue_seconds: float) -> Finished:
+    async with crowd(job_seconds, queue_seconds) as c:
+        cpu_before = cpu_seconds(c.proc.pid)
+        ids, _ = await acknowledge(c.fake, jobs)
+        await wait_for_jobs(c.database, ids, c.fake, limit=120 + 60 * (jobs // 100 + 1) + 2 * job_seconds)
+        cpu = cpu_seconds(c.proc.pid) - cpu_before
+        waited_minutes = sum(job.seconds for job in c.sunra.jobs.values()) / 60
+        calls = c.sunra.count("status") + c.sunra.count("stream")
+        delays = upload_delays(c) or [float("nan")]
+        return Finished(
+            status_per_job_minute=calls / max(waited_minutes, 1e-9),
+            cpu_per_job=cpu / max(1, len(c.sunra.jobs)),
+            upload_p50=statistics.median(delays),
+            upload_p99=percentile(delays, 0.99),
+            jobs=len(c.sunra.jobs),
+        )
+
+
+async def memory_run(jobs: int) -> tuple[float, int]:
+    """Peak RSS in MiB once `jobs` members have all been answered (their jobs queued or at the API)."""
+    async with crowd(3600.0, 60.0) as c:
+        ids, _ = await acknowledge(c.fake, jobs, wait=120)
+
+        def answered() -> bool:
+            return all(answer_latency(c.fake, i) is not None for i in ids)
+
+        with contextlib.suppress(TimeoutError):
+            await c.fake.wait_for(answered, timeout=300, what="every private answer")
+        hwm, _ = peak_rss_kib(c.proc.pid)
+        in_flight = sum(1 for i in ids if answer_latency(c.fake, i) is not None)
+        return (hwm or 0) / 1024, in_flight
+
+
+def machine() -> str:
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = "?"
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        total_kib = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        memory = f"{total_kib / 1024 / 1024:.1f} GiB"
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (
+        f"{os.cpu_count()} cores ({model}), {memory} RAM, Python {platform.python_version()}, "
+        f"load average {load}"
+    )
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f} ms"
+
+
+def medians(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
+
+
+async def main(args: argparse.Namespace) -> None:
+    rows: list[tuple[str, str, str]] = []
+    print(f"machine: {machine()}", flush=True)
+    for members in args.members:
+        bare_runs: list[tuple[float, float]] = []
+        bot_runs: list[tuple[float, float]] = []
+        for _ in range(args.runs):
+            # Alternated, so a change in the machine's load weighs on both alike.
+            bare_runs.append(await ack_run(members, BARE))
+            bot_runs.append(await ack_run(members, ("-m", "bot")))
+            print(
+                f"  {members} members: bare p99 {ms(bare_runs[-1][1])}, bot p99 {ms(bot_runs[-1][1])}",
+                flush=True,
+            )
+        bare, bot = medians(bare_runs), medians(bot_runs)
+        rows.append((f"acknowledgement, {members} members at once: p50", ms(bot[0]), ms(bare[0])))
+        ratio = f"{ms(bare[1])} (the bot: {bot[1] / bare[1]:.2f}x)"
+        rows.append((f"acknowledgement, {members} members at once: p99", ms(bot[1]), ratio))
+    if args.jobs:
+        done = await finished_run(args.jobs, args.job_seconds, args.queue_seconds)
+        print(f"  {done.jobs} jobs finished", flush=True)
+        polled = 60 / POLL_EVERY_SECONDS
+        rows.append(
+            (
+                "status requests per job-minute of waiting",
+                f"{done.status_per_job_minute:.1f}",
+                f"{polled:.0f} (polls every 0.1 s)",
+            )
+        )
+        rows.append(("CPU seconds per job", f"{done.cpu_per_job:.3f} s", ""))
+        rows.append(("API completed -> upload starts: p50", ms(done.upload_p50), ""))
+        rows.append(("API completed -> upload starts: p99", ms(done.upload_p99), ""))
+    if args.memory_jobs:
+        peak, in_flight = await memory_run(args.memory_jobs)
+        rows.append((f"peak RSS, {in_flight} jobs in flight", f"{peak:.0f} MiB", ""))
+    print()
+    print(f"Medians of {args.runs} runs for acknowledgement; one run for the rest.")
+    width = max(len(r[0]) for r in rows)
+    print(f"{'':{width}}  {'the bot':>14}  bare discord.py client (defers only)")
+    for name, value, floor in rows:
+        print(f"{name:{width}}  {value:>14}  {floor}")
+    print(f"machine: {machine()}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=3, help="runs per acknowledgement figure (median)")
+    parser.add_argument("--members", type=int, nargs="*", default=[100, 500])
+    parser.add_argument("--jobs", type=int, default=100, help="jobs run to the end (0 = skip)")
+    parser.add_argument("--job-seconds", type=float, default=20.0)
+    parser.add_argument("--queue-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--memory-jobs", type=int, default=1000, help="jobs in flight for peak RSS (0 = skip)"
+    )
+    asyncio.run(main(parser.parse_args()))
