@@ -1,6 +1,6 @@
 """How long the simulator takes to render its videos (the CPU a simulated job costs). Prints figures.
 
-.venv/bin/python scripts/bench_simulator.py
+.venv/bin/python benchmarks/bench_simulator.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Cost of a /metrics scrape's database reads on a large database (not run by CI).
 
-    .venv/bin/python scripts/bench_metrics.py [--jobs 100000]
+    .venv/bin/python benchmarks/bench_metrics.py [--jobs 100000]
 
 Fills a real SQLite file with that many finished jobs (their events and their ledger rows), then
 times scrapes: the first after a start (it sums the whole ledger once), the ones after it (only rows

@@ -1,6 +1,6 @@
 """Peak memory of one picture decode (not run by CI).
 
-    .venv/bin/python scripts/bench_media.py [--dir /tmp/bench_media]
+    .venv/bin/python benchmarks/bench_media.py [--dir /tmp/bench_media]
 
 Generates, once, photo-like test files in --dir: a 200 MP JPEG (16320×12240, the largest phone sensors),
 a rotated 48 MP JPEG, a progressive one, a 40 MP PNG and a 48 MP HEIC. Each is then prepared by

@@ -1,6 +1,6 @@
 """Gallery and leaderboard queries with 100,000 showcased videos and 1,000,000 votes.
 
-    .venv/bin/python scripts/bench_gallery.py [--showcases N] [--votes N]
+    .venv/bin/python benchmarks/bench_gallery.py [--showcases N] [--votes N]
 
 Builds the database in a temporary folder through the bot's own migrations (votes go through the
 triggers that keep `vote_count`), then times ShowcaseService queries as /gallery and /top make them and

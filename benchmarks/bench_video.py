@@ -1,6 +1,6 @@
 """Benchmark of the video work (not run by CI): a video's last frame (Extend) and re-encoding to fit.
 
-    .venv/bin/python scripts/bench_video.py [--frames 22] [--width 1280] [--height 720] [--limit-mib 10]
+    .venv/bin/python benchmarks/bench_video.py [--frames 22] [--width 1280] [--height 720] [--limit-mib 10]
 
 Makes a high-bitrate clip with PyAV (noise frames, lossless H.264 with AAC sound), then prints its size,
 the time to take its last frame, the time and result of re-encoding it under the limit, and the process's
