@@ -71,6 +71,17 @@ async def run(settings: Settings) -> None:
             log.info("stopping: unfinished jobs resume at the next start")
             await bot.close()
             await asyncio.gather(runner, return_exceptions=True)
+        await _end_stragglers()
+
+
+async def _end_stragglers() -> None:
+    """Cancels what is still running (interaction handlers discord.py started, a button's task) while
+    the database and clients it uses are still open: left to asyncio.run, they would be cancelled after
+    those closed and log "no active connection" tracebacks. A job they recorded resumes at the next start."""
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 if __name__ == "__main__":

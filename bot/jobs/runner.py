@@ -147,6 +147,10 @@ class JobRunner(Dispatching):
                     start_url if request.loop else (await self._upload(end) if end is not None else None)
                 )
         except BaseException as error:
+            if isinstance(error, asyncio.CancelledError) and self._closing:
+                # The bot is stopping: the job stays `received` and the next start ends it, refunds
+                # and tells the member in the channel (this process can no longer answer them).
+                raise
             # Nothing was submitted: end the job as refused and give back whatever was reserved.
             outcome = outcome_from_error(error)
             code = type(error).__name__ if isinstance(error, InputRefused) else outcome.code
