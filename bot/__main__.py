@@ -12,7 +12,7 @@ import sys
 import discord
 
 from bot import cli
-from bot.app import KlingBot
+from bot.app import KlingBot, cancel_tasks
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
 from bot.media import ImageChecker
@@ -75,13 +75,9 @@ async def run(settings: Settings) -> None:
 
 
 async def _end_stragglers() -> None:
-    """Cancels what is still running (interaction handlers discord.py started, a button's task) while
-    the database and clients it uses are still open: left to asyncio.run, they would be cancelled after
-    those closed and log "no active connection" tracebacks. A job they recorded resumes at the next start."""
-    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-    for task in others:
-        task.cancel()
-    await asyncio.gather(*others, return_exceptions=True)
+    """Cancels what is still running while the database and clients it uses are still open: left to
+    asyncio.run, it would be cancelled after those closed and log "no active connection" tracebacks."""
+    await cancel_tasks(task for task in asyncio.all_tasks() if task is not asyncio.current_task())
 
 
 if __name__ == "__main__":

@@ -710,4 +710,24 @@ async def test_sigterm_while_a_crowd_is_being_accepted_stops_cleanly(tmp_path: P
         rows = await world.wait_settled()
         world.assert_exactly_once()
         assert len(rows) == len(members)
+        # A graceful stop lets the submissions already sent be answered: none is left uncertain.
+        assert [row["id"] for row in rows if row["state"] == "uncertain"] == [], world.describe()
+        assert "Traceback" not in world.bot.log_text(), world.bot.tail()
+
+
+async def test_sigterm_while_submitting_lets_the_submission_finish(tmp_path: Path) -> None:
+    """A graceful stop waits for a submit already sent: its request id is recorded and the job is
+    followed after the restart, where a SIGKILL at the same moment would end it "uncertain"."""
+    async with asyncio.timeout(40), crash_world(tmp_path) as world:
+        world.sunra.hang_next_submit(1.5)
+        interaction = await world.animate("a slow answer")
+        await world.until(lambda: world.sunra.count("submit") == 1, "the submit to reach sunra")
+        await world.bot.stop()
+        assert world.bot.proc is not None and world.bot.proc.returncode == 0, world.bot.tail()
+        row = world.job(interaction)
+        assert row is not None and row["state"] == "submitted" and row["request_id"], dict(row or {})
+        await world.bot.start()
+        [row] = await world.wait_settled()
+        world.assert_exactly_once()
+        assert row["state"] == "delivered" and world.sunra.count("submit") == 1, dict(row)
         assert "Traceback" not in world.bot.log_text(), world.bot.tail()
