@@ -16,6 +16,7 @@ from bot.app import KlingBot, cancel_tasks
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
 from bot.media import ImageChecker
+from bot.monitoring import ListenerError
 from bot.store import Database
 from bot.store.db import sqlite_path_from_url
 from bot.sunra import SunraClient
@@ -40,6 +41,8 @@ def serve() -> None:
     except discord.LoginFailure:
         log.critical("Discord rejected DISCORD_TOKEN; check the bot token in the Developer Portal")
         sys.exit(1)
+    except ListenerError:
+        sys.exit(1)  # its one line is logged already
     except KeyboardInterrupt:
         pass
 
