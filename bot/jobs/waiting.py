@@ -40,24 +40,26 @@ class Waiting(Finishing):
         self._submitting.add(sending)
         sending.add_done_callback(self._submitting.discard)
         try:
-            submitted = await asyncio.shield(sending)
+            request_id = await asyncio.shield(sending)
         except (SunraError, BotError) as error:
             await self._end(job, outcome_from_error(error), from_states=State.SUBMITTING)
             return
-        if submitted:
+        if request_id is not None:
+            bind_request(request_id)  # here: what the task above binds stays in its own context
             await self._follow(await self._job(job.id))
 
-    async def _send(self, job: JobRow) -> bool:
-        """Submits the job and records its request id; False if the job moved meanwhile."""
+    async def _send(self, job: JobRow) -> str | None:
+        """Submits the job and records its request id; returns it, or None if the job moved meanwhile."""
         submission = await self.sunra.submit(kling_input(job))
         bind_request(submission.request_id)
-        return await self.store.transition(
+        recorded = await self.store.transition(
             job.id,
             State.SUBMITTING,
             State.SUBMITTED,
             request_id=submission.request_id,
             submitted_at=self._clock(),
         )
+        return submission.request_id if recorded else None
 
     async def _follow(self, job: JobRow) -> None:
         """Waits for the API's verdict by the status stream or slow polling, then delivers. A Cancel
