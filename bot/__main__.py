@@ -12,10 +12,11 @@ import sys
 import discord
 
 from bot import cli
-from bot.app import KlingBot
+from bot.app import KlingBot, cancel_tasks
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
 from bot.media import ImageChecker
+from bot.monitoring import ListenerError
 from bot.store import Database
 from bot.store.db import sqlite_path_from_url
 from bot.sunra import SunraClient
@@ -40,6 +41,8 @@ def serve() -> None:
     except discord.LoginFailure:
         log.critical("Discord rejected DISCORD_TOKEN; check the bot token in the Developer Portal")
         sys.exit(1)
+    except ListenerError:
+        sys.exit(1)  # its one line is logged already
     except KeyboardInterrupt:
         pass
 
@@ -71,6 +74,13 @@ async def run(settings: Settings) -> None:
             log.info("stopping: unfinished jobs resume at the next start")
             await bot.close()
             await asyncio.gather(runner, return_exceptions=True)
+        await _end_stragglers()
+
+
+async def _end_stragglers() -> None:
+    """Cancels what is still running while the database and clients it uses are still open: left to
+    asyncio.run, it would be cancelled after those closed and log "no active connection" tracebacks."""
+    await cancel_tasks(task for task in asyncio.all_tasks() if task is not asyncio.current_task())
 
 
 if __name__ == "__main__":

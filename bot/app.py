@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 import discord
@@ -129,6 +130,9 @@ class KlingBot(commands.Bot):
     async def close(self) -> None:
         self._stopping.set()
         await self.runner.stop()
+        # Handlers still running would next answer through the HTTP session super().close() ends
+        # ("Session is closed" tracebacks); a job they recorded resumes at the next start.
+        await cancel_tasks(task for task in asyncio.all_tasks() if is_event_handler(task))
         await super().close()
         if self.monitor is not None:
             await self.monitor.stop()
@@ -154,6 +158,22 @@ class KlingBot(commands.Bot):
             log.info("synced application commands (%s)", key)
             synced = True
         return synced
+
+
+# The names discord.py gives the tasks that run interaction handlers, views, modals and event listeners.
+EVENT_TASK_PREFIXES = ("CommandTree-invoker", "discord-ui-", "discord.py: ")
+
+
+def is_event_handler(task: asyncio.Task[object]) -> bool:
+    return task.get_name().startswith(EVENT_TASK_PREFIXES) and task is not asyncio.current_task()
+
+
+async def cancel_tasks(tasks: Iterable[asyncio.Task[object]]) -> None:
+    """Cancels the tasks and waits until they have ended, whatever they raise."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def command_tree_hash(

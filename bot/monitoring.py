@@ -28,6 +28,10 @@ def gateway_connected(client: discord.Client) -> bool:
     return client.is_ready() and not client.is_closed() and ws is not None and ws.open
 
 
+class ListenerError(Exception):
+    """The monitoring listener cannot listen (the port is taken, the address is not this host's)."""
+
+
 class Monitor:
     def __init__(
         self,
@@ -53,7 +57,8 @@ class Monitor:
         return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
 
     async def start(self) -> None:
-        """Listens on HTTP__HOST:HTTP__PORT; raises OSError (after one clear log line) if it cannot."""
+        """Listens on HTTP__HOST:HTTP__PORT; raises ListenerError (after one clear log line) if it
+        cannot."""
         await self.metrics.start(self.db)
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
@@ -66,7 +71,7 @@ class Monitor:
         except OSError as error:
             await runner.cleanup()
             log.critical("cannot listen on %s:%d for /healthz and /metrics (%s)", host, port, error)
-            raise
+            raise ListenerError(str(error)) from error
         self._runner = runner
         log.info("monitoring on http://%s:%d (/healthz, /metrics)", host, port)
 

@@ -691,3 +691,43 @@ async def test_killed_at_random_moments_while_members_press_cancel(tmp_path: Pat
         await world.wait_settled(timeout=20)
         last = world.job(after)
         assert last is not None and last["state"] == "delivered", dict(last or {})
+
+
+async def test_sigterm_while_a_crowd_is_being_accepted_stops_cleanly(tmp_path: Path) -> None:
+    """SIGTERM while forty commands are still being checked and queued: the process exits 0 without a
+    traceback (no handler outlives the database), and the next start ends every recorded job once."""
+    members = [p.DEFAULT_USER_ID + number for number in range(40)]
+    async with asyncio.timeout(60), crash_world(tmp_path, QUOTA__MAX_CONCURRENT_JOBS="50") as world:
+        await asyncio.gather(
+            *(world.animate(f"crowd {number}", user_id=user) for number, user in enumerate(members))
+        )
+        await world.until(lambda: any(row["state"] == "queued" for row in world.jobs()), "a queued job")
+        await world.bot.stop()
+        assert world.bot.proc is not None and world.bot.proc.returncode == 0, world.bot.tail()
+        stopped = world.bot.log_text()
+        assert "Traceback" not in stopped and "no active connection" not in stopped, world.bot.tail()
+        await world.bot.start()
+        rows = await world.wait_settled()
+        world.assert_exactly_once()
+        assert len(rows) == len(members)
+        # A graceful stop lets the submissions already sent be answered: none is left uncertain.
+        assert [row["id"] for row in rows if row["state"] == "uncertain"] == [], world.describe()
+        assert "Traceback" not in world.bot.log_text(), world.bot.tail()
+
+
+async def test_sigterm_while_submitting_lets_the_submission_finish(tmp_path: Path) -> None:
+    """A graceful stop waits for a submit already sent: its request id is recorded and the job is
+    followed after the restart, where a SIGKILL at the same moment would end it "uncertain"."""
+    async with asyncio.timeout(40), crash_world(tmp_path) as world:
+        world.sunra.hang_next_submit(1.5)
+        interaction = await world.animate("a slow answer")
+        await world.until(lambda: world.sunra.count("submit") == 1, "the submit to reach sunra")
+        await world.bot.stop()
+        assert world.bot.proc is not None and world.bot.proc.returncode == 0, world.bot.tail()
+        row = world.job(interaction)
+        assert row is not None and row["state"] == "submitted" and row["request_id"], dict(row or {})
+        await world.bot.start()
+        [row] = await world.wait_settled()
+        world.assert_exactly_once()
+        assert row["state"] == "delivered" and world.sunra.count("submit") == 1, dict(row)
+        assert "Traceback" not in world.bot.log_text(), world.bot.tail()

@@ -155,3 +155,50 @@ async def test_sunra_unreachable_at_start_does_not_stop_the_bot(tmp_path: Path) 
         finally:
             await bot.stop()
     assert "Traceback" not in bot.log_text()
+
+
+async def test_sigterm_while_waiting_for_discord_stops_at_once_and_cleanly(tmp_path: Path) -> None:
+    discord = FakeDiscord(port=closed_port())  # never started
+    async with FakeSunra(key=SUNRA_KEY) as sunra:
+        bot = BotProcess(
+            tmp_path,
+            discord,
+            sunra,
+            STARTUP__RETRY_FIRST_SECONDS="30",
+            HTTP__PORT=str(closed_port()),
+        )
+        starting = asyncio.create_task(bot.start())
+        try:
+            await until(lambda: len(attempt_lines(bot)) >= 1, "a first attempt", bot)
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            await bot.stop()
+            stopped_after = loop.time() - began
+        finally:
+            starting.cancel()
+            await bot.stop()
+    log = bot.log_text()
+    assert bot.proc is not None and bot.proc.returncode == 0, bot.tail()
+    assert stopped_after < 5, f"the bot took {stopped_after:.1f} s to stop in its 30 s pause"
+    assert "Traceback" not in log and discord.token not in log and SUNRA_KEY not in log, bot.tail()
+
+
+async def test_a_monitoring_port_in_use_stops_the_bot_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+            bot = BotProcess(tmp_path, discord, sunra, HTTP__PORT=str(port))
+            try:
+                await bot.start()
+            except AssertionError as error:
+                assert "the bot exited with 1" in str(error)
+            else:
+                raise AssertionError("the bot came up without its listener")
+            finally:
+                await bot.stop()
+    log = bot.log_text()
+    lines = [line for line in log.splitlines() if "cannot listen on" in line]
+    assert len(lines) == 1 and " CRITICAL " in lines[0] and f"127.0.0.1:{port}" in lines[0]
+    assert "Traceback" not in log, bot.tail()

@@ -77,6 +77,7 @@ class RunnerBase:
         self._cancels = CancelSignals()
         self._posting: dict[int, asyncio.Task[None]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
+        self._submitting: set[asyncio.Task[str | None]] = set()
         self._closing = False
         # Called with a job's id once its video is delivered (auto-showcase); each must return at once.
         self.delivered_listeners: list[Callable[[int], None]] = []

@@ -52,6 +52,8 @@ ImageInput = str | PreparedImage
 # hundreds at once would take the event loop from the acknowledgements of the members still arriving
 # (and finish no sooner: the work is the loop's and the two decode threads').
 ACCEPT_CONCURRENCY = 8
+# How long a stop waits for submissions already sent to be answered and recorded.
+SUBMIT_GRACE_SECONDS = 5.0
 
 
 class JobRunner(Dispatching):
@@ -69,9 +71,14 @@ class JobRunner(Dispatching):
     async def stop(self) -> None:
         """Stops following jobs; their rows stay as they are and the next start resumes them."""
         self._closing = True
-        tasks = [
-            t for t in (self._dispatcher, *self._tasks.values(), *self._posting.values()) if t is not None
-        ]
+        if self._dispatcher is not None:  # no new submission from here on
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        if self._submitting:
+            # A request already sent is let finish, so its job keeps its request id and is followed
+            # after the restart instead of ending "uncertain"; bounded, within Docker's 10 s stop.
+            await asyncio.wait(set(self._submitting), timeout=SUBMIT_GRACE_SECONDS)
+        tasks = [*self._submitting, *self._tasks.values(), *self._posting.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -147,6 +154,10 @@ class JobRunner(Dispatching):
                     start_url if request.loop else (await self._upload(end) if end is not None else None)
                 )
         except BaseException as error:
+            if isinstance(error, asyncio.CancelledError) and self._closing:
+                # The bot is stopping: the job stays `received` and the next start ends it, refunds
+                # and tells the member in the channel (this process can no longer answer them).
+                raise
             # Nothing was submitted: end the job as refused and give back whatever was reserved.
             outcome = outcome_from_error(error)
             code = type(error).__name__ if isinstance(error, InputRefused) else outcome.code

@@ -34,18 +34,32 @@ class Waiting(Finishing):
         if reason is not None:  # pressed as the job's turn came: nothing has been sent
             await self._end(job, cancelled_outcome(reason), from_states=State.SUBMITTING)
             return
+        # A stop lets the submission in flight finish and record its request id (see JobRunner.stop):
+        # cut off, the job would end "uncertain" at the next start although nothing went wrong.
+        sending = asyncio.create_task(self._send(job), name=f"submit-{job.id}")
+        self._submitting.add(sending)
+        sending.add_done_callback(self._submitting.discard)
         try:
-            submission = await self.sunra.submit(kling_input(job))
+            request_id = await asyncio.shield(sending)
         except (SunraError, BotError) as error:
             await self._end(job, outcome_from_error(error), from_states=State.SUBMITTING)
             return
+        if request_id is not None:
+            bind_request(request_id)  # here: what the task above binds stays in its own context
+            await self._follow(await self._job(job.id))
+
+    async def _send(self, job: JobRow) -> str | None:
+        """Submits the job and records its request id; returns it, or None if the job moved meanwhile."""
+        submission = await self.sunra.submit(kling_input(job))
         bind_request(submission.request_id)
-        now = self._clock()
-        if not await self.store.transition(
-            job.id, State.SUBMITTING, State.SUBMITTED, request_id=submission.request_id, submitted_at=now
-        ):
-            return
-        await self._follow(await self._job(job.id))
+        recorded = await self.store.transition(
+            job.id,
+            State.SUBMITTING,
+            State.SUBMITTED,
+            request_id=submission.request_id,
+            submitted_at=self._clock(),
+        )
+        return submission.request_id if recorded else None
 
     async def _follow(self, job: JobRow) -> None:
         """Waits for the API's verdict by the status stream or slow polling, then delivers. A Cancel
