@@ -15,16 +15,20 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, TypeVar
+
+from pydantic import ValidationError
 
 from bot.blocklist import normalise
 from bot.errors import InputRefused
+from bot.request import AnimateRequest
 from bot.store import showcases as sql
 from bot.store.db import Database
 from bot.store.jobs import JobRow
 from bot.store.showcases import PAGE_SIZE, Showcase, ShowcaseServer, Sort
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 VOTE_EDIT_SECONDS = 5.0
 # Discord caps edits of messages older than an hour (error 30046) and rate limits the rest: wait, then
@@ -79,14 +83,28 @@ def weekly_due(server: ShowcaseServer, now: float) -> bool:
 
 
 def job_settings_text(job: JobRow) -> str:
-    params = job.params
-    parts = [f"{params.get('duration', 5)} s", "audio" if params.get("audio", True) else "silent"]
-    voices = len(params.get("voice_ids") or [])
-    if voices:
-        parts.append(f"{voices} voice{'s' if voices > 1 else ''}")
-    if params.get("end_image"):
-        parts.append("end image")
-    return " · ".join(parts)
+    """The job's settings as /animate's progress message shows them ("5 s · audio · loop"); only shown,
+    so a row the current model cannot read shows a dash rather than failing the page."""
+    try:
+        return AnimateRequest.model_validate(job.params).describe_settings()
+    except ValidationError:
+        return "—"
+
+
+async def clamped_page(
+    fetch: Callable[[int], Awaitable[tuple[list[T], int]]], page: int
+) -> tuple[list[T], int, int]:
+    """(the items on a 0-based page of PAGE_SIZE, the page actually shown, the number of pages), where
+    `fetch(page)` gives that page's items and the total. A page past the end (items removed while paging)
+    shows the last one."""
+    page = max(0, page)
+    items, total = await fetch(page)
+    pages = max(1, -(-total // PAGE_SIZE))
+    if page >= pages:
+        page = pages - 1
+        items, total = await fetch(page)
+        pages = max(1, -(-total // PAGE_SIZE))
+    return items, page, pages
 
 
 class ShowcaseService:
@@ -183,13 +201,9 @@ class ShowcaseService:
     ) -> tuple[list[Showcase], int, int]:
         """(the showcases on the page, the page actually shown, the number of pages). A page past the end
         (a showcase removed while paging) shows the last one."""
-        items, total = await sql.page(self.db, guild_id, sort=sort, page=max(0, page), author_id=author_id)
-        pages = max(1, -(-total // PAGE_SIZE))
-        if page >= pages:
-            page = pages - 1
-            items, total = await sql.page(self.db, guild_id, sort=sort, page=page, author_id=author_id)
-            pages = max(1, -(-total // PAGE_SIZE))
-        return items, max(0, page), pages
+        return await clamped_page(
+            lambda n: sql.page(self.db, guild_id, sort=sort, page=n, author_id=author_id), page
+        )
 
     async def top(self, guild_id: int, period: Period, *, limit: int = 10) -> list[Showcase]:
         return await sql.top_since(self.db, guild_id, period_start(period, self._clock()), limit=limit)

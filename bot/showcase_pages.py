@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import discord
 
-from bot.showcase import Period, shows_nothing
+from bot.showcase import Period, job_settings_text, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, Sort
 
@@ -94,7 +94,7 @@ DESCRIPTION_MAX = 4096  # Discord's limit for an embed's description
 def _history_line(job: JobRow, *, links: bool = True) -> str:
     params = job.params
     icon = STATE_ICON.get(job.state, "⏳")
-    settings = f"{params.get('duration', 5)} s · {'audio' if params.get('audio', True) else 'silent'}"
+    settings = job_settings_text(job)
     cost = f"{job.cost_credits} credits" if job.state == "delivered" else "nothing charged"
     if job.state not in STATE_ICON:
         cost = f"{job.cost_credits} credits reserved"

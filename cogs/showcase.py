@@ -16,7 +16,7 @@ from discord.ext import commands
 
 from bot.blocklist import MAX_PATTERN
 from bot.errors import InputRefused
-from bot.showcase import Period, ShowcaseService, VoteLabels
+from bot.showcase import Period, ShowcaseService, VoteLabels, clamped_page
 from bot.showcase_pages import SORT_FROM_CODE, gallery_page, history_page, top_embed
 from bot.showcase_post import ShowcasePublisher, missing_permissions
 from bot.store.jobs import JobRow
@@ -426,11 +426,9 @@ def parse_post_reference(text: str) -> dict[str, int | None]:
 
 
 async def history_view(bot: KlingBot, user_id: int, page: int) -> tuple[discord.Embed, discord.ui.View]:
-    jobs, total = await bot.job_store.history(user_id, offset=max(0, page) * PAGE_SIZE, limit=PAGE_SIZE)
-    pages = max(1, -(-total // PAGE_SIZE))
-    if page >= pages:
-        page = pages - 1
-        jobs, total = await bot.job_store.history(user_id, offset=page * PAGE_SIZE, limit=PAGE_SIZE)
+    jobs, page, pages = await clamped_page(
+        lambda n: bot.job_store.history(user_id, offset=n * PAGE_SIZE, limit=PAGE_SIZE), page
+    )
     return history_page(jobs, page=page, pages=pages)
 
 
