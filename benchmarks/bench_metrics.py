@@ -21,8 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.metrics import BotMetrics
-from bot.store import Database
-from bot.store import metrics as queries
+from bot.store import Database, metrics as queries
 
 STATES = ("delivered",) * 8 + ("failed", "refused")
 PATH = (None, "received"), ("received", "queued"), ("queued", "submitting"), ("submitting", "submitted")

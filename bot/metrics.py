@@ -17,8 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from bot.jobs import State
-from bot.store import Database
-from bot.store import metrics as queries
+from bot.store import Database, metrics as queries
 from bot.sunra import ApiCall
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -13,8 +13,7 @@ from aiohttp import web
 
 from bot.config import HttpSettings
 from bot.metrics import CONTENT_TYPE, BotMetrics
-from bot.store import Database
-from bot.store import metrics as queries
+from bot.store import Database, metrics as queries
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ as spent at once; a refund gives it back to the period it was taken from; a comm
 The refund of a job the API may bill all the same (an uncertain submission, a cancel it did not confirm)
 gives the member's credits back but keeps its USD counted against the operator's daily cap.
 Server admins tune their server with /quota-admin but never beyond the operator's limits, which are
-applied every time settings are read.
+applied every time settings are read. The rules that need no database (settings, prices, periods,
+server policy) are in bot/quota_rules.py and importable from here.
 """
 
 from __future__ import annotations
@@ -22,28 +23,45 @@ import contextlib
 import csv
 import dataclasses
 import datetime as dt
-import functools
 import io
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.errors import InputRefused
 from bot.guild_cache import GroupRead, GuildCache
+from bot.quota_rules import (
+    MICROS_PER_USD as MICROS_PER_USD,
+    PERIOD_NOUN as PERIOD_NOUN,
+    PERIODS as PERIODS,
+    JobOptions as JobOptions,
+    Period as Period,
+    QuotaSettings as QuotaSettings,
+    ServerPolicy as ServerPolicy,
+    as_period as as_period,
+    effective_cap as effective_cap,
+    format_usd as format_usd,
+    job_cost as job_cost,
+    known_time_zones as known_time_zones,
+    load_zone as load_zone,
+    member_allowance as member_allowance,
+    midnight as midnight,
+    period_allowed as period_allowed,
+    period_bounds as period_bounds,
+    price_list as price_list,
+    relative_time as relative_time,
+    server_policy as server_policy,
+    usd_micros as usd_micros,
+    utc_day_bounds as utc_day_bounds,
+    within_operator_limit as within_operator_limit,
+)
 from bot.store import ledger
 from bot.store.db import Database
 
 log = logging.getLogger(__name__)
 
-Period = Literal["daily", "weekly", "monthly"]
-PERIODS: tuple[Period, ...] = get_args(Period)
-PERIOD_NOUN: dict[Period, str] = {"daily": "day", "weekly": "week", "monthly": "month"}
 
 # Job states as the job runner names them (bot/jobs.py), for settling and for /quota's counts.
 REFUND_STATES = ("failed", "cancelled", "refused", "uncertain")
@@ -51,251 +69,7 @@ COMMIT_STATES = ("completed", "delivering", "delivered")
 WAITING_STATES = ("queued",)
 IN_FLIGHT_STATES = ("submitting", "submitted", "completed", "delivering")
 
-MICROS_PER_USD = 1_000_000
 RECENT_DAYS = 7
-
-
-# ----- settings -------------------------------------------------------------------------------------------
-
-
-def load_zone(name: str) -> dt.tzinfo:
-    """The named IANA time zone; ValueError if unknown."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as error:
-        if name.upper() in ("UTC", "ETC/UTC"):
-            return dt.UTC  # a system without a time zone database still knows UTC
-        raise ValueError(f"unknown time zone '{name}' (use an IANA name such as Europe/Paris)") from error
-
-
-@functools.cache
-def known_time_zones() -> tuple[str, ...]:
-    return tuple(sorted(available_timezones() | {"UTC"}))
-
-
-class QuotaSettings(BaseModel):
-    """The operator's quota settings (`[quota]` in the config file, `QUOTA__*` in the environment)."""
-
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting stops start-up instead of being ignored
-
-    # Credits per member per period; server admins may set less, never more (0 = servers set their own).
-    daily_credits: int = Field(default=50, ge=0)
-    period: Period = "daily"
-    timezone: str = "UTC"
-    # Jobs one member may have at the API at once (the job runner reads it; 0 = no limit).
-    max_concurrent_jobs: int = Field(default=2, ge=0)
-    # Credits a whole server may spend per period (0 = no cap).
-    guild_credits: int = Field(default=0, ge=0)
-    # USD per UTC day across all servers and DMs (0 = no cap).
-    global_daily_usd: float = Field(default=0.0, ge=0)
-    cooldown_seconds: float = Field(default=0.0, ge=0)
-    # Jobs at the API at once across all servers (the job runner reads it; 0 = no cap).
-    max_jobs_in_flight: int = Field(default=0, ge=0)
-    # Credits per period for use in DMs; 0 keeps /animate out of DMs.
-    dm_credits: int = Field(default=0, ge=0)
-    allow_10s: bool = True
-    allow_audio: bool = True
-    allow_voices: bool = True
-    usd_per_credit: float = Field(default=0.07, ge=0)
-    audio_multiplier: float = Field(default=2.0, gt=0)
-    voices_multiplier: float = Field(default=2.4, gt=0)
-    credits_per_second: float = Field(default=1.0, gt=0)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        load_zone(value)
-        return value
-
-
-# ----- prices ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class JobOptions:
-    duration: int  # seconds of video
-    audio: bool
-    voices: int  # number of voice ids
-
-
-def job_cost(options: JobOptions, settings: QuotaSettings) -> int:
-    """Credits for one job, rounded up: with the defaults 5 s silent = 5, with audio = 10, voices = 12."""
-    multiplier = 1.0
-    if options.voices > 0:  # voices need audio: the voices price includes it
-        multiplier = settings.voices_multiplier
-    elif options.audio:
-        multiplier = settings.audio_multiplier
-    exact = options.duration * settings.credits_per_second * multiplier
-    # 5 × 2.4 is 12.000000000000002 in binary floating point; round that noise away before rounding up.
-    return max(0, math.ceil(round(exact, 6)))
-
-
-def price_list(settings: QuotaSettings) -> dict[str, int]:
-    """Credits of the usual choices, for /quota and `kling-bot check`."""
-    return {
-        "5 s": job_cost(JobOptions(5, False, 0), settings),
-        "5 s with audio": job_cost(JobOptions(5, True, 0), settings),
-        "5 s with voices": job_cost(JobOptions(5, True, 1), settings),
-        "10 s": job_cost(JobOptions(10, False, 0), settings),
-        "10 s with audio": job_cost(JobOptions(10, True, 0), settings),
-        "10 s with voices": job_cost(JobOptions(10, True, 1), settings),
-    }
-
-
-def usd_micros(credits: int, settings: QuotaSettings) -> int:
-    return round(credits * settings.usd_per_credit * MICROS_PER_USD)
-
-
-def format_usd(micros: int) -> str:
-    return f"{micros / MICROS_PER_USD:.2f}"
-
-
-# ----- periods --------------------------------------------------------------------------------------------
-
-
-def period_bounds(now: float, period: Period, zone: dt.tzinfo) -> tuple[float, float]:
-    """[start, end) of the period holding `now`: local midnights (weeks start on Monday)."""
-    # Every quota check asks, nearly always for the period it asked for last: time zone arithmetic
-    # was a fifth of a check's own time under a crowd.
-    known = _last_bounds.get((period, zone))
-    if known is not None and known[0] <= now < known[1]:
-        return known
-    bounds = _period_bounds(now, period, zone)
-    if len(_last_bounds) > 1000:
-        _last_bounds.clear()
-    _last_bounds[(period, zone)] = bounds
-    return bounds
-
-
-_last_bounds: dict[tuple[Period, dt.tzinfo], tuple[float, float]] = {}
-
-
-def _period_bounds(now: float, period: Period, zone: dt.tzinfo) -> tuple[float, float]:
-    today = dt.datetime.fromtimestamp(now, zone).date()
-    if period == "weekly":
-        first = today - dt.timedelta(days=today.weekday())
-        following = first + dt.timedelta(days=7)
-    elif period == "monthly":
-        first = today.replace(day=1)
-        following = (first + dt.timedelta(days=32)).replace(day=1)
-    else:
-        first = today
-        following = today + dt.timedelta(days=1)
-    return _midnight(first, zone), _midnight(following, zone)
-
-
-def _midnight(day: dt.date, zone: dt.tzinfo) -> float:
-    # Where a DST change skips midnight, fold=0 resolves it to the instant the day actually begins.
-    return dt.datetime.combine(day, dt.time(), tzinfo=zone).timestamp()
-
-
-def utc_day_bounds(now: float) -> tuple[float, float]:
-    return period_bounds(now, "daily", dt.UTC)
-
-
-# ----- what applies where ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ServerPolicy:
-    """A server's quota rules (or the DM rules) once the operator's limits are applied."""
-
-    allowance: int  # per member per period, before role allowances
-    period: Period
-    timezone: str
-    cap: int  # credits per period for the whole server; 0 = no cap
-    cooldown_seconds: float
-    allow_10s: bool
-    allow_audio: bool
-    allow_voices: bool
-
-    @property
-    def zone(self) -> dt.tzinfo:
-        return load_zone(self.timezone)
-
-
-def within_operator_limit(value: int, limit: int) -> int:
-    """A server's value, never above the operator's (a limit of 0 means the operator set none)."""
-    return value if limit == 0 else min(value, limit)
-
-
-def effective_cap(server_cap: int | None, operator_cap: int) -> int:
-    """0 = no cap. A server can tighten the operator's cap but neither lift nor remove it."""
-    if not server_cap:
-        return operator_cap
-    return within_operator_limit(server_cap, operator_cap)
-
-
-def as_period(value: str | None) -> Period | None:
-    for period in PERIODS:
-        if value == period:
-            return period
-    return None
-
-
-def period_allowed(period: Period, operator_period: Period) -> bool:
-    """A server may pick a period as long as the operator's or longer, never a shorter one: with the
-    same credit limit a longer period only ever gives less."""
-    return PERIODS.index(period) >= PERIODS.index(operator_period)
-
-
-def server_policy(settings: QuotaSettings, overrides: ledger.GuildOverrides | None) -> ServerPolicy:
-    """The rules of a server; `overrides` None means direct messages, which only the operator sets."""
-    if overrides is None:
-        return ServerPolicy(
-            allowance=settings.dm_credits,
-            period=settings.period,
-            timezone=settings.timezone,
-            cap=0,
-            cooldown_seconds=settings.cooldown_seconds,
-            allow_10s=settings.allow_10s,
-            allow_audio=settings.allow_audio,
-            allow_voices=settings.allow_voices,
-        )
-    allowance = settings.daily_credits
-    if overrides.allowance is not None:
-        allowance = within_operator_limit(overrides.allowance, settings.daily_credits)
-    period = settings.period
-    chosen = as_period(overrides.period)
-    if chosen is not None and period_allowed(chosen, settings.period):
-        period = chosen
-    return ServerPolicy(
-        allowance=allowance,
-        period=period,
-        timezone=_usable_zone(overrides.timezone, settings.timezone),
-        cap=effective_cap(overrides.cap, settings.guild_credits),
-        # The operator's cooldown is a minimum: a server may only wait longer.
-        cooldown_seconds=max(settings.cooldown_seconds, overrides.cooldown_seconds or 0.0),
-        allow_10s=settings.allow_10s and overrides.allow_10s is not False,
-        allow_audio=settings.allow_audio and overrides.allow_audio is not False,
-        allow_voices=settings.allow_voices and overrides.allow_voices is not False,
-    )
-
-
-def _usable_zone(name: str | None, fallback: str) -> str:
-    if name is None:
-        return fallback
-    try:
-        load_zone(name)
-    except ValueError:
-        log.warning("stored time zone %r is unknown here; using %s", name, fallback)
-        return fallback
-    return name
-
-
-def member_allowance(policy: ServerPolicy, role_allowance: int | None, settings: QuotaSettings) -> int:
-    """A role allowance replaces the server's (the most generous role wins), within the operator's limit."""
-    if role_allowance is None:
-        return policy.allowance
-    return within_operator_limit(role_allowance, settings.daily_credits)
-
-
-# ----- results --------------------------------------------------------------------------------------------
-
-
-def relative_time(epoch: float) -> str:
-    """Discord's timestamp markup: every reader sees it in their own time zone ("in 5 hours")."""
-    return f"<t:{int(epoch)}:R>"
 
 
 def _credits(n: int) -> str:
@@ -815,7 +589,7 @@ class QuotaService:
         zone = policy.zone
         today_start, _ = period_bounds(now, "daily", zone)
         first_day = dt.datetime.fromtimestamp(today_start, zone).date() - dt.timedelta(days=days - 1)
-        since = _midnight(first_day, zone)
+        since = midnight(first_day, zone)
         jobs = await ledger.job_spending(self.db, ledger.guild_key(guild_id), since)
         await self._audit_only(guild_id, actor_id, "export", None, {"days": days, "jobs": len(jobs)})
         return usage_csv(jobs, zone)

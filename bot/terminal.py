@@ -32,8 +32,7 @@ from urllib.request import url2pathname
 from pydantic import SecretStr
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.progress import Progress as Bar
+from rich.progress import BarColumn, Progress as Bar, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from bot.config import ToolSettings
 from bot.errors import BotError

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from bot.showcase import ShowcaseService, VoteLabels, forum_title, weekly_due
-from bot.store import Database
-from bot.store import showcases as sql
+from bot.store import Database, showcases as sql
 from bot.store.showcases import ShowcaseServer
 from cogs.showcase import ShowcaseCog
 from tests.fakes import payloads as p
