@@ -63,6 +63,33 @@ Behaviour switches (all also reachable through the control API):
 * Gateway: ``drop_connections()``, ``request_reconnect()`` (op 7), ``invalidate_sessions()`` (op 9);
   RESUME replays missed events then sends RESUMED; ``fake.allow_resume = False`` answers op 9 instead.
 
+Shards (several bot processes on one token, as Discord requires from 2,500 servers)::
+
+    async with FakeDiscord(shard_count=2) as fake:         # GET /gateway/bot answers "shards": 2
+        gid = fake.guild_id_on_shard(1)                    # a snowflake with (gid >> 22) % 2 == 1
+        fake.add_guild("Second", guild_id=gid)
+        # each process: AutoShardedBot(shard_count=2, shard_ids=[i]) pointed at the fake
+        record = await fake.dispatch_interaction(p.slash_command(fake, guild_id=gid, ...))
+        record.shard_id, record.delivered_to, record.delivered_shards   # 1, [session id], [1]
+        assert fake.interaction_problems() == []           # each delivered to its shard, answered once
+        fake.shard_report()   # {0: {"sessions", "connected", "interactions", "answered", ...}, 1: {...}}
+
+An IDENTIFY with ``shard: [id, count]`` makes a session of that shard (``session.shard``, ``GatewaySession
+.shard_id``; ``fake.sessions_of_shard(i)``; an id outside ``0..count-1`` is closed with 4010 Invalid
+shard). Discord's rule decides what a session gets: READY lists and GUILD_CREATE sends only the guilds
+with ``(guild_id >> 22) % count == id``; every guild event (interactions, messages, channels, roles,
+members, :meth:`FakeDiscord.dispatch`) goes only to the sessions of its guild's shard; DMs go to shard 0.
+A session without ``shard`` gets everything, as before. Records: each :class:`InteractionRecord` has
+``shard_id`` (its guild's shard under ``fake.shard_count``), ``delivered_shards`` and
+``callback_attempts`` (accepted or refused); ``fake.interaction_problems()`` lists every interaction
+delivered to no session or a wrong shard, or not answered exactly once; ``fake.shard_report()`` counts
+interactions, answers, followups and channel posts per shard. REST calls carry no shard: an interaction's
+token reaches only its shard's sessions, so its callback came from the process that owns that shard.
+Across processes: ``FakeDiscordProcess(shard_count=2)`` (``--shard-count 2``), ``GET /_control/state``
+has ``shard_count``, ``shards`` and ``interaction_problems``, ``POST /_control/model``
+``{"op": "guild_id_on_shard", "args": {"shard_id": 1}}``, and ``POST /_control/interactions`` with
+``wait_for_session`` waits for a session of the payload's shard.
+
 Subprocess mode (for ``python -m bot`` crash tests)::
 
     python -m tests.fakes.discord_server --port 8765     # prints one JSON line {"url": ..., ...}, serves
@@ -78,9 +105,10 @@ world has fixed ids, so ``payloads.slash_command(state)`` (``state`` = ``GET /st
 
 discord.py 2.7.1 facts the fake is built around (and that tests must respect):
 
-* ``Client.connect`` never calls ``GET /gateway/bot`` (only ``AutoShardedClient`` does; the fake answers
-  it anyway): it connects to ``DEFAULT_GATEWAY.with_query(v=10, encoding="json",
-  compress="zlib-stream")`` — ``with_query`` replaces any query, so the gateway URL must not rely on one.
+* ``Client.connect`` never calls ``GET /gateway/bot``; ``AutoShardedClient`` calls it only when given no
+  ``shard_count`` (and then connects to the ``url`` answered there). Otherwise it connects to
+  ``DEFAULT_GATEWAY.with_query(v=10, encoding="json", compress="zlib-stream")`` — ``with_query``
+  replaces any query, so the gateway URL must not rely on one.
   After READY it reconnects to ``resume_gateway_url``; after INVALID_SESSION to ``DEFAULT_GATEWAY`` again.
 * Compression: ``zlib-stream`` (``zstd-stream`` if ``zstandard`` is installed). The fake sends zlib frames
   as binary messages ending in the Z_SYNC_FLUSH suffix ``00 00 ff ff``; for zstd it sends plain text

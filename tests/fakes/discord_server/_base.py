@@ -49,6 +49,7 @@ class FakeBase:
         heartbeat_interval: int = 41_250,
         callback_timeout: float | None = 3.0,
         token_lifetime: float = 15 * 60,
+        shard_count: int = 1,
     ) -> None:
         self.token = token
         self.host = host
@@ -59,6 +60,8 @@ class FakeBase:
         self.heartbeat_interval = heartbeat_interval
         self.callback_timeout = callback_timeout
         self.token_lifetime = token_lifetime
+        # What GET /gateway/bot recommends, and the count records use for a guild's shard.
+        self.shard_count = shard_count
         self.allow_resume = True
         # False: the gateway refuses new websockets (503 before the upgrade), like an outage or a proxy
         # that is down; with drop_connections() the bot stays disconnected until it is True again.
@@ -228,13 +231,27 @@ class FakeBase:
             # Woken by every request/gateway event; also polls, for predicates on the bot's own state.
             await asyncio.wait({fut}, timeout=min(remaining, 0.02))
 
-    async def wait_for_ready(self, timeout: float = 10.0) -> GatewaySession:  # noqa: ASYNC109
-        """Wait until a gateway session got READY and its GUILD_CREATEs (fake side, not discord.py's)."""
+    async def wait_for_ready(
+        self,
+        timeout: float = 10.0,  # noqa: ASYNC109
+        *,
+        shard_id: int | None = None,
+    ) -> GatewaySession:
+        """Wait until a gateway session got READY and its GUILD_CREATEs (fake side, not discord.py's);
+        with ``shard_id``, a session that identified as that shard."""
 
         def ready() -> GatewaySession | None:
-            return next((s for s in self.sessions.values() if s.ready and s.connected), None)
+            return next(
+                (
+                    s
+                    for s in self.sessions.values()
+                    if s.ready and s.connected and (shard_id is None or s.shard_id == shard_id)
+                ),
+                None,
+            )
 
-        session: GatewaySession = await self.wait_for(ready, timeout, "a READY gateway session")
+        what = "a READY gateway session" + (f" of shard {shard_id}" if shard_id is not None else "")
+        session: GatewaySession = await self.wait_for(ready, timeout, what)
         return session
 
     async def wait_for_callback(

@@ -104,12 +104,13 @@ class ControlClient:
         ``upload_limit={gid: n}``, ``expire_tokens=[token]``, ``expire_interactions=[id]``,
         ``rate_limits={name: {"limit", "per", "enforce"}}``, ``inject_errors=[{"path_contains", "method",
         "status", "code", "message", "times", "retry_after"}]``, ``token_lifetime``, ``callback_timeout``,
-        ``allow_resume``, ``dispatch_message_events``, ``enforce_permissions``, ``heartbeat_interval``."""
+        ``allow_resume``, ``dispatch_message_events``, ``enforce_permissions``, ``heartbeat_interval``,
+        ``shard_count``."""
         await self._call("POST", "config", settings)
 
     async def model(self, op: str, **args: Any) -> Any:
         """Call a model method (add_guild, add_channel, add_role, add_member, add_user, set_overwrite,
-        set_role_permissions, add_message, open_dm) with keyword arguments."""
+        set_role_permissions, add_message, open_dm, guild_id_on_shard) with keyword arguments."""
         return (await self._call("POST", "model", {"op": op, "args": args}))["result"]
 
     async def gateway(self, action: str, **kwargs: Any) -> None:
@@ -143,6 +144,9 @@ class ControlMixin(FakeBase):
             "sessions": [s.to_json(self.started_at) for s in self.sessions.values()],
             "connected_sessions": len(self.connected_sessions),
             "identify_count": self.identify_count,
+            "shard_count": self.shard_count,
+            "shards": {str(k): v for k, v in self.shard_report().items()},
+            "interaction_problems": self.interaction_problems(),
             "resume_count": self.resume_count,
             "interactions": [i.to_json(self.started_at) for i in self.interactions.values()],
             "callbacks": [c.to_json(include_bytes) for c in self.callbacks],
@@ -225,14 +229,17 @@ class ControlMixin(FakeBase):
         else:
             payload = body
         if wait > 0:
+            gid = payload.get("guild_id")
+            shard = self.shard_of(int(gid) if gid is not None else None) if self.shard_count > 1 else None
             with contextlib.suppress(TimeoutError):
-                await self.wait_for_ready(wait)
+                await self.wait_for_ready(wait, shard_id=shard)
         record = await self.dispatch_interaction(payload)
         return _json_response(
             {
                 "id": str(record.id),
                 "token": record.token,
                 "dispatched_to": len(record.delivered_to),
+                "shard_id": record.shard_id,
                 "payload": payload,
             }
         )
@@ -291,6 +298,8 @@ class ControlMixin(FakeBase):
         for key in ("allow_resume", "dispatch_message_events", "enforce_permissions"):
             if key in body:
                 setattr(self, key, bool(body[key]))
+        if "shard_count" in body:
+            self.shard_count = int(body["shard_count"])
         if "heartbeat_interval" in body:
             self.heartbeat_interval = int(body["heartbeat_interval"])
         return _json_response({"ok": True})
@@ -307,6 +316,7 @@ class ControlMixin(FakeBase):
             "set_role_permissions": self.set_role_permissions,
             "add_message": self.add_message,
             "open_dm": self.open_dm,
+            "guild_id_on_shard": self.guild_id_on_shard,
         }
         op = ops.get(body.get("op", ""))
         if op is None:

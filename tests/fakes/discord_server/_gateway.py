@@ -68,10 +68,22 @@ class GatewaySession:
     )
     invalidated: bool = False
     ready: bool = False
+    shard: tuple[int, int] | None = None  # (shard_id, shard_count) from IDENTIFY; None = unsharded
 
     @property
     def connected(self) -> bool:
         return self.conn is not None and not self.conn.ws.closed and not self.invalidated
+
+    @property
+    def shard_id(self) -> int | None:
+        return None if self.shard is None else self.shard[0]
+
+    def serves(self, guild_id: int | None) -> bool:
+        """Whether Discord sends this session the events of ``guild_id`` (None: DMs, go to shard 0)."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        return shard_for(guild_id, count) == shard_id
 
     def to_json(self, started: float) -> dict[str, Any]:
         return {
@@ -82,7 +94,23 @@ class GatewaySession:
             "ready": self.ready,
             "invalidated": self.invalidated,
             "identified_at": self.identified_at - started,
+            "shard": list(self.shard) if self.shard is not None else None,
         }
+
+
+def shard_for(guild_id: int | None, shard_count: int) -> int:
+    """Discord's shard of a guild, ``(guild_id >> 22) % shard_count``; DMs (None) belong to shard 0.
+
+    Source: https://discord.com/developers/docs/events/gateway#sharding
+    """
+    return 0 if guild_id is None else (guild_id >> 22) % max(shard_count, 1)
+
+
+def event_guild_id(event: str, data: Mapping[str, Any]) -> int | None:
+    """The guild an event belongs to (its ``guild_id``, or ``id`` for the GUILD_* events themselves)."""
+    raw = data.get("id") if event in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE") else None
+    raw = data.get("guild_id") or raw
+    return int(raw) if raw is not None else None
 
 
 def _trace() -> list[str]:
@@ -93,21 +121,29 @@ class GatewayMixin(FakeBase):
     """The gateway of :class:`FakeDiscord`: sessions and dispatched events."""
 
     async def dispatch(self, event: str, data: Mapping[str, Any]) -> int:
-        """Send any dispatch event to every ready session (buffered for disconnected, resumable ones)."""
+        """Send any dispatch event to every ready session of its guild's shard (buffered for disconnected,
+        resumable ones); returns how many connected sessions got it."""
+        guild_id = event_guild_id(event, data)
         count = 0
         for session in list(self.sessions.values()):
-            if session.ready and not session.invalidated:
+            if session.ready and not session.invalidated and session.serves(guild_id):
                 await self._send_dispatch(session, event, dict(data))
                 count += session.connected
         return count
 
     def _announce(self, intent: int, event: str, data: Mapping[str, Any]) -> None:
-        targets = [s for s in self.sessions.values() if s.ready and not s.invalidated and s.intents & intent]
+        guild_id = event_guild_id(event, data)
+        targets = [
+            s
+            for s in self.sessions.values()
+            if s.ready and not s.invalidated and s.intents & intent and s.serves(guild_id)
+        ]
         for session in targets:
             self._spawn(self._send_dispatch(session, event, dict(data)))
 
     def _announce_guild(self, guild_id: int) -> None:
-        for session in [s for s in self.sessions.values() if s.ready and not s.invalidated]:
+        sessions = [s for s in self.sessions.values() if s.ready and not s.invalidated and s.serves(guild_id)]
+        for session in sessions:
             self._spawn(self._send_dispatch(session, "GUILD_CREATE", self._guild_create(guild_id, session)))
 
     async def drop_connections(self, code: int = 4000, *, abrupt: bool = False) -> None:
@@ -136,6 +172,14 @@ class GatewayMixin(FakeBase):
     @property
     def connected_sessions(self) -> list[GatewaySession]:
         return [s for s in self.sessions.values() if s.connected and s.ready]
+
+    def shard_of(self, guild_id: int | None) -> int:
+        """The shard of ``guild_id`` under the fake's ``shard_count`` (DMs: 0)."""
+        return shard_for(guild_id, self.shard_count)
+
+    def sessions_of_shard(self, shard_id: int) -> list[GatewaySession]:
+        """Every session that identified as ``shard_id`` (oldest first), connected or not."""
+        return [s for s in self.sessions.values() if s.shard_id == shard_id]
 
     async def _send_dispatch(self, session: GatewaySession, event: str, data: dict[str, Any]) -> None:
         session.seq += 1
@@ -250,7 +294,19 @@ class GatewayMixin(FakeBase):
         if intents & PRIVILEGED_INTENTS & ~self.allowed_intents:
             await conn.close(4014, b"Disallowed intent(s).")
             return
+        shard = d.get("shard")
+        if shard is not None:
+            valid = (
+                isinstance(shard, list)
+                and len(shard) == 2
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in shard)
+                and 0 <= shard[0] < shard[1]
+            )
+            if not valid:
+                await conn.close(4010, b"Invalid shard.")
+                return
         session = GatewaySession(session_id=secrets.token_hex(16), intents=intents, identified_at=now())
+        session.shard = (shard[0], shard[1]) if shard is not None else None
         session.conn = conn
         conn.session = session
         self.sessions[session.session_id] = session
@@ -266,7 +322,7 @@ class GatewayMixin(FakeBase):
                 "bot": True,
                 "flags": 0,
             },
-            "guilds": [{"id": str(gid), "unavailable": True} for gid in self.guilds],
+            "guilds": [{"id": str(gid), "unavailable": True} for gid in self.guilds if session.serves(gid)],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -283,7 +339,7 @@ class GatewayMixin(FakeBase):
             ready["shard"] = d["shard"]
         await self._send_dispatch(session, "READY", ready)
         for gid, guild in self.guilds.items():
-            if not guild.unavailable:
+            if not guild.unavailable and session.serves(gid):
                 await self._send_dispatch(session, "GUILD_CREATE", self._guild_create(gid, session))
         session.ready = True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,25 +31,82 @@ class InteractionsMixin(FakeBase):
     """Interactions of :class:`FakeDiscord`: dispatch, callbacks, webhooks."""
 
     async def dispatch_interaction(self, payload: Mapping[str, Any]) -> InteractionRecord:
-        """Send INTERACTION_CREATE to every connected session; the dispatch time starts the 3 s clock."""
+        """Send INTERACTION_CREATE to every connected session of the guild's shard (DMs: shard 0; an
+        unsharded session gets everything); the dispatch time starts the 3 s clock."""
         data = dict(payload)
         iid = int(data["id"])
         record = InteractionRecord(
             id=iid, token=str(data["token"]), type=int(data["type"]), payload=data, dispatched_at=now()
         )
+        record.shard_id = self.shard_of(record.guild_id)
         self.interactions[iid] = record
         self._interactions_by_token[record.token] = record
         for session in list(self.sessions.values()):
-            if session.connected and session.ready:
+            if session.connected and session.ready and session.serves(record.guild_id):
                 record.delivered_to.append(session.session_id)
+                record.delivered_shards.append(session.shard_id)
                 await self._send_dispatch(session, "INTERACTION_CREATE", data)
         self._notify()
         return record
+
+    def shard_report(self) -> dict[int, dict[str, Any]]:
+        """Per shard (under ``shard_count``): its sessions and what happened to its guilds' interactions.
+
+        ``{shard_id: {"sessions": [session ids], "connected": n, "interactions": n, "delivered": n,
+        "answered": n (accepted callbacks), "callback_attempts": n, "followups": n,
+        "channel_messages": n (bot posts in channels of its guilds, DMs in shard 0)}}``.
+        """
+        report: dict[int, dict[str, Any]] = {
+            shard: {
+                "sessions": [s.session_id for s in self.sessions_of_shard(shard)],
+                "connected": sum(1 for s in self.sessions_of_shard(shard) if s.connected),
+                "interactions": 0,
+                "delivered": 0,
+                "answered": 0,
+                "callback_attempts": 0,
+                "followups": 0,
+                "channel_messages": 0,
+            }
+            for shard in range(self.shard_count)
+        }
+        for record in self.interactions.values():
+            entry = report[record.shard_id or 0]
+            entry["interactions"] += 1
+            entry["delivered"] += bool(record.delivered_to)
+            entry["callback_attempts"] += record.callback_attempts
+        for callback in self.callbacks:
+            report[self.interactions[callback.interaction_id].shard_id or 0]["answered"] += 1
+        for followup in self.followups:
+            report[self.interactions[followup.interaction_id].shard_id or 0]["followups"] += 1
+        for message in self.messages:
+            if message.kind == "channel":
+                guild = (self.channels.get(message.channel_id) or {}).get("guild_id")
+                report[self.shard_of(int(guild) if guild else None)]["channel_messages"] += 1
+        return report
+
+    def interaction_problems(self) -> list[str]:
+        """Every interaction not delivered to exactly its shard, or not answered exactly once (one
+        accepted callback and no other attempt): one line each, empty when all is well."""
+        problems: list[str] = []
+        accepted = collections.Counter(c.interaction_id for c in self.callbacks)
+        for record in self.interactions.values():
+            where = f"interaction {record.id} (guild {record.guild_id}, shard {record.shard_id})"
+            if not record.delivered_to:
+                problems.append(f"{where}: delivered to no session")
+            wrong = [s for s in record.delivered_shards if s is not None and s != record.shard_id]
+            if wrong:
+                problems.append(f"{where}: delivered to shard(s) {sorted(set(wrong))}")
+            if accepted[record.id] != 1 or record.callback_attempts != 1:
+                problems.append(
+                    f"{where}: {accepted[record.id]} accepted callback(s) of {record.callback_attempts}"
+                )
+        return problems
 
     def _interaction_for_callback(self, request: web.Request) -> InteractionRecord:
         record = self.interactions.get(_int(request.match_info["interaction_id"]))
         if record is None or record.token != request.match_info["token"]:
             raise DiscordError(10062)
+        record.callback_attempts += 1
         return record
 
     async def _interaction_callback(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:

@@ -96,10 +96,12 @@ class FakeDiscordProcess:
         token: str = p.DEFAULT_TOKEN,
         extra_args: Iterable[str] = (),
         startup_timeout: float = 20.0,
+        shard_count: int = 1,
     ) -> None:
         self.port = port
         self.token = token
         self.extra_args = list(extra_args)
+        self.shard_count = shard_count
         self.startup_timeout = startup_timeout
         self.proc: asyncio.subprocess.Process | None = None
         self.info: dict[str, Any] = {}
@@ -122,6 +124,7 @@ class FakeDiscordProcess:
 
     async def start(self) -> FakeDiscordProcess:
         args = ["-m", "tests.fakes.discord_server", "--port", str(self.port), "--token", self.token]
+        args += ["--shard-count", str(self.shard_count)]
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, *args, *self.extra_args, cwd=PROJECT_ROOT, stdout=asyncio.subprocess.PIPE
         )
@@ -158,6 +161,7 @@ async def _serve(args: argparse.Namespace) -> None:
         allowed_intents=args.allowed_intents,
         callback_timeout=None if args.callback_timeout <= 0 else args.callback_timeout,
         token_lifetime=args.token_lifetime,
+        shard_count=args.shard_count,
     )
     await fake.start()
     info = {
@@ -171,6 +175,7 @@ async def _serve(args: argparse.Namespace) -> None:
         "guild_id": str(fake.default_guild_id),
         "channel_id": str(fake.default_channel_id),
         "user_id": str(fake.default_user_id),
+        "shard_count": fake.shard_count,
     }
     print(json.dumps(info), flush=True)
     stop = asyncio.Event()
@@ -197,5 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--callback-timeout", type=float, default=3.0, help="seconds; 0 = unlimited")
     parser.add_argument("--token-lifetime", type=float, default=15 * 60.0)
+    parser.add_argument(
+        "--shard-count", type=int, default=1, help="what GET /gateway/bot recommends; guilds' shards use it"
+    )
     args = parser.parse_args(argv)
     asyncio.run(_serve(args))

@@ -170,6 +170,14 @@ class InteractionRecord:
     original_message_id: int | None = None
     message_ids: list[int] = dataclasses.field(default_factory=list)  # original + followups
     expired: bool = False
+    shard_id: int | None = None  # the shard its guild belongs to (DMs: 0), under FakeDiscord.shard_count
+    delivered_shards: list[int | None] = dataclasses.field(default_factory=list)  # per delivered_to entry
+    callback_attempts: int = 0  # every POST .../callback for it, accepted or refused (40060, 10062)
+
+    @property
+    def guild_id(self) -> int | None:
+        gid = self.payload.get("guild_id")
+        return int(gid) if gid is not None else None
 
     @property
     def channel_id(self) -> int | None:
@@ -191,6 +199,9 @@ class InteractionRecord:
             "ack_type": self.ack_type,
             "original_message_id": str(self.original_message_id) if self.original_message_id else None,
             "message_ids": [str(m) for m in self.message_ids],
+            "shard_id": self.shard_id,
+            "delivered_shards": self.delivered_shards,
+            "callback_attempts": self.callback_attempts,
             "custom_id": (self.payload.get("data") or {}).get("custom_id"),
             "name": (self.payload.get("data") or {}).get("name"),
         }

@@ -351,7 +351,7 @@ class RestMixin(FakeBase):
         data: dict[str, Any] = {"url": self.gateway_url}
         if request.path.endswith("/bot"):
             data.update(
-                shards=1,
+                shards=self.shard_count,
                 session_start_limit={
                     "total": 1000,
                     "remaining": 999,

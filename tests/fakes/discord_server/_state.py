@@ -107,6 +107,17 @@ class StateMixin(FakeBase):
             self._announce_guild(gid)
         return data
 
+    def guild_id_on_shard(self, shard_id: int, shard_count: int | None = None) -> int:
+        """A new snowflake whose guild would live on ``shard_id`` of ``shard_count`` (default: the fake's):
+        its timestamp part moved forward by under ``shard_count`` ms."""
+        count = shard_count or self.shard_count
+        if not 0 <= shard_id < count:
+            raise ValueError(f"shard {shard_id} does not exist among {count}")
+        raw = p.snowflake()
+        stamp = raw >> 22
+        stamp += (shard_id - stamp) % count
+        return (stamp << 22) | (raw & ((1 << 22) - 1))
+
     def add_channel(
         self,
         guild_id: int,
