@@ -1,8 +1,10 @@
 """A fake sunra.ai queue API (Kling 2.6 Pro image-to-video) on 127.0.0.1, over real HTTP.
 
 It speaks the protocol bot/sunra.py talks to (submit, status, status stream, result, cancel, storage
-upload) and lets a test script every failure the real service can produce. It never imports the bot:
-it checks what the bot sends the way sunra would.
+upload) and lets a test script every failure the real service can produce. Its routes, bodies, errors
+and submit checks come from bot/simulator/protocol.py, which it shares with the offline simulator
+(tests/test_sunra_contract.py holds both to one contract); it imports nothing else of the bot, so it
+checks what the bot sends the way sunra would, not the way the bot's client thinks it should.
 
 In-process use (pytest)::
 
@@ -103,9 +105,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import hashlib
-import json
 import math
 import secrets
 import signal
@@ -116,89 +116,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
-API_PREFIX = "/v1"
-KLING_ENDPOINT = "kling/kling-v2.6-pro/image-to-video"
-FILES_PREFIX = "/files"
+from bot.simulator import protocol
+from bot.simulator.protocol import API_PREFIX, FILES_PREFIX, ROUTE_NAMES, error_body, error_response
+
 CONTROL_PREFIX = "/_control"
 DEFAULT_KEY = "test-key"
 DEFAULT_JOB_SECONDS = 0.3
 DEFAULT_QUEUE_LENGTH = 3
 DEFAULT_VIDEO_SIZE = 200_000
-MAX_PROMPT_CHARS = 2500
-MAX_VOICES = 2
-INPUT_FIELDS = frozenset(
-    {
-        "prompt",
-        "start_image_url",
-        "end_image_url",
-        "negative_prompt",
-        "duration",
-        "generate_audio",
-        "voice_ids",
-    }
-)
 # The stream looks for a change this often, and sends a comment when nothing changed for a while so
 # proxies and clients see a live connection.
 STREAM_TICK_SECONDS = 0.05
 STREAM_KEEPALIVE_SECONDS = 15.0
-LOG_STEPS = 4  # IN_PROGRESS gains a log line every quarter of the phase
 CHUNK_BYTES = 64 * 1024
 MAX_BODY_BYTES = 200 * 1024 * 1024
-# A real MP4 starts with an ftyp box; the rest of a fake video is deterministic filler.
 RATE_LIMIT_CODE = "RATE_LIMIT_EXCEEDED"
 RATE_LIMIT_MESSAGE = "Rate limit exceeded. Please retry with exponential backoff."
 DEFAULT_FAILURE_REASON = "The model could not generate this video."
 DEFAULT_FAILURE_CODE = "generation_failed"
+# A real MP4 starts with an ftyp box; the rest of a fake video is deterministic filler.
 MP4_HEADER = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
-ROUTES = (
-    "submit",
-    "status",
-    "stream",
-    "result",
-    "cancel",
-    "upload_initiate",
-    "upload_put",
-    "file",
-    "video",
-)
-ERROR_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    402: "INSUFFICIENT_BALANCE",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    408: "REQUEST_TIMEOUT",
-    409: "CONFLICT",
-    422: "VALIDATION_ERROR",
-    429: "RATE_LIMITED",
-    500: "INTERNAL_ERROR",
-    502: "BAD_GATEWAY",
-    503: "SERVICE_UNAVAILABLE",
-    504: "GATEWAY_TIMEOUT",
-}
-
-
-def error_body(status: int, message: str, *, code: str | None = None, details: Any = None) -> dict[str, Any]:
-    return {
-        "error": {"code": code or ERROR_CODES.get(status, "ERROR"), "message": message, "details": details}
-    }
-
-
-def error_response(
-    status: int,
-    message: str,
-    *,
-    code: str | None = None,
-    details: Any = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    return web.json_response(
-        error_body(status, message, code=code, details=details), status=status, headers=headers
-    )
 
 
 def _rate_limit_headers(limit: int, reset: float, remaining: int = 0) -> dict[str, str]:
@@ -211,10 +151,6 @@ def _rate_limit_headers(limit: int, reset: float, remaining: int = 0) -> dict[st
 
 def _now() -> float:
     return time.monotonic()
-
-
-def _iso_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 # ---------------------------------------------------------------------------------------------- video bytes
@@ -362,64 +298,38 @@ class FakeJob:
         """The job's own status at ``now``: what its result, cancel and video follow, whatever the
         status route is forced to say."""
         if self.cancelled_at is not None:
-            return {"status": "CANCELLED", "request_id": self.request_id}
+            return protocol.cancelled_status(self.request_id)
         elapsed = now - self.created_at
         if self.finished_at is None and elapsed < self.queue_seconds:
-            left = 1.0 - elapsed / self.queue_seconds
-            position = min(self.queue_length, int(self.queue_length * left))
-            return {"status": "IN_QUEUE", "queue_position": position, "request_id": self.request_id}
+            return protocol.queued_status(self.request_id, elapsed / self.queue_seconds, self.queue_length)
         if self.finished_at is None and elapsed < self.seconds:
             phase = max(self.seconds - self.queue_seconds, 1e-9)
-            done = (elapsed - self.queue_seconds) / phase
-            lines = 1 + min(LOG_STEPS - 1, int(done * LOG_STEPS))
-            logs = [
-                {"message": f"Generating video: {step * 100 // LOG_STEPS}%", "timestamp": _iso_now()}
-                for step in range(lines)
-            ]
-            return {"status": "IN_PROGRESS", "logs": logs, "request_id": self.request_id}
+            return protocol.progress_status(self.request_id, (elapsed - self.queue_seconds) / phase)
         return self.terminal_body()
 
     def terminal_body(self) -> dict[str, Any]:
         if self.final_status is not None:
             return dict(self.final_status)
-        if self.fail is not None:
-            return {
-                "status": "COMPLETED",
-                "success": False,
-                "error": self.failure_error(),
-                "request_id": self.request_id,
-            }
-        return {"status": "COMPLETED", "success": True, "request_id": self.request_id}
+        return protocol.completed_status(self.request_id, None if self.fail is None else self.failure_error())
 
     def failure_error(self) -> dict[str, Any]:
         fail = self.fail or JobFailure()
-        details = {
-            "code": fail.code,
-            "message": fail.message,
-            "reason": fail.reason,
-            "retryable": fail.retryable,
-        }
-        return {"code": "PREDICTION_FAILED", "message": fail.message, "details": details}
+        return protocol.prediction_failed(
+            fail.reason, retryable=fail.retryable, code=fail.code, message=fail.message
+        )
 
     def state(self, now: float | None = None) -> str:
         return str(self.timeline_body(_now() if now is None else now)["status"])
 
     def is_done(self, now: float | None = None) -> bool:
-        return self.state(now).upper() not in ("IN_QUEUE", "IN_PROGRESS")
+        return not protocol.is_waiting({"status": self.state(now)})
 
     def succeeded(self, now: float | None = None) -> bool:
         body = self.timeline_body(_now() if now is None else now)
         return body.get("status") == "COMPLETED" and body.get("success") is True
 
     def result_body(self) -> dict[str, Any]:
-        return {
-            "video": {
-                "url": self.video_url,
-                "content_type": "video/mp4",
-                "file_name": f"{self.request_id}.mp4",
-                "file_size": self.video_size,
-            }
-        }
+        return protocol.video_result(self.video_url, self.request_id, self.video_size)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -430,46 +340,6 @@ class FakeJob:
             "video_size": self.video_size,
             "cancelled": self.cancelled_at is not None,
         }
-
-
-def _validate_input(body: Any) -> list[dict[str, str]]:
-    """The problems the real API reports for a submit body (empty when it is valid)."""
-    if not isinstance(body, dict):
-        return [{"field": "body", "message": "must be a JSON object"}]
-    problems: list[dict[str, str]] = []
-
-    def problem(name: str, message: str) -> None:
-        problems.append({"field": name, "message": message})
-
-    for name in sorted(set(body) - INPUT_FIELDS):
-        problem(name, "unknown field")
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt:
-        problem("prompt", "is required")
-    elif len(prompt) > MAX_PROMPT_CHARS:
-        problem("prompt", f"must be at most {MAX_PROMPT_CHARS} characters")
-    start = body.get("start_image_url")
-    if not isinstance(start, str) or not start:
-        problem("start_image_url", "is required")
-    end = body.get("end_image_url")
-    if end is not None and not isinstance(end, str):
-        problem("end_image_url", "must be a string")
-    negative = body.get("negative_prompt", "")
-    if not isinstance(negative, str):
-        problem("negative_prompt", "must be a string")
-    elif len(negative) > MAX_PROMPT_CHARS:
-        problem("negative_prompt", f"must be at most {MAX_PROMPT_CHARS} characters")
-    if body.get("duration", "5") not in ("5", "10"):
-        problem("duration", 'must be "5" or "10"')
-    if not isinstance(body.get("generate_audio", True), bool):
-        problem("generate_audio", "must be a boolean")
-    voices = body.get("voice_ids")
-    if voices is not None:
-        if not isinstance(voices, list) or not all(isinstance(v, str) for v in voices):
-            problem("voice_ids", "must be a list of strings")
-        elif len(voices) > MAX_VOICES:
-            problem("voice_ids", f"must have at most {MAX_VOICES} items")
-    return problems
 
 
 # ------------------------------------------------------------------------------------------------- the fake
@@ -520,7 +390,7 @@ class FakeSunra:
         self.uploads: dict[str, Upload] = {}
         self.leaked_auth = False
 
-        self._faults: dict[str, deque[Fault]] = {route: deque() for route in ROUTES}
+        self._faults: dict[str, deque[Fault]] = {route: deque() for route in ROUTE_NAMES}
         self._plans: list[_PlanRule] = []
         self._upload_tickets: dict[str, tuple[str, str]] = {}  # token → (content type, file name)
         self._submit_times: deque[float] = deque()
@@ -601,7 +471,7 @@ class FakeSunra:
         full Content-Length, and cuts the connection after that many bytes of the body.
         """
         if route not in self._faults:
-            raise ValueError(f"unknown route {route!r}; one of {', '.join(ROUTES)}")
+            raise ValueError(f"unknown route {route!r}; one of {', '.join(ROUTE_NAMES)}")
         all_headers: dict[str, str] = {}
         if rate_limit:
             reset = retry_after if retry_after is not None else 1.0
@@ -716,7 +586,7 @@ class FakeSunra:
             "url": self.url,
             "jobs": {rid: job.summary() for rid, job in self.jobs.items()},
             "submissions": self.submissions,
-            "counts": {route: self.count(route) for route in ROUTES},
+            "counts": {route: self.count(route) for route in ROUTE_NAMES},
             "requests": [dataclasses.asdict(r) for r in self.requests],
             "uploads": {
                 url: {"content_type": u.content_type, "file_name": u.file_name, "size": len(u.data)}
@@ -739,19 +609,7 @@ class FakeSunra:
         /_control/force_status`` {request_id, body};
         ``POST /_control/finish`` {request_id}; ``POST /_control/reset``.
         """
-        api = API_PREFIX + "/queue"
-        requests = api + "/requests/{request_id}"
-        app.router.add_post(f"{api}/{KLING_ENDPOINT}", self._submit, name="submit")
-        app.router.add_get(requests + "/status", self._status, name="status")
-        app.router.add_get(requests + "/status/stream", self._stream, name="stream")
-        app.router.add_get(requests, self._result, name="result")
-        app.router.add_put(requests + "/cancel", self._cancel, name="cancel")
-        app.router.add_post(
-            API_PREFIX + "/storage/upload/initiate", self._upload_initiate, name="upload_initiate"
-        )
-        app.router.add_put(FILES_PREFIX + "/upload/{token}", self._upload_put, name="upload_put")
-        app.router.add_get(FILES_PREFIX + "/uploads/{token}/{file_name}", self._file, name="file")
-        app.router.add_get(FILES_PREFIX + "/video/{request_id}.mp4", self._video, name="video")
+        protocol.add_routes(app, self)
         app.router.add_get(CONTROL_PREFIX + "/state", self._control_state)
         app.router.add_post(CONTROL_PREFIX + "/{action}", self._control_action)
 
@@ -775,9 +633,8 @@ class FakeSunra:
             self.requests.append(record)
         if request.path.startswith(FILES_PREFIX + "/") and has_auth:
             self.leaked_auth = True  # the key (or any credential) went to the storage host
-        if (
-            request.path.startswith(API_PREFIX + "/")
-            and request.headers.get("Authorization") != f"Key {self.key}"
+        if request.path.startswith(API_PREFIX + "/") and not protocol.is_api_key(
+            request.headers.get("Authorization"), self.key
         ):
             status = self.rejected_key_status
             headers = _rate_limit_headers(100, 1.0, remaining=99) if status == 403 else None
@@ -812,7 +669,7 @@ class FakeSunra:
 
     def _job_or_404(self, request: web.Request) -> FakeJob | web.Response:
         job = self.jobs.get(request.match_info["request_id"])
-        return job if job is not None else error_response(404, "Request not found")
+        return job if job is not None else protocol.not_found("Request not found")
 
     # ----- API handlers -----------------------------------------------------------------------------------
 
@@ -827,21 +684,13 @@ class FakeSunra:
             return await self._fault_response(fault)
         if (limited := self._rate_limited()) is not None:
             return limited
-        problems = _validate_input(body)
+        problems = protocol.validate_input(body)
         if problems:
-            message = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-            return error_response(422, message, details=problems)
+            return protocol.invalid_input(problems)
         if self.balance is not None and self.balance < 1:
             return error_response(402, "Insufficient balance. Please top up your account.")
         job = self._create_job(body)
-        answer = web.json_response(
-            {
-                "request_id": job.request_id,
-                "status_url": f"{self.url}/queue/requests/{job.request_id}/status",
-                "response_url": f"{self.url}/queue/requests/{job.request_id}",
-                "cancel_url": f"{self.url}/queue/requests/{job.request_id}/cancel",
-            }
-        )
+        answer = web.json_response(protocol.submit_answer(self.url, job.request_id))
         if fault is not None:
             return await self._fault_response(fault, answer)
         return answer
@@ -876,7 +725,7 @@ class FakeSunra:
             queue_seconds=min(seconds, queue if queue is not None else seconds / 3),
             queue_length=plan.queue_length if plan.queue_length is not None else self.queue_length,
             video_size=plan.video_size if plan.video_size is not None else self.video_size,
-            video_url=f"{self.root}{FILES_PREFIX}/video/{request_id}.mp4",
+            video_url=protocol.video_url(self.root, request_id),
             fail=plan.fail,
             final_status=plan.final_status,
             forced_result=None if plan.result is None else (200, plan.result),
@@ -914,12 +763,11 @@ class FakeSunra:
         if fault is not None and not fault.malformed:
             return await self._fault_response(fault)
         if not self.stream_enabled:
-            return error_response(404, "Not found")
+            return protocol.not_found()
         job = self._job_or_404(request)
         if isinstance(job, web.Response):
             return job
-        response = web.StreamResponse(headers={"Cache-Control": "no-cache"})
-        response.content_type = "text/event-stream"
+        response = protocol.start_stream()
         await response.prepare(request)
         if fault is not None:  # malformed: one garbled event, then the stream goes on
             await response.write(b"data: {not json\n\n")
@@ -934,20 +782,20 @@ class FakeSunra:
             body = self._status_body(job)
             stalled = self.stream_stall_after is not None and sent >= self.stream_stall_after
             if body != last and not stalled:
-                await response.write(f"data: {json.dumps(body)}\n\n".encode())
+                await response.write(protocol.sse_event(body))
                 last, sent, quiet_since = body, sent + 1, _now()
                 if self.stream_drop_after is not None and sent >= self.stream_drop_after:
                     # Cut the connection without ending the chunked body: the client sees a broken stream.
                     if request.transport is not None:
                         request.transport.abort()
                     return
-                if str(body.get("status", "")).upper() not in ("IN_QUEUE", "IN_PROGRESS"):
+                if not protocol.is_waiting(body):
                     break  # terminal (known or unknown ending): the stream ends after it
             elif _now() - quiet_since > self.stream_keepalive_seconds:
                 ping = (
                     b'event: ping\ndata: {"type": "ping"}\n\n'
                     if self.stream_ping_events
-                    else b": keep-alive\n\n"
+                    else protocol.KEEPALIVE
                 )
                 await response.write(ping)
                 quiet_since = _now()
@@ -964,11 +812,9 @@ class FakeSunra:
         if job.forced_result is not None:
             status, body = job.forced_result
             return web.json_response(body, status=status)
-        state = job.state()
-        if state == "CANCELLED":
-            return error_response(400, "The request was cancelled", code="REQUEST_CANCELLED")
-        if not job.is_done():
-            return error_response(400, f"The request is not completed yet ({state})", code="NOT_COMPLETED")
+        refusal = protocol.result_refusal(job.timeline_body(_now()))
+        if refusal is not None:
+            return refusal
         if not job.succeeded():
             return web.json_response({"error": job.failure_error()})
         return web.json_response(job.result_body())
@@ -981,9 +827,9 @@ class FakeSunra:
         if isinstance(job, web.Response):
             return job
         if job.is_done():
-            return error_response(409, "The request has already completed", code="ALREADY_COMPLETED")
+            return protocol.already_completed()
         job.cancelled_at = _now()
-        return web.json_response({"request_id": job.request_id, "status": "CANCELLED", "success": True})
+        return web.json_response(protocol.cancel_answer(job.request_id))
 
     async def _upload_initiate(self, request: web.Request) -> web.StreamResponse:
         fault = self._take_fault("upload_initiate")
@@ -993,21 +839,15 @@ class FakeSunra:
             body = await request.json()
         except ValueError:
             body = None
-        content_type = body.get("content_type") if isinstance(body, dict) else None
-        file_name = body.get("file_name") if isinstance(body, dict) else None
-        if not isinstance(content_type, str) or not isinstance(file_name, str) or not file_name:
-            return error_response(422, "content_type and file_name are required")
+        wanted = protocol.upload_request(body)
+        if wanted is None:
+            return protocol.invalid_upload()
         token = secrets.token_hex(8)
-        self._upload_tickets[token] = (content_type, file_name)
-        return web.json_response(
-            {
-                "upload_url": f"{self.root}{FILES_PREFIX}/upload/{token}?signature={secrets.token_hex(8)}",
-                "file_url": self._file_url(token, file_name),
-            }
-        )
+        self._upload_tickets[token] = wanted
+        return web.json_response(protocol.upload_ticket(self.root, token, wanted[1], secrets.token_hex(8)))
 
     def _file_url(self, token: str, file_name: str) -> str:
-        return f"{self.root}{FILES_PREFIX}/uploads/{token}/{quote(file_name, safe='')}"
+        return protocol.file_url(self.root, token, file_name)
 
     # ----- storage handlers (no auth expected) ------------------------------------------------------------
 
@@ -1017,7 +857,7 @@ class FakeSunra:
             return await self._fault_response(fault)
         ticket = self._upload_tickets.get(request.match_info["token"])
         if ticket is None:
-            return error_response(404, "Unknown upload")
+            return protocol.not_found("Unknown upload")
         _, file_name = ticket
         data = await request.read()
         content_type = request.headers.get("Content-Type", "application/octet-stream")
@@ -1034,7 +874,7 @@ class FakeSunra:
             self._file_url(request.match_info["token"], request.match_info["file_name"])
         )
         if upload is None:
-            return error_response(404, "Not found")
+            return protocol.not_found()
         return web.Response(body=upload.data, content_type=upload.content_type.split(";")[0])
 
     async def _video(self, request: web.Request) -> web.StreamResponse:
@@ -1044,7 +884,7 @@ class FakeSunra:
         cut_after = None if fault is None else fault.cut_after
         job = self.jobs.get(request.match_info["request_id"])
         if job is None or not job.succeeded():
-            return error_response(404, "Not found")
+            return protocol.not_found()
         response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
         if self.send_video_length:
             response.content_length = job.video_size
