@@ -1,7 +1,7 @@
 """One contract for both stand-ins of the sunra queue API: the offline simulator and the tests' fake.
 
 The same protocol cases run at the HTTP level (httpx, not the bot's client, so a client bug cannot hide a
-server one) against ``bot/simulator/server.py`` and ``tests/fakes/sunra_server.py``: the nine routes
+server one) against ``bot/simulator/server.py`` and ``tests/fakes/sunra_server/``: the nine routes
 (submit, status, status stream, result, cancel, upload initiate, upload PUT, uploaded file, video) and
 the error shape ``{"error": {"code", "message", "details"}}`` (README, "How it works"; the fake's
 docstring lists the routes).

@@ -1,6 +1,6 @@
 """The sunra.ai queue protocol as a server speaks it, shared by the simulator and the tests' fake sunra.
 
-Both stand-ins (bot/simulator/server.py for people, tests/fakes/sunra_server.py for tests) answer the same
+Both stand-ins (bot/simulator/server.py for people, tests/fakes/sunra_server/ for tests) answer the same
 nine routes with the same bodies from here; tests/test_sunra_contract.py runs one set of cases against
 both. It is written from sunra's queue documentation (https://docs.sunra.ai: submit, status, status
 stream, result, cancel, storage upload) and imports nothing of the bot's client (bot/sunra/), so a
