@@ -158,6 +158,14 @@ def not_found(message: str = "Not found") -> web.Response:
 # ---------------------------------------------------------------------------------------------- submit
 
 
+async def json_body(request: web.Request) -> Any:
+    """The request's JSON body, or None when it is not JSON (the checks then refuse it)."""
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
 def validate_input(body: Any) -> list[dict[str, str]]:
     """The problems sunra reports for a submit body, one ``{"field", "message"}`` each ([] = valid).
 

@@ -180,10 +180,7 @@ class Simulator:
     # ----- the queue --------------------------------------------------------------------------------------
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        body = await protocol.json_body(request)
         problems = protocol.validate_input(body)
         if problems:
             return protocol.invalid_input(problems)
@@ -298,10 +295,7 @@ class Simulator:
     # ----- storage ----------------------------------------------------------------------------------------
 
     async def _upload_initiate(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        body = await protocol.json_body(request)
         wanted = protocol.upload_request(body)
         if wanted is None:
             return protocol.invalid_upload()

@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import sys
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from tests.fakes import payloads as p
 from tests.fakes.discord_server._control import ControlClient
 from tests.fakes.discord_server._fake import FakeDiscord
+from tests.fakes.serving import serve_until_signalled
 
 
 @contextlib.asynccontextmanager
@@ -178,15 +178,7 @@ async def _serve(args: argparse.Namespace) -> None:
         "shard_count": fake.shard_count,
     }
     print(json.dumps(info), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await fake.stop()
+    await serve_until_signalled(fake.stop)
 
 
 def main(argv: list[str] | None = None) -> None:

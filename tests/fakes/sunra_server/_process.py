@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from bot.simulator.protocol import API_PREFIX
+from tests.fakes.serving import serve_until_signalled
 from tests.fakes.sunra_server._fake import FakeSunra
 from tests.fakes.sunra_server._jobs import (
     CONTROL_PREFIX,
@@ -98,15 +97,7 @@ async def _serve(args: argparse.Namespace) -> None:
     )
     await fake.start()
     print(fake.url, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await fake.stop()
+    await serve_until_signalled(fake.stop)
 
 
 def main(argv: list[str] | None = None) -> None:

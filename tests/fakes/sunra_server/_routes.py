@@ -95,10 +95,7 @@ class SunraRoutes:
     # ----- API handlers -----------------------------------------------------------------------------------
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        body = await protocol.json_body(request)
         self.submissions.append(body)
         fault = self._take_fault("submit")
         if fault is not None and not fault.after_processing:
@@ -256,10 +253,7 @@ class SunraRoutes:
         fault = self._take_fault("upload_initiate")
         if fault is not None:
             return await self._fault_response(fault)
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        body = await protocol.json_body(request)
         wanted = protocol.upload_request(body)
         if wanted is None:
             return protocol.invalid_upload()
