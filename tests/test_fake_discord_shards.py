@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from tests.fakes import payloads as p
-from tests.fakes.discord_server import FakeDiscord, running_client
+from tests.fakes.discord_server import FakeDiscord, FakeDiscordProcess, running_client
 
 
 class ShardBot(commands.AutoShardedBot):
@@ -125,3 +125,36 @@ async def test_an_invalid_shard_is_refused_with_4010(fake: FakeDiscord) -> None:
         async with running_client(bot, fake, timeout=5.0):
             pass
     assert caught.value.code == 4010
+
+
+async def test_a_fake_in_its_own_process_shards_through_the_control_api() -> None:
+    async with FakeDiscordProcess(shard_count=2) as proc:
+        control = proc.control
+        second = int(await control.model("guild_id_on_shard", shard_id=1))
+        await control.model("add_guild", name="Second", guild_id=second)
+        await control.model("add_member", guild_id=second, user_id=p.DEFAULT_USER_ID)
+        state = await control.state()
+        channel = next(int(g["channel_ids"][0]) for g in state["guilds"] if int(g["id"]) == second)
+        bots = [ShardBot([0], sync=True), ShardBot([1])]
+        async with running_client(bots[0], proc), running_client(bots[1], proc):
+            sent = [
+                await control.build_and_dispatch(
+                    "slash_command", name="ping", guild_id=second, channel_id=channel, wait_for_session=5
+                ),
+                await control.build_and_dispatch("slash_command", name="ping", wait_for_session=5),
+            ]
+            await control.wait(callbacks=2)
+            state = await control.state()
+    assert [s["shard_id"] for s in sent] == [1, fake_shard(p.DEFAULT_GUILD_ID)]
+    assert state["shard_count"] == 2 and state["interaction_problems"] == []
+    assert sorted(tuple(s["shard"]) for s in state["sessions"]) == [(0, 2), (1, 2)]
+    assert state["shards"]["1"]["answered"] == 1 + (fake_shard(p.DEFAULT_GUILD_ID) == 1)
+    for record in sent:
+        assert [int(record["id"]) in bot.answered for bot in bots] == [
+            record["shard_id"] == 0,
+            record["shard_id"] == 1,
+        ]
+
+
+def fake_shard(guild_id: int) -> int:
+    return (guild_id >> 22) % 2
