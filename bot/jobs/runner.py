@@ -23,6 +23,7 @@ import functools
 from collections.abc import Awaitable, Callable
 
 from bot.errors import BotError, InputRefused, ServiceUnavailable
+from bot.guild_access import check_guild_allowed
 from bot.jobs.base import log
 from bot.jobs.dispatch import Dispatching
 from bot.jobs.model import (
@@ -52,6 +53,22 @@ ImageInput = str | PreparedImage
 # hundreds at once would take the event loop from the acknowledgements of the members still arriving
 # (and finish no sooner: the work is the loop's and the two decode threads').
 ACCEPT_CONCURRENCY = 8
+# A member's commands between their record and their reservation at once (issue 18): one member's burst
+# costs one member's work, never the shared intake's. More are refused before any download.
+MEMBER_BURST = 8
+BURST_WINDOW_SECONDS = 10 * 60
+
+
+class MemberBurst(InputRefused):
+    """Too many of a member's commands are being checked at once."""
+
+    user_message = (
+        f"You already have {MEMBER_BURST} videos being checked. Please wait until they are on their way, "
+        "then try again; nothing was charged for this one."
+    )
+    retryable = True
+
+
 # How long a stop waits for submissions already sent to be answered and recorded.
 SUBMIT_GRACE_SECONDS = 5.0
 
@@ -133,6 +150,13 @@ class JobRunner(Dispatching):
         command: Command,
         inputs: Callable[[], Awaitable[tuple[ImageInput, ImageInput | None]]],
     ) -> Accepted:
+        try:
+            # Every way in (/animate, the menu, Retry/Remix/Extend, a fixed picture) comes through here.
+            check_guild_allowed(command.guild_id, self.allowed_guilds)
+            await self._check_burst(job_id, command.user_id)
+        except InputRefused as refusal:
+            await self._refuse(job_id, type(refusal).__name__, refusal.user_message)
+            raise
         blocked = self.sunra.submissions_blocked
         if blocked is not None:
             await self._refuse(job_id, "service_unavailable", blocked.user_message)
@@ -180,6 +204,15 @@ class JobRunner(Dispatching):
         )
         self._wake.set()
         return Accepted(job_id, reservation, place)
+
+    async def _check_burst(self, job_id: int, user_id: int) -> None:
+        """Raises MemberBurst when MEMBER_BURST older commands of this member are still between their
+        record and their reservation. Counted in the database, so a fleet of processes sharing it
+        counts them all; a command recorded more than BURST_WINDOW_SECONDS ago no longer counts (a
+        process killed before ending it must not hold the member back until a restart)."""
+        since = self._clock() - BURST_WINDOW_SECONDS
+        if await self.store.received_before(job_id, user_id=user_id, since=since) >= MEMBER_BURST:
+            raise MemberBurst()
 
     async def _fetch_optional(self, ref: AttachmentRef | None, *, label: str) -> PreparedImage | None:
         return None if ref is None else await self.images.fetch(ref.url, label=label)

@@ -655,6 +655,8 @@ class FakeDiscord:
         # model
         self.users: dict[int, dict[str, Any]] = {}
         self.guilds: dict[int, _Guild] = {}
+        self.left_guilds: list[int] = []  # guilds the bot left (DELETE /users/@me/guilds/{id}), in order
+        self.attachment_downloads = 0  # GETs of attachment files (the bot downloading a picture)
         self.channels: dict[int, dict[str, Any]] = {}
         self._dm_by_user: dict[int, int] = {}
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
@@ -1669,6 +1671,7 @@ class FakeDiscord:
         r("DELETE", "/channels/{channel_id}", self._delete_channel, **ch)
         gd = {"major": ("guild_id",)}
         r("GET", "/guilds/{guild_id}", self._get_guild, **gd)
+        r("DELETE", "/users/@me/guilds/{guild_id}", self._leave_guild, **gd)
         r("GET", "/guilds/{guild_id}/channels", self._get_guild_channels, **gd)
         r("GET", "/guilds/{guild_id}/roles", self._get_guild_roles, **gd)
         r("GET", "/guilds/{guild_id}/members", self._list_members, **gd)
@@ -2439,6 +2442,17 @@ class FakeDiscord:
             data.update(approximate_member_count=len(guild.members), approximate_presence_count=0)
         return _json_response(data)
 
+    async def _leave_guild(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
+        """The bot leaves a guild: it is gone from the fake, and sessions get GUILD_DELETE."""
+        guild_id = _int(request.match_info["guild_id"])
+        self._guild(request)
+        del self.guilds[guild_id]
+        self.left_guilds.append(guild_id)
+        self._notify()
+        for session in [s for s in self.sessions.values() if s.ready and not s.invalidated]:
+            self._spawn(self._send_dispatch(session, "GUILD_DELETE", {"id": str(guild_id)}))
+        return web.Response(status=204)
+
     async def _get_guild_channels(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
         return _json_response([self.channels[c] for c in self._guild(request).channel_ids])
 
@@ -2702,6 +2716,7 @@ class FakeDiscord:
         stored = self._attachments.get(_int(request.match_info["attachment_id"]))
         if stored is None or stored.filename != request.match_info["filename"]:
             return web.Response(status=404, text="Not Found")
+        self.attachment_downloads += 1
         return web.Response(body=stored.data, headers={"Content-Type": stored.content_type})
 
     # ---------------------------------------------------------------------------------- control API
