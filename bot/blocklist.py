@@ -62,25 +62,30 @@ def normalise(text: str) -> str:
     return _IGNORABLE.sub("", "".join(ch for ch in folded if unicodedata.category(ch) != "Cf"))
 
 
-def _latin_look_alike(ch: str) -> str | None:
-    """The ASCII letters `ch` is confusable with per UTS #39's confusables.txt (Cyrillic "о" → "o",
-    Latin script "ɡ" → "g", "0" → "o", "|" → "l"), or None. Asked only of characters outside ASCII
-    and of ASCII digits and signs: ASCII letters are never remapped."""
-    found = confusables.is_confusable(ch, greedy=True)
-    if not found:
-        return None
-    for glyph in found[0]["homoglyphs"]:
-        target = str(glyph["c"]).casefold()
-        if target.isascii() and target.isalpha():
-            return target
-    return None
+@functools.cache
+def _look_alikes() -> dict[str, str]:
+    """Every character outside the ASCII letters that UTS #39's confusables.txt pairs with ASCII
+    letters (Cyrillic "о" → "o", Latin script "ɡ" → "g", "0" → "o", "|" → "l"): about 1,500 of its
+    9,600 characters, read once into a dict so a character never seen before costs a lookup. The
+    package keeps the pairs both ways (it is meant to ask "what looks like this?"); a character's ASCII
+    partner is its prototype, since confusables.txt never maps an ASCII letter elsewhere."""
+    table = {}
+    for ch, glyphs in confusables.confusables_data.items():
+        if len(ch) != 1 or (ch.isascii() and ch.isalpha()):
+            continue
+        for glyph in glyphs:
+            target = str(glyph["c"]).casefold()
+            if target.isascii() and target.isalpha():
+                table[ch] = target
+                break
+    return table
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=65_536)  # at most a few MB
 def fold_char(ch: str) -> str:
     """One character's skeleton: compatibility decomposition (NFKD), combining marks and invisible
     characters removed, casefolded, and a letter of another script that looks like Latin letters
-    replaced by them. ASCII digits and signs stay as they are (`_leet` reads them as letters)."""
+    replaced by them. ASCII digits and signs stay as they are (`_LEET` reads them as letters)."""
     if ch.isascii():
         return ch.lower()
     out = []
@@ -88,7 +93,7 @@ def fold_char(ch: str) -> str:
         if unicodedata.category(part) in _DROPPED_CATEGORIES or _IGNORABLE.match(part):
             continue
         if not part.isascii():
-            part = _latin_look_alike(part) or part
+            part = _look_alikes().get(part, part)
         out.append(part)
     return "".join(out)
 
@@ -104,10 +109,9 @@ _LEET = str.maketrans(
     {
         ch: look
         for ch in string.digits + string.punctuation
-        if ch not in WILDCARDS and (look := _latin_look_alike(ch)) is not None
+        if ch not in WILDCARDS and (look := _look_alikes().get(ch)) is not None
     }
 )
-_SPACES = re.compile(r"\s+")
 _NOT_LETTER = re.compile(r"[\W\d_]+")  # digits, `_`, punctuation, symbols (and spaces)
 _JOINER = re.compile(r"[^\w\s]+|[\d_]+")  # the same, spaces excepted
 _SIGN = re.compile(r"[^\w\s]+|_+")  # punctuation, symbols and `_`
