@@ -943,6 +943,14 @@ async def test_an_admin_grants_and_the_member_sees_it_in_quota(
     tz = _admin_command(fake, "timezone", [p.option("tz", "Nowhere/Land")], permissions=ADMIN_PERMISSIONS)
     assert "unknown time zone" in (await _answer(fake, tz)).data["content"]
 
+    # Past the operator's bound (500 per day by default) a grant is refused whole, saying the room left.
+    big = [p.option("member", BOB_ID, type=p.OPTION_USER), p.option("credits", 481), p.option("reason", "x")]
+    payload = _admin_command(fake, "grant", big, permissions=ADMIN_PERMISSIONS, member_ids=[BOB_ID])
+    refused = (await _answer(fake, payload)).data["content"]
+    assert refused.startswith("Nothing was granted") and "480 credits of that are left" in refused
+    assert (await quota.balance(guild_id=p.DEFAULT_GUILD_ID, user_id=BOB_ID, role_ids=())).bonus == 20
+    assert (await quota.audit_log(p.DEFAULT_GUILD_ID))[0].action == "grant_refused"
+
 
 async def test_export_is_a_csv_attachment(
     discord_world: tuple[FakeDiscord, QuotaService], db: Database
