@@ -11,7 +11,7 @@ import pytest
 from bot.config import load_settings
 from bot.guild_access import NOT_ALLOWED, GuildNotAllowed
 from bot.jobs import Command
-from bot.jobs.runner import MEMBER_BURST, MemberBurst
+from bot.jobs.runner import MEMBER_BURST, MEMBER_INTAKE, MemberBurst, PerKeyLimit
 from bot.request import AttachmentRef, build_request
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord
@@ -144,3 +144,29 @@ async def test_a_burst_of_twenty_slash_commands_costs_at_most_eight_downloads(tm
         for interaction in interactions:
             await world.ended(interaction, within=60)
         await world.assert_ledger_matches_jobs()
+
+
+async def test_one_members_burst_holds_at_most_half_the_intake() -> None:
+    limit = PerKeyLimit(MEMBER_INTAKE)
+    inside = {1: 0, 2: 0}
+    peak = {1: 0, 2: 0}
+    release = asyncio.Event()
+
+    async def command(member: int) -> None:
+        async with limit.hold(member):
+            inside[member] += 1
+            peak[member] = max(peak[member], inside[member])
+            await release.wait()
+            inside[member] -= 1
+
+    tasks = [asyncio.create_task(command(1)) for _ in range(MEMBER_BURST)]
+    tasks.append(asyncio.create_task(command(2)))
+    # The other member gets in while the first one's burst waits behind its own four.
+    await until(lambda: inside[1] == MEMBER_INTAKE and inside[2] == 1)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert inside[1] == MEMBER_INTAKE
+    release.set()
+    await asyncio.gather(*tasks)
+    assert peak == {1: MEMBER_INTAKE, 2: 1}
+    assert len(limit) == 0  # nothing kept for members who are done

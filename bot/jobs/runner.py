@@ -19,8 +19,9 @@ queue), and here: the lifecycle, a new command, Cancel, and resume after a resta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from bot.errors import BotError, InputRefused, ServiceUnavailable
 from bot.guild_access import check_guild_allowed
@@ -57,6 +58,32 @@ ACCEPT_CONCURRENCY = 8
 # costs one member's work, never the shared intake's. More are refused before any download.
 MEMBER_BURST = 8
 BURST_WINDOW_SECONDS = 10 * 60
+# Of the intake's places, one member's commands hold at most this many at once (in this process); the
+# rest of their burst waits behind them, so the other members always have half the intake.
+MEMBER_INTAKE = ACCEPT_CONCURRENCY // 2
+
+
+class PerKeyLimit:
+    """At most `limit` holders at once per key; a key's entry lives only while it is held or awaited."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._entries: dict[int, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        semaphore, users = self._entries.setdefault(key, (asyncio.Semaphore(self._limit), [0]))
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class MemberBurst(InputRefused):
@@ -77,6 +104,10 @@ class JobRunner(Dispatching):
     @functools.cached_property
     def _accepting(self) -> asyncio.Semaphore:
         return asyncio.Semaphore(ACCEPT_CONCURRENCY)
+
+    @functools.cached_property
+    def _member_intake(self) -> PerKeyLimit:
+        return PerKeyLimit(MEMBER_INTAKE)
 
     # ----- lifecycle -------------------------------------------------------------------------------------
 
@@ -163,7 +194,7 @@ class JobRunner(Dispatching):
             raise ServiceUnavailable(blocked.user_message)
         request = command.request
         try:
-            async with self._accepting:
+            async with self._member_intake.hold(command.user_id), self._accepting:
                 start, end = await inputs()
                 reservation = await self.quota.reserve(
                     job_id=job_id,
