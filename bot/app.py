@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -19,6 +20,7 @@ from discord.ext import commands
 from bot.blocklist import PromptFilter
 from bot.config import Settings
 from bot.delivery import DiscordReporter
+from bot.guild_access import NOT_ALLOWED, guild_allowed
 from bot.jobs import JobRunner
 from bot.media import ImageChecker
 from bot.metrics import BotMetrics
@@ -54,6 +56,21 @@ def apply_discord_endpoints(settings: Settings) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 
 
+class KlingTree(app_commands.CommandTree["KlingBot"]):
+    async def interaction_check(self, interaction: discord.Interaction[KlingBot], /) -> bool:
+        """Every slash command and menu, before it runs: a server not on ALLOWED_GUILD_IDS gets a polite
+        sentence and nothing else (an autocomplete gets no suggestions)."""
+        if guild_allowed(interaction.guild_id, self.client.settings.allowed_guild_ids):
+            return True
+        if interaction.type is discord.InteractionType.application_command:
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+        elif interaction.type is discord.InteractionType.autocomplete:
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.response.autocomplete([])
+        return False
+
+
 class KlingBot(commands.Bot):
     def __init__(
         self,
@@ -76,6 +93,7 @@ class KlingBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             max_messages=None,
             http_trace=self.metrics.discord_trace(),
+            tree_cls=KlingTree,
         )
         self.settings = settings
         self.db = db
@@ -93,6 +111,7 @@ class KlingBot(commands.Bot):
             quota=self.quota,
             settings=settings.jobs,
             workdir=workdir or db.path.parent / "tmp",
+            allowed_guilds=settings.allowed_guild_ids,
         )
         self._stopping = asyncio.Event()
         self.monitor: Monitor | None = None
@@ -118,6 +137,32 @@ class KlingBot(commands.Bot):
         # Here and not in on_ready, which fires again on every reconnect.
         await self.runner.resume()
         await self.sync_commands_if_changed()
+
+    # ----- the operator's allowlist of servers ------------------------------------------------------------
+
+    async def on_ready(self) -> None:
+        await self.leave_servers_not_allowed(self.guilds)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.leave_servers_not_allowed([guild])
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        await self.leave_servers_not_allowed([guild])
+
+    async def leave_servers_not_allowed(self, guilds: Iterable[discord.Guild]) -> list[int]:
+        """Leaves every one of these servers that is not on ALLOWED_GUILD_IDS; the ids it left."""
+        left = []
+        for guild in list(guilds):
+            if guild_allowed(guild.id, self.settings.allowed_guild_ids):
+                continue
+            log.warning("leaving server %s (%s): it is not on ALLOWED_GUILD_IDS", guild.id, guild.name)
+            try:
+                await guild.leave()
+            except discord.HTTPException as error:
+                log.warning("could not leave server %s (%s)", guild.id, error.code)
+                continue
+            left.append(guild.id)
+        return left
 
     async def _instance_id(self) -> str:
         """A random id kept in the database, part of every post's nonce (see bot.delivery.job_nonce)."""

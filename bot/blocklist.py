@@ -1,21 +1,40 @@
 """A server's prompt block list: whole words and simple wildcards, checked before anything is charged.
 
 A pattern is one or more words; `*` stands for any run of letters or digits (`gor*` blocks "gore" and
-"gory"), `?` for exactly one. Words match whole (`cat` does not block "category"), without case, after
-Unicode normalisation (NFKC) and with invisible format characters removed, so "ＣＡＴ" or "c\u200bat" do
-not slip through. Only the prompt is checked: a negative prompt names what to avoid and often has to
-name exactly the words a server blocks.
+"gory"), `?` for exactly one. Words match whole (`cat` does not block "category", `gore` lets "gorey",
+"forge" and "ogre" through), without case. Look-alikes do not get around it:
 
-Lists are cached per server in memory, so the check before the acknowledgement reads no database.
+- every character is folded to its Latin skeleton: compatibility forms (full-width "ＣＡＴ",
+  mathematical "𝐜𝐚𝐭") by NFKC/NFKD, combining marks stripped ("góre", "g̵ore" → "gore"), invisible
+  characters removed, and letters of other scripts that look like Latin ones (Cyrillic "о", Greek "ο")
+  mapped through Unicode's confusables data (UTS #39, https://www.unicode.org/reports/tr39/, as shipped
+  by the confusable-homoglyphs package);
+- digits, `_` and punctuation are no boundary inside a word: the prompt is read four ways, and a
+  pattern blocks it when it matches any of them: with them as spaces ("gore2", "gore_", "blood-gore"),
+  with them removed ("go-re", "g.o.r.e", "go2re"), and with the digits and signs that look like letters
+  read as those letters ("g0re", "ki||", "g0re-fest") and the others as spaces or removed.
+
+Only the prompt is checked: a negative prompt names what to avoid and often has to name exactly the
+words a server blocks.
+
+Cost: patterns without wildcards are looked up in a set of the prompt's words and word runs, so their
+number does not matter; wildcard patterns are regular expressions whose every `*` is atomic (linear in
+the prompt's length), and a server may have at most MAX_WILDCARD_PATTERNS of them. The worst case at 500
+entries is measured by benchmarks/bench_blocklist.py. Lists are cached per server in memory, so the
+check before the acknowledgement reads no database.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import string
 import time
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from confusable_homoglyphs import confusables
 
 from bot.errors import InputRefused
 from bot.guild_cache import GuildCache
@@ -24,6 +43,9 @@ from bot.store.db import Database
 
 MAX_PATTERNS = 500
 MAX_PATTERN = 100
+# Wildcard patterns are the only ones whose cost grows with their number (see bench_blocklist.py).
+MAX_WILDCARD_PATTERNS = 20
+WILDCARDS = "*?"
 
 
 # Unicode's Default_Ignorable_Code_Point characters that are not format (Cf) characters: drawn as
@@ -31,11 +53,102 @@ MAX_PATTERN = 100
 _IGNORABLE = re.compile(
     "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
 )
+_DROPPED_CATEGORIES = frozenset({"Cf", "Mn", "Me"})  # format characters, combining marks
 
 
 def normalise(text: str) -> str:
+    """NFKC, casefolded, without invisible characters: what a reader sees, for "is this text empty?"."""
     folded = unicodedata.normalize("NFKC", text).casefold()
     return _IGNORABLE.sub("", "".join(ch for ch in folded if unicodedata.category(ch) != "Cf"))
+
+
+@functools.cache
+def _look_alikes() -> dict[str, str]:
+    """Every character outside the ASCII letters that UTS #39's confusables.txt pairs with ASCII
+    letters (Cyrillic "о" → "o", Latin script "ɡ" → "g", "0" → "o", "|" → "l"): about 1,500 of its
+    9,600 characters, read once into a dict so a character never seen before costs a lookup. The
+    package keeps the pairs both ways (it is meant to ask "what looks like this?"); a character's ASCII
+    partner is its prototype, since confusables.txt never maps an ASCII letter elsewhere."""
+    table = {}
+    for ch, glyphs in confusables.confusables_data.items():
+        if len(ch) != 1 or (ch.isascii() and ch.isalpha()):
+            continue
+        for glyph in glyphs:
+            target = str(glyph["c"]).casefold()
+            if target.isascii() and target.isalpha():
+                table[ch] = target
+                break
+    return table
+
+
+@functools.lru_cache(maxsize=65_536)  # at most a few MB
+def fold_char(ch: str) -> str:
+    """One character's skeleton: compatibility decomposition (NFKD), combining marks and invisible
+    characters removed, casefolded, and a letter of another script that looks like Latin letters
+    replaced by them. ASCII digits and signs stay as they are (`_LEET` reads them as letters)."""
+    if ch.isascii():
+        return ch.lower()
+    out = []
+    for part in unicodedata.normalize("NFKD", ch).casefold():
+        if unicodedata.category(part) in _DROPPED_CATEGORIES or _IGNORABLE.match(part):
+            continue
+        if not part.isascii():
+            part = _look_alikes().get(part, part)
+        out.append(part)
+    return "".join(out)
+
+
+def fold(text: str) -> str:
+    if text.isascii():
+        return text.lower()
+    return "".join(map(fold_char, text))
+
+
+# ASCII digits and signs that look like letters (0 → o, 1 → l, | → l), from the same data.
+_LEET = str.maketrans(
+    {
+        ch: look
+        for ch in string.digits + string.punctuation
+        if ch not in WILDCARDS and (look := _look_alikes().get(ch)) is not None
+    }
+)
+_NOT_LETTER = re.compile(r"[\W\d_]+")  # digits, `_`, punctuation, symbols (and spaces)
+_JOINER = re.compile(r"[^\w\s]+|[\d_]+")  # the same, spaces excepted
+_SIGN = re.compile(r"[^\w\s]+|_+")  # punctuation, symbols and `_`
+
+
+def _spaced(text: str) -> str:
+    return " ".join(text.split())
+
+
+def views(prompt: str) -> tuple[str, ...]:
+    """The readings of a prompt a pattern is matched against, each as words of letters (and, in the
+    last two, digits) separated by single spaces: digits and signs as spaces, or removed; then digits
+    and signs that look like letters read as those letters, the other signs as spaces, or removed."""
+    folded = fold(prompt)
+    leet = folded.translate(_LEET)
+    return tuple(
+        dict.fromkeys(  # the same reading twice (an ordinary prompt) is matched once
+            (
+                _spaced(_NOT_LETTER.sub(" ", folded)),
+                _spaced(_JOINER.sub("", folded)),
+                _spaced(_SIGN.sub(" ", leet)),
+                _spaced(_SIGN.sub("", leet)),
+            )
+        )
+    )
+
+
+def pattern_words(pattern: str) -> list[str]:
+    """A pattern's words folded like a prompt (look-alikes read as letters), keeping `*` and `?`; a
+    run of `*` is one."""
+    words = []
+    for word in pattern.split():
+        kept = re.sub(r"[^\w*?]+|_+", "", fold(word).translate(_LEET))
+        kept = re.sub(r"\*+", "*", kept)
+        if kept:
+            words.append(kept)
+    return words
 
 
 def check_pattern(pattern: str) -> str:
@@ -44,9 +157,16 @@ def check_pattern(pattern: str) -> str:
     cleaned = " ".join(pattern.split())
     if not cleaned or len(cleaned) > MAX_PATTERN:
         raise InputRefused(f"A blocked word or phrase has 1 to {MAX_PATTERN} characters.")
-    if not any(ch.isalnum() for ch in cleaned):
+    if not any(ch.isalnum() for ch in "".join(pattern_words(cleaned))):
         raise InputRefused("A blocked pattern needs at least one letter or digit besides `*` and `?`.")
     return cleaned
+
+
+def has_wildcard(pattern: str) -> bool:
+    return any(ch in WILDCARDS for ch in pattern)
+
+
+_WORD = "[^ ]"  # a reading holds only word characters and single spaces
 
 
 def _word_regex(word: str) -> str:
@@ -55,23 +175,80 @@ def _word_regex(word: str) -> str:
     would take time exponential in the number of `*`s on a long word."""
 
     def fixed(text: str) -> str:
-        return "".join(r"\w" if ch == "?" else re.escape(ch) for ch in text)
+        return "".join(_WORD if ch == "?" else re.escape(ch) for ch in text)
 
     if "*" not in word:
         return fixed(word)
     first, *middle, last = word.split("*")
-    return fixed(first) + "".join(rf"(?>\w*?{fixed(m)})" for m in middle if m) + r"\w*" + fixed(last)
+    return fixed(first) + "".join(f"(?>{_WORD}*?{fixed(m)})" for m in middle if m) + _WORD + "*" + fixed(last)
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    words = [_word_regex(word) for word in normalise(pattern).split()]
-    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)")
+def _phrase_regex(words: Sequence[str]) -> str:
+    return " ".join(_word_regex(word) for word in words)
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    pattern: str
-    regex: re.Pattern[str]
+@dataclass(slots=True)
+class Rules:
+    """A server's compiled list. Patterns without wildcards are word tuples looked up in the prompt's
+    words (single words in one set intersection, phrases from their first word), so their cost does
+    not grow with their number; wildcard patterns are alternatives of one regex, tried once per word,
+    at most MAX_WILDCARD_PATTERNS of them (a list stored before that cap keeps its entries)."""
+
+    patterns: list[str] = field(default_factory=list)
+    words: dict[str, str] = field(default_factory=dict)  # folded word -> pattern
+    phrases: dict[str, list[tuple[tuple[str, ...], str]]] = field(default_factory=dict)  # first word -> …
+    wildcards: list[str] = field(default_factory=list)
+    regex: re.Pattern[str] | None = None
+
+    @classmethod
+    def build(cls, patterns: Iterable[str]) -> Rules:
+        rules = cls()
+        alternatives = []
+        for pattern in patterns:
+            rules.patterns.append(pattern)
+            folded = pattern_words(pattern)
+            if not folded:
+                continue
+            if has_wildcard(pattern):
+                alternatives.append(f"(?P<w{len(rules.wildcards)}>{_phrase_regex(folded)})")
+                rules.wildcards.append(pattern)
+            elif len(folded) == 1:
+                rules.words.setdefault(folded[0], pattern)
+            else:
+                rules.phrases.setdefault(folded[0], []).append((tuple(folded), pattern))
+        if alternatives:
+            rules.regex = re.compile(f"(?<!{_WORD})(?:{'|'.join(alternatives)})(?!{_WORD})")
+        return rules
+
+    def __len__(self) -> int:
+        return len(self.patterns)
+
+    @property
+    def wildcard_count(self) -> int:
+        return len(self.wildcards)
+
+    def find(self, prompt: str) -> tuple[str, str] | None:
+        """(the words the prompt was refused for, as the filter read them; the pattern), or None."""
+        if not self.patterns:
+            return None
+        readings = views(prompt)
+        for reading in readings:
+            words = reading.split(" ")
+            present = self.words.keys() & words
+            if present:
+                word = min(present)
+                return word, self.words[word]
+            if self.phrases and self.phrases.keys() & words:
+                for i, word in enumerate(words):
+                    for phrase, pattern in self.phrases.get(word, ()):
+                        if tuple(words[i : i + len(phrase)]) == phrase:
+                            return " ".join(phrase), pattern
+        if self.regex is not None:
+            for reading in readings:
+                match = self.regex.search(reading)
+                if match is not None and match.lastgroup is not None:
+                    return match.group(0), self.wildcards[int(match.lastgroup[1:])]
+        return None
 
 
 class PromptBlocked(InputRefused):
@@ -89,14 +266,14 @@ class PromptFilter:
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self._clock = clock
-        self._cache: GuildCache[int, list[Rule]] = GuildCache()
+        self._cache: GuildCache[int, Rules] = GuildCache()
 
     async def patterns(self, guild_id: int) -> list[str]:
-        return [rule.pattern for rule in await self._rules(guild_id)]
+        return list((await self._rules(guild_id)).patterns)
 
-    async def _rules(self, guild_id: int) -> list[Rule]:
-        async def load() -> list[Rule]:
-            return [Rule(p, compile_pattern(p)) for p in await sql.list_patterns(self.db, guild_id)]
+    async def _rules(self, guild_id: int) -> Rules:
+        async def load() -> Rules:
+            return Rules.build(await sql.list_patterns(self.db, guild_id))
 
         return await self._cache.get(guild_id, load)
 
@@ -104,20 +281,22 @@ class PromptFilter:
         """Raises PromptBlocked when the prompt matches one of the server's patterns."""
         if guild_id is None:
             return
-        rules = await self._rules(guild_id)
-        if not rules:
-            return
-        text = normalise(prompt)
-        for rule in rules:
-            match = rule.regex.search(text)
-            if match is not None:
-                raise PromptBlocked(match.group(0), rule.pattern)
+        found = (await self._rules(guild_id)).find(prompt)
+        if found is not None:
+            raise PromptBlocked(*found)
 
     async def add(self, guild_id: int, pattern: str, *, actor_id: int) -> tuple[str, bool]:
         """(the stored pattern, whether it is new). Raises InputRefused for a bad pattern or a full list."""
         pattern = check_pattern(pattern)
-        if len(await self._rules(guild_id)) >= MAX_PATTERNS:
+        rules = await self._rules(guild_id)
+        if len(rules) >= MAX_PATTERNS:
             raise InputRefused(f"This server's block list already has {MAX_PATTERNS} entries.")
+        if has_wildcard(pattern) and rules.wildcard_count >= MAX_WILDCARD_PATTERNS:
+            raise InputRefused(
+                f"This server's block list already has {MAX_WILDCARD_PATTERNS} entries with `*` or `?`, "
+                "the most it may have (each one costs time on every prompt). Remove one, or add whole "
+                "words, which cost nothing."
+            )
         try:
             added = await sql.add_pattern(
                 self.db, guild_id, pattern=pattern, actor_id=actor_id, at=self._clock()
@@ -133,3 +312,8 @@ class PromptFilter:
             )
         finally:
             self._cache.invalidate(guild_id)
+
+
+def matches(pattern: str, prompt: str) -> bool:
+    """Whether a block list of this one pattern refuses the prompt."""
+    return Rules.build([pattern]).find(prompt) is not None

@@ -3,8 +3,8 @@
 Each check asks the real service something that costs nothing and changes nothing: Discord's
 `GET /users/@me` for the token, the status of a request id that cannot exist for the sunra key (404 =
 the key was accepted, 401/403 = refused), a read-only look at the database file. A refused token or key,
-an unreachable API or database is a failure (exit 1); a database not created yet or a missing spend cap
-is reported, not a failure.
+an unreachable API or database, or a sunra key with no global daily USD cap, is a failure (exit 1); a
+database not created yet is reported, not a failure.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ async def run_checks(settings: ToolSettings) -> AsyncIterator[Finding]:
         yield finding
     yield await check_sunra(settings)
     yield await check_database(settings)
-    for finding in money(settings.quota):
+    for finding in money(settings.quota, live_key=settings.sunra_key is not None):
         yield finding
 
 
@@ -200,7 +200,9 @@ def _nearest_existing(folder: Path) -> Path:
 # ----- money ------------------------------------------------------------------------------------------
 
 
-def money(quota: QuotaSettings) -> list[Finding]:
+def money(quota: QuotaSettings, *, live_key: bool = True) -> list[Finding]:
+    """Prices and caps. No global daily USD cap with a sunra key is a failure: without it, what every
+    server together may spend is bounded only by the member allowances times the number of members."""
     prices = " · ".join(
         f"{choice} ${format_usd(usd_micros(credits, quota))} ({credits} cr)"
         for choice, credits in price_list(quota).items()
@@ -246,9 +248,10 @@ def money(quota: QuotaSettings) -> list[Finding]:
     else:
         findings.append(
             Finding(
-                "note",
+                "fail" if live_key else "note",
                 "global cap",
-                "none (QUOTA__GLOBAL_DAILY_USD=0): spending is bounded only by the allowances above",
+                "none (QUOTA__GLOBAL_DAILY_USD=0): spending is bounded only by the allowances above, times "
+                "every member of every server; set QUOTA__GLOBAL_DAILY_USD to what you accept to spend a day",
             )
         )
     return findings

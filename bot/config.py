@@ -89,6 +89,8 @@ class CommonSettings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # Register commands to these guilds only (instant for testing); empty = global commands.
     command_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    # The only servers the bot may be in (bot/guild_access.py); empty = any server.
+    allowed_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
     jobs: JobSettings = Field(default_factory=JobSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
@@ -109,7 +111,7 @@ class CommonSettings(BaseSettings):
             raise ValueError("has a space or a character outside ASCII, which no token or key has")
         return SecretStr(stripped)
 
-    @field_validator("command_guild_ids", mode="before")
+    @field_validator("command_guild_ids", "allowed_guild_ids", mode="before")
     @classmethod
     def _guild_ids(cls, value: Any) -> Any:
         # From the environment: one id, ids separated by commas, or a JSON list.

@@ -19,6 +19,7 @@ import discord
 from bot.jobs import Phase, Progress
 from bot.request import AnimateRequest
 from bot.store.jobs import JobRow
+from bot.text import EMBED_DESCRIPTION_LIMIT, clip, escape_member_text
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ def final_status(job: JobRow) -> str:
 
 
 def progress_embed(job: JobRow, request: AnimateRequest, status: str) -> discord.Embed:
-    embed = discord.Embed(title="Animating with Kling", description=request.prompt, colour=EMBED_COLOUR)
+    description = clip(escape_member_text(request.prompt), EMBED_DESCRIPTION_LIMIT)
+    embed = discord.Embed(title="Animating with Kling", description=description, colour=EMBED_COLOUR)
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     embed.add_field(name="Settings", value=request.describe_settings(), inline=True)
     if request.extends_link:

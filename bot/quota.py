@@ -152,6 +152,22 @@ class QuotaRefused(InputRefused):
         self.resets_at = resets_at
 
 
+class GrantRefused(InputRefused):
+    """A grant past the operator's bound on what one server's admins may grant per period."""
+
+    def __init__(self, credits: int, left: int, limit: int, period: Period, resets_at: float) -> None:
+        if limit == 0:
+            text = "The bot's operator does not let server admins grant bonus credits."
+        else:
+            text = (
+                f"Nothing was granted: this server's admins may grant {_credits(limit)} in all per "
+                f"{PERIOD_NOUN[period]}, and {_credits(left)} of that {'is' if left == 1 else 'are'} left "
+                f"(asked: {credits}). It resets {relative_time(resets_at)}."
+            )
+        super().__init__(text)
+        self.left = left
+
+
 # ----- the service ----------------------------------------------------------------------------------------
 
 
@@ -445,28 +461,44 @@ class QuotaService:
         return report
 
     async def grant(self, *, guild_id: int, actor_id: int, user_id: int, credits: int, reason: str) -> int:
-        """Adds bonus credits (they never reset); returns the member's bonus pool afterwards."""
+        """Adds bonus credits (they never reset); returns the member's bonus pool afterwards.
+
+        Raises GrantRefused, granting nothing, when the server's admins would pass the operator's
+        QUOTA__GUILD_GRANT_CREDITS for this period, however the credits were split over members and
+        commands; the check and the grant are one transaction."""
         if credits <= 0:
             raise InputRefused("Grant at least 1 credit.")
         now = self._clock()
         key = ledger.guild_key(guild_id)
-        async with self.db.write() as tx:
-            await ledger.record_adjustment(
-                tx,
-                kind="grant",
-                guild=key,
-                user_id=user_id,
-                allowance_delta=0,
-                bonus_delta=credits,
-                credits=credits,
-                actor_id=actor_id,
-                reason=reason,
-                at=now,
-            )
-            await self._audit(
-                tx, guild_id, actor_id, "grant", user_id, {"credits": credits, "reason": reason}
-            )
-            figures = await ledger.member_figures(tx, key, user_id, (now, now))
+        limit = self.settings.guild_grant_credits
+        # The operator's period and zone, not the server's: a server admin cannot move its bounds.
+        period_start, period_end = period_bounds(now, self.settings.period, load_zone(self.settings.timezone))
+        try:
+            async with self.db.write() as tx:
+                if not await ledger.add_granted(tx, key, period_start, credits, limit=limit):
+                    left = max(0, limit - await ledger.granted(tx, key, period_start))
+                    raise GrantRefused(credits, left, limit, self.settings.period, period_end)
+                await ledger.record_adjustment(
+                    tx,
+                    kind="grant",
+                    guild=key,
+                    user_id=user_id,
+                    allowance_delta=0,
+                    bonus_delta=credits,
+                    credits=credits,
+                    actor_id=actor_id,
+                    reason=reason,
+                    at=now,
+                )
+                await self._audit(
+                    tx, guild_id, actor_id, "grant", user_id, {"credits": credits, "reason": reason}
+                )
+                figures = await ledger.member_figures(tx, key, user_id, (now, now))
+        except GrantRefused as refused:
+            # Refused whole, nothing granted; the attempt is audited all the same.
+            details = {"credits": credits, "reason": reason, "room_left": refused.left}
+            await self._audit_only(guild_id, actor_id, "grant_refused", user_id, details)
+            raise
         return figures.bonus
 
     async def remove(

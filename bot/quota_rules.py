@@ -57,6 +57,9 @@ class QuotaSettings(BaseModel):
     max_concurrent_jobs: int = Field(default=2, ge=0)
     # Credits a whole server may spend per period (0 = no cap).
     guild_credits: int = Field(default=0, ge=0)
+    # Bonus credits one server's admins may grant in total per period (0 = they may not grant). The
+    # period is the operator's, in the operator's time zone, so a server cannot move it.
+    guild_grant_credits: int = Field(default=500, ge=0)
     # USD per UTC day across all servers and DMs (0 = no cap).
     global_daily_usd: float = Field(default=0.0, ge=0)
     cooldown_seconds: float = Field(default=0.0, ge=0)

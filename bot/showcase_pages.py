@@ -13,6 +13,7 @@ import discord
 from bot.showcase import Period, job_settings_text, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, Sort
+from bot.text import escape_member_text
 
 GALLERY_COLOUR = discord.Colour.gold()
 PERIOD_TITLE: dict[Period, str] = {"week": "this week", "month": "this month", "all": "of all time"}
@@ -29,7 +30,8 @@ STATE_ICON = {
 
 def _excerpt(text: str, limit: int = 80) -> str:
     one_line = " ".join(text.split()).replace("[", "(").replace("]", ")")
-    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
+    cut = one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
+    return escape_member_text(cut)
 
 
 def jump_url(guild_id: int, showcase: Showcase) -> str | None:

@@ -15,6 +15,7 @@ from bot.invite import REQUIRED_PERMISSIONS, SHOWCASE_FORUM_PERMISSIONS
 from bot.showcase import EditRefused, forum_title
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, ShowcaseServer
+from bot.text import EMBED_DESCRIPTION_LIMIT, clip, escape_member_text
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ def forum_tag(
 
 def showcase_embed(showcase: Showcase) -> discord.Embed:
     embed = discord.Embed(
-        title=f"Showcase #{showcase.id}", description=showcase.prompt[:4000], colour=SHOWCASE_COLOUR
+        title=f"Showcase #{showcase.id}",
+        description=clip(escape_member_text(showcase.prompt), EMBED_DESCRIPTION_LIMIT),
+        colour=SHOWCASE_COLOUR,
     )
     embed.add_field(name="By", value=f"<@{showcase.author_id}>", inline=True)
     embed.add_field(name="Settings", value=showcase.settings or "—", inline=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.jobs.runner import MEMBER_BURST, MemberBurst
 from bot.store.jobs import JobRow
 from bot.sunra import RetryPolicy
 from tests import images
@@ -35,7 +36,8 @@ async def test_a_good_picture_becomes_one_video_reply(tmp_path: Path) -> None:
         assert mentions["parse"] == [] and [int(u) for u in mentions["users"]] == [job.user_id]
         assert outcome.message["message_reference"]["message_id"] == str(job.progress_message_id)
         progress = world.discord.message(job.progress_message_id or 0)
-        assert progress.message["embeds"][0]["description"] == "the cat waves @everyone <@&123>"
+        # Shown as typed, its mention broken so that it renders as text (bot/text.py).
+        assert progress.message["embeds"][0]["description"] == "the cat waves @\u200beveryone <@&123>"
         assert progress.payload["allowed_mentions"]["parse"] == []
         answer = await world.private_answer(interaction)
         assert "on its way" in answer
@@ -451,7 +453,10 @@ async def test_a_burst_from_one_member_reserves_exactly_what_they_can_afford(tmp
         accepted = [a for a in answers if "on its way" in a]
         refused = [a for a in answers if "on its way" not in a]
         assert len(accepted) == 3, answers
-        assert all("resets" in a and "credits" in a for a in refused), refused
+        # Past eight at once between record and reservation, the rest wait for nothing (bot/jobs/runner.py).
+        busy = [a for a in refused if a == MemberBurst.user_message]
+        assert len(busy) <= 10 - MEMBER_BURST
+        assert all("resets" in a and "credits" in a for a in refused if a not in busy), refused
         for interaction, answer in zip(interactions, answers, strict=True):
             if "on its way" in answer:
                 assert (await world.ended(interaction, within=30)).state == "delivered"

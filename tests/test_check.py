@@ -60,7 +60,8 @@ def free_port() -> int:
 
 async def test_good_settings_pass_and_give_the_install_link(tmp_path: Path) -> None:
     async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
-        findings = await findings_of(settings_for(discord, sunra, tmp_path / "bot.sqlite3"))
+        settings = settings_for(discord, sunra, tmp_path / "bot.sqlite3", quota={"global_daily_usd": 20})
+        findings = await findings_of(settings)
     assert exit_code(findings) == 0, [f.line() for f in findings]
     assert "accepted: bot user" in by_topic(findings, "Discord token").text
     link = by_topic(findings, "install link")
@@ -74,8 +75,16 @@ async def test_good_settings_pass_and_give_the_install_link(tmp_path: Path) -> N
     database = by_topic(findings, "database")
     assert database.level == "note" and "does not exist yet" in database.text
     assert not (tmp_path / "bot.sqlite3").exists()  # checking never creates the database
-    assert by_topic(findings, "global cap").level == "note"
+    assert by_topic(findings, "global cap").level == "ok"
     no_secret_in(findings, discord.token, SUNRA_KEY)
+
+
+async def test_a_live_key_without_a_global_daily_cap_fails(tmp_path: Path) -> None:
+    async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+        findings = await findings_of(settings_for(discord, sunra, tmp_path / "bot.sqlite3"))
+    cap = by_topic(findings, "global cap")
+    assert cap.level == "fail" and "QUOTA__GLOBAL_DAILY_USD" in cap.text
+    assert exit_code(findings) == 1
 
 
 async def test_a_refused_token_fails(tmp_path: Path) -> None:
@@ -176,6 +185,7 @@ async def test_the_command_exits_non_zero_and_never_prints_a_secret(tmp_path: Pa
             DISCORD_API_URL=discord.api_url,
             SUNRA_API_URL=sunra.url,
             DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            QUOTA__GLOBAL_DAILY_USD="20",
         )
 
         async def run() -> tuple[int, str]:

@@ -22,6 +22,7 @@ from bot.errors import InputRefused
 from bot.quota import (
     COMMIT_STATES,
     REFUND_STATES,
+    GrantRefused,
     JobOptions,
     QuotaRefused,
     QuotaService,
@@ -532,6 +533,56 @@ async def test_recent_usage_counts_reserved_and_committed_credits(db: Database, 
     assert quota.settings.max_concurrent_jobs == 2 and quota.settings.max_jobs_in_flight == 0
 
 
+async def test_grants_are_bounded_per_server_however_they_are_split(db: Database, clock: Clock) -> None:
+    quota = make_service(db, clock, guild_grant_credits=500)
+    # A server admin moves the server's day as far as it goes: the bound keeps the operator's (UTC) day.
+    await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone="Pacific/Kiritimati")
+    for user in (ALICE, BOB, ALICE):
+        await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=user, credits=150, reason="split")
+    clock.advance(3600)  # later the same UTC day, another admin, another member
+    with pytest.raises(GrantRefused) as refused:
+        await quota.grant(guild_id=GUILD, actor_id=ADMIN + 1, user_id=1003, credits=51, reason="more")
+    assert "50 credits of that are left" in refused.value.user_message
+    assert "Nothing was granted" in refused.value.user_message
+    assert await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=1003, credits=50, reason="last") == 50
+    with pytest.raises(GrantRefused, match="0 credits of that are left"):
+        await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=BOB, credits=1, reason="one more")
+    # Another server has its own bound.
+    await quota.grant(guild_id=OTHER_GUILD, actor_id=ADMIN, user_id=ALICE, credits=500, reason="x")
+    grants = [e for e in await ledger.ledger_entries(db) if e.kind == "grant" and e.guild == str(GUILD)]
+    assert sum(e.bonus_delta for e in grants) == 500
+    audit = await quota.audit_log(GUILD)
+    refusals = [e for e in audit if e.action == "grant_refused"]
+    assert [e.details["room_left"] for e in refusals] == [0, 50]
+    assert (await quota.balance(guild_id=GUILD, user_id=BOB, role_ids=())).bonus == 150
+    # The next UTC day opens a new period.
+    clock.now = period_bounds(clock.now, "daily", dt.UTC)[1] + 1
+    assert await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=BOB, credits=500, reason="new") == 650
+
+
+async def test_concurrent_grants_never_pass_the_bound(db: Database, clock: Clock) -> None:
+    quota = make_service(db, clock, guild_grant_credits=100)
+
+    async def grant(user: int) -> int:
+        try:
+            await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=user, credits=30, reason="race")
+        except GrantRefused:
+            return 0
+        return 30
+
+    given = await asyncio.gather(*(grant(2000 + n) for n in range(10)))
+    assert sum(given) == 90
+    assert await ledger.granted(db, str(GUILD), period_bounds(clock.now, "daily", dt.UTC)[0]) == 90
+
+
+async def test_an_operator_bound_of_zero_lets_no_admin_grant(db: Database, clock: Clock) -> None:
+    quota = make_service(db, clock, guild_grant_credits=0)
+    with pytest.raises(GrantRefused, match="does not let server admins grant"):
+        await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=ALICE, credits=1, reason="x")
+    assert [e for e in await ledger.ledger_entries(db) if e.kind == "grant"] == []
+    assert QuotaSettings().guild_grant_credits == 500
+
+
 # ----- every way a job can end, and restarts --------------------------------------------------------------
 
 
@@ -891,6 +942,14 @@ async def test_an_admin_grants_and_the_member_sees_it_in_quota(
 
     tz = _admin_command(fake, "timezone", [p.option("tz", "Nowhere/Land")], permissions=ADMIN_PERMISSIONS)
     assert "unknown time zone" in (await _answer(fake, tz)).data["content"]
+
+    # Past the operator's bound (500 per day by default) a grant is refused whole, saying the room left.
+    big = [p.option("member", BOB_ID, type=p.OPTION_USER), p.option("credits", 481), p.option("reason", "x")]
+    payload = _admin_command(fake, "grant", big, permissions=ADMIN_PERMISSIONS, member_ids=[BOB_ID])
+    refused = (await _answer(fake, payload)).data["content"]
+    assert refused.startswith("Nothing was granted") and "480 credits of that are left" in refused
+    assert (await quota.balance(guild_id=p.DEFAULT_GUILD_ID, user_id=BOB_ID, role_ids=())).bonus == 20
+    assert (await quota.audit_log(p.DEFAULT_GUILD_ID))[0].action == "grant_refused"
 
 
 async def test_export_is_a_csv_attachment(

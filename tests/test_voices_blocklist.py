@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.blocklist import check_pattern, compile_pattern, normalise
+from bot.blocklist import MAX_WILDCARD_PATTERNS, PromptBlocked, PromptFilter, check_pattern, matches
 from bot.errors import InputRefused
 from bot.voices import check_name
 from tests.fakes import payloads as p
@@ -54,20 +54,114 @@ ROOT = Path(__file__).resolve().parent.parent
         ("*a?c*", "xxabcyy", True),
         ("*a?c*", "xxacyy", False),
         ("bad* w*rd", "badly weird", True),
-        ("bad* w*rd", "badly, weird", False),
+        # Punctuation is no boundary: a phrase split by a comma is the same phrase.
+        ("bad* w*rd", "badly, weird", True),
+        ("bad* w*rd", "badly sweird", False),
     ],
 )
 def test_patterns_match_whole_words_with_wildcards(pattern: str, prompt: str, blocked: bool) -> None:
-    assert (compile_pattern(pattern).search(normalise(prompt)) is not None) is blocked
+    assert matches(pattern, prompt) is blocked
+
+
+# Ways to write a listed word that a reader still reads as that word: each must be refused.
+EVASIONS = [
+    ("gore", "gore2"),
+    ("gore", "2gore"),
+    ("gore", "go-re"),
+    ("gore", "g.o.r.e"),
+    ("gore", "g_o_r_e"),
+    ("gore", "go2re"),
+    ("gore", "g\u043ere"),  # Cyrillic о
+    ("gore", "\u0261\u03bfr\u0435"),  # Latin script g, Greek omicron, Cyrillic е
+    ("gore", "góre"),
+    ("gore", "g\u0335ore"),  # combining short stroke overlay
+    ("gore", "g\u0336o\u0336r\u0336e\u0336"),  # struck through
+    ("gore", "gore_"),
+    ("gore", "_gore_"),
+    ("gore", "GORE!"),
+    ("gore", "g0re"),  # zero for o
+    ("gore", "g0re-fest"),
+    ("gore", "ｇｏｒｅ"),  # full width
+    ("gore", "\U0001d420\U0001d428\U0001d42b\U0001d41e"),  # mathematical bold
+    ("gore", "g\u200bo\u200dre"),  # zero-width space and joiner
+    ("gore", "a blood-gore scene"),
+    ("gore", "(gore)"),
+    ("gore", "g🔥ore"),
+    ("gore", "gore\u20dd"),  # enclosing circle
+    ("kill", "ki||"),
+    ("kill", "ki11"),
+    ("naked", "nakéd"),
+    ("naked", "NAKED"),
+    ("blood bath", "blood-bath"),
+    ("blood bath", "blood, bath"),
+    ("blood bath", "bl00d-bath"),
+    ("gor*", "g\u043ery"),
+    ("*porn*", "p.o.r.n.o.g.r.a.p.h.y"),
+    ("r2d2", "R2-D2"),
+]
+
+# Prompts that only look like a listed word: each must pass.
+INNOCENT = [
+    ("gore", "a blacksmith at the forge"),
+    ("gore", "an ogre in the swamp"),
+    ("gore", "a gorgeous sunset"),
+    ("gore", "a gorey illustration"),  # another word: list `gore*` to block it too
+    ("gore", "go research the ruins"),
+    ("gore", "ego re-enactment"),
+    ("gore", "G.O. Reynolds waves"),
+    ("gore", "the mountain gorge"),
+    ("gore", "a go re"),
+    ("cat", "the category of things"),
+    ("cat", "a bobcat"),
+    ("cat", "scatter the leaves"),
+    ("cat", "c a t"),
+    ("kill", "a skilled painter"),
+    ("kill", "the kiln glows"),
+    ("naked", "snaked through the hills"),
+    ("blood bath", "blood orange bath"),
+    ("r2d2", "robot r2"),
+    ("gor*", "agora at noon"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "prompt"), EVASIONS)
+def test_look_alikes_marks_and_signs_in_words_do_not_get_around_the_list(pattern: str, prompt: str) -> None:
+    assert matches(pattern, prompt), (pattern, prompt)
+
+
+@pytest.mark.parametrize(("pattern", "prompt"), INNOCENT)
+def test_words_that_only_resemble_a_listed_word_pass(pattern: str, prompt: str) -> None:
+    assert not matches(pattern, prompt), (pattern, prompt)
+
+
+async def test_the_refusal_names_the_word_and_wildcard_entries_are_capped(tmp_path: Path) -> None:
+    from bot.store import Database
+
+    async with await Database.open(tmp_path / "bot.sqlite3") as db:
+        guild, admin = 111, 222
+        filtered = PromptFilter(db)
+        await filtered.add(guild, "gore", actor_id=admin)
+        with pytest.raises(PromptBlocked) as refused:
+            await filtered.check(guild, "a g\u043ere-fest")
+        assert "“gore”" in refused.value.user_message and refused.value.pattern == "gore"
+        await filtered.check(guild, "an ogre at the forge")
+        for n in range(MAX_WILDCARD_PATTERNS):
+            await filtered.add(guild, f"w{n}x*", actor_id=admin)
+        with pytest.raises(InputRefused, match=r"entries with `\*` or `\?`"):
+            await filtered.add(guild, "one?more", actor_id=admin)
+        await filtered.add(guild, "whole words still fit", actor_id=admin)  # they cost nothing
+        assert len(await filtered.patterns(guild)) == MAX_WILDCARD_PATTERNS + 2
+        stored = await db.fetchall("SELECT COUNT(*) FROM prompt_blocklist WHERE pattern = 'one?more'")
+        assert stored[0][0] == 0
 
 
 def test_a_pattern_with_many_wildcards_checks_a_long_prompt_at_once() -> None:
     # Each `*` was a backtracking `\w*`: five of them against one long word took hours, with the event
     # loop (every server's bot) frozen. Run apart, so a regression fails instead of hanging the suite.
     code = (
-        "from bot.blocklist import compile_pattern, normalise;"
-        "assert compile_pattern('*a*a*a*a*a*b').search(normalise('a' * 2500)) is None;"
-        "assert compile_pattern('*a*a*a*a*a*b').search(normalise('a' * 2500 + 'b')) is not None"
+        "from bot.blocklist import matches;"
+        "assert not matches('*a*a*a*a*a*b', 'a' * 2500);"
+        "assert matches('*a*a*a*a*a*b', 'a' * 2500 + 'b')"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
 from bot.config import JobSettings
@@ -63,6 +63,7 @@ class RunnerBase:
         settings: JobSettings,
         workdir: Path,
         clock: Callable[[], float] = time.time,
+        allowed_guilds: Collection[int] = (),
     ) -> None:
         self.store = store
         self.sunra = sunra
@@ -71,6 +72,8 @@ class RunnerBase:
         self.settings = settings
         self.workdir = workdir
         self._clock = clock
+        # The operator's ALLOWED_GUILD_IDS (bot/guild_access.py); empty = any server.
+        self.allowed_guilds = frozenset(allowed_guilds)
         self.reporter: Reporter | None = None
         self._wake = asyncio.Event()
         self._tasks: dict[int, asyncio.Task[None]] = {}

@@ -19,10 +19,12 @@ queue), and here: the lifecycle, a new command, Cancel, and resume after a resta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from bot.errors import BotError, InputRefused, ServiceUnavailable
+from bot.guild_access import check_guild_allowed
 from bot.jobs.base import log
 from bot.jobs.dispatch import Dispatching
 from bot.jobs.model import (
@@ -52,6 +54,48 @@ ImageInput = str | PreparedImage
 # hundreds at once would take the event loop from the acknowledgements of the members still arriving
 # (and finish no sooner: the work is the loop's and the two decode threads').
 ACCEPT_CONCURRENCY = 8
+# A member's commands between their record and their reservation at once (issue 18): one member's burst
+# costs one member's work, never the shared intake's. More are refused before any download.
+MEMBER_BURST = 8
+BURST_WINDOW_SECONDS = 10 * 60
+# Of the intake's places, one member's commands hold at most this many at once (in this process); the
+# rest of their burst waits behind them, so the other members always have half the intake.
+MEMBER_INTAKE = ACCEPT_CONCURRENCY // 2
+
+
+class PerKeyLimit:
+    """At most `limit` holders at once per key; a key's entry lives only while it is held or awaited."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._entries: dict[int, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        semaphore, users = self._entries.setdefault(key, (asyncio.Semaphore(self._limit), [0]))
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class MemberBurst(InputRefused):
+    """Too many of a member's commands are being checked at once."""
+
+    user_message = (
+        f"You already have {MEMBER_BURST} videos being checked. Please wait until they are on their way, "
+        "then try again; nothing was charged for this one."
+    )
+    retryable = True
+
+
 # How long a stop waits for submissions already sent to be answered and recorded.
 SUBMIT_GRACE_SECONDS = 5.0
 
@@ -60,6 +104,10 @@ class JobRunner(Dispatching):
     @functools.cached_property
     def _accepting(self) -> asyncio.Semaphore:
         return asyncio.Semaphore(ACCEPT_CONCURRENCY)
+
+    @functools.cached_property
+    def _member_intake(self) -> PerKeyLimit:
+        return PerKeyLimit(MEMBER_INTAKE)
 
     # ----- lifecycle -------------------------------------------------------------------------------------
 
@@ -133,13 +181,20 @@ class JobRunner(Dispatching):
         command: Command,
         inputs: Callable[[], Awaitable[tuple[ImageInput, ImageInput | None]]],
     ) -> Accepted:
+        try:
+            # Every way in (/animate, the menu, Retry/Remix/Extend, a fixed picture) comes through here.
+            check_guild_allowed(command.guild_id, self.allowed_guilds)
+            await self._check_burst(job_id, command.user_id)
+        except InputRefused as refusal:
+            await self._refuse(job_id, type(refusal).__name__, refusal.user_message)
+            raise
         blocked = self.sunra.submissions_blocked
         if blocked is not None:
             await self._refuse(job_id, "service_unavailable", blocked.user_message)
             raise ServiceUnavailable(blocked.user_message)
         request = command.request
         try:
-            async with self._accepting:
+            async with self._member_intake.hold(command.user_id), self._accepting:
                 start, end = await inputs()
                 reservation = await self.quota.reserve(
                     job_id=job_id,
@@ -180,6 +235,15 @@ class JobRunner(Dispatching):
         )
         self._wake.set()
         return Accepted(job_id, reservation, place)
+
+    async def _check_burst(self, job_id: int, user_id: int) -> None:
+        """Raises MemberBurst when MEMBER_BURST older commands of this member are still between their
+        record and their reservation. Counted in the database, so a fleet of processes sharing it
+        counts them all; a command recorded more than BURST_WINDOW_SECONDS ago no longer counts (a
+        process killed before ending it must not hold the member back until a restart)."""
+        since = self._clock() - BURST_WINDOW_SECONDS
+        if await self.store.received_before(job_id, user_id=user_id, since=since) >= MEMBER_BURST:
+            raise MemberBurst()
 
     async def _fetch_optional(self, ref: AttachmentRef | None, *, label: str) -> PreparedImage | None:
         return None if ref is None else await self.images.fetch(ref.url, label=label)

@@ -230,6 +230,16 @@ class JobStore:
             results.append((known[entry.interaction_id], fresh.pop(entry.interaction_id, None) is entry))
         return results
 
+    async def received_before(self, job_id: int, *, user_id: int, since: float) -> int:
+        """The member's jobs recorded before `job_id` (and after `since`) that are still `received`,
+        across every process sharing the database."""
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) FROM jobs"
+            " WHERE state = 'received' AND user_id = ? AND id < ? AND created_at >= ?",
+            (str(user_id), job_id, since),
+        )
+        return 0 if row is None else int(row[0])
+
     async def transition(
         self, job_id: int, from_states: str | Iterable[str], to_state: str, **fields: Any
     ) -> bool:

@@ -402,6 +402,32 @@ async def record_adjustment(
     )
 
 
+async def add_granted(tx: Writer, guild: str, period_start: float, credits: int, *, limit: int) -> bool:
+    """Adds `credits` to what the server's admins granted in the operator's period starting at
+    `period_start`, only if the total stays within `limit`; False (nothing changed) otherwise. One
+    statement: the conditional upsert locks the server's row, so concurrent grants (other processes
+    included) cannot together pass the limit."""
+    if credits > limit:
+        return False
+    changed = await tx.execute(
+        "INSERT INTO quota_grant_totals (guild_id, period_start, credits) VALUES (?, ?, ?)"
+        " ON CONFLICT (guild_id, period_start) DO UPDATE"
+        " SET credits = quota_grant_totals.credits + excluded.credits"
+        " WHERE quota_grant_totals.credits + excluded.credits <= ?",
+        (guild, period_start, credits, limit),
+    )
+    return changed == 1
+
+
+async def granted(db: Reader, guild: str, period_start: float) -> int:
+    """Credits the server's admins granted in the operator's period starting at `period_start`."""
+    row = await db.fetchone(
+        "SELECT credits FROM quota_grant_totals WHERE guild_id = ? AND period_start = ?",
+        (guild, period_start),
+    )
+    return 0 if row is None else int(row["credits"])
+
+
 async def update_guild_settings(tx: Writer, guild: str, values: Mapping[str, Any], *, at: float) -> None:
     """Sets some of a server's settings (None restores the operator's default for that one)."""
     unknown = set(values) - GUILD_SETTING_COLUMNS

@@ -73,6 +73,8 @@ class FakeBase:
         # model
         self.users: dict[int, dict[str, Any]] = {}
         self.guilds: dict[int, _Guild] = {}
+        self.left_guilds: list[int] = []  # guilds the bot left (DELETE /users/@me/guilds/{id}), in order
+        self.attachment_downloads = 0  # GETs of attachment files (the bot downloading a picture)
         self.channels: dict[int, dict[str, Any]] = {}
         self._dm_by_user: dict[int, int] = {}
         self._commands: dict[int | None, list[dict[str, Any]]] = {}

@@ -120,4 +120,5 @@ class CdnMixin(FakeBase):
         stored = self._attachments.get(_int(request.match_info["attachment_id"]))
         if stored is None or stored.filename != request.match_info["filename"]:
             return web.Response(status=404, text="Not Found")
+        self.attachment_downloads += 1
         return web.Response(body=stored.data, headers={"Content-Type": stored.content_type})

@@ -95,6 +95,7 @@ class RestMixin(FakeBase):
         r("DELETE", "/channels/{channel_id}", self._delete_channel, **ch)
         gd = {"major": ("guild_id",)}
         r("GET", "/guilds/{guild_id}", self._get_guild, **gd)
+        r("DELETE", "/users/@me/guilds/{guild_id}", self._leave_guild, **gd)
         r("GET", "/guilds/{guild_id}/channels", self._get_guild_channels, **gd)
         r("GET", "/guilds/{guild_id}/roles", self._get_guild_roles, **gd)
         r("GET", "/guilds/{guild_id}/members", self._list_members, **gd)
@@ -471,6 +472,18 @@ class RestMixin(FakeBase):
         if request.query.get("with_counts", "").lower() in ("1", "true"):
             data.update(approximate_member_count=len(guild.members), approximate_presence_count=0)
         return _json_response(data)
+
+    async def _leave_guild(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
+        """The bot leaves a guild: it is gone from the fake, and its shard's sessions get GUILD_DELETE."""
+        guild_id = _int(request.match_info["guild_id"])
+        self._guild(request)
+        del self.guilds[guild_id]
+        self.left_guilds.append(guild_id)
+        self._notify()
+        sessions = [s for s in self.sessions.values() if s.ready and not s.invalidated and s.serves(guild_id)]
+        for session in sessions:
+            self._spawn(self._send_dispatch(session, "GUILD_DELETE", {"id": str(guild_id)}))
+        return web.Response(status=204)
 
     async def _get_guild_channels(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
         return _json_response([self.channels[c] for c in self._guild(request).channel_ids])
