@@ -18,7 +18,6 @@ from discord.ext import commands
 
 from bot.blocklist import PromptFilter
 from bot.config import Settings
-from bot.delivery import DiscordReporter
 from bot.jobs import JobRunner
 from bot.media import ImageChecker
 from bot.metrics import BotMetrics
@@ -30,6 +29,7 @@ from bot.store import Database
 from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
 from bot.voices import VoiceLibrary
+from cogs.jobs._delivery import DiscordReporter
 
 log = logging.getLogger(__name__)
 

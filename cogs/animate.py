@@ -10,7 +10,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.delivery import NO_MENTIONS
 from bot.errors import BotError, InputRefused
 from bot.invite import REQUIRED_PERMISSIONS
 from bot.jobs import Command, job_options
@@ -18,6 +17,7 @@ from bot.media import PictureShapeRefused, check_metadata
 from bot.request import AttachmentRef, build_request
 from bot.voices import choice_label
 from cogs.fixing import offer_picture_fix
+from cogs.jobs._delivery import NO_MENTIONS
 
 if TYPE_CHECKING:
     from bot.app import KlingBot

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.delivery import NO_MENTIONS
 from bot.errors import BotError
 from bot.jobs import Command, job_options
 from bot.media import PictureShapeRefused, PreparedImage
 from bot.picture_fix import FIX_LABELS, Fix, fix_file, fixes_for_file
+from cogs.jobs._delivery import NO_MENTIONS
 
 if TYPE_CHECKING:
     from bot.app import KlingBot

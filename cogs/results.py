@@ -18,7 +18,6 @@ from discord.ext import commands
 
 from bot import results
 from bot.command_access import CommandAccess, Member
-from bot.delivery import result_custom_id
 from bot.errors import BotError, InputRefused
 from bot.jobs import Command, job_options
 from bot.media import PictureShapeRefused
@@ -31,6 +30,7 @@ from cogs.animate import (
     say_privately,
 )
 from cogs.fixing import offer_picture_fix
+from cogs.jobs._delivery import result_custom_id
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
