@@ -34,7 +34,7 @@ from cogs.jobs._delivery import DiscordReporter
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (
-    "cogs.animate",
+    "cogs.jobs._command",
     "cogs.quota",
     "cogs.voices",
     "cogs.showcase",

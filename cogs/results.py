@@ -24,12 +24,12 @@ from bot.media import PictureShapeRefused
 from bot.quota import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
-from cogs.animate import (
+from cogs.fixing import offer_picture_fix
+from cogs.jobs._command import (
     member_role_ids,
     missing_permissions,
     say_privately,
 )
-from cogs.fixing import offer_picture_fix
 from cogs.jobs._delivery import result_custom_id
 
 if TYPE_CHECKING:

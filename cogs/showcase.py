@@ -21,7 +21,7 @@ from bot.showcase_pages import SORT_FROM_CODE, gallery_page, history_page, top_e
 from bot.showcase_post import ShowcasePublisher, missing_permissions
 from bot.store.jobs import JobRow
 from bot.store.showcases import PAGE_SIZE, Showcase, Sort
-from cogs.animate import say_privately
+from cogs.jobs._command import say_privately
 from cogs.quota import refusals_told, refused_unless_manager, reply
 
 if TYPE_CHECKING:
