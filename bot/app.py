@@ -39,7 +39,7 @@ EXTENSIONS = (
     "cogs.voices",
     "cogs.showcase",
     "cogs.results",
-    "cogs.animate_message",
+    "cogs.jobs._menu",
     "cogs.unanswered",
 )
 
