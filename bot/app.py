@@ -38,7 +38,7 @@ EXTENSIONS = (
     "cogs.quota",
     "cogs.voices",
     "cogs.showcase",
-    "cogs.results",
+    "cogs.jobs._results",
     "cogs.jobs._menu",
     "cogs.unanswered",
 )

@@ -16,7 +16,7 @@ from bot import results
 from bot.errors import InputRefused
 from bot.request import MAX_PROMPT, AnimateRequest, AttachmentRef, build_request
 from cogs.jobs._command import attachment_ref, check_attachment_ref, say_privately
-from cogs.results import answering_errors, prompt_input, submit_follow_up
+from cogs.jobs._results import answering_errors, prompt_input, submit_follow_up
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
