@@ -16,8 +16,8 @@ from bot.jobs import Command, job_options
 from bot.media import PictureShapeRefused, check_metadata
 from bot.request import AttachmentRef, build_request
 from bot.voices import choice_label
-from cogs.fixing import offer_picture_fix
 from cogs.jobs._delivery import NO_MENTIONS
+from cogs.jobs._fixing import offer_picture_fix
 
 if TYPE_CHECKING:
     from bot.app import KlingBot

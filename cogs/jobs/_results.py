@@ -24,13 +24,13 @@ from bot.media import PictureShapeRefused
 from bot.quota import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
-from cogs.fixing import offer_picture_fix
 from cogs.jobs._command import (
     member_role_ids,
     missing_permissions,
     say_privately,
 )
 from cogs.jobs._delivery import result_custom_id
+from cogs.jobs._fixing import offer_picture_fix
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
