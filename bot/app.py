@@ -37,7 +37,7 @@ EXTENSIONS = (
     "cogs.jobs._command",
     "cogs.quota",
     "cogs.voices",
-    "cogs.showcase",
+    "cogs.showcase._cog",
     "cogs.jobs._results",
     "cogs.jobs._menu",
     "cogs.unanswered",

@@ -14,7 +14,7 @@ import pytest
 from bot.showcase import ShowcaseService, VoteLabels, forum_title, weekly_due
 from bot.store import Database, showcases as sql
 from bot.store.showcases import ShowcaseServer
-from cogs.showcase import ShowcaseCog
+from cogs.showcase._cog import ShowcaseCog
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord
 from tests.world import World, loosen_rate_limits, running_world
@@ -506,7 +506,7 @@ async def test_a_gallery_message_deleted_meanwhile_is_no_error(
 @pytest.mark.parametrize("text", ["9" * 30, "#" + "9" * 20, "https://discord.com/channels/1/2/" + "9" * 30])
 def test_a_post_reference_too_large_for_the_store_finds_nothing(text: str) -> None:
     # 30 nines reached SQLite as an integer it cannot hold: the command died after "thinking…".
-    from cogs.showcase import parse_post_reference
+    from cogs.showcase._cog import parse_post_reference
 
     assert parse_post_reference(text) == {"message_id": None, "showcase_id": None}
 
