@@ -54,8 +54,8 @@ def test_forum_titles_are_one_clean_line(prompt: str, title: str) -> None:
 
 
 def test_a_gallery_row_of_an_invisible_prompt_is_still_a_link_one_can_see() -> None:
-    from bot.showcase_pages import showcase_line
     from bot.store.showcases import Showcase
+    from cogs.showcase._pages import showcase_line
 
     line = showcase_line(Showcase(7, GUILD, 1, 3, "3", "\u200b\u200b", "5 s", 10, 11, None, 0, 0.0, None))
     assert line.startswith("[Showcase #7](https://discord.com/channels/")

@@ -17,11 +17,11 @@ from discord.ext import commands
 from bot.blocklist import MAX_PATTERN
 from bot.errors import InputRefused
 from bot.showcase import Period, ShowcaseService, VoteLabels, clamped_page
-from bot.showcase_pages import SORT_FROM_CODE, gallery_page, history_page, top_embed
 from bot.store.jobs import JobRow
 from bot.store.showcases import PAGE_SIZE, Showcase, Sort
 from cogs.jobs._command import say_privately
 from cogs.quota import refusals_told, refused_unless_manager, reply
+from cogs.showcase._pages import SORT_FROM_CODE, gallery_page, history_page, top_embed
 from cogs.showcase._post import ShowcasePublisher, missing_permissions
 
 if TYPE_CHECKING:
