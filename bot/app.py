@@ -22,7 +22,7 @@ from bot.jobs import JobRunner
 from bot.media import ImageChecker
 from bot.metrics import BotMetrics
 from bot.monitoring import Monitor, gateway_connected
-from bot.quota import QuotaService
+from bot.quota.spending import QuotaService
 from bot.showcase import ShowcaseService
 from bot.startup import wait_for_discord
 from bot.store import Database

@@ -39,7 +39,7 @@ from bot.errors import BotError
 from bot.jobs import ENDED, Command, JobRunner, Phase, Progress, State
 from bot.logs import RedactSecrets, secret_values
 from bot.media import MAX_IMAGE_BYTES, ImageChecker, MediaRejected, check_metadata
-from bot.quota import (
+from bot.quota.spending import (
     MICROS_PER_USD,
     JobOptions,
     QuotaRefused,

@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError
-from bot.quota import (
+from bot.quota.spending import (
     PERIOD_NOUN,
     RECENT_DAYS,
     MemberReport,

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import InputRefused
-from bot.quota import (
+from bot.quota.spending import (
     COMMIT_STATES,
     REFUND_STATES,
     JobOptions,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bot.quota import (
+from bot.quota.spending import (
     COMMIT_STATES,
     PERIODS,
     REFUND_STATES,
