@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from bot.errors import InputRefused
 from bot.guild_cache import GroupRead, GuildCache
-from bot.quota_rules import (
+from bot.quota.rules import (
     MICROS_PER_USD as MICROS_PER_USD,
     PERIOD_NOUN as PERIOD_NOUN,
     PERIODS as PERIODS,
