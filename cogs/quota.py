@@ -13,16 +13,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError
-from bot.quota.spending import (
-    PERIOD_NOUN,
-    RECENT_DAYS,
-    MemberReport,
-    Period,
-    QuotaService,
-    ServerPolicy,
-    known_time_zones,
-    relative_time,
-)
+from bot.quota.rules import PERIOD_NOUN, Period, ServerPolicy, known_time_zones, relative_time
+from bot.quota.spending import RECENT_DAYS, MemberReport, QuotaService
 from bot.store.jobs import JobRow, JobStore
 
 log = logging.getLogger(__name__)

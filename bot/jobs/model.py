@@ -9,7 +9,8 @@ from typing import Protocol
 
 from bot.config import JobSettings
 from bot.errors import BotError
-from bot.quota.spending import JobOptions, Reservation
+from bot.quota.rules import JobOptions
+from bot.quota.spending import Reservation
 from bot.request import AnimateRequest
 from bot.store.jobs import JobRow
 from bot.sunra import KlingInput, QueueStatus, SubmissionUncertain

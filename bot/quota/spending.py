@@ -14,7 +14,7 @@ The refund of a job the API may bill all the same (an uncertain submission, a ca
 gives the member's credits back but keeps its USD counted against the operator's daily cap.
 Server admins tune their server with /quota-admin but never beyond the operator's limits, which are
 applied every time settings are read. The rules that need no database (settings, prices, periods,
-server policy) are in bot/quota_rules.py and importable from here.
+server policy) are in bot/quota/rules.py.
 """
 
 from __future__ import annotations
@@ -33,29 +33,25 @@ from dataclasses import dataclass
 from bot.errors import InputRefused
 from bot.guild_cache import GroupRead, GuildCache
 from bot.quota.rules import (
-    MICROS_PER_USD as MICROS_PER_USD,
-    PERIOD_NOUN as PERIOD_NOUN,
-    PERIODS as PERIODS,
-    JobOptions as JobOptions,
-    Period as Period,
-    QuotaSettings as QuotaSettings,
-    ServerPolicy as ServerPolicy,
-    as_period as as_period,
-    effective_cap as effective_cap,
-    format_usd as format_usd,
-    job_cost as job_cost,
-    known_time_zones as known_time_zones,
-    load_zone as load_zone,
-    member_allowance as member_allowance,
-    midnight as midnight,
-    period_allowed as period_allowed,
-    period_bounds as period_bounds,
-    price_list as price_list,
-    relative_time as relative_time,
-    server_policy as server_policy,
-    usd_micros as usd_micros,
-    utc_day_bounds as utc_day_bounds,
-    within_operator_limit as within_operator_limit,
+    MICROS_PER_USD,
+    PERIOD_NOUN,
+    JobOptions,
+    Period,
+    QuotaSettings,
+    ServerPolicy,
+    format_usd,
+    job_cost,
+    load_zone,
+    member_allowance,
+    midnight,
+    period_allowed,
+    period_bounds,
+    price_list,
+    relative_time,
+    server_policy,
+    usd_micros,
+    utc_day_bounds,
+    within_operator_limit,
 )
 from bot.store import ledger
 from bot.store.db import Database

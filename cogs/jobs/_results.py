@@ -21,7 +21,7 @@ from bot.command_access import CommandAccess, Member
 from bot.errors import BotError, InputRefused
 from bot.jobs import Command, job_options
 from bot.media import PictureShapeRefused
-from bot.quota.spending import JobOptions
+from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
 from cogs.jobs._command import (
