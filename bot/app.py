@@ -34,12 +34,10 @@ from cogs.jobs._delivery import DiscordReporter
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (
-    "cogs.jobs._command",
+    "cogs.jobs",
     "cogs.quota",
     "cogs.voices",
-    "cogs.showcase._cog",
-    "cogs.jobs._results",
-    "cogs.jobs._menu",
+    "cogs.showcase",
     "cogs.unanswered",
 )
 

@@ -1,25 +1,22 @@
-"""/quota and /quota-admin: Discord in, `bot.quota` (a QuotaService) out; the rules live in bot/quota.py."""
+"""/quota and /quota-admin: Discord in, `bot.quota` (a QuotaService) out; the rules live in bot/quota/."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import BotError
 from bot.quota.rules import PERIOD_NOUN, Period, ServerPolicy, known_time_zones, relative_time
 from bot.quota.spending import RECENT_DAYS, MemberReport, QuotaService
 from bot.store.jobs import JobRow, JobStore
+from cogs._ui import ManagerGroup, refusals_told, reply
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
 THIS_PERIOD: dict[Period, str] = {"daily": "today", "weekly": "this week", "monthly": "this month"}
 MAX_CREDITS = 1_000_000
 # /quota links this many of the member's latest videos.
@@ -32,33 +29,6 @@ def quota_service(bot: commands.Bot) -> QuotaService:
     if not isinstance(service, QuotaService):
         raise RuntimeError("cogs.quota needs bot.quota to be a QuotaService")
     return service
-
-
-async def reply(interaction: Interaction, text: str, *, file: discord.File | None = None) -> None:
-    """Answers privately; pings nobody even when the text mentions a member or a role."""
-    extra: dict[str, Any] = {} if file is None else {"file": file}
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
-    else:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
-
-
-@contextlib.asynccontextmanager
-async def refusals_told(interaction: Interaction) -> AsyncIterator[None]:
-    """A refusal from the service (a bad time zone, say) is the admin's answer, not an error to log."""
-    try:
-        yield
-    except BotError as refusal:
-        await reply(interaction, refusal.user_message)
-
-
-async def refused_unless_manager(interaction: Interaction, command: str = "/quota-admin") -> bool:
-    """True, after telling the member, when they lack Manage Server. Discord hides the admin commands
-    from them by default, but a server can change who sees a command, so the bot checks again itself."""
-    if interaction.guild_id is not None and interaction.permissions.manage_guild:
-        return False
-    await reply(interaction, f"You need the **Manage Server** permission to use {command}.")
-    return True
 
 
 def role_ids_of(user: discord.abc.User) -> list[int]:
@@ -133,7 +103,7 @@ def limited_note(asked: int, got: int) -> str:
 
 
 class QuotaCog(commands.Cog):
-    admin = app_commands.Group(
+    admin = ManagerGroup(
         name="quota-admin",
         description="Credits and limits in this server",
         guild_only=True,
@@ -168,8 +138,6 @@ class QuotaCog(commands.Cog):
     @admin.command(name="view", description="A member's credits, jobs and spending")
     @app_commands.describe(member="The member to look at")
     async def view(self, interaction: Interaction, member: discord.Member) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         report = await self.quota.view_member(
             guild_id=interaction.guild_id,
@@ -189,8 +157,6 @@ class QuotaCog(commands.Cog):
         credits: app_commands.Range[int, 1, MAX_CREDITS],
         reason: app_commands.Range[str, 1, 200],
     ) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         async with refusals_told(interaction):
             bonus = await self.quota.grant(
@@ -213,8 +179,6 @@ class QuotaCog(commands.Cog):
         credits: app_commands.Range[int, 1, MAX_CREDITS],
         reason: app_commands.Range[str, 1, 200],
     ) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         async with refusals_told(interaction):
             removed = await self.quota.remove(
@@ -236,8 +200,6 @@ class QuotaCog(commands.Cog):
         credits: app_commands.Range[int, 0, MAX_CREDITS],
         period: Period | None = None,
     ) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         async with refusals_told(interaction):
             policy = await self.quota.set_allowance(
@@ -257,8 +219,6 @@ class QuotaCog(commands.Cog):
         role: discord.Role,
         credits: app_commands.Range[int, 0, MAX_CREDITS] | None = None,
     ) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         async with refusals_told(interaction):
             granted = await self.quota.set_role_allowance(
@@ -276,8 +236,6 @@ class QuotaCog(commands.Cog):
     @admin.command(name="cap", description="Credits the whole server may spend per period (0 = no cap)")
     @app_commands.describe(credits="Credits per period for all members together; 0 = no server cap")
     async def cap(self, interaction: Interaction, credits: app_commands.Range[int, 0, MAX_CREDITS]) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         async with refusals_told(interaction):
             policy = await self.quota.set_cap(
@@ -303,8 +261,6 @@ class QuotaCog(commands.Cog):
         allow_audio: bool | None = None,
         allow_voices: bool | None = None,
     ) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         async with refusals_told(interaction):
             policy = await self.quota.set_switches(
@@ -334,8 +290,6 @@ class QuotaCog(commands.Cog):
         member: discord.Member,
         reason: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         await self.quota.block(
             guild_id=interaction.guild_id, actor_id=interaction.user.id, user_id=member.id, reason=reason
@@ -345,8 +299,6 @@ class QuotaCog(commands.Cog):
     @admin.command(name="unblock", description="Let a blocked member make videos again")
     @app_commands.describe(member="Who")
     async def unblock(self, interaction: Interaction, member: discord.Member) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         was_blocked = await self.quota.unblock(
             guild_id=interaction.guild_id, actor_id=interaction.user.id, user_id=member.id
@@ -357,8 +309,6 @@ class QuotaCog(commands.Cog):
     @admin.command(name="timezone", description="The time zone whose midnight resets allowances here")
     @app_commands.describe(tz="An IANA time zone such as Europe/Paris or America/New_York")
     async def timezone(self, interaction: Interaction, tz: app_commands.Range[str, 1, 64]) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         async with refusals_told(interaction):
             policy = await self.quota.set_timezone(
@@ -377,8 +327,6 @@ class QuotaCog(commands.Cog):
     @admin.command(name="cooldown", description="Seconds a member must wait between two videos (0 = off)")
     @app_commands.describe(seconds="Seconds between two /animate of one member; 0 = no cooldown")
     async def cooldown(self, interaction: Interaction, seconds: app_commands.Range[int, 0, 86_400]) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         async with refusals_told(interaction):
             policy = await self.quota.set_cooldown(
@@ -392,8 +340,6 @@ class QuotaCog(commands.Cog):
     @admin.command(name="export", description="Usage per member per day as a CSV file")
     @app_commands.describe(days="How many days back (default 30)")
     async def export(self, interaction: Interaction, days: app_commands.Range[int, 1, 366] = 30) -> None:
-        if await refused_unless_manager(interaction):
-            return
         assert interaction.guild_id is not None
         data = await self.quota.export_usage(
             guild_id=interaction.guild_id, actor_id=interaction.user.id, days=days

@@ -1,6 +1,6 @@
 """The rules of credits that need no database: settings, the price table, periods and their bounds, and
-how a server's own settings are held within the operator's limits. QuotaService (bot/quota/spending.py) applies
-them to the ledger.
+how a server's own settings are held within the operator's limits. QuotaService
+(bot/quota/spending.py) applies them to the ledger.
 """
 
 from __future__ import annotations

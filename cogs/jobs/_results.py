@@ -20,17 +20,11 @@ from bot import results
 from bot.command_access import CommandAccess, Member
 from bot.errors import BotError, InputRefused
 from bot.jobs import Command, job_options
-from bot.media import PictureShapeRefused
 from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
-from cogs.jobs._command import (
-    member_role_ids,
-    missing_permissions,
-    say_privately,
-)
-from cogs.jobs._delivery import result_custom_id
-from cogs.jobs._fixing import offer_picture_fix
+from cogs._ui import say_privately
+from cogs.jobs._submit import Submission, check_channel, member_role_ids, submit_job
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -58,18 +52,11 @@ async def submit_follow_up(
     except discord.HTTPException as error:
         log.warning("interaction %s: acknowledgement failed (%s); nothing done", interaction.id, error.code)
         return
-    try:
+
+    async def prepare() -> Submission:
         if interaction.guild_id is None:
             raise InputRefused("This works only in a server channel.")
-        missing = missing_permissions(interaction.app_permissions)
-        if missing:
-            raise InputRefused(
-                "I can't work in this channel: I'm missing " + ", ".join(missing) + ". Please ask a "
-                "server admin to grant them, or use another channel."
-            )
-        blocked = bot.sunra.submissions_blocked
-        if blocked is not None:
-            raise blocked
+        check_channel(interaction)
         role_ids = member_role_ids(interaction)
         if from_button:
             await check_animate_access(interaction, role_ids)
@@ -89,31 +76,9 @@ async def submit_follow_up(
             upload_limit=interaction.filesize_limit,
             request=follow.request,
         )
-        await bot.quota.quote(
-            guild_id=command.guild_id,
-            user_id=command.user_id,
-            role_ids=role_ids,
-            options=job_options(follow.request),
-        )
-    except BotError as refusal:
-        await say_privately(interaction, refusal.user_message)
-        return
-    job_id, is_new = await bot.runner.record(command)
-    if not is_new:
-        return
-    try:
-        if follow.start is None:
-            accepted = await bot.runner.accept(job_id, command)
-        else:
-            accepted = await bot.runner.accept_inputs(job_id, command, follow.start, follow.end)
-    except PictureShapeRefused as refusal:
-        await offer_picture_fix(interaction, command, refusal)
-        return
-    except BotError as refusal:
-        await say_privately(interaction, refusal.user_message)
-        return
-    place = f"Your video is on its way (place {accepted.place} in line); follow it in this channel."
-    await say_privately(interaction, f"{place} {accepted.reservation.describe()}")
+        return Submission(command, follow.start, follow.end)
+
+    await submit_job(interaction, prepare, defer=False)
 
 
 async def check_animate_access(interaction: discord.Interaction[KlingBot], role_ids: tuple[int, ...]) -> None:
@@ -168,10 +133,15 @@ class _ResultButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=r"kling:(?P<action>retry|remix|extend|delete):(?P<job_id>\d+)",
 ):
-    action = ""
+    action, label, emoji = "", "", ""
+    style = discord.ButtonStyle.secondary
 
     def __init__(self, job_id: int) -> None:
-        super().__init__(discord.ui.Button(custom_id=result_custom_id(self.action, job_id)))
+        # `kling:<action>:<job id>` (≤ 40 characters): the one place this id is written.
+        button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
+            label=self.label, emoji=self.emoji, style=self.style, custom_id=f"kling:{self.action}:{job_id}"
+        )
+        super().__init__(button)
         self.job_id = job_id
 
     @classmethod
@@ -188,7 +158,7 @@ class _ResultButton(
 
 
 class RetryButton(_ResultButton, template=r"kling:retry:(?P<job_id>\d+)"):
-    action = "retry"
+    action, label, emoji = "retry", "Retry", "🔁"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await known_job(interaction, self.job_id)
@@ -202,7 +172,7 @@ class RetryButton(_ResultButton, template=r"kling:retry:(?P<job_id>\d+)"):
 
 
 class RemixButton(_ResultButton, template=r"kling:remix:(?P<job_id>\d+)"):
-    action = "remix"
+    action, label, emoji = "remix", "Remix", "🎨"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await known_job(interaction, self.job_id)
@@ -217,7 +187,7 @@ class RemixButton(_ResultButton, template=r"kling:remix:(?P<job_id>\d+)"):
 
 
 class ExtendButton(_ResultButton, template=r"kling:extend:(?P<job_id>\d+)"):
-    action = "extend"
+    action, label, emoji = "extend", "Extend", "⏩"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await known_job(interaction, self.job_id)
@@ -230,7 +200,8 @@ class ExtendButton(_ResultButton, template=r"kling:extend:(?P<job_id>\d+)"):
 
 
 class DeleteButton(_ResultButton, template=r"kling:delete:(?P<job_id>\d+)"):
-    action = "delete"
+    action, label, emoji = "delete", "Delete", "🗑️"
+    style = discord.ButtonStyle.danger
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -420,7 +391,3 @@ class ResultsCog(commands.Cog):
         if match is not None:
             work = submit_form(interaction, match["action"], int(match["job_id"]))
             await answering_errors(interaction, work, f"{match['action']} form of job {match['job_id']}")
-
-
-async def setup(bot: KlingBot) -> None:
-    await bot.add_cog(ResultsCog(bot))

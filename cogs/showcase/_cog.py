@@ -19,8 +19,7 @@ from bot.errors import InputRefused
 from bot.showcase import Period, ShowcaseService, VoteLabels, clamped_page
 from bot.store.jobs import JobRow
 from bot.store.showcases import PAGE_SIZE, Showcase, Sort
-from cogs.jobs._command import say_privately
-from cogs.quota import refusals_told, refused_unless_manager, reply
+from cogs._ui import NO_MENTIONS, ManagerGroup, refusals_told, reply, say_privately
 from cogs.showcase._pages import SORT_FROM_CODE, gallery_page, history_page, top_embed
 from cogs.showcase._post import ShowcasePublisher, missing_permissions
 
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction[Any]
-NO_MENTIONS = discord.AllowedMentions.none()
 WEEKLY_CHECK_SECONDS = 300.0
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _MESSAGE_LINK = re.compile(r"/channels/\d+/(\d+)/(\d+)")
@@ -44,14 +42,14 @@ def cog_of(interaction: Interaction) -> ShowcaseCog:
 
 
 class ShowcaseCog(commands.Cog):
-    admin = app_commands.Group(
+    admin = ManagerGroup(
         name="showcase-admin",
         description="Showcase and moderation settings of this server",
         guild_only=True,
         allowed_contexts=app_commands.AppCommandContext(guild=True),
         default_permissions=discord.Permissions(manage_guild=True),
     )
-    blocklist = app_commands.Group(
+    blocklist = ManagerGroup(
         name="blocklist", description="Words and phrases that prompts may not contain", parent=admin
     )
     member = app_commands.Group(
@@ -192,8 +190,6 @@ class ShowcaseCog(commands.Cog):
         channel: discord.TextChannel | discord.ForumChannel,
         tag: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild is not None
         resolved = interaction.guild.get_channel(channel.id)
         if isinstance(resolved, discord.TextChannel | discord.ForumChannel):
@@ -245,8 +241,6 @@ class ShowcaseCog(commands.Cog):
     @admin.command(name="remove", description="Take a showcased video down")
     @app_commands.describe(post="The showcase post's link or message id, or its number (#12)")
     async def remove_showcase(self, interaction: Interaction, post: app_commands.Range[str, 1, 200]) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         showcase = await self.service.find(interaction.guild_id, **parse_post_reference(post))
@@ -262,8 +256,6 @@ class ShowcaseCog(commands.Cog):
     @admin.command(name="auto", description="Showcase every finished video (members may opt out)")
     @app_commands.describe(enabled="On: every finished video is showcased unless its member opted out")
     async def auto(self, interaction: Interaction, enabled: bool) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild_id is not None
         server = await self.service.configure(interaction.guild_id, auto=enabled)
         text = (
@@ -286,8 +278,6 @@ class ShowcaseCog(commands.Cog):
         day: int = 0,
         hour: app_commands.Range[int, 0, 23] = 18,
     ) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild_id is not None
         server = await self.service.configure(
             interaction.guild_id, weekly_post=enabled, weekly_day=day, weekly_hour=hour
@@ -307,8 +297,6 @@ class ShowcaseCog(commands.Cog):
     async def block_word(
         self, interaction: Interaction, word: app_commands.Range[str, 1, MAX_PATTERN]
     ) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild_id is not None
         async with refusals_told(interaction):
             pattern, added = await self.bot.prompt_filter.add(
@@ -322,8 +310,6 @@ class ShowcaseCog(commands.Cog):
     async def unblock_word(
         self, interaction: Interaction, word: app_commands.Range[str, 1, MAX_PATTERN]
     ) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild_id is not None
         removed = await self.bot.prompt_filter.remove(
             interaction.guild_id, word, actor_id=interaction.user.id
@@ -343,8 +329,6 @@ class ShowcaseCog(commands.Cog):
 
     @blocklist.command(name="list", description="The words and phrases prompts may not contain")
     async def list_patterns(self, interaction: Interaction) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild_id is not None
         patterns = await self.bot.prompt_filter.patterns(interaction.guild_id)
         if not patterns:
@@ -560,7 +544,3 @@ class HistoryButton(
         await interaction.response.defer()
         embed, view = await history_view(interaction.client, interaction.user.id, self.page)
         await edit_page(interaction, embed, view)
-
-
-async def setup(bot: KlingBot) -> None:
-    await bot.add_cog(ShowcaseCog(bot))

@@ -15,10 +15,10 @@ from bot.invite import REQUIRED_PERMISSIONS, SHOWCASE_FORUM_PERMISSIONS
 from bot.showcase import EditRefused, forum_title
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, ShowcaseServer
+from cogs._ui import NO_MENTIONS
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
 SHOWCASE_COLOUR = discord.Colour.gold()
 # Discord's codes: edits to old messages capped (30046); unknown channel / message; a tag is required.
 OLD_MESSAGE_EDITS = 30046

@@ -1,0 +1,81 @@
+"""Buttons posted before the Discord side moved into feature packages still work after it: each
+persistent button is one DynamicItem class that builds and parses its own custom_id, and the ids it
+builds are byte-identical to those main posted (written here as literals, as they were built then)."""
+
+from __future__ import annotations
+
+import re
+
+import discord
+import pytest
+
+from cogs.jobs._cancel import CancelButton
+from cogs.jobs._delivery import CancelButtonView, ResultButtonsView
+from cogs.jobs._results import DeleteButton, ExtendButton, RemixButton, RetryButton
+from cogs.showcase._cog import GalleryButton, HistoryButton, ShowcaseButton, VoteButton
+
+# (class, custom_id as main built it, the field it must read back)
+OLD_IDS = [
+    (CancelButton, "kling:cancel:42", {"job_id": "42"}),
+    (RetryButton, "kling:retry:42", {"job_id": "42"}),
+    (RemixButton, "kling:remix:42", {"job_id": "42"}),
+    (ExtendButton, "kling:extend:42", {"job_id": "42"}),
+    (DeleteButton, "kling:delete:42", {"job_id": "42"}),
+    (ShowcaseButton, "kling:show:42", {"job_id": "42"}),
+    (VoteButton, "kling:vote:7", {"showcase_id": "7"}),
+    (GalleryButton, "kling:gal:v:0:3:p", {"sort": "v", "member": "0", "page": "3"}),
+    (HistoryButton, "kling:hist:2:n", {"page": "2"}),
+]
+
+
+@pytest.mark.parametrize(("item", "custom_id", "fields"), OLD_IDS)
+def test_an_old_custom_id_is_parsed_by_its_class(
+    item: type[discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]]],
+    custom_id: str,
+    fields: dict[str, str],
+) -> None:
+    match = item.__discord_ui_compiled_template__.fullmatch(custom_id)  # what discord.py itself uses
+    assert match is not None
+    assert {name: match[name] for name in fields} == fields
+
+
+@pytest.mark.parametrize(
+    ("built", "old"),
+    [
+        (lambda: CancelButton(42), "kling:cancel:42"),
+        (lambda: RetryButton(42), "kling:retry:42"),
+        (lambda: RemixButton(42), "kling:remix:42"),
+        (lambda: ExtendButton(42), "kling:extend:42"),
+        (lambda: DeleteButton(42), "kling:delete:42"),
+        (lambda: ShowcaseButton(42), "kling:show:42"),
+        (lambda: VoteButton(7), "kling:vote:7"),
+    ],
+)
+def test_a_class_builds_the_id_main_built(built: object, old: str) -> None:
+    item = built()  # type: ignore[operator]
+    assert item.custom_id == old
+
+
+@pytest.mark.asyncio
+async def test_the_posted_views_carry_main_s_ids_labels_and_styles() -> None:
+    cancel = CancelButtonView(42).to_components()
+    assert cancel[0]["components"][0] == {
+        "type": 2,
+        "style": discord.ButtonStyle.secondary.value,
+        "label": "Cancel",
+        "custom_id": "kling:cancel:42",
+        "disabled": False,
+    }
+
+    class Job:
+        id, guild_id = 42, 1
+
+    buttons = [c for row in ResultButtonsView(Job()).to_components() for c in row["components"]]  # type: ignore[arg-type]
+    assert [(b["label"], b["custom_id"], b["style"]) for b in buttons] == [
+        ("Retry", "kling:retry:42", 2),
+        ("Remix", "kling:remix:42", 2),
+        ("Extend", "kling:extend:42", 2),
+        ("Showcase", "kling:show:42", 2),
+        ("Delete", "kling:delete:42", 4),
+    ]
+    assert all(re.fullmatch(r"kling:\w+:42", b["custom_id"]) for b in buttons)
