@@ -12,7 +12,9 @@ import pytest
 from cogs.jobs._cancel import CancelButton
 from cogs.jobs._delivery import CancelButtonView, ResultButtonsView
 from cogs.jobs._results import DeleteButton, ExtendButton, RemixButton, RetryButton
-from cogs.showcase._cog import GalleryButton, HistoryButton, ShowcaseButton, VoteButton
+from cogs.showcase._cog import ShowcaseButton
+from cogs.showcase._pages import GalleryButton, HistoryButton, gallery_page, history_page
+from cogs.showcase._post import VoteButton, VoteView
 
 # (class, custom_id as main built it, the field it must read back)
 OLD_IDS = [
@@ -79,3 +81,22 @@ async def test_the_posted_views_carry_main_s_ids_labels_and_styles() -> None:
         ("Delete", "kling:delete:42", 4),
     ]
     assert all(re.fullmatch(r"kling:\w+:42", b["custom_id"]) for b in buttons)
+
+
+def test_the_vote_and_page_views_carry_main_s_ids() -> None:
+    vote = VoteView(7, 3).to_components()[0]["components"][0]
+    assert (vote["custom_id"], vote["label"], vote["style"]) == ("kling:vote:7", "Vote (3)", 1)
+    _, gallery = gallery_page([], sort="votes", member_id=None, page=1, pages=3)
+    assert [c["custom_id"] for row in gallery.to_components() for c in row["components"]] == [
+        "kling:gal:v:0:0:p",
+        "kling:gal:v:0:i",
+        "kling:gal:v:0:2:n",
+    ]
+    _, history = history_page([], page=0, pages=1)
+    assert [
+        (c["custom_id"], c["disabled"]) for row in history.to_components() for c in row["components"]
+    ] == [
+        ("kling:hist:0:p", True),
+        ("kling:hist:i", True),
+        ("kling:hist:0:n", True),
+    ]

@@ -1,6 +1,6 @@
 """Community showcases: /showcase-admin (channel, remove, auto, weekly, blocklist), the Showcase and Vote
 buttons, /showcase opt-out|opt-in, /gallery, /history and /top. Discord in, bot/ calls out; the rules live
-in bot/showcase.py and bot/blocklist.py, the posts in bot/showcase_post.py and bot/showcase_pages.py."""
+in bot/showcase.py and bot/blocklist.py, the posts and Vote button in _post.py, the pages in _pages.py."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from discord.ext import commands
 
 from bot.blocklist import MAX_PATTERN
 from bot.errors import InputRefused
-from bot.showcase import Period, ShowcaseService, VoteLabels, clamped_page
+from bot.showcase import Period, ShowcaseService, VoteLabels
 from bot.store.jobs import JobRow
-from bot.store.showcases import PAGE_SIZE, Showcase, Sort
+from bot.store.showcases import Showcase
 from cogs._ui import NO_MENTIONS, ManagerGroup, refusals_told, reply, say_privately
-from cogs.showcase._pages import SORT_FROM_CODE, gallery_page, history_page, top_embed
-from cogs.showcase._post import ShowcasePublisher, missing_permissions
+from cogs.showcase._pages import GalleryButton, HistoryButton, gallery_page, history_view, top_embed
+from cogs.showcase._post import ShowcasePublisher, VoteButton, missing_permissions, showcase_cog
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -33,12 +33,6 @@ WEEKLY_CHECK_SECONDS = 300.0
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _MESSAGE_LINK = re.compile(r"/channels/\d+/(\d+)/(\d+)")
 _SQLITE_MAX = 1 << 63  # a larger number is no id and cannot even be looked up
-
-
-def cog_of(interaction: Interaction) -> ShowcaseCog:
-    cog = interaction.client.get_cog("ShowcaseCog")
-    assert isinstance(cog, ShowcaseCog)
-    return cog
 
 
 class ShowcaseCog(commands.Cog):
@@ -409,21 +403,6 @@ def parse_post_reference(text: str) -> dict[str, int | None]:
     return {"message_id": number if number > 1 << 22 else None, "showcase_id": number}
 
 
-async def history_view(bot: KlingBot, user_id: int, page: int) -> tuple[discord.Embed, discord.ui.View]:
-    jobs, page, pages = await clamped_page(
-        lambda n: bot.job_store.history(user_id, offset=n * PAGE_SIZE, limit=PAGE_SIZE), page
-    )
-    return history_page(jobs, page=page, pages=pages)
-
-
-async def edit_page(interaction: Interaction, embed: discord.Embed, view: discord.ui.View) -> None:
-    """Shows another page in the message whose button was pressed; a message deleted meanwhile is fine."""
-    try:
-        await interaction.edit_original_response(embed=embed, view=view, allowed_mentions=NO_MENTIONS)
-    except discord.NotFound:
-        log.info("interaction %s: the paged message is gone", interaction.id)
-
-
 # ----- buttons: each reads what it acts on from its custom_id, so it works after restarts ------------------
 
 
@@ -461,7 +440,7 @@ class ShowcaseButton(
             )
             return
         try:
-            showcase = await cog_of(interaction).share(job, shared_by=str(interaction.user.id))
+            showcase = await showcase_cog(interaction).share(job, shared_by=str(interaction.user.id))
         except InputRefused as refusal:
             await say_privately(interaction, refusal.user_message)
             return
@@ -469,78 +448,3 @@ class ShowcaseButton(
         await say_privately(
             interaction, f"Showcased in {where} as #{showcase.id}. Members can vote on it there."
         )
-
-
-class VoteButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:vote:(?P<showcase_id>\d+)"
-):
-    """One vote per member; pressing again takes it back. The label catches up within seconds."""
-
-    def __init__(self, showcase_id: int) -> None:
-        super().__init__(discord.ui.Button(label="Vote", custom_id=f"kling:vote:{showcase_id}"))
-        self.showcase_id = showcase_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> VoteButton:
-        return cls(int(match["showcase_id"]))
-
-    async def callback(self, interaction: Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        cog = cog_of(interaction)
-        result = await cog.service.vote(self.showcase_id, interaction.user.id)
-        if result is None:
-            await say_privately(interaction, "This showcase was taken down, so it takes no votes.")
-            return
-        voted, count = result
-        cog.labels.touch(self.showcase_id)
-        text = "Your vote is counted" if voted else "Your vote was taken back"
-        await say_privately(interaction, f"{text} ({count} in all). Press again to change your mind.")
-
-
-class GalleryButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"kling:gal:(?P<sort>[nv]):(?P<member>\d+):(?P<page>\d+):[pn]",
-):
-    def __init__(self, sort: Sort, member_id: int | None, page: int) -> None:
-        super().__init__(
-            discord.ui.Button(label="Page", custom_id=f"kling:gal:{sort[0]}:{member_id or 0}:{page}:n")
-        )
-        self.sort, self.member_id, self.page = sort, member_id, page
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> GalleryButton:
-        return cls(SORT_FROM_CODE[match["sort"]], int(match["member"]) or None, int(match["page"]))
-
-    async def callback(self, interaction: Interaction) -> None:
-        await interaction.response.defer()
-        if interaction.guild_id is None:
-            return
-        items, page, pages = await cog_of(interaction).service.page(
-            interaction.guild_id, sort=self.sort, page=self.page, author_id=self.member_id
-        )
-        embed, view = gallery_page(items, sort=self.sort, member_id=self.member_id, page=page, pages=pages)
-        await edit_page(interaction, embed, view)
-
-
-class HistoryButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:hist:(?P<page>\d+):[pn]"
-):
-    def __init__(self, page: int) -> None:
-        super().__init__(discord.ui.Button(label="Page", custom_id=f"kling:hist:{page}:n"))
-        self.page = page
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> HistoryButton:
-        return cls(int(match["page"]))
-
-    async def callback(self, interaction: Interaction) -> None:
-        # The page lists the presser's own jobs, whoever's message the button is on.
-        await interaction.response.defer()
-        embed, view = await history_view(interaction.client, interaction.user.id, self.page)
-        await edit_page(interaction, embed, view)

@@ -7,7 +7,9 @@ result was only a link, the post links it and says so.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
@@ -15,7 +17,10 @@ from bot.invite import REQUIRED_PERMISSIONS, SHOWCASE_FORUM_PERMISSIONS
 from bot.showcase import EditRefused, forum_title
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, ShowcaseServer
-from cogs._ui import NO_MENTIONS
+from cogs._ui import NO_MENTIONS, say_privately
+
+if TYPE_CHECKING:
+    from cogs.showcase._cog import ShowcaseCog
 
 log = logging.getLogger(__name__)
 
@@ -30,25 +35,58 @@ TEXT_PERMISSIONS = REQUIRED_PERMISSIONS
 FORUM_PERMISSIONS = SHOWCASE_FORUM_PERMISSIONS
 
 
-def vote_custom_id(showcase_id: int) -> str:
-    return f"kling:vote:{showcase_id}"
-
-
 def vote_label(count: int) -> str:
     return f"Vote ({count})"
 
 
-class VoteView(discord.ui.View):
-    def __init__(self, showcase_id: int, count: int) -> None:
-        super().__init__(timeout=None)
-        self.add_item(
+def showcase_cog(interaction: discord.Interaction[Any]) -> ShowcaseCog:
+    cog = interaction.client.get_cog("ShowcaseCog")
+    assert type(cog).__name__ == "ShowcaseCog"
+    return cast("ShowcaseCog", cog)
+
+
+class VoteButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:vote:(?P<showcase_id>\d+)"
+):
+    """One vote per member; pressing again takes it back. The label catches up within seconds."""
+
+    def __init__(self, showcase_id: int, count: int = 0) -> None:
+        super().__init__(
             discord.ui.Button(
                 label=vote_label(count),
                 emoji="👍",
                 style=discord.ButtonStyle.primary,
-                custom_id=vote_custom_id(showcase_id),
+                custom_id=f"kling:vote:{showcase_id}",
             )
         )
+        self.showcase_id = showcase_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> VoteButton:
+        return cls(int(match["showcase_id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        cog = showcase_cog(interaction)
+        result = await cog.service.vote(self.showcase_id, interaction.user.id)
+        if result is None:
+            await say_privately(interaction, "This showcase was taken down, so it takes no votes.")
+            return
+        voted, count = result
+        cog.labels.touch(self.showcase_id)
+        text = "Your vote is counted" if voted else "Your vote was taken back"
+        await say_privately(interaction, f"{text} ({count} in all). Press again to change your mind.")
+
+
+class VoteView(discord.ui.View):
+    """Only shown: a press comes back to the VoteButton the cog registered, by its custom_id."""
+
+    def __init__(self, showcase_id: int, count: int) -> None:
+        super().__init__(timeout=None)
+        self.add_item(VoteButton(showcase_id, count))
+        self.stop()
 
 
 def missing_permissions(channel: discord.TextChannel | discord.ForumChannel, me: discord.Member) -> list[str]:
