@@ -130,6 +130,21 @@ class MemberReport:
     policy: ServerPolicy
 
 
+@dataclass(frozen=True)
+class Charge:
+    """What one reservation takes, decided inside its transaction: whose (a ledger guild key and a user),
+    the price in credits and micro-dollars, the pools it comes from, and the balance it leaves."""
+
+    guild: str
+    user_id: int
+    cost: int
+    usd_micros: int
+    from_allowance: int
+    from_bonus: int
+    balance_after: int
+    resets_at: float
+
+
 class QuotaRefused(InputRefused):
     """The member may not start this job now; the message says why, the balance and when it resets."""
 
@@ -210,37 +225,71 @@ class QuotaService:
     ) -> Reservation:
         """Takes the job's price from the member, atomically with every check; idempotent per job."""
         now = self._clock()
-        key = ledger.guild_key(guild_id)
         async with self.db.write() as tx:
             existing = await ledger.find_reservation(tx, job_id)
             if existing is not None:
-                state = await self._member_state(tx, guild_id, user_id, role_ids, now)
-                return _reservation_from_row(existing, state.balance)
-            check = await self._assess(tx, guild_id, user_id, role_ids, options, now)
-            balance = check.state.balance
-            from_allowance = min(check.cost, balance.allowance_left)
-            from_bonus = check.cost - from_allowance
-            if not await ledger.set_job_cost(tx, job_id, check.cost):
+                return await self._reserved(tx, existing, guild_id, user_id, role_ids, now)
+            charge = await self._charge(tx, guild_id, user_id, role_ids, options, now)
+            if not await ledger.set_job_cost(tx, job_id, charge.cost):
                 raise LookupError(f"job {job_id} does not exist")
             await ledger.record_reservation(
                 tx,
                 job_id=job_id,
-                guild=key,
-                user_id=user_id,
-                from_allowance=from_allowance,
-                from_bonus=from_bonus,
-                usd_micros=check.usd_micros,
+                guild=charge.guild,
+                user_id=charge.user_id,
+                from_allowance=charge.from_allowance,
+                from_bonus=charge.from_bonus,
+                usd_micros=charge.usd_micros,
                 at=now,
             )
         return Reservation(
             job_id=job_id,
+            cost=charge.cost,
+            usd_micros=charge.usd_micros,
+            from_allowance=charge.from_allowance,
+            from_bonus=charge.from_bonus,
+            balance_after=charge.balance_after,
+            resets_at=charge.resets_at,
+        )
+
+    # The two seams of `reserve`, inside its transaction: what a new reservation takes after its checks
+    # (QuotaRefused when it may not), and how a job's existing one is shown. The terminal's
+    # OperatorQuota overrides both; the transaction and the ledger rows stay here.
+
+    async def _charge(
+        self,
+        tx: ledger.Writer,
+        guild_id: int | None,
+        user_id: int,
+        role_ids: Sequence[int],
+        options: JobOptions,
+        now: float,
+    ) -> Charge:
+        check = await self._assess(tx, guild_id, user_id, role_ids, options, now)
+        balance = check.state.balance
+        from_allowance = min(check.cost, balance.allowance_left)
+        return Charge(
+            guild=ledger.guild_key(guild_id),
+            user_id=user_id,
             cost=check.cost,
             usd_micros=check.usd_micros,
             from_allowance=from_allowance,
-            from_bonus=from_bonus,
+            from_bonus=check.cost - from_allowance,
             balance_after=balance.available - check.cost,
             resets_at=balance.resets_at,
         )
+
+    async def _reserved(
+        self,
+        tx: ledger.Writer,
+        row: ledger.ReservationRow,
+        guild_id: int | None,
+        user_id: int,
+        role_ids: Sequence[int],
+        now: float,
+    ) -> Reservation:
+        state = await self._member_state(tx, guild_id, user_id, role_ids, now)
+        return _reservation_from_row(row, state.balance)
 
     async def commit(self, job_id: int) -> None:
         """The API made the video: the reservation becomes final. Idempotent."""
