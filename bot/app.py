@@ -118,7 +118,7 @@ class KlingBot(commands.Bot):
         await self.sync_commands_if_changed()
 
     async def _instance_id(self) -> str:
-        """A random id kept in the database, part of every post's nonce (see bot.delivery.job_nonce)."""
+        """A random id kept in the database, part of every post's nonce (see job_nonce, cogs/jobs)."""
         instance = await self.job_store.get_meta("instance")
         if instance is None:
             instance = secrets.token_hex(4)

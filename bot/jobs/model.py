@@ -51,7 +51,7 @@ class Progress:
 
 
 class Reporter(Protocol):
-    """The Discord side of a job: implemented by bot/delivery.py, by a recorder in tests."""
+    """The Discord side of a job: implemented by cogs/jobs/_delivery.py, by a recorder in tests."""
 
     async def post_progress(self, job: JobRow, request: AnimateRequest, progress: Progress) -> int | None: ...
 
