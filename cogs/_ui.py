@@ -5,10 +5,9 @@ Cogs import from here and from bot/, never from one another (as RoboDanny's cogs
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+import re
+from typing import Any, Self, TypedDict
 
 import discord
 from discord import app_commands
@@ -46,19 +45,35 @@ async def reply(interaction: Interaction, text: str, *, file: discord.File | Non
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
 
 
-@contextlib.asynccontextmanager
-async def refusals_told(interaction: Interaction) -> AsyncIterator[None]:
-    """A refusal from the service (a bad time zone, say) is the member's answer, not an error to log."""
-    try:
-        yield
-    except BotError as refusal:
-        await reply(interaction, refusal.user_message)
+class Acting(TypedDict):
+    guild_id: int
+    actor_id: int
+
+
+def acting(interaction: Interaction) -> Acting:
+    """Who changes what in a ManagerGroup command, as the services take it: the server and the manager."""
+    assert interaction.guild_id is not None  # ManagerGroup.interaction_check refused anywhere else
+    return {"guild_id": interaction.guild_id, "actor_id": interaction.user.id}
 
 
 class ManagerGroup(app_commands.Group):
-    """A command group only members with Manage Server may use. Discord hides it from others by default,
-    but a server can change who sees a command, so the bot checks again itself, once for every command
-    of the group (a subgroup must be a ManagerGroup too: discord.py asks only the direct parent)."""
+    """A command group only members with Manage Server may use, in a server. Discord hides it from others
+    by default, but a server can change who sees a command, so the bot checks again itself, once for
+    every command of the group (a subgroup must be a ManagerGroup too: discord.py asks only the direct
+    parent). A refusal the service raises (BotError: a bad time zone, say) is the admin's private answer,
+    not an error to log."""
+
+    def __init__(self, *, name: str, description: str, parent: app_commands.Group | None = None) -> None:
+        if parent is not None:  # a subgroup inherits where it is offered and to whom
+            super().__init__(name=name, description=description, parent=parent)
+            return
+        super().__init__(
+            name=name,
+            description=description,
+            guild_only=True,
+            allowed_contexts=app_commands.AppCommandContext(guild=True),
+            default_permissions=discord.Permissions(manage_guild=True),
+        )
 
     def root_name(self) -> str:
         group: app_commands.Group = self
@@ -73,7 +88,43 @@ class ManagerGroup(app_commands.Group):
         return False
 
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError, /) -> None:
-        # The refusal was told in interaction_check; anything else is a bug worth its traceback.
-        if not isinstance(error, app_commands.CheckFailure):
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(cause, BotError):
+            await reply(interaction, cause.user_message)
+        # A CheckFailure was told in interaction_check; anything else is a bug worth its traceback.
+        elif not isinstance(error, app_commands.CheckFailure):
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error("/%s failed", command, exc_info=error)
+
+
+class IdButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:[a-z]+:(?P<number>\d+)"
+):
+    """A persistent button whose custom_id is `kling:<kind>:<number>` (a job's or a showcase's id), so a
+    press works after any restart: `class CancelButton(IdButton, kind="cancel")`. The id is built and
+    parsed here and nowhere else; a subclass gives its look (label, emoji, style) and its callback."""
+
+    kind = ""
+    label: str | None = None
+    emoji: str | None = None
+    style = discord.ButtonStyle.secondary
+
+    def __init_subclass__(cls, *, kind: str = "") -> None:
+        cls.kind = kind or cls.kind
+        super().__init_subclass__(template=rf"kling:{re.escape(cls.kind) or '[a-z]+'}:(?P<number>\d+)")
+
+    def __init__(self, number: int, *, label: str | None = None) -> None:
+        button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
+            label=label or self.label,
+            emoji=self.emoji,
+            style=self.style,
+            custom_id=f"kling:{self.kind}:{number}",
+        )
+        super().__init__(button)
+        self.number = number
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
+        return cls(int(match["number"]))

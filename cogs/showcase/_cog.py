@@ -19,7 +19,7 @@ from bot.errors import InputRefused
 from bot.showcase import Period, ShowcaseService, VoteLabels
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase
-from cogs._ui import NO_MENTIONS, ManagerGroup, refusals_told, reply, say_privately
+from cogs._ui import NO_MENTIONS, IdButton, ManagerGroup, reply, say_privately
 from cogs.showcase._pages import GalleryButton, HistoryButton, gallery_page, history_view, top_embed
 from cogs.showcase._post import ShowcasePublisher, VoteButton, missing_permissions, showcase_cog
 
@@ -36,13 +36,7 @@ _SQLITE_MAX = 1 << 63  # a larger number is no id and cannot even be looked up
 
 
 class ShowcaseCog(commands.Cog):
-    admin = ManagerGroup(
-        name="showcase-admin",
-        description="Showcase and moderation settings of this server",
-        guild_only=True,
-        allowed_contexts=app_commands.AppCommandContext(guild=True),
-        default_permissions=discord.Permissions(manage_guild=True),
-    )
+    admin = ManagerGroup(name="showcase-admin", description="Showcase and moderation settings of this server")
     blocklist = ManagerGroup(
         name="blocklist", description="Words and phrases that prompts may not contain", parent=admin
     )
@@ -292,12 +286,11 @@ class ShowcaseCog(commands.Cog):
         self, interaction: Interaction, word: app_commands.Range[str, 1, MAX_PATTERN]
     ) -> None:
         assert interaction.guild_id is not None
-        async with refusals_told(interaction):
-            pattern, added = await self.bot.prompt_filter.add(
-                interaction.guild_id, word, actor_id=interaction.user.id
-            )
-            text = "is now refused in prompts" if added else "was already on the block list"
-            await reply(interaction, f"`{pattern}` {text}.")
+        pattern, added = await self.bot.prompt_filter.add(
+            interaction.guild_id, word, actor_id=interaction.user.id
+        )
+        text = "is now refused in prompts" if added else "was already on the block list"
+        await reply(interaction, f"`{pattern}` {text}.")
 
     @blocklist.command(name="remove", description="Allow a blocked word or phrase again")
     @app_commands.describe(word="The entry as the block list shows it")
@@ -406,31 +399,14 @@ def parse_post_reference(text: str) -> dict[str, int | None]:
 # ----- buttons: each reads what it acts on from its custom_id, so it works after restarts ------------------
 
 
-class ShowcaseButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:show:(?P<job_id>\d+)"
-):
-    """Shares a finished video in the server's showcase channel."""
+class ShowcaseButton(IdButton, kind="show"):
+    """Shares a finished video in the server's showcase channel: `kling:show:<job id>`."""
 
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Showcase",
-                emoji="🏆",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"kling:show:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> ShowcaseButton:
-        return cls(int(match["job_id"]))
+    label, emoji = "Showcase", "🏆"
 
     async def callback(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await interaction.client.job_store.get(self.job_id)
+        job = await interaction.client.job_store.get(self.number)
         if job is None:
             await say_privately(interaction, "I no longer know this video, so it cannot be showcased.")
             return
