@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 
-from cogs._ui import say_privately
+from cogs._ui import IdButton, say_privately
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -15,25 +15,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class CancelButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:cancel:(?P<job_id>\d+)"
-):
-    """The Cancel button on a progress message; works after restarts because it reads the job id from
-    its custom_id."""
+class CancelButton(IdButton, kind="cancel"):
+    """The Cancel button on a progress message: `kling:cancel:<job id>`."""
 
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Cancel", style=discord.ButtonStyle.secondary, custom_id=f"kling:cancel:{job_id}"
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
-    ) -> CancelButton:
-        return cls(int(match["job_id"]))
+    label = "Cancel"
 
     async def interaction_check(self, interaction: discord.Interaction[KlingBot]) -> bool:  # type: ignore[override]
         # Deferred before anything else: the answer then has 15 minutes, not 3 seconds.
@@ -42,7 +27,7 @@ class CancelButton(
         except discord.HTTPException as error:
             log.info("interaction %s: cannot acknowledge the press (%s)", interaction.id, error.code)
             return False
-        job = await interaction.client.job_store.get(self.job_id)
+        job = await interaction.client.job_store.get(self.number)
         if job is None:
             await say_privately(interaction, "I no longer know this job.")
             return False
@@ -55,14 +40,14 @@ class CancelButton(
         return True
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
-        job = await interaction.client.job_store.get(self.job_id)
+        job = await interaction.client.job_store.get(self.number)
         by_owner = job is not None and job.user_id == interaction.user.id
         reason = (
             "You cancelled it; nothing was charged."
             if by_owner
             else f"It was cancelled by <@{interaction.user.id}>; nothing was charged."
         )
-        stopped = await interaction.client.runner.cancel(self.job_id, reason)
+        stopped = await interaction.client.runner.cancel(self.number, reason)
         await say_privately(
             interaction,
             "Cancelling the job…" if stopped else "This job has already finished or is being delivered.",

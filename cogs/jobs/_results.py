@@ -23,7 +23,7 @@ from bot.jobs import Command, job_options
 from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
-from cogs._ui import say_privately
+from cogs._ui import IdButton, say_privately
 from cogs.jobs._submit import Submission, check_channel, member_role_ids, submit_job
 
 if TYPE_CHECKING:
@@ -129,39 +129,21 @@ def video_sources(interaction: discord.Interaction[Any], job: JobRow) -> list[st
     return sources
 
 
-class _ResultButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"kling:(?P<action>retry|remix|extend|delete):(?P<job_id>\d+)",
-):
-    action, label, emoji = "", "", ""
-    style = discord.ButtonStyle.secondary
-
-    def __init__(self, job_id: int) -> None:
-        # `kling:<action>:<job id>` (≤ 40 characters): the one place this id is written.
-        button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
-            label=self.label, emoji=self.emoji, style=self.style, custom_id=f"kling:{self.action}:{job_id}"
-        )
-        super().__init__(button)
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
-    ) -> _ResultButton:
-        return cls(int(match["job_id"]))
+class _ResultButton(IdButton):
+    """A button under a finished video: `kling:<kind>:<job id>` (≤ 40 characters)."""
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
-        await answering_errors(interaction, self.act(interaction), f"{self.action} of job {self.job_id}")
+        await answering_errors(interaction, self.act(interaction), f"{self.kind} of job {self.number}")
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         raise NotImplementedError
 
 
-class RetryButton(_ResultButton, template=r"kling:retry:(?P<job_id>\d+)"):
-    action, label, emoji = "retry", "Retry", "🔁"
+class RetryButton(_ResultButton, kind="retry"):
+    label, emoji = "Retry", "🔁"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
-        job = await known_job(interaction, self.job_id)
+        job = await known_job(interaction, self.number)
         if job is None:
             return
 
@@ -171,11 +153,11 @@ class RetryButton(_ResultButton, template=r"kling:retry:(?P<job_id>\d+)"):
         await submit_follow_up(interaction, build, options=job_options(results.stored_request(job)))
 
 
-class RemixButton(_ResultButton, template=r"kling:remix:(?P<job_id>\d+)"):
-    action, label, emoji = "remix", "Remix", "🎨"
+class RemixButton(_ResultButton, kind="remix"):
+    label, emoji = "Remix", "🎨"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
-        job = await known_job(interaction, self.job_id)
+        job = await known_job(interaction, self.number)
         if job is None:
             return
         try:
@@ -186,11 +168,11 @@ class RemixButton(_ResultButton, template=r"kling:remix:(?P<job_id>\d+)"):
         await RemixModal(job).show(interaction)
 
 
-class ExtendButton(_ResultButton, template=r"kling:extend:(?P<job_id>\d+)"):
-    action, label, emoji = "extend", "Extend", "⏩"
+class ExtendButton(_ResultButton, kind="extend"):
+    label, emoji = "Extend", "⏩"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
-        job = await known_job(interaction, self.job_id)
+        job = await known_job(interaction, self.number)
         if job is None:
             return
         if not video_sources(interaction, job):
@@ -199,13 +181,13 @@ class ExtendButton(_ResultButton, template=r"kling:extend:(?P<job_id>\d+)"):
         await ExtendModal(job).show(interaction)
 
 
-class DeleteButton(_ResultButton, template=r"kling:delete:(?P<job_id>\d+)"):
-    action, label, emoji = "delete", "Delete", "🗑️"
+class DeleteButton(_ResultButton, kind="delete"):
+    label, emoji = "Delete", "🗑️"
     style = discord.ButtonStyle.danger
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await known_job(interaction, self.job_id)
+        job = await known_job(interaction, self.number)
         if job is None:
             return
         if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:

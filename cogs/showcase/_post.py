@@ -7,7 +7,6 @@ result was only a link, the post links it and says so.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,7 +16,7 @@ from bot.invite import REQUIRED_PERMISSIONS, SHOWCASE_FORUM_PERMISSIONS
 from bot.showcase import EditRefused, forum_title
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, ShowcaseServer
-from cogs._ui import NO_MENTIONS, say_privately
+from cogs._ui import NO_MENTIONS, IdButton, say_privately
 
 if TYPE_CHECKING:
     from cogs.showcase._cog import ShowcaseCog
@@ -45,37 +44,24 @@ def showcase_cog(interaction: discord.Interaction[Any]) -> ShowcaseCog:
     return cast("ShowcaseCog", cog)
 
 
-class VoteButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:vote:(?P<showcase_id>\d+)"
-):
-    """One vote per member; pressing again takes it back. The label catches up within seconds."""
+class VoteButton(IdButton, kind="vote"):
+    """One vote per member (`kling:vote:<showcase id>`); pressing again takes it back. The label, with the
+    count, catches up within seconds."""
+
+    emoji, style = "👍", discord.ButtonStyle.primary
 
     def __init__(self, showcase_id: int, count: int = 0) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label=vote_label(count),
-                emoji="👍",
-                style=discord.ButtonStyle.primary,
-                custom_id=f"kling:vote:{showcase_id}",
-            )
-        )
-        self.showcase_id = showcase_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> VoteButton:
-        return cls(int(match["showcase_id"]))
+        super().__init__(showcase_id, label=vote_label(count))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         cog = showcase_cog(interaction)
-        result = await cog.service.vote(self.showcase_id, interaction.user.id)
+        result = await cog.service.vote(self.number, interaction.user.id)
         if result is None:
             await say_privately(interaction, "This showcase was taken down, so it takes no votes.")
             return
         voted, count = result
-        cog.labels.touch(self.showcase_id)
+        cog.labels.touch(self.number)
         text = "Your vote is counted" if voted else "Your vote was taken back"
         await say_privately(interaction, f"{text} ({count} in all). Press again to change your mind.")
 
