@@ -12,9 +12,8 @@ import pytest
 from cogs.jobs._cancel import CancelButton
 from cogs.jobs._delivery import CancelButtonView, ResultButtonsView
 from cogs.jobs._results import DeleteButton, ExtendButton, RemixButton, RetryButton
-from cogs.showcase._cog import ShowcaseButton
 from cogs.showcase._pages import GalleryButton, HistoryButton, gallery_page, history_page
-from cogs.showcase._post import VoteButton, VoteView
+from cogs.showcase._post import ShowcaseButton, VoteButton, VoteView
 
 # (class, custom_id as main posted it, the id of the item the class reads back from it: a page button
 # is always read back as a "next" one, since the direction only kept two ids on one message apart)

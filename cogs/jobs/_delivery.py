@@ -23,7 +23,7 @@ from bot.store.jobs import JobRow
 from cogs._ui import NO_MENTIONS
 from cogs.jobs._cancel import CancelButton
 from cogs.jobs._results import DeleteButton, ExtendButton, RemixButton, RetryButton
-from cogs.showcase._cog import ShowcaseButton
+from cogs.showcase._post import ShowcaseButton
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from bot.errors import InputRefused
 from bot.showcase import Period, ShowcaseService, VoteLabels
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase
-from cogs._ui import NO_MENTIONS, IdButton, ManagerGroup, reply, say_privately
+from cogs._ui import NO_MENTIONS, ManagerGroup, reply, say_privately
 from cogs.showcase._pages import GalleryButton, HistoryButton, gallery_page, history_view, top_embed
-from cogs.showcase._post import ShowcasePublisher, VoteButton, missing_permissions, showcase_cog
+from cogs.showcase._post import ShowcaseButton, ShowcasePublisher, VoteButton, missing_permissions
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -394,33 +394,3 @@ def parse_post_reference(text: str) -> dict[str, int | None]:
         return nothing
     number = int(digits)
     return {"message_id": number if number > 1 << 22 else None, "showcase_id": number}
-
-
-# ----- buttons: each reads what it acts on from its custom_id, so it works after restarts ------------------
-
-
-class ShowcaseButton(IdButton, kind="show"):
-    """Shares a finished video in the server's showcase channel: `kling:show:<job id>`."""
-
-    label, emoji = "Showcase", "🏆"
-
-    async def callback(self, interaction: Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await interaction.client.job_store.get(self.number)
-        if job is None:
-            await say_privately(interaction, "I no longer know this video, so it cannot be showcased.")
-            return
-        if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:
-            await say_privately(
-                interaction, "Only the member who made this video, or a moderator, can showcase it."
-            )
-            return
-        try:
-            showcase = await showcase_cog(interaction).share(job, shared_by=str(interaction.user.id))
-        except InputRefused as refusal:
-            await say_privately(interaction, refusal.user_message)
-            return
-        where = f"<#{showcase.channel_id}>" if showcase.channel_id else "the showcase channel"
-        await say_privately(
-            interaction, f"Showcased in {where} as #{showcase.id}. Members can vote on it there."
-        )

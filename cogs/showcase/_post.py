@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
+from bot.errors import InputRefused
 from bot.invite import REQUIRED_PERMISSIONS, SHOWCASE_FORUM_PERMISSIONS
 from bot.showcase import EditRefused, forum_title
 from bot.store.jobs import JobRow
@@ -64,6 +65,33 @@ class VoteButton(IdButton, kind="vote"):
         cog.labels.touch(self.number)
         text = "Your vote is counted" if voted else "Your vote was taken back"
         await say_privately(interaction, f"{text} ({count} in all). Press again to change your mind.")
+
+
+class ShowcaseButton(IdButton, kind="show"):
+    """Shares a finished video in the server's showcase channel: `kling:show:<job id>`."""
+
+    label, emoji = "Showcase", "🏆"
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        job = await interaction.client.job_store.get(self.number)
+        if job is None:
+            await say_privately(interaction, "I no longer know this video, so it cannot be showcased.")
+            return
+        if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:
+            await say_privately(
+                interaction, "Only the member who made this video, or a moderator, can showcase it."
+            )
+            return
+        try:
+            showcase = await showcase_cog(interaction).share(job, shared_by=str(interaction.user.id))
+        except InputRefused as refusal:
+            await say_privately(interaction, refusal.user_message)
+            return
+        where = f"<#{showcase.channel_id}>" if showcase.channel_id else "the showcase channel"
+        await say_privately(
+            interaction, f"Showcased in {where} as #{showcase.id}. Members can vote on it there."
+        )
 
 
 class VoteView(discord.ui.View):
