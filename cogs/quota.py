@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 THIS_PERIOD: dict[Period, str] = {"daily": "today", "weekly": "this week", "monthly": "this month"}
 MAX_CREDITS = 1_000_000
+# What grants and removals take (Discord enforces the bounds before the bot sees them).
+Credits = app_commands.Range[int, 1, MAX_CREDITS]
+Reason = app_commands.Range[str, 1, 200]
 # /quota links this many of the member's latest videos.
 RECENT_VIDEOS = 5
 Interaction = discord.Interaction[Any]
@@ -142,17 +145,10 @@ class QuotaCog(commands.Cog):
     @admin.command(name="grant", description="Give a member bonus credits (they never reset)")
     @app_commands.describe(member="Who gets them", credits="How many", reason="Why (kept in the audit log)")
     async def grant(
-        self,
-        interaction: Interaction,
-        member: discord.Member,
-        credits: app_commands.Range[int, 1, MAX_CREDITS],
-        reason: app_commands.Range[str, 1, 200],
+        self, interaction: Interaction, member: discord.Member, credits: Credits, reason: Reason
     ) -> None:
         bonus = await self.quota.grant(
-            **acting(interaction),
-            user_id=member.id,
-            credits=credits,
-            reason=reason,
+            **acting(interaction), user_id=member.id, credits=credits, reason=reason
         )
         await reply(
             interaction, f"Gave {member.mention} {credits} bonus credits. Their bonus is now {bonus}."
@@ -161,11 +157,7 @@ class QuotaCog(commands.Cog):
     @admin.command(name="remove", description="Take credits from a member (bonus first)")
     @app_commands.describe(member="From whom", credits="How many", reason="Why (kept in the audit log)")
     async def remove(
-        self,
-        interaction: Interaction,
-        member: discord.Member,
-        credits: app_commands.Range[int, 1, MAX_CREDITS],
-        reason: app_commands.Range[str, 1, 200],
+        self, interaction: Interaction, member: discord.Member, credits: Credits, reason: Reason
     ) -> None:
         removed = await self.quota.remove(
             **acting(interaction),

@@ -32,6 +32,8 @@ Interaction = discord.Interaction[Any]
 WEEKLY_CHECK_SECONDS = 300.0
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _MESSAGE_LINK = re.compile(r"/channels/\d+/(\d+)/(\d+)")
+# A block-list entry as admins type it (Discord enforces the length).
+Pattern = app_commands.Range[str, 1, MAX_PATTERN]
 _SQLITE_MAX = 1 << 63  # a larger number is no id and cannot even be looked up
 
 
@@ -282,9 +284,7 @@ class ShowcaseCog(commands.Cog):
 
     @blocklist.command(name="add", description="Refuse prompts with this word or phrase (* and ? wildcards)")
     @app_commands.describe(word="A whole word or phrase; * is any run of letters, ? one letter (gor* → gory)")
-    async def block_word(
-        self, interaction: Interaction, word: app_commands.Range[str, 1, MAX_PATTERN]
-    ) -> None:
+    async def block_word(self, interaction: Interaction, word: Pattern) -> None:
         assert interaction.guild_id is not None
         pattern, added = await self.bot.prompt_filter.add(
             interaction.guild_id, word, actor_id=interaction.user.id
@@ -294,9 +294,7 @@ class ShowcaseCog(commands.Cog):
 
     @blocklist.command(name="remove", description="Allow a blocked word or phrase again")
     @app_commands.describe(word="The entry as the block list shows it")
-    async def unblock_word(
-        self, interaction: Interaction, word: app_commands.Range[str, 1, MAX_PATTERN]
-    ) -> None:
+    async def unblock_word(self, interaction: Interaction, word: Pattern) -> None:
         assert interaction.guild_id is not None
         removed = await self.bot.prompt_filter.remove(
             interaction.guild_id, word, actor_id=interaction.user.id
