@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.quota import JobOptions, QuotaService, QuotaSettings
+from bot.quota.rules import JobOptions, QuotaSettings
+from bot.quota.spending import QuotaService
 from bot.store import Database
 from bot.store.jobs import JobStore
 

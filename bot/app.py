@@ -19,29 +19,27 @@ from discord.ext import commands
 
 from bot.blocklist import PromptFilter
 from bot.config import Settings
-from bot.delivery import DiscordReporter
 from bot.guild_access import NOT_ALLOWED, guild_allowed
 from bot.jobs import JobRunner
 from bot.media import ImageChecker
 from bot.metrics import BotMetrics
 from bot.monitoring import Monitor, gateway_connected
-from bot.quota import QuotaService
+from bot.quota.spending import QuotaService
 from bot.showcase import ShowcaseService
 from bot.startup import wait_for_discord
 from bot.store import Database
 from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
 from bot.voices import VoiceLibrary
+from cogs.jobs._delivery import DiscordReporter
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (
-    "cogs.animate",
+    "cogs.jobs",
     "cogs.quota",
     "cogs.voices",
     "cogs.showcase",
-    "cogs.results",
-    "cogs.animate_message",
     "cogs.unanswered",
 )
 
@@ -165,7 +163,7 @@ class KlingBot(commands.Bot):
         return left
 
     async def _instance_id(self) -> str:
-        """A random id kept in the database, part of every post's nonce (see bot.delivery.job_nonce)."""
+        """A random id kept in the database, part of every post's nonce (see job_nonce, cogs/jobs)."""
         instance = await self.job_store.get_meta("instance")
         if instance is None:
             instance = secrets.token_hex(4)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, SecretStr
 
 from bot.config import SECRET_FIELDS, ToolSettings, config_path
 from bot.invite import INSTALL_PERMISSIONS, install_url
-from bot.quota import MICROS_PER_USD, PERIOD_NOUN, QuotaSettings, format_usd, price_list, usd_micros
+from bot.quota.rules import MICROS_PER_USD, PERIOD_NOUN, QuotaSettings, format_usd, price_list, usd_micros
 from bot.store.db import migration_status, sqlite_path_from_url
 from bot.sunra import (
     AuthError,

@@ -21,7 +21,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from bot.quota import QuotaSettings
+from bot.quota.rules import QuotaSettings
 from bot.startup import StartupSettings
 
 DEFAULT_CONFIG_PATH = Path("config/bot.toml")

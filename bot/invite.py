@@ -10,7 +10,7 @@ import discord
 REQUIRED_PERMISSIONS = discord.Permissions(
     view_channel=True, send_messages=True, embed_links=True, attach_files=True, read_message_history=True
 )
-# A forum showcase channel (cogs/showcase.py) needs one more: the post's thread.
+# A forum showcase channel (cogs/showcase/) needs one more: the post's thread.
 SHOWCASE_FORUM_PERMISSIONS = REQUIRED_PERMISSIONS | discord.Permissions(send_messages_in_threads=True)
 # What the install link asks for: everything any feature needs.
 INSTALL_PERMISSIONS = SHOWCASE_FORUM_PERMISSIONS

@@ -1,4 +1,4 @@
-"""Community showcases: the rules, without Discord (its side is bot/showcase_post.py, cogs/showcase.py).
+"""Community showcases: the rules, without Discord (its side is cogs/showcase/).
 
 A showcase is a finished video shared to the server's showcase channel (a text channel, or a forum where
 each video becomes a post). Members vote on it, one vote each (a row per member; pressing again takes it

@@ -39,17 +39,8 @@ from bot.errors import BotError
 from bot.jobs import ENDED, Command, JobRunner, Phase, Progress, State
 from bot.logs import RedactSecrets, secret_values
 from bot.media import MAX_IMAGE_BYTES, ImageChecker, MediaRejected, check_metadata
-from bot.quota import (
-    MICROS_PER_USD,
-    JobOptions,
-    QuotaRefused,
-    QuotaService,
-    Reservation,
-    format_usd,
-    job_cost,
-    usd_micros,
-    utc_day_bounds,
-)
+from bot.quota.rules import MICROS_PER_USD, JobOptions, format_usd, job_cost, usd_micros, utc_day_bounds
+from bot.quota.spending import Charge, QuotaRefused, QuotaService, Reservation
 from bot.request import AnimateRequest, AttachmentRef, build_request
 from bot.simulator import Simulator, SimulatorSettings
 from bot.store import Database, ledger
@@ -92,52 +83,44 @@ class OperatorQuota(QuotaService):
     """The operator's own jobs: priced like a member's, checked only against the global USD cap, and
     recorded in the same ledger (server 'operator'), so the bot's cap counts them too."""
 
-    async def reserve(
+    async def _charge(
         self,
-        *,
-        job_id: int,
+        tx: ledger.Writer,
         guild_id: int | None,
         user_id: int,
         role_ids: Sequence[int],
         options: JobOptions,
-    ) -> Reservation:
-        now = self._clock()
+        now: float,
+    ) -> Charge:
         day_end = utc_day_bounds(now)[1]
         cost = job_cost(options, self.settings)
         micros = usd_micros(cost, self.settings)
-        async with self.db.write() as tx:
-            existing = await ledger.find_reservation(tx, job_id)
-            if existing is not None:
-                return Reservation(
-                    job_id, existing.credits, existing.usd_micros, existing.credits, 0, 0, day_end
-                )
-            if self.settings.global_daily_usd > 0:
-                figures = await ledger.member_figures(
-                    tx, OPERATOR_GUILD, OPERATOR_USER_ID, (now, now), utc_day=utc_day_bounds(now)
-                )
-                cap = round(self.settings.global_daily_usd * MICROS_PER_USD)
-                if figures.usd_micros_today + micros > cap:
-                    resets = dt.datetime.fromtimestamp(day_end, dt.UTC)
-                    raise QuotaRefused(
-                        f"The global spending cap is reached: ${format_usd(figures.usd_micros_today)} of "
-                        f"${format_usd(cap)} spent today (UTC) and this video costs ${format_usd(micros)}. "
-                        f"It resets at {resets:%Y-%m-%d %H:%M} UTC; QUOTA__GLOBAL_DAILY_USD sets it.",
-                        code="global_cap",
-                        retryable=True,
-                    )
-            if not await ledger.set_job_cost(tx, job_id, cost):
-                raise LookupError(f"job {job_id} does not exist")
-            await ledger.record_reservation(
-                tx,
-                job_id=job_id,
-                guild=OPERATOR_GUILD,
-                user_id=OPERATOR_USER_ID,
-                from_allowance=cost,
-                from_bonus=0,
-                usd_micros=micros,
-                at=now,
+        if self.settings.global_daily_usd > 0:
+            figures = await ledger.member_figures(
+                tx, OPERATOR_GUILD, OPERATOR_USER_ID, (now, now), utc_day=utc_day_bounds(now)
             )
-        return Reservation(job_id, cost, micros, cost, 0, 0, day_end)
+            cap = round(self.settings.global_daily_usd * MICROS_PER_USD)
+            if figures.usd_micros_today + micros > cap:
+                resets = dt.datetime.fromtimestamp(day_end, dt.UTC)
+                raise QuotaRefused(
+                    f"The global spending cap is reached: ${format_usd(figures.usd_micros_today)} of "
+                    f"${format_usd(cap)} spent today (UTC) and this video costs ${format_usd(micros)}. "
+                    f"It resets at {resets:%Y-%m-%d %H:%M} UTC; QUOTA__GLOBAL_DAILY_USD sets it.",
+                    code="global_cap",
+                    retryable=True,
+                )
+        return Charge(OPERATOR_GUILD, OPERATOR_USER_ID, cost, micros, cost, 0, 0, day_end)
+
+    async def _reserved(
+        self,
+        tx: ledger.Writer,
+        row: ledger.ReservationRow,
+        guild_id: int | None,
+        user_id: int,
+        role_ids: Sequence[int],
+        now: float,
+    ) -> Reservation:
+        return Reservation(row.job_id, row.credits, row.usd_micros, row.credits, 0, 0, utc_day_bounds(now)[1])
 
 
 class ProcessJobs(JobStore):

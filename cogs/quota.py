@@ -1,35 +1,27 @@
-"""/quota and /quota-admin: Discord in, `bot.quota` (a QuotaService) out; the rules live in bot/quota.py."""
+"""/quota and /quota-admin: Discord in, `bot.quota` (a QuotaService) out; the rules live in bot/quota/."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import BotError
-from bot.quota import (
-    PERIOD_NOUN,
-    RECENT_DAYS,
-    MemberReport,
-    Period,
-    QuotaService,
-    ServerPolicy,
-    known_time_zones,
-    relative_time,
-)
+from bot.quota.rules import PERIOD_NOUN, Period, ServerPolicy, known_time_zones, relative_time
+from bot.quota.spending import RECENT_DAYS, MemberReport, QuotaService
 from bot.store.jobs import JobRow, JobStore
+from cogs._ui import ManagerGroup, acting, reply
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
 THIS_PERIOD: dict[Period, str] = {"daily": "today", "weekly": "this week", "monthly": "this month"}
 MAX_CREDITS = 1_000_000
+# What grants and removals take (Discord enforces the bounds before the bot sees them).
+Credits = app_commands.Range[int, 1, MAX_CREDITS]
+Reason = app_commands.Range[str, 1, 200]
 # /quota links this many of the member's latest videos.
 RECENT_VIDEOS = 5
 Interaction = discord.Interaction[Any]
@@ -40,33 +32,6 @@ def quota_service(bot: commands.Bot) -> QuotaService:
     if not isinstance(service, QuotaService):
         raise RuntimeError("cogs.quota needs bot.quota to be a QuotaService")
     return service
-
-
-async def reply(interaction: Interaction, text: str, *, file: discord.File | None = None) -> None:
-    """Answers privately; pings nobody even when the text mentions a member or a role."""
-    extra: dict[str, Any] = {} if file is None else {"file": file}
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
-    else:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
-
-
-@contextlib.asynccontextmanager
-async def refusals_told(interaction: Interaction) -> AsyncIterator[None]:
-    """A refusal from the service (a bad time zone, say) is the admin's answer, not an error to log."""
-    try:
-        yield
-    except BotError as refusal:
-        await reply(interaction, refusal.user_message)
-
-
-async def refused_unless_manager(interaction: Interaction, command: str = "/quota-admin") -> bool:
-    """True, after telling the member, when they lack Manage Server. Discord hides the admin commands
-    from them by default, but a server can change who sees a command, so the bot checks again itself."""
-    if interaction.guild_id is not None and interaction.permissions.manage_guild:
-        return False
-    await reply(interaction, f"You need the **Manage Server** permission to use {command}.")
-    return True
 
 
 def role_ids_of(user: discord.abc.User) -> list[int]:
@@ -141,14 +106,7 @@ def limited_note(asked: int, got: int) -> str:
 
 
 class QuotaCog(commands.Cog):
-    admin = app_commands.Group(
-        name="quota-admin",
-        description="Credits and limits in this server",
-        guild_only=True,
-        allowed_contexts=app_commands.AppCommandContext(guild=True),
-        # Hidden from members without Manage Server unless a server admin changes it; checked again when run.
-        default_permissions=discord.Permissions(manage_guild=True),
-    )
+    admin = ManagerGroup(name="quota-admin", description="Credits and limits in this server")
 
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
@@ -176,12 +134,8 @@ class QuotaCog(commands.Cog):
     @admin.command(name="view", description="A member's credits, jobs and spending")
     @app_commands.describe(member="The member to look at")
     async def view(self, interaction: Interaction, member: discord.Member) -> None:
-        if await refused_unless_manager(interaction):
-            return
-        assert interaction.guild_id is not None
         report = await self.quota.view_member(
-            guild_id=interaction.guild_id,
-            actor_id=interaction.user.id,
+            **acting(interaction),
             user_id=member.id,
             role_ids=role_ids_of(member),
         )
@@ -191,50 +145,29 @@ class QuotaCog(commands.Cog):
     @admin.command(name="grant", description="Give a member bonus credits (they never reset)")
     @app_commands.describe(member="Who gets them", credits="How many", reason="Why (kept in the audit log)")
     async def grant(
-        self,
-        interaction: Interaction,
-        member: discord.Member,
-        credits: app_commands.Range[int, 1, MAX_CREDITS],
-        reason: app_commands.Range[str, 1, 200],
+        self, interaction: Interaction, member: discord.Member, credits: Credits, reason: Reason
     ) -> None:
-        if await refused_unless_manager(interaction):
-            return
-        assert interaction.guild_id is not None
-        async with refusals_told(interaction):
-            bonus = await self.quota.grant(
-                guild_id=interaction.guild_id,
-                actor_id=interaction.user.id,
-                user_id=member.id,
-                credits=credits,
-                reason=reason,
-            )
-            await reply(
-                interaction, f"Gave {member.mention} {credits} bonus credits. Their bonus is now {bonus}."
-            )
+        bonus = await self.quota.grant(
+            **acting(interaction), user_id=member.id, credits=credits, reason=reason
+        )
+        await reply(
+            interaction, f"Gave {member.mention} {credits} bonus credits. Their bonus is now {bonus}."
+        )
 
     @admin.command(name="remove", description="Take credits from a member (bonus first)")
     @app_commands.describe(member="From whom", credits="How many", reason="Why (kept in the audit log)")
     async def remove(
-        self,
-        interaction: Interaction,
-        member: discord.Member,
-        credits: app_commands.Range[int, 1, MAX_CREDITS],
-        reason: app_commands.Range[str, 1, 200],
+        self, interaction: Interaction, member: discord.Member, credits: Credits, reason: Reason
     ) -> None:
-        if await refused_unless_manager(interaction):
-            return
-        assert interaction.guild_id is not None
-        async with refusals_told(interaction):
-            removed = await self.quota.remove(
-                guild_id=interaction.guild_id,
-                actor_id=interaction.user.id,
-                user_id=member.id,
-                role_ids=role_ids_of(member),
-                credits=credits,
-                reason=reason,
-            )
-            short = "" if removed == credits else f" (they had only {removed} left)"
-            await reply(interaction, f"Removed {removed} credits from {member.mention}{short}.")
+        removed = await self.quota.remove(
+            **acting(interaction),
+            user_id=member.id,
+            role_ids=role_ids_of(member),
+            credits=credits,
+            reason=reason,
+        )
+        short = "" if removed == credits else f" (they had only {removed} left)"
+        await reply(interaction, f"Removed {removed} credits from {member.mention}{short}.")
 
     @admin.command(name="allowance", description="Credits each member gets per period in this server")
     @app_commands.describe(credits="Credits per member per period", period="How often it resets")
@@ -244,18 +177,12 @@ class QuotaCog(commands.Cog):
         credits: app_commands.Range[int, 0, MAX_CREDITS],
         period: Period | None = None,
     ) -> None:
-        if await refused_unless_manager(interaction):
-            return
-        assert interaction.guild_id is not None
-        async with refusals_told(interaction):
-            policy = await self.quota.set_allowance(
-                guild_id=interaction.guild_id, actor_id=interaction.user.id, credits=credits, period=period
-            )
-            await reply(
-                interaction,
-                f"Members now get {policy.allowance} credits per {PERIOD_NOUN[policy.period]}"
-                f"{limited_note(credits, policy.allowance)}.",
-            )
+        policy = await self.quota.set_allowance(**acting(interaction), credits=credits, period=period)
+        await reply(
+            interaction,
+            f"Members now get {policy.allowance} credits per {PERIOD_NOUN[policy.period]}"
+            f"{limited_note(credits, policy.allowance)}.",
+        )
 
     @admin.command(name="role-allowance", description="Set or clear a role's allowance (most generous wins)")
     @app_commands.describe(role="The role", credits="Credits per period; leave empty to clear")
@@ -265,40 +192,27 @@ class QuotaCog(commands.Cog):
         role: discord.Role,
         credits: app_commands.Range[int, 0, MAX_CREDITS] | None = None,
     ) -> None:
-        if await refused_unless_manager(interaction):
+        granted = await self.quota.set_role_allowance(**acting(interaction), role_id=role.id, credits=credits)
+        if granted is None or credits is None:
+            await reply(interaction, f"{role.mention} no longer has an allowance of its own.")
             return
-        assert interaction.guild_id is not None
-        async with refusals_told(interaction):
-            granted = await self.quota.set_role_allowance(
-                guild_id=interaction.guild_id, actor_id=interaction.user.id, role_id=role.id, credits=credits
-            )
-            if granted is None or credits is None:
-                await reply(interaction, f"{role.mention} no longer has an allowance of its own.")
-                return
-            await reply(
-                interaction,
-                f"Members with {role.mention} get {granted} credits per period"
-                f"{limited_note(credits, granted)}.",
-            )
+        await reply(
+            interaction,
+            f"Members with {role.mention} get {granted} credits per period{limited_note(credits, granted)}.",
+        )
 
     @admin.command(name="cap", description="Credits the whole server may spend per period (0 = no cap)")
     @app_commands.describe(credits="Credits per period for all members together; 0 = no server cap")
     async def cap(self, interaction: Interaction, credits: app_commands.Range[int, 0, MAX_CREDITS]) -> None:
-        if await refused_unless_manager(interaction):
-            return
-        assert interaction.guild_id is not None
-        async with refusals_told(interaction):
-            policy = await self.quota.set_cap(
-                guild_id=interaction.guild_id, actor_id=interaction.user.id, credits=credits
-            )
-            noun = PERIOD_NOUN[policy.period]
-            if not policy.cap:
-                text = "This server has no credit cap."
-            elif credits == 0:
-                text = f"Server cap: {policy.cap} credits per {noun}, set by the bot's operator."
-            else:
-                text = f"Server cap: {policy.cap} credits per {noun}{limited_note(credits, policy.cap)}."
-            await reply(interaction, text)
+        policy = await self.quota.set_cap(**acting(interaction), credits=credits)
+        noun = PERIOD_NOUN[policy.period]
+        if not policy.cap:
+            text = "This server has no credit cap."
+        elif credits == 0:
+            text = f"Server cap: {policy.cap} credits per {noun}, set by the bot's operator."
+        else:
+            text = f"Server cap: {policy.cap} credits per {noun}{limited_note(credits, policy.cap)}."
+        await reply(interaction, text)
 
     @admin.command(name="switches", description="Turn the expensive options off (or back on) here")
     @app_commands.describe(
@@ -311,28 +225,23 @@ class QuotaCog(commands.Cog):
         allow_audio: bool | None = None,
         allow_voices: bool | None = None,
     ) -> None:
-        if await refused_unless_manager(interaction):
-            return
-        assert interaction.guild_id is not None
-        async with refusals_told(interaction):
-            policy = await self.quota.set_switches(
-                guild_id=interaction.guild_id,
-                actor_id=interaction.user.id,
-                allow_10s=allow_10s,
-                allow_audio=allow_audio,
-                allow_voices=allow_voices,
+        policy = await self.quota.set_switches(
+            **acting(interaction),
+            allow_10s=allow_10s,
+            allow_audio=allow_audio,
+            allow_voices=allow_voices,
+        )
+        asked_on = [
+            name
+            for name, asked, allowed in (
+                ("10 s", allow_10s, policy.allow_10s),
+                ("audio", allow_audio, policy.allow_audio),
+                ("voices", allow_voices, policy.allow_voices),
             )
-            asked_on = [
-                name
-                for name, asked, allowed in (
-                    ("10 s", allow_10s, policy.allow_10s),
-                    ("audio", allow_audio, policy.allow_audio),
-                    ("voices", allow_voices, policy.allow_voices),
-                )
-                if asked and not allowed
-            ]
-            note = f" The bot's operator keeps {', '.join(asked_on)} off." if asked_on else ""
-            await reply(interaction, f"{policy_text(policy)}{note}")
+            if asked and not allowed
+        ]
+        note = f" The bot's operator keeps {', '.join(asked_on)} off." if asked_on else ""
+        await reply(interaction, f"{policy_text(policy)}{note}")
 
     @admin.command(name="block", description="Stop a member from making videos here")
     @app_commands.describe(member="Who", reason="Why (the member sees it)")
@@ -342,37 +251,21 @@ class QuotaCog(commands.Cog):
         member: discord.Member,
         reason: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
-        if await refused_unless_manager(interaction):
-            return
-        assert interaction.guild_id is not None
-        await self.quota.block(
-            guild_id=interaction.guild_id, actor_id=interaction.user.id, user_id=member.id, reason=reason
-        )
+        await self.quota.block(**acting(interaction), user_id=member.id, reason=reason)
         await reply(interaction, f"{member.mention} can no longer make videos here.")
 
     @admin.command(name="unblock", description="Let a blocked member make videos again")
     @app_commands.describe(member="Who")
     async def unblock(self, interaction: Interaction, member: discord.Member) -> None:
-        if await refused_unless_manager(interaction):
-            return
-        assert interaction.guild_id is not None
-        was_blocked = await self.quota.unblock(
-            guild_id=interaction.guild_id, actor_id=interaction.user.id, user_id=member.id
-        )
+        was_blocked = await self.quota.unblock(**acting(interaction), user_id=member.id)
         text = "can make videos here again" if was_blocked else "was not blocked"
         await reply(interaction, f"{member.mention} {text}.")
 
     @admin.command(name="timezone", description="The time zone whose midnight resets allowances here")
     @app_commands.describe(tz="An IANA time zone such as Europe/Paris or America/New_York")
     async def timezone(self, interaction: Interaction, tz: app_commands.Range[str, 1, 64]) -> None:
-        if await refused_unless_manager(interaction):
-            return
-        assert interaction.guild_id is not None
-        async with refusals_told(interaction):
-            policy = await self.quota.set_timezone(
-                guild_id=interaction.guild_id, actor_id=interaction.user.id, timezone=tz
-            )
-            await reply(interaction, f"Allowances here now reset at midnight in {policy.timezone}.")
+        policy = await self.quota.set_timezone(**acting(interaction), timezone=tz)
+        await reply(interaction, f"Allowances here now reset at midnight in {policy.timezone}.")
 
     @timezone.autocomplete("tz")
     async def timezone_choices(
@@ -385,27 +278,16 @@ class QuotaCog(commands.Cog):
     @admin.command(name="cooldown", description="Seconds a member must wait between two videos (0 = off)")
     @app_commands.describe(seconds="Seconds between two /animate of one member; 0 = no cooldown")
     async def cooldown(self, interaction: Interaction, seconds: app_commands.Range[int, 0, 86_400]) -> None:
-        if await refused_unless_manager(interaction):
-            return
-        assert interaction.guild_id is not None
-        async with refusals_told(interaction):
-            policy = await self.quota.set_cooldown(
-                guild_id=interaction.guild_id, actor_id=interaction.user.id, seconds=seconds
-            )
-            effective = policy.cooldown_seconds
-            note = "" if effective == seconds else " (the bot's operator requires at least that)"
-            text = f"Cooldown: {effective:g} s{note}." if effective else "Cooldown: off."
-            await reply(interaction, text)
+        policy = await self.quota.set_cooldown(**acting(interaction), seconds=seconds)
+        effective = policy.cooldown_seconds
+        note = "" if effective == seconds else " (the bot's operator requires at least that)"
+        text = f"Cooldown: {effective:g} s{note}." if effective else "Cooldown: off."
+        await reply(interaction, text)
 
     @admin.command(name="export", description="Usage per member per day as a CSV file")
     @app_commands.describe(days="How many days back (default 30)")
     async def export(self, interaction: Interaction, days: app_commands.Range[int, 1, 366] = 30) -> None:
-        if await refused_unless_manager(interaction):
-            return
-        assert interaction.guild_id is not None
-        data = await self.quota.export_usage(
-            guild_id=interaction.guild_id, actor_id=interaction.user.id, days=days
-        )
+        data = await self.quota.export_usage(**acting(interaction), days=days)
         name = f"usage-{interaction.guild_id}-{days}d.csv"
         file = discord.File(io.BytesIO(data.encode("utf-8")), filename=name)
         await reply(interaction, f"Usage for the last {days} days.", file=file)

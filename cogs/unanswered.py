@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
-from bot.delivery import NO_MENTIONS
+from cogs._ui import NO_MENTIONS
 
 if TYPE_CHECKING:
     from bot.app import KlingBot

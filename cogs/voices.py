@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.voices import MAX_NAME, MAX_VOICE_ID, choice_label
-from cogs.quota import refusals_told, refused_unless_manager, reply
+from cogs._ui import ManagerGroup, reply
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -22,13 +22,7 @@ HOW_TO_USE = (
 
 
 class VoicesCog(commands.Cog):
-    voices = app_commands.Group(
-        name="voices",
-        description="Name voice ids for /animate's voice_1 and voice_2",
-        guild_only=True,
-        allowed_contexts=app_commands.AppCommandContext(guild=True),
-        default_permissions=discord.Permissions(manage_guild=True),
-    )
+    voices = ManagerGroup(name="voices", description="Name voice ids for /animate's voice_1 and voice_2")
 
     def __init__(self, bot: KlingBot) -> None:
         self.bot = bot
@@ -42,24 +36,17 @@ class VoicesCog(commands.Cog):
         name: app_commands.Range[str, 1, MAX_NAME],
         voice_id: app_commands.Range[str, 1, MAX_VOICE_ID],
     ) -> None:
-        if await refused_unless_manager(interaction, "/voices"):
-            return
         assert interaction.guild_id is not None
-        async with refusals_told(interaction):
-            before = await self.bot.voices.add(
-                interaction.guild_id, name=name, voice_id=voice_id, actor_id=interaction.user.id
-            )
-            stored = await self.bot.voices.resolve(interaction.guild_id, name)
-            was = f" (it was `{before}`)" if before and before != stored else ""
-            await reply(
-                interaction, f"Voice **{' '.join(name.split())}** is now `{stored}`{was}.\n{HOW_TO_USE}"
-            )
+        before = await self.bot.voices.add(
+            interaction.guild_id, name=name, voice_id=voice_id, actor_id=interaction.user.id
+        )
+        stored = await self.bot.voices.resolve(interaction.guild_id, name)
+        was = f" (it was `{before}`)" if before and before != stored else ""
+        await reply(interaction, f"Voice **{' '.join(name.split())}** is now `{stored}`{was}.\n{HOW_TO_USE}")
 
     @voices.command(name="remove", description="Forget a named voice")
     @app_commands.describe(name="The voice's name")
     async def remove(self, interaction: Interaction, name: app_commands.Range[str, 1, MAX_NAME]) -> None:
-        if await refused_unless_manager(interaction, "/voices"):
-            return
         assert interaction.guild_id is not None
         removed = await self.bot.voices.remove(interaction.guild_id, name=name, actor_id=interaction.user.id)
         if removed is None:
@@ -74,8 +61,6 @@ class VoicesCog(commands.Cog):
 
     @voices.command(name="list", description="The server's named voices")
     async def list_voices(self, interaction: Interaction) -> None:
-        if await refused_unless_manager(interaction, "/voices"):
-            return
         known = await self.bot.voices.voices(interaction.guild_id)
         if not known:
             await reply(interaction, "This server has no named voices yet. Add one with `/voices add`.")

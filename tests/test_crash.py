@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.delivery import outcome_mark
+from cogs.jobs._delivery import outcome_mark
 from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, RecordedRequest

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.delivery import job_mark, job_nonce, outcome_mark, progress_text
 from bot.jobs import Phase, Progress, SubmitPacer, fair_order
 from bot.store.jobs import JobRow
+from cogs.jobs._delivery import job_mark, job_nonce, outcome_mark, progress_text
 
 
 def job(job_id: int, user_id: int) -> JobRow:

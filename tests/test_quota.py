@@ -19,20 +19,9 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import InputRefused
-from bot.quota import (
-    COMMIT_STATES,
-    REFUND_STATES,
-    GrantRefused,
-    JobOptions,
-    QuotaRefused,
-    QuotaService,
-    QuotaSettings,
-    Reservation,
-    job_cost,
-    load_zone,
-    period_bounds,
-    usd_micros,
-)
+from bot.quota.admin import GrantRefused
+from bot.quota.rules import JobOptions, QuotaSettings, job_cost, load_zone, period_bounds, usd_micros
+from bot.quota.spending import COMMIT_STATES, REFUND_STATES, QuotaRefused, QuotaService, Reservation
 from bot.store import Database, ledger
 from bot.store.jobs import JobStore
 from tests.fakes import payloads as p

@@ -10,14 +10,10 @@ from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bot.quota import (
-    COMMIT_STATES,
+from bot.quota.rules import (
     PERIODS,
-    REFUND_STATES,
     JobOptions,
     Period,
-    QuotaRefused,
-    QuotaService,
     QuotaSettings,
     job_cost,
     load_zone,
@@ -25,6 +21,7 @@ from bot.quota import (
     usd_micros,
     utc_day_bounds,
 )
+from bot.quota.spending import COMMIT_STATES, REFUND_STATES, QuotaRefused, QuotaService
 from bot.store import Database, ledger
 from bot.store.jobs import JobStore
 

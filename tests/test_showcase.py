@@ -14,7 +14,7 @@ import pytest
 from bot.showcase import ShowcaseService, VoteLabels, forum_title, weekly_due
 from bot.store import Database, showcases as sql
 from bot.store.showcases import ShowcaseServer
-from cogs.showcase import ShowcaseCog
+from cogs.showcase._cog import ShowcaseCog
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord
 from tests.world import World, loosen_rate_limits, running_world
@@ -54,8 +54,8 @@ def test_forum_titles_are_one_clean_line(prompt: str, title: str) -> None:
 
 
 def test_a_gallery_row_of_an_invisible_prompt_is_still_a_link_one_can_see() -> None:
-    from bot.showcase_pages import showcase_line
     from bot.store.showcases import Showcase
+    from cogs.showcase._pages import showcase_line
 
     line = showcase_line(Showcase(7, GUILD, 1, 3, "3", "\u200b\u200b", "5 s", 10, 11, None, 0, 0.0, None))
     assert line.startswith("[Showcase #7](https://discord.com/channels/")
@@ -506,7 +506,7 @@ async def test_a_gallery_message_deleted_meanwhile_is_no_error(
 @pytest.mark.parametrize("text", ["9" * 30, "#" + "9" * 20, "https://discord.com/channels/1/2/" + "9" * 30])
 def test_a_post_reference_too_large_for_the_store_finds_nothing(text: str) -> None:
     # 30 nines reached SQLite as an integer it cannot hold: the command died after "thinking…".
-    from cogs.showcase import parse_post_reference
+    from cogs.showcase._cog import parse_post_reference
 
     assert parse_post_reference(text) == {"message_id": None, "showcase_id": None}
 

@@ -64,8 +64,8 @@ async def test_the_public_progress_embed_shows_the_prompt_as_typed(tmp_path: Pat
 
 
 def test_showcase_posts_and_pages_show_the_prompt_as_typed() -> None:
-    from bot.showcase_pages import showcase_line
-    from bot.showcase_post import showcase_embed
+    from cogs.showcase._pages import showcase_line
+    from cogs.showcase._post import showcase_embed
     from bot.store.showcases import Showcase
 
     prompt = "## [vote here](https://evil.example) ||now|| <@&123456789012345678>"

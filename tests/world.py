@@ -15,12 +15,12 @@ from typing import Any
 
 from bot.app import KlingBot
 from bot.config import Settings
-from bot.delivery import outcome_mark
 from bot.jobs import ENDED
 from bot.media import ImageChecker
 from bot.store import Database
 from bot.store.jobs import JobRow
 from bot.sunra import RetryPolicy, SunraClient, Timeouts
+from cogs.jobs._delivery import outcome_mark
 from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, running_client

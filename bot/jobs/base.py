@@ -12,7 +12,7 @@ from bot.config import JobSettings
 from bot.jobs.model import Reporter
 from bot.logs import bind_job
 from bot.media import ImageChecker
-from bot.quota import QuotaService
+from bot.quota.spending import QuotaService
 from bot.store.jobs import JobRow, JobStore
 from bot.sunra import SunraClient
 

@@ -9,7 +9,8 @@ from typing import Protocol
 
 from bot.config import JobSettings
 from bot.errors import BotError
-from bot.quota import JobOptions, Reservation
+from bot.quota.rules import JobOptions
+from bot.quota.spending import Reservation
 from bot.request import AnimateRequest
 from bot.store.jobs import JobRow
 from bot.sunra import KlingInput, QueueStatus, SubmissionUncertain
@@ -50,7 +51,7 @@ class Progress:
 
 
 class Reporter(Protocol):
-    """The Discord side of a job: implemented by bot/delivery.py, by a recorder in tests."""
+    """The Discord side of a job: implemented by cogs/jobs/_delivery.py, by a recorder in tests."""
 
     async def post_progress(self, job: JobRow, request: AnimateRequest, progress: Progress) -> int | None: ...
 

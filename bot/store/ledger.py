@@ -106,7 +106,7 @@ async def member_context(db: Reader, guild: str, user_id: int, role_ids: Sequenc
 @dataclass(frozen=True, slots=True)
 class ServerRules:
     """Everything about a server that only its admins change: settings, role allowances and blocks,
-    read once and kept in memory (bot/quota.py) so a quota check reads nothing but the ledger."""
+    read once and kept in memory (bot/quota/spending.py) so a quota check reads nothing but the ledger."""
 
     overrides: GuildOverrides
     role_allowances: Mapping[int, int]
@@ -180,7 +180,7 @@ async def members_figures(
     db: Reader, guild: str, user_ids: Sequence[int], period: tuple[float, float]
 ) -> dict[int, MemberFigures]:
     """`member_figures` (without the totals) of several members of one server at once, in one
-    statement: a crowd's quota checks are answered together (bot/quota.py)."""
+    statement: a crowd's quota checks are answered together (bot/quota/spending.py)."""
     return await _figures(db, guild, user_ids, period, server_total=False, utc_day=None)
 
 

@@ -18,19 +18,13 @@ from discord.ext import commands
 
 from bot import results
 from bot.command_access import CommandAccess, Member
-from bot.delivery import result_custom_id
 from bot.errors import BotError, InputRefused
 from bot.jobs import Command, job_options
-from bot.media import PictureShapeRefused
-from bot.quota import JobOptions
+from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
-from cogs.animate import (
-    member_role_ids,
-    missing_permissions,
-    say_privately,
-)
-from cogs.fixing import offer_picture_fix
+from cogs._ui import IdButton, say_privately
+from cogs.jobs._submit import Submission, check_channel, member_role_ids, submit_job
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -58,18 +52,11 @@ async def submit_follow_up(
     except discord.HTTPException as error:
         log.warning("interaction %s: acknowledgement failed (%s); nothing done", interaction.id, error.code)
         return
-    try:
+
+    async def prepare() -> Submission:
         if interaction.guild_id is None:
             raise InputRefused("This works only in a server channel.")
-        missing = missing_permissions(interaction.app_permissions)
-        if missing:
-            raise InputRefused(
-                "I can't work in this channel: I'm missing " + ", ".join(missing) + ". Please ask a "
-                "server admin to grant them, or use another channel."
-            )
-        blocked = bot.sunra.submissions_blocked
-        if blocked is not None:
-            raise blocked
+        check_channel(interaction)
         role_ids = member_role_ids(interaction)
         if from_button:
             await check_animate_access(interaction, role_ids)
@@ -89,31 +76,9 @@ async def submit_follow_up(
             upload_limit=interaction.filesize_limit,
             request=follow.request,
         )
-        await bot.quota.quote(
-            guild_id=command.guild_id,
-            user_id=command.user_id,
-            role_ids=role_ids,
-            options=job_options(follow.request),
-        )
-    except BotError as refusal:
-        await say_privately(interaction, refusal.user_message)
-        return
-    job_id, is_new = await bot.runner.record(command)
-    if not is_new:
-        return
-    try:
-        if follow.start is None:
-            accepted = await bot.runner.accept(job_id, command)
-        else:
-            accepted = await bot.runner.accept_inputs(job_id, command, follow.start, follow.end)
-    except PictureShapeRefused as refusal:
-        await offer_picture_fix(interaction, command, refusal)
-        return
-    except BotError as refusal:
-        await say_privately(interaction, refusal.user_message)
-        return
-    place = f"Your video is on its way (place {accepted.place} in line); follow it in this channel."
-    await say_privately(interaction, f"{place} {accepted.reservation.describe()}")
+        return Submission(command, follow.start, follow.end)
+
+    await submit_job(interaction, prepare, defer=False)
 
 
 async def check_animate_access(interaction: discord.Interaction[KlingBot], role_ids: tuple[int, ...]) -> None:
@@ -164,34 +129,21 @@ def video_sources(interaction: discord.Interaction[Any], job: JobRow) -> list[st
     return sources
 
 
-class _ResultButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"kling:(?P<action>retry|remix|extend|delete):(?P<job_id>\d+)",
-):
-    action = ""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(discord.ui.Button(custom_id=result_custom_id(self.action, job_id)))
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
-    ) -> _ResultButton:
-        return cls(int(match["job_id"]))
+class _ResultButton(IdButton):
+    """A button under a finished video: `kling:<kind>:<job id>` (≤ 40 characters)."""
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
-        await answering_errors(interaction, self.act(interaction), f"{self.action} of job {self.job_id}")
+        await answering_errors(interaction, self.act(interaction), f"{self.kind} of job {self.number}")
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         raise NotImplementedError
 
 
-class RetryButton(_ResultButton, template=r"kling:retry:(?P<job_id>\d+)"):
-    action = "retry"
+class RetryButton(_ResultButton, kind="retry"):
+    label, emoji = "Retry", "🔁"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
-        job = await known_job(interaction, self.job_id)
+        job = await known_job(interaction, self.number)
         if job is None:
             return
 
@@ -201,11 +153,11 @@ class RetryButton(_ResultButton, template=r"kling:retry:(?P<job_id>\d+)"):
         await submit_follow_up(interaction, build, options=job_options(results.stored_request(job)))
 
 
-class RemixButton(_ResultButton, template=r"kling:remix:(?P<job_id>\d+)"):
-    action = "remix"
+class RemixButton(_ResultButton, kind="remix"):
+    label, emoji = "Remix", "🎨"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
-        job = await known_job(interaction, self.job_id)
+        job = await known_job(interaction, self.number)
         if job is None:
             return
         try:
@@ -216,11 +168,11 @@ class RemixButton(_ResultButton, template=r"kling:remix:(?P<job_id>\d+)"):
         await RemixModal(job).show(interaction)
 
 
-class ExtendButton(_ResultButton, template=r"kling:extend:(?P<job_id>\d+)"):
-    action = "extend"
+class ExtendButton(_ResultButton, kind="extend"):
+    label, emoji = "Extend", "⏩"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
-        job = await known_job(interaction, self.job_id)
+        job = await known_job(interaction, self.number)
         if job is None:
             return
         if not video_sources(interaction, job):
@@ -229,12 +181,13 @@ class ExtendButton(_ResultButton, template=r"kling:extend:(?P<job_id>\d+)"):
         await ExtendModal(job).show(interaction)
 
 
-class DeleteButton(_ResultButton, template=r"kling:delete:(?P<job_id>\d+)"):
-    action = "delete"
+class DeleteButton(_ResultButton, kind="delete"):
+    label, emoji = "Delete", "🗑️"
+    style = discord.ButtonStyle.danger
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await known_job(interaction, self.job_id)
+        job = await known_job(interaction, self.number)
         if job is None:
             return
         if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:
@@ -420,7 +373,3 @@ class ResultsCog(commands.Cog):
         if match is not None:
             work = submit_form(interaction, match["action"], int(match["job_id"]))
             await answering_errors(interaction, work, f"{match['action']} form of job {match['job_id']}")
-
-
-async def setup(bot: KlingBot) -> None:
-    await bot.add_cog(ResultsCog(bot))

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
+from bot.errors import InputRefused
 from bot.invite import REQUIRED_PERMISSIONS, SHOWCASE_FORUM_PERMISSIONS
 from bot.showcase import EditRefused, forum_title
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, ShowcaseServer
 from bot.text import EMBED_DESCRIPTION_LIMIT, clip, escape_member_text
+from cogs._ui import NO_MENTIONS, IdButton, say_privately
+
+if TYPE_CHECKING:
+    from cogs.showcase._cog import ShowcaseCog
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
 SHOWCASE_COLOUR = discord.Colour.gold()
 # Discord's codes: edits to old messages capped (30046); unknown channel / message; a tag is required.
 OLD_MESSAGE_EDITS = 30046
@@ -31,25 +36,72 @@ TEXT_PERMISSIONS = REQUIRED_PERMISSIONS
 FORUM_PERMISSIONS = SHOWCASE_FORUM_PERMISSIONS
 
 
-def vote_custom_id(showcase_id: int) -> str:
-    return f"kling:vote:{showcase_id}"
-
-
 def vote_label(count: int) -> str:
     return f"Vote ({count})"
 
 
+def showcase_cog(interaction: discord.Interaction[Any]) -> ShowcaseCog:
+    cog = interaction.client.get_cog("ShowcaseCog")
+    assert type(cog).__name__ == "ShowcaseCog"
+    return cast("ShowcaseCog", cog)
+
+
+class VoteButton(IdButton, kind="vote"):
+    """One vote per member (`kling:vote:<showcase id>`); pressing again takes it back. The label, with the
+    count, catches up within seconds."""
+
+    emoji, style = "👍", discord.ButtonStyle.primary
+
+    def __init__(self, showcase_id: int, count: int = 0) -> None:
+        super().__init__(showcase_id, label=vote_label(count))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        cog = showcase_cog(interaction)
+        result = await cog.service.vote(self.number, interaction.user.id)
+        if result is None:
+            await say_privately(interaction, "This showcase was taken down, so it takes no votes.")
+            return
+        voted, count = result
+        cog.labels.touch(self.number)
+        text = "Your vote is counted" if voted else "Your vote was taken back"
+        await say_privately(interaction, f"{text} ({count} in all). Press again to change your mind.")
+
+
+class ShowcaseButton(IdButton, kind="show"):
+    """Shares a finished video in the server's showcase channel: `kling:show:<job id>`."""
+
+    label, emoji = "Showcase", "🏆"
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        job = await interaction.client.job_store.get(self.number)
+        if job is None:
+            await say_privately(interaction, "I no longer know this video, so it cannot be showcased.")
+            return
+        if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:
+            await say_privately(
+                interaction, "Only the member who made this video, or a moderator, can showcase it."
+            )
+            return
+        try:
+            showcase = await showcase_cog(interaction).share(job, shared_by=str(interaction.user.id))
+        except InputRefused as refusal:
+            await say_privately(interaction, refusal.user_message)
+            return
+        where = f"<#{showcase.channel_id}>" if showcase.channel_id else "the showcase channel"
+        await say_privately(
+            interaction, f"Showcased in {where} as #{showcase.id}. Members can vote on it there."
+        )
+
+
 class VoteView(discord.ui.View):
+    """Only shown: a press comes back to the VoteButton the cog registered, by its custom_id."""
+
     def __init__(self, showcase_id: int, count: int) -> None:
         super().__init__(timeout=None)
-        self.add_item(
-            discord.ui.Button(
-                label=vote_label(count),
-                emoji="👍",
-                style=discord.ButtonStyle.primary,
-                custom_id=vote_custom_id(showcase_id),
-            )
-        )
+        self.add_item(VoteButton(showcase_id, count))
+        self.stop()
 
 
 def missing_permissions(channel: discord.TextChannel | discord.ForumChannel, me: discord.Member) -> list[str]:

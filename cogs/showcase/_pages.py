@@ -6,14 +6,24 @@ a restart and after any timeout: `kling:gal:<sort>:<member or 0>:<page>`, `kling
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.showcase import Period, job_settings_text, shows_nothing
+from bot.showcase import Period, clamped_page, job_settings_text, shows_nothing
 from bot.store.jobs import JobRow
-from bot.store.showcases import Showcase, Sort
+from bot.store.showcases import PAGE_SIZE, Showcase, Sort
 from bot.text import escape_member_text
+from cogs._ui import NO_MENTIONS
+
+if TYPE_CHECKING:
+    from bot.app import KlingBot
+
+log = logging.getLogger(__name__)
+Interaction = discord.Interaction[Any]
 
 GALLERY_COLOUR = discord.Colour.gold()
 PERIOD_TITLE: dict[Period, str] = {"week": "this week", "month": "this month", "all": "of all time"}
@@ -51,27 +61,97 @@ def showcase_line(showcase: Showcase, *, rank: int | None = None) -> str:
     return f"{lead}{name} — <@{showcase.author_id}> · 👍 {showcase.vote_count} · {when}"
 
 
-def page_buttons(prefix: str, page: int, pages: int) -> discord.ui.View:
+PageLook = dict[str, Any]
+
+
+def page_buttons(
+    prefix: str, page: int, pages: int, button: Callable[[int, str, PageLook], discord.ui.Item[Any]]
+) -> discord.ui.View:
+    """Previous, "page / pages", Next. Only shown: a press comes back to the button class the cog
+    registered, by its custom_id (`<prefix>:<page>:p|n`; the indicator's `<prefix>:i` is never pressed)."""
     view = discord.ui.View(timeout=None)
-    view.add_item(
-        discord.ui.Button(
-            label="Previous", emoji="◀️", custom_id=f"{prefix}:{max(0, page - 1)}:p", disabled=page <= 0
-        )
-    )
+    previous: PageLook = {"label": "Previous", "emoji": "◀️", "disabled": page <= 0}
+    view.add_item(button(max(0, page - 1), "p", previous))
     view.add_item(discord.ui.Button(label=f"{page + 1} / {pages}", custom_id=f"{prefix}:i", disabled=True))
-    view.add_item(
-        discord.ui.Button(
-            label="Next",
-            emoji="▶️",
-            custom_id=f"{prefix}:{min(pages - 1, page + 1)}:n",
-            disabled=page >= pages - 1,
-        )
-    )
+    following: PageLook = {"label": "Next", "emoji": "▶️", "disabled": page >= pages - 1}
+    view.add_item(button(min(pages - 1, page + 1), "n", following))
+    view.stop()
     return view
 
 
-def gallery_prefix(sort: Sort, member_id: int | None) -> str:
-    return f"kling:gal:{SORT_CODE[sort]}:{member_id or 0}"
+async def edit_page(interaction: Interaction, embed: discord.Embed, view: discord.ui.View) -> None:
+    """Shows another page in the message whose button was pressed; a message deleted meanwhile is fine."""
+    try:
+        await interaction.edit_original_response(embed=embed, view=view, allowed_mentions=NO_MENTIONS)
+    except discord.NotFound:
+        log.info("interaction %s: the paged message is gone", interaction.id)
+
+
+class GalleryButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"kling:gal:(?P<sort>[nv]):(?P<member>\d+):(?P<page>\d+):[pn]",
+):
+    """A page of /gallery: `kling:gal:<sort>:<member or 0>:<page>:<p|n>`."""
+
+    def __init__(
+        self, sort: Sort, member_id: int | None, page: int, end: str = "n", look: PageLook | None = None
+    ) -> None:
+        look = look or {"label": "Page"}
+        custom_id = f"{self.prefix(sort, member_id)}:{page}:{end}"
+        super().__init__(discord.ui.Button(custom_id=custom_id, **look))
+        self.sort, self.member_id, self.page = sort, member_id, page
+
+    @staticmethod
+    def prefix(sort: Sort, member_id: int | None) -> str:
+        return f"kling:gal:{SORT_CODE[sort]}:{member_id or 0}"
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> GalleryButton:
+        return cls(SORT_FROM_CODE[match["sort"]], int(match["member"]) or None, int(match["page"]))
+
+    async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
+        await interaction.response.defer()
+        if interaction.guild_id is None:
+            return
+        items, page, pages = await interaction.client.showcases.page(
+            interaction.guild_id, sort=self.sort, page=self.page, author_id=self.member_id
+        )
+        embed, view = gallery_page(items, sort=self.sort, member_id=self.member_id, page=page, pages=pages)
+        await edit_page(interaction, embed, view)
+
+
+class HistoryButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:hist:(?P<page>\d+):[pn]"
+):
+    """A page of /history: `kling:hist:<page>:<p|n>`; it lists the presser's own jobs, whoever's message
+    the button is on."""
+
+    PREFIX = "kling:hist"
+
+    def __init__(self, page: int, end: str = "n", look: PageLook | None = None) -> None:
+        look = look or {"label": "Page"}
+        super().__init__(discord.ui.Button(custom_id=f"{self.PREFIX}:{page}:{end}", **look))
+        self.page = page
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> HistoryButton:
+        return cls(int(match["page"]))
+
+    async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
+        await interaction.response.defer()
+        embed, view = await history_view(interaction.client, interaction.user.id, self.page)
+        await edit_page(interaction, embed, view)
+
+
+async def history_view(bot: KlingBot, user_id: int, page: int) -> tuple[discord.Embed, discord.ui.View]:
+    jobs, page, pages = await clamped_page(
+        lambda n: bot.job_store.history(user_id, offset=n * PAGE_SIZE, limit=PAGE_SIZE), page
+    )
+    return history_page(jobs, page=page, pages=pages)
 
 
 def gallery_page(
@@ -87,7 +167,11 @@ def gallery_page(
         )
     else:
         embed.description = f"No showcased videos{whose} yet."
-    return embed, page_buttons(gallery_prefix(sort, member_id), page, pages)
+
+    def button(page: int, end: str, look: PageLook) -> GalleryButton:
+        return GalleryButton(sort, member_id, page, end, look)
+
+    return embed, page_buttons(GalleryButton.prefix(sort, member_id), page, pages, button)
 
 
 DESCRIPTION_MAX = 4096  # Discord's limit for an embed's description
@@ -122,7 +206,7 @@ def history_page(jobs: Sequence[JobRow], *, page: int, pages: int) -> tuple[disc
         if len(text) > DESCRIPTION_MAX:
             text = text[: DESCRIPTION_MAX - 1].rsplit("\n", 1)[0] + "\n…"
     embed.description = text if jobs else "You have no videos yet."
-    return embed, page_buttons("kling:hist", page, pages)
+    return embed, page_buttons(HistoryButton.PREFIX, page, pages, HistoryButton)
 
 
 def top_embed(

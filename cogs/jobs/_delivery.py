@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import discord
 
@@ -20,6 +21,10 @@ from bot.jobs import Phase, Progress
 from bot.request import AnimateRequest
 from bot.store.jobs import JobRow
 from bot.text import EMBED_DESCRIPTION_LIMIT, clip, escape_member_text
+from cogs._ui import NO_MENTIONS
+from cogs.jobs._cancel import CancelButton
+from cogs.jobs._results import DeleteButton, ExtendButton, RemixButton, RetryButton
+from cogs.showcase._post import ShowcaseButton
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +62,11 @@ def job_nonce(job_id: int, kind: str, instance: str = "") -> str:
     return f"k{kind}{instance[:8]}{job_id}"[:25]
 
 
-def cancel_custom_id(job_id: int) -> str:
-    return f"kling:cancel:{job_id}"
-
-
-def result_custom_id(action: str, job_id: int) -> str:
-    """`kling:<action>:<job id>`, read back by the DynamicItems in cogs/results.py (≤ 40 characters)."""
-    return f"kling:{action}:{job_id}"
-
-
-# The buttons under a finished video: (action, label, emoji, style).
-RESULT_ACTIONS = (
-    ("retry", "Retry", "🔁", discord.ButtonStyle.secondary),
-    ("remix", "Remix", "🎨", discord.ButtonStyle.secondary),
-    ("extend", "Extend", "⏩", discord.ButtonStyle.secondary),
-    ("show", "Showcase", "🏆", discord.ButtonStyle.secondary),  # cogs/showcase.py
-    ("delete", "Delete", "🗑️", discord.ButtonStyle.danger),
-)
-
-
 def only_user(user_id: int) -> discord.AllowedMentions:
     """Mentions nobody but the requester, whatever text the message carries."""
     return discord.AllowedMentions(
         everyone=False, roles=False, users=[discord.Object(user_id)], replied_user=False
     )
-
-
-NO_MENTIONS = discord.AllowedMentions.none()
 
 
 def progress_text(progress: Progress) -> str:
@@ -120,30 +103,29 @@ def progress_embed(job: JobRow, request: AnimateRequest, status: str) -> discord
     return embed
 
 
-class CancelButtonView(discord.ui.View):
-    def __init__(self, job_id: int) -> None:
+class ShownView(discord.ui.View):
+    """A view that is only shown: a press comes back by its custom_id to the DynamicItem its cog registered.
+    Stopped at once, so discord.py does not also keep it (and run the same item's callback a second time)."""
+
+    def __init__(self, *items: discord.ui.Item[Any]) -> None:
         super().__init__(timeout=None)
-        self.add_item(
-            discord.ui.Button(
-                label="Cancel", style=discord.ButtonStyle.secondary, custom_id=cancel_custom_id(job_id)
-            )
-        )
+        for item in items:
+            self.add_item(item)
+        self.stop()
 
 
-class ResultButtonsView(discord.ui.View):
+class CancelButtonView(ShownView):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(CancelButton(job_id))
+
+
+class ResultButtonsView(ShownView):
     """The buttons under a finished video; each is a DynamicItem registered by its cog, so it works
     after restarts. Showcase only where there is a server to showcase in."""
 
     def __init__(self, job: JobRow) -> None:
-        super().__init__(timeout=None)
-        for action, label, emoji, style in RESULT_ACTIONS:
-            if action == "show" and job.guild_id is None:
-                continue
-            self.add_item(
-                discord.ui.Button(
-                    label=label, emoji=emoji, style=style, custom_id=result_custom_id(action, job.id)
-                )
-            )
+        buttons = (RetryButton, RemixButton, ExtendButton, ShowcaseButton, DeleteButton)
+        super().__init__(*(b(job.id) for b in buttons if b is not ShowcaseButton or job.guild_id is not None))
 
 
 @dataclass

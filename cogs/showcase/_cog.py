@@ -1,6 +1,6 @@
 """Community showcases: /showcase-admin (channel, remove, auto, weekly, blocklist), the Showcase and Vote
 buttons, /showcase opt-out|opt-in, /gallery, /history and /top. Discord in, bot/ calls out; the rules live
-in bot/showcase.py and bot/blocklist.py, the posts in bot/showcase_post.py and bot/showcase_pages.py."""
+in bot/showcase.py and bot/blocklist.py, the posts and Vote button in _post.py, the pages in _pages.py."""
 
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ from discord.ext import commands
 
 from bot.blocklist import MAX_PATTERN
 from bot.errors import InputRefused
-from bot.showcase import Period, ShowcaseService, VoteLabels, clamped_page
-from bot.showcase_pages import SORT_FROM_CODE, gallery_page, history_page, top_embed
-from bot.showcase_post import ShowcasePublisher, missing_permissions
+from bot.showcase import Period, ShowcaseService, VoteLabels
 from bot.store.jobs import JobRow
-from bot.store.showcases import PAGE_SIZE, Showcase, Sort
-from cogs.animate import say_privately
-from cogs.quota import refusals_told, refused_unless_manager, reply
+from bot.store.showcases import Showcase
+from cogs._ui import NO_MENTIONS, ManagerGroup, reply, say_privately
+from cogs.showcase._pages import GalleryButton, HistoryButton, gallery_page, history_view, top_embed
+from cogs.showcase._post import ShowcaseButton, ShowcasePublisher, VoteButton, missing_permissions
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -30,28 +29,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction[Any]
-NO_MENTIONS = discord.AllowedMentions.none()
 WEEKLY_CHECK_SECONDS = 300.0
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _MESSAGE_LINK = re.compile(r"/channels/\d+/(\d+)/(\d+)")
+# A block-list entry as admins type it (Discord enforces the length).
+Pattern = app_commands.Range[str, 1, MAX_PATTERN]
 _SQLITE_MAX = 1 << 63  # a larger number is no id and cannot even be looked up
 
 
-def cog_of(interaction: Interaction) -> ShowcaseCog:
-    cog = interaction.client.get_cog("ShowcaseCog")
-    assert isinstance(cog, ShowcaseCog)
-    return cog
-
-
 class ShowcaseCog(commands.Cog):
-    admin = app_commands.Group(
-        name="showcase-admin",
-        description="Showcase and moderation settings of this server",
-        guild_only=True,
-        allowed_contexts=app_commands.AppCommandContext(guild=True),
-        default_permissions=discord.Permissions(manage_guild=True),
-    )
-    blocklist = app_commands.Group(
+    admin = ManagerGroup(name="showcase-admin", description="Showcase and moderation settings of this server")
+    blocklist = ManagerGroup(
         name="blocklist", description="Words and phrases that prompts may not contain", parent=admin
     )
     member = app_commands.Group(
@@ -192,8 +180,6 @@ class ShowcaseCog(commands.Cog):
         channel: discord.TextChannel | discord.ForumChannel,
         tag: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild is not None
         resolved = interaction.guild.get_channel(channel.id)
         if isinstance(resolved, discord.TextChannel | discord.ForumChannel):
@@ -245,8 +231,6 @@ class ShowcaseCog(commands.Cog):
     @admin.command(name="remove", description="Take a showcased video down")
     @app_commands.describe(post="The showcase post's link or message id, or its number (#12)")
     async def remove_showcase(self, interaction: Interaction, post: app_commands.Range[str, 1, 200]) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         showcase = await self.service.find(interaction.guild_id, **parse_post_reference(post))
@@ -262,8 +246,6 @@ class ShowcaseCog(commands.Cog):
     @admin.command(name="auto", description="Showcase every finished video (members may opt out)")
     @app_commands.describe(enabled="On: every finished video is showcased unless its member opted out")
     async def auto(self, interaction: Interaction, enabled: bool) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild_id is not None
         server = await self.service.configure(interaction.guild_id, auto=enabled)
         text = (
@@ -286,8 +268,6 @@ class ShowcaseCog(commands.Cog):
         day: int = 0,
         hour: app_commands.Range[int, 0, 23] = 18,
     ) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild_id is not None
         server = await self.service.configure(
             interaction.guild_id, weekly_post=enabled, weekly_day=day, weekly_hour=hour
@@ -304,26 +284,17 @@ class ShowcaseCog(commands.Cog):
 
     @blocklist.command(name="add", description="Refuse prompts with this word or phrase (* and ? wildcards)")
     @app_commands.describe(word="A whole word or phrase; * is any run of letters, ? one letter (gor* → gory)")
-    async def block_word(
-        self, interaction: Interaction, word: app_commands.Range[str, 1, MAX_PATTERN]
-    ) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
+    async def block_word(self, interaction: Interaction, word: Pattern) -> None:
         assert interaction.guild_id is not None
-        async with refusals_told(interaction):
-            pattern, added = await self.bot.prompt_filter.add(
-                interaction.guild_id, word, actor_id=interaction.user.id
-            )
-            text = "is now refused in prompts" if added else "was already on the block list"
-            await reply(interaction, f"`{pattern}` {text}.")
+        pattern, added = await self.bot.prompt_filter.add(
+            interaction.guild_id, word, actor_id=interaction.user.id
+        )
+        text = "is now refused in prompts" if added else "was already on the block list"
+        await reply(interaction, f"`{pattern}` {text}.")
 
     @blocklist.command(name="remove", description="Allow a blocked word or phrase again")
     @app_commands.describe(word="The entry as the block list shows it")
-    async def unblock_word(
-        self, interaction: Interaction, word: app_commands.Range[str, 1, MAX_PATTERN]
-    ) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
+    async def unblock_word(self, interaction: Interaction, word: Pattern) -> None:
         assert interaction.guild_id is not None
         removed = await self.bot.prompt_filter.remove(
             interaction.guild_id, word, actor_id=interaction.user.id
@@ -343,8 +314,6 @@ class ShowcaseCog(commands.Cog):
 
     @blocklist.command(name="list", description="The words and phrases prompts may not contain")
     async def list_patterns(self, interaction: Interaction) -> None:
-        if await refused_unless_manager(interaction, "/showcase-admin"):
-            return
         assert interaction.guild_id is not None
         patterns = await self.bot.prompt_filter.patterns(interaction.guild_id)
         if not patterns:
@@ -423,144 +392,3 @@ def parse_post_reference(text: str) -> dict[str, int | None]:
         return nothing
     number = int(digits)
     return {"message_id": number if number > 1 << 22 else None, "showcase_id": number}
-
-
-async def history_view(bot: KlingBot, user_id: int, page: int) -> tuple[discord.Embed, discord.ui.View]:
-    jobs, page, pages = await clamped_page(
-        lambda n: bot.job_store.history(user_id, offset=n * PAGE_SIZE, limit=PAGE_SIZE), page
-    )
-    return history_page(jobs, page=page, pages=pages)
-
-
-async def edit_page(interaction: Interaction, embed: discord.Embed, view: discord.ui.View) -> None:
-    """Shows another page in the message whose button was pressed; a message deleted meanwhile is fine."""
-    try:
-        await interaction.edit_original_response(embed=embed, view=view, allowed_mentions=NO_MENTIONS)
-    except discord.NotFound:
-        log.info("interaction %s: the paged message is gone", interaction.id)
-
-
-# ----- buttons: each reads what it acts on from its custom_id, so it works after restarts ------------------
-
-
-class ShowcaseButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:show:(?P<job_id>\d+)"
-):
-    """Shares a finished video in the server's showcase channel."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Showcase",
-                emoji="🏆",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"kling:show:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> ShowcaseButton:
-        return cls(int(match["job_id"]))
-
-    async def callback(self, interaction: Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await interaction.client.job_store.get(self.job_id)
-        if job is None:
-            await say_privately(interaction, "I no longer know this video, so it cannot be showcased.")
-            return
-        if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:
-            await say_privately(
-                interaction, "Only the member who made this video, or a moderator, can showcase it."
-            )
-            return
-        try:
-            showcase = await cog_of(interaction).share(job, shared_by=str(interaction.user.id))
-        except InputRefused as refusal:
-            await say_privately(interaction, refusal.user_message)
-            return
-        where = f"<#{showcase.channel_id}>" if showcase.channel_id else "the showcase channel"
-        await say_privately(
-            interaction, f"Showcased in {where} as #{showcase.id}. Members can vote on it there."
-        )
-
-
-class VoteButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:vote:(?P<showcase_id>\d+)"
-):
-    """One vote per member; pressing again takes it back. The label catches up within seconds."""
-
-    def __init__(self, showcase_id: int) -> None:
-        super().__init__(discord.ui.Button(label="Vote", custom_id=f"kling:vote:{showcase_id}"))
-        self.showcase_id = showcase_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> VoteButton:
-        return cls(int(match["showcase_id"]))
-
-    async def callback(self, interaction: Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        cog = cog_of(interaction)
-        result = await cog.service.vote(self.showcase_id, interaction.user.id)
-        if result is None:
-            await say_privately(interaction, "This showcase was taken down, so it takes no votes.")
-            return
-        voted, count = result
-        cog.labels.touch(self.showcase_id)
-        text = "Your vote is counted" if voted else "Your vote was taken back"
-        await say_privately(interaction, f"{text} ({count} in all). Press again to change your mind.")
-
-
-class GalleryButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"kling:gal:(?P<sort>[nv]):(?P<member>\d+):(?P<page>\d+):[pn]",
-):
-    def __init__(self, sort: Sort, member_id: int | None, page: int) -> None:
-        super().__init__(
-            discord.ui.Button(label="Page", custom_id=f"kling:gal:{sort[0]}:{member_id or 0}:{page}:n")
-        )
-        self.sort, self.member_id, self.page = sort, member_id, page
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> GalleryButton:
-        return cls(SORT_FROM_CODE[match["sort"]], int(match["member"]) or None, int(match["page"]))
-
-    async def callback(self, interaction: Interaction) -> None:
-        await interaction.response.defer()
-        if interaction.guild_id is None:
-            return
-        items, page, pages = await cog_of(interaction).service.page(
-            interaction.guild_id, sort=self.sort, page=self.page, author_id=self.member_id
-        )
-        embed, view = gallery_page(items, sort=self.sort, member_id=self.member_id, page=page, pages=pages)
-        await edit_page(interaction, embed, view)
-
-
-class HistoryButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:hist:(?P<page>\d+):[pn]"
-):
-    def __init__(self, page: int) -> None:
-        super().__init__(discord.ui.Button(label="Page", custom_id=f"kling:hist:{page}:n"))
-        self.page = page
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> HistoryButton:
-        return cls(int(match["page"]))
-
-    async def callback(self, interaction: Interaction) -> None:
-        # The page lists the presser's own jobs, whoever's message the button is on.
-        await interaction.response.defer()
-        embed, view = await history_view(interaction.client, interaction.user.id, self.page)
-        await edit_page(interaction, embed, view)
-
-
-async def setup(bot: KlingBot) -> None:
-    await bot.add_cog(ShowcaseCog(bot))

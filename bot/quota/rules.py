@@ -1,6 +1,6 @@
 """The rules of credits that need no database: settings, the price table, periods and their bounds, and
-how a server's own settings are held within the operator's limits. QuotaService (bot/quota.py) applies
-them to the ledger; every name here is also importable from bot.quota.
+how a server's own settings are held within the operator's limits. QuotaService
+(bot/quota/spending.py) applies them to the ledger.
 """
 
 from __future__ import annotations
@@ -265,6 +265,11 @@ def member_allowance(policy: ServerPolicy, role_allowance: int | None, settings:
 
 
 # ----- results --------------------------------------------------------------------------------------------
+
+
+def credit_count(n: int) -> str:
+    """`1 credit`, `5 credits`."""
+    return f"{n} credit" if n == 1 else f"{n} credits"
 
 
 def relative_time(epoch: float) -> str:

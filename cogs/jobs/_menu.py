@@ -15,8 +15,9 @@ from discord.ext import commands
 from bot import results
 from bot.errors import InputRefused
 from bot.request import MAX_PROMPT, AnimateRequest, AttachmentRef, build_request
-from cogs.animate import attachment_ref, check_attachment_ref, say_privately
-from cogs.results import answering_errors, prompt_input, submit_follow_up
+from cogs._ui import say_privately
+from cogs.jobs._command import attachment_ref, check_attachment_ref
+from cogs.jobs._results import answering_errors, prompt_input, submit_follow_up
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -133,7 +134,3 @@ class AnimateMessageCog(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
-
-
-async def setup(bot: KlingBot) -> None:
-    await bot.add_cog(AnimateMessageCog(bot))

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.delivery import NO_MENTIONS
 from bot.errors import BotError
 from bot.jobs import Command, job_options
 from bot.media import PictureShapeRefused, PreparedImage
 from bot.picture_fix import FIX_LABELS, Fix, fix_file, fixes_for_file
+from cogs._ui import NO_MENTIONS
+from cogs.jobs._submit import Submission, submit_job
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -114,7 +115,9 @@ class FixView(discord.ui.View):
         command = dataclasses.replace(
             old, interaction_id=interaction.id, upload_limit=interaction.filesize_limit
         )
-        try:
+
+        async def prepare() -> Submission:
+            # Before the other picture's download: a member without credits waits for nothing.
             await bot.quota.quote(
                 guild_id=command.guild_id,
                 user_id=command.user_id,
@@ -124,23 +127,12 @@ class FixView(discord.ui.View):
             # The other picture, checked as /animate checks it, before anything is recorded.
             if self.label == "image":
                 other = request.end_image
-                start, end = fixed, await bot.images.fetch(other.url, label="end image") if other else None
-            else:
-                start, end = await bot.images.fetch(request.image.url, label="image"), fixed
-        except BotError as refusal:
-            await self._finish(interaction, refusal.user_message)
-            return
-        job_id, is_new = await bot.runner.record(command)
-        if not is_new:
-            return
+                end = await bot.images.fetch(other.url, label="end image") if other else None
+                return Submission(command, fixed, end)
+            return Submission(command, await bot.images.fetch(request.image.url, label="image"), fixed)
+
         self.stop()
-        try:
-            accepted = await bot.runner.accept_inputs(job_id, command, start, end)
-        except BotError as refusal:
-            await self._finish(interaction, refusal.user_message)
-            return
-        place = f"Your video is on its way (place {accepted.place} in line); follow it in this channel."
-        await self._finish(interaction, f"{place} {accepted.reservation.describe()}")
+        await submit_job(interaction, prepare, defer=False, answer=self._finish, offer_fix=False)
 
     @staticmethod
     async def _finish(interaction: discord.Interaction[Any], text: str) -> None:

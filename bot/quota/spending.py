@@ -14,48 +14,37 @@ The refund of a job the API may bill all the same (an uncertain submission, a ca
 gives the member's credits back but keeps its USD counted against the operator's daily cap.
 Server admins tune their server with /quota-admin but never beyond the operator's limits, which are
 applied every time settings are read. The rules that need no database (settings, prices, periods,
-server policy) are in bot/quota_rules.py and importable from here.
+server policy) are in bot/quota/rules.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import datetime as dt
-import io
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.errors import InputRefused
 from bot.guild_cache import GroupRead, GuildCache
-from bot.quota_rules import (
-    MICROS_PER_USD as MICROS_PER_USD,
-    PERIOD_NOUN as PERIOD_NOUN,
-    PERIODS as PERIODS,
-    JobOptions as JobOptions,
-    Period as Period,
-    QuotaSettings as QuotaSettings,
-    ServerPolicy as ServerPolicy,
-    as_period as as_period,
-    effective_cap as effective_cap,
-    format_usd as format_usd,
-    job_cost as job_cost,
-    known_time_zones as known_time_zones,
-    load_zone as load_zone,
-    member_allowance as member_allowance,
-    midnight as midnight,
-    period_allowed as period_allowed,
-    period_bounds as period_bounds,
-    price_list as price_list,
-    relative_time as relative_time,
-    server_policy as server_policy,
-    usd_micros as usd_micros,
-    utc_day_bounds as utc_day_bounds,
-    within_operator_limit as within_operator_limit,
+from bot.quota.admin import QuotaAdmin
+from bot.quota.rules import (
+    MICROS_PER_USD,
+    PERIOD_NOUN,
+    JobOptions,
+    Period,
+    QuotaSettings,
+    ServerPolicy,
+    credit_count,
+    job_cost,
+    member_allowance,
+    period_bounds,
+    price_list,
+    relative_time,
+    server_policy,
+    usd_micros,
+    utc_day_bounds,
 )
 from bot.store import ledger
 from bot.store.db import Database
@@ -63,17 +52,13 @@ from bot.store.db import Database
 log = logging.getLogger(__name__)
 
 
-# Job states as the job runner names them (bot/jobs.py), for settling and for /quota's counts.
+# Job states as the job runner names them (bot/jobs/model.py), for settling and for /quota's counts.
 REFUND_STATES = ("failed", "cancelled", "refused", "uncertain")
 COMMIT_STATES = ("completed", "delivering", "delivered")
 WAITING_STATES = ("queued",)
 IN_FLIGHT_STATES = ("submitting", "submitted", "completed", "delivering")
 
 RECENT_DAYS = 7
-
-
-def _credits(n: int) -> str:
-    return f"{n} credit" if n == 1 else f"{n} credits"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +100,7 @@ class Reservation:
 
     def describe(self) -> str:
         return (
-            f"It costs {_credits(self.cost)}; you have {self.balance_after} left "
+            f"It costs {credit_count(self.cost)}; you have {self.balance_after} left "
             f"(your allowance resets {relative_time(self.resets_at)})."
         )
 
@@ -134,6 +119,21 @@ class MemberReport:
     policy: ServerPolicy
 
 
+@dataclass(frozen=True)
+class Charge:
+    """What one reservation takes, decided inside its transaction: whose (a ledger guild key and a user),
+    the price in credits and micro-dollars, the pools it comes from, and the balance it leaves."""
+
+    guild: str
+    user_id: int
+    cost: int
+    usd_micros: int
+    from_allowance: int
+    from_bonus: int
+    balance_after: int
+    resets_at: float
+
+
 class QuotaRefused(InputRefused):
     """The member may not start this job now; the message says why, the balance and when it resets."""
 
@@ -150,22 +150,6 @@ class QuotaRefused(InputRefused):
         self.code = code
         self.balance = balance
         self.resets_at = resets_at
-
-
-class GrantRefused(InputRefused):
-    """A grant past the operator's bound on what one server's admins may grant per period."""
-
-    def __init__(self, credits: int, left: int, limit: int, period: Period, resets_at: float) -> None:
-        if limit == 0:
-            text = "The bot's operator does not let server admins grant bonus credits."
-        else:
-            text = (
-                f"Nothing was granted: this server's admins may grant {_credits(limit)} in all per "
-                f"{PERIOD_NOUN[period]}, and {_credits(left)} of that {'is' if left == 1 else 'are'} left "
-                f"(asked: {credits}). It resets {relative_time(resets_at)}."
-            )
-        super().__init__(text)
-        self.left = left
 
 
 # ----- the service ----------------------------------------------------------------------------------------
@@ -189,7 +173,7 @@ class _Assessment:
     state: _MemberState
 
 
-class QuotaService:
+class QuotaService(QuotaAdmin):
     """Quotes, reserves, commits and refunds credits; and the admin changes behind /quota-admin."""
 
     def __init__(
@@ -230,37 +214,71 @@ class QuotaService:
     ) -> Reservation:
         """Takes the job's price from the member, atomically with every check; idempotent per job."""
         now = self._clock()
-        key = ledger.guild_key(guild_id)
         async with self.db.write() as tx:
             existing = await ledger.find_reservation(tx, job_id)
             if existing is not None:
-                state = await self._member_state(tx, guild_id, user_id, role_ids, now)
-                return _reservation_from_row(existing, state.balance)
-            check = await self._assess(tx, guild_id, user_id, role_ids, options, now)
-            balance = check.state.balance
-            from_allowance = min(check.cost, balance.allowance_left)
-            from_bonus = check.cost - from_allowance
-            if not await ledger.set_job_cost(tx, job_id, check.cost):
+                return await self._reserved(tx, existing, guild_id, user_id, role_ids, now)
+            charge = await self._charge(tx, guild_id, user_id, role_ids, options, now)
+            if not await ledger.set_job_cost(tx, job_id, charge.cost):
                 raise LookupError(f"job {job_id} does not exist")
             await ledger.record_reservation(
                 tx,
                 job_id=job_id,
-                guild=key,
-                user_id=user_id,
-                from_allowance=from_allowance,
-                from_bonus=from_bonus,
-                usd_micros=check.usd_micros,
+                guild=charge.guild,
+                user_id=charge.user_id,
+                from_allowance=charge.from_allowance,
+                from_bonus=charge.from_bonus,
+                usd_micros=charge.usd_micros,
                 at=now,
             )
         return Reservation(
             job_id=job_id,
+            cost=charge.cost,
+            usd_micros=charge.usd_micros,
+            from_allowance=charge.from_allowance,
+            from_bonus=charge.from_bonus,
+            balance_after=charge.balance_after,
+            resets_at=charge.resets_at,
+        )
+
+    # The two seams of `reserve`, inside its transaction: what a new reservation takes after its checks
+    # (QuotaRefused when it may not), and how a job's existing one is shown. The terminal's
+    # OperatorQuota overrides both; the transaction and the ledger rows stay here.
+
+    async def _charge(
+        self,
+        tx: ledger.Writer,
+        guild_id: int | None,
+        user_id: int,
+        role_ids: Sequence[int],
+        options: JobOptions,
+        now: float,
+    ) -> Charge:
+        check = await self._assess(tx, guild_id, user_id, role_ids, options, now)
+        balance = check.state.balance
+        from_allowance = min(check.cost, balance.allowance_left)
+        return Charge(
+            guild=ledger.guild_key(guild_id),
+            user_id=user_id,
             cost=check.cost,
             usd_micros=check.usd_micros,
             from_allowance=from_allowance,
-            from_bonus=from_bonus,
+            from_bonus=check.cost - from_allowance,
             balance_after=balance.available - check.cost,
             resets_at=balance.resets_at,
         )
+
+    async def _reserved(
+        self,
+        tx: ledger.Writer,
+        row: ledger.ReservationRow,
+        guild_id: int | None,
+        user_id: int,
+        role_ids: Sequence[int],
+        now: float,
+    ) -> Reservation:
+        state = await self._member_state(tx, guild_id, user_id, role_ids, now)
+        return _reservation_from_row(row, state.balance)
 
     async def commit(self, job_id: int) -> None:
         """The API made the video: the reservation becomes final. Idempotent."""
@@ -451,230 +469,6 @@ class QuotaService:
             _check_global_cap(state, micros, self.settings, utc_day_bounds(now)[1])
         return _Assessment(cost, micros, state)
 
-    # ----- admin actions (each one audited in the same transaction) ----------------------------------
-
-    async def view_member(
-        self, *, guild_id: int, actor_id: int, user_id: int, role_ids: Sequence[int]
-    ) -> MemberReport:
-        report = await self.report(guild_id=guild_id, user_id=user_id, role_ids=role_ids)
-        await self._audit_only(guild_id, actor_id, "view", user_id, {})
-        return report
-
-    async def grant(self, *, guild_id: int, actor_id: int, user_id: int, credits: int, reason: str) -> int:
-        """Adds bonus credits (they never reset); returns the member's bonus pool afterwards.
-
-        Raises GrantRefused, granting nothing, when the server's admins would pass the operator's
-        QUOTA__GUILD_GRANT_CREDITS for this period, however the credits were split over members and
-        commands; the check and the grant are one transaction."""
-        if credits <= 0:
-            raise InputRefused("Grant at least 1 credit.")
-        now = self._clock()
-        key = ledger.guild_key(guild_id)
-        limit = self.settings.guild_grant_credits
-        # The operator's period and zone, not the server's: a server admin cannot move its bounds.
-        period_start, period_end = period_bounds(now, self.settings.period, load_zone(self.settings.timezone))
-        try:
-            async with self.db.write() as tx:
-                if not await ledger.add_granted(tx, key, period_start, credits, limit=limit):
-                    left = max(0, limit - await ledger.granted(tx, key, period_start))
-                    raise GrantRefused(credits, left, limit, self.settings.period, period_end)
-                await ledger.record_adjustment(
-                    tx,
-                    kind="grant",
-                    guild=key,
-                    user_id=user_id,
-                    allowance_delta=0,
-                    bonus_delta=credits,
-                    credits=credits,
-                    actor_id=actor_id,
-                    reason=reason,
-                    at=now,
-                )
-                await self._audit(
-                    tx, guild_id, actor_id, "grant", user_id, {"credits": credits, "reason": reason}
-                )
-                figures = await ledger.member_figures(tx, key, user_id, (now, now))
-        except GrantRefused as refused:
-            # Refused whole, nothing granted; the attempt is audited all the same.
-            details = {"credits": credits, "reason": reason, "room_left": refused.left}
-            await self._audit_only(guild_id, actor_id, "grant_refused", user_id, details)
-            raise
-        return figures.bonus
-
-    async def remove(
-        self,
-        *,
-        guild_id: int,
-        actor_id: int,
-        user_id: int,
-        role_ids: Sequence[int],
-        credits: int,
-        reason: str,
-    ) -> int:
-        """Takes credits away, bonus first, then this period's allowance, never below zero; returns how
-        many were taken."""
-        if credits <= 0:
-            raise InputRefused("Remove at least 1 credit.")
-        now = self._clock()
-        async with self.db.write() as tx:
-            state = await self._member_state(tx, guild_id, user_id, role_ids, now)
-            from_bonus = min(credits, state.balance.bonus)
-            from_allowance = min(credits - from_bonus, state.balance.allowance_left)
-            removed = from_bonus + from_allowance
-            if removed:
-                await ledger.record_adjustment(
-                    tx,
-                    kind="adjust",
-                    guild=ledger.guild_key(guild_id),
-                    user_id=user_id,
-                    allowance_delta=-from_allowance,
-                    bonus_delta=-from_bonus,
-                    credits=removed,
-                    actor_id=actor_id,
-                    reason=reason,
-                    at=now,
-                )
-            details = {"asked": credits, "removed": removed, "reason": reason}
-            await self._audit(tx, guild_id, actor_id, "remove", user_id, details)
-        return removed
-
-    async def set_allowance(
-        self, *, guild_id: int, actor_id: int, credits: int, period: Period | None = None
-    ) -> ServerPolicy:
-        if credits < 0:
-            raise InputRefused("The allowance cannot be negative.")
-        values: dict[str, object] = {"allowance": credits}
-        if period is not None:
-            if not period_allowed(period, self.settings.period):
-                raise InputRefused(
-                    f"The operator's period is {self.settings.period}; a server can only choose it or a "
-                    "longer one."
-                )
-            values["period"] = period
-        return await self._set_and_audit(guild_id, actor_id, "allowance", values)
-
-    async def set_role_allowance(
-        self, *, guild_id: int, actor_id: int, role_id: int, credits: int | None
-    ) -> int | None:
-        """Sets (or with None clears) a role's allowance; returns what members with it get."""
-        if credits is not None and credits < 0:
-            raise InputRefused("The allowance cannot be negative.")
-        now = self._clock()
-        async with self._changing_rules(guild_id) as tx:
-            await ledger.set_role_allowance(tx, ledger.guild_key(guild_id), role_id, credits, at=now)
-            await self._audit(tx, guild_id, actor_id, "role-allowance", role_id, {"credits": credits})
-        return None if credits is None else within_operator_limit(credits, self.settings.daily_credits)
-
-    async def set_cap(self, *, guild_id: int, actor_id: int, credits: int) -> ServerPolicy:
-        if credits < 0:
-            raise InputRefused("The cap cannot be negative.")
-        return await self._set_and_audit(guild_id, actor_id, "cap", {"cap": credits})
-
-    async def set_switches(
-        self,
-        *,
-        guild_id: int,
-        actor_id: int,
-        allow_10s: bool | None = None,
-        allow_audio: bool | None = None,
-        allow_voices: bool | None = None,
-    ) -> ServerPolicy:
-        """Changes the switches given (None leaves one as it is); the operator's own switches still win."""
-        asked = {"allow_10s": allow_10s, "allow_audio": allow_audio, "allow_voices": allow_voices}
-        values = {name: value for name, value in asked.items() if value is not None}
-        # With no option given this only shows the switches; it is audited all the same.
-        return await self._set_and_audit(guild_id, actor_id, "switches", values)
-
-    async def set_timezone(self, *, guild_id: int, actor_id: int, timezone: str) -> ServerPolicy:
-        try:
-            load_zone(timezone)
-        except ValueError as error:
-            raise InputRefused(str(error)) from None
-        return await self._set_and_audit(guild_id, actor_id, "timezone", {"timezone": timezone})
-
-    async def set_cooldown(self, *, guild_id: int, actor_id: int, seconds: float) -> ServerPolicy:
-        if not math.isfinite(seconds) or seconds < 0:
-            raise InputRefused("The cooldown must be 0 or more seconds.")
-        return await self._set_and_audit(guild_id, actor_id, "cooldown", {"cooldown_seconds": seconds})
-
-    async def block(self, *, guild_id: int, actor_id: int, user_id: int, reason: str | None) -> None:
-        now = self._clock()
-        async with self._changing_rules(guild_id) as tx:
-            await ledger.set_block(
-                tx, ledger.guild_key(guild_id), user_id, reason=reason, actor_id=actor_id, at=now
-            )
-            await self._audit(tx, guild_id, actor_id, "block", user_id, {"reason": reason})
-
-    async def unblock(self, *, guild_id: int, actor_id: int, user_id: int) -> bool:
-        """False when the member was not blocked."""
-        async with self._changing_rules(guild_id) as tx:
-            removed = await ledger.remove_block(tx, ledger.guild_key(guild_id), user_id)
-            await self._audit(tx, guild_id, actor_id, "unblock", user_id, {"was_blocked": removed})
-        return removed
-
-    async def export_usage(self, *, guild_id: int, actor_id: int, days: int) -> str:
-        """CSV of the last `days` days in the server's time zone: date,user_id,jobs,credits,usd."""
-        if days <= 0:
-            raise InputRefused("Export at least 1 day.")
-        now = self._clock()
-        policy = await self.policy(guild_id)
-        zone = policy.zone
-        today_start, _ = period_bounds(now, "daily", zone)
-        first_day = dt.datetime.fromtimestamp(today_start, zone).date() - dt.timedelta(days=days - 1)
-        since = midnight(first_day, zone)
-        jobs = await ledger.job_spending(self.db, ledger.guild_key(guild_id), since)
-        await self._audit_only(guild_id, actor_id, "export", None, {"days": days, "jobs": len(jobs)})
-        return usage_csv(jobs, zone)
-
-    async def audit_log(self, guild_id: int, limit: int = 50) -> list[ledger.AuditEntry]:
-        return await ledger.audit_entries(self.db, ledger.guild_key(guild_id), limit)
-
-    async def _set_and_audit(
-        self, guild_id: int, actor_id: int, action: str, values: Mapping[str, object]
-    ) -> ServerPolicy:
-        now = self._clock()
-        key = ledger.guild_key(guild_id)
-        async with self._changing_rules(guild_id) as tx:
-            await ledger.update_guild_settings(tx, key, values, at=now)
-            await self._audit(tx, guild_id, actor_id, action, None, values)
-            overrides = await ledger.guild_overrides(tx, key)
-        return server_policy(self.settings, overrides)
-
-    @contextlib.asynccontextmanager
-    async def _changing_rules(self, guild_id: int) -> AsyncIterator[ledger.Writer]:
-        """A write transaction that changes a server's rules; the cached copy is forgotten once it ends
-        (committed or not)."""
-        try:
-            async with self.db.write() as tx:
-                yield tx
-        finally:
-            self._rules.invalidate(ledger.guild_key(guild_id))
-
-    async def _audit_only(
-        self, guild_id: int, actor_id: int, action: str, target_id: int | None, details: Mapping[str, object]
-    ) -> None:
-        async with self.db.write() as tx:
-            await self._audit(tx, guild_id, actor_id, action, target_id, details)
-
-    async def _audit(
-        self,
-        tx: ledger.Writer,
-        guild_id: int,
-        actor_id: int,
-        action: str,
-        target_id: int | None,
-        details: Mapping[str, object],
-    ) -> None:
-        await ledger.record_audit(
-            tx,
-            guild=ledger.guild_key(guild_id),
-            actor_id=actor_id,
-            action=action,
-            target_id=target_id,
-            details=details,
-            at=self._clock(),
-        )
-
 
 def _reservation_from_row(row: ledger.ReservationRow, balance: Balance) -> Reservation:
     return Reservation(
@@ -693,7 +487,7 @@ def _reservation_from_row(row: ledger.ReservationRow, balance: Balance) -> Reser
 
 def _left(balance: Balance) -> str:
     return (
-        f"You have {_credits(balance.available)} left; your allowance "
+        f"You have {credit_count(balance.available)} left; your allowance "
         f"({balance.allowance} per {PERIOD_NOUN[balance.period]}) resets {relative_time(balance.resets_at)}."
     )
 
@@ -736,7 +530,7 @@ def _check_balance(state: _MemberState, cost: int) -> None:
     if cost <= balance.available:
         return
     raise QuotaRefused(
-        f"This video costs {_credits(cost)}, but you have {balance.available} left. Your allowance "
+        f"This video costs {credit_count(cost)}, but you have {balance.available} left. Your allowance "
         f"({balance.allowance} per {PERIOD_NOUN[balance.period]}) resets {relative_time(balance.resets_at)}. "
         "A shorter video, or one without sound, costs less.",
         code="insufficient_credits",
@@ -778,24 +572,3 @@ def _check_global_cap(state: _MemberState, micros: int, settings: QuotaSettings,
 
 
 # ----- export ---------------------------------------------------------------------------------------------
-
-CSV_COLUMNS = ("date", "user_id", "jobs", "credits", "usd")
-
-
-def usage_csv(jobs: Sequence[ledger.JobSpend], zone: dt.tzinfo) -> str:
-    """Per member and per local day: jobs charged (refunded ones excluded), credits and USD."""
-    totals: dict[tuple[str, int], list[int]] = {}
-    for job in jobs:
-        if job.refunded:
-            continue
-        day = dt.datetime.fromtimestamp(job.charged_at, zone).date().isoformat()
-        row = totals.setdefault((day, job.user_id), [0, 0, 0])
-        row[0] += 1
-        row[1] += job.credits
-        row[2] += job.usd_micros
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for (day, user_id), (count, credits, micros) in sorted(totals.items()):
-        writer.writerow((day, user_id, count, credits, format_usd(micros)))
-    return out.getvalue()

@@ -1,0 +1,144 @@
+"""/animate and its Cancel button: Discord in, bot/ calls out, nothing more."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.jobs import Command
+from bot.media import PictureShapeRefused, check_metadata
+from bot.request import AttachmentRef, build_request
+from bot.voices import choice_label
+from cogs._ui import say_privately
+from cogs.jobs._cancel import CancelButton
+from cogs.jobs._submit import Submission, check_channel, member_role_ids, submit_job
+
+if TYPE_CHECKING:
+    from bot.app import KlingBot
+
+log = logging.getLogger(__name__)
+
+
+def attachment_ref(attachment: discord.Attachment) -> AttachmentRef:
+    return AttachmentRef(
+        url=attachment.url,
+        filename=attachment.filename,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        width=attachment.width,
+        height=attachment.height,
+    )
+
+
+def check_attachment(attachment: discord.Attachment, label: str, max_bytes: int) -> AttachmentRef:
+    return check_attachment_ref(attachment_ref(attachment), label, max_bytes)
+
+
+def check_attachment_ref(ref: AttachmentRef, label: str, max_bytes: int) -> AttachmentRef:
+    # A wrong shape or size is refused after the deferral, from the bytes, with an offer to fix it.
+    with contextlib.suppress(PictureShapeRefused):
+        check_metadata(ref.info(), label=label, max_bytes=max_bytes)
+    return ref
+
+
+class AnimateCog(commands.Cog):
+    def __init__(self, bot: KlingBot) -> None:
+        self.bot = bot
+        if bot.settings.quota.dm_credits > 0:
+            # The operator granted a DM allowance: offer /animate in DMs with the bot too.
+            self.animate.guild_only = False
+            self.animate.allowed_contexts = app_commands.AppCommandContext(guild=True, dm_channel=True)
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(CancelButton)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(CancelButton)
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
+        # A bug must still end in a sentence for the member, never in "The application did not respond".
+        log.error("/%s failed", interaction.command.name if interaction.command else "?", exc_info=error)
+        await say_privately(
+            interaction, "Something went wrong inside the bot; nothing was charged. Please try again."
+        )
+
+    @app_commands.command(name="animate", description="Turn a picture into a short video with Kling 2.6 Pro")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        image="The first frame: JPEG, PNG, WebP… at least 300×300 px, up to 10 MB",
+        prompt="What should happen in the video (up to 2500 characters)",
+        end_image="Optional last frame",
+        negative_prompt="What to avoid (default: blur, distort, and low quality)",
+        duration="Length of the video",
+        audio="Generate sound with the video (default: on)",
+        voice_1="A voice from /voices, or a voice id; write <<<voice_1>>> in the prompt where it speaks",
+        voice_2="A voice from /voices, or a voice id; write <<<voice_2>>> in the prompt where it speaks",
+        loop="End the video on its start image, so it loops (not with end_image)",
+    )
+    @app_commands.choices(
+        duration=[
+            app_commands.Choice(name="5 seconds", value=5),
+            app_commands.Choice(name="10 seconds", value=10),
+        ]
+    )
+    async def animate(
+        self,
+        interaction: discord.Interaction[KlingBot],
+        image: discord.Attachment,
+        prompt: app_commands.Range[str, 1, 2500],
+        end_image: discord.Attachment | None = None,
+        negative_prompt: app_commands.Range[str, 1, 2500] | None = None,
+        duration: int = 5,
+        audio: bool | None = None,
+        voice_1: app_commands.Range[str, 1, 100] | None = None,
+        voice_2: app_commands.Range[str, 1, 100] | None = None,
+        loop: bool = False,
+    ) -> None:
+        # Everything before the deferral is instant (no I/O but one small SQLite read and write), so
+        # the 3-second deadline holds even when many members press Enter at once.
+        async def prepare() -> Submission:
+            check_channel(interaction)
+            await self.bot.prompt_filter.check(interaction.guild_id, prompt)
+            max_bytes = self.bot.images.max_download_bytes
+            request = build_request(
+                prompt=prompt,
+                image=check_attachment(image, "image", max_bytes),
+                end_image=check_attachment(end_image, "end image", max_bytes) if end_image else None,
+                negative_prompt=negative_prompt,
+                duration=duration,
+                audio=audio
+                if audio is not None
+                else await self.bot.quota.audio_by_default(interaction.guild_id),
+                voice_1=await self.bot.voices.resolve(interaction.guild_id, voice_1),
+                voice_2=await self.bot.voices.resolve(interaction.guild_id, voice_2),
+                loop=loop,
+            )
+            return Submission(
+                Command(
+                    interaction_id=interaction.id,
+                    guild_id=interaction.guild_id,
+                    channel_id=interaction.channel_id or 0,
+                    user_id=interaction.user.id,
+                    role_ids=member_role_ids(interaction),
+                    upload_limit=interaction.filesize_limit,
+                    request=request,
+                )
+            )
+
+        await submit_job(interaction, prepare, defer=True)
+
+    @animate.autocomplete("voice_1")
+    @animate.autocomplete("voice_2")
+    async def voice_choices(
+        self, interaction: discord.Interaction[KlingBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        # A raw id typed without picking a choice is sent as it is, so an empty library still works.
+        found = await self.bot.voices.suggest(interaction.guild_id, current)
+        return [app_commands.Choice(name=choice_label(v), value=v.voice_id) for v in found]
