@@ -64,9 +64,9 @@ async def test_the_public_progress_embed_shows_the_prompt_as_typed(tmp_path: Pat
 
 
 def test_showcase_posts_and_pages_show_the_prompt_as_typed() -> None:
+    from bot.store.showcases import Showcase
     from cogs.showcase._pages import showcase_line
     from cogs.showcase._post import showcase_embed
-    from bot.store.showcases import Showcase
 
     prompt = "## [vote here](https://evil.example) ||now|| <@&123456789012345678>"
     showcase = Showcase(7, 111, 1, 3, "3", prompt, "5 s", 10, 11, None, 0, 0.0, None)
