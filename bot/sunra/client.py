@@ -86,6 +86,9 @@ MAX_STREAM_FAILURES = 2
 # streams at once cannot turn the stream into a tight loop.
 MIN_STREAM_SECONDS = 5.0
 
+# Unknown status words remembered (each is warned about once); an answer cannot grow the set forever.
+MAX_UNKNOWN_STATUSES = 50
+
 UpdateCallback = Callable[[QueueStatus], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -381,8 +384,11 @@ class SunraClient:
     def _note_status(self, status: QueueStatus) -> None:
         upper = status.status.upper()
         if upper not in KNOWN_STATUSES and upper not in self._unknown_statuses:
-            self._unknown_statuses.add(upper)
-            log.warning("sunra sent an unknown status %r; treating it as still running", status.status)
+            if len(self._unknown_statuses) < MAX_UNKNOWN_STATUSES:
+                self._unknown_statuses.add(clean_text(upper))
+            log.warning(
+                "sunra sent an unknown status %r; treating it as still running", clean_text(status.status)
+            )
 
     def _unknown_endings(self, request_id: str, poll: PollPolicy) -> _UnknownEndings:
         return _UnknownEndings(lambda: self._ending_of(request_id), self._clock, poll.quiet_seconds)
@@ -596,6 +602,7 @@ class SunraClient:
         """Maps a non-2xx answer to its error (and blocks submissions on 401/402/403 from the API)."""
         status = response.status_code
         code, message, details = error_fields(response)
+        code = self._scrub(clean_text(code)) if code else None
         message = self._scrub(clean_text(message)) if message else None
         detail = (
             f"{label} answered {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")

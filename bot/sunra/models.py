@@ -23,6 +23,8 @@ KLING_ENDPOINT = "kling/kling-v2.6-pro/image-to-video"
 MAX_PROMPT_CHARS = 2500
 MAX_VOICES = 2
 DEFAULT_NEGATIVE_PROMPT = "blur, distort, and low quality"
+# Signed storage URLs run to a few hundred characters (1-2 KB with a session token); longer is not one.
+MAX_URL_CHARS = 4096
 
 
 IN_QUEUE = "IN_QUEUE"
@@ -299,8 +301,9 @@ def ending_from_result(response: httpx.Response) -> QueueStatus | None:
 
 
 def is_video_url(url: Any) -> bool:
-    """True for an absolute http(s) URL with a host: the only kind of video URL the bot fetches or posts."""
-    if not isinstance(url, str) or not url.strip():
+    """True for an absolute http(s) URL with a host, of at most MAX_URL_CHARS: the only kind of video
+    URL the bot fetches or posts (where it may be fetched from is :mod:`bot.netguard`'s decision)."""
+    if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL_CHARS:
         return False
     try:
         parsed = httpx.URL(url.strip())
