@@ -286,9 +286,16 @@ def result_from(response: httpx.Response) -> KlingResult:
 def ending_from_result(response: httpx.Response) -> QueueStatus | None:
     """What the result endpoint says about a job whose status word is unknown: a COMPLETED status
     with ``success`` true (a usable video) or false (the answer's error), or None when the job is not
-    finished or the answer decides nothing (a 4xx such as 400 "not completed", no video yet)."""
+    finished or the answer decides nothing (a 4xx such as 400 "not completed", no video yet); a result
+    whose own status says cancelled gives a CANCELLED status."""
     if not 200 <= response.status_code < 300:
         return None
+    try:
+        body = _unwrap(_json(response))
+    except MalformedResponse:
+        return None
+    if isinstance(body, dict) and str(body.get("status", "")).upper() in CANCELLED_STATUSES:
+        return QueueStatus(status="CANCELLED")  # the result itself says the job ended cancelled
     try:
         result_from(response)
     except PredictionFailed:

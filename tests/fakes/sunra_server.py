@@ -87,6 +87,9 @@ Scripting (all in-process methods; every one also works through the control API)
   documentation says: 403 ``RATE_LIMIT_EXCEEDED``), ``fake.reject_key(403)`` (a 403 that rejects the
   key), ``fake.send_video_length = False`` (videos chunked, without Content-Length),
   ``fake.job_seconds`` / ``queue_seconds`` / ``queue_length`` / ``video_size``.
+* Cancels: ``fake.cancel_mode = "requested"`` answers ``CANCELLATION_REQUESTED`` and the job ends
+  ``CANCELLED`` ``fake.cancel_seconds`` later; ``"ignored"`` answers the same and the job completes as
+  planned (a video, billed).
 * Per existing job: ``fake.force_status(id, {"status": "SOMETHING_NEW"})`` (status and stream answer
   that object until ``force_status(id, None)``), ``fake.force_result(id, 500, body)``, ``fake.finish(id)``
   (complete now).
@@ -361,7 +364,7 @@ class FakeJob:
     def timeline_body(self, now: float) -> dict[str, Any]:
         """The job's own status at ``now``: what its result, cancel and video follow, whatever the
         status route is forced to say."""
-        if self.cancelled_at is not None:
+        if self.cancelled_at is not None and now >= self.cancelled_at and self._running_at(self.cancelled_at):
             return {"status": "CANCELLED", "request_id": self.request_id}
         elapsed = now - self.created_at
         if self.finished_at is None and elapsed < self.queue_seconds:
@@ -378,6 +381,11 @@ class FakeJob:
             ]
             return {"status": "IN_PROGRESS", "logs": logs, "request_id": self.request_id}
         return self.terminal_body()
+
+    def _running_at(self, when: float) -> bool:
+        # A cancel takes effect only on a job still running when it lands (a requested one, later).
+        finished = self.finished_at is not None and self.finished_at <= when
+        return not finished and when - self.created_at < self.seconds
 
     def terminal_body(self) -> dict[str, Any]:
         if self.final_status is not None:
@@ -513,6 +521,11 @@ class FakeSunra:
         # sunra answers a key over its rate limit 403 (its queue documentation), sometimes 429.
         self.rate_limit_status = 429
         self.rejected_key_status = 401
+        # How a cancel is answered: "cancelled" (at once, CANCELLED), "requested" (CANCELLATION_REQUESTED,
+        # the job ends CANCELLED ``cancel_seconds`` later) or "ignored" (CANCELLATION_REQUESTED, and the
+        # job runs on and ends as planned: COMPLETED, success and a video, as a hostile API may).
+        self.cancel_mode = "cancelled"
+        self.cancel_seconds = 0.3
 
         self.requests: list[RecordedRequest] = []
         self.submissions: list[Any] = []
@@ -982,8 +995,14 @@ class FakeSunra:
             return job
         if job.is_done():
             return error_response(409, "The request has already completed", code="ALREADY_COMPLETED")
-        job.cancelled_at = _now()
-        return web.json_response({"request_id": job.request_id, "status": "CANCELLED", "success": True})
+        if self.cancel_mode == "cancelled":
+            job.cancelled_at = _now()
+            return web.json_response({"request_id": job.request_id, "status": "CANCELLED", "success": True})
+        if self.cancel_mode == "requested":
+            job.cancelled_at = _now() + self.cancel_seconds
+        return web.json_response(
+            {"request_id": job.request_id, "status": "CANCELLATION_REQUESTED", "success": True}
+        )
 
     async def _upload_initiate(self, request: web.Request) -> web.StreamResponse:
         fault = self._take_fault("upload_initiate")
@@ -1110,6 +1129,8 @@ class FakeSunra:
             "stream_keepalive_seconds",
             "stream_ping_events",
             "status_extra",
+            "cancel_mode",
+            "cancel_seconds",
         }
         unknown = set(body) - allowed
         if unknown:
