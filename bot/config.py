@@ -11,7 +11,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -23,6 +23,9 @@ from pydantic_settings import (
 
 from bot.quota import QuotaSettings
 from bot.startup import StartupSettings
+
+if TYPE_CHECKING:
+    from bot.netguard import UrlPolicy
 
 DEFAULT_CONFIG_PATH = Path("config/bot.toml")
 SECRET_FIELDS = ("discord_token", "sunra_key")
@@ -87,6 +90,9 @@ class CommonSettings(BaseSettings):
     database_url: str = "sqlite:///data/bot.sqlite3"
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # Hosts (host[:port], comma-separated) the bot may fetch files from or send them to although they
+    # are not https to a public address: an answer's URLs and Discord's pictures (bot/netguard.py).
+    sunra_file_hosts: str = ""
     # Register commands to these guilds only (instant for testing); empty = global commands.
     command_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
@@ -119,6 +125,20 @@ class CommonSettings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("sunra_file_hosts")
+    @classmethod
+    def _file_hosts(cls, value: str) -> str:
+        from bot.netguard import parse_file_hosts
+
+        parse_file_hosts(value)  # raises ValueError naming the entry
+        return value
+
+    def url_policy(self) -> UrlPolicy:
+        """The file host policy of SUNRA_FILE_HOSTS (bot/netguard.py)."""
+        from bot.netguard import UrlPolicy
+
+        return UrlPolicy(self.sunra_file_hosts)
 
     @field_validator("discord_gateway_url")
     @classmethod

@@ -22,6 +22,7 @@ from bot.media import (
     _limit_megabytes,
     _over_download_cap,
 )
+from bot.netguard import UnsafeUrl, UrlPolicy, guarded_stream
 
 log = logging.getLogger("bot.media")
 
@@ -40,6 +41,7 @@ class ImageChecker:
         download_timeout: float = 30.0,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
         thread_name_prefix: str = "image-decode",
+        url_policy: UrlPolicy | None = None,
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
         self._slots = asyncio.Semaphore(max_workers * 2)
@@ -47,10 +49,12 @@ class ImageChecker:
         self._download_timeout = download_timeout
         self._max_download_bytes = max_download_bytes
         # Attachment URLs are signed by Discord and need no credentials: this client never carries any
-        # (no headers, no auth), so nothing secret can leak to the CDN or to a redirect target.
+        # (no headers, no auth), so nothing secret can leak to the CDN or to a redirect target. Every
+        # URL and redirect is checked by the file host policy first (bot/netguard.py).
         self._client = httpx.AsyncClient(
-            follow_redirects=True, timeout=httpx.Timeout(download_timeout), auth=None
+            follow_redirects=False, timeout=httpx.Timeout(download_timeout), auth=None
         )
+        self._urls = url_policy or UrlPolicy()
 
     @property
     def max_download_bytes(self) -> int:
@@ -94,6 +98,13 @@ class ImageChecker:
             raise MediaRejected(
                 f"Downloading the {label} from Discord took too long; please try again.", retryable=True
             ) from error
+        except UnsafeUrl as error:
+            log.warning("refused to download the %s: %s", label, error)
+            raise MediaRejected(
+                f"The {label} is not on an address the bot downloads pictures from; please attach it "
+                "to your message instead.",
+                retryable=False,
+            ) from error
         except httpx.HTTPError as error:
             log.info("downloading the %s failed: %s", label, type(error).__name__)
             raise MediaRejected(
@@ -102,8 +113,8 @@ class ImageChecker:
 
     async def _read_capped(self, url: str, label: str) -> bytes:
         limit = self._max_download_bytes
-        async with self._client.stream("GET", url) as response:
-            if response.is_error:
+        async with guarded_stream(self._client, self._urls, "GET", url) as response:
+            if response.status_code != 200:
                 raise MediaRejected(
                     f"Discord did not hand over the {label} (HTTP {response.status_code}). Please try again; "
                     "if it keeps failing, attach the picture anew.",

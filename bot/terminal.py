@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+import httpx
 from pydantic import SecretStr
 from rich.console import Console
 from rich.logging import RichHandler
@@ -317,6 +318,8 @@ async def simulated(settings: ToolSettings) -> AsyncIterator[ToolSettings]:
                 update={
                     "sunra_api_url": simulator.url,
                     "sunra_key": SecretStr("simulator"),
+                    # The simulator serves its files on loopback: listed, like an operator would.
+                    "sunra_file_hosts": httpx.URL(simulator.url).netloc.decode(),
                     "database_url": f"sqlite:///{Path(folder) / 'simulate.sqlite3'}",
                 }
             )
@@ -374,8 +377,12 @@ async def _run(settings: ToolSettings, request: AnimateRequest, out: Path, conso
     with tempfile.TemporaryDirectory(prefix="kling-animate-") as workdir:
         async with (
             db,
-            SunraClient(settings.sunra_base, settings.sunra_key) as sunra,
-            LocalImages(max_workers=1, download_timeout=settings.media.download_timeout_seconds) as images,
+            SunraClient(settings.sunra_base, settings.sunra_key, file_hosts=settings.url_policy()) as sunra,
+            LocalImages(
+                max_workers=1,
+                download_timeout=settings.media.download_timeout_seconds,
+                url_policy=settings.url_policy(),
+            ) as images,
         ):
             runner = JobRunner(
                 store=ProcessJobs(db),

@@ -30,6 +30,7 @@ from bot.media import (
 )
 from tests import images
 from tests.images import BLUE, RED, encode, marked, noise
+from tests.world import listed
 
 
 def refusal(data: bytes, **kwargs: object) -> MediaRejected:
@@ -668,14 +669,15 @@ async def site() -> AsyncIterator[Site]:
 
 
 @pytest.fixture
-async def checker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ImageChecker]:
+async def checker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, site: Site) -> AsyncIterator[ImageChecker]:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     # Credentials for this very host in a netrc: the downloader must still send none.
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login member password secret\n")
     monkeypatch.setenv("NETRC", str(netrc))
-    async with ImageChecker(download_timeout=0.5, max_download_bytes=CAP) as checker:
+    policy = listed(site.url("/"))
+    async with ImageChecker(download_timeout=0.5, max_download_bytes=CAP, url_policy=policy) as checker:
         yield checker
 
 
@@ -695,7 +697,8 @@ async def test_stream_over_the_cap_is_refused(site: Site, checker: ImageChecker)
 
 
 async def test_declared_length_over_the_cap_is_refused_before_the_body(site: Site) -> None:
-    async with ImageChecker(download_timeout=5, max_download_bytes=CAP) as checker:
+    policy = listed(site.url("/"))
+    async with ImageChecker(download_timeout=5, max_download_bytes=CAP, url_policy=policy) as checker:
         started = time.monotonic()
         with pytest.raises(MediaRejected) as caught:
             await checker.download(site.url("/declared-huge"), label="end image")
@@ -722,11 +725,13 @@ async def test_http_error_is_refused_as_retryable(site: Site, checker: ImageChec
     assert caught.value.retryable
 
 
-async def test_unreachable_server_is_refused_as_retryable(checker: ImageChecker) -> None:
+async def test_unreachable_server_is_refused_as_retryable() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # free once closed: nothing listens there
+    url = f"http://127.0.0.1:{port}/picture.jpg"
     with pytest.raises(MediaRejected) as caught:
-        await checker.download(f"http://127.0.0.1:{port}/picture.jpg")
+        async with ImageChecker(download_timeout=0.5, url_policy=listed(url)) as checker:
+            await checker.download(url)
     assert "could not be downloaded" in caught.value.user_message
     assert caught.value.retryable

@@ -38,6 +38,7 @@ from bot.terminal import (
 )
 from tests.fakes.sunra_server import FakeSunra
 from tests.test_simulator import assert_looks_like, first_frame, scene
+from tests.world import file_hosts
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-terminal-0123456789abcdef"
@@ -51,6 +52,7 @@ def settings_for(api_url: str, database: Path, **overrides: Any) -> ToolSettings
         "jobs": {"poll_first_seconds": 0.05, "poll_max_seconds": 0.2},
     }
     values.update(overrides)
+    values.setdefault("sunra_file_hosts", file_hosts(api_url))  # the fake on loopback is listed
     return ToolSettings(**values)
 
 
@@ -170,6 +172,7 @@ async def test_ctrl_c_cancels_the_job_at_the_api(tmp_path: Path) -> None:
             PYTHONPATH=str(ROOT),
             SUNRA_KEY=KEY,
             SUNRA_API_URL=fake.url,
+            SUNRA_FILE_HOSTS=file_hosts(fake.url),
             DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         )
         proc = await asyncio.create_subprocess_exec(

@@ -87,6 +87,8 @@ Scripting (all in-process methods; every one also works through the control API)
   documentation says: 403 ``RATE_LIMIT_EXCEEDED``), ``fake.reject_key(403)`` (a 403 that rejects the
   key), ``fake.send_video_length = False`` (videos chunked, without Content-Length),
   ``fake.job_seconds`` / ``queue_seconds`` / ``queue_length`` / ``video_size``.
+* Hostile storage: ``fake.upload_url_override = url`` (upload tickets name it), ``fake.video_redirect =
+  url`` (every video answers 302 to it); a job's ``video.url`` is set with ``JobPlan(result=...)``.
 * Cancels: ``fake.cancel_mode = "requested"`` answers ``CANCELLATION_REQUESTED`` and the job ends
   ``CANCELLED`` ``fake.cancel_seconds`` later; ``"ignored"`` answers the same and the job completes as
   planned (a video, billed).
@@ -526,6 +528,9 @@ class FakeSunra:
         # job runs on and ends as planned: COMPLETED, success and a video, as a hostile API may).
         self.cancel_mode = "cancelled"
         self.cancel_seconds = 0.3
+        # Hostile storage: the upload ticket names this upload_url; videos answer 302 to this Location.
+        self.upload_url_override: str | None = None
+        self.video_redirect: str | None = None
 
         self.requests: list[RecordedRequest] = []
         self.submissions: list[Any] = []
@@ -1020,7 +1025,8 @@ class FakeSunra:
         self._upload_tickets[token] = (content_type, file_name)
         return web.json_response(
             {
-                "upload_url": f"{self.root}{FILES_PREFIX}/upload/{token}?signature={secrets.token_hex(8)}",
+                "upload_url": self.upload_url_override
+                or f"{self.root}{FILES_PREFIX}/upload/{token}?signature={secrets.token_hex(8)}",
                 "file_url": self._file_url(token, file_name),
             }
         )
@@ -1061,6 +1067,8 @@ class FakeSunra:
         if fault is not None and fault.cut_after is None:
             return await self._fault_response(fault)
         cut_after = None if fault is None else fault.cut_after
+        if self.video_redirect is not None:
+            raise web.HTTPFound(self.video_redirect)
         job = self.jobs.get(request.match_info["request_id"])
         if job is None or not job.succeeded():
             return error_response(404, "Not found")
@@ -1131,6 +1139,8 @@ class FakeSunra:
             "status_extra",
             "cancel_mode",
             "cancel_seconds",
+            "upload_url_override",
+            "video_redirect",
         }
         unknown = set(body) - allowed
         if unknown:
