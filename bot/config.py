@@ -47,6 +47,9 @@ class JobSettings(BaseModel):
     progress_edit_seconds: float = Field(default=5.0, ge=1)
     # Largest video the bot downloads to upload to Discord; bigger ones are delivered by URL.
     max_video_mb: float = Field(default=100.0, gt=0)
+    # A finished video that cannot be fetched (dead link, refused address, not an MP4) is tried again
+    # for this long, then its credits are given back (under 2 minutes from the API's completion).
+    video_fetch_seconds: float = Field(default=90.0, gt=0, le=110)
 
 
 class MediaSettings(BaseModel):

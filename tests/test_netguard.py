@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.netguard import UnsafeUrl, UrlPolicy, is_public, parse_file_hosts
 from bot.sunra import RetryPolicy, SunraClient
 from tests.fakes.sunra_server import FakeSunra
-from tests.world import listed
+from tests.world import World, balance_of, listed, running_world
 
 KEY = "sk-netguard-0123456789"
 FAST_RETRY = RetryPolicy(attempts=2, base=0.01, cap=0.02)
@@ -201,3 +201,54 @@ def test_httpx_is_told_the_server_name_by_the_documented_extension() -> None:
     # The pinned request keeps TLS verification against the name: httpx's documented `sni_hostname`.
     request = httpx.Request("GET", "https://93.184.215.14/", extensions={"sni_hostname": "cdn.example.com"})
     assert request.extensions["sni_hostname"] == "cdn.example.com"
+
+
+# ----- through the whole bot: nothing usable comes back (items 1 and 5) --------------------------------
+
+
+async def compensations(world: World) -> list[tuple[int, int, str]]:
+    rows = await world.db.fetchall(
+        "SELECT allowance_delta, bonus_delta, reason FROM quota_ledger WHERE kind = 'adjust' ORDER BY id"
+    )
+    return [(int(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["dead link", "refused address", "not an mp4", "redirect inside"],
+)
+async def test_a_paid_video_that_cannot_be_fetched_is_refunded_with_a_sentence(
+    tmp_path: Path, hostile: str
+) -> None:
+    async with running_world(tmp_path, jobs={"video_fetch_seconds": 1.0}) as world:
+        before = await balance_of(world)
+        if hostile == "dead link":
+            world.sunra.fail_next("video", 404, times=1000)
+        elif hostile == "refused address":
+            world.sunra.next_job(result={"video": {"url": "http://169.254.169.254/latest/meta-data/v.mp4"}})
+        elif hostile == "not an mp4":
+            world.sunra.fail_next("video", 200, body={"html": "<h1>Sign in</h1>"}, times=1000)
+        else:
+            world.sunra.video_redirect = "http://10.0.0.1/internal.mp4"
+        interaction = await world.animate(audio=False)
+        job = await world.ended(interaction, within=30)
+        assert job.state == "undeliverable" and job.video_url
+        [outcome] = world.outcome_messages(job.id)
+        content = outcome.message["content"]
+        assert "credits were given back" in content and job.video_url not in content
+        assert not outcome.message.get("attachments")
+        assert await balance_of(world) == before
+        [(allowance, bonus, reason)] = await compensations(world)
+        assert allowance + bonus == job.cost_credits and f"job {job.id}" in reason
+        await world.assert_ledger_matches_jobs()
+        if hostile == "dead link":
+            assert world.sunra.count("video") >= 3  # tried again before giving up
+
+
+async def test_a_link_that_comes_back_is_delivered_and_charged(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        world.sunra.fail_next("video", 404, times=2)
+        job = await world.ended(await world.animate(audio=False), within=30)
+        assert job.state == "delivered" and await compensations(world) == []
+        assert await balance_of(world) == before - job.cost_credits
