@@ -252,3 +252,15 @@ async def test_a_link_that_comes_back_is_delivered_and_charged(tmp_path: Path) -
         job = await world.ended(await world.animate(audio=False), within=30)
         assert job.state == "delivered" and await compensations(world) == []
         assert await balance_of(world) == before - job.cost_credits
+
+
+async def test_a_hostile_upload_url_ends_the_job_before_submission_with_credits_back(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        world.sunra.upload_url_override = "http://10.0.0.1/upload"
+        interaction = await world.animate(audio=False)
+        job = await world.ended(interaction)
+        assert job.state in ("failed", "refused") and world.sunra.count("submit") == 0
+        assert "address" in (job.error_message or "")
+        assert await balance_of(world) == before
+        await world.assert_ledger_matches_jobs()
