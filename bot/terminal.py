@@ -57,6 +57,7 @@ from bot.store import Database, ledger
 from bot.store.db import sqlite_path_from_url
 from bot.store.jobs import TERMINAL_CHANNEL_ID, JobRow, JobStore
 from bot.sunra import SunraClient, SunraError
+from bot.video import MAX_VIDEO_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -266,17 +267,23 @@ class TerminalReporter:
         # A terminal job's upload limit is JOBS__MAX_VIDEO_MB, so its video is never re-encoded.
         if not self._mine(job):
             return None
+        # Written beside --out under a temporary name and moved into place only when complete: an error
+        # (a cut download, a full disk, a video over the cap) never touches the operator's existing file.
+        partial = self.out.with_name(f".{self.out.name}.{secrets.token_hex(4)}.part")
         try:
             if video is not None:
-                await asyncio.to_thread(shutil.move, video, self.out)
-            else:  # bigger than JOBS__MAX_VIDEO_MB: fetched straight to the file, without a size limit
+                await asyncio.to_thread(shutil.copyfile, video, partial)
+            else:  # bigger than JOBS__MAX_VIDEO_MB: fetched again, capped at what Kling could ever make
                 assert job.video_url is not None
-                await self.sunra.download(job.video_url, self.out, max_bytes=2**62)
+                await self.sunra.download(job.video_url, partial, max_bytes=MAX_VIDEO_BYTES)
+            await asyncio.to_thread(os.replace, partial, self.out)
             self.written = self.out
             if self._bar is not None and self._task is not None:
                 self._bar.update(self._task, description=f"Video written to {self.out}")
-        except (OSError, SunraError) as error:
+        except (OSError, SunraError, BotError) as error:
             log.warning("job %s: the video could not be written to %s: %s", job.id, self.out, error)
+        finally:
+            partial.unlink(missing_ok=True)
         self._finish_bar()
         if not self.ended.done():
             self.ended.set_result(job)

@@ -47,6 +47,7 @@ def test_every_pattern_in_the_product_is_listed_here() -> None:
     assert uses == {
         "bot/blocklist.py",
         "bot/media.py",
+        "bot/redact.py",
         "bot/request.py",
         "bot/showcase.py",
         "bot/store/db.py",

@@ -36,6 +36,7 @@ from bot.terminal import (
     animate,
     default_out,
 )
+from bot.video import MAX_VIDEO_BYTES
 from tests.fakes.sunra_server import FakeSunra
 from tests.test_simulator import assert_looks_like, first_frame, scene
 from tests.world import file_hosts
@@ -268,3 +269,35 @@ async def test_terminals_and_the_bot_never_take_each_others_jobs(tmp_path: Path)
         assert [job.id for job in await first.in_states([State.QUEUED])] == [mine]
         assert await second.in_states([State.QUEUED]) == []
         assert [job.id for job in await bot.in_states([State.QUEUED])] == [member]
+
+
+@pytest.mark.parametrize("trouble", ["cut", "over the cap"])
+async def test_an_error_never_touches_the_operators_existing_out_file(tmp_path: Path, trouble: str) -> None:
+    """Issue 19, item 7: --out is written under a temporary name beside it, capped, and moved into
+    place only when complete."""
+    image = picture(tmp_path)
+    existing = tmp_path / "existing.mp4"
+    existing.write_bytes(b"the operator's own video")
+    async with FakeSunra(key=KEY) as fake:
+        settings = settings_for(fake.url, tmp_path / "bot.sqlite3", jobs={"max_video_mb": 0.1})
+        if trouble == "cut":
+            fake.next_job(video_size=300_000)
+            fake.fail_next("video", cut_after=50_000, times=20)
+        else:
+            fake.next_job(video_size=MAX_VIDEO_BYTES + 1)
+        code, said = await run(settings, AnimateOptions(image, "waves", out=existing))
+        assert code == EXIT_FAILED, said
+    assert existing.read_bytes() == b"the operator's own video"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+async def test_a_complete_video_replaces_the_out_file(tmp_path: Path) -> None:
+    image = picture(tmp_path)
+    existing = tmp_path / "existing.mp4"
+    existing.write_bytes(b"old")
+    async with FakeSunra(key=KEY) as fake:
+        settings = settings_for(fake.url, tmp_path / "bot.sqlite3", jobs={"max_video_mb": 0.1})
+        fake.next_job(video_size=300_000)
+        code, said = await run(settings, AnimateOptions(image, "waves", out=existing))
+        assert code == EXIT_OK, said
+        assert existing.read_bytes() == fake.video_bytes(next(iter(fake.jobs)))

@@ -32,6 +32,7 @@ POST_PATIENCE_SECONDS = 3600.0
 # Tries with the video file before posting its link instead: the file itself may be what fails.
 FILE_ATTEMPTS = 2
 
+
 class VideoUnusable(BotError):
     """The API's video could not be fetched as an MP4; ``str()`` is the operator's detail."""
 
