@@ -69,7 +69,6 @@ _PASS_THROUGH_MODES = ("RGB", "L")
 JPEG_QUALITIES = (92, 85, 75)
 
 _PNG_END = b"IEND\xaeB`\x82"
-_JPEG_END = b"\xff\xd9"
 # Orientations 5 to 8 turn the picture a quarter: its displayed width is its stored height.
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})
 # Content types that say "image" but that the bot cannot convert for Kling.
@@ -377,12 +376,12 @@ def _unchanged_content_type(image: Image.Image, data: bytes, orientation: int) -
         return None
     if "transparency" in image.info or (image.format == "PNG" and getattr(image, "is_animated", False)):
         return None
-    if image.format == "PNG":
-        # 16-bit RGB PNGs open as 8-bit "RGB"; the IHDR bit depth (byte 24) tells them apart.
-        plain = len(data) > 24 and data[24] <= 8 and data.endswith(_PNG_END)
-    else:
-        # Pillow decodes a JPEG missing its end marker; other decoders may not. Re-encoding is always safe.
-        plain = data.rstrip(b"\0").endswith(_JPEG_END)
+    if image.format != "PNG":
+        # Pillow decodes a JPEG missing its end marker; other decoders may not. strip_metadata rebuilds
+        # the file up to its first image's end marker and gives None (re-encode) when there is none.
+        return content_type
+    # 16-bit RGB PNGs open as 8-bit "RGB"; the IHDR bit depth (byte 24) tells them apart.
+    plain = len(data) > 24 and data[24] <= 8 and data.endswith(_PNG_END)
     return content_type if plain else None
 
 
