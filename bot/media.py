@@ -33,6 +33,7 @@ import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from bot.errors import InputRefused
+from bot.icc import icc_from_nclx
 from bot.picture_metadata import strip_metadata
 
 log = logging.getLogger(__name__)
@@ -436,7 +437,9 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def _reencode(image: Image.Image, label: str, max_bytes: int) -> PreparedImage:
-    icc_profile = image.info.get("icc_profile")
+    # A HEIF may describe its colour by an nclx box (many Android phones' Display P3) rather than an ICC
+    # profile: the output carries it as an ICC profile, or its wide gamut would be read as sRGB.
+    icc_profile = image.info.get("icc_profile") or icc_from_nclx(image.info.get("nclx_profile"))
     # Upright, and without EXIF: the orientation is applied once, here, and never again by a viewer.
     # An upright picture is not copied: at 50 MP a copy is another 200 MB.
     upright = ImageOps.exif_transpose(image) if _orientation(image) != 1 else image
