@@ -124,7 +124,8 @@ class UrlPolicy:
         return (host, port) in self.listed or (port == default and (host, None) in self.listed)
 
     async def check(self, url: str | httpx.URL) -> Target:
-        """The Target for ``url``; raises UnsafeUrl when the rule refuses it."""
+        """The Target for ``url``; raises UnsafeUrl when the rule refuses it, httpx.ConnectError when
+        its name does not resolve (a transport failure, retried as one)."""
         try:
             parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
         except (httpx.InvalidURL, TypeError, ValueError):
@@ -149,7 +150,10 @@ class UrlPolicy:
             try:
                 found = await self._resolve(parsed.host, port)
             except OSError as exc:
-                raise UnsafeUrl(f"{shown}: its name does not resolve ({type(exc).__name__})") from None
+                # Not a refusal: DNS may be down for a moment, so callers retry it like a connection.
+                raise httpx.ConnectError(
+                    f"{shown}: its name does not resolve ({type(exc).__name__})"
+                ) from None
             addresses = []
             for text in found:
                 with contextlib.suppress(ValueError):

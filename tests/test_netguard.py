@@ -106,7 +106,8 @@ async def test_urls_refused_without_a_listing(url: str) -> None:
 
 
 async def test_a_listing_matches_host_and_port_exactly() -> None:
-    policy = UrlPolicy("127.0.0.1:8080, files.internal")
+    _, resolve = resolver(["10.0.0.5"])  # files.internal is on the operator's own network
+    policy = UrlPolicy("127.0.0.1:8080, files.internal", resolve=resolve)  # type: ignore[arg-type]
     assert (await policy.check("http://127.0.0.1:8080/v.mp4")).url.port == 8080
     assert (await policy.check("https://files.internal/v.mp4")).headers == {}
     assert (await policy.check("http://files.internal/v.mp4")).url.host == "files.internal"
@@ -264,3 +265,11 @@ async def test_a_hostile_upload_url_ends_the_job_before_submission_with_credits_
         assert "address" in (job.error_message or "")
         assert await balance_of(world) == before
         await world.assert_ledger_matches_jobs()
+
+
+async def test_a_name_that_does_not_resolve_is_a_connection_failure_not_a_refusal() -> None:
+    async def down(host: str, port: int) -> list[str]:
+        raise OSError("temporary failure in name resolution")
+
+    with pytest.raises(httpx.ConnectError):
+        await UrlPolicy(resolve=down).check("https://files.example.com/v.mp4")

@@ -458,7 +458,6 @@ class SunraClient:
         Raises DownloadTooLarge (and leaves no file) when the body exceeds ``max_bytes``, UnsafeUrl when
         the URL or a redirect is one the file host policy refuses (see bot/netguard.py).
         """
-        await self._files.check(url)  # refused before anything is sent, with the reason
         label = f"GET {safe_url(url)}"
         attempts = max(1, self._retry.attempts)
         for attempt in range(1, attempts + 1):
