@@ -31,6 +31,8 @@ from bot.video import looks_like_mp4, reencode_to_fit
 POST_PATIENCE_SECONDS = 3600.0
 # Tries with the video file before posting its link instead: the file itself may be what fails.
 FILE_ATTEMPTS = 2
+# The least time one try at fetching the video gets, even at the end of JOBS__VIDEO_FETCH_SECONDS.
+FETCH_ATTEMPT_SECONDS = 20.0
 
 
 class VideoUnusable(BotError):
@@ -236,7 +238,11 @@ class Finishing(RunnerBase):
         ).intervals()
         while True:
             try:
-                await self.sunra.download(job.video_url, path, max_bytes=max_bytes)
+                # Each try ends by the patience's end (a server that trickles or hangs cannot hold the
+                # member past it), yet always gets FETCH_ATTEMPT_SECONDS for a video on a slow line.
+                remaining = max(give_up - self._clock(), FETCH_ATTEMPT_SECONDS)
+                async with asyncio.timeout(remaining):
+                    await self.sunra.download(job.video_url, path, max_bytes=max_bytes)
                 if await asyncio.to_thread(looks_like_mp4, path):
                     return path
                 problem = "the file is not an MP4"
@@ -252,6 +258,8 @@ class Finishing(RunnerBase):
                 return None
             except (SunraError, BotError) as error:
                 problem = str(error)
+            except TimeoutError:
+                problem = f"no whole file within {remaining:.0f} s"
             path.unlink(missing_ok=True)
             pause = next(pauses)
             if self._clock() + pause > give_up:
