@@ -273,3 +273,22 @@ async def test_a_name_that_does_not_resolve_is_a_connection_failure_not_a_refusa
 
     with pytest.raises(httpx.ConnectError):
         await UrlPolicy(resolve=down).check("https://files.example.com/v.mp4")
+
+
+async def test_a_storage_server_that_hangs_cannot_hold_the_member(tmp_path: Path) -> None:
+    async with running_world(tmp_path, jobs={"video_fetch_seconds": 1.0}) as world:
+        before = await balance_of(world)
+        world.sunra.fail_next("video", 200, delay=600, times=1000)  # answers only after 10 minutes
+        job = await world.ended(await world.animate(audio=False), within=20)
+        assert job.state == "undeliverable" and await balance_of(world) == before
+
+
+async def test_a_picture_on_a_refused_address_is_refused_privately_before_any_charge(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        attachment = world.image()
+        attachment["url"] = attachment["proxy_url"] = "http://169.254.169.254/latest/meta-data/cat.png"
+        interaction = await world.animate(image=attachment)
+        answer = await world.private_answer(interaction)
+        assert "not on an address the bot downloads pictures from" in answer
+        assert world.sunra.count("submit") == 0 and await balance_of(world) == before

@@ -31,7 +31,8 @@ from bot.video import looks_like_mp4, reencode_to_fit
 POST_PATIENCE_SECONDS = 3600.0
 # Tries with the video file before posting its link instead: the file itself may be what fails.
 FILE_ATTEMPTS = 2
-# The least time one try at fetching the video gets, even at the end of JOBS__VIDEO_FETCH_SECONDS.
+# The least time one try at fetching the video gets, even at the end of JOBS__VIDEO_FETCH_SECONDS
+# (or that, when it is shorter).
 FETCH_ATTEMPT_SECONDS = 20.0
 
 
@@ -240,7 +241,8 @@ class Finishing(RunnerBase):
             try:
                 # Each try ends by the patience's end (a server that trickles or hangs cannot hold the
                 # member past it), yet always gets FETCH_ATTEMPT_SECONDS for a video on a slow line.
-                remaining = max(give_up - self._clock(), FETCH_ATTEMPT_SECONDS)
+                floor = min(FETCH_ATTEMPT_SECONDS, self.settings.video_fetch_seconds)
+                remaining = max(give_up - self._clock(), floor)
                 async with asyncio.timeout(remaining):
                     await self.sunra.download(job.video_url, path, max_bytes=max_bytes)
                 if await asyncio.to_thread(looks_like_mp4, path):
@@ -251,6 +253,8 @@ class Finishing(RunnerBase):
             except UnsafeUrl as error:
                 path.unlink(missing_ok=True)
                 raise VideoUnusable(f"the video's address is refused: {error}") from error
+            except TimeoutError:  # before OSError, its base class: this one is the server's, not the disk's
+                problem = f"no whole file within {remaining:.0f} s"
             except OSError as error:
                 # The bot's own disk, not the video: its link still works.
                 log.warning("job %s: video download failed (%s); delivering its URL", job.id, error)
@@ -258,8 +262,6 @@ class Finishing(RunnerBase):
                 return None
             except (SunraError, BotError) as error:
                 problem = str(error)
-            except TimeoutError:
-                problem = f"no whole file within {remaining:.0f} s"
             path.unlink(missing_ok=True)
             pause = next(pauses)
             if self._clock() + pause > give_up:
