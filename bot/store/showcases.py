@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiosqlite
-
-from bot.store.db import Database
+from bot.store.db import Database, Row
 from bot.store.ledger import Reader
 
 Sort = Literal["newest", "votes"]
@@ -47,7 +45,7 @@ class Showcase:
     removed_at: float | None
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Showcase:
+    def from_row(cls, row: Row) -> Showcase:
         return cls(
             id=int(row["id"]),
             guild_id=int(row["guild_id"]),

@@ -1,4 +1,4 @@
-"""The SQLite connections, their pragmas and the migrations.
+"""The SQLite engine: two connections, their pragmas and the migrations.
 
 Two `aiosqlite` connections serve the whole process. Writes go through `write()` on the write
 connection: one asyncio lock serialises them and `BEGIN IMMEDIATE` opens each transaction, so a
@@ -15,56 +15,33 @@ ROLLBACK to finish before it passes a cancellation on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
-import itertools
 import logging
-import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
 
 import aiosqlite
 
+from bot.store.db import Database, DatabaseUnreachable, DatabaseUrl, Row, WriteLock, to_the_end
+from bot.store.migrations import MigrationStatus, migrations, status as migration_status
+from bot.store.sql import Params
+
 log = logging.getLogger(__name__)
 
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-Params = Sequence[Any] | dict[str, Any]
-T = TypeVar("T")
-
-
-def sqlite_path_from_url(url: str) -> Path:
-    """`sqlite:///data/bot.sqlite3` → `data/bot.sqlite3`; `sqlite:////abs/x.db` → `/abs/x.db`."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
-        raise ValueError("only sqlite:/// URLs are supported")
-    rest = url[len(prefix) :]
-    if not rest:
-        raise ValueError("the URL names no file")
-    return Path(rest)
-
-
-@dataclass(frozen=True, slots=True)
-class MigrationStatus:
-    """What `kling-bot check` reports about a database file, found without changing it."""
-
-    exists: bool
-    applied: tuple[str, ...]  # migration file names
-    pending: tuple[str, ...]  # applied at the bot's next start
-
-
-def migration_status(path: Path) -> MigrationStatus:
+async def status(path: Path) -> MigrationStatus:
     """Opens the file read-only (a missing file is not created) and compares its migrations with the
-    bot's. Blocking (run it in a thread from async code). Raises sqlite3.Error when the file cannot be
-    read as a database."""
-    every = tuple(name for _, name, _ in _migrations())
+    bot's. Raises DatabaseUnreachable when the file cannot be read as a database."""
+    try:
+        return await asyncio.to_thread(_status, path)
+    except (sqlite3.Error, OSError) as error:
+        raise DatabaseUnreachable(f"{path}: cannot read it as a database ({error})") from None
+
+
+def _status(path: Path) -> MigrationStatus:
     if not path.exists():
-        return MigrationStatus(False, (), every)
+        return migration_status("sqlite", False, set())
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         found = conn.execute(
@@ -73,72 +50,29 @@ def migration_status(path: Path) -> MigrationStatus:
         rows = conn.execute("SELECT name FROM schema_migrations").fetchall() if found else []
     finally:
         conn.close()
-    done = {str(row[0]) for row in rows}
-    applied = tuple(name for name in every if name in done)
-    return MigrationStatus(True, applied, tuple(name for name in every if name not in done))
+    return migration_status("sqlite", True, {str(row[0]) for row in rows})
 
 
-async def _to_the_end(step: Awaitable[T]) -> T:
-    """Awaits `step` to its end even when the caller is cancelled meanwhile, then passes the
-    cancellation on: a statement handed to aiosqlite's thread runs anyway, and the connection's state
-    must be known before anything else uses it."""
-    current = asyncio.current_task()
-    asked_before = current.cancelling() if current is not None else 0
-    task = asyncio.ensure_future(step)
-    while not task.done():
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.shield(task)
-    if current is not None and current.cancelling() > asked_before:
-        raise asyncio.CancelledError
-    return task.result()
+class SqliteDatabase(Database):
+    engine = "sqlite"
 
-
-class _WriteLock:
-    """The write connection's lock: first come, first served, except that an urgent writer (the inbox
-    of commands waiting to be acknowledged) goes before every writer that is not."""
-
-    def __init__(self) -> None:
-        self._locked = False
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._arrivals = itertools.count()
-
-    async def acquire(self, *, urgent: bool) -> None:
-        if not self._locked and not self._waiters:
-            self._locked = True
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (0 if urgent else 1, next(self._arrivals), waiter))
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # handed the lock just as its task was cancelled
-            raise
-
-    def release(self) -> None:
-        while self._waiters:
-            _, _, waiter = heapq.heappop(self._waiters)
-            if not waiter.done():
-                waiter.set_result(None)  # the lock passes on without being unlocked
-                return
-        self._locked = False
-
-
-class Database:
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, conn: aiosqlite.Connection, target: DatabaseUrl) -> None:
+        super().__init__(target)
+        assert target.path is not None
+        self.path = target.path
         self._conn = conn
         self._reader = conn
-        self.path = path
-        self._write_lock = _WriteLock()
+        self._write_lock = WriteLock()
 
     @classmethod
-    async def open(cls, path: Path | str) -> Database:
-        path = Path(path)
+    async def open_file(cls, target: DatabaseUrl) -> SqliteDatabase:
+        assert target.path is not None
+        path = target.path
         in_memory = str(path) == ":memory:"
         if not in_memory:
             path.parent.mkdir(parents=True, exist_ok=True)
         conn = await cls._connect(path)
-        db = cls(conn, path)
+        db = cls(conn, target)
         try:
             await db._configure(conn)
             await db._migrate()
@@ -149,6 +83,10 @@ class Database:
             await db.close()
             raise
         return db
+
+    @property
+    def data_folder(self) -> Path:
+        return Path(".") if str(self.path) == ":memory:" else self.path.parent
 
     @staticmethod
     async def _connect(path: Path) -> aiosqlite.Connection:
@@ -162,12 +100,6 @@ class Database:
         if self._reader is not self._conn:
             await self._reader.close()
         await self._conn.close()
-
-    async def __aenter__(self) -> Database:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     @staticmethod
     async def _configure(conn: aiosqlite.Connection, *extra: str) -> None:
@@ -190,60 +122,52 @@ class Database:
         )
         async with self._conn.execute("SELECT version FROM schema_migrations") as cur:
             done = {row[0] for row in await cur.fetchall()}
-        for version, name, sql in _migrations():
-            if version in done:
+        for migration in migrations("sqlite"):
+            if migration.version in done:
                 continue
-            log.info("applying migration %04d %s", version, name)
             async with self.write() as tx:
-                await tx.executescript_in_tx(sql)
+                # Asked again under the write lock: another process starting at the same moment may
+                # have applied it since the read above.
+                if await tx.fetchone(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
+                ):
+                    continue
+                log.info("applying migration %s", migration.name)
+                await tx.executescript_in_tx(migration.sql)
                 await tx.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (version, name)
+                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                    (migration.version, migration.name),
                 )
 
     @asynccontextmanager
-    async def write(self, *, urgent: bool = False) -> AsyncIterator[_Tx]:
-        """One serialised write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any error and on a
-        cancellation at any of its awaits: the connection is never left inside a transaction. An
-        `urgent` one goes before the others waiting (a member is waiting for Discord's answer)."""
-        await self._write_lock.acquire(urgent=urgent)
-        try:
+    async def write(self, *, urgent: bool = False, exclusive: bool = True) -> AsyncIterator[_Tx]:
+        """BEGIN IMMEDIATE … COMMIT (SQLite has one writer: every transaction is exclusive)."""
+        async with self._write_lock.held(urgent=urgent):
             try:
-                await _to_the_end(self._conn.execute("BEGIN IMMEDIATE"))
+                await to_the_end(self._conn.execute("BEGIN IMMEDIATE"))
                 try:
                     yield _Tx(self._conn)
                 except BaseException:
                     await self._rollback_if_open()
                     raise
-                await _to_the_end(self._conn.execute("COMMIT"))
+                await to_the_end(self._conn.execute("COMMIT"))
             finally:
                 # BEGIN went through after its caller was cancelled, or COMMIT failed.
                 await self._rollback_if_open()
-        finally:
-            self._write_lock.release()
 
     async def _rollback_if_open(self) -> None:
         # SQLite rolls some failed transactions back itself; a second ROLLBACK would raise.
         if self._conn.in_transaction:
-            await _to_the_end(self._conn.execute("ROLLBACK"))
+            await to_the_end(self._conn.execute("ROLLBACK"))
 
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        """One write statement in its own transaction; returns the number of rows changed."""
-        async with self.write() as tx:
-            return await tx.execute(sql, params)
-
-    async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        """One read of committed data (a read that must agree with a write belongs inside `write()`)."""
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
-
-    async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         # One trip to the reader's thread (execute, fetch and close there) instead of three: under a
         # crowd each trip waits its turn behind every other reader's.
         return list(await self._reader.execute_fetchall(sql, params))
 
 
 class _Tx:
-    """The handle given inside `Database.write()`; every statement runs in the open transaction."""
+    """The handle given inside `SqliteDatabase.write()`."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
@@ -253,27 +177,26 @@ class _Tx:
             return int(cur.rowcount)
 
     async def insert(self, sql: str, params: Params = ()) -> int:
-        """Runs an INSERT and returns the new row's id."""
         row = await self._conn.execute_insert(sql, params)
         return int(row[0]) if row is not None else 0
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         await self._conn.executemany(sql, rows)
 
-    async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return list(await self._conn.execute_fetchall(sql, params))
 
     async def executescript_in_tx(self, script: str) -> None:
         # executescript() would COMMIT first; run the statements one by one inside our transaction.
-        for statement in _split_sql(script):
+        for statement in split_sql(script):
             await self._conn.execute(statement)
 
 
-def _split_sql(script: str) -> list[str]:
+def split_sql(script: str) -> list[str]:
     statements: list[str] = []
     buffer = ""
     for line in script.splitlines(keepends=True):
@@ -287,16 +210,3 @@ def _split_sql(script: str) -> list[str]:
     if buffer.strip():
         statements.append(buffer.strip())
     return statements
-
-
-def _migrations() -> list[tuple[int, str, str]]:
-    found: list[tuple[int, str, str]] = []
-    for entry in resources.files("bot.migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError("two migrations share a version number")
-    return found
