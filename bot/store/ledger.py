@@ -562,8 +562,8 @@ async def job_spending(db: Reader, guild: str, since: float, user_id: int | None
         " -SUM(allowance_delta + bonus_delta) AS credits, SUM(usd_micros) AS usd_micros,"
         " COUNT(*) FILTER (WHERE kind = 'refund') AS refunded"
         " FROM quota_ledger WHERE guild_id = :guild AND charged_at >= :since"
-        " AND kind IN ('reserve', 'refund') AND (:user IS NULL OR user_id = :user)"
-        " GROUP BY job_id ORDER BY charged_at, job_id",
+        " AND kind IN ('reserve', 'refund') AND (CAST(:user AS TEXT) IS NULL OR user_id = :user)"
+        " GROUP BY job_id, user_id ORDER BY charged_at, job_id",
         {"guild": guild, "since": since, "user": None if user_id is None else str(user_id)},
     )
     return [
@@ -598,7 +598,8 @@ class LedgerEntry:
 async def ledger_entries(db: Reader, *, job_id: int | None = None) -> list[LedgerEntry]:
     """The raw ledger, oldest first (all of it, or one job's rows): for audits, tests and exports."""
     rows = await db.fetchall(
-        "SELECT * FROM quota_ledger WHERE (:job IS NULL OR job_id = :job) ORDER BY id", {"job": job_id}
+        "SELECT * FROM quota_ledger WHERE (CAST(:job AS BIGINT) IS NULL OR job_id = :job) ORDER BY id",
+        {"job": job_id},
     )
     return [
         LedgerEntry(
