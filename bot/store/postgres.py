@@ -40,6 +40,7 @@ MIGRATION_LOCK = 0x6B6C_0002
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 CONNECT_TIMEOUT_SECONDS = 10.0
+_BEGIN_EXCLUSIVE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 
 _SCHEMA_MIGRATIONS = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -138,18 +139,16 @@ class PostgresDatabase(Database):
         try:
             conn = await self._pool.acquire()
             try:
-                transaction = conn.transaction()
-                await to_the_end(transaction.start())
+                # BEGIN and the lock in one round trip (the simple protocol runs both).
+                await to_the_end(conn.execute(_BEGIN_EXCLUSIVE if exclusive else "BEGIN"))
                 try:
-                    if exclusive:
-                        await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
                     yield _Tx(self, conn)
                 except BaseException:
-                    # A connection left mid-statement by a cancellation is reset by the pool instead.
+                    # A connection left mid-statement by a cancellation is rolled back by the pool.
                     with suppress(Exception):
-                        await to_the_end(transaction.rollback())
+                        await to_the_end(conn.execute("ROLLBACK"))
                     raise
-                await to_the_end(transaction.commit())
+                await to_the_end(conn.execute("COMMIT"))
             finally:
                 await to_the_end(self._pool.release(conn))
         finally:
