@@ -471,3 +471,39 @@ async def test_a_postgresql_write_cancelled_mid_statement_leaves_nothing_behind(
         assert await store.get_meta("k") is None
         await store.set_meta("after", "1")  # the write lock and the advisory lock are free again
         assert await store.get_meta("after") == "1"
+
+
+async def test_every_store_read_runs_on_both_engines(database_url: str) -> None:
+    """Each reading function of the store once, on a database holding every kind of row: a statement
+    that one engine does not accept fails here."""
+    from bot.store import blocklist, ledger, metrics, showcases, voices
+    from tests.test_migrate_db import ALICE, GUILD, fill
+
+    async with await Database.open(database_url) as db:
+        await fill(db)
+        store = JobStore(db)
+        assert await metrics.jobs_by_state(db) == {"delivered": 1, "failed": 1, "received": 2}
+        assert (await metrics.queue_waits_after(db, 0))[0] == await metrics.last_event_id(db)
+        spent = await metrics.spent_after(db, metrics.Spent(0, 0, 0))
+        assert (spent.credits, spent.usd_micros) == (10, 700_000)
+        top, total = await showcases.page(db, GUILD, sort="votes", page=0)
+        assert total == 1 and top[0].vote_count == 3
+        assert await showcases.top_since(db, GUILD, None, limit=5) == await showcases.top_since(
+            db, GUILD, 0.0, limit=5
+        )
+        assert await showcases.top_creators(db, GUILD, None, limit=5) == [(ALICE, 1, 3)]
+        assert await showcases.opted_out(db, GUILD, 1002)
+        await showcases.update_server(db, GUILD, {"channel_id": 5, "weekly_post": True}, at=1.0)
+        assert [s.channel_id for s in await showcases.servers_with_weekly_post(db)] == [5]
+        assert await voices.put_voice(db, GUILD, name="narrator", voice_id="v2", actor_id=1, at=1.0) == "v-1"
+        assert await voices.list_voices(db, GUILD) == [voices.VoiceRow("narrator", "v2")]
+        assert not await blocklist.add_pattern(db, GUILD, pattern="SPAM*", actor_id=1, at=1.0)
+        assert await blocklist.list_patterns(db, GUILD) == ["spam*"]
+        jobs, count = await store.history(ALICE, offset=0, limit=5)
+        assert count == 2 and [job.user_id for job in jobs] == [ALICE, ALICE]
+        assert await store.count_by_user(["received"]) == {1001: 1, 1002: 1}
+        assert [job.error_code for job in await store.unnotified(["failed"])] == ["nsfw"]
+        actions = [e.action for e in await ledger.audit_entries(db, str(GUILD))]
+        assert actions[:2] == ["voice_add", "blocklist_add"]
+        assert len(await ledger.job_spending(db, str(GUILD), 0.0)) == 4
+        assert await showcases.remove_unposted(db, at=2.0) == 1

@@ -287,7 +287,7 @@ async def top_creators(
         " COALESCE((SELECT SUM(s.vote_count) FROM showcases s WHERE s.guild_id = j.guild_id"
         "  AND s.author_id = j.user_id AND s.removed_at IS NULL), 0) AS votes"
         " FROM jobs j WHERE j.guild_id = ? AND j.state = 'delivered' AND j.created_at >= ?"
-        " GROUP BY j.user_id ORDER BY videos DESC, votes DESC LIMIT ?",
+        " GROUP BY j.guild_id, j.user_id ORDER BY videos DESC, votes DESC LIMIT ?",
         (str(guild_id), since or 0.0, limit),
     )
     return [(int(row["user_id"]), int(row["videos"]), int(row["votes"])) for row in rows]
