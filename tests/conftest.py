@@ -7,23 +7,25 @@ from pathlib import Path
 
 import pytest
 
+from bot.store.db import redact_url
 from tests import postgres
 
 ENGINES = ("sqlite", "postgresql")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    why = postgres.unavailable()
+    why, where = postgres.unavailable(), redact_url(postgres.ADMIN_URL)
     if why is None:
-        return f"PostgreSQL: {postgres.ADMIN_URL} answers; the engine tests run on SQLite and PostgreSQL"
-    return f"PostgreSQL: SKIPPED, no server answers at {postgres.ADMIN_URL} ({why})"
+        return f"PostgreSQL: {where} answers; the engine tests run on SQLite and PostgreSQL"
+    return f"PostgreSQL: SKIPPED, no server answers at {where} ({why})"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     why = postgres.unavailable()
     if why is not None:
+        where = redact_url(postgres.ADMIN_URL)
         terminalreporter.write_line(
-            f"PostgreSQL tests SKIPPED: no server answers at {postgres.ADMIN_URL} ({why})", yellow=True
+            f"PostgreSQL tests SKIPPED: no server answers at {where} ({why})", yellow=True
         )
 
 
