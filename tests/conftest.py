@@ -29,6 +29,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    postgres.drop_kept()
+
+
 def skip_without_postgres() -> None:
     why = postgres.unavailable()
     if why is not None:

@@ -65,3 +65,38 @@ async def fresh_database() -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+_kept: dict[str, str] = {}
+
+
+async def database_for(key: str) -> str:
+    """The URL of a database kept for `key` (a test's tmp_path) through the session: a bot restarted in
+    the same test finds its rows again. Made on first use, dropped by `drop_kept` at the session's end."""
+    if key not in _kept:
+        name = f"kling_test_{secrets.token_hex(6)}"
+        admin = await asyncpg.connect(ADMIN_URL, timeout=CONNECT_TIMEOUT_SECONDS)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        _kept[key] = name
+    return url_of(_kept[key])
+
+
+def drop_kept() -> None:
+    """Drops every database `database_for` made."""
+    if not _kept:
+        return
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(ADMIN_URL, timeout=CONNECT_TIMEOUT_SECONDS)
+        try:
+            for name in _kept.values():
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, drop()).result()
+    _kept.clear()
