@@ -18,6 +18,7 @@ from bot.logs import configure_logging
 from bot.media import ImageChecker
 from bot.monitoring import ListenerError
 from bot.store import Database
+from bot.store.db import DatabaseUnreachable
 from bot.sunra import SunraClient
 
 log = logging.getLogger("bot")
@@ -42,6 +43,9 @@ def serve() -> None:
         sys.exit(1)
     except ListenerError:
         sys.exit(1)  # its one line is logged already
+    except DatabaseUnreachable as error:
+        log.critical("database: %s", error)  # names the server, never the password
+        sys.exit(1)
     except KeyboardInterrupt:
         pass
 

@@ -290,3 +290,15 @@ async def test_postgresql_engine_reachability_and_migrations_without_the_passwor
         closed = f"postgresql://postgres:pg-s3cret@127.0.0.1:{free_port()}/kling"
         found, findings = await database_finding(closed)
         assert found.level == "fail" and "cannot connect" in found.text and exit_code(findings) == 1
+
+
+def test_the_bot_stops_with_one_line_when_postgresql_does_not_answer(tmp_path: Path) -> None:
+    closed = f"postgresql://bot:pg-s3cret@127.0.0.1:{free_port()}/kling"
+    env = {**os.environ, "DISCORD_TOKEN": "abc.def", "SUNRA_KEY": SUNRA_KEY, "DATABASE_URL": closed}
+    env.pop("BOT_CONFIG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "database: postgresql://bot:***@127.0.0.1:" in done.stderr and "cannot connect" in done.stderr
+    assert "Traceback" not in done.stderr and "pg-s3cret" not in done.stderr + done.stdout
