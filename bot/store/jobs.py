@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
+from bot.fleet import WHOLE, ShardPlan
 from bot.store.db import Database
+from bot.store.ledger import Writer
 
 # Columns a transition may set besides `state`; names are never taken from outside this list.
 UPDATABLE = frozenset(
@@ -32,6 +34,7 @@ UPDATABLE = frozenset(
         "finished_at",
         "may_be_billed",
         "cancel_reason",
+        "claimed_at",
     }
 )
 
@@ -65,6 +68,7 @@ class JobRow:
     deadline: float
     may_be_billed: bool = False  # ended without a video, yet the API may bill it (migration 0003)
     cancel_reason: str | None = None  # Cancel pressed while at the API; survives a restart (0007)
+    shard: int = 0  # the shard of its guild: the process owning it follows the job (0008)
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> JobRow:
@@ -96,6 +100,7 @@ class JobRow:
             deadline=row["deadline"],
             may_be_billed=bool(row["may_be_billed"]),
             cancel_reason=row["cancel_reason"],
+            shard=int(row["shard"]),
         )
 
 
@@ -126,15 +131,28 @@ TERMINAL_CHANNEL_ID = 0
 
 
 class JobStore:
-    """`terminal` chooses whose jobs `in_states` and `unnotified` return: the bot and a terminal may share
-    the database (and its ledger), and each queues, resumes and reports only its own jobs."""
+    """`terminal` and `shards` choose whose jobs `in_states`, `unnotified` and the queue's reads return:
+    the bot and a terminal may share the database (and its ledger), and so may the processes of a fleet
+    (bot/fleet.py); each queues, resumes and reports only its own jobs. Caps and pacing are fleet-wide."""
 
-    def __init__(self, db: Database, *, clock: Any = time.time, terminal: bool = False) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Any = time.time,
+        terminal: bool = False,
+        shards: ShardPlan = WHOLE,
+    ) -> None:
         self.db = db
         self._clock = clock
         self._inbox: list[_NewJob] = []
         self._inbox_writer: asyncio.Task[None] | None = None
-        self._own = f"channel_id {'=' if terminal else '!='} '{TERMINAL_CHANNEL_ID}'"
+        self.shards = shards
+        own = f"channel_id {'=' if terminal else '!='} '{TERMINAL_CHANNEL_ID}'"
+        if shards.owned is not None and not terminal:
+            # Integers from the settings, never from outside: safe to write into the statement.
+            own += f" AND shard IN ({', '.join(str(int(shard)) for shard in shards.owned)})"
+        self._own = own
 
     async def create(
         self,
@@ -169,6 +187,7 @@ class JobStore:
                 now,
                 now,
                 now + lifetime_seconds,
+                self.shards.shard_of(guild_id),
             ),
             state=state,
             at=now,
@@ -212,7 +231,8 @@ class JobStore:
             if fresh:
                 await tx.executemany(
                     "INSERT INTO jobs (interaction_id, guild_id, channel_id, user_id, state, params,"
-                    " upload_limit, created_at, updated_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " upload_limit, created_at, updated_at, deadline, shard)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [e.values for e in fresh.values()],
                 )
                 created = {
@@ -234,23 +254,32 @@ class JobStore:
         self, job_id: int, from_states: str | Iterable[str], to_state: str, **fields: Any
     ) -> bool:
         """Moves a job on only if it is still in one of `from_states`; False means someone else moved it."""
+        async with self.db.write() as tx:
+            return await self._move(tx, job_id, from_states, to_state, fields)
+
+    async def _move(
+        self,
+        tx: Writer,
+        job_id: int,
+        from_states: str | Iterable[str],
+        to_state: str,
+        fields: Mapping[str, Any],
+    ) -> bool:
         allowed = (from_states,) if isinstance(from_states, str) else tuple(from_states)
         sets, values = self._assignments(fields)
         now = self._clock()
         placeholders = ", ".join("?" for _ in allowed)
-        async with self.db.write() as tx:
-            current = await tx.fetchone("SELECT state FROM jobs WHERE id = ?", (job_id,))
-            changed = await tx.execute(
-                f"UPDATE jobs SET state = ?, updated_at = ?{sets} WHERE id = ? AND state IN ({placeholders})",
-                (to_state, now, *values, job_id, *allowed),
+        current = await tx.fetchone("SELECT state FROM jobs WHERE id = ?", (job_id,))
+        changed = await tx.execute(
+            f"UPDATE jobs SET state = ?, updated_at = ?{sets} WHERE id = ? AND state IN ({placeholders})",
+            (to_state, now, *values, job_id, *allowed),
+        )
+        if changed:
+            await tx.execute(
+                "INSERT INTO job_events (job_id, from_state, to_state, at, detail) VALUES (?, ?, ?, ?, ?)",
+                (job_id, current["state"] if current else None, to_state, now, fields.get("error_code")),
             )
-            if changed:
-                await tx.execute(
-                    "INSERT INTO job_events (job_id, from_state, to_state, at, detail)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (job_id, current["state"] if current else None, to_state, now, fields.get("error_code")),
-                )
-            return changed == 1
+        return changed == 1
 
     async def update(self, job_id: int, **fields: Any) -> None:
         """Sets facts about a job (a message id, the request id) without changing its state."""
@@ -299,6 +328,90 @@ class JobStore:
             {"state": state, "since": usage_since, "job": job_id},
         )
         return None if row is None else int(row["place"])
+
+    # ----- the fleet's queue (bot/jobs/dispatch.py): each read touches the queue's heads, not all of it --
+
+    async def expired_in_queue(self, state: str, now: float, limit: int) -> list[JobRow]:
+        """Up to `limit` of this process's jobs in `state` whose deadline has passed, oldest first."""
+        rows = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE state = ? AND deadline < ? AND {self._own} ORDER BY id LIMIT ?",
+            (state, now, limit),
+        )
+        return [JobRow.from_row(row) for row in rows]
+
+    async def queue_front(self, state: str, usage_since: float, limit: int) -> list[JobRow]:
+        """The first `limit` of this process's jobs in `state`, in the fair order of `place_in_queue`."""
+        rows = await self.db.fetchall(
+            "WITH queue AS ("
+            "  SELECT id, user_id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY id) AS round"
+            f"  FROM jobs WHERE state = ? AND {self._own}),"
+            " front AS (SELECT q.id, q.round, (SELECT COUNT(*) FROM jobs u WHERE u.user_id = q.user_id"
+            "   AND u.submitted_at >= ?) AS n FROM queue q WHERE q.round <= ?)"
+            " SELECT j.* FROM front f JOIN jobs j ON j.id = f.id ORDER BY f.round, f.n, f.id LIMIT ?",
+            (state, usage_since, limit, limit),
+        )
+        return [JobRow.from_row(row) for row in rows]
+
+    async def claim_next(
+        self,
+        *,
+        from_state: str,
+        to_state: str,
+        busy_states: Sequence[str],
+        usage_since: float,
+        max_busy: int,
+        max_busy_per_member: int,
+        pace: Callable[[list[float]], float],
+        pace_window: float,
+        pace_count: int,
+    ) -> tuple[JobRow | None, float]:
+        """Moves the next of this process's waiting jobs on, if the fleet's caps and pace allow; one
+        transaction, which the whole fleet takes one at a time (the `fleet_locks` row on PostgreSQL,
+        the write lock on SQLite), so caps and pace hold across processes.
+
+        The next job: the first waiting job of each member who is not at `max_busy_per_member` jobs in
+        `busy_states` (0 = no cap), members with fewer jobs submitted since `usage_since` first, then the
+        oldest. Nothing moves while the fleet has `max_busy` jobs in `busy_states` (0 = no cap).
+        `pace(times)` gets the claims of the last `pace_window` seconds (at most `pace_count`) and
+        returns the seconds to wait first. Returns (the job, now in `to_state` with `claimed_at` set, 0),
+        (None, seconds to wait) or (None, 0) when no job may move now."""
+        now = self._clock()
+        busy_in = ", ".join("?" for _ in busy_states)
+        async with self.db.write() as tx:
+            await tx.execute("UPDATE fleet_locks SET at = ? WHERE name = 'dispatch'", (now,))
+            busy = {
+                str(row[0]): int(row[1])
+                for row in await tx.fetchall(
+                    f"SELECT user_id, COUNT(*) FROM jobs WHERE state IN ({busy_in}) GROUP BY user_id",
+                    tuple(busy_states),
+                )
+            }
+            if max_busy and sum(busy.values()) >= max_busy:
+                return None, 0.0
+            full = [user for user, n in busy.items() if max_busy_per_member and n >= max_busy_per_member]
+            skip = f" AND h.user_id NOT IN ({', '.join('?' for _ in full)})" if full else ""
+            head = await tx.fetchone(
+                "WITH heads AS ("
+                f"  SELECT user_id, MIN(id) AS id FROM jobs WHERE state = ? AND deadline >= ? AND {self._own}"
+                "  GROUP BY user_id)"
+                f" SELECT h.id FROM heads h WHERE 1 = 1{skip} ORDER BY (SELECT COUNT(*) FROM jobs u"
+                "   WHERE u.user_id = h.user_id AND u.submitted_at >= ?), h.id LIMIT 1",
+                (from_state, now, *full, usage_since),
+            )
+            if head is None:
+                return None, 0.0
+            sent = await tx.fetchall(
+                "SELECT claimed_at FROM jobs WHERE claimed_at > ? ORDER BY claimed_at DESC LIMIT ?",
+                (now - pace_window, pace_count),
+            )
+            wait = pace([float(row[0]) for row in sent])
+            if wait > 0:
+                return None, wait
+            job_id = int(head[0])
+            if not await self._move(tx, job_id, from_state, to_state, {"claimed_at": now}):
+                return None, 0.0
+            row = await tx.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return (None if row is None else JobRow.from_row(row)), 0.0
 
     async def unnotified(self, states: Iterable[str]) -> list[JobRow]:
         wanted = tuple(states)
