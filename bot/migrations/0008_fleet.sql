@@ -4,8 +4,9 @@
 ALTER TABLE jobs ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
 -- When a dispatcher took the job out of the queue to submit it: the fleet's submit pacer counts these.
 ALTER TABLE jobs ADD COLUMN claimed_at REAL;
--- The dispatcher's next job: the first waiting job of each member, on the shards of one process.
-CREATE INDEX jobs_queue ON jobs (state, shard, user_id, id);
+-- The dispatcher's next job: the first waiting job of each member, on the shards of one process, read
+-- from this index alone, in member order (no sort).
+CREATE INDEX jobs_queue ON jobs (state, user_id, id, shard, channel_id);
 -- Waiting jobs whose lifetime ended, without reading the whole queue.
 CREATE INDEX jobs_deadline ON jobs (state, deadline);
 -- Fairness weighs each member's jobs submitted in the last day.

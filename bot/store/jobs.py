@@ -126,6 +126,10 @@ class _NewJob:
     done: asyncio.Future[tuple[int, bool]]
 
 
+# Members' first jobs a claim considers: those after the first few are needed only when the first ones'
+# lifetimes have all ended (the dispatcher ends those in the same pass).
+HEADS_PER_CLAIM = 8
+
 # The channel of jobs started from a terminal (`kling-bot animate`): no Discord channel has id 0.
 TERMINAL_CHANNEL_ID = 0
 
@@ -340,17 +344,49 @@ class JobStore:
         return [JobRow.from_row(row) for row in rows]
 
     async def queue_front(self, state: str, usage_since: float, limit: int) -> list[JobRow]:
-        """The first `limit` of this process's jobs in `state`, in the fair order of `place_in_queue`."""
-        rows = await self.db.fetchall(
-            "WITH queue AS ("
-            "  SELECT id, user_id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY id) AS round"
-            f"  FROM jobs WHERE state = ? AND {self._own}),"
-            " front AS (SELECT q.id, q.round, (SELECT COUNT(*) FROM jobs u WHERE u.user_id = q.user_id"
-            "   AND u.submitted_at >= ?) AS n FROM queue q WHERE q.round <= ?)"
-            " SELECT j.* FROM front f JOIN jobs j ON j.id = f.id ORDER BY f.round, f.n, f.id LIMIT ?",
-            (state, usage_since, limit, limit),
+        """The first `limit` of this process's jobs in `state`, in the fair order of `place_in_queue`,
+        without reading the whole queue: with `limit` members waiting or more, the front is their first
+        jobs; with fewer, it is made of each one's first `limit` jobs."""
+        heads = await self.db.fetchall(self._heads_sql(0), (state, usage_since, limit))
+        if len(heads) >= limit:
+            ids = [int(row["id"]) for row in heads]
+        else:
+            users = [str(row["user_id"]) for row in heads]
+            usage = {str(row["user_id"]): int(row["n"]) for row in heads}
+            per_user = " UNION ALL ".join(
+                f"SELECT * FROM (SELECT id, user_id FROM jobs WHERE state = ? AND user_id = ? AND {self._own}"
+                " ORDER BY id LIMIT ?)"
+                for _ in users
+            )
+            values = [value for user in users for value in (state, user, limit)]
+            rows = await self.db.fetchall(per_user, values) if users else []
+            rounds: dict[str, int] = {}
+            keyed = []
+            for row in sorted(rows, key=lambda r: int(r["id"])):
+                user = str(row["user_id"])
+                rounds[user] = rounds.get(user, 0) + 1
+                keyed.append(((rounds[user], usage[user], int(row["id"])), int(row["id"])))
+            ids = [job_id for _, job_id in sorted(keyed)[:limit]]
+        if not ids:
+            return []
+        found = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE id IN ({', '.join('?' for _ in ids)})", tuple(ids)
         )
-        return [JobRow.from_row(row) for row in rows]
+        by_id = {int(row["id"]): JobRow.from_row(row) for row in found}
+        return [by_id[job_id] for job_id in ids if job_id in by_id]
+
+    def _heads_sql(self, skipped: int) -> str:
+        """Each member's first job in a state (parameter 1), members with fewer jobs submitted since
+        parameter 2 first, then the oldest, up to parameter 3 + `skipped` rows, leaving out the members
+        given as the `skipped` parameters that follow parameter 2. Read from the index `jobs_queue`."""
+        skip = f" AND user_id NOT IN ({', '.join('?' for _ in range(skipped))})" if skipped else ""
+        return (
+            "WITH heads AS ("
+            f"  SELECT user_id, MIN(id) AS id FROM jobs WHERE state = ? AND {self._own} GROUP BY user_id)"
+            " SELECT h.id, h.user_id, (SELECT COUNT(*) FROM jobs u WHERE u.user_id = h.user_id"
+            "   AND u.submitted_at >= ?) AS n"
+            f" FROM heads h WHERE 1 = 1{skip} ORDER BY n, h.id LIMIT ?"
+        )
 
     async def claim_next(
         self,
@@ -389,15 +425,13 @@ class JobStore:
             if max_busy and sum(busy.values()) >= max_busy:
                 return None, 0.0
             full = [user for user, n in busy.items() if max_busy_per_member and n >= max_busy_per_member]
-            skip = f" AND h.user_id NOT IN ({', '.join('?' for _ in full)})" if full else ""
-            head = await tx.fetchone(
-                "WITH heads AS ("
-                f"  SELECT user_id, MIN(id) AS id FROM jobs WHERE state = ? AND deadline >= ? AND {self._own}"
-                "  GROUP BY user_id)"
-                f" SELECT h.id FROM heads h WHERE 1 = 1{skip} ORDER BY (SELECT COUNT(*) FROM jobs u"
-                "   WHERE u.user_id = h.user_id AND u.submitted_at >= ?), h.id LIMIT 1",
-                (from_state, now, *full, usage_since),
+            heads = await tx.fetchall(
+                self._heads_sql(len(full)),
+                (from_state, usage_since, *full, HEADS_PER_CLAIM),
             )
+            # A head whose lifetime is over is ended by the dispatcher, not submitted.
+            alive = await self._alive(tx, [int(row["id"]) for row in heads], now)
+            head = next((row for row in heads if int(row["id"]) in alive), None)
             if head is None:
                 return None, 0.0
             sent = await tx.fetchall(
@@ -412,6 +446,15 @@ class JobStore:
                 return None, 0.0
             row = await tx.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return (None if row is None else JobRow.from_row(row)), 0.0
+
+    @staticmethod
+    async def _alive(tx: Writer, ids: Sequence[int], now: float) -> set[int]:
+        if not ids:
+            return set()
+        rows = await tx.fetchall(
+            f"SELECT id FROM jobs WHERE id IN ({', '.join('?' for _ in ids)}) AND deadline >= ?", (*ids, now)
+        )
+        return {int(row["id"]) for row in rows}
 
     async def unnotified(self, states: Iterable[str]) -> list[JobRow]:
         wanted = tuple(states)
