@@ -18,7 +18,6 @@ from bot.logs import configure_logging
 from bot.media import ImageChecker
 from bot.monitoring import ListenerError
 from bot.store import Database
-from bot.store.db import sqlite_path_from_url
 from bot.sunra import SunraClient
 
 log = logging.getLogger("bot")
@@ -48,7 +47,7 @@ def serve() -> None:
 
 
 async def run(settings: Settings) -> None:
-    db = await Database.open(sqlite_path_from_url(settings.database_url))
+    db = await Database.open(settings.database_url)
     async with (
         db,
         SunraClient(settings.sunra_base, settings.sunra_key) as sunra,

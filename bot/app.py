@@ -102,7 +102,7 @@ class KlingBot(commands.Bot):
             images=images,
             quota=self.quota,
             settings=settings.jobs,
-            workdir=workdir or db.path.parent / "tmp",
+            workdir=workdir or db.data_folder / "tmp",
         )
         self._stopping = asyncio.Event()
         self.monitor: Monitor | None = None

@@ -22,12 +22,3 @@ CREATE TABLE shard_leases (
     owner       TEXT    NOT NULL,
     expires_at  REAL    NOT NULL
 );
-
--- Rows whose lock serialises the few decisions the fleet takes as one (the next submission against the
--- caps and the API's pace): on PostgreSQL `UPDATE fleet_locks … WHERE name = ?` holds the row until the
--- transaction ends; on SQLite the write transaction is already exclusive.
-CREATE TABLE fleet_locks (
-    name TEXT PRIMARY KEY,
-    at   REAL NOT NULL
-);
-INSERT INTO fleet_locks (name, at) VALUES ('dispatch', 0);

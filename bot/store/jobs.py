@@ -9,10 +9,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from bot.fleet import WHOLE, ShardPlan
-from bot.store.db import Database
+from bot.store.db import Database, Row
 from bot.store.ledger import Writer
 
 # Columns a transition may set besides `state`; names are never taken from outside this list.
@@ -71,7 +69,7 @@ class JobRow:
     shard: int = 0  # the shard of its guild: the process owning it follows the job (0008)
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> JobRow:
+    def from_row(cls, row: Row) -> JobRow:
         return cls(
             id=row["id"],
             interaction_id=row["interaction_id"],
@@ -355,8 +353,8 @@ class JobStore:
             usage = {str(row["user_id"]): int(row["n"]) for row in heads}
             per_user = " UNION ALL ".join(
                 f"SELECT * FROM (SELECT id, user_id FROM jobs WHERE state = ? AND user_id = ? AND {self._own}"
-                " ORDER BY id LIMIT ?)"
-                for _ in users
+                f" ORDER BY id LIMIT ?) AS member_{number}"
+                for number in range(len(users))
             )
             values = [value for user in users for value in (state, user, limit)]
             rows = await self.db.fetchall(per_user, values) if users else []
@@ -402,8 +400,8 @@ class JobStore:
         pace_count: int,
     ) -> tuple[JobRow | None, float]:
         """Moves the next of this process's waiting jobs on, if the fleet's caps and pace allow; one
-        transaction, which the whole fleet takes one at a time (the `fleet_locks` row on PostgreSQL,
-        the write lock on SQLite), so caps and pace hold across processes.
+        write transaction, and the fleet's write transactions run one at a time (bot/store/db.py), so
+        caps and pace hold across processes.
 
         The next job: the first waiting job of each member who is not at `max_busy_per_member` jobs in
         `busy_states` (0 = no cap), members with fewer jobs submitted since `usage_since` first, then the
@@ -414,7 +412,6 @@ class JobStore:
         now = self._clock()
         busy_in = ", ".join("?" for _ in busy_states)
         async with self.db.write() as tx:
-            await tx.execute("UPDATE fleet_locks SET at = ? WHERE name = 'dispatch'", (now,))
             busy = {
                 str(row[0]): int(row[1])
                 for row in await tx.fetchall(
