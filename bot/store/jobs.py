@@ -127,6 +127,8 @@ class _NewJob:
 # Members' first jobs a claim considers: those after the first few are needed only when the first ones'
 # lifetimes have all ended (the dispatcher ends those in the same pass).
 HEADS_PER_CLAIM = 8
+# Jobs of a member's last day the fair queue counts at most (see JobStore._heads_sql).
+USAGE_COUNTED = 10
 
 # The channel of jobs started from a terminal (`kling-bot animate`): no Discord channel has id 0.
 TERMINAL_CHANNEL_ID = 0
@@ -381,8 +383,10 @@ class JobStore:
         return (
             "WITH heads AS ("
             f"  SELECT user_id, MIN(id) AS id FROM jobs WHERE state = ? AND {self._own} GROUP BY user_id)"
-            " SELECT h.id, h.user_id, (SELECT COUNT(*) FROM jobs u WHERE u.user_id = h.user_id"
-            "   AND u.submitted_at >= ?) AS n"
+            # Counted up to USAGE_COUNTED: the order among members who made more is the age of their
+            # jobs, and each member's count stays a bounded read however busy the day was.
+            " SELECT h.id, h.user_id, (SELECT COUNT(*) FROM (SELECT 1 FROM jobs u WHERE u.user_id = h.user_id"
+            f"   AND u.submitted_at >= ? LIMIT {USAGE_COUNTED}) AS recent) AS n"
             f" FROM heads h WHERE 1 = 1{skip} ORDER BY n, h.id LIMIT ?"
         )
 
