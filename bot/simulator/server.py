@@ -1,8 +1,9 @@
 """An offline stand-in for the sunra.ai queue API, on loopback, for trying the bot without spending.
 
-It answers the routes bot/sunra.py uses, the way sunra documents them (see GUIDE and
-https://docs.sunra.ai): submit, status, status stream (server-sent events), result, cancel, storage
-upload (initiate, then PUT the bytes), and serves the uploaded pictures and the videos. Each job waits
+It answers the routes the bot's client uses with the bodies of bot/simulator/protocol.py (the protocol
+it shares with the tests' fake sunra; tests/test_sunra_contract.py holds both to it): submit, status,
+status stream (server-sent events), result, cancel, storage upload (initiate, then PUT the bytes), and
+serves the uploaded pictures and the videos. Each job waits
 in a queue (`queue_seconds`, its position counting down), generates (`generate_seconds`) and ends with a
 real MP4 made from its start image (bot/simulator/video.py), or, at `failure_rate`, with the
 PREDICTION_FAILED error a real job reports. At `error_rate` API calls answer 503 (clients retry).
@@ -15,37 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import json
 import logging
 import random
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
-from pydantic import ValidationError
 
+from bot.simulator import protocol
+from bot.simulator.protocol import API_PREFIX, FILES_PREFIX, Handler, error_response
 from bot.simulator.video import render_clip
-from bot.sunra import KLING_ENDPOINT, PREDICTION_FAILED_CODE, KlingInput
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/v1"
-FILES_PREFIX = "/files"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # Uploaded pictures kept at most (the oldest are forgotten first): pictures are up to 10 MB each.
 MAX_STORED_UPLOAD_BYTES = 200 * 1024 * 1024
 STREAM_TICK_SECONDS = 0.2
 STREAM_KEEPALIVE_SECONDS = 15.0
-LOG_STEPS = 4
 FAILURE_REASON = "The simulator failed this job on purpose (--failure-rate)."
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,22 +62,10 @@ class SimulatorSettings:
                 raise ValueError(f"{name} must be between 0 and 1")
 
 
-def error_body(status: int, code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
-
-
-def _error(status: int, code: str, message: str, details: Any = None) -> web.Response:
-    return web.json_response(error_body(status, code, message, details), status=status)
-
-
-def _iso_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
 @dataclass
 class SimulatedJob:
     request_id: str
-    input: KlingInput
+    input: dict[str, Any]  # the submit body, valid by protocol.validate_input
     created_at: float  # time.monotonic()
     queue_seconds: float
     generate_seconds: float
@@ -97,36 +78,25 @@ class SimulatedJob:
 
     def status_body(self, now: float) -> dict[str, Any]:
         if self.cancelled:
-            return {"status": "CANCELLED", "request_id": self.request_id}
+            return protocol.cancelled_status(self.request_id)
         elapsed = now - self.created_at
         if elapsed < self.queue_seconds:
-            left = 1.0 - elapsed / self.queue_seconds
-            position = min(self.queue_length, int(self.queue_length * left))
-            return {"status": "IN_QUEUE", "queue_position": position, "request_id": self.request_id}
+            return protocol.queued_status(self.request_id, elapsed / self.queue_seconds, self.queue_length)
         ready = self.fails or self.video is not None or self.render_error is not None
         if elapsed < self.queue_seconds + self.generate_seconds or not ready:
             done = (elapsed - self.queue_seconds) / max(self.generate_seconds, 1e-9)
-            lines = 1 + min(LOG_STEPS - 1, int(done * LOG_STEPS))
-            logs = [
-                {"message": f"Generating video: {step * 100 // LOG_STEPS}%", "timestamp": _iso_now()}
-                for step in range(lines)
-            ]
-            return {"status": "IN_PROGRESS", "logs": logs, "request_id": self.request_id}
-        failure = self.failure()
-        if failure is not None:
-            return {"status": "COMPLETED", "success": False, "error": failure, "request_id": self.request_id}
-        return {"status": "COMPLETED", "success": True, "request_id": self.request_id}
+            return protocol.progress_status(self.request_id, done)
+        return protocol.completed_status(self.request_id, self.failure())
 
     def failure(self) -> dict[str, Any] | None:
         if not self.fails and self.render_error is None:
             return None
-        reason = FAILURE_REASON if self.fails else self.render_error
-        details: dict[str, Any] = {"code": "generation_failed", "message": "Prediction failed"}
-        details.update(reason=reason, retryable=self.fails)
-        return {"code": PREDICTION_FAILED_CODE, "message": "Prediction failed", "details": details}
+        return protocol.prediction_failed(
+            FAILURE_REASON if self.fails else str(self.render_error), retryable=self.fails
+        )
 
     def is_done(self, now: float) -> bool:
-        return self.status_body(now)["status"] not in ("IN_QUEUE", "IN_PROGRESS")
+        return not protocol.is_waiting(self.status_body(now))
 
 
 class Simulator:
@@ -157,17 +127,7 @@ class Simulator:
 
     async def start(self) -> Simulator:
         app = web.Application(client_max_size=MAX_UPLOAD_BYTES, middlewares=[self._middleware])
-        api = API_PREFIX + "/queue"
-        one = api + "/requests/{request_id}"
-        app.router.add_post(f"{api}/{KLING_ENDPOINT}", self._submit)
-        app.router.add_get(one + "/status", self._status)
-        app.router.add_get(one + "/status/stream", self._stream)
-        app.router.add_get(one, self._result)
-        app.router.add_put(one + "/cancel", self._cancel)
-        app.router.add_post(API_PREFIX + "/storage/upload/initiate", self._upload_initiate)
-        app.router.add_put(FILES_PREFIX + "/upload/{token}", self._upload_put)
-        app.router.add_get(FILES_PREFIX + "/uploads/{token}/{file_name}", self._file)
-        app.router.add_get(FILES_PREFIX + "/video/{request_id}.mp4", self._video)
+        protocol.add_routes(app, self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
@@ -196,17 +156,15 @@ class Simulator:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(API_PREFIX + "/"):
-            auth = request.headers.get("Authorization", "")
-            wanted = self.settings.key
-            if not auth.startswith("Key ") or not auth[4:].strip() or (wanted and auth != f"Key {wanted}"):
-                return _error(401, "UNAUTHORIZED", "Invalid or missing API key")
+            if not protocol.is_api_key(request.headers.get("Authorization"), self.settings.key):
+                return protocol.unauthorized()
             if self._random.random() < self.settings.error_rate:
-                return _error(503, "SERVICE_UNAVAILABLE", "Simulated outage (--error-rate); try again")
+                return error_response(503, "Simulated outage (--error-rate); try again")
         return await handler(request)
 
     def _job(self, request: web.Request) -> SimulatedJob | web.Response:
         job = self.jobs.get(request.match_info["request_id"])
-        return job if job is not None else _error(404, "NOT_FOUND", "Request not found")
+        return job if job is not None else protocol.not_found("Request not found")
 
     def _forget_oldest(self) -> None:
         while len(self.jobs) > self.settings.max_jobs:
@@ -222,21 +180,15 @@ class Simulator:
     # ----- the queue --------------------------------------------------------------------------------------
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-            data = KlingInput.model_validate(body)
-        except ValueError as error:  # not JSON, or a ValidationError (a ValueError too)
-            details = (
-                [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in error.errors()]
-                if isinstance(error, ValidationError)
-                else None
-            )
-            return _error(422, "VALIDATION_ERROR", "The input is not valid", details)
+        body = await protocol.json_body(request)
+        problems = protocol.validate_input(body)
+        if problems:
+            return protocol.invalid_input(problems)
         settings = self.settings
         request_id = f"sim-{secrets.token_hex(8)}"
         job = SimulatedJob(
             request_id=request_id,
-            input=data,
+            input=body,
             created_at=time.monotonic(),
             queue_seconds=settings.queue_seconds,
             generate_seconds=settings.generate_seconds,
@@ -247,21 +199,15 @@ class Simulator:
             job.rendering = asyncio.create_task(self._render(job), name=f"render-{request_id}")
         self.jobs[request_id] = job
         self._forget_oldest()
-        log.info("job %s: %s s, audio %s", request_id, data.duration, data.generate_audio)
-        base = f"{self.url}/queue/requests/{request_id}"
-        return web.json_response(
-            {
-                "request_id": request_id,
-                "status_url": base + "/status",
-                "response_url": base,
-                "cancel_url": base + "/cancel",
-            }
-        )
+        seconds, audio = body.get("duration", "5"), body.get("generate_audio", True)
+        log.info("job %s: %s s, audio %s", request_id, seconds, audio)
+        return web.json_response(protocol.submit_answer(self.url, request_id))
 
     async def _render(self, job: SimulatedJob) -> None:
-        start = self._uploaded(job.input.start_image_url)
-        end = self._uploaded(job.input.end_image_url) if job.input.end_image_url else None
-        if start is None or (job.input.end_image_url and end is None):
+        end_url = job.input.get("end_image_url")
+        start = self._uploaded(job.input["start_image_url"])
+        end = self._uploaded(end_url) if end_url else None
+        if start is None or (end_url and end is None):
             job.render_error = "The image could not be downloaded (the simulator only knows its own uploads)."
             return
         async with self._render_slot:
@@ -271,8 +217,8 @@ class Simulator:
                 job.video = await asyncio.to_thread(
                     render_clip,
                     start,
-                    seconds=int(job.input.duration),
-                    audio=job.input.generate_audio,
+                    seconds=int(job.input.get("duration", "5")),
+                    audio=bool(job.input.get("generate_audio", True)),
                     end=end,
                 )
             except Exception as error:  # a picture PyAV or Pillow cannot use: the job fails, as on sunra
@@ -298,8 +244,7 @@ class Simulator:
         job = self._job(request)
         if isinstance(job, web.Response):
             return job
-        response = web.StreamResponse(headers={"Cache-Control": "no-cache"})
-        response.content_type = "text/event-stream"
+        response = protocol.start_stream()
         await response.prepare(request)
         with contextlib.suppress(ConnectionResetError):  # the client stopped listening (a cancel, say)
             await self._send_events(response, job)
@@ -311,12 +256,12 @@ class Simulator:
         while not self._closing.is_set():
             body = job.status_body(time.monotonic())
             if body != last:
-                await response.write(f"data: {json.dumps(body)}\n\n".encode())
+                await response.write(protocol.sse_event(body))
                 last, quiet_since = body, time.monotonic()
-                if body["status"] not in ("IN_QUEUE", "IN_PROGRESS"):
+                if not protocol.is_waiting(body):
                     break
             elif time.monotonic() - quiet_since > STREAM_KEEPALIVE_SECONDS:
-                await response.write(b": keep-alive\n\n")
+                await response.write(protocol.KEEPALIVE)
                 quiet_since = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), STREAM_TICK_SECONDS)
@@ -326,64 +271,45 @@ class Simulator:
         job = self._job(request)
         if isinstance(job, web.Response):
             return job
-        body = job.status_body(time.monotonic())
-        if body["status"] == "CANCELLED":
-            return _error(400, "REQUEST_CANCELLED", "The request was cancelled")
-        if body["status"] != "COMPLETED":
-            return _error(400, "NOT_COMPLETED", f"The request is not completed yet ({body['status']})")
+        refusal = protocol.result_refusal(job.status_body(time.monotonic()))
+        if refusal is not None:
+            return refusal
         failure = job.failure()
         if failure is not None:
             return web.json_response({"error": failure})
-        size = len(job.video or b"")
-        return web.json_response(
-            {
-                "video": {
-                    "url": f"{self.root}{FILES_PREFIX}/video/{job.request_id}.mp4",
-                    "content_type": "video/mp4",
-                    "file_name": f"{job.request_id}.mp4",
-                    "file_size": size,
-                }
-            }
-        )
+        url = protocol.video_url(self.root, job.request_id)
+        return web.json_response(protocol.video_result(url, job.request_id, len(job.video or b"")))
 
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
         job = self._job(request)
         if isinstance(job, web.Response):
             return job
         if job.is_done(time.monotonic()):
-            return _error(409, "ALREADY_COMPLETED", "The request has already completed")
+            return protocol.already_completed()
         job.cancelled = True
         if job.rendering is not None:
             job.rendering.cancel()
         log.info("job %s: cancelled", job.request_id)
-        return web.json_response({"request_id": job.request_id, "status": "CANCELLED", "success": True})
+        return web.json_response(protocol.cancel_answer(job.request_id))
 
     # ----- storage ----------------------------------------------------------------------------------------
 
     async def _upload_initiate(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        content_type = body.get("content_type") if isinstance(body, dict) else None
-        file_name = body.get("file_name") if isinstance(body, dict) else None
-        if not isinstance(content_type, str) or not isinstance(file_name, str) or not file_name:
-            return _error(422, "VALIDATION_ERROR", "content_type and file_name are required")
+        body = await protocol.json_body(request)
+        wanted = protocol.upload_request(body)
+        if wanted is None:
+            return protocol.invalid_upload()
+        content_type, file_name = wanted
         token = secrets.token_hex(8)
         self.uploads[token] = (content_type, file_name, None)
         self._forget_oldest()
-        return web.json_response(
-            {
-                "upload_url": f"{self.root}{FILES_PREFIX}/upload/{token}?signature={secrets.token_hex(8)}",
-                "file_url": f"{self.root}{FILES_PREFIX}/uploads/{token}/{quote(file_name, safe='')}",
-            }
-        )
+        return web.json_response(protocol.upload_ticket(self.root, token, file_name, secrets.token_hex(8)))
 
     async def _upload_put(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]
         ticket = self.uploads.get(token)
         if ticket is None:
-            return _error(404, "NOT_FOUND", "Unknown upload")
+            return protocol.not_found("Unknown upload")
         self.uploads[token] = (ticket[0], ticket[1], await request.read())
         self._forget_oldest()
         return web.Response(status=200)
@@ -391,11 +317,11 @@ class Simulator:
     async def _file(self, request: web.Request) -> web.StreamResponse:
         found = self.uploads.get(request.match_info["token"])
         if found is None or found[2] is None or found[1] != request.match_info["file_name"]:
-            return _error(404, "NOT_FOUND", "Not found")
+            return protocol.not_found()
         return web.Response(body=found[2], content_type=found[0].split(";")[0])
 
     async def _video(self, request: web.Request) -> web.StreamResponse:
         job = self.jobs.get(request.match_info["request_id"])
         if job is None or job.video is None or not job.is_done(time.monotonic()) or job.failure():
-            return _error(404, "NOT_FOUND", "Not found")
+            return protocol.not_found()
         return web.Response(body=job.video, content_type="video/mp4")
