@@ -98,6 +98,11 @@ class Dispatching(Waiting):
                 pause = await self._dispatch_once()
             except Exception:
                 log.exception("dispatcher pass failed; retrying shortly")
+            if 0 < pause < self._idle_seconds:
+                # The API's pace: nothing can be submitted before then, whatever wakes the dispatcher
+                # (a crowd's every accepted command would otherwise cost a pass).
+                await asyncio.sleep(pause)
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause)
 

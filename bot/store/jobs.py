@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.fleet import WHOLE, ShardPlan
 from bot.store.db import Database, Row
-from bot.store.ledger import Writer
+from bot.store.ledger import Reader, Writer
 
 # Columns a transition may set besides `state`; names are never taken from outside this list.
 UPDATABLE = frozenset(
@@ -129,6 +129,21 @@ class _NewJob:
 HEADS_PER_CLAIM = 8
 # Jobs of a member's last day the fair queue counts at most (see JobStore._heads_sql).
 USAGE_COUNTED = 10
+
+
+@dataclass(frozen=True, slots=True)
+class _ClaimRule:
+    """What `JobStore.claim_next` was asked to respect."""
+
+    from_state: str
+    busy_states: Sequence[str]
+    usage_since: float
+    max_busy: int
+    max_busy_per_member: int
+    pace: Callable[[list[float]], float]
+    pace_window: float
+    pace_count: int
+
 
 # The channel of jobs started from a terminal (`kling-bot animate`): no Discord channel has id 0.
 TERMINAL_CHANNEL_ID = 0
@@ -414,45 +429,54 @@ class JobStore:
         returns the seconds to wait first. Returns (the job, now in `to_state` with `claimed_at` set, 0),
         (None, seconds to wait) or (None, 0) when no job may move now."""
         now = self._clock()
-        busy_in = ", ".join("?" for _ in busy_states)
+        rule = _ClaimRule(
+            from_state, busy_states, usage_since, max_busy, max_busy_per_member, pace, pace_window, pace_count
+        )
+        # Read first, outside any write: a pass that can claim nothing (caps full, the pace, an empty
+        # queue) takes no write lock, which every process's writes share.
+        job_id, wait = await self._next_claim(self.db, rule, now)
+        if job_id is None:
+            return None, wait
         async with self.db.write() as tx:
-            busy = {
-                str(row[0]): int(row[1])
-                for row in await tx.fetchall(
-                    f"SELECT user_id, COUNT(*) FROM jobs WHERE state IN ({busy_in}) GROUP BY user_id",
-                    tuple(busy_states),
-                )
-            }
-            if max_busy and sum(busy.values()) >= max_busy:
-                return None, 0.0
-            full = [user for user, n in busy.items() if max_busy_per_member and n >= max_busy_per_member]
-            heads = await tx.fetchall(
-                self._heads_sql(len(full)),
-                (from_state, usage_since, *full, HEADS_PER_CLAIM),
-            )
-            # A head whose lifetime is over is ended by the dispatcher, not submitted.
-            alive = await self._alive(tx, [int(row["id"]) for row in heads], now)
-            head = next((row for row in heads if int(row["id"]) in alive), None)
-            if head is None:
-                return None, 0.0
-            sent = await tx.fetchall(
-                "SELECT claimed_at FROM jobs WHERE claimed_at > ? ORDER BY claimed_at DESC LIMIT ?",
-                (now - pace_window, pace_count),
-            )
-            wait = pace([float(row[0]) for row in sent])
-            if wait > 0:
+            job_id, wait = await self._next_claim(tx, rule, now)
+            if job_id is None or not await self._move(tx, job_id, from_state, to_state, {"claimed_at": now}):
                 return None, wait
-            job_id = int(head[0])
-            if not await self._move(tx, job_id, from_state, to_state, {"claimed_at": now}):
-                return None, 0.0
             row = await tx.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return (None if row is None else JobRow.from_row(row)), 0.0
 
+    async def _next_claim(self, reader: Reader, rule: _ClaimRule, now: float) -> tuple[int | None, float]:
+        busy_in = ", ".join("?" for _ in rule.busy_states)
+        busy = {
+            str(row[0]): int(row[1])
+            for row in await reader.fetchall(
+                f"SELECT user_id, COUNT(*) FROM jobs WHERE state IN ({busy_in}) GROUP BY user_id",
+                tuple(rule.busy_states),
+            )
+        }
+        if rule.max_busy and sum(busy.values()) >= rule.max_busy:
+            return None, 0.0
+        per_member = rule.max_busy_per_member
+        full = [user for user, n in busy.items() if per_member and n >= per_member]
+        heads = await reader.fetchall(
+            self._heads_sql(len(full)), (rule.from_state, rule.usage_since, *full, HEADS_PER_CLAIM)
+        )
+        # A head whose lifetime is over is ended by the dispatcher, not submitted.
+        alive = await self._alive(reader, [int(row["id"]) for row in heads], now)
+        head = next((int(row["id"]) for row in heads if int(row["id"]) in alive), None)
+        if head is None:
+            return None, 0.0
+        sent = await reader.fetchall(
+            "SELECT claimed_at FROM jobs WHERE claimed_at > ? ORDER BY claimed_at DESC LIMIT ?",
+            (now - rule.pace_window, rule.pace_count),
+        )
+        wait = rule.pace([float(row[0]) for row in sent])
+        return (None, wait) if wait > 0 else (head, 0.0)
+
     @staticmethod
-    async def _alive(tx: Writer, ids: Sequence[int], now: float) -> set[int]:
+    async def _alive(reader: Reader, ids: Sequence[int], now: float) -> set[int]:
         if not ids:
             return set()
-        rows = await tx.fetchall(
+        rows = await reader.fetchall(
             f"SELECT id FROM jobs WHERE id IN ({', '.join('?' for _ in ids)}) AND deadline >= ?", (*ids, now)
         )
         return {int(row["id"]) for row in rows}
