@@ -80,6 +80,11 @@ class Dispatching(Waiting):
     def _places_refreshed_at(self) -> list[float]:
         return [0.0]
 
+    @functools.cached_property
+    def _claimed_last(self) -> list[bool]:
+        """Whether the last pass claimed a job: the next one then likely can too, and skips the look."""
+        return [False]
+
     @property
     def _idle_seconds(self) -> float:
         # Another process's job ending frees a cap for this one's: look again soon.
@@ -129,11 +134,13 @@ class Dispatching(Waiting):
             pace=lambda sent: pacing_delay(sent, SUBMIT_LIMITS, self._clock()),
             pace_window=longest,
             pace_count=max(count for count, _ in SUBMIT_LIMITS),
+            look_first=not self._claimed_last[0],
         )
-        await self._refresh_places(now)
+        self._claimed_last[0] = chosen is not None
         if chosen is not None:
             self._spawn(chosen.id, self._submit_and_follow(chosen))
-            return 0.0
+            return 0.0  # the next pass follows at once, and shows the places once nothing moves
+        await self._refresh_places(now)
         return wait if wait > 0 else self._idle_seconds
 
     async def _refresh_places(self, now: float) -> None:

@@ -124,9 +124,6 @@ class _NewJob:
     done: asyncio.Future[tuple[int, bool]]
 
 
-# Members' first jobs a claim considers: those after the first few are needed only when the first ones'
-# lifetimes have all ended (the dispatcher ends those in the same pass).
-HEADS_PER_CLAIM = 8
 # Jobs of a member's last day the fair queue counts at most (see JobStore._heads_sql).
 USAGE_COUNTED = 10
 
@@ -390,11 +387,14 @@ class JobStore:
         by_id = {int(row["id"]): JobRow.from_row(row) for row in found}
         return [by_id[job_id] for job_id in ids if job_id in by_id]
 
-    def _heads_sql(self, skipped: int) -> str:
+    def _heads_sql(self, skipped: int, *, alive: bool = False) -> str:
         """Each member's first job in a state (parameter 1), members with fewer jobs submitted since
-        parameter 2 first, then the oldest, up to parameter 3 + `skipped` rows, leaving out the members
-        given as the `skipped` parameters that follow parameter 2. Read from the index `jobs_queue`."""
-        skip = f" AND user_id NOT IN ({', '.join('?' for _ in range(skipped))})" if skipped else ""
+        parameter 2 first, then the oldest, leaving out the members given as the `skipped` parameters
+        that follow, up to the last parameter's number of rows. Read from the index `jobs_queue`. With
+        `alive`, only heads whose deadline is not before the parameter after parameter 2."""
+        skip = f" AND h.user_id NOT IN ({', '.join('?' for _ in range(skipped))})" if skipped else ""
+        if alive:
+            skip = " AND (SELECT j.deadline FROM jobs j WHERE j.id = h.id) >= ?" + skip
         return (
             "WITH heads AS ("
             f"  SELECT user_id, MIN(id) AS id FROM jobs WHERE state = ? AND {self._own} GROUP BY user_id)"
@@ -417,6 +417,7 @@ class JobStore:
         pace: Callable[[list[float]], float],
         pace_window: float,
         pace_count: int,
+        look_first: bool = True,
     ) -> tuple[JobRow | None, float]:
         """Moves the next of this process's waiting jobs on, if the fleet's caps and pace allow; one
         write transaction, and the fleet's write transactions run one at a time (bot/store/db.py), so
@@ -427,16 +428,18 @@ class JobStore:
         oldest. Nothing moves while the fleet has `max_busy` jobs in `busy_states` (0 = no cap).
         `pace(times)` gets the claims of the last `pace_window` seconds (at most `pace_count`) and
         returns the seconds to wait first. Returns (the job, now in `to_state` with `claimed_at` set, 0),
-        (None, seconds to wait) or (None, 0) when no job may move now."""
+        (None, seconds to wait) or (None, 0) when no job may move now. `look_first` reads before taking
+        the write lock (False when a claim is likely, say right after one)."""
         now = self._clock()
         rule = _ClaimRule(
             from_state, busy_states, usage_since, max_busy, max_busy_per_member, pace, pace_window, pace_count
         )
         # Read first, outside any write: a pass that can claim nothing (caps full, the pace, an empty
         # queue) takes no write lock, which every process's writes share.
-        job_id, wait = await self._next_claim(self.db, rule, now)
-        if job_id is None:
-            return None, wait
+        if look_first:
+            job_id, wait = await self._next_claim(self.db, rule, now)
+            if job_id is None:
+                return None, wait
         async with self.db.write() as tx:
             job_id, wait = await self._next_claim(tx, rule, now)
             if job_id is None or not await self._move(tx, job_id, from_state, to_state, {"claimed_at": now}):
@@ -457,29 +460,19 @@ class JobStore:
             return None, 0.0
         per_member = rule.max_busy_per_member
         full = [user for user, n in busy.items() if per_member and n >= per_member]
-        heads = await reader.fetchall(
-            self._heads_sql(len(full)), (rule.from_state, rule.usage_since, *full, HEADS_PER_CLAIM)
-        )
         # A head whose lifetime is over is ended by the dispatcher, not submitted.
-        alive = await self._alive(reader, [int(row["id"]) for row in heads], now)
-        head = next((int(row["id"]) for row in heads if int(row["id"]) in alive), None)
-        if head is None:
+        found = await reader.fetchone(
+            self._heads_sql(len(full), alive=True), (rule.from_state, rule.usage_since, now, *full, 1)
+        )
+        if found is None:
             return None, 0.0
+        head = int(found["id"])
         sent = await reader.fetchall(
             "SELECT claimed_at FROM jobs WHERE claimed_at > ? ORDER BY claimed_at DESC LIMIT ?",
             (now - rule.pace_window, rule.pace_count),
         )
         wait = rule.pace([float(row[0]) for row in sent])
         return (None, wait) if wait > 0 else (head, 0.0)
-
-    @staticmethod
-    async def _alive(reader: Reader, ids: Sequence[int], now: float) -> set[int]:
-        if not ids:
-            return set()
-        rows = await reader.fetchall(
-            f"SELECT id FROM jobs WHERE id IN ({', '.join('?' for _ in ids)}) AND deadline >= ?", (*ids, now)
-        )
-        return {int(row["id"]) for row in rows}
 
     async def unnotified(self, states: Iterable[str]) -> list[JobRow]:
         wanted = tuple(states)
