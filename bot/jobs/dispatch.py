@@ -19,6 +19,12 @@ from bot.store.jobs import JobRow
 SUBMIT_LIMITS = ((10, 1.0), (100, 60.0))
 # Fairness weighs the jobs a member had submitted in the last day.
 USAGE_WINDOW_SECONDS = 86_400.0
+# The pace is kept with windows this much longer than sunra's: a request leaves a little after its claim
+# (the event loop is busy, the process restarts), and sunra counts arrivals.
+PACE_MARGINS = (0.1, 2.0)
+PACED_LIMITS = tuple(
+    (count, window + margin) for (count, window), margin in zip(SUBMIT_LIMITS, PACE_MARGINS, strict=True)
+)
 # Dispatcher wake-up when nothing happens, to notice expired deadlines of queued jobs.
 DISPATCH_IDLE_SECONDS = 30.0
 # The same in a fleet (SHARD_COUNT set): caps freed by another process's jobs are seen this soon.
@@ -123,7 +129,7 @@ class Dispatching(Waiting):
                 # In its own task: its message may wait on a busy channel, and nothing else should.
                 self._spawn(job.id, self._end(job, lifetime_outcome(self.settings), from_states=State.QUEUED))
         caps = self.quota.settings
-        longest = max(window for _, window in SUBMIT_LIMITS)
+        longest = max(window for _, window in PACED_LIMITS)
         chosen, wait = await self.store.claim_next(
             from_state=State.QUEUED,
             to_state=State.SUBMITTING,
@@ -131,7 +137,7 @@ class Dispatching(Waiting):
             usage_since=now - USAGE_WINDOW_SECONDS,
             max_busy=caps.max_jobs_in_flight,
             max_busy_per_member=caps.max_concurrent_jobs,
-            pace=lambda sent: pacing_delay(sent, SUBMIT_LIMITS, self._clock()),
+            pace=lambda sent: pacing_delay(sent, PACED_LIMITS, self._clock()),
             pace_window=longest,
             pace_count=max(count for count, _ in SUBMIT_LIMITS),
             look_first=not self._claimed_last[0],
