@@ -3,6 +3,7 @@ edited, recorded, deleted and announced on the gateway."""
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -52,6 +53,118 @@ def _normalise_embed(embed: Mapping[str, Any]) -> dict[str, Any]:
     out.setdefault("type", "rich")
     out.setdefault("content_scan_version", 0)
     return out
+
+
+# Components V2 (message flag 1 << 15), as Discord's component reference describes them: the types a
+# message may hold at its top level and inside a container, and the limits Discord enforces.
+# Action row, section, text display, media gallery, file, separator; container (top level only).
+V2_TOP_LEVEL = {1, 9, 10, 12, 13, 14, 17}
+V2_IN_CONTAINER = {1, 9, 10, 12, 13, 14}
+V2_MAX_COMPONENTS = 40  # all components, nested ones included
+V2_MAX_TEXT = 4000  # characters of all text displays together
+_MEDIA_URL = re.compile(r"(?:https?://\S+|attachment://[^/\s]+)")
+
+
+def validate_components_v2(
+    components: list[Mapping[str, Any]], attachment_names: set[str]
+) -> tuple[int, str]:
+    """Refuses (a 50035 form error, as Discord does) a Components V2 layout Discord would refuse: unknown
+    or misplaced types, over 40 components or 4,000 characters of text, media galleries without 1-10
+    items, media that is neither an http(s) URL nor `attachment://` a file of the message, custom_ids
+    repeated or over 100 characters, buttons outside action rows. Returns (components, text length) and
+    the text of the layout, for mentions, is read by `v2_text`."""
+    count = 0
+    text = 0
+    custom_ids: set[str] = set()
+
+    def media(path: str, item: Mapping[str, Any]) -> None:
+        url = str((item.get("media") or {}).get("url") or "")
+        if not _MEDIA_URL.fullmatch(url):
+            raise form_error(f"{path}.media.url", "UNFURLED_MEDIA_ITEM_URL_INVALID", "Invalid media URL.")
+        if url.startswith("attachment://") and url.removeprefix("attachment://") not in attachment_names:
+            raise form_error(
+                f"{path}.media.url", "UNFURLED_MEDIA_ITEM_ATTACHMENT_NOT_FOUND", "Unknown attachment."
+            )
+        if len(str(item.get("description") or "")) > 1024:
+            raise form_error(f"{path}.description", "BASE_TYPE_MAX_LENGTH", "Must be 1024 or fewer.")
+
+    def walk(path: str, component: Mapping[str, Any], allowed: set[int]) -> None:
+        nonlocal count, text
+        count += 1
+        kind = int(component.get("type") or 0)
+        if kind not in allowed:
+            raise form_error(f"{path}.type", "COMPONENT_TYPE_INVALID", f"Component type {kind} not allowed.")
+        if kind == 1:
+            children = list(component.get("components") or [])
+            if not 1 <= len(children) <= 5:
+                raise form_error(f"{path}.components", "BASE_TYPE_BAD_LENGTH", "Must be 1 to 5 long.")
+            for n, child in enumerate(children):
+                walk(f"{path}.components.{n}", child, {2, 3, 5, 6, 7, 8})
+        elif kind in (2, 3, 5, 6, 7, 8):
+            custom_id = component.get("custom_id")
+            if custom_id is not None:
+                if len(str(custom_id)) > 100 or custom_id in custom_ids:
+                    raise form_error(f"{path}.custom_id", "COMPONENT_CUSTOM_ID_DUPLICATED", "Bad custom_id.")
+                custom_ids.add(str(custom_id))
+            if len(str(component.get("label") or "")) > 80:
+                raise form_error(f"{path}.label", "BASE_TYPE_MAX_LENGTH", "Must be 80 or fewer.")
+        elif kind == 10:
+            content = str(component.get("content") or "")
+            if not content:
+                raise form_error(f"{path}.content", "BASE_TYPE_REQUIRED", "This field is required")
+            text += len(content)
+        elif kind == 12:
+            items = list(component.get("items") or [])
+            if not 1 <= len(items) <= 10:
+                raise form_error(f"{path}.items", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 10.")
+            for n, item in enumerate(items):
+                media(f"{path}.items.{n}", item)
+        elif kind == 13:
+            url = str((component.get("file") or {}).get("url") or "")
+            if not url.startswith("attachment://"):
+                raise form_error(f"{path}.file.url", "UNFURLED_MEDIA_ITEM_URL_INVALID", "Attachments only.")
+            media(path, {"media": component.get("file")})
+        elif kind == 9:
+            for n, child in enumerate(component.get("components") or []):
+                walk(f"{path}.components.{n}", child, {10})
+            accessory = component.get("accessory")
+            if accessory is None:
+                raise form_error(f"{path}.accessory", "BASE_TYPE_REQUIRED", "This field is required")
+            if int(accessory.get("type") or 0) == 11:
+                count += 1
+                media(f"{path}.accessory", accessory)
+            else:
+                walk(f"{path}.accessory", accessory, {2})
+        elif kind == 17:
+            children = list(component.get("components") or [])
+            if not children:
+                raise form_error(f"{path}.components", "BASE_TYPE_BAD_LENGTH", "Must not be empty.")
+            for n, child in enumerate(children):
+                walk(f"{path}.components.{n}", child, V2_IN_CONTAINER)
+
+    for n, component in enumerate(components):
+        walk(f"components.{n}", component, V2_TOP_LEVEL)
+    if count > V2_MAX_COMPONENTS:
+        raise form_error("components", "BASE_TYPE_MAX_LENGTH", f"Must be {V2_MAX_COMPONENTS} or fewer.")
+    if text > V2_MAX_TEXT:
+        raise form_error("components", "MAX_TEXT_LENGTH_EXCEEDED", f"Text must be {V2_MAX_TEXT} or fewer.")
+    return count, text
+
+
+def v2_text(components: list[Mapping[str, Any]]) -> str:
+    """All text displays of a layout, one per line: what Discord reads mentions from in a V2 message."""
+    out: list[str] = []
+    for component in components:
+        if int(component.get("type") or 0) == 10:
+            out.append(str(component.get("content") or ""))
+        out.append(v2_text(list(component.get("components") or [])))
+    return "\n".join(t for t in out if t)
+
+
+def _classic_components(components: list[Mapping[str, Any]]) -> None:
+    """Without the V2 flag a message holds only action rows (at most 5)."""
+    if any(int(c.get("type") or 0) != 1 for c in components):
+        raise form_error("components", "COMPONENT_LAYOUT_WIDTH_EXCEEDED", "V2 components need flag 32768.")
 
 
 class MessagesMixin(FakeBase):
@@ -126,7 +239,7 @@ class MessagesMixin(FakeBase):
     async def _start_forum_thread(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
         """A forum post: a public thread (type 11) and its first message, made in one call."""
         forum = self._channel(request)
-        if forum["type"] != p.GUILD_FORUM:
+        if forum["type"] not in (p.GUILD_FORUM, p.GUILD_MEDIA):
             raise DiscordError(50024, "Cannot execute action on this channel type", status=400)
         fid = int(forum["id"])
         payload, files = await self._read_body(request, rec)
@@ -325,6 +438,16 @@ class MessagesMixin(FakeBase):
         flags = int(payload.get("flags") or 0)
         if len(components) > 5 and not flags & FLAG_IS_COMPONENTS_V2:
             raise form_error("components", "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
+        if flags & FLAG_IS_COMPONENTS_V2:
+            if content or embeds or payload.get("poll") or payload.get("sticker_ids"):
+                raise form_error(
+                    "content", "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2", "Content not allowed."
+                )
+            if not components:
+                raise DiscordError(50006)
+            validate_components_v2(components, {f.filename for f in files} | self._named_files(payload))
+        else:
+            _classic_components(components)
         kept_attachments = [a for a in payload.get("attachments") or [] if "url" in a]
         has_body = (
             content or embeds or files or components or payload.get("sticker_ids") or payload.get("poll")
@@ -364,10 +487,15 @@ class MessagesMixin(FakeBase):
                 }
                 msg["type"] = 19
                 replied_author = target.message["author"]
+        said = v2_text(components) if flags & FLAG_IS_COMPONENTS_V2 else content
         msg["mentions"], msg["mention_roles"], msg["mention_everyone"] = self._mentions(
-            content, payload.get("allowed_mentions"), replied_author, channel_id
+            said, payload.get("allowed_mentions"), replied_author, channel_id
         )
         return msg
+
+    @staticmethod
+    def _named_files(payload: Mapping[str, Any]) -> set[str]:
+        return {str(a["filename"]) for a in payload.get("attachments") or [] if a.get("filename")}
 
     def _apply_edit(
         self,
@@ -377,6 +505,26 @@ class MessagesMixin(FakeBase):
         *,
         via: str,
         record_edit: bool = True,
+    ) -> None:
+        before = copy.deepcopy(stored.message)
+        try:
+            self._edit_fields(stored, payload, files)
+        except DiscordError:
+            stored.message.clear()
+            stored.message.update(before)  # a refused edit changes nothing
+            raise
+        msg = stored.message
+        msg["edited_timestamp"] = p.iso_now()
+        stored.files.extend(files)
+        edit = EditRecord(stored.id, stored.channel_id, dict(payload), files, self._elapsed(), via)
+        if record_edit:
+            stored.edits.append(edit)
+            self.edits.append(edit)
+        if not stored.ephemeral:
+            self._announce_message("MESSAGE_UPDATE", msg)
+
+    def _edit_fields(
+        self, stored: MessageRecord, payload: Mapping[str, Any], files: list[RecordedFile]
     ) -> None:
         msg = stored.message
         if "content" in payload:
@@ -390,7 +538,8 @@ class MessagesMixin(FakeBase):
             msg["components"] = list(payload["components"] or [])
         if "flags" in payload and payload["flags"] is not None:
             keep = int(msg.get("flags") or 0) & ~FLAG_SUPPRESS_EMBEDS
-            msg["flags"] = keep | (int(payload["flags"]) & FLAG_SUPPRESS_EMBEDS)
+            # The V2 flag may be set by an edit (never taken back); SUPPRESS_EMBEDS both ways.
+            msg["flags"] = keep | (int(payload["flags"]) & (FLAG_SUPPRESS_EMBEDS | FLAG_IS_COMPONENTS_V2))
         new_attachments = self._attachments_from(
             stored.channel_id, list(payload.get("attachments") or []), files
         )
@@ -400,21 +549,24 @@ class MessagesMixin(FakeBase):
             }
             msg["attachments"] = [a for a in msg.get("attachments", []) if str(a["id"]) in keep_ids]
         msg["attachments"] = list(msg.get("attachments", [])) + new_attachments
-        if "content" in payload or "allowed_mentions" in payload:
+        is_v2 = bool(int(msg.get("flags") or 0) & FLAG_IS_COMPONENTS_V2)
+        if is_v2:
+            if msg["content"] or msg["embeds"]:
+                raise form_error(
+                    "content", "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2", "Content not allowed."
+                )
+            # attachment:// names the message's files: those kept and those uploaded now.
+            validate_components_v2(msg["components"], {str(a["filename"]) for a in msg["attachments"]})
+        else:
+            _classic_components(msg["components"])
+        if "content" in payload or "allowed_mentions" in payload or (is_v2 and "components" in payload):
             replied = (msg.get("referenced_message") or {}).get("author")
+            said = v2_text(msg["components"]) if is_v2 else msg["content"]
             msg["mentions"], msg["mention_roles"], msg["mention_everyone"] = self._mentions(
-                msg["content"], payload.get("allowed_mentions"), replied, stored.channel_id
+                said, payload.get("allowed_mentions"), replied, stored.channel_id
             )
         if not (msg["content"] or msg["embeds"] or msg["components"] or msg["attachments"]):
             raise DiscordError(50006)
-        msg["edited_timestamp"] = p.iso_now()
-        stored.files.extend(files)
-        edit = EditRecord(stored.id, stored.channel_id, dict(payload), files, self._elapsed(), via)
-        if record_edit:
-            stored.edits.append(edit)
-            self.edits.append(edit)
-        if not stored.ephemeral:
-            self._announce_message("MESSAGE_UPDATE", msg)
 
     def _record_message(
         self,
