@@ -24,7 +24,6 @@ from tests.fakes.discord_server._records import (
     now,
 )
 
-
 THREADS = (10, 11, 12)  # announcement, public and private threads
 
 
