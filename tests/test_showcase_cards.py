@@ -169,6 +169,24 @@ async def test_a_crash_between_the_post_and_its_record_finds_the_post_by_its_mar
             assert again.startswith("Showcased in") and len(posts_in(fake, channel, forum=forum)) == 1
 
 
+@pytest.mark.parametrize("forum", [False, True])
+async def test_a_post_that_got_no_answer_is_found_by_its_mark_not_posted_twice(
+    tmp_path: Path, forum: bool
+) -> None:
+    async with FakeDiscord() as fake:
+        channel = await showcase_world_setup(fake, forum=forum)
+        async with running_world(tmp_path, discord=fake, command_guild_ids=[GUILD]) as world:
+            await set_channel(world, channel)
+            job_id, result_id = await delivered_job(world)
+            route = f"/channels/{channel}/threads" if forum else f"/channels/{channel}/messages"
+            fake.inject_disconnect(route, method="POST", after_processing=True)
+            shared = await press(world, f"kling:show:{job_id}", result_id)
+            assert shared.startswith("Showcased in <#")
+            [post] = posts_in(fake, channel, forum=forum)
+            showcase = await sql.by_job(world.db, job_id)
+            assert showcase is not None and showcase.message_id == int(post["id"])
+
+
 async def test_an_auto_showcase_due_at_a_crash_is_made_after_the_restart(tmp_path: Path) -> None:
     async with FakeDiscord() as fake:
         channel = await showcase_world_setup(fake)

@@ -11,6 +11,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -143,12 +144,20 @@ class ShowcaseCog(commands.Cog):
                 "I couldn't post in the showcase channel: it is gone, or I'm missing permissions there. "
                 "Please tell a server admin (`/showcase-admin channel` checks it)."
             ) from error
+        except (aiohttp.ClientError, OSError) as error:
+            # No answer: the post may have landed all the same. Its mark says whether it did.
+            log.warning("showcase %s: no answer to the post (%r); looking for it", showcase.id, error)
+            landed = await self.publisher.find_post(showcase, server)
+            if landed is None:
+                await self.service.abandon(showcase)
+                raise InputRefused("I couldn't reach Discord to post it. Please try again.") from error
+            posted = landed
         await self.service.posted(
             showcase, channel_id=posted.channel_id, message_id=posted.message_id, video_url=posted.video_url
         )
-        found = await self.service.get(showcase.id)
-        assert found is not None
-        return found
+        stored = await self.service.get(showcase.id)
+        assert stored is not None
+        return stored
 
     async def resume(self) -> None:
         """After a restart: completes the showcases a previous process recorded but did not post or did
