@@ -25,6 +25,7 @@ from cogs._ui import NO_MENTIONS, ManagerGroup, reply, say_privately
 from cogs.showcase._pages import (
     GalleryButton,
     HistoryButton,
+    forget_hosted,
     gallery_view,
     history_view,
     showcase_media,
@@ -196,6 +197,10 @@ class ShowcaseCog(commands.Cog):
             return False
         await self.publisher.take_down(showcase)
         return await self.service.remove(showcase)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        forget_hosted(payload.message_id)
 
     def _on_delivered(self, job_id: int) -> None:
         self._spawn(self._auto_showcase(job_id), f"auto-showcase-{job_id}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -116,15 +117,38 @@ def card(
     return view
 
 
+# A post read for its video is not read again for this long (Discord's signed attachment URLs last a day),
+# so paging back and forth costs no further requests; at most this many posts are remembered.
+HOSTED_TTL_SECONDS = 600.0
+HOSTED_REMEMBERED = 2000
+_hosted: dict[int, tuple[float, bool, str | None]] = {}
+
+
 async def hosted_copy(client: discord.Client, channel_id: int, message_id: int) -> tuple[bool, str | None]:
     """(whether the post still exists, its first attachment's URL, fresh from Discord: the hosted copy
     outlives the API's link, and its signed URL is renewed each time the post is read)."""
+    now = time.monotonic()
+    known = _hosted.get(message_id)
+    if known is not None and now - known[0] < HOSTED_TTL_SECONDS:
+        return known[1], known[2]
     try:
         message = await client.get_partial_messageable(channel_id).fetch_message(message_id)
     except discord.HTTPException as error:
         log.info("message %s: not readable (%s)", message_id, error.code)
-        return False, None
-    return True, next((a.url for a in message.attachments), None)
+        found: tuple[bool, str | None] = (False, None)
+        if error.status >= 500 or error.status == 429:
+            return found  # Discord's trouble, not the post's: ask again next time
+    else:
+        found = (True, next((a.url for a in message.attachments), None))
+    if len(_hosted) >= HOSTED_REMEMBERED:
+        _hosted.clear()
+    _hosted[message_id] = (now, *found)
+    return found
+
+
+def forget_hosted(message_id: int) -> None:
+    """A post was deleted: its video is gone now, not in HOSTED_TTL_SECONDS."""
+    _hosted.pop(message_id, None)
 
 
 async def showcase_media(client: discord.Client, showcases: Sequence[Showcase]) -> dict[int, str | None]:
