@@ -17,7 +17,7 @@ from bot.store.showcases import ShowcaseServer
 from cogs.showcase._cog import ShowcaseCog
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.discord_server._messages import v2_text
+from tests.fakes.discord_server._components import v2_text
 from tests.world import World, loosen_rate_limits, running_world
 
 ADMIN = p.DEFAULT_EVERYONE_PERMISSIONS | p.MANAGE_GUILD

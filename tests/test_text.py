@@ -67,7 +67,7 @@ def test_showcase_posts_and_pages_show_the_prompt_as_typed() -> None:
     from bot.store.showcases import Showcase
     from cogs.showcase._pages import showcase_line
     from cogs.showcase._post import showcase_card
-    from tests.fakes.discord_server._messages import v2_text
+    from tests.fakes.discord_server._components import v2_text
 
     prompt = "## [vote here](https://evil.example) ||now|| <@&123456789012345678>"
     showcase = Showcase(7, 111, 1, 3, "3", prompt, "5 s", 10, 11, None, 0, 0.0, None)
