@@ -84,10 +84,10 @@ def audience_refusal(made_in: Audience, showcase: Audience, everyone: int) -> st
             "age-restricted, so I can't showcase it there."
         )
     if showcase.roles - made_in.roles:
-        where = "everyone in the server" if everyone in showcase.roles else "members"
+        who = "everyone" if everyone in showcase.roles and everyone not in made_in.roles else "members"
         return (
-            f"This video was made in a channel not everyone can see, and the showcase channel is open to "
-            f"{where} who could not see it there, so I can't showcase it."
+            "This video was made in a channel not everyone here can see, and the showcase channel is open "
+            f"to {who} who could not see it there, so I can't showcase it."
         )
     return None
 

@@ -225,6 +225,31 @@ async def test_a_video_from_an_age_restricted_channel_is_not_showcased_in_a_publ
             )
 
 
+async def test_a_video_from_a_channel_everyone_cannot_see_is_not_showcased_where_everyone_can(
+    tmp_path: Path,
+) -> None:
+    async with FakeDiscord() as fake:
+        channel = await showcase_world_setup(fake)
+        made_in = fake.default_channel_id
+        assert made_in is not None
+        fake.set_overwrite(made_in, GUILD, deny=p.VIEW_CHANNEL)  # @everyone's role has the guild's id
+        fake.set_overwrite(made_in, fake.bot_user_id, allow=p.VIEW_CHANNEL, member=True)
+        async with running_world(tmp_path, discord=fake, command_guild_ids=[GUILD]) as world:
+            await set_channel(world, channel)
+            job_id, result_id = await delivered_job(world)
+            refused = await press(world, f"kling:show:{job_id}", result_id)
+            assert refused == (
+                "This video was made in a channel not everyone here can see, and the showcase channel is "
+                "open to everyone who could not see it there, so I can't showcase it."
+            )
+            assert fake.channel_messages(channel) == []
+            # A showcase channel just as private takes it.
+            fake.set_overwrite(channel, GUILD, deny=p.VIEW_CHANNEL)
+            fake.set_overwrite(channel, fake.bot_user_id, allow=p.VIEW_CHANNEL, member=True)
+            await asyncio.sleep(0.2)
+            assert (await press(world, f"kling:show:{job_id}", result_id)).startswith("Showcased in <#")
+
+
 def test_a_wider_audience_is_refused_and_a_narrower_one_is_not() -> None:
     everyone, staff, members = 1, 2, 3
     public = Audience(False, frozenset({everyone, staff, members}))
