@@ -77,6 +77,18 @@ async def test_a_media_channel_takes_card_posts_whose_vote_label_keeps_up(tmp_pa
             assert is_card(edited) and media_urls(edited) == [f"attachment://kling-{job_id}.mp4"]
             assert edited["attachments"][0]["filename"] == f"kling-{job_id}.mp4"  # the video stays
 
+        # After a restart the bot reads the post once to learn how its card shows the video.
+        async with running_world(tmp_path, discord=fake, command_guild_ids=[GUILD]) as world:
+            fake.ensure_member(GUILD, ALICE + 2)
+            assert (await press(world, "kling:vote:1", int(thread["id"]), user_id=ALICE + 2)).startswith(
+                "Your vote is counted (2 in all)"
+            )
+            await fake.wait_for(
+                lambda: button_labels(fake.message(int(thread["id"])).message) == ["Vote (2)"]
+            )
+            edited = fake.message(int(thread["id"])).message
+            assert is_card(edited) and media_urls(edited) == [f"attachment://kling-{job_id}.mp4"]
+
 
 async def test_a_vote_button_of_a_post_from_before_the_cards_keeps_working(tmp_path: Path) -> None:
     async with FakeDiscord() as fake:

@@ -230,8 +230,8 @@ class Posted:
 class ShowcasePublisher:
     def __init__(self, client: discord.Client) -> None:
         self.client = client
-        # showcase id → (a post from before the cards, else its card's media URL), learnt once.
-        self._layouts: dict[int, tuple[bool, str | None]] = {}
+        # showcase id → (a post from before the cards; else its card's media URL and note), learnt once.
+        self._layouts: dict[int, tuple[bool, str | None, str]] = {}
 
     async def post(
         self, showcase: Showcase, job: JobRow, server: ShowcaseServer, *, instance: str = ""
@@ -270,7 +270,7 @@ class ShowcasePublisher:
         finally:
             if file is not None:
                 file.close()
-        self._layouts[showcase.id] = (False, media)
+        self._layouts[showcase.id] = (False, media, note)
         return Posted(where, message.id, self.posted_url(message, video_url))
 
     @staticmethod
@@ -338,11 +338,10 @@ class ShowcasePublisher:
         try:
             if showcase.id not in self._layouts:
                 self._layouts[showcase.id] = self._layout_of(showcase, await message.fetch())
-            classic, media = self._layouts[showcase.id]
+            classic, media, note = self._layouts[showcase.id]
             if classic:
                 await message.edit(view=VoteView(showcase.id, showcase.vote_count))
             else:
-                note = "" if media is None or media.startswith("attachment://") else LINK_NOTE
                 await message.edit(view=showcase_card(showcase, media, note), allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
             if error.code in (UNKNOWN_CHANNEL, UNKNOWN_MESSAGE, MISSING_ACCESS) or error.status in (403, 404):
@@ -353,14 +352,14 @@ class ShowcasePublisher:
             raise
 
     @staticmethod
-    def _layout_of(showcase: Showcase, message: discord.Message) -> tuple[bool, str | None]:
-        """(whether the post is from before the cards, else the media URL its card shows)."""
+    def _layout_of(showcase: Showcase, message: discord.Message) -> tuple[bool, str | None, str]:
+        """(whether the post is from before the cards; else the media URL its card shows, its note)."""
         if not message.flags.components_v2:
-            return True, None
+            return True, None, ""
         uploaded = video_filename(showcase.job_id)
         if any(a.filename == uploaded for a in message.attachments):
-            return False, f"attachment://{uploaded}"
-        return False, showcase.video_url
+            return False, f"attachment://{uploaded}", ""
+        return False, showcase.video_url, LINK_NOTE if showcase.video_url else ""
 
     def tag_for(self, forum: discord.ForumChannel, server: ShowcaseServer) -> discord.ForumTag | None:
         return forum_tag(forum, server.forum_tag_id, forum.guild.me)
