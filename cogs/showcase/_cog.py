@@ -166,29 +166,33 @@ class ShowcaseCog(commands.Cog):
         the auto-showcases it died before making."""
         await self.bot.wait_until_ready()
         for showcase in await self.service.unposted(before=self._started):
-            job = await self.bot.job_store.get(showcase.job_id)
-            server = await self.service.server(showcase.guild_id)
-            found = await self.publisher.find_post(showcase, server)
-            if found is not None:
-                await self.service.posted(
-                    showcase,
-                    channel_id=found.channel_id,
-                    message_id=found.message_id,
-                    video_url=found.video_url,
-                )
-                log.info("showcase %s: its post was made before the restart; recorded", showcase.id)
-                continue
-            if job is None:
-                await self.service.abandon(showcase)
-                continue
             try:
-                await self._publish(showcase, job)
-            except InputRefused as refusal:
-                log.warning(
-                    "showcase %s: not posted after the restart: %s", showcase.id, refusal.user_message
-                )
+                await self._complete(showcase)
+            except Exception:
+                log.exception("showcase %s: could not be completed after the restart", showcase.id)
         for job_id in await self.service.auto_due():
             await self._auto_showcase(job_id)
+
+    async def _complete(self, showcase: Showcase) -> None:
+        """Records the showcase's post if a previous process made it, else posts it now (the channel may
+        have changed meanwhile, so it is checked again)."""
+        server = await self.service.server(showcase.guild_id)
+        found = await self.publisher.find_post(showcase, server)
+        if found is not None:
+            await self.service.posted(
+                showcase, channel_id=found.channel_id, message_id=found.message_id, video_url=found.video_url
+            )
+            log.info("showcase %s: its post was made before the restart; recorded", showcase.id)
+            return
+        job = await self.bot.job_store.get(showcase.job_id)
+        try:
+            if job is None:
+                raise InputRefused("its video is no longer known")
+            await self.check(job, server)
+            await self._publish(showcase, job)
+        except InputRefused as refusal:
+            await self.service.abandon(showcase)
+            log.warning("showcase %s: not posted after the restart: %s", showcase.id, refusal.user_message)
 
     async def take_down_for_job(self, job_id: int) -> bool:
         """Takes down the job's showcase, if it has one (its member deleted the video); whether it had."""
