@@ -385,3 +385,35 @@ async def test_history_and_gallery_show_the_hosted_copy_and_a_placeholder_for_a_
             gallery = await embed_answer(world, p.slash_command(fake, name="gallery", user_id=ALICE))
             assert len(media_urls(gallery)) == 1 and media_urls(gallery)[0].startswith(fake.url)
             assert text_of(gallery).count("video no longer available") == 1
+
+
+async def test_the_showcase_queries_a_restart_uses_on_both_engines(database_url: str) -> None:
+    from bot.store import Database
+    from tests.test_showcase import insert_delivered_job
+
+    db = await Database.open(database_url)
+    try:
+        await sql.update_server(db, GUILD, {"channel_id": 5, "auto": True}, at=100.0)
+        for job_id, at in ((1, 50.0), (2, 150.0), (3, 160.0), (4, 170.0)):
+            await insert_delivered_job(db, job_id, user_id=ALICE + job_id, at=at)
+        await sql.set_opt_out(db, GUILD, ALICE + 4, True, at=1.0)
+        posted, _ = await sql.create(
+            db,
+            guild_id=GUILD,
+            job_id=3,
+            author_id=ALICE,
+            shared_by="auto",
+            prompt="p",
+            settings="s",
+            at=200.0,
+        )
+        # Job 1 was delivered before auto was on, 3 is showcased, 4's member opted out.
+        assert await sql.auto_due(db, since=0.0) == [2]
+        assert await sql.auto_due(db, since=155.0) == []
+        assert [s.id for s in await sql.unposted(db, before=300.0)] == [posted.id]
+        assert await sql.unposted(db, before=200.0) == []
+        await sql.set_last_weekly(db, GUILD, 400.0)
+        assert (await sql.server(db, GUILD)).last_weekly == 400.0
+        assert await sql.auto_due(db, since=0.0) == [2]  # the weekly post is no admin's change
+    finally:
+        await db.close()
