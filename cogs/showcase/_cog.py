@@ -165,13 +165,18 @@ class ShowcaseCog(commands.Cog):
         not record as posted (looking for the post's mark first, so nothing is posted twice), then makes
         the auto-showcases it died before making."""
         await self.bot.wait_until_ready()
+        # Only servers this process holds (its shards): another process of the fleet owns the others.
         for showcase in await self.service.unposted(before=self._started):
+            if self.bot.get_guild(showcase.guild_id) is None:
+                continue
             try:
                 await self._complete(showcase)
             except Exception:
                 log.exception("showcase %s: could not be completed after the restart", showcase.id)
         for job_id in await self.service.auto_due():
-            await self._auto_showcase(job_id)
+            job = await self.bot.job_store.get(job_id)
+            if job is not None and job.guild_id is not None and self.bot.get_guild(job.guild_id) is not None:
+                await self._auto_showcase(job_id)
 
     async def _complete(self, showcase: Showcase) -> None:
         """Records the showcase's post if a previous process made it, else posts it now (the channel may
