@@ -24,7 +24,7 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from bot.config import SECRET_FIELDS, ToolSettings, config_path
-from bot.invite import INSTALL_PERMISSIONS, install_url
+from bot.invite import INSTALL_PERMISSIONS, install_url, user_install_url
 from bot.quota.rules import MICROS_PER_USD, PERIOD_NOUN, QuotaSettings, format_usd, price_list, usd_micros
 from bot.store.db import migration_status, sqlite_path_from_url
 from bot.sunra import (
@@ -82,6 +82,7 @@ async def check_discord(settings: ToolSettings) -> AsyncIterator[Finding]:
     if token is None:
         yield Finding("fail", "Discord token", "DISCORD_TOKEN is not set")
         yield Finding("note", "install link", placeholder)
+        yield Finding("note", "user install link", _user_install_placeholder())
         return
     base = settings.rest_base
     headers = {"Authorization": f"Bot {token.get_secret_value()}", "User-Agent": "kling-discord-bot"}
@@ -120,6 +121,17 @@ async def check_discord(settings: ToolSettings) -> AsyncIterator[Finding]:
         f"{install_url(application_id)} (permissions {INSTALL_PERMISSIONS.value}: view channels, send "
         "messages, embed links, attach files, read message history, send messages in threads)",
     )
+    yield Finding(
+        "ok",
+        "user install link",
+        f"{user_install_url(application_id)} (a member adds /animate to their own account; it answers "
+        "wherever they are, drawing on QUOTA__DM_CREDITS, and the app's Installation settings must allow "
+        "User Install)",
+    )
+
+
+def _user_install_placeholder() -> str:
+    return user_install_url(0).replace("client_id=0", "client_id=<APPLICATION_ID>")
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:

@@ -77,6 +77,9 @@ class Command:
     role_ids: tuple[int, ...]
     upload_limit: int
     request: AnimateRequest
+    # The bot cannot post in the channel (a DM, a group DM, a member's own install in a server without the
+    # bot): progress and the video go through the interaction (its token, 15 minutes), then the DM.
+    deliver_via_interaction: bool = False
 
 
 @dataclass(frozen=True, slots=True)
