@@ -49,7 +49,7 @@ class Message(str):
     msgid: str
     params: Mapping[str, Any]
     plural: str | None = None
-    count: int = 0
+    number: int = 0
 
     def __new__(cls, msgid: str, /, **params: Any) -> Message:
         self = super().__new__(cls, msgid.format_map(params))
@@ -70,7 +70,7 @@ class Plural(Message):
     def __new__(cls, count: int, one: str, other: str, /, **params: Any) -> Plural:
         values = {"n": count, **params}
         self = str.__new__(cls, (one if count == 1 else other).format_map(values))
-        self.msgid, self.params, self.plural, self.count = one, values, other, count
+        self.msgid, self.params, self.plural, self.number = one, values, other, count
         return self
 
 
@@ -79,6 +79,14 @@ _ = Message
 
 def _n(count: int, one: str, other: str, /, **params: Any) -> Plural:
     return Plural(count, one, other, **params)
+
+
+def join(parts: list[str], separator: str = "\n") -> Message:
+    """Sentences (messages or text) joined into one message, each rendered in the reader's language.
+    The separator must have no letters (it is not translated)."""
+    params = {f"part{i}": part for i, part in enumerate(parts)}
+    template = separator.replace("{", "{{").replace("}", "}}").join("{" + name + "}" for name in params)
+    return Message(template, **params)
 
 
 def language(locale: object) -> str:
@@ -110,9 +118,9 @@ def render(text: str, locale: object) -> str:
     params = {k: render(v, code) if isinstance(v, str) else v for k, v in text.params.items()}
     entry = CATALOGUES[code].get(text.msgid)
     if entry is None:
-        template = text.msgid if text.plural is None or text.count == 1 else text.plural
+        template = text.msgid if text.plural is None or text.number == 1 else text.plural
     elif isinstance(entry, tuple):
-        one_form = text.count == 1 or (text.count == 0 and code in _ONE_INCLUDES_ZERO)
+        one_form = text.number == 1 or (text.number == 0 and code in _ONE_INCLUDES_ZERO)
         template = entry[0] if one_form else entry[1]
     else:
         template = entry

@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 from discord.ext import commands
 
 from bot import results
 from bot.errors import InputRefused
+from bot.i18n import _
 from bot.request import MAX_PROMPT, AnimateRequest, AttachmentRef, build_request
-from cogs._ui import say_privately
+from cogs._ui import installed_guild_id, say_privately
 from cogs.jobs._command import attachment_ref, check_attachment_ref
 from cogs.jobs._results import answering_errors, prompt_input, submit_follow_up
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from bot.app import KlingBot
 
 
-NO_PICTURE = (
+NO_PICTURE = _(
     "This message has no picture I can use (attached or embedded). Use Animate on a message with a JPEG, "
     "PNG or WebP picture, or use /animate and attach one."
 )
@@ -57,7 +59,7 @@ def parse_yes_no(text: str, what: str) -> bool:
         return True
     if answer in ("no", "n", "off", "false", "0"):
         return False
-    raise InputRefused(f"Please answer “{what}” with yes or no.")
+    raise InputRefused(_("Please answer “{question}” with yes or no.", question=what))
 
 
 class AnimateMessageModal(discord.ui.Modal, title="Animate this picture"):
@@ -118,7 +120,7 @@ async def animate_message(interaction: discord.Interaction[KlingBot], message: d
     if not pictures:
         await say_privately(interaction, NO_PICTURE)
         return
-    audio = await interaction.client.quota.audio_by_default(interaction.guild_id)
+    audio = await interaction.client.quota.audio_by_default(installed_guild_id(interaction))
     max_bytes = interaction.client.images.max_download_bytes
     await interaction.response.send_modal(AnimateMessageModal(pictures, audio=audio, max_bytes=max_bytes))
 
@@ -126,8 +128,15 @@ async def animate_message(interaction: discord.Interaction[KlingBot], message: d
 class AnimateMessageCog(commands.Cog):
     def __init__(self, bot: KlingBot) -> None:
         self.bot = bot
-        self.menu = app_commands.ContextMenu(name="Animate", callback=animate_message)
-        self.menu.guild_only = True
+        self.menu = app_commands.ContextMenu(
+            name=locale_str("Animate"),
+            callback=animate_message,
+            # Like /animate: a server's install or a member's own, in a server, a DM or a group DM.
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=True, private_channel=True
+            ),
+        )
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)
