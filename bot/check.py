@@ -92,6 +92,7 @@ async def check_discord(settings: ToolSettings) -> AsyncIterator[Finding]:
         except httpx.HTTPError as error:
             yield Finding("fail", "Discord token", f"cannot reach {base} ({type(error).__name__})")
             yield Finding("note", "install link", placeholder)
+            yield Finding("note", "user install link", _user_install_placeholder())
             return
         if me.status_code in (401, 403):
             yield Finding(
@@ -101,11 +102,13 @@ async def check_discord(settings: ToolSettings) -> AsyncIterator[Finding]:
                 "Portal and set DISCORD_TOKEN",
             )
             yield Finding("note", "install link", placeholder)
+            yield Finding("note", "user install link", _user_install_placeholder())
             return
         user = _json_object(me) if me.status_code == 200 else None
         if user is None or "id" not in user:
             yield Finding("fail", "Discord token", f"{base}/users/@me answered HTTP {me.status_code}")
             yield Finding("note", "install link", placeholder)
+            yield Finding("note", "user install link", _user_install_placeholder())
             return
         name = str(user.get("username", "?"))
         yield Finding("ok", "Discord token", f"accepted: bot user {name} (id {user['id']})")
