@@ -146,6 +146,7 @@ async def test_a_user_install_in_a_server_without_the_bot_and_in_a_dm_draws_on_t
             answer = await world.private_answer(interaction)
             # The bot cannot post there (no View Channel / Send Messages): no missing-permission refusal.
             assert "on its way" in answer and "it will arrive here" in answer, answer
-            job = await world.job_for(interaction)
-            assert job.guild_id is None  # not that server's quota, rules or allowlist
-        assert world.sunra.count("submit") >= 1
+            # Submitted, on the allowance for use outside servers: not that server's quota, rules or list.
+            job = await world.until(lambda job: job.request_id is not None, interaction)
+            assert job.guild_id is None
+        assert world.sunra.count("submit") == 2
