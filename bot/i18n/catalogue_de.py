@@ -152,4 +152,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Showcased in {where} as #{number}. Members can vote on it there.": "Im Showcase in {where} als #{number} gezeigt. Mitglieder können dort dafür abstimmen.",
     "Your videos will not be showcased automatically here. You can still press **Showcase**.": "Deine Videos werden hier nicht mehr automatisch im Showcase gezeigt. Du kannst weiterhin **Showcase** drücken.",
     "Your videos may be showcased automatically here again.": "Deine Videos dürfen hier wieder automatisch im Showcase gezeigt werden.",
+    "Something went wrong inside the bot. Trying again may help.": "Im Bot ist etwas schiefgelaufen. Noch einmal zu versuchen, kann helfen.",
+    "Remix this video": "Dieses Video remixen",
+    "Extend this video": "Dieses Video verlängern",
 }

@@ -152,4 +152,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Showcased in {where} as #{number}. Members can vote on it there.": "Destacado en {where} como #{number}. Los miembros pueden votarlo allí.",
     "Your videos will not be showcased automatically here. You can still press **Showcase**.": "Tus vídeos ya no se destacarán automáticamente aquí. Puedes seguir pulsando **Showcase**.",
     "Your videos may be showcased automatically here again.": "Tus vídeos pueden volver a destacarse automáticamente aquí.",
+    "Something went wrong inside the bot. Trying again may help.": "Algo ha fallado dentro del bot. Volver a intentarlo puede ayudar.",
+    "Remix this video": "Remezclar este vídeo",
+    "Extend this video": "Alargar este vídeo",
 }

@@ -152,4 +152,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Showcased in {where} as #{number}. Members can vote on it there.": "Mise en vitrine dans {where} sous le n° {number}. Les membres peuvent voter pour elle là-bas.",
     "Your videos will not be showcased automatically here. You can still press **Showcase**.": "Tes vidéos ne seront plus mises en vitrine automatiquement ici. Tu peux toujours appuyer sur **Showcase**.",
     "Your videos may be showcased automatically here again.": "Tes vidéos peuvent de nouveau être mises en vitrine automatiquement ici.",
+    "Something went wrong inside the bot. Trying again may help.": "Un problème est survenu dans le bot. Réessayer peut aider.",
+    "Remix this video": "Remixer cette vidéo",
+    "Extend this video": "Prolonger cette vidéo",
 }

@@ -152,4 +152,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Showcased in {where} as #{number}. Members can vote on it there.": "{where} にショーケース #{number} として投稿しました。メンバーはそこで投票できます。",
     "Your videos will not be showcased automatically here. You can still press **Showcase**.": "ここではあなたの動画は自動でショーケースに出なくなります。**Showcase** ボタンは引き続き使えます。",
     "Your videos may be showcased automatically here again.": "ここではあなたの動画が再び自動でショーケースに出るようになります。",
+    "Something went wrong inside the bot. Trying again may help.": "ボット内部で問題が発生しました。再試行すると解決する場合があります。",
+    "Remix this video": "この動画をリミックス",
+    "Extend this video": "この動画を延長",
 }

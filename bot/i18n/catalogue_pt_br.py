@@ -152,4 +152,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Showcased in {where} as #{number}. Members can vote on it there.": "Colocado na vitrine em {where} como #{number}. Os membros podem votar nele lá.",
     "Your videos will not be showcased automatically here. You can still press **Showcase**.": "Seus vídeos não irão mais para a vitrine automaticamente aqui. Você ainda pode apertar **Showcase**.",
     "Your videos may be showcased automatically here again.": "Seus vídeos podem voltar a ir para a vitrine automaticamente aqui.",
+    "Something went wrong inside the bot. Trying again may help.": "Algo deu errado dentro do bot. Tentar de novo pode ajudar.",
+    "Remix this video": "Remixar este vídeo",
+    "Extend this video": "Estender este vídeo",
 }

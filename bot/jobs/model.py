@@ -9,6 +9,7 @@ from typing import Protocol
 
 from bot.config import JobSettings
 from bot.errors import BotError
+from bot.i18n import _
 from bot.quota.rules import JobOptions
 from bot.quota.spending import Reservation
 from bot.request import AnimateRequest
@@ -109,7 +110,7 @@ def outcome_from_error(error: BaseException) -> Outcome:
         code = getattr(error, "code", None) or type(error).__name__
         return Outcome(State.FAILED, str(code), error.user_message, error.retryable)
     return Outcome(
-        State.FAILED, "internal", "Something went wrong inside the bot. Trying again may help.", True
+        State.FAILED, "internal", _("Something went wrong inside the bot. Trying again may help."), True
     )
 
 

@@ -71,8 +71,7 @@ class AnimateMessageModal(discord.ui.Modal, title="Animate this picture"):
     ) -> None:
         super().__init__(title=render(_("Animate this picture"), locale), timeout=15 * 60)  # a token's life
         self.pictures, self.max_bytes = pictures, max_bytes
-        self.prompt = prompt_input("")
-        self.prompt.label = render(_("Prompt"), locale)
+        self.prompt = prompt_input("", locale)
         self.negative_prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
             label=render(_("Negative prompt"), locale),
             style=discord.TextStyle.paragraph,

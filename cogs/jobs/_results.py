@@ -19,7 +19,7 @@ from discord.ext import commands
 from bot import results
 from bot.command_access import CommandAccess, Member
 from bot.errors import BotError, InputRefused
-from bot.i18n import _
+from bot.i18n import _, render
 from bot.jobs import Command, job_options
 from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
@@ -170,7 +170,7 @@ class RemixButton(_ResultButton, kind="remix"):
         except BotError as refusal:
             await say_privately(interaction, refusal.user_message)
             return
-        await RemixModal(job).show(interaction)
+        await RemixModal(job, locale=str(interaction.locale)).show(interaction)
 
 
 class ExtendButton(_ResultButton, kind="extend"):
@@ -183,7 +183,7 @@ class ExtendButton(_ResultButton, kind="extend"):
         if not video_sources(interaction, job):
             await say_privately(interaction, _("This job has no video to continue from."))
             return
-        await ExtendModal(job).show(interaction)
+        await ExtendModal(job, locale=str(interaction.locale)).show(interaction)
 
 
 class DeleteButton(_ResultButton, kind="delete"):
@@ -236,9 +236,9 @@ def form_custom_id(action: str, job_id: int) -> str:
     return f"kling:{action}form:{job_id}"
 
 
-def prompt_input(default: str) -> discord.ui.TextInput[Any]:
+def prompt_input(default: str, locale: str = "en-US") -> discord.ui.TextInput[Any]:
     return discord.ui.TextInput(
-        label="Prompt",
+        label=render(_("Prompt"), locale),
         custom_id="prompt",
         style=discord.TextStyle.paragraph,
         default=default,
@@ -255,14 +255,18 @@ class _Form(discord.ui.Modal):
         self.stop()  # discord.py forgets it; the submission comes back by its custom_id
 
 
-class RemixModal(_Form, title="Remix this video"):
-    def __init__(self, job: JobRow) -> None:
-        super().__init__(custom_id=form_custom_id("remix", job.id))
+class RemixModal(_Form):
+    """Its title and labels are in the presser's language (`locale`); the values are read by custom_id."""
+
+    def __init__(self, job: JobRow, *, locale: str = "en-US") -> None:
+        super().__init__(
+            title=render(_("Remix this video"), locale), custom_id=form_custom_id("remix", job.id)
+        )
         request = results.stored_request(job)
-        self.add_item(prompt_input(request.prompt))
+        self.add_item(prompt_input(request.prompt, locale))
         self.add_item(
             discord.ui.TextInput(
-                label="Negative prompt",
+                label=render(_("Negative prompt"), locale),
                 custom_id="negative_prompt",
                 style=discord.TextStyle.paragraph,
                 default=request.negative_prompt,
@@ -272,7 +276,7 @@ class RemixModal(_Form, title="Remix this video"):
         )
         self.add_item(
             discord.ui.TextInput(
-                label="Duration (5 or 10 seconds)",
+                label=render(_("Duration (5 or 10 seconds)"), locale),
                 custom_id="duration",
                 default=str(request.duration),
                 max_length=10,
@@ -280,10 +284,12 @@ class RemixModal(_Form, title="Remix this video"):
         )
 
 
-class ExtendModal(_Form, title="Extend this video"):
-    def __init__(self, job: JobRow) -> None:
-        super().__init__(custom_id=form_custom_id("extend", job.id))
-        self.add_item(prompt_input(results.stored_request(job).prompt))
+class ExtendModal(_Form):
+    def __init__(self, job: JobRow, *, locale: str = "en-US") -> None:
+        super().__init__(
+            title=render(_("Extend this video"), locale), custom_id=form_custom_id("extend", job.id)
+        )
+        self.add_item(prompt_input(results.stored_request(job).prompt, locale))
 
 
 def submitted_values(data: Any) -> dict[str, str]:
