@@ -150,3 +150,28 @@ async def test_a_user_install_in_a_server_without_the_bot_and_in_a_dm_draws_on_t
             job = await world.until(lambda job: job.request_id is not None, interaction)
             assert job.guild_id is None
         assert world.sunra.count("submit") == 2
+
+
+async def test_a_button_refusal_in_japanese_and_a_remix_form_in_german(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        job = await world.ended(await world.animate())
+        assert job.state == "delivered"
+        other = p.DEFAULT_USER_ID + 1
+        world.discord.ensure_member(p.DEFAULT_GUILD_ID, other)
+
+        async def press(action: str, user_id: int, locale: str) -> InteractionRecord:
+            click = p.button_click(
+                world.discord,
+                f"kling:{action}:{job.id}",
+                message=job.result_message_id,
+                user_id=user_id,
+                locale=locale,
+            )
+            return await world.discord.dispatch_interaction(click)
+
+        refused = await world.private_answer(await press("delete", other, "ja"))
+        assert refused == "この動画を削除できるのは、依頼したメンバーかモデレーターだけです。"
+        form = await world.discord.wait_for_callback((await press("remix", p.DEFAULT_USER_ID, "de")).id)
+        assert form.data["title"] == "Dieses Video remixen"
+        labels = [c["label"] for row in form.data["components"] for c in row["components"]]
+        assert labels == ["Prompt", "Negativer Prompt", "Dauer (5 oder 10 Sekunden)"]
