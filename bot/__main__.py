@@ -51,8 +51,9 @@ async def run(settings: Settings) -> None:
     db = await Database.open(sqlite_path_from_url(settings.database_url))
     async with (
         db,
-        SunraClient(settings.sunra_base, settings.sunra_key) as sunra,
+        SunraClient(settings.sunra_base, settings.sunra_key, file_hosts=settings.url_policy()) as sunra,
         ImageChecker(
+            url_policy=settings.url_policy(),
             max_workers=settings.media.decode_workers,
             download_timeout=settings.media.download_timeout_seconds,
             max_download_bytes=settings.media.max_download_bytes,

@@ -26,6 +26,7 @@ from pydantic import BaseModel, SecretStr
 from bot.config import SECRET_FIELDS, ToolSettings, config_path
 from bot.invite import INSTALL_PERMISSIONS, install_url, user_install_url
 from bot.quota.rules import MICROS_PER_USD, PERIOD_NOUN, QuotaSettings, format_usd, price_list, usd_micros
+from bot.redact import redact_urls
 from bot.store.db import migration_status, sqlite_path_from_url
 from bot.sunra import (
     AuthError,
@@ -51,7 +52,8 @@ class Finding:
     text: str
 
     def line(self) -> str:
-        return f"{self.level.upper():<4} {self.topic}: {self.text}"
+        # A setting or an error may hold a URL with credentials (a proxy's, a database's): never shown.
+        return redact_urls(f"{self.level.upper():<4} {self.topic}: {self.text}")
 
 
 def exit_code(findings: Iterable[Finding]) -> int:
