@@ -5,13 +5,11 @@ first argument of `_(…)`, `Message(…)`, `_n(…)` / `Plural(…)` (their one
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 from bot.i18n import needs_translation
 
 _MARKERS = {"_", "Message", "_n", "Plural", "locale_str"}
-_NAME = re.compile(r"^[a-z0-9_]+$")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,7 +31,7 @@ def marked(paths: list[Path] | None = None) -> dict[str, tuple[str, ...]]:
                 continue
             if name in ("_n", "Plural") and len(literals) >= 2:
                 found[literals[0]] = (literals[1],)
-            elif name == "locale_str" and _NAME.match(literals[0]):
+            elif name == "locale_str" and literals[0].isidentifier() and literals[0].islower():
                 found["/" + literals[0]] = ()
             elif needs_translation(literals[0]):
                 found[literals[0]] = ()
