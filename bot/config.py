@@ -157,10 +157,10 @@ class CommonSettings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _sqlite_url(cls, value: str) -> str:
-        from bot.store.db import sqlite_path_from_url
+    def _database_url(cls, value: str) -> str:
+        from bot.store.db import parse_database_url
 
-        sqlite_path_from_url(value)  # raises ValueError with a clear reason
+        parse_database_url(value)  # raises ValueError with a clear reason, never the password
         return value
 
     @field_validator("log_level")

@@ -13,8 +13,8 @@ import re
 
 REDACTED = "[redacted]"
 
-# scheme://user:password@ or scheme://token@
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,30}://)[^\s/?#@]{1,512}@")
+# scheme://user:password@ (the user name stays readable) or scheme://token@
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,30}://)(?:([^\s/?#@:]{1,256}):)?[^\s/?#@]{1,512}@")
 # Discord: /webhooks/<id>/<token>..., /interactions/<id>/<token>/callback
 _DISCORD_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d{1,25}/)[A-Za-z0-9_.\-]{8,512}")
 # ?sig=..., &X-Amz-Signature=..., &token=..., &key=..., &access_token=..., &hm=... (Discord's CDN)
@@ -28,6 +28,6 @@ def redact_urls(text: str) -> str:
     """``text`` with every URL credential replaced by [redacted]; the rest (host, path) stays readable."""
     if "/" not in text and "=" not in text:
         return text  # nothing a URL credential could be in: the common case costs one scan
-    text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    text = _USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2) + ':' if m.group(2) else ''}{REDACTED}@", text)
     text = _DISCORD_TOKEN.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}{REDACTED}", text)

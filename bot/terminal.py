@@ -45,7 +45,7 @@ from bot.quota.spending import Charge, QuotaRefused, QuotaService, Reservation
 from bot.request import AnimateRequest, AttachmentRef, build_request
 from bot.simulator import Simulator, SimulatorSettings
 from bot.store import Database, ledger
-from bot.store.db import sqlite_path_from_url
+from bot.store.db import parse_database_url
 from bot.store.jobs import TERMINAL_CHANNEL_ID, JobRow, JobStore
 from bot.sunra import SunraClient, SunraError
 from bot.video import MAX_VIDEO_BYTES
@@ -339,7 +339,7 @@ async def animate(settings: ToolSettings, options: AnimateOptions, console: Cons
         async with simulated(settings) as offline:
             console.print(f"Simulating the sunra API at {offline.sunra_base}: nothing is spent.")
             return await _run(offline, request, out, console)
-    where = sqlite_path_from_url(settings.database_url)
+    where = parse_database_url(settings.database_url).shown
     console.print(f"Sending to {settings.sunra_base}; the spend is recorded in {where}.", highlight=False)
     return await _run(settings, request, out, console)
 
@@ -363,7 +363,7 @@ def _end_image(options: AnimateOptions) -> AttachmentRef | None:
 
 async def _run(settings: ToolSettings, request: AnimateRequest, out: Path, console: Console) -> int:
     assert settings.sunra_key is not None
-    db = await Database.open(sqlite_path_from_url(settings.database_url))
+    db = await Database.open(settings.database_url)
     with tempfile.TemporaryDirectory(prefix="kling-animate-") as workdir:
         async with (
             db,

@@ -53,7 +53,8 @@ def test_every_pattern_in_the_product_is_listed_here() -> None:
         "bot/redact.py",
         "bot/request.py",
         "bot/showcase.py",
-        "bot/store/db.py",
+        "bot/store/migrations.py",
+        "bot/store/sql.py",
         "bot/sunra/reasons.py",
         "bot/sunra/transport.py",
         "bot/text.py",
@@ -100,9 +101,10 @@ def test_other_patterns_on_1_mb(text: str) -> None:
         with contextlib.suppress(InputRefused):
             check(text)
     is_video_url("https://a/" + text)
-    from bot.store.db import _MIGRATION_NAME
+    from bot.store import migrations, sql
 
-    _MIGRATION_NAME.match(text)
+    migrations._FILE.match(text)
+    sql._JSON_EACH.search(text)
     from cogs.jobs._results import FORM_TEMPLATE
     from cogs.showcase._cog import _MESSAGE_LINK
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +25,15 @@ from bot.store import Database
 from bot.store.jobs import JobRow
 from bot.sunra import RetryPolicy, SunraClient, Timeouts
 from cogs.jobs._delivery import outcome_mark
-from tests import images
+from tests import images, postgres
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, running_client
 from tests.fakes.sunra_server import FakeSunra
 
 SUNRA_KEY = "sk-test-0123456789abcdef"
 FAST_RETRY = RetryPolicy(base=0.01, cap=0.05)
+# KLING_TEST_ENGINE=postgresql runs every whole-bot test (running_world) on a fresh PostgreSQL database.
+ENGINE_VARIABLE = "KLING_TEST_ENGINE"
 
 
 def test_settings(discord: FakeDiscord, sunra: FakeSunra, database: Path, **overrides: Any) -> Settings:
@@ -187,8 +190,11 @@ async def running_world(
             loosen_rate_limits(discord)
         if sunra is None:
             sunra = await stack.enter_async_context(FakeSunra(key=SUNRA_KEY))
-        settings = test_settings(discord, sunra, tmp_path / "bot.sqlite3", **overrides)
-        db = await stack.enter_async_context(await Database.open(tmp_path / "bot.sqlite3"))
+        url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+        if os.environ.get(ENGINE_VARIABLE) == "postgresql":
+            url = await postgres.database_for(str(tmp_path))  # a restart in the test finds it again
+        settings = test_settings(discord, sunra, tmp_path / "bot.sqlite3", database_url=url, **overrides)
+        db = await stack.enter_async_context(await Database.open(url))
         client = await stack.enter_async_context(
             SunraClient(
                 settings.sunra_base,
