@@ -22,6 +22,7 @@ from bot.blocklist import PromptFilter
 from bot.config import Settings
 from bot.fleet import ShardLeases
 from bot.guild_access import NOT_ALLOWED, guild_allowed
+from bot.i18n.commands import CatalogueTranslator
 from bot.jobs import JobRunner
 from bot.media import ImageChecker
 from bot.metrics import BotMetrics
@@ -34,6 +35,7 @@ from bot.store.fleet import FleetStore
 from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
 from bot.voices import VoiceLibrary
+from cogs._ui import for_member, installed_guild_id
 from cogs.jobs._delivery import DiscordReporter
 
 log = logging.getLogger(__name__)
@@ -60,12 +62,13 @@ def apply_discord_endpoints(settings: Settings) -> None:
 class KlingTree(app_commands.CommandTree["KlingBot"]):
     async def interaction_check(self, interaction: discord.Interaction[KlingBot], /) -> bool:
         """Every slash command and menu, before it runs: a server not on ALLOWED_GUILD_IDS gets a polite
-        sentence and nothing else (an autocomplete gets no suggestions)."""
-        if guild_allowed(interaction.guild_id, self.client.settings.allowed_guild_ids):
+        sentence and nothing else (an autocomplete gets no suggestions). A member's own install used in a
+        server that did not add the bot is not that server's use: the list does not apply to it."""
+        if guild_allowed(installed_guild_id(interaction), self.client.settings.allowed_guild_ids):
             return True
         if interaction.type is discord.InteractionType.application_command:
             with contextlib.suppress(discord.HTTPException):
-                await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+                await interaction.response.send_message(for_member(interaction, NOT_ALLOWED), ephemeral=True)
         elif interaction.type is discord.InteractionType.autocomplete:
             with contextlib.suppress(discord.HTTPException):
                 await interaction.response.autocomplete([])
@@ -101,6 +104,10 @@ class KlingBot(commands.Bot):
             max_messages=None,
             http_trace=self.metrics.discord_trace(),
             tree_cls=KlingTree,
+            # Every command is a server's (installed there, used there) unless it says otherwise:
+            # /animate and the Animate menu also go with a member's own install (cogs/jobs/).
+            allowed_installs=app_commands.AppInstallationType(guild=True),
+            allowed_contexts=app_commands.AppCommandContext(guild=True),
         )
         self.settings = settings
         self.db = db
@@ -142,6 +149,7 @@ class KlingBot(commands.Bot):
         if not await self.leases.acquire(self._stopping):
             return
         self.leases.keep(on_lost=self._lease_lost)
+        await self.tree.set_translator(CatalogueTranslator())
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         reporter = DiscordReporter(
@@ -214,7 +222,7 @@ class KlingBot(commands.Bot):
             if guild is not None:
                 self.tree.copy_global_to(guild=guild)
             key = f"commands_hash:{guild.id if guild else 'global'}"
-            digest = command_tree_hash(self.tree, guild)
+            digest = await command_tree_hash(self.tree, guild)
             if await self.job_store.get_meta(key) == digest:
                 continue
             await self.tree.sync(guild=guild)
@@ -248,9 +256,14 @@ async def cancel_tasks(tasks: Iterable[asyncio.Task[object]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def command_tree_hash(
+async def command_tree_hash(
     tree: app_commands.CommandTree[commands.Bot], guild: discord.abc.Snowflake | None
 ) -> str:
-    payload = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
+    """What a sync would send (install types, contexts and every localization included), hashed."""
+    translator = tree.translator
+    payload = [
+        await command.get_translated_payload(tree, translator) if translator else command.to_dict(tree)
+        for command in tree.get_commands(guild=guild)
+    ]
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()

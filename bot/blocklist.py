@@ -38,6 +38,7 @@ from confusable_homoglyphs import confusables
 
 from bot.errors import InputRefused
 from bot.guild_cache import GuildCache
+from bot.i18n import _
 from bot.store import blocklist as sql
 from bot.store.db import Database
 
@@ -256,8 +257,11 @@ class PromptBlocked(InputRefused):
 
     def __init__(self, found: str, pattern: str) -> None:
         super().__init__(
-            f"Your prompt contains “{found}”, which this server does not allow in prompts. "
-            "Please rephrase it; nothing was charged."
+            _(
+                "Your prompt contains “{found}”, which this server does not allow in prompts. "
+                "Please rephrase it; nothing was charged.",
+                found=found,
+            )
         )
         self.pattern = pattern
 

@@ -24,7 +24,7 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from bot.config import SECRET_FIELDS, ToolSettings, config_path
-from bot.invite import INSTALL_PERMISSIONS, install_url
+from bot.invite import INSTALL_PERMISSIONS, install_url, user_install_url
 from bot.quota.rules import MICROS_PER_USD, PERIOD_NOUN, QuotaSettings, format_usd, price_list, usd_micros
 from bot.redact import redact_urls
 from bot.store.db import ENGINE_NAMES, DatabaseUnreachable, database_status, parse_database_url, redact_url
@@ -84,6 +84,7 @@ async def check_discord(settings: ToolSettings) -> AsyncIterator[Finding]:
     if token is None:
         yield Finding("fail", "Discord token", "DISCORD_TOKEN is not set")
         yield Finding("note", "install link", placeholder)
+        yield Finding("note", "user install link", _user_install_placeholder())
         return
     base = settings.rest_base
     headers = {"Authorization": f"Bot {token.get_secret_value()}", "User-Agent": "kling-discord-bot"}
@@ -93,6 +94,7 @@ async def check_discord(settings: ToolSettings) -> AsyncIterator[Finding]:
         except httpx.HTTPError as error:
             yield Finding("fail", "Discord token", f"cannot reach {base} ({type(error).__name__})")
             yield Finding("note", "install link", placeholder)
+            yield Finding("note", "user install link", _user_install_placeholder())
             return
         if me.status_code in (401, 403):
             yield Finding(
@@ -102,11 +104,13 @@ async def check_discord(settings: ToolSettings) -> AsyncIterator[Finding]:
                 "Portal and set DISCORD_TOKEN",
             )
             yield Finding("note", "install link", placeholder)
+            yield Finding("note", "user install link", _user_install_placeholder())
             return
         user = _json_object(me) if me.status_code == 200 else None
         if user is None or "id" not in user:
             yield Finding("fail", "Discord token", f"{base}/users/@me answered HTTP {me.status_code}")
             yield Finding("note", "install link", placeholder)
+            yield Finding("note", "user install link", _user_install_placeholder())
             return
         name = str(user.get("username", "?"))
         yield Finding("ok", "Discord token", f"accepted: bot user {name} (id {user['id']})")
@@ -122,6 +126,17 @@ async def check_discord(settings: ToolSettings) -> AsyncIterator[Finding]:
         f"{install_url(application_id)} (permissions {INSTALL_PERMISSIONS.value}: view channels, send "
         "messages, embed links, attach files, read message history, send messages in threads)",
     )
+    yield Finding(
+        "ok",
+        "user install link",
+        f"{user_install_url(application_id)} (a member adds /animate to their own account; it answers "
+        "wherever they are, drawing on QUOTA__DM_CREDITS, and the app's Installation settings must allow "
+        "User Install)",
+    )
+
+
+def _user_install_placeholder() -> str:
+    return user_install_url(0).replace("client_id=0", "client_id=<APPLICATION_ID>")
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:

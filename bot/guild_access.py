@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from bot.errors import InputRefused
+from bot.i18n import _
 
-NOT_ALLOWED = (
+NOT_ALLOWED = _(
     "Sorry, this bot is not available in this server: its operator runs it only in servers they chose. "
     "Nothing was started or charged."
 )

@@ -19,6 +19,15 @@ SCOPES = ("bot", "applications.commands")
 AUTHORIZE_URL = "https://discord.com/oauth2/authorize"
 
 
+def user_install_url(application_id: int) -> str:
+    """The link a member follows to add the application to their own account (a user install:
+    `integration_type=1`, scope applications.commands only, no bot and no permissions), e.g.
+    `https://discord.com/oauth2/authorize?client_id=1&integration_type=1&scope=applications.commands`
+    (source: https://discord.com/developers/docs/resources/application#installation-context)."""
+    query = urlencode({"client_id": application_id, "integration_type": 1, "scope": "applications.commands"})
+    return f"{AUTHORIZE_URL}?{query}"
+
+
 def install_url(application_id: int, permissions: discord.Permissions = INSTALL_PERMISSIONS) -> str:
     """The standard OAuth2 link that adds the application to a server with `permissions`, e.g.
     `https://discord.com/oauth2/authorize?client_id=1&scope=bot+applications.commands&permissions=274878024704`

@@ -33,6 +33,7 @@ import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from bot.errors import InputRefused
+from bot.i18n import _
 from bot.icc import icc_from_nclx
 from bot.picture_metadata import strip_metadata
 
@@ -82,7 +83,13 @@ _FILE_STEMS = {"image": "start", "end image": "end"}
 _STILL_BRANDS = frozenset(
     {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
 )
-_WHAT_TO_ATTACH = "Please attach a JPEG, PNG, HEIC or WebP picture."
+_WHAT_TO_ATTACH = _("Please attach a JPEG, PNG, HEIC or WebP picture.")
+# The attachment's name in a sentence, in the member's language (the label itself stays the English key).
+_LABELS = {"image": _("image"), "end image": _("end image")}
+
+
+def _label(label: str) -> str:
+    return _LABELS.get(label, label)
 
 
 class MediaRejected(InputRefused):
@@ -151,18 +158,42 @@ def _check_dimensions(width: int, height: int, label: str) -> None:
     """Minimum side and aspect ratio, on the picture as displayed."""
     if min(width, height) < MIN_SIDE:
         raise PictureShapeRefused(
-            f"The {label} is {width}×{height} px; Kling needs at least {MIN_SIDE}×{MIN_SIDE} px. "
-            "Please use a larger picture.",
+            _(
+                "The {label} is {width}×{height} px; Kling needs at least {side}×{side} px. "
+                "Please use a larger picture.",
+                label=_label(label),
+                width=width,
+                height=height,
+                side=MIN_SIDE,
+            ),
             width=width,
             height=height,
             label=label,
         )
     if not _ratio_within_limits(width, height):
-        advice = "less wide" if width > height else "less tall"
+        values: dict[str, object] = {
+            "label": _label(label),
+            "width": width,
+            "height": height,
+            "ratio": _format_ratio(width / height),
+            "low": f"{MIN_RATIO:.2f}",
+            "high": f"{MAX_RATIO:.2f}",
+        }
+        message = (
+            _(
+                "The {label} is {width}×{height} px, a width-to-height ratio of {ratio}; Kling needs a "
+                "ratio between {low} and {high}. Please crop it to be less wide.",
+                **values,
+            )
+            if width > height
+            else _(
+                "The {label} is {width}×{height} px, a width-to-height ratio of {ratio}; Kling needs a "
+                "ratio between {low} and {high}. Please crop it to be less tall.",
+                **values,
+            )
+        )
         raise PictureShapeRefused(
-            f"The {label} is {width}×{height} px, a width-to-height ratio of "
-            f"{_format_ratio(width / height)}; Kling needs a ratio between {MIN_RATIO:.2f} and "
-            f"{MAX_RATIO:.2f}. Please crop it to be {advice}.",
+            message,
             width=width,
             height=height,
             label=label,
@@ -171,15 +202,22 @@ def _check_dimensions(width: int, height: int, label: str) -> None:
 
 def _check_download_size(size: int, label: str, limit: int) -> None:
     if size <= 0:
-        raise MediaRejected(f"The {label} is an empty file. Please attach the picture again.")
+        raise MediaRejected(
+            _("The {label} is an empty file. Please attach the picture again.", label=_label(label))
+        )
     if size > limit:
         raise _over_download_cap(f"{_megabytes_up(size)}", label, limit)
 
 
 def _over_download_cap(size_text: str, label: str, limit: int) -> MediaRejected:
     return MediaRejected(
-        f"The {label} is {size_text}; the bot takes pictures of at most {_limit_megabytes(limit)}. "
-        "Please use a smaller or more compressed picture."
+        _(
+            "The {label} is {size}; the bot takes pictures of at most {limit}. "
+            "Please use a smaller or more compressed picture.",
+            label=_label(label),
+            size=size_text,
+            limit=_limit_megabytes(limit),
+        )
     )
 
 
@@ -230,7 +268,14 @@ def _check_content_type(content_type: str | None, label: str) -> str | None:
         return None
     media_type = content_type.split(";", 1)[0].strip().lower()
     if not media_type.startswith("image/"):
-        raise MediaRejected(f"The {label} was sent as {media_type}, not as a picture. {_WHAT_TO_ATTACH}")
+        raise MediaRejected(
+            _(
+                "The {label} was sent as {media_type}, not as a picture. {what_to_attach}",
+                label=_label(label),
+                media_type=media_type,
+                what_to_attach=_WHAT_TO_ATTACH,
+            )
+        )
     if media_type in _UNSUPPORTED_IMAGE_TYPES:
         raise _unsupported_kind(_UNSUPPORTED_IMAGE_TYPES[media_type], label)
     return media_type
@@ -286,8 +331,11 @@ def inspect_bytes(
 
 def _damaged(label: str) -> MediaRejected:
     return MediaRejected(
-        f"The {label} file is damaged or incomplete (it may have been cut off during upload). "
-        "Please upload it again, or save it anew as JPEG or PNG."
+        _(
+            "The {label} file is damaged or incomplete (it may have been cut off during upload). "
+            "Please upload it again, or save it anew as JPEG or PNG.",
+            label=_label(label),
+        )
     )
 
 
@@ -350,7 +398,7 @@ def _jpeg_coefficient_bytes(image: Image.Image, width: int, height: int) -> int:
     h_max = max(int(layer[1]) for layer in layers) or 1
     v_max = max(int(layer[2]) for layer in layers) or 1
     blocks = 0
-    for _, h, v, _ in layers:
+    for _component, h, v, _table in layers:
         blocks += math.ceil(width * int(h) / h_max / 8) * math.ceil(height * int(v) / v_max / 8)
     return blocks * 64 * 2
 
@@ -399,7 +447,13 @@ def _not_a_picture(data: bytes, label: str) -> MediaRejected:
     if kind in ("an SVG drawing", "a Photoshop file"):
         return _unsupported_kind(kind, label)
     if kind is None:
-        return MediaRejected(f"The {label} is not in a picture format the bot can read. {_WHAT_TO_ATTACH}")
+        return MediaRejected(
+            _(
+                "The {label} is not in a picture format the bot can read. {what_to_attach}",
+                label=_label(label),
+                what_to_attach=_WHAT_TO_ATTACH,
+            )
+        )
     return MediaRejected(f"The {label} is {kind}, not a picture. {_WHAT_TO_ATTACH}")
 
 

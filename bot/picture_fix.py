@@ -13,6 +13,7 @@ from io import BytesIO
 
 from PIL import ExifTags, Image, ImageFilter, ImageOps, ImageStat
 
+from bot.i18n import _
 from bot.media import (
     MAX_RATIO,
     MAX_UPLOAD_PIXELS,
@@ -34,10 +35,10 @@ class Fix(enum.StrEnum):
 
 
 FIX_LABELS = {
-    Fix.CROP: "Crop",
-    Fix.PAD_BLUR: "Pad (blurred edges)",
-    Fix.PAD_PLAIN: "Pad (plain edges)",
-    Fix.UPSCALE: f"Upscale to {MIN_SIDE} px",
+    Fix.CROP: _("Crop"),
+    Fix.PAD_BLUR: _("Pad (blurred edges)"),
+    Fix.PAD_PLAIN: _("Pad (plain edges)"),
+    Fix.UPSCALE: _("Upscale to {side} px", side=MIN_SIDE),
 }
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from bot.errors import InputRefused
+from bot.i18n import _
 from bot.media import AttachmentInfo
 
 MAX_PROMPT = 2500
@@ -79,25 +80,37 @@ def build_request(
     """Checks the options against each other; raises InputRefused with a sentence a member understands."""
     prompt = prompt.strip()
     if not prompt:
-        raise InputRefused("The prompt is empty. Please describe the motion you want to see.")
+        raise InputRefused(_("The prompt is empty. Please describe the motion you want to see."))
     if len(prompt) > MAX_PROMPT:
-        raise InputRefused(f"The prompt has {len(prompt)} characters; Kling accepts at most {MAX_PROMPT}.")
+        raise InputRefused(
+            _(
+                "The prompt has {count} characters; Kling accepts at most {limit}.",
+                count=len(prompt),
+                limit=MAX_PROMPT,
+            )
+        )
     negative = (negative_prompt or "").strip() or DEFAULT_NEGATIVE_PROMPT
     if len(negative) > MAX_PROMPT:
         raise InputRefused(
-            f"The negative prompt has {len(negative)} characters; Kling accepts at most {MAX_PROMPT}."
+            _(
+                "The negative prompt has {count} characters; Kling accepts at most {limit}.",
+                count=len(negative),
+                limit=MAX_PROMPT,
+            )
         )
     if duration not in (5, 10):
-        raise InputRefused("The duration must be 5 or 10 seconds.")
+        raise InputRefused(_("The duration must be 5 or 10 seconds."))
     if loop and end_image is not None:
         raise InputRefused(
-            "`loop` ends the video on its start image, so it cannot be combined with `end_image`. "
-            "Leave one of them out."
+            _(
+                "`loop` ends the video on its start image, so it cannot be combined with `end_image`. "
+                "Leave one of them out."
+            )
         )
     voices = _voice_ids(voice_1, voice_2)
     with_audio = True if audio is None else audio
     if voices and not with_audio:
-        raise InputRefused("Voices need audio. Turn `audio` on or leave the voices out.")
+        raise InputRefused(_("Voices need audio. Turn `audio` on or leave the voices out."))
     _check_voice_references(prompt, len(voices))
     return AnimateRequest(
         prompt=prompt,
@@ -115,7 +128,7 @@ def _voice_ids(voice_1: str | None, voice_2: str | None) -> list[str]:
     first = (voice_1 or "").strip()
     second = (voice_2 or "").strip()
     if second and not first:
-        raise InputRefused("`voice_2` was given without `voice_1`. Please fill in `voice_1` first.")
+        raise InputRefused(_("`voice_2` was given without `voice_1`. Please fill in `voice_1` first."))
     return [voice for voice in (first, second) if voice]
 
 
@@ -126,13 +139,20 @@ def _check_voice_references(prompt: str, voice_count: int) -> None:
     if missing:
         names = ", ".join(f"`voice_{n}`" for n in missing)
         raise InputRefused(
-            f"The prompt refers to {', '.join(f'<<<voice_{n}>>>' for n in missing)} but {names} "
-            "was not given. Add the voice id or remove the reference."
+            _(
+                "The prompt refers to {references} but {names} was not given. Add the voice id or remove the "
+                "reference.",
+                references=", ".join(f"<<<voice_{n}>>>" for n in missing),
+                names=names,
+            )
         )
     unused = sorted(given - referenced)
     if unused:
         name = f"voice_{unused[0]}"
         raise InputRefused(
-            f"`{name}` was given but the prompt never says <<<{name}>>>. "
-            "Put the reference where that voice should speak."
+            _(
+                "`{name}` was given but the prompt never says <<<{name}>>>. "
+                "Put the reference where that voice should speak.",
+                name=name,
+            )
         )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import BotError, InputRefused
+from bot.i18n import _
 from bot.media import ImageChecker, PreparedImage
 from bot.picture_fix import encode_png, upscale_to_minimum
 from bot.request import AnimateRequest, AttachmentRef, build_request
@@ -23,7 +24,7 @@ from bot.video import VideoUnreadable, last_frame
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_JOB = (
+UNKNOWN_JOB = _(
     "I don't know this video: it was made before this bot's database was started, or its record was "
     "removed. Nothing was charged; please use /animate instead."
 )
@@ -80,7 +81,7 @@ def retry(job: JobRow) -> FollowUp:
 def parse_duration(text: str) -> int:
     cleaned = text.strip().lower().removesuffix("seconds").removesuffix("s").strip()
     if cleaned not in ("5", "10"):
-        raise InputRefused(f"The duration must be 5 or 10 (seconds), not “{text.strip()[:20]}”.")
+        raise InputRefused(_("The duration must be 5 or 10 (seconds), not “{text}”.", text=text.strip()[:20]))
     return int(cleaned)
 
 

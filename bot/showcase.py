@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from bot.blocklist import normalise
 from bot.errors import InputRefused
+from bot.i18n import _
 from bot.request import AnimateRequest
 from bot.store import showcases as sql
 from bot.store.db import Database
@@ -164,14 +165,16 @@ class ShowcaseService:
         """Records the job's showcase (the post follows); (the showcase, whether it is new). Raises
         InputRefused when the job has no video or the server no showcase channel."""
         if job.guild_id is None:
-            raise InputRefused("Videos made in DMs cannot be showcased.")
+            raise InputRefused(_("Videos made in DMs cannot be showcased."))
         if job.state != "delivered" or not job.video_url:
-            raise InputRefused("Only a finished video can be showcased.")
+            raise InputRefused(_("Only a finished video can be showcased."))
         server = await self.server(job.guild_id)
         if server.channel_id is None:
             raise InputRefused(
-                "This server has no showcase channel yet. "
-                "An admin can set one with `/showcase-admin channel`."
+                _(
+                    "This server has no showcase channel yet. "
+                    "An admin can set one with `/showcase-admin channel`."
+                )
             )
         return await sql.create(
             self.db,

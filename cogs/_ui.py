@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import BotError
+from bot.i18n import _, render
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,27 @@ DEAD_TOKEN_CODES = (50027, 10062)
 Interaction = discord.Interaction[Any]
 
 
+def for_member(interaction: Interaction, text: str) -> str:
+    """A sentence in the member's language (the interaction's locale); plain text as it is."""
+    return render(text, interaction.locale)
+
+
+def for_channel(interaction: Interaction, text: str) -> str:
+    """A sentence everyone in the channel reads: the server's preferred language, else English."""
+    return render(text, interaction.guild_locale)
+
+
+def installed_guild_id(interaction: Interaction) -> int | None:
+    """The server this use is under: its id when the server added the bot, else None (a DM, a group DM,
+    a member's own install used in a server without the bot, where server rules and quotas do not
+    apply and the allowance for use outside servers does)."""
+    return interaction.guild_id if interaction.is_guild_integration() else None
+
+
 async def say_privately(interaction: Interaction, text: str) -> None:
-    """Answers the member alone: first reply, or an edit of the deferred one; a dead token is ignored."""
+    """Answers the member alone, in their language: first reply, or an edit of the deferred one; a dead
+    token is ignored."""
+    text = for_member(interaction, text)
     try:
         if interaction.response.is_done():
             await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
@@ -37,7 +57,8 @@ async def say_privately(interaction: Interaction, text: str) -> None:
 
 async def reply(interaction: Interaction, text: str, *, file: discord.File | None = None) -> None:
     """Answers privately with a new message (a follow-up once answered); pings nobody even when the text
-    mentions a member or a role."""
+    mentions a member or a role. A Message is said in the member's language."""
+    text = for_member(interaction, text)
     extra: dict[str, Any] = {} if file is None else {"file": file}
     if interaction.response.is_done():
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
@@ -84,7 +105,10 @@ class ManagerGroup(app_commands.Group):
     async def interaction_check(self, interaction: Interaction, /) -> bool:
         if interaction.guild_id is not None and interaction.permissions.manage_guild:
             return True
-        await reply(interaction, f"You need the **Manage Server** permission to use /{self.root_name()}.")
+        await reply(
+            interaction,
+            _("You need the **Manage Server** permission to use /{command}.", command=self.root_name()),
+        )
         return False
 
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError, /) -> None:

@@ -10,14 +10,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.quota.rules import PERIOD_NOUN, Period, ServerPolicy, known_time_zones, relative_time
+from bot.i18n import _, join
+from bot.quota.rules import PERIOD_NOUN, Period, ServerPolicy, known_time_zones, per_period, relative_time
 from bot.quota.spending import RECENT_DAYS, MemberReport, QuotaService
 from bot.store.jobs import JobRow, JobStore
 from cogs._ui import ManagerGroup, acting, reply
 
 log = logging.getLogger(__name__)
 
-THIS_PERIOD: dict[Period, str] = {"daily": "today", "weekly": "this week", "monthly": "this month"}
+THIS_PERIOD: dict[Period, str] = {"daily": _("today"), "weekly": _("this week"), "monthly": _("this month")}
 MAX_CREDITS = 1_000_000
 # What grants and removals take (Discord enforces the bounds before the bot sees them).
 Credits = app_commands.Range[int, 1, MAX_CREDITS]
@@ -42,22 +43,52 @@ def role_ids_of(user: discord.abc.User) -> list[int]:
 
 
 def report_text(report: MemberReport, prices: dict[str, int], *, whose: str) -> str:
+    """The member's report; in the reader's language for the member's own (`whose` "Your")."""
     balance = report.balance
     noun = PERIOD_NOUN[balance.period]
+    first = (
+        _(
+            "**Your credits:** {available} — {left} of {allowance} + {bonus} bonus.",
+            available=balance.available,
+            left=balance.allowance_left,
+            allowance=per_period(balance.allowance, balance.period),
+            bonus=balance.bonus,
+        )
+        if whose == "Your"
+        else f"**{whose} credits:** {balance.available} — {balance.allowance_left} of {balance.allowance} "
+        f"per {noun} + {balance.bonus} bonus."
+    )
     lines = [
-        f"**{whose} credits:** {balance.available} — {balance.allowance_left} of {balance.allowance} per "
-        f"{noun} + {balance.bonus} bonus.",
-        f"**Resets** {relative_time(balance.resets_at)} (<t:{int(balance.resets_at)}:f>); "
-        "bonus credits never reset.",
-        f"**Jobs:** {report.waiting} waiting in line, {report.in_flight} in progress.",
-        f"**Spent:** {balance.spent_this_period} credits {THIS_PERIOD[balance.period]}; "
-        f"{report.recent_jobs} videos and {report.recent_credits} credits in the last {RECENT_DAYS} days.",
-        "**Prices:** " + " · ".join(f"{name}: {cost}" for name, cost in prices.items()),
+        first,
+        _(
+            "**Resets** {when} ({date}); bonus credits never reset.",
+            when=relative_time(balance.resets_at),
+            date=f"<t:{int(balance.resets_at)}:f>",
+        ),
+        _(
+            "**Jobs:** {waiting} waiting in line, {running} in progress.",
+            waiting=report.waiting,
+            running=report.in_flight,
+        ),
+        _(
+            "**Spent:** {spent} credits {period}; {jobs} videos and {credits} credits in the last {days} "
+            "days.",
+            spent=balance.spent_this_period,
+            period=THIS_PERIOD[balance.period],
+            jobs=report.recent_jobs,
+            credits=report.recent_credits,
+            days=RECENT_DAYS,
+        ),
+        _("**Prices:** {prices}", prices=" · ".join(f"{name}: {cost}" for name, cost in prices.items())),
     ]
     if report.blocked:
-        why = f" ({report.block_reason})" if report.block_reason else ""
-        lines.insert(0, f"**Blocked** from making videos in this server{why}.")
-    return "\n".join(lines)
+        blocked = (
+            _("**Blocked** from making videos in this server ({reason}).", reason=report.block_reason)
+            if report.block_reason
+            else _("**Blocked** from making videos in this server.")
+        )
+        lines.insert(0, blocked)
+    return join(lines)
 
 
 def recent_videos_text(jobs: list[JobRow], room: int = 2000) -> str:
@@ -128,7 +159,7 @@ class QuotaCog(commands.Cog):
         store = getattr(self.bot, "job_store", None)
         if isinstance(store, JobStore):
             recent = await store.recent_for_user(interaction.user.id, limit=RECENT_VIDEOS)
-            text += recent_videos_text(recent, room=2000 - len(text))
+            text = join([text, recent_videos_text(recent, room=2000 - len(text))], "")
         await reply(interaction, text)
 
     @admin.command(name="view", description="A member's credits, jobs and spending")

@@ -72,6 +72,15 @@ async def test_good_settings_pass_and_give_the_install_link(tmp_path: Path) -> N
         f"https://discord.com/oauth2/authorize?client_id={p.DEFAULT_APPLICATION_ID}"
         f"&scope=bot+applications.commands&permissions={INSTALL_PERMISSIONS.value}"
     ) in link.text
+    user_link = by_topic(findings, "user install link")
+    assert (
+        user_link.level == "ok"
+        and (
+            f"https://discord.com/oauth2/authorize?client_id={p.DEFAULT_APPLICATION_ID}"
+            "&integration_type=1&scope=applications.commands"
+        )
+        in user_link.text
+    )
     assert by_topic(findings, "sunra key").level == "ok"
     assert sunra.count("status") == 1 and sunra.count("submit") == 0  # costs nothing, creates no job
     database = by_topic(findings, "database")
@@ -97,6 +106,7 @@ async def test_a_refused_token_fails(tmp_path: Path) -> None:
     token = by_topic(findings, "Discord token")
     assert token.level == "fail" and "refused by Discord (401)" in token.text
     assert "client_id=<APPLICATION_ID>" in by_topic(findings, "install link").text
+    assert "integration_type=1" in by_topic(findings, "user install link").text
     assert by_topic(findings, "sunra key").level == "ok"
     assert exit_code(findings) == 1
     no_secret_in(findings, "not-the-token", SUNRA_KEY)

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from bot.config import JobSettings
 from bot.errors import BotError
+from bot.i18n import _
 from bot.quota.rules import JobOptions
 from bot.quota.spending import Reservation
 from bot.request import AnimateRequest
@@ -81,6 +82,9 @@ class Command:
     role_ids: tuple[int, ...]
     upload_limit: int
     request: AnimateRequest
+    # The bot cannot post in the channel (a DM, a group DM, a member's own install in a server without the
+    # bot): progress and the video go through the interaction (its token, 15 minutes), then the DM.
+    deliver_via_interaction: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,7 @@ def outcome_from_error(error: BaseException) -> Outcome:
         code = getattr(error, "code", None) or type(error).__name__
         return Outcome(State.FAILED, str(code), error.user_message, error.retryable)
     return Outcome(
-        State.FAILED, "internal", "Something went wrong inside the bot. Trying again may help.", True
+        State.FAILED, "internal", _("Something went wrong inside the bot. Trying again may help."), True
     )
 
 

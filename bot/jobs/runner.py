@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from bot.errors import BotError, InputRefused, ServiceUnavailable
 from bot.guild_access import check_guild_allowed
+from bot.i18n import _
 from bot.jobs.base import log
 from bot.jobs.dispatch import Dispatching
 from bot.jobs.model import (
@@ -89,9 +90,10 @@ class PerKeyLimit:
 class MemberBurst(InputRefused):
     """Too many of a member's commands are being checked at once."""
 
-    user_message = (
-        f"You already have {MEMBER_BURST} videos being checked. Please wait until they are on their way, "
-        "then try again; nothing was charged for this one."
+    user_message = _(
+        "You already have {count} videos being checked. Please wait until they are on their way, "
+        "then try again; nothing was charged for this one.",
+        count=MEMBER_BURST,
     )
     retryable = True
 
@@ -225,7 +227,7 @@ class JobRunner(Dispatching):
             job_id, State.RECEIVED, State.QUEUED, start_image_url=start_url, end_image_url=end_url
         ):
             await self.quota.refund(job_id, "job moved before it was queued")
-            raise InputRefused("This command was already handled.")
+            raise InputRefused(_("This command was already handled."))
         job = await self._job(job_id)
         place = await self.place_in_line(job)
         # The public progress post waits for the channel's message rate limit (5 per 5 s on Discord);

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot.i18n import _, _n
 from bot.store import ledger
 
 log = logging.getLogger(__name__)
@@ -268,8 +269,17 @@ def member_allowance(policy: ServerPolicy, role_allowance: int | None, settings:
 
 
 def credit_count(n: int) -> str:
-    """`1 credit`, `5 credits`."""
-    return f"{n} credit" if n == 1 else f"{n} credits"
+    """`1 credit`, `5 credits` (in the member's language when rendered; bot/i18n)."""
+    return _n(n, "{n} credit", "{n} credits")
+
+
+def per_period(n: int, period: Period) -> str:
+    """An allowance with its period: `20 per day` (in the member's language when rendered)."""
+    if period == "weekly":
+        return _("{n} per week", n=n)
+    if period == "monthly":
+        return _("{n} per month", n=n)
+    return _("{n} per day", n=n)
 
 
 def relative_time(epoch: float) -> str:

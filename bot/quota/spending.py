@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 from bot.errors import InputRefused
 from bot.guild_cache import GroupRead, GuildCache
+from bot.i18n import _
 from bot.quota.admin import QuotaAdmin
 from bot.quota.rules import (
     MICROS_PER_USD,
-    PERIOD_NOUN,
     JobOptions,
     Period,
     QuotaSettings,
@@ -39,6 +39,7 @@ from bot.quota.rules import (
     credit_count,
     job_cost,
     member_allowance,
+    per_period,
     period_bounds,
     price_list,
     relative_time,
@@ -99,9 +100,11 @@ class Reservation:
     resets_at: float
 
     def describe(self) -> str:
-        return (
-            f"It costs {credit_count(self.cost)}; you have {self.balance_after} left "
-            f"(your allowance resets {relative_time(self.resets_at)})."
+        return _(
+            "It costs {cost}; you have {left} left (your allowance resets {when}).",
+            cost=credit_count(self.cost),
+            left=self.balance_after,
+            when=relative_time(self.resets_at),
         )
 
 
@@ -450,14 +453,23 @@ class QuotaService(QuotaAdmin):
         """Every check of a job, in the order a member can act on them; raises QuotaRefused."""
         if guild_id is None and self.settings.dm_credits <= 0:
             raise QuotaRefused(
-                "/animate is not available in direct messages. Please use it in a server.", code="dm_off"
+                _(
+                    "/animate is not available here: its operator allows it only in servers that added the "
+                    "bot. Please use it in such a server."
+                ),
+                code="dm_off",
             )
         state = await self._member_state(reader, guild_id, user_id, role_ids, now, with_caps=True)
         if state.blocked:
-            why = f" ({state.block_reason})" if state.block_reason else ""
-            raise QuotaRefused(
-                f"A server admin has blocked you from making videos here{why}.", code="blocked"
+            blocked = (
+                _(
+                    "A server admin has blocked you from making videos here ({reason}).",
+                    reason=state.block_reason,
+                )
+                if state.block_reason
+                else _("A server admin has blocked you from making videos here.")
             )
+            raise QuotaRefused(blocked, code="blocked")
         _check_switches(state, options)
         cost = job_cost(options, self.settings)
         _check_cooldown(state, now)
@@ -485,25 +497,30 @@ def _reservation_from_row(row: ledger.ReservationRow, balance: Balance) -> Reser
 # ----- refusals -------------------------------------------------------------------------------------------
 
 
+_PERIOD_NOUN = {"daily": _("day"), "weekly": _("week"), "monthly": _("month")}
+
+
 def _left(balance: Balance) -> str:
-    return (
-        f"You have {credit_count(balance.available)} left; your allowance "
-        f"({balance.allowance} per {PERIOD_NOUN[balance.period]}) resets {relative_time(balance.resets_at)}."
+    return _(
+        "You have {credits} left; your allowance ({allowance}) resets {when}.",
+        credits=credit_count(balance.available),
+        allowance=per_period(balance.allowance, balance.period),
+        when=relative_time(balance.resets_at),
     )
 
 
 def _check_switches(state: _MemberState, options: JobOptions) -> None:
     policy = state.policy
     if options.duration > 5 and not policy.allow_10s:
-        why, code = "10-second videos are turned off here; choose 5 seconds.", "10s_off"
+        why, code = _("10-second videos are turned off here; choose 5 seconds."), "10s_off"
     elif options.voices > 0 and not policy.allow_voices:
-        why, code = "Voices are turned off here; leave voice_1 and voice_2 empty.", "voices_off"
+        why, code = _("Voices are turned off here; leave voice_1 and voice_2 empty."), "voices_off"
     elif options.audio and not policy.allow_audio:
-        why, code = "Sound is turned off here; set audio to False.", "audio_off"
+        why, code = _("Sound is turned off here; set audio to False."), "audio_off"
     else:
         return
     raise QuotaRefused(
-        f"{why} {_left(state.balance)}",
+        _("{why} {left}", why=why, left=_left(state.balance)),
         code=code,
         balance=state.balance.available,
         resets_at=state.balance.resets_at,
@@ -516,8 +533,11 @@ def _check_cooldown(state: _MemberState, now: float) -> None:
         return
     ready = state.last_reserve_at + wait
     raise QuotaRefused(
-        f"Please wait a little: you can make your next video {relative_time(math.ceil(ready))}. "
-        f"{_left(state.balance)}",
+        _(
+            "Please wait a little: you can make your next video {when}. {left}",
+            when=relative_time(math.ceil(ready)),
+            left=_left(state.balance),
+        ),
         code="cooldown",
         balance=state.balance.available,
         resets_at=state.balance.resets_at,
@@ -530,9 +550,14 @@ def _check_balance(state: _MemberState, cost: int) -> None:
     if cost <= balance.available:
         return
     raise QuotaRefused(
-        f"This video costs {credit_count(cost)}, but you have {balance.available} left. Your allowance "
-        f"({balance.allowance} per {PERIOD_NOUN[balance.period]}) resets {relative_time(balance.resets_at)}. "
-        "A shorter video, or one without sound, costs less.",
+        _(
+            "This video costs {cost}, but you have {left} left. Your allowance ({allowance}) resets {when}. "
+            "A shorter video, or one without sound, costs less.",
+            cost=credit_count(cost),
+            left=balance.available,
+            allowance=per_period(balance.allowance, balance.period),
+            when=relative_time(balance.resets_at),
+        ),
         code="insufficient_credits",
         balance=balance.available,
         resets_at=balance.resets_at,
@@ -547,9 +572,16 @@ def _check_server_cap(state: _MemberState, cost: int) -> None:
         return
     balance = state.balance
     raise QuotaRefused(
-        f"This server has used its {cap} credits for this {PERIOD_NOUN[balance.period]} "
-        f"({cap - spent} left, this video costs {cost}). It resets {relative_time(balance.resets_at)}; "
-        f"{_left(balance)}",
+        _(
+            "This server has used its {cap} credits for this {period} ({spare} left, this video costs "
+            "{cost}). It resets {when}; {left}",
+            cap=cap,
+            period=_PERIOD_NOUN[balance.period],
+            spare=cap - spent,
+            cost=cost,
+            when=relative_time(balance.resets_at),
+            left=_left(balance),
+        ),
         code="server_cap",
         balance=balance.available,
         resets_at=balance.resets_at,
@@ -562,8 +594,11 @@ def _check_global_cap(state: _MemberState, micros: int, settings: QuotaSettings,
     if state.usd_micros_today + micros <= cap_micros:
         return
     raise QuotaRefused(
-        "The bot has reached its spending limit for today; it resets "
-        f"{relative_time(day_end)}. {_left(state.balance)}",
+        _(
+            "The bot has reached its spending limit for today; it resets {when}. {left}",
+            when=relative_time(day_end),
+            left=_left(state.balance),
+        ),
         code="global_cap",
         balance=state.balance.available,
         resets_at=state.balance.resets_at,

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from bot.errors import BotError, ServiceUnavailable
+from bot.i18n import _
 from bot.sunra.reasons import clean_text, explain
 
 PREDICTION_FAILED_CODE = "PREDICTION_FAILED"
 MAX_CODE_CHARS = 100
 
-SERVICE_DOWN_MESSAGE = (
+SERVICE_DOWN_MESSAGE = _(
     "The bot's video service is not available right now; the server owner has been told. "
     "Trying again later may help."
 )
@@ -23,7 +24,7 @@ SERVICE_DOWN_MESSAGE = (
 class SunraError(BotError):
     """Base of every sunra failure. ``str()`` is the operator's detail, ``user_message`` the member's."""
 
-    user_message = "The video service had a problem. Trying again later may help."
+    user_message = _("The video service had a problem. Trying again later may help.")
     retryable = True
 
     def __init__(
@@ -66,7 +67,7 @@ class InsufficientFunds(SunraError, ServiceUnavailable):
 class InvalidInput(SunraError):
     """422 or another 4xx about the request itself: sending the same again will not help."""
 
-    user_message = "Kling refused this request. Trying again with the same input will not help."
+    user_message = _("Kling refused this request. Trying again with the same input will not help.")
     retryable = False
 
 
@@ -75,7 +76,7 @@ class RateLimited(SunraError):
     server's hint in seconds, when it gave one. ``maybe_key`` marks a bare 403 that said neither "rate
     limit" nor "bad key": retried like any failure, and taken for a rejected key if it persists."""
 
-    user_message = "The video service is busy right now. Please try again in a few minutes."
+    user_message = _("The video service is busy right now. Please try again in a few minutes.")
 
     def __init__(self, *args: Any, maybe_key: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -85,19 +86,19 @@ class RateLimited(SunraError):
 class TransientError(SunraError):
     """5xx, a timeout or a broken connection, still failing after every retry."""
 
-    user_message = "The video service did not answer properly. Trying again later may help."
+    user_message = _("The video service did not answer properly. Trying again later may help.")
 
 
 class MalformedResponse(SunraError):
     """An answer that is not JSON or lacks what the protocol promises."""
 
-    user_message = "The video service gave an answer the bot could not read. Trying again later may help."
+    user_message = _("The video service gave an answer the bot could not read. Trying again later may help.")
 
 
 class SubmissionUncertain(SunraError):
     """The submit may or may not have created a job; it is never sent again blindly (that may pay twice)."""
 
-    user_message = (
+    user_message = _(
         "The video service did not confirm your job, so the bot cannot tell whether it started. "
         "It was not sent again, to avoid making it twice; please try again in a few minutes."
     )
@@ -108,7 +109,7 @@ class NoVideo(SunraError):
     ``url``, or a result that says it is not finished). An answer, not a fault: asking again for
     long will not make a video appear, so the client retries briefly and callers then end the job."""
 
-    user_message = (
+    user_message = _(
         "Kling finished the job but sent back no video, so nothing was charged. Trying again may help."
     )
 
@@ -116,7 +117,7 @@ class NoVideo(SunraError):
 class RequestNotFound(SunraError):
     """404 for a request id: the API does not know (or no longer knows) this job."""
 
-    user_message = "The video service no longer knows this job. Trying again may help."
+    user_message = _("The video service no longer knows this job. Trying again may help.")
 
 
 class StreamUnavailable(SunraError):
@@ -126,7 +127,7 @@ class StreamUnavailable(SunraError):
 class DownloadTooLarge(SunraError):
     """The video is bigger than the caller's limit; nothing is kept on disk."""
 
-    user_message = "The video is larger than this channel accepts."
+    user_message = _("The video is larger than this channel accepts.")
     retryable = False
 
     def __init__(self, *, limit: int, size: int | None = None, detail: str | None = None) -> None:

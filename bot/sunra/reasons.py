@@ -8,14 +8,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bot.i18n import _
+
 # How much of the API's own text is repeated to a member or in a log line.
 MAX_API_TEXT = 300
 # How much of any text from outside a pattern ever sees: every string is cut to this first, so no
 # answer (a 48,000-character code, a 1 MB message) costs more than a bounded, linear scan.
 MAX_SCANNED = 1000
 
-MAY_HELP = "Trying again may help."
-SAME_INPUT = "Trying again with the same input will not help."
+MAY_HELP = _("Trying again may help.")
+SAME_INPUT = _("Trying again with the same input will not help.")
 
 # A "machine word": one token such as content_policy, NSFW, E1234 or kling.timeout; never shown as is.
 _MACHINE = re.compile(r"[A-Za-z0-9_.:/-]+")
@@ -71,25 +73,25 @@ KINDS = (
     Kind(
         "moderation_picture",
         re.compile(_PICTURE),
-        "Kling's content moderation refused the picture.",
+        _("Kling's content moderation refused the picture."),
         False,
-        "Trying again with the same picture will not help; a different picture may.",
+        _("Trying again with the same picture will not help; a different picture may."),
         re.compile(_MODERATION),
     ),
     Kind(
         "moderation_prompt",
         re.compile(r"prompt|text"),
-        "Kling's content moderation refused the prompt.",
+        _("Kling's content moderation refused the prompt."),
         False,
-        "Trying again with the same prompt will not help; different wording may.",
+        _("Trying again with the same prompt will not help; different wording may."),
         re.compile(_MODERATION),
     ),
     Kind(
         "moderation",
         re.compile(rf"{_MODERATION}|content_(filter|block|review)"),
-        "Kling's content moderation refused the picture or the prompt.",
+        _("Kling's content moderation refused the picture or the prompt."),
         False,
-        "Trying again with the same picture and prompt will not help.",
+        _("Trying again with the same picture and prompt will not help."),
     ),
     Kind(
         "invalid_input",
@@ -97,13 +99,13 @@ KINDS = (
             r"invalid|validat|unsupported|unprocessable|malformed|bad_|too_(large|small|big|long|short)|"
             r"dimension|aspect|resolution|format"
         ),
-        "Kling could not use the picture or the options of this job.",
+        _("Kling could not use the picture or the options of this job."),
         False,
     ),
     Kind(
         "timeout",
         re.compile(r"time_?out|timed_?out|deadline"),
-        "Kling took too long to make this video and gave up.",
+        _("Kling took too long to make this video and gave up."),
         True,
     ),
     Kind(
@@ -112,7 +114,7 @@ KINDS = (
             r"provider|internal|server|upstream|unavailable|overload|capacity|busy|model_error|inference|"
             r"gpu|crash|exception|service"
         ),
-        "Kling had a problem on its side while making this video.",
+        _("Kling had a problem on its side while making this video."),
         True,
     ),
 )
@@ -172,7 +174,7 @@ def explain(
     *,
     retryable: bool | None,
     default_retryable: bool,
-    lead: str = "Kling could not make this video",
+    lead: str = _("Kling could not make this video"),
 ) -> tuple[str, bool]:
     """(the member's sentence, whether retrying may help) from what the API said about a failure.
 
@@ -193,7 +195,9 @@ def explain(
     advice = MAY_HELP if retryable else refusal
     quoted = human.rstrip(". ") if human else None
     if kind is not None:
-        sentence = kind.sentence + (f" Kling said: {quoted}." if quoted else "")
+        sentence = (
+            _("{kind} Kling said: {quoted}.", kind=kind.sentence, quoted=quoted) if quoted else kind.sentence
+        )
     else:
-        sentence = f"{lead}: {quoted}." if quoted else f"{lead}."
-    return f"{sentence} {advice}", retryable
+        sentence = _("{lead}: {quoted}.", lead=lead, quoted=quoted) if quoted else _("{lead}.", lead=lead)
+    return _("{sentence} {advice}", sentence=sentence, advice=advice), retryable

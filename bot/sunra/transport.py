@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
+from bot.i18n import _
 from bot.sunra.errors import (
     SERVICE_DOWN_MESSAGE,
     AuthError,
@@ -119,7 +120,7 @@ def api_error(
         return SunraError(SERVICE_DOWN_MESSAGE, status=status, code=code, detail=detail, retryable=False)
     if 400 <= status < SERVER_ERROR_MIN:
         said, again = explain(
-            (message, code), retryable=None, default_retryable=False, lead="Kling refused this request"
+            (message, code), retryable=None, default_retryable=False, lead=_("Kling refused this request")
         )
         return InvalidInput(said, status=status, code=code, detail=detail, retryable=again)
     return MalformedResponse(status=status, code=code, detail=detail)

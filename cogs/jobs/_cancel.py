@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.i18n import _
 from cogs._ui import IdButton, say_privately
 
 if TYPE_CHECKING:
@@ -29,12 +30,12 @@ class CancelButton(IdButton, kind="cancel"):
             return False
         job = await interaction.client.job_store.get(self.number)
         if job is None:
-            await say_privately(interaction, "I no longer know this job.")
+            await say_privately(interaction, _("I no longer know this job."))
             return False
         may_manage = bool(interaction.permissions.manage_messages)
         if interaction.user.id != job.user_id and not may_manage:
             await say_privately(
-                interaction, "Only the member who asked for this video, or a moderator, can cancel it."
+                interaction, _("Only the member who asked for this video, or a moderator, can cancel it.")
             )
             return False
         return True
@@ -50,5 +51,7 @@ class CancelButton(IdButton, kind="cancel"):
         stopped = await interaction.client.runner.cancel(self.number, reason)
         await say_privately(
             interaction,
-            "Cancelling the job…" if stopped else "This job has already finished or is being delivered.",
+            _("Cancelling the job…")
+            if stopped
+            else _("This job has already finished or is being delivered."),
         )

@@ -1,4 +1,5 @@
-"""/animate and its Cancel button: Discord in, bot/ calls out, nothing more."""
+"""/animate and its Cancel button: Discord in, bot/ calls out, nothing more. Its names and descriptions
+are `locale_str`s the tree's translator (bot/i18n/commands.py) localizes from the catalogues."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 from discord.ext import commands
 
+from bot.i18n import _
 from bot.jobs import Command
 from bot.media import PictureShapeRefused, check_metadata
 from bot.request import AttachmentRef, build_request
 from bot.voices import choice_label
-from cogs._ui import say_privately
+from cogs._ui import installed_guild_id, say_privately
 from cogs.jobs._cancel import CancelButton
 from cogs.jobs._submit import Submission, check_channel, member_role_ids, submit_job
 
@@ -49,10 +52,6 @@ def check_attachment_ref(ref: AttachmentRef, label: str, max_bytes: int) -> Atta
 class AnimateCog(commands.Cog):
     def __init__(self, bot: KlingBot) -> None:
         self.bot = bot
-        if bot.settings.quota.dm_credits > 0:
-            # The operator granted a DM allowance: offer /animate in DMs with the bot too.
-            self.animate.guild_only = False
-            self.animate.allowed_contexts = app_commands.AppCommandContext(guild=True, dm_channel=True)
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(CancelButton)
@@ -66,26 +65,45 @@ class AnimateCog(commands.Cog):
         # A bug must still end in a sentence for the member, never in "The application did not respond".
         log.error("/%s failed", interaction.command.name if interaction.command else "?", exc_info=error)
         await say_privately(
-            interaction, "Something went wrong inside the bot; nothing was charged. Please try again."
+            interaction, _("Something went wrong inside the bot; nothing was charged. Please try again.")
         )
 
-    @app_commands.command(name="animate", description="Turn a picture into a short video with Kling 2.6 Pro")
-    @app_commands.guild_only()
+    @app_commands.command(
+        name=locale_str("animate"),
+        description=locale_str("Turn a picture into a short video with Kling 2.6 Pro"),
+    )
+    # Installed by a server or by a member for themselves; used in a server, a DM with the bot or a group
+    # DM. Where the bot cannot post, the video comes through the interaction (see check_channel).
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.rename(
+        image=locale_str("image"),
+        prompt=locale_str("prompt"),
+        end_image=locale_str("end_image"),
+        negative_prompt=locale_str("negative_prompt"),
+        duration=locale_str("duration"),
+        audio=locale_str("audio"),
+        loop=locale_str("loop"),
+    )
     @app_commands.describe(
-        image="The first frame: JPEG, PNG, WebP… at least 300×300 px, up to 10 MB",
-        prompt="What should happen in the video (up to 2500 characters)",
-        end_image="Optional last frame",
-        negative_prompt="What to avoid (default: blur, distort, and low quality)",
-        duration="Length of the video",
-        audio="Generate sound with the video (default: on)",
-        voice_1="A voice from /voices, or a voice id; write <<<voice_1>>> in the prompt where it speaks",
-        voice_2="A voice from /voices, or a voice id; write <<<voice_2>>> in the prompt where it speaks",
-        loop="End the video on its start image, so it loops (not with end_image)",
+        image=locale_str("The first frame: JPEG, PNG, WebP… at least 300×300 px, up to 10 MB"),
+        prompt=locale_str("What should happen in the video (up to 2500 characters)"),
+        end_image=locale_str("Optional last frame"),
+        negative_prompt=locale_str("What to avoid (default: blur, distort, and low quality)"),
+        duration=locale_str("Length of the video"),
+        audio=locale_str("Generate sound with the video (default: on)"),
+        voice_1=locale_str(
+            "A voice from /voices, or a voice id; write <<<voice_1>>> in the prompt where it speaks"
+        ),
+        voice_2=locale_str(
+            "A voice from /voices, or a voice id; write <<<voice_2>>> in the prompt where it speaks"
+        ),
+        loop=locale_str("End the video on its start image, so it loops (not with end_image)"),
     )
     @app_commands.choices(
         duration=[
-            app_commands.Choice(name="5 seconds", value=5),
-            app_commands.Choice(name="10 seconds", value=10),
+            app_commands.Choice(name=locale_str("5 seconds"), value=5),
+            app_commands.Choice(name=locale_str("10 seconds"), value=10),
         ]
     )
     async def animate(
@@ -103,9 +121,12 @@ class AnimateCog(commands.Cog):
     ) -> None:
         # Everything before the deferral is instant (no I/O but one small SQLite read and write), so
         # the 3-second deadline holds even when many members press Enter at once.
+        # A member's own install in a server without the bot, a DM: no server's rules apply there.
+        guild_id = installed_guild_id(interaction)
+
         async def prepare() -> Submission:
-            check_channel(interaction)
-            await self.bot.prompt_filter.check(interaction.guild_id, prompt)
+            through_interaction = check_channel(interaction)
+            await self.bot.prompt_filter.check(guild_id, prompt)
             max_bytes = self.bot.images.max_download_bytes
             request = build_request(
                 prompt=prompt,
@@ -113,22 +134,21 @@ class AnimateCog(commands.Cog):
                 end_image=check_attachment(end_image, "end image", max_bytes) if end_image else None,
                 negative_prompt=negative_prompt,
                 duration=duration,
-                audio=audio
-                if audio is not None
-                else await self.bot.quota.audio_by_default(interaction.guild_id),
-                voice_1=await self.bot.voices.resolve(interaction.guild_id, voice_1),
-                voice_2=await self.bot.voices.resolve(interaction.guild_id, voice_2),
+                audio=audio if audio is not None else await self.bot.quota.audio_by_default(guild_id),
+                voice_1=await self.bot.voices.resolve(guild_id, voice_1),
+                voice_2=await self.bot.voices.resolve(guild_id, voice_2),
                 loop=loop,
             )
             return Submission(
                 Command(
                     interaction_id=interaction.id,
-                    guild_id=interaction.guild_id,
+                    guild_id=guild_id,
                     channel_id=interaction.channel_id or 0,
                     user_id=interaction.user.id,
-                    role_ids=member_role_ids(interaction),
+                    role_ids=member_role_ids(interaction) if guild_id else (),
                     upload_limit=interaction.filesize_limit,
                     request=request,
+                    deliver_via_interaction=through_interaction,
                 )
             )
 
@@ -140,5 +160,5 @@ class AnimateCog(commands.Cog):
         self, interaction: discord.Interaction[KlingBot], current: str
     ) -> list[app_commands.Choice[str]]:
         # A raw id typed without picking a choice is sent as it is, so an empty library still works.
-        found = await self.bot.voices.suggest(interaction.guild_id, current)
+        found = await self.bot.voices.suggest(installed_guild_id(interaction), current)
         return [app_commands.Choice(name=choice_label(v), value=v.voice_id) for v in found]

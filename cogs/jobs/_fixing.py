@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.errors import BotError
+from bot.i18n import _, render
 from bot.jobs import Command, job_options
 from bot.media import PictureShapeRefused, PreparedImage
 from bot.picture_fix import FIX_LABELS, Fix, fix_file, fixes_for_file
-from cogs._ui import NO_MENTIONS
+from cogs._ui import NO_MENTIONS, for_member
 from cogs.jobs._submit import Submission, submit_job
 
 if TYPE_CHECKING:
@@ -28,10 +29,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DONE = {
-    Fix.CROP: "cropped",
-    Fix.PAD_BLUR: "padded with blurred edges",
-    Fix.PAD_PLAIN: "padded with plain edges",
-    Fix.UPSCALE: "scaled up",
+    Fix.CROP: _("cropped"),
+    Fix.PAD_BLUR: _("padded with blurred edges"),
+    Fix.PAD_PLAIN: _("padded with plain edges"),
+    Fix.UPSCALE: _("scaled up"),
 }
 FIX_SECONDS = 15 * 60  # an interaction's lifetime: the ephemeral message cannot be edited after it
 
@@ -49,17 +50,27 @@ async def offer_picture_fix(
         log.info("cannot offer a fix for interaction %s: %s", interaction.id, error)
         fixes = []
     if not fixes:
-        await interaction.edit_original_response(content=refusal.user_message, allowed_mentions=NO_MENTIONS)
+        await interaction.edit_original_response(
+            content=for_member(interaction, refusal.user_message), allowed_mentions=NO_MENTIONS
+        )
         return
-    view = FixView(command, refusal.label, data, fixes)
-    text = f"{refusal.user_message}\nOr I can fix it for you (nothing is charged until you confirm):"
-    await interaction.edit_original_response(content=text, view=view, allowed_mentions=NO_MENTIONS)
+    view = FixView(command, refusal.label, data, fixes, locale=str(interaction.locale))
+    text = _(
+        "{refusal}\nOr I can fix it for you (nothing is charged until you confirm):",
+        refusal=refusal.user_message,
+    )
+    await interaction.edit_original_response(
+        content=for_member(interaction, text), view=view, allowed_mentions=NO_MENTIONS
+    )
 
 
 class FixView(discord.ui.View):
-    def __init__(self, command: Command, label: str, data: bytes, fixes: list[Fix]) -> None:
+    def __init__(
+        self, command: Command, label: str, data: bytes, fixes: list[Fix], *, locale: str = "en-US"
+    ) -> None:
         super().__init__(timeout=FIX_SECONDS)
         self.command, self.label, self.data, self.fixes = command, label, data, fixes
+        self.locale = locale  # the member's, for the buttons' labels
         self.fixed: PreparedImage | None = None
         self._show_buttons()
 
@@ -67,13 +78,18 @@ class FixView(discord.ui.View):
         self.clear_items()
         for fix in self.fixes:
             button: discord.ui.Button[FixView] = discord.ui.Button(
-                label=FIX_LABELS[fix], style=discord.ButtonStyle.secondary, custom_id=f"fix:{fix.value}"
+                label=render(FIX_LABELS[fix], self.locale),
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"fix:{fix.value}",
             )
             button.callback = self._fixer(fix)  # type: ignore[method-assign]
             self.add_item(button)
         if self.fixed is not None:
             confirm: discord.ui.Button[FixView] = discord.ui.Button(
-                label="Animate this", emoji="🎬", style=discord.ButtonStyle.success, custom_id="fix:confirm"
+                label=render(_("Animate this"), self.locale),
+                emoji="🎬",
+                style=discord.ButtonStyle.success,
+                custom_id="fix:confirm",
             )
             confirm.callback = self._confirm  # type: ignore[method-assign,assignment]
             self.add_item(confirm)
@@ -95,9 +111,15 @@ class FixView(discord.ui.View):
                 BytesIO(self.fixed.data), filename=f"fixed.{self.fixed.filename.rsplit('.', 1)[-1]}"
             )
             await interaction.edit_original_response(
-                content=(
-                    f"Here is the {self.label} {DONE[fix]}: {self.fixed.width}×{self.fixed.height} px. "
-                    "Animate it, or try another fix."
+                content=for_member(
+                    interaction,
+                    _(
+                        "Here is the {label} {done}: {width}×{height} px. Animate it, or try another fix.",
+                        label=_("image") if self.label == "image" else _("end image"),
+                        done=DONE[fix],
+                        width=self.fixed.width,
+                        height=self.fixed.height,
+                    ),
                 ),
                 attachments=[shown],
                 view=self,
@@ -137,9 +159,9 @@ class FixView(discord.ui.View):
     @staticmethod
     async def _finish(interaction: discord.Interaction[Any], text: str) -> None:
         await interaction.edit_original_response(
-            content=text, attachments=[], view=None, allowed_mentions=NO_MENTIONS
+            content=for_member(interaction, text), attachments=[], view=None, allowed_mentions=NO_MENTIONS
         )
 
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception, item: Any, /) -> None:
         log.error("picture fix failed", exc_info=error)
-        await self._finish(interaction, "Something went wrong inside the bot; nothing was charged.")
+        await self._finish(interaction, _("Something went wrong inside the bot; nothing was charged."))

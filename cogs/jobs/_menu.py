@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 from discord.ext import commands
 
 from bot import results
 from bot.errors import InputRefused
+from bot.i18n import _, render
 from bot.request import MAX_PROMPT, AnimateRequest, AttachmentRef, build_request
-from cogs._ui import say_privately
+from cogs._ui import installed_guild_id, say_privately
 from cogs.jobs._command import attachment_ref, check_attachment_ref
 from cogs.jobs._results import answering_errors, prompt_input, submit_follow_up
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from bot.app import KlingBot
 
 
-NO_PICTURE = (
+NO_PICTURE = _(
     "This message has no picture I can use (attached or embedded). Use Animate on a message with a JPEG, "
     "PNG or WebP picture, or use /animate and attach one."
 )
@@ -57,29 +59,38 @@ def parse_yes_no(text: str, what: str) -> bool:
         return True
     if answer in ("no", "n", "off", "false", "0"):
         return False
-    raise InputRefused(f"Please answer “{what}” with yes or no.")
+    raise InputRefused(_("Please answer “{question}” with yes or no.", question=what))
 
 
 class AnimateMessageModal(discord.ui.Modal, title="Animate this picture"):
-    """The form of the Animate menu; it holds the message's pictures, so it is handled in-process."""
+    """The form of the Animate menu; it holds the message's pictures, so it is handled in-process. Its
+    title and labels are in the member's language (`locale`); the answers stay yes/no and numbers."""
 
-    def __init__(self, pictures: list[AttachmentRef], *, audio: bool, max_bytes: int) -> None:
-        super().__init__(timeout=15 * 60)  # an interaction's lifetime
+    def __init__(
+        self, pictures: list[AttachmentRef], *, audio: bool, max_bytes: int, locale: str = "en-US"
+    ) -> None:
+        super().__init__(title=render(_("Animate this picture"), locale), timeout=15 * 60)  # a token's life
         self.pictures, self.max_bytes = pictures, max_bytes
-        self.prompt = prompt_input("")
+        self.prompt = prompt_input("", locale)
         self.negative_prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label="Negative prompt", style=discord.TextStyle.paragraph, required=False, max_length=MAX_PROMPT
+            label=render(_("Negative prompt"), locale),
+            style=discord.TextStyle.paragraph,
+            required=False,
+            max_length=MAX_PROMPT,
         )
         self.duration: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label="Duration (5 or 10 seconds)", default="5", max_length=10
+            label=render(_("Duration (5 or 10 seconds)"), locale), default="5", max_length=10
         )
+        self.sound_label = _("Sound (yes or no)")
         self.audio: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label="Sound (yes or no)", default="yes" if audio else "no", max_length=5
+            label=render(self.sound_label, locale), default="yes" if audio else "no", max_length=5
         )
         two = len(pictures) > 1
-        self.ending_label = "Second picture as the last frame (yes or no)" if two else "Loop (yes or no)"
+        self.ending_label = (
+            _("Second picture as the last frame (yes or no)") if two else _("Loop (yes or no)")
+        )
         self.ending: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label=self.ending_label,
+            label=render(self.ending_label, locale),
             default="yes" if two else "no",
             max_length=5,
         )
@@ -99,7 +110,7 @@ class AnimateMessageModal(discord.ui.Modal, title="Animate this picture"):
             end_image=end,
             negative_prompt=self.negative_prompt.value,
             duration=results.parse_duration(self.duration.value),
-            audio=parse_yes_no(self.audio.value, "Sound"),
+            audio=parse_yes_no(self.audio.value, self.sound_label),
             loop=ending and len(self.pictures) == 1,
         )
 
@@ -118,16 +129,24 @@ async def animate_message(interaction: discord.Interaction[KlingBot], message: d
     if not pictures:
         await say_privately(interaction, NO_PICTURE)
         return
-    audio = await interaction.client.quota.audio_by_default(interaction.guild_id)
+    audio = await interaction.client.quota.audio_by_default(installed_guild_id(interaction))
     max_bytes = interaction.client.images.max_download_bytes
-    await interaction.response.send_modal(AnimateMessageModal(pictures, audio=audio, max_bytes=max_bytes))
+    modal = AnimateMessageModal(pictures, audio=audio, max_bytes=max_bytes, locale=str(interaction.locale))
+    await interaction.response.send_modal(modal)
 
 
 class AnimateMessageCog(commands.Cog):
     def __init__(self, bot: KlingBot) -> None:
         self.bot = bot
-        self.menu = app_commands.ContextMenu(name="Animate", callback=animate_message)
-        self.menu.guild_only = True
+        self.menu = app_commands.ContextMenu(
+            name=locale_str("Animate"),
+            callback=animate_message,
+            # Like /animate: a server's install or a member's own, in a server, a DM or a group DM.
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=True, private_channel=True
+            ),
+        )
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)

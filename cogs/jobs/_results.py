@@ -19,11 +19,12 @@ from discord.ext import commands
 from bot import results
 from bot.command_access import CommandAccess, Member
 from bot.errors import BotError, InputRefused
+from bot.i18n import _, render
 from bot.jobs import Command, job_options
 from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
-from cogs._ui import IdButton, say_privately
+from cogs._ui import IdButton, installed_guild_id, say_privately
 from cogs.jobs._submit import Submission, check_channel, member_role_ids, submit_job
 
 if TYPE_CHECKING:
@@ -53,28 +54,32 @@ async def submit_follow_up(
         log.warning("interaction %s: acknowledgement failed (%s); nothing done", interaction.id, error.code)
         return
 
+    # The Animate menu also works in a DM or a member's own install (no server's rules there).
+    guild_id = installed_guild_id(interaction)
+
     async def prepare() -> Submission:
-        if interaction.guild_id is None:
-            raise InputRefused("This works only in a server channel.")
-        check_channel(interaction)
-        role_ids = member_role_ids(interaction)
+        if from_button and interaction.guild_id is None:
+            raise InputRefused(_("This works only in a server channel."))
+        through_interaction = check_channel(interaction)
+        role_ids = member_role_ids(interaction) if guild_id else ()
         if from_button:
             await check_animate_access(interaction, role_ids)
         if options is not None:
             # Before any slow work (Extend downloads the video): a member without credits waits for nothing.
             await bot.quota.quote(
-                guild_id=interaction.guild_id, user_id=interaction.user.id, role_ids=role_ids, options=options
+                guild_id=guild_id, user_id=interaction.user.id, role_ids=role_ids, options=options
             )
         follow = await build()
-        await bot.prompt_filter.check(interaction.guild_id, follow.request.prompt)  # the server's block list
+        await bot.prompt_filter.check(guild_id, follow.request.prompt)  # the server's block list
         command = Command(
             interaction_id=interaction.id,
-            guild_id=interaction.guild_id,
+            guild_id=guild_id,
             channel_id=interaction.channel_id or 0,
             user_id=interaction.user.id,
             role_ids=role_ids,
             upload_limit=interaction.filesize_limit,
             request=follow.request,
+            deliver_via_interaction=through_interaction,
         )
         return Submission(command, follow.start, follow.end)
 
@@ -95,7 +100,7 @@ async def check_animate_access(interaction: discord.Interaction[KlingBot], role_
         return
     if not allowed:
         raise InputRefused(
-            "You can't use /animate in this channel, so its buttons can't make videos for you here either."
+            _("You can't use /animate in this channel, so its buttons can't make videos for you here either.")
         )
 
 
@@ -105,7 +110,7 @@ async def answering_errors(interaction: discord.Interaction[Any], work: Awaitabl
         await work
     except Exception:
         log.exception("%s failed", what)
-        await say_privately(interaction, "Something went wrong inside the bot; nothing was charged.")
+        await say_privately(interaction, _("Something went wrong inside the bot; nothing was charged."))
 
 
 async def known_job(interaction: discord.Interaction[KlingBot], job_id: int) -> JobRow | None:
@@ -165,7 +170,7 @@ class RemixButton(_ResultButton, kind="remix"):
         except BotError as refusal:
             await say_privately(interaction, refusal.user_message)
             return
-        await RemixModal(job).show(interaction)
+        await RemixModal(job, locale=str(interaction.locale)).show(interaction)
 
 
 class ExtendButton(_ResultButton, kind="extend"):
@@ -176,9 +181,9 @@ class ExtendButton(_ResultButton, kind="extend"):
         if job is None:
             return
         if not video_sources(interaction, job):
-            await say_privately(interaction, "This job has no video to continue from.")
+            await say_privately(interaction, _("This job has no video to continue from."))
             return
-        await ExtendModal(job).show(interaction)
+        await ExtendModal(job, locale=str(interaction.locale)).show(interaction)
 
 
 class DeleteButton(_ResultButton, kind="delete"):
@@ -192,7 +197,7 @@ class DeleteButton(_ResultButton, kind="delete"):
             return
         if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:
             await say_privately(
-                interaction, "Only the member who asked for this video, or a moderator, can delete it."
+                interaction, _("Only the member who asked for this video, or a moderator, can delete it.")
             )
             return
         posts = {m for m in (job.progress_message_id, job.result_message_id) if m is not None}
@@ -210,14 +215,14 @@ class DeleteButton(_ResultButton, kind="delete"):
                 kept += 1
         log.info("job %s: posts deleted by %s (%d could not be)", job.id, interaction.user.id, kept)
         text = (
-            "Deleted the video and its progress message."
+            _("Deleted the video and its progress message.")
             if not kept
-            else "Discord did not let me delete the post here; a moderator can remove it."
+            else _("Discord did not let me delete the post here; a moderator can remove it.")
         )
         # A deleted video does not stay on show: its showcase post goes too (the votes are kept).
         take_down = getattr(interaction.client.get_cog("ShowcaseCog"), "take_down_for_job", None)
         if take_down is not None and await take_down(job.id):
-            text += " Its showcase post was taken down too."
+            text = _("{done} Its showcase post was taken down too.", done=text)
         await say_privately(interaction, text)
 
 
@@ -231,9 +236,9 @@ def form_custom_id(action: str, job_id: int) -> str:
     return f"kling:{action}form:{job_id}"
 
 
-def prompt_input(default: str) -> discord.ui.TextInput[Any]:
+def prompt_input(default: str, locale: str = "en-US") -> discord.ui.TextInput[Any]:
     return discord.ui.TextInput(
-        label="Prompt",
+        label=render(_("Prompt"), locale),
         custom_id="prompt",
         style=discord.TextStyle.paragraph,
         default=default,
@@ -250,14 +255,18 @@ class _Form(discord.ui.Modal):
         self.stop()  # discord.py forgets it; the submission comes back by its custom_id
 
 
-class RemixModal(_Form, title="Remix this video"):
-    def __init__(self, job: JobRow) -> None:
-        super().__init__(custom_id=form_custom_id("remix", job.id))
+class RemixModal(_Form):
+    """Its title and labels are in the presser's language (`locale`); the values are read by custom_id."""
+
+    def __init__(self, job: JobRow, *, locale: str = "en-US") -> None:
+        super().__init__(
+            title=render(_("Remix this video"), locale), custom_id=form_custom_id("remix", job.id)
+        )
         request = results.stored_request(job)
-        self.add_item(prompt_input(request.prompt))
+        self.add_item(prompt_input(request.prompt, locale))
         self.add_item(
             discord.ui.TextInput(
-                label="Negative prompt",
+                label=render(_("Negative prompt"), locale),
                 custom_id="negative_prompt",
                 style=discord.TextStyle.paragraph,
                 default=request.negative_prompt,
@@ -267,7 +276,7 @@ class RemixModal(_Form, title="Remix this video"):
         )
         self.add_item(
             discord.ui.TextInput(
-                label="Duration (5 or 10 seconds)",
+                label=render(_("Duration (5 or 10 seconds)"), locale),
                 custom_id="duration",
                 default=str(request.duration),
                 max_length=10,
@@ -275,10 +284,12 @@ class RemixModal(_Form, title="Remix this video"):
         )
 
 
-class ExtendModal(_Form, title="Extend this video"):
-    def __init__(self, job: JobRow) -> None:
-        super().__init__(custom_id=form_custom_id("extend", job.id))
-        self.add_item(prompt_input(results.stored_request(job).prompt))
+class ExtendModal(_Form):
+    def __init__(self, job: JobRow, *, locale: str = "en-US") -> None:
+        super().__init__(
+            title=render(_("Extend this video"), locale), custom_id=form_custom_id("extend", job.id)
+        )
+        self.add_item(prompt_input(results.stored_request(job).prompt, locale))
 
 
 def submitted_values(data: Any) -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.errors import BotError, InputRefused
+from bot.i18n import _
 from bot.invite import REQUIRED_PERMISSIONS
 from bot.jobs import Command, job_options
 from bot.jobs.runner import ImageInput
@@ -41,17 +42,30 @@ def missing_permissions(granted: discord.Permissions) -> list[str]:
     return [name.replace("_", " ").title() for name in missing]
 
 
-def check_channel(interaction: discord.Interaction[KlingBot]) -> None:
-    """Raises a refusal when the bot cannot work in this channel, or sunra refuses new jobs for now."""
-    missing = missing_permissions(interaction.app_permissions)
-    if missing:
+# Without these the bot cannot post in the channel at all (a DM, a group DM, a server without the bot,
+# a channel hidden from it): the job's messages go through the interaction instead (cogs/jobs/_delivery).
+POSTING_PERMISSIONS = ("view_channel", "send_messages")
+
+
+def check_channel(interaction: discord.Interaction[KlingBot]) -> bool:
+    """Whether the job must be delivered through the interaction (True where the bot cannot post in the
+    channel). Raises a refusal when the bot can post here but lacks another permission it needs, or
+    sunra refuses new jobs for now."""
+    granted = interaction.app_permissions
+    through_interaction = not all(getattr(granted, name) for name in POSTING_PERMISSIONS)
+    missing = missing_permissions(granted)
+    if missing and not through_interaction:
         raise InputRefused(
-            "I can't work in this channel: I'm missing " + ", ".join(missing) + ". Please ask a "
-            "server admin to grant them, or use another channel."
+            _(
+                "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to "
+                "grant them, or use another channel.",
+                permissions=", ".join(missing),
+            )
         )
     blocked = interaction.client.sunra.submissions_blocked
     if blocked is not None:
         raise blocked
+    return through_interaction
 
 
 def member_role_ids(interaction: discord.Interaction[Any]) -> tuple[int, ...]:
@@ -61,8 +75,18 @@ def member_role_ids(interaction: discord.Interaction[Any]) -> tuple[int, ...]:
     return ()
 
 
-def on_its_way(place: int, reservation: str) -> str:
-    return f"Your video is on its way (place {place} in line); follow it in this channel. {reservation}"
+def on_its_way(place: int, reservation: str, *, here: bool = True) -> str:
+    if not here:
+        return _(
+            "Your video is on its way (place {place} in line); it will arrive here. {reservation}",
+            place=place,
+            reservation=reservation,
+        )
+    return _(
+        "Your video is on its way (place {place} in line); follow it in this channel. {reservation}",
+        place=place,
+        reservation=reservation,
+    )
 
 
 async def submit_job(
@@ -123,4 +147,5 @@ async def submit_job(
     except BotError as refusal:
         await answer(interaction, refusal.user_message)
         return
-    await answer(interaction, on_its_way(accepted.place, accepted.reservation.describe()))
+    here = not command.deliver_via_interaction
+    await answer(interaction, on_its_way(accepted.place, accepted.reservation.describe(), here=here))

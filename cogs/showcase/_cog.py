@@ -18,6 +18,7 @@ from discord.ext import commands
 
 from bot.blocklist import MAX_PATTERN
 from bot.errors import InputRefused
+from bot.i18n import _
 from bot.showcase import Period, ShowcaseService, VoteLabels, audience_refusal
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, ShowcaseServer
@@ -449,14 +450,14 @@ class ShowcaseCog(commands.Cog):
         await self.service.set_opt_out(interaction.guild_id, interaction.user.id, True)
         await reply(
             interaction,
-            "Your videos will not be showcased automatically here. You can still press **Showcase**.",
+            _("Your videos will not be showcased automatically here. You can still press **Showcase**."),
         )
 
     @member.command(name="opt-in", description="Let this server's auto-showcase share your videos again")
     async def opt_in(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         await self.service.set_opt_out(interaction.guild_id, interaction.user.id, False)
-        await reply(interaction, "Your videos may be showcased automatically here again.")
+        await reply(interaction, _("Your videos may be showcased automatically here again."))
 
     @app_commands.command(name="gallery", description="Page through this server's showcased videos")
     @app_commands.describe(sort="Newest or most voted first", member="Only this member's videos")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 
 from bot.errors import InputRefused
+from bot.i18n import _
 from bot.invite import REQUIRED_PERMISSIONS, SHOWCASE_FORUM_PERMISSIONS
 from bot.showcase import Audience, EditRefused, forum_title, shows_nothing
 from bot.store.jobs import JobRow
@@ -81,12 +82,16 @@ class VoteButton(IdButton, kind="vote"):
             return
         result = await cog.service.vote(self.number, interaction.user.id)
         if result is None:
-            await say_privately(interaction, "This showcase was taken down, so it takes no votes.")
+            await say_privately(interaction, _("This showcase was taken down, so it takes no votes."))
             return
         voted, count = result
         cog.labels.touch(self.number)
-        text = "Your vote is counted" if voted else "Your vote was taken back"
-        await say_privately(interaction, f"{text} ({count} in all). Press again to change your mind.")
+        text = (
+            _("Your vote is counted ({count} in all). Press again to change your mind.", count=count)
+            if voted
+            else _("Your vote was taken back ({count} in all). Press again to change your mind.", count=count)
+        )
+        await say_privately(interaction, text)
 
 
 class ShowcaseButton(IdButton, kind="show"):
@@ -98,14 +103,14 @@ class ShowcaseButton(IdButton, kind="show"):
         await interaction.response.defer(ephemeral=True, thinking=True)
         job = await interaction.client.job_store.get(self.number)
         if job is None:
-            await say_privately(interaction, "I no longer know this video, so it cannot be showcased.")
+            await say_privately(interaction, _("I no longer know this video, so it cannot be showcased."))
             return
         if job.guild_id != interaction.guild_id:
             await say_privately(interaction, "This Showcase button belongs to a video of another server.")
             return
         if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:
             await say_privately(
-                interaction, "Only the member who made this video, or a moderator, can showcase it."
+                interaction, _("Only the member who made this video, or a moderator, can showcase it.")
             )
             return
         try:
@@ -113,9 +118,14 @@ class ShowcaseButton(IdButton, kind="show"):
         except InputRefused as refusal:
             await say_privately(interaction, refusal.user_message)
             return
-        where = f"<#{showcase.channel_id}>" if showcase.channel_id else "the showcase channel"
+        where = f"<#{showcase.channel_id}>" if showcase.channel_id else _("the showcase channel")
         await say_privately(
-            interaction, f"Showcased in {where} as #{showcase.id}. Members can vote on it there."
+            interaction,
+            _(
+                "Showcased in {where} as #{number}. Members can vote on it there.",
+                where=where,
+                number=showcase.id,
+            ),
         )
 
 

@@ -538,6 +538,8 @@ def _base_interaction(
     interaction_id: int | None,
     token: str | None,
     message: Mapping[str, Any] | None = None,
+    user_install: bool = False,
+    context: int | None = None,
 ) -> dict[str, Any]:
     defaults = _source_defaults(source)
     resolved_guild_id: int | None = defaults["guild_id"] if guild_id is ... else guild_id
@@ -555,7 +557,7 @@ def _base_interaction(
     fake = source if source is not None and not isinstance(source, Mapping) else None
 
     roles: list[int] = list(member_roles) if member_roles is not None else []
-    if resolved_guild_id is not None and fake is not None:
+    if resolved_guild_id is not None and fake is not None and not user_install:
         member = fake.ensure_member(resolved_guild_id, invoker_id, roles=member_roles)
         roles = [int(r) for r in member["roles"]]
         computed_member = fake.permissions_for(channel_id, invoker_id)
@@ -565,10 +567,16 @@ def _base_interaction(
         computed_app = DEFAULT_EVERYONE_PERMISSIONS | DEFAULT_BOT_PERMISSIONS
     member_perms = _perm_str(member_permissions, computed_member)
     app_perms = _perm_str(app_permissions, computed_app)
+    if user_install and app_permissions is None:
+        # Where only the member installed the app (a server without the bot, a group DM), Discord lists
+        # what an interaction's answer may do; in the DM with the bot, external emojis too.
+        app_perms = str(
+            ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE | (USE_EXTERNAL_EMOJIS if context == 1 else 0)
+        )
     if resolved_guild_id is None:
         # In a DM there is no member; app_permissions still lists what the app can do there.
         member_perms = _perm_str(member_permissions, 0)
-        if app_permissions is None:
+        if app_permissions is None and not user_install:
             app_perms = str(VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES | READ_MESSAGE_HISTORY)
 
     iid = interaction_id or snowflake()
@@ -601,6 +609,11 @@ def _base_interaction(
         payload["user"] = invoker
         payload["authorizing_integration_owners"] = {"0": "0"}
         payload["context"] = 1
+    if user_install:
+        # Authorised by the member's own install only (context 0 a server, 1 the DM with the bot, 2 a
+        # group DM or a DM between members).
+        payload["authorizing_integration_owners"] = {"1": str(invoker_id)}
+        payload["context"] = context if context is not None else (0 if resolved_guild_id is not None else 1)
     if message is not None:
         payload["message"] = dict(message)
     return payload
@@ -678,8 +691,14 @@ def slash_command(
     guild_locale: str = "en-US",
     interaction_id: int | None = None,
     token: str | None = None,
+    user_install: bool = False,
+    context: int | None = None,
 ) -> dict[str, Any]:
     """A type-2 (APPLICATION_COMMAND, CHAT_INPUT) interaction as INTERACTION_CREATE delivers it.
+
+    ``user_install`` makes it come from the member's own install of the app (authorizing_integration_owners
+    ``{"1": user}``, Discord's app_permissions for that case; ``context`` 0 in a server, 1 in the DM with the
+    bot, 2 in a group DM); in a server the bot is not in, pass that server's id as ``guild_id``.
 
     ``options``: ``{"prompt": "a cat", "image": attachment_dict, "duration": 5}`` (types inferred, see
     :func:`option`) or a list of option dicts. Attachment values land in ``data.resolved.attachments``;
@@ -727,6 +746,8 @@ def slash_command(
         guild_locale=guild_locale,
         interaction_id=interaction_id,
         token=token,
+        user_install=user_install,
+        context=context,
     )
 
 

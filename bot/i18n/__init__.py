@@ -1,0 +1,141 @@
+"""The member's language: sentences as lazy messages, one catalogue per language, rendered at the edge.
+
+gettext's shape without its build step: the English sentence is the message id (`_("The prompt is
+empty.")`), so a call site reads as before and changes mechanically, and a missing translation falls back
+to the English. A :class:`Message` IS that English text (a ``str``), so code and logs that treat it as
+text keep working; it also carries its id and parameters, so the Discord edge (cogs/_ui.py's reply
+helpers) renders it again in the interaction's locale with :func:`render`. Parameters may be messages
+themselves (rendered in the same language).
+
+The catalogues are Python dicts in bot/i18n/catalogue_<code>.py, one per language: no compile step, typed,
+checked by mypy and by tests/test_i18n.py (every catalogue has every message id the code marks with `_`,
+`_n` or `locale_str`, with no placeholder the English lacks). A plural entry is a tuple (one, other).
+
+Discord's locales: https://discord.com/developers/docs/reference#locales ("de", "fr", "es-ES", "es-419",
+"pt-BR", "ja", "en-US", "en-GB", …).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from typing import Any
+
+from bot.i18n import catalogue_de, catalogue_es, catalogue_fr, catalogue_ja, catalogue_pt_br
+
+Entry = str | tuple[str, str]
+
+# Language code (Discord's, or its language part) → the catalogue.
+CATALOGUES: Mapping[str, Mapping[str, Entry]] = {
+    "de": catalogue_de.MESSAGES,
+    "fr": catalogue_fr.MESSAGES,
+    "es": catalogue_es.MESSAGES,  # Discord's es-ES and es-419 alike
+    "pt-BR": catalogue_pt_br.MESSAGES,
+    "ja": catalogue_ja.MESSAGES,
+}
+LANGUAGES = ("en", *CATALOGUES)
+# Languages whose "one" form also covers 0 (CLDR plural rules: French and Brazilian Portuguese).
+_ONE_INCLUDES_ZERO = frozenset({"fr", "pt-BR"})
+_FORMATTER = string.Formatter()
+
+
+class Message(str):
+    """A sentence for a member: its English text, and its msgid and parameters for :func:`render`.
+
+    `Message("The {label} is too large.", label="image")` == "The image is too large." A parameter that is
+    a Message is rendered in the reader's language too. Raises KeyError when a placeholder has no
+    parameter (a bug the tests catch)."""
+
+    msgid: str
+    params: Mapping[str, Any]
+    plural: str | None = None
+    number: int = 0
+
+    def __new__(cls, msgid: str, /, **params: Any) -> Message:
+        self = super().__new__(cls, msgid.format_map(params))
+        self.msgid = msgid
+        self.params = params
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (str, (str(self),))
+
+    def in_language(self, locale: str | None) -> str:
+        return render(self, locale)
+
+
+class Plural(Message):
+    """`Plural(n, "{n} credit", "{n} credits")`: the form for n, in the reader's language."""
+
+    def __new__(cls, count: int, one: str, other: str, /, **params: Any) -> Plural:
+        values = {"n": count, **params}
+        self = str.__new__(cls, (one if count == 1 else other).format_map(values))
+        self.msgid, self.params, self.plural, self.number = one, values, other, count
+        return self
+
+
+_ = Message
+
+
+def _n(count: int, one: str, other: str, /, **params: Any) -> Plural:
+    return Plural(count, one, other, **params)
+
+
+def join(parts: list[str], separator: str = "\n") -> Message:
+    """Sentences (messages or text) joined into one message, each rendered in the reader's language.
+    The separator must have no letters (it is not translated)."""
+    params = {f"part{i}": part for i, part in enumerate(parts)}
+    template = separator.replace("{", "{{").replace("}", "}}").join("{" + name + "}" for name in params)
+    return Message(template, **params)
+
+
+def language(locale: object) -> str:
+    """The catalogue's code for a Discord locale (a discord.Locale or its value): "de", "pt-BR", "ja"…;
+    "en" for English and for any language without a catalogue."""
+    code = str(getattr(locale, "value", locale) or "")
+    if code in CATALOGUES:
+        return code
+    base = code.split("-", 1)[0]
+    return base if base in CATALOGUES else "en"
+
+
+def translate(msgid: str, locale: object) -> str | None:
+    """The catalogue's text for a msgid (a plural's "one" form), or None when there is none."""
+    entry = CATALOGUES.get(language(locale), {}).get(msgid)
+    if isinstance(entry, tuple):
+        return entry[0]
+    return entry
+
+
+def render(text: str, locale: object) -> str:
+    """`text` in the locale's language when it is a Message with a translation there, else as it is.
+    A translation that cannot be filled in (a placeholder the English lacks) falls back to English."""
+    if not isinstance(text, Message):
+        return text
+    code = language(locale)
+    if code == "en":
+        return str(text)
+    params = {k: render(v, code) if isinstance(v, str) else v for k, v in text.params.items()}
+    entry = CATALOGUES[code].get(text.msgid)
+    if entry is None:
+        template = text.msgid if text.plural is None or text.number == 1 else text.plural
+    elif isinstance(entry, tuple):
+        one_form = text.number == 1 or (text.number == 0 and code in _ONE_INCLUDES_ZERO)
+        template = entry[0] if one_form else entry[1]
+    else:
+        template = entry
+    try:
+        return template.format_map(params)
+    except (KeyError, IndexError, ValueError):
+        return str(text)
+
+
+def placeholders(template: str) -> set[str]:
+    """The names of a template's {placeholders}."""
+    return {field for _text, field, _spec, _conv in _FORMATTER.parse(template) if field}
+
+
+def needs_translation(msgid: str) -> bool:
+    """Whether a msgid has words in it (a template such as "{reason} {left}" only joins messages)."""
+    words = "".join(text for text, *_rest in _FORMATTER.parse(msgid))
+    return any(ch.isalpha() for ch in words)

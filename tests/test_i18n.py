@@ -1,0 +1,177 @@
+"""The member's language: catalogues complete, sentences rendered by locale, commands localized, and
+/animate from a member's own install (a server without the bot, a DM) through the fake Discord."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.errors import InputRefused
+from bot.i18n import CATALOGUES, Message, _n, language, placeholders, render
+from bot.i18n.msgids import marked
+from bot.invite import user_install_url
+from bot.request import build_request
+from tests.fakes import payloads as p
+from tests.fakes.discord_server import InteractionRecord
+from tests.world import World, running_world
+
+EPHEMERAL = 64
+
+
+def test_every_catalogue_has_every_marked_message_and_nothing_stale() -> None:
+    wanted = marked()
+    assert len(wanted) > 80
+    for code, catalogue in CATALOGUES.items():
+        assert sorted(set(wanted) - set(catalogue)) == [], f"{code} lacks these"
+        assert sorted(set(catalogue) - set(wanted)) == [], f"{code} has stale entries"
+        for msgid, entry in catalogue.items():
+            forms = entry if isinstance(entry, tuple) else (entry,)
+            english = placeholders(msgid) | {p for other in wanted[msgid] for p in placeholders(other)}
+            for form in forms:
+                assert form.strip(), (code, msgid)
+                assert placeholders(form) <= english, (code, msgid, form)
+
+
+def test_a_refusal_is_german_for_de_japanese_for_ja_and_english_otherwise() -> None:
+    with pytest.raises(InputRefused) as refused:
+        build_request(prompt="   ", image=None, duration=5)  # type: ignore[arg-type]
+    message = refused.value.user_message
+    assert message == "The prompt is empty. Please describe the motion you want to see."
+    assert (
+        render(message, "de") == "Der Prompt ist leer. Beschreibe bitte die Bewegung, die du sehen möchtest."
+    )
+    assert render(message, "ja") == "プロンプトが空です。見たい動きを説明してください。"
+    assert render(message, "ko") == str(message) == render(message, "en-GB")
+    assert language("es-419") == "es" and language("pt-BR") == "pt-BR" and language(None) == "en"
+
+
+def test_parameters_are_rendered_in_the_same_language_and_plurals_follow_the_language() -> None:
+    left = Message(
+        "You have {credits} left; your allowance ({allowance}) resets {when}.",
+        credits=_n(1, "{n} credit", "{n} credits"),
+        allowance=Message("{n} per day", n=20),
+        when="<t:1:R>",
+    )
+    assert str(left) == "You have 1 credit left; your allowance (20 per day) resets <t:1:R>."
+    assert (
+        render(left, "de")
+        == "Du hast noch 1 Credit; dein Kontingent (20 pro Tag) wird <t:1:R> zurückgesetzt."
+    )
+    assert render(_n(0, "{n} credit", "{n} credits"), "fr") == "0 crédit"
+    assert render(_n(0, "{n} credit", "{n} credits"), "es-ES") == "0 créditos"
+
+
+def test_a_missing_translation_falls_back_to_english() -> None:
+    text = Message("A sentence no catalogue has, about {thing}.", thing=Message("image"))
+    assert render(text, "de") == "A sentence no catalogue has, about Bild."
+
+
+def test_the_user_install_link() -> None:
+    assert user_install_url(42) == (
+        "https://discord.com/oauth2/authorize?client_id=42&integration_type=1&scope=applications.commands"
+    )
+
+
+# ------------------------------------------------------------------------------- through the fake Discord
+
+
+async def test_animate_is_registered_for_both_installs_everywhere_with_localizations(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        registered = {c["name"]: c for c in world.discord.registered_commands()}
+        animate, menu = registered["animate"], registered["Animate"]
+        for command in (animate, menu):
+            assert command["integration_types"] == [0, 1] and command["contexts"] == [0, 1, 2]
+        assert animate["name_localizations"]["de"] == "animieren"
+        assert animate["name_localizations"]["ja"] == "アニメ化"
+        assert animate["description_localizations"]["ja"] == "Kling 2.6 Pro で画像を短い動画にします"
+        image = next(o for o in animate["options"] if o["name"] == "image")
+        assert image["name_localizations"]["de"] == "bild"
+        assert menu["name_localizations"]["de"] == "Animieren"
+        # Server-only commands stay with a server's install, in servers.
+        assert registered["quota-admin"]["integration_types"] == [0]
+        assert registered["quota-admin"]["contexts"] == [0]
+        assert registered["showcase-admin"]["integration_types"] == [0]
+
+
+async def refusal(world: World, locale: str) -> str:
+    options = {"image": world.image(), "prompt": "a cat", "voice_1": "v1"}
+    record = await world.discord.dispatch_interaction(
+        p.slash_command(world.discord, options=options, locale=locale)
+    )
+    callback = await world.discord.wait_for_callback(record.id)
+    assert callback.type == 4 and callback.flags & EPHEMERAL
+    return str(callback.data["content"])
+
+
+async def test_a_refusal_in_a_german_and_a_japanese_client(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        assert (await refusal(world, "de")).startswith(
+            "`voice_1` wurde angegeben, aber der Prompt enthält nirgends"
+        )
+        assert "プロンプトに <<<voice_1>>> がありません" in await refusal(world, "ja")
+        assert (await refusal(world, "en-US")).startswith("`voice_1` was given but the prompt never says")
+        assert world.sunra.count("submit") == 0
+
+
+async def from_user_install(
+    world: World, *, guild_id: int | None, context: int, locale: str = "en-US"
+) -> InteractionRecord:
+    options = {"image": world.image(), "prompt": "the cat waves"}
+    payload = p.slash_command(
+        world.discord, options=options, guild_id=guild_id, user_install=True, context=context, locale=locale
+    )
+    return await world.discord.dispatch_interaction(payload)
+
+
+async def test_a_user_install_in_a_server_without_the_bot_is_refused_politely_when_the_allowance_is_off(
+    tmp_path: Path,
+) -> None:
+    async with running_world(tmp_path) as world:
+        interaction = await from_user_install(world, guild_id=p.snowflake(), context=0, locale="de")
+        answer = await world.private_answer(interaction)
+        assert answer.startswith("/animate ist hier nicht verfügbar"), answer
+        assert world.sunra.count("submit") == 0
+
+
+async def test_a_user_install_in_a_server_without_the_bot_and_in_a_dm_draws_on_the_outside_allowance(
+    tmp_path: Path,
+) -> None:
+    async with running_world(tmp_path, quota={"dm_credits": 40, "global_daily_usd": 100}) as world:
+        elsewhere = p.snowflake()
+        for interaction in (
+            await from_user_install(world, guild_id=elsewhere, context=0),
+            await from_user_install(world, guild_id=None, context=1),
+        ):
+            answer = await world.private_answer(interaction)
+            # The bot cannot post there (no View Channel / Send Messages): no missing-permission refusal.
+            assert "on its way" in answer and "it will arrive here" in answer, answer
+            # Submitted, on the allowance for use outside servers: not that server's quota, rules or list.
+            job = await world.until(lambda job: job.request_id is not None, interaction)
+            assert job.guild_id is None
+        assert world.sunra.count("submit") == 2
+
+
+async def test_a_button_refusal_in_japanese_and_a_remix_form_in_german(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        job = await world.ended(await world.animate())
+        assert job.state == "delivered"
+        other = p.DEFAULT_USER_ID + 1
+        world.discord.ensure_member(p.DEFAULT_GUILD_ID, other)
+
+        async def press(action: str, user_id: int, locale: str) -> InteractionRecord:
+            click = p.button_click(
+                world.discord,
+                f"kling:{action}:{job.id}",
+                message=job.result_message_id,
+                user_id=user_id,
+                locale=locale,
+            )
+            return await world.discord.dispatch_interaction(click)
+
+        refused = await world.private_answer(await press("delete", other, "ja"))
+        assert refused == "この動画を削除できるのは、依頼したメンバーかモデレーターだけです。"
+        form = await world.discord.wait_for_callback((await press("remix", p.DEFAULT_USER_ID, "de")).id)
+        assert form.data["title"] == "Dieses Video remixen"
+        labels = [c["label"] for row in form.data["components"] for c in row["components"]]
+        assert labels == ["Prompt", "Negativer Prompt", "Dauer (5 oder 10 Sekunden)"]
