@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -14,9 +14,9 @@ from bot.jobs import Command
 from bot.media import PictureShapeRefused, check_metadata
 from bot.request import AttachmentRef, build_request
 from bot.voices import choice_label
-from cogs._ui import say_privately
 from cogs.jobs._cancel import CancelButton
-from cogs.jobs._submit import Submission, check_channel, member_role_ids, submit_job
+from cogs.jobs._fixing import FixButton
+from cogs.jobs._submit import Submission, member_role_ids, submit_job
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -55,19 +55,10 @@ class AnimateCog(commands.Cog):
             self.animate.allowed_contexts = app_commands.AppCommandContext(guild=True, dm_channel=True)
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(CancelButton)
+        self.bot.add_dynamic_items(CancelButton, FixButton)
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(CancelButton)
-
-    async def cog_app_command_error(
-        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
-    ) -> None:
-        # A bug must still end in a sentence for the member, never in "The application did not respond".
-        log.error("/%s failed", interaction.command.name if interaction.command else "?", exc_info=error)
-        await say_privately(
-            interaction, "Something went wrong inside the bot; nothing was charged. Please try again."
-        )
+        self.bot.remove_dynamic_items(CancelButton, FixButton)
 
     @app_commands.command(name="animate", description="Turn a picture into a short video with Kling 2.6 Pro")
     @app_commands.guild_only()
@@ -104,8 +95,6 @@ class AnimateCog(commands.Cog):
         # Everything before the deferral is instant (no I/O but one small SQLite read and write), so
         # the 3-second deadline holds even when many members press Enter at once.
         async def prepare() -> Submission:
-            check_channel(interaction)
-            await self.bot.prompt_filter.check(interaction.guild_id, prompt)
             max_bytes = self.bot.images.max_download_bytes
             request = build_request(
                 prompt=prompt,
@@ -132,7 +121,8 @@ class AnimateCog(commands.Cog):
                 )
             )
 
-        await submit_job(interaction, prepare, defer=True)
+        # Discord applied /animate's Integrations settings itself; submit_job checks the rest.
+        await submit_job(interaction, prepare, defer=True, access_checked_by_discord=True)
 
     @animate.autocomplete("voice_1")
     @animate.autocomplete("voice_2")
