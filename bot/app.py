@@ -31,7 +31,7 @@ from bot.store import Database
 from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
 from bot.voices import VoiceLibrary
-from cogs._ui import on_app_command_error
+from cogs._ui import on_tree_error
 from cogs.jobs._delivery import DiscordReporter
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class KlingTree(app_commands.CommandTree["KlingBot"]):
         self, interaction: discord.Interaction[KlingBot], error: app_commands.AppCommandError, /
     ) -> None:
         """Every command and menu: a refusal is told, anything unexpected logged and answered privately."""
-        await on_app_command_error(interaction, error)
+        await on_tree_error(interaction, error)
 
 
 class KlingBot(commands.Bot):

@@ -66,12 +66,21 @@ async def on_app_command_error(interaction: Interaction, error: app_commands.App
     cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
     if isinstance(cause, BotError):
         try:
-            await say_privately(interaction, cause.user_message)
+            await reply(interaction, cause.user_message)
         except discord.HTTPException as failure:
             log.info("interaction %s: cannot tell the member (%s)", interaction.id, failure.code)
     elif not isinstance(error, app_commands.CheckFailure):
         command = interaction.command.qualified_name if interaction.command else "?"
         await answer_unexpected(interaction, cause, f"/{command}")
+
+
+async def on_tree_error(interaction: Interaction, error: app_commands.AppCommandError) -> None:
+    """The command tree's `on_error`: `on_app_command_error`, unless the command's own handler (a
+    ManagerGroup's) already answered, as discord.py's default handler also leaves those alone."""
+    command = interaction.command
+    if command is not None and command._has_any_error_handlers():
+        return
+    await on_app_command_error(interaction, error)
 
 
 async def reply(interaction: Interaction, text: str, *, file: discord.File | None = None) -> None:
@@ -100,7 +109,7 @@ class ManagerGroup(app_commands.Group):
     by default, but a server can change who sees a command, so the bot checks again itself, once for
     every command of the group (a subgroup must be a ManagerGroup too: discord.py asks only the direct
     parent). A refusal the service raises (BotError: a bad time zone, say) is the admin's private answer,
-    not an error to log: the tree's handler (`on_app_command_error`) says it."""
+    not an error to log (`on_app_command_error` says it)."""
 
     def __init__(self, *, name: str, description: str, parent: app_commands.Group | None = None) -> None:
         if parent is not None:  # a subgroup inherits where it is offered and to whom
@@ -125,6 +134,10 @@ class ManagerGroup(app_commands.Group):
             return True
         await reply(interaction, f"You need the **Manage Server** permission to use /{self.root_name()}.")
         return False
+
+    async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError, /) -> None:
+        # Here as well as on the tree, so the group answers in any bot that loads it.
+        await on_app_command_error(interaction, error)
 
 
 class IdButton(
