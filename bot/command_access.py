@@ -196,6 +196,14 @@ class CommandAccess:
         if not allowed:
             raise AnimateDenied()
 
+    def known_verdict(self, member: Member, *, guild_id: int, channel_id: int) -> bool | None:
+        """The verdict from the cache alone, without asking Discord; None when the cache cannot say. For
+        the moment before a form opens, which must answer within Discord's 3 seconds."""
+        cached = self._cache.get(guild_id)
+        if cached is None or self._clock() - cached[0] > CACHE_SECONDS:
+            return None
+        return self._verdict(member, cached, guild_id=guild_id, channel_id=channel_id)
+
     async def allows(self, member: Member, *, guild_id: int, channel_id: int) -> bool:
         cached = self._cache.get(guild_id)
         if cached is None or self._clock() - cached[0] > CACHE_SECONDS:
@@ -203,6 +211,16 @@ class CommandAccess:
             command = await self._fetch_command(guild_id)
             cached = (self._clock(), settings, command)
             self._cache[guild_id] = cached
+        return self._verdict(member, cached, guild_id=guild_id, channel_id=channel_id)
+
+    def _verdict(
+        self,
+        member: Member,
+        cached: tuple[float, dict[int, list[Setting]], tuple[int, int | None] | None],
+        *,
+        guild_id: int,
+        channel_id: int,
+    ) -> bool:
         _, settings, command = cached
         command_id, default = command if command is not None else (0, None)
         return may_use(

@@ -68,6 +68,14 @@ async def test_each_way_in_is_refused_to_a_member_denied_animate(tmp_path: Path)
         }
         for way, interaction in ways.items():
             assert DENIED in await world.private_answer(interaction), way
+        # Now that the bot knows, the forms do not even open.
+        for click in (
+            await press(world, "remix", job, user_id=BOB),
+            await press(world, "extend", job, user_id=BOB),
+            await use_menu(world, picture_post(world), user_id=BOB),
+        ):
+            callback = await world.discord.wait_for_callback(click.id)
+            assert callback.type == 4 and DENIED in callback.data["content"]
         assert world.sunra.count("submit") == 1 and await reserves(world) == 1
 
 

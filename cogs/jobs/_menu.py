@@ -25,6 +25,7 @@ from bot.request import MAX_PROMPT, AnimateRequest, AttachmentRef, build_request
 from cogs._ui import answering, say_privately
 from cogs.jobs._command import check_attachment_ref
 from cogs.jobs._results import Form, prompt_input, submit_follow_up, submitted_values
+from cogs.jobs._submit import refused_before_form
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -137,6 +138,8 @@ async def animate_message(interaction: discord.Interaction[KlingBot], message: d
     pictures = message_pictures(resolved)
     if not pictures:
         await say_privately(interaction, NO_PICTURE)
+        return
+    if await refused_before_form(interaction):
         return
     audio = await interaction.client.quota.audio_by_default(interaction.guild_id)
     await AnimateMessageModal(message.id, two_pictures=len(pictures) > 1, audio=audio).show(interaction)

@@ -26,7 +26,7 @@ from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
 from cogs._ui import IdButton, answering, say_privately
-from cogs.jobs._submit import Submission, member_role_ids, submit_job
+from cogs.jobs._submit import Submission, member_role_ids, refused_before_form, submit_job
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -162,7 +162,8 @@ class RemixButton(_ResultButton, kind="remix"):
         except BotError as refusal:
             await say_privately(interaction, refusal.user_message)
             return
-        await RemixModal(job).show(interaction)
+        if not await refused_before_form(interaction):
+            await RemixModal(job).show(interaction)
 
 
 class ExtendButton(_ResultButton, kind="extend"):
@@ -175,7 +176,8 @@ class ExtendButton(_ResultButton, kind="extend"):
         if not video_sources(interaction, job):
             await say_privately(interaction, "This job has no video to continue from.")
             return
-        await ExtendModal(job).show(interaction)
+        if not await refused_before_form(interaction):
+            await ExtendModal(job).show(interaction)
 
 
 class DeleteButton(_ResultButton, kind="delete"):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.command_access import CommandAccess, Member, NotInServer
+from bot.command_access import AnimateDenied, CommandAccess, Member, NotInServer
 from bot.errors import BotError, InputRefused
 from bot.invite import REQUIRED_PERMISSIONS
 from bot.jobs import Command, job_options
@@ -97,8 +97,28 @@ async def admit(interaction: discord.Interaction[KlingBot], *, access_checked_by
         raise NotInServer()
     check_channel(interaction)
     if guild_id is not None and not access_checked_by_discord:
-        member = Member(interaction.user.id, member_role_ids(interaction), interaction.permissions.value)
-        await animate_access(bot).check(member, guild_id=guild_id, channel_id=interaction.channel_id or 0)
+        await animate_access(bot).check(
+            _member(interaction), guild_id=guild_id, channel_id=interaction.channel_id or 0
+        )
+
+
+def _member(interaction: discord.Interaction[Any]) -> Member:
+    return Member(interaction.user.id, member_role_ids(interaction), interaction.permissions.value)
+
+
+async def refused_before_form(interaction: discord.Interaction[KlingBot]) -> bool:
+    """Before a form opens (the menu's, Remix's, Extend's): tells a member the bot already knows is kept
+    from /animate here, so they do not fill in a form for nothing. Only what is cached is used (a form
+    must open within 3 seconds); the submission is checked in full either way."""
+    guild_id = interaction.guild_id
+    if guild_id is None:
+        return False
+    access = animate_access(interaction.client)
+    channel_id = interaction.channel_id or 0
+    if access.known_verdict(_member(interaction), guild_id=guild_id, channel_id=channel_id) is False:
+        await say_privately(interaction, AnimateDenied.user_message)
+        return True
+    return False
 
 
 def member_role_ids(interaction: discord.Interaction[Any]) -> tuple[int, ...]:
