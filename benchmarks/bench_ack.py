@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.sunra_server import FakeSunra, JobPlan
+from tests.world import file_hosts
 
 ROOT = Path(__file__).resolve().parent.parent
 SUNRA_KEY = "sk-bench-0123456789abcdef"
@@ -96,6 +97,7 @@ def bot_environment(fake: FakeDiscord, sunra: FakeSunra, workdir: Path) -> dict[
         DISCORD_API_URL=fake.api_url,
         DISCORD_GATEWAY_URL=fake.gateway_url,
         SUNRA_API_URL=sunra.url,
+        SUNRA_FILE_HOSTS=file_hosts(fake.api_url, sunra.url),  # the fakes on loopback are listed
         DATABASE_URL=f"sqlite:///{workdir / 'bot.sqlite3'}",
         QUOTA__DAILY_CREDITS="1000",
         QUOTA__MAX_CONCURRENT_JOBS="5",

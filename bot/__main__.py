@@ -18,7 +18,7 @@ from bot.logs import configure_logging
 from bot.media import ImageChecker
 from bot.monitoring import ListenerError
 from bot.store import Database
-from bot.store.db import sqlite_path_from_url
+from bot.store.db import DatabaseUnreachable
 from bot.sunra import SunraClient
 
 log = logging.getLogger("bot")
@@ -43,16 +43,20 @@ def serve() -> None:
         sys.exit(1)
     except ListenerError:
         sys.exit(1)  # its one line is logged already
+    except DatabaseUnreachable as error:
+        log.critical("database: %s", error)  # names the server, never the password
+        sys.exit(1)
     except KeyboardInterrupt:
         pass
 
 
 async def run(settings: Settings) -> None:
-    db = await Database.open(sqlite_path_from_url(settings.database_url))
+    db = await Database.open(settings.database_url)
     async with (
         db,
-        SunraClient(settings.sunra_base, settings.sunra_key) as sunra,
+        SunraClient(settings.sunra_base, settings.sunra_key, file_hosts=settings.url_policy()) as sunra,
         ImageChecker(
+            url_policy=settings.url_policy(),
             max_workers=settings.media.decode_workers,
             download_timeout=settings.media.download_timeout_seconds,
             max_download_bytes=settings.media.max_download_bytes,

@@ -115,7 +115,7 @@ class KlingBot(commands.Bot):
             images=images,
             quota=self.quota,
             settings=settings.jobs,
-            workdir=workdir or db.path.parent / "tmp",
+            workdir=workdir or db.data_folder / "tmp",
             allowed_guilds=settings.allowed_guild_ids,
         )
         self._stopping = asyncio.Event()

@@ -2,9 +2,10 @@
 
 Each check asks the real service something that costs nothing and changes nothing: Discord's
 `GET /users/@me` for the token, the status of a request id that cannot exist for the sunra key (404 =
-the key was accepted, 401/403 = refused), a read-only look at the database file. A refused token or key,
-an unreachable API or database, or a sunra key with no global daily USD cap, is a failure (exit 1); a
-database not created yet is reported, not a failure.
+the key was accepted, 401/403 = refused), a read-only look at the database (the SQLite file, or PostgreSQL's
+schema_migrations on one short connection). A refused token or key, an unreachable API or database,
+or a sunra key with no global daily USD cap, is a failure (exit 1); a database not created yet is
+reported, not a failure.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import contextlib
 import logging
 import os
 import secrets
-import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,8 @@ from pydantic import BaseModel, SecretStr
 from bot.config import SECRET_FIELDS, ToolSettings, config_path
 from bot.invite import INSTALL_PERMISSIONS, install_url
 from bot.quota.rules import MICROS_PER_USD, PERIOD_NOUN, QuotaSettings, format_usd, price_list, usd_micros
-from bot.store.db import migration_status, sqlite_path_from_url
+from bot.redact import redact_urls
+from bot.store.db import ENGINE_NAMES, DatabaseUnreachable, database_status, parse_database_url, redact_url
 from bot.sunra import (
     AuthError,
     InsufficientFunds,
@@ -51,7 +52,8 @@ class Finding:
     text: str
 
     def line(self) -> str:
-        return f"{self.level.upper():<4} {self.topic}: {self.text}"
+        # A setting or an error may hold a URL with credentials (a proxy's, a database's): never shown.
+        return redact_urls(f"{self.level.upper():<4} {self.topic}: {self.text}")
 
 
 def exit_code(findings: Iterable[Finding]) -> int:
@@ -164,30 +166,35 @@ async def check_sunra(settings: ToolSettings) -> Finding:
 
 
 async def check_database(settings: ToolSettings) -> Finding:
-    path = sqlite_path_from_url(settings.database_url)
+    """The engine, whether the database answers, and the migrations it still lacks; changes nothing
+    (a SQLite file is opened read-only and never created). The URL is shown without its password."""
     try:
-        status = await asyncio.to_thread(migration_status, path)
-    except (sqlite3.Error, OSError) as error:
-        return Finding("fail", "database", f"{path}: cannot read it as a database ({error})")
-    if not status.exists:
+        target, status = await database_status(settings.database_url)
+    except DatabaseUnreachable as error:
+        engine = ENGINE_NAMES[parse_database_url(settings.database_url).engine]
+        return Finding("fail", "database", f"{engine} {error}")
+    engine, shown = ENGINE_NAMES[target.engine], target.shown
+    if not status.exists and target.path is not None:
+        path = target.path
         folder = await asyncio.to_thread(_nearest_existing, path.parent)
         if not await asyncio.to_thread(folder.is_dir):
-            return Finding("fail", "database", f"{path} cannot be created: {folder} is not a folder")
+            return Finding("fail", "database", f"{engine} {path} cannot be created: {folder} is not a folder")
         if not await asyncio.to_thread(os.access, folder, os.W_OK):
-            return Finding("fail", "database", f"{path} cannot be created: {folder} is not writable")
+            return Finding("fail", "database", f"{engine} {path} cannot be created: {folder} is not writable")
         return Finding(
             "note",
             "database",
-            f"{path} does not exist yet; it is created with {len(status.pending)} migrations at first start",
+            f"{engine} {path} does not exist yet; it is created with {len(status.pending)} migrations at "
+            "first start",
         )
     if status.pending:
         return Finding(
             "note",
             "database",
-            f"{path} is reachable; to apply at the next start: {', '.join(status.pending)}",
+            f"{engine} {shown} is reachable; to apply at the next start: {', '.join(status.pending)}",
         )
     latest = status.applied[-1] if status.applied else "none"
-    return Finding("ok", "database", f"{path} is reachable, migrations current ({latest})")
+    return Finding("ok", "database", f"{engine} {shown} is reachable, migrations current ({latest})")
 
 
 def _nearest_existing(folder: Path) -> Path:
@@ -282,6 +289,8 @@ def _changes(model: BaseModel, fields: dict[str, Any], prefix: str) -> list[tupl
         if isinstance(value, BaseModel):
             changes.extend(_changes(value, type(value).model_fields, f"{label}__"))
         elif _shown(value) != _shown(default):
+            if name == "database_url":  # it may hold the database's password
+                value, default = redact_url(str(value)), redact_url(str(default))
             changes.append((label, _shown(value), _shown(default)))
     return changes
 

@@ -2,7 +2,8 @@
 
 `kling-bot` alone runs the bot (bot/__main__.py); `kling-bot check` checks the configuration
 (bot/check.py), `kling-bot animate` makes one video from a terminal (bot/terminal.py) and
-`kling-bot simulate` serves an offline stand-in for the sunra API (bot/simulator/).
+`kling-bot simulate` serves an offline stand-in for the sunra API (bot/simulator/) and
+`kling-bot migrate-db --to postgresql://…` copies the SQLite database into PostgreSQL (bot/store/copy.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from rich.console import Console
 from bot.check import exit_code, run_checks
 from bot.config import ConfigError, load_tool_settings
 from bot.simulator import Simulator, SimulatorSettings
+from bot.store.copy import CopyRefused, copy_sqlite_to_postgresql
+from bot.store.db import parse_database_url
 from bot.terminal import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -83,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--port", type=int, default=DEFAULT_SIMULATOR_PORT, help="port (0 = any free one)")
     add_simulator_options(simulate)
+    migrate = commands.add_parser(
+        "migrate-db",
+        help="copy the SQLite database (DATABASE_URL) into an empty PostgreSQL database",
+        description="Copies every table of the bot's SQLite database (DATABASE_URL), the credit ledger "
+        "included, exactly and with the same ids, into an empty PostgreSQL database, in one transaction. "
+        "Refuses while a bot uses the SQLite file, and when the target holds any row. Then set "
+        "DATABASE_URL to the target and start the bot. Exit code 1 when nothing was copied.",
+    )
+    migrate.add_argument(
+        "--to", required=True, metavar="URL", help="the target: postgresql://user:password@host:5432/name"
+    )
     return parser
 
 
@@ -161,6 +175,8 @@ def main(argv: Sequence[str], *, serve: Callable[[], None]) -> int:
             return _animate(args)
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "migrate-db":
+            return _migrate_db(args.to)
     except KeyboardInterrupt:  # Ctrl-C before a command installed its own handling (while starting)
         print(f"kling-bot {args.command}: interrupted", file=sys.stderr)
         return EXIT_CANCELLED if args.command == "animate" else EXIT_INTERRUPTED
@@ -182,6 +198,33 @@ def _check() -> int:
         return exit_code(findings)
 
     return asyncio.run(report())
+
+
+def _migrate_db(target_url: str) -> int:
+    try:
+        settings = load_tool_settings()
+        target = parse_database_url(target_url)
+    except (ConfigError, ValueError) as error:
+        print(f"kling-bot migrate-db: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    source = parse_database_url(settings.database_url)
+    if source.path is None:
+        print(
+            f"kling-bot migrate-db: DATABASE_URL is {source.shown}; it copies from a SQLite database",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    print(f"Copying {source.shown} into {target.shown} ...", flush=True)
+    try:
+        report = asyncio.run(copy_sqlite_to_postgresql(source.path, target_url))
+    except CopyRefused as error:
+        print(f"kling-bot migrate-db: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    for table, rows in report.tables.items():
+        print(f"  {table}: {rows} rows")
+    print(f"Copied {report.rows} rows in {len(report.tables)} tables. Now set DATABASE_URL={target.shown}")
+    print("(with its password) and start the bot; keep the SQLite file as a backup.")
+    return EXIT_OK
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -23,6 +23,9 @@ from pydantic_settings import (
 
 from bot.quota.rules import QuotaSettings
 from bot.startup import StartupSettings
+
+if TYPE_CHECKING:
+    from bot.netguard import UrlPolicy
 
 DEFAULT_CONFIG_PATH = Path("config/bot.toml")
 SECRET_FIELDS = ("discord_token", "sunra_key")
@@ -44,6 +47,9 @@ class JobSettings(BaseModel):
     progress_edit_seconds: float = Field(default=5.0, ge=1)
     # Largest video the bot downloads to upload to Discord; bigger ones are delivered by URL.
     max_video_mb: float = Field(default=100.0, gt=0)
+    # A finished video that cannot be fetched (dead link, refused address, not an MP4) is tried again
+    # for this long, then its credits are given back (under 2 minutes from the API's completion).
+    video_fetch_seconds: float = Field(default=90.0, gt=0, le=110)
 
 
 class MediaSettings(BaseModel):
@@ -87,6 +93,9 @@ class CommonSettings(BaseSettings):
     database_url: str = "sqlite:///data/bot.sqlite3"
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # Hosts (host[:port], comma-separated) the bot may fetch files from or send them to although they
+    # are not https to a public address: an answer's URLs and Discord's pictures (bot/netguard.py).
+    sunra_file_hosts: str = ""
     # Register commands to these guilds only (instant for testing); empty = global commands.
     command_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     # The only servers the bot may be in (bot/guild_access.py); empty = any server.
@@ -122,6 +131,20 @@ class CommonSettings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("sunra_file_hosts")
+    @classmethod
+    def _file_hosts(cls, value: str) -> str:
+        from bot.netguard import parse_file_hosts
+
+        parse_file_hosts(value)  # raises ValueError naming the entry
+        return value
+
+    def url_policy(self) -> UrlPolicy:
+        """The file host policy of SUNRA_FILE_HOSTS (bot/netguard.py)."""
+        from bot.netguard import UrlPolicy
+
+        return UrlPolicy(self.sunra_file_hosts)
+
     @field_validator("discord_gateway_url")
     @classmethod
     def _websocket_url(cls, value: str | None) -> str | None:
@@ -134,10 +157,10 @@ class CommonSettings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _sqlite_url(cls, value: str) -> str:
-        from bot.store.db import sqlite_path_from_url
+    def _database_url(cls, value: str) -> str:
+        from bot.store.db import parse_database_url
 
-        sqlite_path_from_url(value)  # raises ValueError with a clear reason
+        parse_database_url(value)  # raises ValueError with a clear reason, never the password
         return value
 
     @field_validator("log_level")

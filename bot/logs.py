@@ -13,6 +13,7 @@ from typing import TextIO
 from pydantic import SecretStr
 
 from bot.config import SECRET_FIELDS, CommonSettings
+from bot.redact import redact_urls
 
 REDACTED = "[redacted]"
 TEXT_FORMAT = "%(asctime)s %(levelname)-8s %(name)s: %(ids)s%(message)s"
@@ -52,7 +53,8 @@ class JobIds(logging.Filter):
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces every configured secret in a record's final text, whatever logged it."""
+    """Replaces every configured secret, and every credential in a URL (bot/redact.py), in a record's
+    final text and traceback, whatever logged it (discord.py and httpx included)."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
@@ -61,7 +63,9 @@ class RedactSecrets(logging.Filter):
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return text
+        # Credentials in URLs, whoever logged them: discord.py's 429 warnings name an interaction's
+        # route with its live token, a proxy error its user:password@, a signed URL its signature.
+        return redact_urls(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

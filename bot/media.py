@@ -21,25 +21,20 @@ and what to do about it. Nothing here needs Discord.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
-import contextlib
 import logging
 import math
 import re
 import warnings
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
-from types import TracebackType
-from typing import Any, Self
 
-import httpx
 import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from bot.errors import InputRefused
+from bot.icc import icc_from_nclx
+from bot.picture_metadata import strip_metadata
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +70,6 @@ _PASS_THROUGH_MODES = ("RGB", "L")
 JPEG_QUALITIES = (92, 85, 75)
 
 _PNG_END = b"IEND\xaeB`\x82"
-_JPEG_END = b"\xff\xd9"
 # Orientations 5 to 8 turn the picture a quarter: its displayed width is its stored height.
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})
 # Content types that say "image" but that the bot cannot convert for Kling.
@@ -361,67 +355,6 @@ def _jpeg_coefficient_bytes(image: Image.Image, width: int, height: int) -> int:
     return blocks * 64 * 2
 
 
-# --- Metadata -----------------------------------------------------------------------------------------
-
-# The upload gets a public URL, so what a camera or phone wrote beside the pixels (GPS position, device,
-# dates, names, comments) is removed. Kept: what changes how the pixels look (JFIF, ICC profile, Adobe
-# colour transform; PNG colour chunks).
-_JPEG_DROPPED_MARKERS = frozenset({0xE1, 0xEC, 0xED, 0xFE})  # APP1 EXIF/XMP, APP12, APP13 IPTC, COM
-_PNG_DROPPED_CHUNKS = frozenset({b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"})
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def strip_metadata(data: bytes, content_type: str) -> bytes | None:
-    """The same image without metadata, byte for byte the same pixels; None if the file's structure is
-    not what it should be (the caller re-encodes it then). Only for upright files: EXIF goes too."""
-    if content_type == "image/png":
-        return _strip_png(data)
-    return _strip_jpeg(data)
-
-
-def _strip_jpeg(data: bytes) -> bytes | None:
-    if not data.startswith(b"\xff\xd8"):
-        return None
-    kept = [data[:2]]
-    at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        length = int.from_bytes(data[at + 2 : at + 4], "big")
-        if length < 2 or at + 2 + length > len(data):
-            return None
-        if marker == 0xDA:  # start of scan: the compressed pixels and the rest follow as they are
-            kept.append(data[at:])
-            return b"".join(kept)
-        if marker not in _JPEG_DROPPED_MARKERS:
-            kept.append(data[at : at + 2 + length])
-        at += 2 + length
-    return None
-
-
-def _strip_png(data: bytes) -> bytes | None:
-    if not data.startswith(_PNG_SIGNATURE):
-        return None
-    kept = [_PNG_SIGNATURE]
-    at = len(_PNG_SIGNATURE)
-    while at + 12 <= len(data):
-        length = int.from_bytes(data[at : at + 4], "big")
-        kind = data[at + 4 : at + 8]
-        end = at + 12 + length
-        if end > len(data):
-            return None
-        if kind not in _PNG_DROPPED_CHUNKS:
-            kept.append(data[at:end])
-        at = end
-        if kind == b"IEND":
-            return b"".join(kept)
-    return None
-
-
 def _orientation(image: Image.Image) -> int:
     value = image.getexif().get(ExifTags.Base.Orientation, 1)
     # Out-of-range values are ignored, as ImageOps.exif_transpose ignores them.
@@ -444,12 +377,12 @@ def _unchanged_content_type(image: Image.Image, data: bytes, orientation: int) -
         return None
     if "transparency" in image.info or (image.format == "PNG" and getattr(image, "is_animated", False)):
         return None
-    if image.format == "PNG":
-        # 16-bit RGB PNGs open as 8-bit "RGB"; the IHDR bit depth (byte 24) tells them apart.
-        plain = len(data) > 24 and data[24] <= 8 and data.endswith(_PNG_END)
-    else:
-        # Pillow decodes a JPEG missing its end marker; other decoders may not. Re-encoding is always safe.
-        plain = data.rstrip(b"\0").endswith(_JPEG_END)
+    if image.format != "PNG":
+        # Pillow decodes a JPEG missing its end marker; other decoders may not. strip_metadata rebuilds
+        # the file up to its first image's end marker and gives None (re-encode) when there is none.
+        return content_type
+    # 16-bit RGB PNGs open as 8-bit "RGB"; the IHDR bit depth (byte 24) tells them apart.
+    plain = len(data) > 24 and data[24] <= 8 and data.endswith(_PNG_END)
     return content_type if plain else None
 
 
@@ -504,7 +437,9 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def _reencode(image: Image.Image, label: str, max_bytes: int) -> PreparedImage:
-    icc_profile = image.info.get("icc_profile")
+    # A HEIF may describe its colour by an nclx box (many Android phones' Display P3) rather than an ICC
+    # profile: the output carries it as an ICC profile, or its wide gamut would be read as sRGB.
+    icc_profile = image.info.get("icc_profile") or icc_from_nclx(image.info.get("nclx_profile"))
     # Upright, and without EXIF: the orientation is applied once, here, and never again by a viewer.
     # An upright picture is not copied: at 50 MP a copy is another 200 MB.
     upright = ImageOps.exif_transpose(image) if _orientation(image) != 1 else image
@@ -644,140 +579,7 @@ def _encode(image: Image.Image, quality: int | None, icc_profile: bytes | None) 
     return buffer.getvalue()
 
 
-# --- Download and the pool ------------------------------------------------------------------------
+# ImageChecker (download and the decode pool) lives in bot/image_checker.py; importable from here too.
+from bot.image_checker import ImageChecker  # noqa: E402
 
-
-class ImageChecker:
-    """Downloads attachments and prepares them in a bounded thread pool.
-
-    At most `max_workers` pictures are decoded at once and at most twice that many hold a place (running
-    or waiting in the pool), which bounds the memory spent on pictures; more callers wait their turn.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_workers: int = 2,
-        download_timeout: float = 30.0,
-        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
-        thread_name_prefix: str = "image-decode",
-    ) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
-        self._slots = asyncio.Semaphore(max_workers * 2)
-        self._in_flight = 0
-        self._download_timeout = download_timeout
-        self._max_download_bytes = max_download_bytes
-        # Attachment URLs are signed by Discord and need no credentials: this client never carries any
-        # (no headers, no auth), so nothing secret can leak to the CDN or to a redirect target.
-        self._client = httpx.AsyncClient(
-            follow_redirects=True, timeout=httpx.Timeout(download_timeout), auth=None
-        )
-
-    @property
-    def max_download_bytes(self) -> int:
-        """The download cap (MEDIA__MAX_DOWNLOAD_MB), also what `check_metadata` must be given."""
-        return self._max_download_bytes
-
-    @property
-    def in_flight(self) -> int:
-        """Pictures holding a place: being decoded, or queued in the pool."""
-        return self._in_flight
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-        # Never wait for a running decode on the event loop: queued ones are dropped, running ones finish.
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    async def fetch(self, url: str, *, label: str = "image") -> PreparedImage:
-        """Downloads and prepares a picture; raises MediaRejected with the reason."""
-        data = await self.download(url, label=label)
-        return await self.prepare(data, label=label)
-
-    async def download(self, url: str, *, label: str = "image") -> bytes:
-        """The file's bytes, refused as soon as they exceed the cap or the time limit runs out."""
-        try:
-            # httpx's timeout applies to each read; this one to the whole download, so a server trickling
-            # a byte at a time cannot hold a job forever.
-            async with asyncio.timeout(self._download_timeout):
-                return await self._read_capped(url, label)
-        except (TimeoutError, httpx.TimeoutException) as error:
-            raise MediaRejected(
-                f"Downloading the {label} from Discord took too long; please try again.", retryable=True
-            ) from error
-        except httpx.HTTPError as error:
-            log.info("downloading the %s failed: %s", label, type(error).__name__)
-            raise MediaRejected(
-                f"The {label} could not be downloaded from Discord; please try again.", retryable=True
-            ) from error
-
-    async def _read_capped(self, url: str, label: str) -> bytes:
-        limit = self._max_download_bytes
-        async with self._client.stream("GET", url) as response:
-            if response.is_error:
-                raise MediaRejected(
-                    f"Discord did not hand over the {label} (HTTP {response.status_code}). Please try again; "
-                    "if it keeps failing, attach the picture anew.",
-                    retryable=True,
-                )
-            declared = _declared_length(response.headers.get("content-length"))
-            if declared is not None and declared > limit:
-                _check_download_size(declared, label, limit)
-            body = bytearray()
-            # aiter_bytes yields decoded bytes, so a compressed response is capped at its real size.
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise _over_download_cap(f"larger than {_limit_megabytes(limit)}", label, limit)
-            return bytes(body)
-
-    async def prepare(self, data: bytes, *, label: str = "image") -> PreparedImage:
-        """Runs `inspect_bytes` in the pool; the event loop only waits."""
-        loop = asyncio.get_running_loop()
-        await self._slots.acquire()
-        self._in_flight += 1
-        try:
-            work = self._pool.submit(
-                inspect_bytes, data, label=label, max_input_bytes=self._max_download_bytes
-            )
-        except BaseException:
-            self._release_slot()
-            raise
-        # The place is given back when the thread is done, not when the caller stops waiting: a cancelled
-        # caller must not let more decodes pile up than the bound allows.
-        work.add_done_callback(_in_loop(loop, self._release_slot))
-        return await asyncio.wrap_future(work, loop=loop)
-
-    def _release_slot(self) -> None:
-        self._in_flight -= 1
-        self._slots.release()
-
-
-def _declared_length(header: str | None) -> int | None:
-    if header is None:
-        return None
-    try:
-        return int(header)
-    except ValueError:
-        return None
-
-
-def _in_loop(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Callable[[Future[Any]], None]:
-    """A done-callback for a pool future that runs `callback` on the event loop's thread."""
-
-    def done(_: Future[Any]) -> None:
-        # A closed loop raises RuntimeError: then nobody is left waiting for a place.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(callback)
-
-    return done
+__all__ = ["ImageChecker"]

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+import httpx
 from pydantic import SecretStr
 from rich.console import Console
 from rich.logging import RichHandler
@@ -44,9 +45,10 @@ from bot.quota.spending import Charge, QuotaRefused, QuotaService, Reservation
 from bot.request import AnimateRequest, AttachmentRef, build_request
 from bot.simulator import Simulator, SimulatorSettings
 from bot.store import Database, ledger
-from bot.store.db import sqlite_path_from_url
+from bot.store.db import parse_database_url
 from bot.store.jobs import TERMINAL_CHANNEL_ID, JobRow, JobStore
 from bot.sunra import SunraClient, SunraError
+from bot.video import MAX_VIDEO_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -248,17 +250,23 @@ class TerminalReporter:
         # A terminal job's upload limit is JOBS__MAX_VIDEO_MB, so its video is never re-encoded.
         if not self._mine(job):
             return None
+        # Written beside --out under a temporary name and moved into place only when complete: an error
+        # (a cut download, a full disk, a video over the cap) never touches the operator's existing file.
+        partial = self.out.with_name(f".{self.out.name}.{secrets.token_hex(4)}.part")
         try:
             if video is not None:
-                await asyncio.to_thread(shutil.move, video, self.out)
-            else:  # bigger than JOBS__MAX_VIDEO_MB: fetched straight to the file, without a size limit
+                await asyncio.to_thread(shutil.copyfile, video, partial)
+            else:  # bigger than JOBS__MAX_VIDEO_MB: fetched again, capped at what Kling could ever make
                 assert job.video_url is not None
-                await self.sunra.download(job.video_url, self.out, max_bytes=2**62)
+                await self.sunra.download(job.video_url, partial, max_bytes=MAX_VIDEO_BYTES)
+            await asyncio.to_thread(os.replace, partial, self.out)
             self.written = self.out
             if self._bar is not None and self._task is not None:
                 self._bar.update(self._task, description=f"Video written to {self.out}")
-        except (OSError, SunraError) as error:
+        except (OSError, SunraError, BotError) as error:
             log.warning("job %s: the video could not be written to %s: %s", job.id, self.out, error)
+        finally:
+            partial.unlink(missing_ok=True)
         self._finish_bar()
         if not self.ended.done():
             self.ended.set_result(job)
@@ -300,6 +308,8 @@ async def simulated(settings: ToolSettings) -> AsyncIterator[ToolSettings]:
                 update={
                     "sunra_api_url": simulator.url,
                     "sunra_key": SecretStr("simulator"),
+                    # The simulator serves its files on loopback: listed, like an operator would.
+                    "sunra_file_hosts": httpx.URL(simulator.url).netloc.decode(),
                     "database_url": f"sqlite:///{Path(folder) / 'simulate.sqlite3'}",
                 }
             )
@@ -329,7 +339,7 @@ async def animate(settings: ToolSettings, options: AnimateOptions, console: Cons
         async with simulated(settings) as offline:
             console.print(f"Simulating the sunra API at {offline.sunra_base}: nothing is spent.")
             return await _run(offline, request, out, console)
-    where = sqlite_path_from_url(settings.database_url)
+    where = parse_database_url(settings.database_url).shown
     console.print(f"Sending to {settings.sunra_base}; the spend is recorded in {where}.", highlight=False)
     return await _run(settings, request, out, console)
 
@@ -353,12 +363,16 @@ def _end_image(options: AnimateOptions) -> AttachmentRef | None:
 
 async def _run(settings: ToolSettings, request: AnimateRequest, out: Path, console: Console) -> int:
     assert settings.sunra_key is not None
-    db = await Database.open(sqlite_path_from_url(settings.database_url))
+    db = await Database.open(settings.database_url)
     with tempfile.TemporaryDirectory(prefix="kling-animate-") as workdir:
         async with (
             db,
-            SunraClient(settings.sunra_base, settings.sunra_key) as sunra,
-            LocalImages(max_workers=1, download_timeout=settings.media.download_timeout_seconds) as images,
+            SunraClient(settings.sunra_base, settings.sunra_key, file_hosts=settings.url_policy()) as sunra,
+            LocalImages(
+                max_workers=1,
+                download_timeout=settings.media.download_timeout_seconds,
+                url_policy=settings.url_policy(),
+            ) as images,
         ):
             runner = JobRunner(
                 store=ProcessJobs(db),

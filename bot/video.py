@@ -2,15 +2,25 @@
 
 Both are blocking and CPU-heavy: call them from a worker thread (`asyncio.to_thread`). Nothing here
 parses a container by hand; FFmpeg does the demuxing, decoding and encoding.
+
+Every video comes from outside, so the work is bounded before it starts (issue 19, item 3): the file
+must be an MP4 (`looks_like_mp4`), and `probe_video` reads its size, picture size, frame count and
+duration from the container, with FFmpeg told never to decode a picture larger than MAX_PIXELS (its
+`max_pixels` option, also while it probes), and refuses what Kling never makes. Decoding counts frames
+as it goes, and at most MAX_VIDEO_JOBS of these run at once in the whole process.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -32,11 +42,121 @@ AUDIO_BITRATE = 128_000
 MIN_BITS_PER_PIXEL = 0.04
 MIN_HEIGHT = 240
 
+# What Kling 2.6 Pro makes: at most 1080p (1920×1080), 5 or 10 s at 24-30 fps, tens of MB. Beyond these
+# limits (2-4 times that, for margin) a file is not a Kling video, and decoding it could cost gigabytes.
+MAX_SIDE = 3840
+MAX_PIXELS = 3840 * 2160
+MAX_FRAMES = 1200
+MAX_SECONDS = 40.0
+MAX_STREAMS = 4
+MAX_VIDEO_BYTES = 500_000_000
+# Video operations (probe, last frame, re-encoding) running at once in this process, whoever asks.
+MAX_VIDEO_JOBS = 2
+_SLOTS = threading.BoundedSemaphore(MAX_VIDEO_JOBS)
+# FFmpeg's own bound on one decoded picture: the decoder refuses to open for a larger one, and the same
+# option stops avformat_find_stream_info from decoding a huge first frame while it probes.
+_DECODER_OPTIONS = {"max_pixels": str(MAX_PIXELS), "threads": "2"}
+
 
 class VideoUnreadable(BotError):
     """The video could not be decoded; `user_message` says so."""
 
     user_message = "The video could not be read, so its last frame is not available."
+
+
+class VideoRefused(VideoUnreadable):
+    """The file is not a video Kling makes (not an MP4, or too large in bytes, pixels, frames or time)."""
+
+    user_message = "The file is not a video Kling makes, so the bot does not use it."
+
+    def __init__(self, user_message: str | None = None, *, detail: str = "") -> None:
+        super().__init__(user_message)
+        self.detail = detail  # for the operator's log: what was over which limit
+
+    def __str__(self) -> str:
+        return f"{self.user_message} ({self.detail})" if self.detail else self.user_message
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFacts:
+    """What the container says: picture size in pixels, frames (0 when it does not say), seconds."""
+
+    width: int
+    height: int
+    frames: int
+    seconds: float
+    has_audio: bool
+
+
+def looks_like_mp4(path: Path) -> bool:
+    """True when the file starts with an ISO base media ``ftyp`` box (MP4, MOV and their kin)."""
+    with path.open("rb") as handle:
+        head = handle.read(12)
+    return len(head) == 12 and head[4:8] == b"ftyp" and int.from_bytes(head[:4], "big") >= 8
+
+
+@contextmanager
+def video_slot() -> Iterator[None]:
+    """One of the MAX_VIDEO_JOBS places for video work; blocks the calling (worker) thread until free."""
+    with _SLOTS:
+        yield
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    # PyAV takes one dict of codec options per stream (its stub says list[str]; the code reads dicts).
+    options: list[Any] = [dict(_DECODER_OPTIONS)] * MAX_STREAMS
+    return av.open(str(path), stream_options=options)
+
+
+def probe_video(path: Path) -> VideoFacts:
+    """The container's facts, refused (VideoRefused) beyond what Kling makes; VideoUnreadable when FFmpeg
+    cannot read it. Nothing is decoded beyond what FFmpeg's probe needs, and never a picture over
+    MAX_PIXELS."""
+    size = path.stat().st_size
+    if size > MAX_VIDEO_BYTES:
+        raise VideoRefused(detail=f"{size} bytes")
+    if not looks_like_mp4(path):
+        raise VideoRefused(detail="not an MP4 (no ftyp box)")
+    try:
+        with _open(path) as container:
+            return _facts(container)
+    except av.error.FFmpegError as error:
+        log.info("cannot read the video %s: %s", path.name, error)
+        raise VideoUnreadable() from error
+
+
+def _facts(container: av.container.InputContainer) -> VideoFacts:
+    if len(container.streams) > MAX_STREAMS or not container.streams.video:
+        raise VideoRefused(detail=f"{len(container.streams)} streams, {len(container.streams.video)} video")
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height
+    seconds = 0.0
+    if container.duration:
+        seconds = container.duration / av.time_base
+    elif stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    facts = VideoFacts(width, height, stream.frames or 0, seconds, bool(container.streams.audio))
+    if (
+        not 0 < width <= MAX_SIDE
+        or not 0 < height <= MAX_SIDE
+        or width * height > MAX_PIXELS
+        or facts.frames > MAX_FRAMES
+        or seconds > MAX_SECONDS
+    ):
+        raise VideoRefused(detail=f"{width}x{height}, {facts.frames} frames, {seconds:.1f} s")
+    return facts
+
+
+def _bounded_decoder(stream: av.video.stream.VideoStream) -> None:
+    stream.codec_context.options = dict(_DECODER_OPTIONS)
+
+
+def _counted(frames: Iterator[VideoFrame]) -> Iterator[VideoFrame]:
+    """Decoded frames, refused past MAX_FRAMES or over MAX_PIXELS (a stream may change size midway)."""
+    for count, frame in enumerate(frames, 1):
+        if count > MAX_FRAMES or frame.width * frame.height > MAX_PIXELS:
+            raise VideoRefused(detail=f"frame {count} ({frame.width}x{frame.height})")
+        yield frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +176,21 @@ def last_frame(path: Path) -> Image.Image:
     """The clip's last decodable frame as an RGB picture.
 
     Seeks to the last second first (FFmpeg lands on the key frame before it), so a long clip is not
-    decoded whole; a file whose seek fails is decoded from the start. Raises VideoUnreadable.
+    decoded whole; a file whose seek fails is decoded from the start. Bounded as the module says: raises
+    VideoRefused beyond what Kling makes, VideoUnreadable for a broken file.
     """
+    with video_slot():
+        return _last_frame(path)
+
+
+def _last_frame(path: Path) -> Image.Image:
+    probe_video(path)
     try:
-        with av.open(str(path)) as container:
+        with _open(path) as container:
             if not container.streams.video:
                 raise VideoUnreadable("The file has no picture to continue from.")
             stream = container.streams.video[0]
+            _bounded_decoder(stream)
             duration = container.duration  # in av.time_base units (microseconds), or None
             frame = None
             if duration and duration > 2 * av.time_base:
@@ -84,7 +212,7 @@ def _last_decoded(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream
 ) -> VideoFrame | None:
     last = None
-    for frame in container.decode(stream):
+    for frame in _counted(container.decode(stream)):
         last = frame
     return last
 
@@ -98,11 +226,18 @@ def reencode_to_fit(source: Path, dest: Path, *, max_bytes: int) -> Reencoded | 
     (`faststart`), AAC sound when the source has sound.
 
     The first bitrate comes from the duration; each further attempt aims lower by the overshoot measured.
-    Returns None (and leaves no `dest`) when no attempt fits. Raises VideoUnreadable for a broken source.
+    Returns None (and leaves no `dest`) when no attempt fits. Raises VideoRefused beyond what Kling makes
+    (see `probe_video`), VideoUnreadable for a broken source.
     """
+    with video_slot():
+        return _reencode_to_fit(source, dest, max_bytes=max_bytes)
+
+
+def _reencode_to_fit(source: Path, dest: Path, *, max_bytes: int) -> Reencoded | None:
     target = int(max_bytes * (1 - SIZE_MARGIN))
+    facts = probe_video(source)
+    duration, has_audio = max(facts.seconds or 1.0, 0.1), facts.has_audio
     try:
-        duration, has_audio = _probe(source)
         audio_bits = AUDIO_BITRATE if has_audio else 0
         total = target * 8 / duration
         video_bits = int(total * 0.95) - audio_bits
@@ -120,21 +255,11 @@ def reencode_to_fit(source: Path, dest: Path, *, max_bytes: int) -> Reencoded | 
     except av.error.FFmpegError as error:
         dest.unlink(missing_ok=True)
         raise VideoUnreadable("The video could not be re-encoded.") from error
+    except VideoRefused:
+        dest.unlink(missing_ok=True)
+        raise
     dest.unlink(missing_ok=True)
     return None
-
-
-def _probe(source: Path) -> tuple[float, bool]:
-    with av.open(str(source)) as container:
-        if not container.streams.video:
-            raise VideoUnreadable("The file has no picture.")
-        stream = container.streams.video[0]
-        seconds = None
-        if container.duration:
-            seconds = container.duration / av.time_base
-        elif stream.duration and stream.time_base:
-            seconds = float(stream.duration * stream.time_base)
-        return max(seconds or 1.0, 0.1), bool(container.streams.audio)
 
 
 def _even(value: int) -> int:
@@ -142,8 +267,10 @@ def _even(value: int) -> int:
 
 
 def _encode(source: Path, dest: Path, *, video_bits: int) -> tuple[int, int]:
-    with av.open(str(source)) as inp:
+    with _open(source) as inp:
         in_video = inp.streams.video[0]
+        _bounded_decoder(in_video)
+        decoded = 0
         in_audio = inp.streams.audio[0] if inp.streams.audio else None
         rate = in_video.average_rate or Fraction(24)
         width, height = _output_size(in_video.width, in_video.height, video_bits, float(rate))
@@ -169,6 +296,9 @@ def _encode(source: Path, dest: Path, *, video_bits: int) -> tuple[int, int]:
             for packet in inp.demux(*streams):
                 for frame in packet.decode():
                     if isinstance(frame, VideoFrame):
+                        decoded += 1
+                        if decoded > MAX_FRAMES:
+                            raise VideoRefused(detail=f"more than {MAX_FRAMES} frames")
                         picture = frame.reformat(width=width, height=height, format="yuv420p")
                         picture.pts, picture.time_base = frame.pts, frame.time_base
                         out.mux(video.encode(picture))

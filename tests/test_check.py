@@ -16,9 +16,11 @@ from bot.check import Finding, exit_code, run_checks
 from bot.config import ToolSettings
 from bot.invite import INSTALL_PERMISSIONS
 from bot.store import Database
+from bot.store.migrations import migrations
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.sunra_server import FakeSunra
+from tests.postgres import url_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SUNRA_KEY = "sk-check-0123456789abcdef"
@@ -134,8 +136,11 @@ async def test_database_current_pending_and_broken(tmp_path: Path) -> None:
         current = tmp_path / "current.sqlite3"
         await (await Database.open(current)).close()
         found = by_topic(await findings_of(settings_for(discord, sunra, current)), "database")
-        latest = sorted(p.name for p in (ROOT / "bot" / "migrations").glob("0*.sql"))[-1]
-        assert found.level == "ok" and f"migrations current ({latest})" in found.text
+        latest = migrations("sqlite")[-1].name
+        assert (
+            found.level == "ok"
+            and f"SQLite {current} is reachable, migrations current ({latest})" in found.text
+        )
 
         older = tmp_path / "older.sqlite3"
         await (await Database.open(older)).close()
@@ -262,3 +267,50 @@ def test_a_secret_with_a_character_no_header_can_carry_fails_with_its_name(tmp_p
     assert done.returncode == 1
     assert done.stdout.startswith("FAIL settings: invalid configuration: DISCORD_TOKEN has a space"), done
     assert "Traceback" not in done.stderr and "pasted-from" not in done.stdout + done.stderr
+
+
+async def test_postgresql_engine_reachability_and_migrations_without_the_password(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # Trust authentication ignores the password; it stands for a real one that must never be shown.
+    with_password = postgres_url.replace("postgresql://postgres@", "postgresql://postgres:pg-s3cret@")
+    async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+
+        async def database_finding(url: str) -> tuple[Finding, list[Finding]]:
+            findings = await findings_of(settings_for(discord, sunra, tmp_path, database_url=url))
+            no_secret_in(findings, "pg-s3cret")
+            return by_topic(findings, "database"), findings
+
+        found, findings = await database_finding(with_password)  # empty: nothing applied yet
+        assert found.level == "note" and found.text.startswith("PostgreSQL postgresql://postgres:[redacted]@")
+        assert "to apply at the next start: 0001_jobs.sql" in found.text
+        assert any(
+            f.topic == "setting" and "DATABASE_URL = postgresql://postgres:[redacted]@" in f.text
+            for f in findings
+        )
+
+        await (await Database.open(postgres_url)).close()
+        found, _ = await database_finding(with_password)
+        assert (
+            found.level == "ok" and f"migrations current ({migrations('postgresql')[-1].name})" in found.text
+        )
+
+        found, findings = await database_finding(url_of("kling_no_such_database_here"))
+        assert found.level == "fail" and "does not exist" in found.text and exit_code(findings) == 1
+
+        closed = f"postgresql://postgres:pg-s3cret@127.0.0.1:{free_port()}/kling"
+        found, findings = await database_finding(closed)
+        assert found.level == "fail" and "cannot connect" in found.text and exit_code(findings) == 1
+
+
+def test_the_bot_stops_with_one_line_when_postgresql_does_not_answer(tmp_path: Path) -> None:
+    closed = f"postgresql://bot:pg-s3cret@127.0.0.1:{free_port()}/kling"
+    env = {**os.environ, "DISCORD_TOKEN": "abc.def", "SUNRA_KEY": SUNRA_KEY, "DATABASE_URL": closed}
+    env.pop("BOT_CONFIG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "database: postgresql://bot:[redacted]@127.0.0.1:" in done.stderr
+    assert "cannot connect" in done.stderr
+    assert "Traceback" not in done.stderr and "pg-s3cret" not in done.stderr + done.stdout

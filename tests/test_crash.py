@@ -39,7 +39,7 @@ from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, RecordedRequest
 from tests.fakes.sunra_server import FakeSunra, JobFailure, JobPlan
-from tests.world import LEDGER_BY_JOB, assert_ledger_matches
+from tests.world import LEDGER_BY_JOB, assert_ledger_matches, file_hosts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SUNRA_KEY = "sk-crash-7f3a9c1e5b2d4f6a8c0e"
@@ -84,6 +84,9 @@ class BotProcess:
             DISCORD_API_URL=self.discord.api_url,
             DISCORD_GATEWAY_URL=self.discord.gateway_url,
             SUNRA_API_URL=self.sunra.url,
+            SUNRA_FILE_HOSTS=file_hosts(
+                self.discord.api_url, self.sunra.url
+            ),  # the fakes on loopback are listed
             DATABASE_URL=f"sqlite:///{self.db_path}",
             JOBS__POLL_FIRST_SECONDS="0.05",
             JOBS__POLL_MAX_SECONDS="0.3",

@@ -132,6 +132,12 @@ def counts(**expected: int) -> Callable[[World, JobRow], None]:
     return check
 
 
+def tried_again_and_no_link(world: World, job: JobRow) -> None:
+    assert world.sunra.count("video") > FAST_RETRY.attempts  # the client's retries, then the bot's
+    [outcome] = world.outcome_messages(job.id)
+    assert (job.video_url or "?") not in outcome.message["content"] and outcome.files == []
+
+
 # ----- sunra -----------------------------------------------------------------------------------------------
 
 SUNRA = {
@@ -297,12 +303,20 @@ SUNRA = {
     ),
     # Kling's own link is posted, and charged: the bot cannot tell a file that is gone from one that
     # is not there yet, and the API has made (and billed) the video.
+    # Issue 19, item 5: a dead link is tried again, then refunded by a compensating entry, never posted.
     "video-url-404": Fault(
+        "undeliverable",
+        "Your credits were given back.",
+        arrange=lambda world: world.sunra.fail_next("video", 404, times=1000),
+        check=tried_again_and_no_link,
+        options={"jobs": {"video_fetch_seconds": 1.0}},
+    ),
+    "video-url-404-then-back": Fault(
         "delivered",
         "your video is ready!",
-        arrange=lambda world: world.sunra.fail_next("video", 404, times=10),
-        check=counts(video=1),
-        video="link",
+        arrange=lambda world: world.sunra.fail_next("video", 404, times=2),
+        check=counts(video=3),
+        video="file",
     ),
     "video-cut-off-once": Fault(
         "delivered",
@@ -312,11 +326,11 @@ SUNRA = {
         video="file",
     ),
     "video-cut-off-every-time": Fault(
-        "delivered",
-        "your video is ready!",
-        arrange=lambda world: world.sunra.fail_next("video", cut_after=70_000, times=20),
-        check=counts(video=FAST_RETRY.attempts),
-        video="link",
+        "undeliverable",
+        "Your credits were given back.",
+        arrange=lambda world: world.sunra.fail_next("video", cut_after=70_000, times=1000),
+        check=tried_again_and_no_link,
+        options={"jobs": {"video_fetch_seconds": 1.0}},
     ),
 }
 
@@ -434,7 +448,7 @@ async def test_a_fault_ends_in_a_sentence_a_state_and_a_right_ledger(tmp_path: P
         assert job.state == fault.state, (job, text)
         assert fault.says in text, text
         assert not BARE_CODE.search(without_links(text)), text
-        charged = job.cost_credits if job.state == "delivered" else 0
+        charged = job.cost_credits if job.state == "delivered" else 0  # undeliverable: compensated
         assert await balance_of(world) == before - charged
         await world.assert_ledger_matches_jobs()
         if fault.video is not None:
@@ -498,7 +512,7 @@ async def test_cancel_pressed_as_the_api_completes_ends_the_job_exactly_once(
         )
         assert len(endings) == 1, endings
         assert world.sunra.count("submit") == 1 and world.sunra.count("cancel") <= 1
-        charged = job.cost_credits if job.state == "delivered" else 0
+        charged = job.cost_credits if job.state == "delivered" else 0  # undeliverable: compensated
         assert await balance_of(world) == before - charged
         await world.assert_ledger_matches_jobs()
 

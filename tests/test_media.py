@@ -30,6 +30,7 @@ from bot.media import (
 )
 from tests import images
 from tests.images import BLUE, RED, encode, marked, noise
+from tests.world import listed
 
 
 def refusal(data: bytes, **kwargs: object) -> MediaRejected:
@@ -109,11 +110,19 @@ def test_a_jpeg_whose_segments_do_not_add_up_is_re_encoded_rather_than_trusted()
     assert media.strip_metadata(bytes(data), "image/jpeg") is None
 
 
-def test_camera_mpo_is_a_jpeg_and_sent_unchanged() -> None:
-    data = encode(marked((400, 300)), "MPO", save_all=True, append_images=[marked((400, 300))])
-    assert Image.open(io.BytesIO(data)).format == "MPO"
+def test_camera_mpo_is_sent_as_its_first_jpeg_only() -> None:
+    """Issue 19, item 6: an MPO's second picture (with its own EXIF and GPS) never reaches the upload."""
+    second = Image.new("RGB", (400, 300), "navy")
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "DualCam"
+    data = encode(marked((400, 300)), "MPO", save_all=True, append_images=[second], exif=exif.tobytes())
+    assert Image.open(io.BytesIO(data)).format == "MPO" and data.count(b"\xff\xd8") >= 2
     result = inspect_bytes(data)
-    assert (result.data, result.content_type, result.reencoded) == (data, "image/jpeg", False)
+    assert (result.content_type, result.reencoded) == ("image/jpeg", False)
+    assert result.data.count(b"\xff\xd8\xff") == 1 and result.data.endswith(b"\xff\xd9")
+    assert b"MPF" not in result.data and b"DualCam" not in result.data and len(result.data) < len(data)
+    with Image.open(io.BytesIO(result.data)) as cleaned, Image.open(io.BytesIO(data)) as original:
+        assert cleaned.format == "JPEG" and cleaned.tobytes() == original.tobytes()
 
 
 @pytest.mark.parametrize(
@@ -668,14 +677,15 @@ async def site() -> AsyncIterator[Site]:
 
 
 @pytest.fixture
-async def checker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ImageChecker]:
+async def checker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, site: Site) -> AsyncIterator[ImageChecker]:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     # Credentials for this very host in a netrc: the downloader must still send none.
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login member password secret\n")
     monkeypatch.setenv("NETRC", str(netrc))
-    async with ImageChecker(download_timeout=0.5, max_download_bytes=CAP) as checker:
+    policy = listed(site.url("/"))
+    async with ImageChecker(download_timeout=0.5, max_download_bytes=CAP, url_policy=policy) as checker:
         yield checker
 
 
@@ -695,7 +705,8 @@ async def test_stream_over_the_cap_is_refused(site: Site, checker: ImageChecker)
 
 
 async def test_declared_length_over_the_cap_is_refused_before_the_body(site: Site) -> None:
-    async with ImageChecker(download_timeout=5, max_download_bytes=CAP) as checker:
+    policy = listed(site.url("/"))
+    async with ImageChecker(download_timeout=5, max_download_bytes=CAP, url_policy=policy) as checker:
         started = time.monotonic()
         with pytest.raises(MediaRejected) as caught:
             await checker.download(site.url("/declared-huge"), label="end image")
@@ -722,11 +733,55 @@ async def test_http_error_is_refused_as_retryable(site: Site, checker: ImageChec
     assert caught.value.retryable
 
 
-async def test_unreachable_server_is_refused_as_retryable(checker: ImageChecker) -> None:
+async def test_unreachable_server_is_refused_as_retryable() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # free once closed: nothing listens there
+    url = f"http://127.0.0.1:{port}/picture.jpg"
     with pytest.raises(MediaRejected) as caught:
-        await checker.download(f"http://127.0.0.1:{port}/picture.jpg")
+        async with ImageChecker(download_timeout=0.5, url_policy=listed(url)) as checker:
+            await checker.download(url)
     assert "could not be downloaded" in caught.value.user_message
     assert caught.value.retryable
+
+
+def _segment(marker: int, body: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def test_a_jpeg_keeps_only_jfif_icc_and_adobe_segments() -> None:
+    """Issue 19, item 6: the JPEG is rebuilt from a keep list. An action camera's APP6 GPS telemetry, a
+    JFXX thumbnail, an MPF index, unknown APPn and data after the image's end are all dropped."""
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    plain = encode(marked((400, 300)), "JPEG", icc_profile=icc)
+    hostile = (
+        plain[:2]
+        + _segment(0xE6, b"GoPro\x00GPS5 lat=48.8584 lon=2.2945 DEVC")  # APP6 telemetry
+        + _segment(0xE0, b"JFXX\x00\x10" + b"thumbnail-bytes")  # a JFXX thumbnail
+        + _segment(0xE2, b"MPF\x00II*\x00position")  # an MP index (not ICC)
+        + _segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x01")  # Adobe, YCbCr transform: kept
+        + _segment(0xE9, b"secret-app9")
+        + plain[2:]
+        + b"TRAILER GPS 48.8584,2.2945"
+    )
+    result = inspect_bytes(hostile)
+    assert not result.reencoded
+    for gone in (b"GPS5", b"JFXX", b"MPF", b"secret-app9", b"TRAILER"):
+        assert gone not in result.data, gone
+    assert b"JFIF\x00" in result.data and b"Adobe" in result.data and b"ICC_PROFILE\x00" in result.data
+    with Image.open(io.BytesIO(result.data)) as cleaned, Image.open(io.BytesIO(hostile)) as original:
+        assert cleaned.info.get("icc_profile") == icc
+        assert cleaned.tobytes() == original.tobytes()
+
+
+def test_a_progressive_jpeg_with_restart_markers_keeps_every_scan() -> None:
+    data = encode(noise((320, 320)), "JPEG", progressive=True, restart_marker_blocks=2)
+    result = inspect_bytes(data + b"\x00" * 10 + b"junk after the end")
+    with Image.open(io.BytesIO(result.data)) as cleaned, Image.open(io.BytesIO(data)) as original:
+        assert cleaned.tobytes() == original.tobytes()
+    assert result.data.endswith(b"\xff\xd9") and b"junk" not in result.data
+
+
+def test_a_jpeg_cut_inside_its_scan_is_re_encoded_not_trusted() -> None:
+    data = images.jpeg()
+    assert media.strip_metadata(data[: len(data) - 40], "image/jpeg") is None

@@ -200,3 +200,37 @@ async def test_the_metadata_check_follows_the_download_cap(tmp_path: Path) -> No
         assert callback.type == 4
         assert "the bot takes pictures of at most 0.1 MB" in callback.data["content"]
         assert world.sunra.count("submit") == 0 and world.sunra.count("upload_initiate") == 0
+
+
+@pytest.mark.parametrize(("primaries", "red_x"), [(12, 0.5151), (9, 0.6734), (1, 0.4361)])
+def test_a_heif_colour_from_its_nclx_box_is_kept_as_an_icc_profile(primaries: int, red_x: float) -> None:
+    """Issue 19, item 6: many Android phones tag Display P3 HEIF photos with an nclx box, not an ICC
+    profile; the JPEG sent carries it as an ICC profile whose red colorant is the colour space's."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 60, 40)).save(
+        buffer,
+        "HEIF",
+        color_primaries=primaries,
+        transfer_characteristics=13,
+        matrix_coefficients=6,
+        full_range_flag=1,
+        save_nclx_profile=True,
+    )
+    result = inspect_bytes(buffer.getvalue())
+    assert result.content_type == "image/jpeg" and result.reencoded
+    profile_bytes = decoded(result).info.get("icc_profile")
+    assert isinstance(profile_bytes, bytes)
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(profile_bytes))
+    assert abs(profile.profile.red_colorant[0][0] - red_x) < 0.002
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    grey = Image.new("RGB", (1, 1), (128, 128, 128))
+    converted = ImageCms.applyTransform(grey, ImageCms.buildTransform(profile, srgb, "RGB", "RGB"))
+    assert converted is not None and close_to(converted.getpixel((0, 0)), (128, 128, 128), 1)
+
+
+def test_an_hdr_nclx_transfer_gets_no_made_up_profile() -> None:
+    from bot.icc import icc_from_nclx
+
+    assert icc_from_nclx({"color_primaries": 9, "transfer_characteristics": 16}) is None  # PQ
+    assert icc_from_nclx({"color_primaries": 2, "transfer_characteristics": 13}) is None
+    assert icc_from_nclx(None) is None

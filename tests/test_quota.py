@@ -8,8 +8,8 @@ import csv
 import datetime as dt
 import io
 import itertools
+import sys
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import discord
@@ -55,8 +55,9 @@ class Clock:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "bot.sqlite3")
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """The ledger's tests run on both engines."""
+    database = await Database.open(database_url)
     try:
         yield database
     finally:
@@ -269,7 +270,7 @@ async def test_settle_entries_are_unique_in_the_database_itself(db: Database, cl
     quota = make_service(db, clock)
     job = await reserve(quota)
     await quota.commit(job.job_id)
-    with pytest.raises(Exception, match="UNIQUE"):
+    with pytest.raises(Exception, match=r"(?i)unique"):
         async with db.write() as tx:
             await tx.execute(
                 "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, charged_at, at)"
@@ -649,8 +650,8 @@ async def test_every_refund_reason_gives_the_credits_back(db: Database, clock: C
     assert {e.reason for e in refunds} == {reason} and sum(e.usd_micros for e in refunds) == -1_050_000
 
 
-async def test_restart_between_reserve_and_commit(tmp_path: Path, clock: Clock) -> None:
-    path = tmp_path / "bot.sqlite3"
+async def test_restart_between_reserve_and_commit(database_url: str, clock: Clock) -> None:
+    path = database_url
     db = await Database.open(path)
     quota = make_service(db, clock, daily_credits=40)
     delivered = await reserve(quota, options=AUDIO_5)
@@ -701,8 +702,9 @@ async def test_a_hundred_simultaneous_reserves_with_room_for_three(db: Database,
     assert await available(quota) == 0
 
 
-async def test_two_connections_to_one_file_cannot_overspend(tmp_path: Path, clock: Clock) -> None:
-    path = tmp_path / "bot.sqlite3"
+async def test_two_connections_to_one_file_cannot_overspend(database_url: str, clock: Clock) -> None:
+    """Two connections to one SQLite file, or two pools on one PostgreSQL database: two processes."""
+    path = database_url
     first = await Database.open(path)
     second = await Database.open(path)
     try:
@@ -955,3 +957,32 @@ async def test_export_is_a_csv_attachment(
     assert (
         callback.files[0].data.decode() == f"date,user_id,jobs,credits,usd\n2025-03-12,{BOB_ID},1,10,0.70\n"
     )
+
+
+async def test_two_processes_reserving_at_once_never_pass_the_allowance(postgres_url: str) -> None:
+    """Two bot processes on one PostgreSQL database, each reserving 40 jobs of one member at the same
+    moment against room for three: three reservations in all, whichever process wins them."""
+    async with await Database.open(postgres_url) as db:
+        job_ids = [await new_job(db) for _ in range(80)]
+    halves = [job_ids[0::2], job_ids[1::2]]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.reserve_worker",
+            postgres_url,
+            str(NOW),
+            *map(str, half),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for half in halves
+    ]
+    outputs = [await process.communicate() for process in processes]
+    assert [p.returncode for p in processes] == [0, 0], [err.decode()[-1500:] for _, err in outputs]
+    won = [int(out.decode().strip()) for out, _ in outputs]
+    async with await Database.open(postgres_url) as db:
+        reserves = [e for e in await ledger.ledger_entries(db) if e.kind == "reserve"]
+        quota = make_service(db, Clock(), daily_credits=15)
+        assert sum(won) == len(reserves) == 3
+        assert await available(quota) == 0

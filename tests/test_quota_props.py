@@ -24,6 +24,8 @@ from bot.quota.rules import (
 from bot.quota.spending import COMMIT_STATES, REFUND_STATES, QuotaRefused, QuotaService
 from bot.store import Database, ledger
 from bot.store.jobs import JobStore
+from tests import postgres
+from tests.conftest import skip_without_postgres
 
 START = dt.datetime(2025, 3, 30, 20, 0, tzinfo=dt.UTC).timestamp()  # near a DST change in Europe
 GUILDS = (1, 2)
@@ -303,8 +305,8 @@ async def _check_invariants(quota: QuotaService, db: Database, model: Model, now
     assert sorted(await ledger.open_reservations(db)) == sorted(job.job_id for job in model.open_jobs())
 
 
-async def _run(quota_settings: QuotaSettings, ops: Sequence[Operation]) -> None:
-    db = await Database.open(":memory:")
+async def _run(quota_settings: QuotaSettings, ops: Sequence[Operation], where: str = ":memory:") -> None:
+    db = await Database.open(where)
     try:
         clock = Clock()
         quota = QuotaService(db, quota_settings, clock=clock)
@@ -323,6 +325,22 @@ def test_ledger_matches_the_model_under_random_operations(
     quota_settings: QuotaSettings, ops: list[Operation]
 ) -> None:
     asyncio.run(_run(quota_settings, ops))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(quota_settings, st.lists(operations, min_size=10, max_size=40))
+def test_the_postgresql_ledger_matches_the_model_under_random_operations(
+    quota_settings: QuotaSettings, ops: list[Operation]
+) -> None:
+    """The same operations on PostgreSQL, each example in a database of its own (fewer examples: each
+    makes and drops one)."""
+    skip_without_postgres()
+
+    async def on_a_fresh_database() -> None:
+        async with postgres.fresh_database() as url:
+            await _run(quota_settings, ops, url)
+
+    asyncio.run(on_a_fresh_database())
 
 
 # ----- pure functions -------------------------------------------------------------------------------------

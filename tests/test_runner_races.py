@@ -240,3 +240,41 @@ async def test_a_cancel_the_api_confirmed_gives_back_the_usd_too(tmp_path: Path)
         assert job.state == "cancelled" and not job.may_be_billed
         assert await usd_micros_today(world) == 0
         assert (await world.ended(await world.animate("next", audio=False))).state == "delivered"
+
+
+async def test_a_cancel_the_api_only_requested_then_ignored_delivers_and_charges(tmp_path: Path) -> None:
+    """Issue 19, item 4: CANCELLATION_REQUESTED is not an ending. The job ends COMPLETED with a video
+    all the same: it is delivered and charged, never refunded."""
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        world.sunra.cancel_mode = "ignored"
+        world.sunra.next_job(seconds=1.5)
+        interaction = await world.animate(audio=False)
+        job = await world.until(
+            lambda j: j.state == "submitted" and j.progress_message_id is not None, interaction
+        )
+        click = await press_cancel(world, job.id, job.progress_message_id)
+        assert "cancelling" in (await world.private_answer(click)).lower()
+        job = await world.ended(interaction)
+        assert job.state == "delivered" and world.sunra.count("cancel") == 1
+        assert await balance_of(world) == before - job.cost_credits
+        await world.assert_ledger_matches_jobs()
+
+
+async def test_a_requested_cancel_is_a_cancel_once_the_api_says_cancelled(tmp_path: Path) -> None:
+    async with running_world(tmp_path, quota=ONE_JOB_USD) as world:
+        before = await balance_of(world)
+        world.sunra.cancel_mode = "requested"
+        world.sunra.cancel_seconds = 0.5
+        world.sunra.next_job(seconds=30)
+        interaction = await world.animate(audio=False)
+        job = await world.until(
+            lambda j: j.state == "submitted" and j.progress_message_id is not None, interaction
+        )
+        await press_cancel(world, job.id, job.progress_message_id)
+        await asyncio.sleep(0.2)
+        assert (await world.job_for(interaction)).state == "submitted"  # requested, not ended yet
+        job = await world.ended(interaction)
+        assert job.state == "cancelled" and not job.may_be_billed
+        assert await balance_of(world) == before and await usd_micros_today(world) == 0
+        await world.assert_ledger_matches_jobs()

@@ -20,7 +20,7 @@ from bot.sunra import (
     SunraClient,
     TransientError,
 )
-from tests.world import running_world
+from tests.world import listed, running_world
 
 FAST = SimulatorSettings(queue_seconds=0.2, generate_seconds=0.3)
 FAST_RETRY = RetryPolicy(base=0.01, cap=0.05)
@@ -60,7 +60,7 @@ def assert_looks_like(frame: Image.Image, picture: Image.Image, tolerance: float
 
 
 async def run_job(sim: Simulator, picture: bytes, **fields: object) -> tuple[SunraClient, str]:
-    client = SunraClient(sim.url, "any-key", retry=FAST_RETRY)
+    client = SunraClient(sim.url, "any-key", file_hosts=listed(sim.url), retry=FAST_RETRY)
     url = await client.upload(picture, content_type="image/png", file_name="start.png")
     submission = await client.submit(KlingInput(prompt="a slow zoom", start_image_url=url, **fields))  # type: ignore[arg-type]
     return client, submission.request_id
@@ -115,7 +115,10 @@ async def test_failures_are_reported_like_real_ones() -> None:
 
 
 async def test_a_picture_it_never_received_fails_the_job() -> None:
-    async with Simulator(FAST) as sim, SunraClient(sim.url, "k", retry=FAST_RETRY) as client:
+    async with (
+        Simulator(FAST) as sim,
+        SunraClient(sim.url, "k", file_hosts=listed(sim.url), retry=FAST_RETRY) as client,
+    ):
         submission = await client.submit(
             KlingInput(prompt="x", start_image_url="https://example.invalid/picture.png")
         )
@@ -137,7 +140,7 @@ async def test_cancel_stops_a_job() -> None:
 async def test_a_required_key_is_enforced() -> None:
     async with (
         Simulator(SimulatorSettings(key="right")) as sim,
-        SunraClient(sim.url, "wrong", retry=FAST_RETRY) as client,
+        SunraClient(sim.url, "wrong", file_hosts=listed(sim.url), retry=FAST_RETRY) as client,
     ):
         with pytest.raises(AuthError):
             await client.status("sim-unknown")
@@ -146,7 +149,7 @@ async def test_a_required_key_is_enforced() -> None:
 async def test_outages_answer_503_like_an_overloaded_api() -> None:
     async with (
         Simulator(SimulatorSettings(error_rate=1.0)) as sim,
-        SunraClient(sim.url, "k", retry=FAST_RETRY) as client,
+        SunraClient(sim.url, "k", file_hosts=listed(sim.url), retry=FAST_RETRY) as client,
     ):
         with pytest.raises(TransientError) as caught:
             await client.status("sim-unknown")

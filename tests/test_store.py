@@ -1,10 +1,12 @@
-"""The SQLite store: migrations, the write lock, and the jobs state machine's guarded transitions."""
+"""The store on both engines (SQLite and PostgreSQL, via the `database_url` fixture): migrations, the write
+lock, and the jobs state machine's guarded transitions; then what is particular to each engine."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,10 +15,13 @@ from bot.jobs import fair_order
 from bot.store import Database
 from bot.store.db import sqlite_path_from_url
 from bot.store.jobs import JobStore
+from bot.store.migrations import _to_postgresql, migrations
+from bot.store.sql import to_postgresql
+from tests.conftest import ENGINES
 
 
-async def open_store(path: Path) -> tuple[Database, JobStore]:
-    db = await Database.open(path)
+async def open_store(where: Path | str) -> tuple[Database, JobStore]:
+    db = await Database.open(where)
     return db, JobStore(db)
 
 
@@ -57,8 +62,8 @@ async def test_migrations_apply_once_and_wal_is_on(tmp_path: Path) -> None:
         await db.close()
 
 
-async def test_a_replayed_interaction_is_one_job(tmp_path: Path) -> None:
-    db, store = await open_store(tmp_path / "bot.sqlite3")
+async def test_a_replayed_interaction_is_one_job(database_url: str) -> None:
+    db, store = await open_store(database_url)
     async with db:
         first = await new_job(store, interaction_id=77)
         again, created = await store.create(
@@ -74,9 +79,10 @@ async def test_a_replayed_interaction_is_one_job(tmp_path: Path) -> None:
         assert (again, created) == (first, False)
 
 
-async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_returns(tmp_path: Path) -> None:
-    db, store = await open_store(tmp_path / "bot.sqlite3")
-    async with db:
+async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_returns(database_url: str) -> None:
+    db, store = await open_store(database_url)
+    other = await Database.open(database_url)  # another connection (or pool): another process, say
+    async with db, other:
         earlier = await new_job(store, interaction_id=5)
         commits = 0
         real_write = db.write
@@ -101,9 +107,8 @@ async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_retur
                 lifetime_seconds=60,
             )
             # Committed before it returns: another connection already sees the row.
-            with sqlite3.connect(tmp_path / "bot.sqlite3") as other:
-                row = other.execute("SELECT interaction_id FROM jobs WHERE id = ?", (result[0],)).fetchone()
-            assert row == (str(interaction_id),)
+            row = await other.fetchone("SELECT interaction_id FROM jobs WHERE id = ?", (result[0],))
+            assert row is not None and row[0] == str(interaction_id)
             seen.setdefault(interaction_id, result)
             if interaction_id in seen and seen[interaction_id] != result:
                 seen[-interaction_id] = result
@@ -122,8 +127,8 @@ async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_retur
         assert total is not None and total[0] == 201
 
 
-async def test_an_urgent_write_goes_before_the_writers_waiting(tmp_path: Path) -> None:
-    db, _ = await open_store(tmp_path / "bot.sqlite3")
+async def test_an_urgent_write_goes_before_the_writers_waiting(database_url: str) -> None:
+    db, _ = await open_store(database_url)
     order: list[str] = []
 
     async def writer(name: str, urgent: bool = False) -> None:
@@ -145,9 +150,9 @@ async def test_an_urgent_write_goes_before_the_writers_waiting(tmp_path: Path) -
             pass
 
 
-async def test_place_in_queue_is_the_fair_order(tmp_path: Path) -> None:
+async def test_place_in_queue_is_the_fair_order(database_url: str) -> None:
     rng = random.Random(13)
-    db, store = await open_store(tmp_path / "bot.sqlite3")
+    db, store = await open_store(database_url)
     async with db:
         for interaction_id in range(1, 121):
             job_id = await new_job(store, interaction_id=interaction_id, user_id=rng.randint(1, 15))
@@ -165,8 +170,8 @@ async def test_place_in_queue_is_the_fair_order(tmp_path: Path) -> None:
         assert await store.place_in_queue(not_waiting[0].id, "queued", 1000.5) is None
 
 
-async def test_transition_only_from_the_expected_state(tmp_path: Path) -> None:
-    db, store = await open_store(tmp_path / "bot.sqlite3")
+async def test_transition_only_from_the_expected_state(database_url: str) -> None:
+    db, store = await open_store(database_url)
     async with db:
         job_id = await new_job(store)
         assert await store.transition(job_id, "received", "queued", start_image_url="https://f/1.jpg")
@@ -182,16 +187,16 @@ async def test_transition_only_from_the_expected_state(tmp_path: Path) -> None:
         ]
 
 
-async def test_unknown_columns_are_refused(tmp_path: Path) -> None:
-    db, store = await open_store(tmp_path / "bot.sqlite3")
+async def test_unknown_columns_are_refused(database_url: str) -> None:
+    db, store = await open_store(database_url)
     async with db:
         job_id = await new_job(store)
         with pytest.raises(ValueError):
             await store.update(job_id, **{"state = 'delivered', notified": 1})
 
 
-async def test_concurrent_transitions_have_one_winner(tmp_path: Path) -> None:
-    db, store = await open_store(tmp_path / "bot.sqlite3")
+async def test_concurrent_transitions_have_one_winner(database_url: str) -> None:
+    db, store = await open_store(database_url)
     async with db:
         job_id = await new_job(store)
         results = await asyncio.gather(
@@ -200,8 +205,8 @@ async def test_concurrent_transitions_have_one_winner(tmp_path: Path) -> None:
         assert results.count(True) == 1
 
 
-async def test_write_rolls_back_on_error(tmp_path: Path) -> None:
-    db, store = await open_store(tmp_path / "bot.sqlite3")
+async def test_write_rolls_back_on_error(database_url: str) -> None:
+    db, store = await open_store(database_url)
     async with db:
         with pytest.raises(RuntimeError):
             async with db.write() as tx:
@@ -285,10 +290,10 @@ async def test_a_write_cancelled_while_another_process_holds_the_lock(tmp_path: 
         assert await store.get_meta("after") == "1"
 
 
-async def test_reads_see_only_committed_data(tmp_path: Path) -> None:
+async def test_reads_see_only_committed_data(database_url: str) -> None:
     """A read while another task's transaction is open sees the row as committed, never the change
     that is then rolled back."""
-    db, store = await open_store(tmp_path / "bot.sqlite3")
+    db, store = await open_store(database_url)
     async with db:
         job_id = await new_job(store)
         inside, finish = asyncio.Event(), asyncio.Event()
@@ -309,3 +314,196 @@ async def test_reads_see_only_committed_data(tmp_path: Path) -> None:
             await task
         after = await store.get(job_id)
         assert after is not None and after.state == "received"
+
+
+# ----- both engines: migrations -----------------------------------------------------------------------
+
+
+async def test_migrations_apply_once(database_url: str) -> None:
+    db = await Database.open(database_url)
+    await db.close()
+    db = await Database.open(database_url)  # reopening must not re-run a migration
+    async with db:
+        rows = await db.fetchall("SELECT version, name FROM schema_migrations ORDER BY version")
+        assert [row["name"] for row in rows] == [m.name for m in migrations(db.engine)]
+        assert rows[0][0] == 1
+
+
+def test_every_migration_has_a_file_for_each_engine() -> None:
+    for engine in ENGINES:
+        found = migrations(engine)
+        assert [m.version for m in found] == sorted({m.version for m in found})
+    assert [m.name for m in migrations("sqlite")] == [m.name for m in migrations("postgresql")]
+
+
+def test_postgresql_spelling_of_shared_migrations() -> None:
+    script = (
+        "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, -- REAL here stays\n"
+        " note TEXT DEFAULT 'REAL', k TEXT, PRIMARY KEY (k)) WITHOUT ROWID;"
+    )
+    assert _to_postgresql(script) == (
+        "CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+        " at DOUBLE PRECISION NOT NULL, -- REAL here stays\n"
+        " note TEXT DEFAULT 'REAL', k TEXT, PRIMARY KEY (k));"
+    )
+
+
+# ----- PostgreSQL: the translation and what several processes need --------------------------------------
+
+
+def test_placeholders_are_numbered_outside_literals_and_comments() -> None:
+    text, order = to_postgresql("SELECT '?', \"a?\", x::json FROM t WHERE a = ? -- why?\n AND b = ?")
+    assert text == "SELECT '?', \"a?\", x::json FROM t WHERE a = $1 -- why?\n AND b = $2" and order == 2
+    text, order = to_postgresql("SELECT ':no' FROM t WHERE a = :a AND (:b IS NULL OR b = :b) AND c = :a")
+    assert text == "SELECT ':no' FROM t WHERE a = $1 AND ($2 IS NULL OR b = $2) AND c = $1"
+    assert order == ("a", "b")
+    text, _ = to_postgresql(
+        "SELECT m.value FROM json_each(:users) AS m WHERE x IN (SELECT value FROM json_each(:x))"
+    )
+    assert "json_array_elements_text(CAST($1 AS json)) AS m(value)" in text
+    with pytest.raises(ValueError):
+        to_postgresql("SELECT ? WHERE a = :a")
+
+
+async def test_postgresql_schema_keeps_times_exact_and_ids_wide(postgres_url: str) -> None:
+    async with await Database.open(postgres_url) as db:
+        rows = await db.fetchall(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = 'public'"
+        )
+        types = {(row[0], row[1]): row[2] for row in rows}
+        assert "real" not in types.values(), "a 4-byte REAL would round epoch times to minutes"
+        assert types[("jobs", "created_at")] == "double precision"
+        assert types[("jobs", "id")] == types[("quota_ledger", "id")] == "bigint"
+        assert types[("jobs", "user_id")] == "text"
+
+
+async def test_postgresql_ledger_is_append_only_and_votes_are_counted(postgres_url: str) -> None:
+    async with await Database.open(postgres_url) as db:
+        store = JobStore(db)
+        job_id = await new_job(store)
+        async with db.write() as tx:
+            await tx.insert(
+                "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, credits, charged_at, at)"
+                " VALUES ('5', '10', 'reserve', ?, 5, 1.5, 1.5)",
+                (job_id,),
+            )
+        for statement in (
+            "UPDATE quota_ledger SET credits = 6",
+            "DELETE FROM quota_ledger",
+            "TRUNCATE quota_ledger",
+        ):
+            with pytest.raises(Exception, match="append-only"):
+                await db.execute(statement)
+        async with db.write() as tx:  # the unique partial index: one reservation per job
+            assert not await tx.execute(
+                "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, credits, charged_at, at)"
+                " VALUES ('5', '10', 'reserve', ?, 5, 1.5, 1.5) ON CONFLICT DO NOTHING",
+                (job_id,),
+            )
+        async with db.write() as tx:
+            showcase = await tx.insert(
+                "INSERT INTO showcases (guild_id, job_id, author_id, shared_by, prompt, settings, created_at)"
+                " VALUES ('5', ?, '10', '10', 'p', 's', 1.0)",
+                (job_id,),
+            )
+            await tx.executemany(
+                "INSERT INTO showcase_votes (showcase_id, user_id, at) VALUES (?, ?, ?)",
+                [(showcase, user, 2.0) for user in (1, 2, 3)],  # ints into TEXT, as SQLite takes them
+            )
+            await tx.execute("DELETE FROM showcase_votes WHERE user_id = ?", (2,))
+        row = await db.fetchone("SELECT vote_count FROM showcases WHERE id = ?", (showcase,))
+        assert row is not None and row["vote_count"] == 2
+
+
+async def test_postgresql_voice_names_ignore_case(postgres_url: str) -> None:
+    async with await Database.open(postgres_url) as db:
+        await db.execute(
+            "INSERT INTO voices (guild_id, name, voice_id, added_by, added_at)"
+            " VALUES ('1', 'Narrator', 'v1', '2', 0)"
+        )
+        row = await db.fetchone(
+            "SELECT voice_id FROM voices WHERE guild_id = '1' AND name = ?", ("nARRATOR",)
+        )
+        assert row is not None and row[0] == "v1"
+
+
+async def test_processes_starting_at_once_migrate_an_empty_database_once(postgres_url: str) -> None:
+    """Four processes open the same empty database at the same moment: each starts without an error and
+    every migration is recorded once."""
+    code = (
+        "import asyncio, sys\nfrom bot.store import Database\n"
+        "async def main():\n"
+        "    db = await Database.open(sys.argv[1])\n"
+        "    await db.close()\n"
+        "asyncio.run(main())\n"
+    )
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, postgres_url, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    results = [await p.communicate() for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, [err.decode()[-800:] for _, err in results]
+    async with await Database.open(postgres_url) as db:
+        rows = await db.fetchall("SELECT version FROM schema_migrations")
+        assert sorted(row[0] for row in rows) == [m.version for m in migrations("postgresql")]
+
+
+async def test_a_postgresql_write_cancelled_mid_statement_leaves_nothing_behind(postgres_url: str) -> None:
+    db, store = await open_store(postgres_url)
+    async with db:
+        started = asyncio.Event()
+
+        async def write() -> None:
+            async with db.write() as tx:
+                await tx.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+                started.set()
+                await tx.fetchone("SELECT pg_sleep(5)")
+
+        victim = asyncio.create_task(write())
+        await started.wait()
+        await asyncio.sleep(0.05)
+        victim.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await victim
+        assert await store.get_meta("k") is None
+        await store.set_meta("after", "1")  # the write lock and the advisory lock are free again
+        assert await store.get_meta("after") == "1"
+
+
+async def test_every_store_read_runs_on_both_engines(database_url: str) -> None:
+    """Each reading function of the store once, on a database holding every kind of row: a statement
+    that one engine does not accept fails here."""
+    from bot.store import blocklist, ledger, metrics, showcases, voices
+    from tests.test_migrate_db import ALICE, GUILD, fill
+
+    async with await Database.open(database_url) as db:
+        await fill(db)
+        store = JobStore(db)
+        assert await metrics.jobs_by_state(db) == {"delivered": 1, "failed": 1, "received": 2}
+        assert (await metrics.queue_waits_after(db, 0))[0] == await metrics.last_event_id(db)
+        spent = await metrics.spent_after(db, metrics.Spent(0, 0, 0))
+        assert (spent.credits, spent.usd_micros) == (10, 700_000)
+        top, total = await showcases.page(db, GUILD, sort="votes", page=0)
+        assert total == 1 and top[0].vote_count == 3
+        assert await showcases.top_since(db, GUILD, None, limit=5) == await showcases.top_since(
+            db, GUILD, 0.0, limit=5
+        )
+        assert await showcases.top_creators(db, GUILD, None, limit=5) == [(ALICE, 1, 3)]
+        assert await showcases.opted_out(db, GUILD, 1002)
+        await showcases.update_server(db, GUILD, {"channel_id": 5, "weekly_post": True}, at=1.0)
+        assert [s.channel_id for s in await showcases.servers_with_weekly_post(db)] == [5]
+        assert await voices.put_voice(db, GUILD, name="narrator", voice_id="v2", actor_id=1, at=1.0) == "v-1"
+        assert await voices.list_voices(db, GUILD) == [voices.VoiceRow("narrator", "v2")]
+        assert not await blocklist.add_pattern(db, GUILD, pattern="SPAM*", actor_id=1, at=1.0)
+        assert await blocklist.list_patterns(db, GUILD) == ["spam*"]
+        jobs, count = await store.history(ALICE, offset=0, limit=5)
+        assert count == 2 and [job.user_id for job in jobs] == [ALICE, ALICE]
+        assert await store.count_by_user(["received"]) == {1001: 1, 1002: 1}
+        assert [job.error_code for job in await store.unnotified(["failed"])] == ["nsfw"]
+        actions = [e.action for e in await ledger.audit_entries(db, str(GUILD))]
+        assert actions[:2] == ["voice_add", "blocklist_add"]
+        assert len(await ledger.job_spending(db, str(GUILD), 0.0)) == 4
+        assert await showcases.remove_unposted(db, at=2.0) == 1

@@ -40,6 +40,7 @@ from bot.sunra import (
     prediction_failure,
 )
 from tests.fakes.sunra_server import FakeSunra, FakeSunraProcess, JobFailure, JobPlan
+from tests.world import listed
 
 # Distinctive, so a leak anywhere is found by a plain substring search.
 KEY = "sk-live-Secret-7f3a9c1e55d04b2b"
@@ -92,14 +93,14 @@ def sleeps() -> RecordingSleep:
 
 @pytest.fixture
 async def client(fake: FakeSunra) -> AsyncIterator[SunraClient]:
-    async with SunraClient(fake.url, KEY, retry=FAST_RETRY) as sunra:
+    async with SunraClient(fake.url, KEY, file_hosts=listed(fake.url), retry=FAST_RETRY) as sunra:
         yield sunra
 
 
 @pytest.fixture
 async def instant(fake: FakeSunra, sleeps: RecordingSleep) -> AsyncIterator[SunraClient]:
     """A client whose retry sleeps are recorded instead of slept (not for waits: polling would spin)."""
-    async with SunraClient(fake.url, KEY, sleep=sleeps) as sunra:
+    async with SunraClient(fake.url, KEY, file_hosts=listed(fake.url), sleep=sleeps) as sunra:
         yield sunra
 
 
@@ -237,7 +238,9 @@ async def test_wait_outlasts_status_errors(fake: FakeSunra) -> None:
     fake.stream_enabled = False
     fake.fail_next("status", 500, times=3)
     fake.fail_next("status", 429, retry_after=0.01, times=2)
-    async with SunraClient(fake.url, KEY, retry=RetryPolicy(attempts=2, base=0.01, cap=0.02)) as client:
+    async with SunraClient(
+        fake.url, KEY, file_hosts=listed(fake.url), retry=RetryPolicy(attempts=2, base=0.01, cap=0.02)
+    ) as client:
         request_id = (await client.submit(kling_input())).request_id
         final = await client.wait(request_id, poll=FAST_POLL)
     assert final.status == "COMPLETED"
@@ -470,7 +473,7 @@ async def test_submit_429_is_retried_and_makes_one_job(
 
 async def test_submit_timeout_after_acceptance_is_uncertain(fake: FakeSunra) -> None:
     fake.hang_next_submit(5.0)
-    async with SunraClient(fake.url, KEY, timeouts=Timeouts(read=0.3)) as client:
+    async with SunraClient(fake.url, KEY, file_hosts=listed(fake.url), timeouts=Timeouts(read=0.3)) as client:
         with pytest.raises(SubmissionUncertain) as caught:
             await client.submit(kling_input())
     assert fake.count("submit") == 1 and len(fake.jobs) == 1
@@ -488,7 +491,9 @@ async def test_submit_retries_a_refused_connection(sleeps: RecordingSleep) -> No
     with socket.socket() as probe:  # a port nobody listens on: the request never left
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    async with SunraClient(f"http://127.0.0.1:{port}/v1", KEY, sleep=sleeps) as client:
+    async with SunraClient(
+        f"http://127.0.0.1:{port}/v1", KEY, file_hosts=listed(f"http://127.0.0.1:{port}/v1"), sleep=sleeps
+    ) as client:
         with pytest.raises(TransientError) as caught:
             await client.submit(kling_input())
     assert not isinstance(caught.value, SubmissionUncertain)
@@ -504,7 +509,9 @@ async def test_bad_key_blocks_submissions_for_a_while(
 ) -> None:
     clock = FakeClock()
     fake.reject_key()
-    async with SunraClient(fake.url, SecretStr(KEY), clock=clock, block_seconds=300) as client:
+    async with SunraClient(
+        fake.url, SecretStr(KEY), file_hosts=listed(fake.url), clock=clock, block_seconds=300
+    ) as client:
         with pytest.raises(AuthError) as caught:
             await client.submit(kling_input())
         error = caught.value
@@ -664,7 +671,7 @@ async def test_the_fake_runs_as_a_process() -> None:
     async with FakeSunraProcess(key=KEY, job_seconds=0.2) as process:
         assert process.url.startswith("http://127.0.0.1:") and process.url.endswith("/v1")
         await process.control("config", {"stream_enabled": False})
-        async with SunraClient(process.url, KEY, retry=FAST_RETRY) as client:
+        async with SunraClient(process.url, KEY, file_hosts=listed(process.url), retry=FAST_RETRY) as client:
             request_id = (await client.submit(kling_input())).request_id
             assert (await client.wait(request_id, poll=FAST_POLL)).status == "COMPLETED"
         state = await process.control("state")
@@ -738,7 +745,7 @@ async def test_a_rate_limit_that_outlasts_the_budget_says_busy_not_broken(fake: 
     sleeps = RecordingSleep()
     retry = RetryPolicy(rate_limit_wait=25)
     fake.fail_next("submit", 403, rate_limit=True, retry_after=10, times=10)
-    async with SunraClient(fake.url, KEY, retry=retry, sleep=sleeps) as client:
+    async with SunraClient(fake.url, KEY, file_hosts=listed(fake.url), retry=retry, sleep=sleeps) as client:
         with pytest.raises(RateLimited) as caught:
             await client.submit(kling_input())
         assert client.submissions_blocked is None

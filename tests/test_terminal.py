@@ -36,8 +36,10 @@ from bot.terminal import (
     animate,
     default_out,
 )
+from bot.video import MAX_VIDEO_BYTES
 from tests.fakes.sunra_server import FakeSunra
 from tests.test_simulator import assert_looks_like, first_frame, scene
+from tests.world import file_hosts
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-terminal-0123456789abcdef"
@@ -51,6 +53,7 @@ def settings_for(api_url: str, database: Path, **overrides: Any) -> ToolSettings
         "jobs": {"poll_first_seconds": 0.05, "poll_max_seconds": 0.2},
     }
     values.update(overrides)
+    values.setdefault("sunra_file_hosts", file_hosts(api_url))  # the fake on loopback is listed
     return ToolSettings(**values)
 
 
@@ -170,6 +173,7 @@ async def test_ctrl_c_cancels_the_job_at_the_api(tmp_path: Path) -> None:
             PYTHONPATH=str(ROOT),
             SUNRA_KEY=KEY,
             SUNRA_API_URL=fake.url,
+            SUNRA_FILE_HOSTS=file_hosts(fake.url),
             DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         )
         proc = await asyncio.create_subprocess_exec(
@@ -265,3 +269,35 @@ async def test_terminals_and_the_bot_never_take_each_others_jobs(tmp_path: Path)
         assert [job.id for job in await first.in_states([State.QUEUED])] == [mine]
         assert await second.in_states([State.QUEUED]) == []
         assert [job.id for job in await bot.in_states([State.QUEUED])] == [member]
+
+
+@pytest.mark.parametrize("trouble", ["cut", "over the cap"])
+async def test_an_error_never_touches_the_operators_existing_out_file(tmp_path: Path, trouble: str) -> None:
+    """Issue 19, item 7: --out is written under a temporary name beside it, capped, and moved into
+    place only when complete."""
+    image = picture(tmp_path)
+    existing = tmp_path / "existing.mp4"
+    existing.write_bytes(b"the operator's own video")
+    async with FakeSunra(key=KEY) as fake:
+        settings = settings_for(fake.url, tmp_path / "bot.sqlite3", jobs={"max_video_mb": 0.1})
+        if trouble == "cut":
+            fake.next_job(video_size=300_000)
+            fake.fail_next("video", cut_after=50_000, times=20)
+        else:
+            fake.next_job(video_size=MAX_VIDEO_BYTES + 1)
+        code, said = await run(settings, AnimateOptions(image, "waves", out=existing))
+        assert code == EXIT_FAILED, said
+    assert existing.read_bytes() == b"the operator's own video"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+async def test_a_complete_video_replaces_the_out_file(tmp_path: Path) -> None:
+    image = picture(tmp_path)
+    existing = tmp_path / "existing.mp4"
+    existing.write_bytes(b"old")
+    async with FakeSunra(key=KEY) as fake:
+        settings = settings_for(fake.url, tmp_path / "bot.sqlite3", jobs={"max_video_mb": 0.1})
+        fake.next_job(video_size=300_000)
+        code, said = await run(settings, AnimateOptions(image, "waves", out=existing))
+        assert code == EXIT_OK, said
+        assert existing.read_bytes() == fake.video_bytes(next(iter(fake.jobs)))

@@ -55,3 +55,21 @@ def make_video(
 def decoded_frames(path: Path) -> int:
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
+
+
+def make_blank_video(path: Path, *, size: tuple[int, int], frames: int = 1, fps: int = 24) -> Path:
+    """`frames` black frames, as small a file as H.264 makes: a hostile file (a huge picture, or a flood
+    of frames) costs little to send and a lot to decode."""
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.options = {"preset": "ultrafast", "crf": "51"}
+        blank = av.VideoFrame(size[0], size[1], "yuv420p")
+        for plane in blank.planes:
+            plane.update(bytes(plane.buffer_size))
+        for index in range(frames):
+            blank.pts = index
+            out.mux(video.encode(blank))
+        out.mux(video.encode(None))
+    return path

@@ -12,7 +12,9 @@ from bot.errors import BotError
 from bot.jobs.base import RunnerBase, log
 from bot.jobs.model import ENDED, Outcome, Phase, Progress, State, outcome_from_error
 from bot.logs import bind_job
+from bot.netguard import UnsafeUrl
 from bot.store.jobs import JobRow
+from bot.store.undeliverable import UNDELIVERABLE, end_undeliverable
 from bot.sunra import (
     DownloadTooLarge,
     KlingResult,
@@ -22,13 +24,33 @@ from bot.sunra import (
     SunraError,
     TransientError,
 )
-from bot.video import reencode_to_fit
+from bot.video import looks_like_mp4, reencode_to_fit
 
 # A job whose final post keeps failing (not Discord refusing it: a dropped connection, a timeout) is
 # retried this long past its lifetime, then left as it is for the next start to finish.
 POST_PATIENCE_SECONDS = 3600.0
 # Tries with the video file before posting its link instead: the file itself may be what fails.
 FILE_ATTEMPTS = 2
+# The least time one try at fetching the video gets, even at the end of JOBS__VIDEO_FETCH_SECONDS
+# (or that, when it is shorter).
+FETCH_ATTEMPT_SECONDS = 20.0
+
+
+class VideoUnusable(BotError):
+    """The API's video could not be fetched as an MP4; ``str()`` is the operator's detail."""
+
+    user_message = (
+        "Kling made the video, but the bot could not fetch a playable file from the video service, so "
+        "there is nothing to post. Your credits were given back. Trying again may help."
+    )
+    retryable = True
+
+    def __init__(self, detail: str) -> None:
+        super().__init__()
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 class Finishing(RunnerBase):
@@ -115,7 +137,11 @@ class Finishing(RunnerBase):
         reencoded = prepared = False
         if not resumed:
             await self._report.show_progress(job, Progress(Phase.FINISHING))
-            (path, reencoded), prepared = await self._video_for_upload(job), True
+            try:
+                (path, reencoded), prepared = await self._video_for_upload(job), True
+            except VideoUnusable as error:
+                await self._undeliverable(job, error)
+                return
 
         async def post(row: JobRow, attempt: int) -> int | None:
             nonlocal path, reencoded, prepared
@@ -130,7 +156,11 @@ class Finishing(RunnerBase):
                 job.id, State.COMPLETED, State.DELIVERING
             ):
                 return
-            message_id = await self._post_outcome(job.id, post, look_first=resumed)
+            try:
+                message_id = await self._post_outcome(job.id, post, look_first=resumed)
+            except VideoUnusable as error:
+                await self._undeliverable(job, error)
+                return
             delivered = await self.store.transition(
                 job.id,
                 State.DELIVERING,
@@ -166,6 +196,8 @@ class Finishing(RunnerBase):
                     if found is not None:
                         return found
                 return await post(job, attempt)
+            except VideoUnusable:
+                raise  # nothing to post: not a failed post to try again
             except Exception as error:
                 if self._clock() + pause > max(job.deadline, job.updated_at) + POST_PATIENCE_SECONDS:
                     raise
@@ -194,19 +226,62 @@ class Finishing(RunnerBase):
         return (None, False) if fitted is None else (fitted.path, True)
 
     async def _download(self, job: JobRow, *, max_bytes: int) -> Path | None:
+        """The video as an MP4 file, or None when it is too large to upload (its link is posted). Raises
+        VideoUnusable when it cannot be fetched, after trying for JOBS__VIDEO_FETCH_SECONDS (an address
+        the file host policy refuses is not tried again): a dead link is never posted as the video."""
         assert job.video_url is not None
         if job.video_size is not None and job.video_size > max_bytes:
             return None
         path = self.workdir / f"job-{job.id}.mp4"
-        try:
-            await self.sunra.download(job.video_url, path, max_bytes=max_bytes)
-        except DownloadTooLarge:
-            return None
-        except (SunraError, BotError, OSError) as error:
-            log.warning("job %s: video download failed (%s); delivering its URL", job.id, error)
+        give_up = self._clock() + self.settings.video_fetch_seconds
+        pauses = PollPolicy(
+            first=self.settings.poll_first_seconds, maximum=self.settings.poll_max_seconds
+        ).intervals()
+        while True:
+            try:
+                # Each try ends by the patience's end (a server that trickles or hangs cannot hold the
+                # member past it), yet always gets FETCH_ATTEMPT_SECONDS for a video on a slow line.
+                floor = min(FETCH_ATTEMPT_SECONDS, self.settings.video_fetch_seconds)
+                remaining = max(give_up - self._clock(), floor)
+                async with asyncio.timeout(remaining):
+                    await self.sunra.download(job.video_url, path, max_bytes=max_bytes)
+                if await asyncio.to_thread(looks_like_mp4, path):
+                    return path
+                problem = "the file is not an MP4"
+            except DownloadTooLarge:
+                return None
+            except UnsafeUrl as error:
+                path.unlink(missing_ok=True)
+                raise VideoUnusable(f"the video's address is refused: {error}") from error
+            except TimeoutError:  # before OSError, its base class: this one is the server's, not the disk's
+                problem = f"no whole file within {remaining:.0f} s"
+            except OSError as error:
+                # The bot's own disk, not the video: its link still works.
+                log.warning("job %s: video download failed (%s); delivering its URL", job.id, error)
+                path.unlink(missing_ok=True)
+                return None
+            except (SunraError, BotError) as error:
+                problem = str(error)
             path.unlink(missing_ok=True)
-            return None
-        return path
+            pause = next(pauses)
+            if self._clock() + pause > give_up:
+                raise VideoUnusable(f"the video could not be fetched: {problem}")
+            log.warning("job %s: video not fetched (%s); trying again", job.id, problem)
+            await asyncio.sleep(pause)
+
+    async def _undeliverable(self, job: JobRow, error: VideoUnusable) -> None:
+        """A paid video with nothing to post: the job ends, the credits go back, the member is told."""
+        moved = await end_undeliverable(
+            self.store.db,
+            job.id,
+            from_states=(State.COMPLETED, State.DELIVERING),
+            code="video_unusable",
+            message=error.user_message,
+            at=self._clock(),
+        )
+        if moved:
+            log.warning("job %s: ended %s, credits given back (%s)", job.id, UNDELIVERABLE, error)
+            await self._tell(await self._job(job.id))
 
     async def _end(self, job: JobRow, outcome: Outcome, *, from_states: str | Iterable[str]) -> bool:
         """Ends a job that made no video: refund, then tell the member once. False if the job had

@@ -28,11 +28,15 @@ class State(enum.StrEnum):
     CANCELLED = "cancelled"
     REFUSED = "refused"
     UNCERTAIN = "uncertain"
+    # The API made (and billed) the video, but it could not be fetched: the credits went back.
+    UNDELIVERABLE = "undeliverable"
 
 
-ENDED = frozenset({State.DELIVERED, State.FAILED, State.CANCELLED, State.REFUSED, State.UNCERTAIN})
+ENDED = frozenset(
+    {State.DELIVERED, State.FAILED, State.CANCELLED, State.REFUSED, State.UNCERTAIN, State.UNDELIVERABLE}
+)
 # Ends that are told to the member with a message of their own (a refusal is told privately, at once).
-TOLD_IN_CHANNEL = (State.FAILED, State.CANCELLED, State.UNCERTAIN)
+TOLD_IN_CHANNEL = (State.FAILED, State.CANCELLED, State.UNCERTAIN, State.UNDELIVERABLE)
 IN_FLIGHT = (State.SUBMITTING, State.SUBMITTED, State.COMPLETED, State.DELIVERING)
 
 

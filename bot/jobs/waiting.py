@@ -27,6 +27,10 @@ from bot.sunra import PollPolicy, PredictionFailed, QueueStatus, SunraError
 
 T = TypeVar("T")
 
+# How long an accepted cancel is followed for the API's own ending (CANCELLED, or a video made anyway)
+# before the job is ended as cancelled with its USD kept against the cap (the API may still bill it).
+CANCEL_CONFIRM_SECONDS = 120.0
+
 
 class Waiting(Finishing):
     async def _submit_and_follow(self, job: JobRow) -> None:
@@ -127,12 +131,34 @@ class Waiting(Finishing):
         except (SunraError, BotError) as error:
             # The job may run on and be billed: the member gets the credits back, the USD cap keeps it.
             log.warning("job %s: cancel at the API failed: %s", job.id, error)
-            stopped, outcome = True, dataclasses.replace(outcome, may_be_billed=True)
-        if not stopped:
-            # Too late to stop: the video exists, so deliver it rather than waste it.
+            billed = dataclasses.replace(outcome, may_be_billed=True)
+            await self._end(job, billed, from_states=State.SUBMITTED)
+            return
+        deliver = not stopped  # a cancel refused (400/409): the job had already ended
+        if stopped:
+            # An accepted cancel (sunra answers CANCELLATION_REQUESTED) is a request, not an ending: the
+            # job may still finish and be billed. Only the API's own ending decides (issue 19, item 4).
+            final = await self._ending_after_cancel(job.request_id)
+            if final is None:
+                log.warning("job %s: the API did not confirm the cancel; refunded, USD kept", job.id)
+                outcome = dataclasses.replace(outcome, may_be_billed=True)
+            deliver = final is not None and final.succeeded is True
+        if deliver:
+            # Too late to stop: the video exists (and is billed), so deliver it rather than waste it.
             try:
                 await self._complete(job)
                 return
             except (SunraError, BotError):
                 pass
         await self._end(job, outcome, from_states=State.SUBMITTED)
+
+    async def _ending_after_cancel(self, request_id: str) -> QueueStatus | None:
+        """The job's terminal status once a cancel was accepted, or None when the API does not say it
+        ended within CANCEL_CONFIRM_SECONDS (or cannot be asked)."""
+        policy = PollPolicy(first=self.settings.poll_first_seconds, maximum=self.settings.poll_max_seconds)
+        try:
+            async with asyncio.timeout(CANCEL_CONFIRM_SECONDS):
+                return await self.sunra.wait(request_id, poll=policy)
+        except (TimeoutError, SunraError, BotError) as error:
+            log.info("sunra job %s: no ending after the cancel (%r)", request_id, error)
+            return None

@@ -1,15 +1,19 @@
-"""The SQLite connections, their pragmas and the migrations.
+"""One store, two engines: the `Database` every part of the bot is handed, whichever engine runs.
 
-Two `aiosqlite` connections serve the whole process. Writes go through `write()` on the write
-connection: one asyncio lock serialises them and `BEGIN IMMEDIATE` opens each transaction, so a
-read-then-write inside it is atomic even against another process sharing the file. Reads outside a
-transaction (`fetchone`, `fetchall`) run on their own connection, so they see only committed data and
-never run inside another task's open transaction; in WAL mode they proceed while a write is open.
-A `:memory:` database cannot be opened twice, so there reads share the write connection.
+`Database.open(url)` opens `sqlite:///path` (bot/store/sqlite.py, the embedded default) or
+`postgresql://user:password@host:port/name` (bot/store/postgres.py, several processes), migrates it, and
+returns the same shape on both:
 
-A transaction completes or rolls back whatever cancels the task that opened it: the statements run in
-aiosqlite's thread whether or not their caller still waits, so `write()` waits for BEGIN, COMMIT and
-ROLLBACK to finish before it passes a cancellation on.
+- `async with db.write() as tx:` one write transaction; `tx.execute / insert / executemany / fetchone /
+  fetchall`. Write transactions are serialised as SQLite's single writer serialises them, across
+  processes too (PostgreSQL: an advisory transaction lock), so a read-then-write inside one is atomic.
+  `urgent=True` goes before the writers of this process waiting; `exclusive=False` (PostgreSQL only)
+  skips the fleet-wide serialisation for a transaction whose own row locks or constraints suffice.
+- `db.fetchone / fetchall`: reads of committed data, outside any transaction.
+- SQL keeps SQLite's spelling with `?` or `:name` placeholders (bot/store/sql.py translates it); a row
+  is read as `row["column"]` or `row[0]`.
+
+Above bot/store/ no code knows which engine runs.
 """
 
 from __future__ import annotations
@@ -18,70 +22,206 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import logging
-import re
-import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, ClassVar, Protocol, TypeVar
+from urllib.parse import urlsplit
 
-import aiosqlite
+from bot.redact import redact_urls
+from bot.store.migrations import Engine, MigrationStatus
+from bot.store.sql import Params
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "Database",
+    "DatabaseUnreachable",
+    "DatabaseUrl",
+    "MigrationStatus",
+    "Params",
+    "Row",
+    "Transaction",
+    "database_status",
+    "parse_database_url",
+    "redact_url",
+    "sqlite_path_from_url",
+]
 
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-
-Params = Sequence[Any] | dict[str, Any]
 T = TypeVar("T")
+
+ENGINE_NAMES: dict[Engine, str] = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+
+class Row(Protocol):
+    """A result row: `row["column"]` or `row[0]` (sqlite3.Row and asyncpg.Record both are one)."""
+
+    def __getitem__(self, key: Any, /) -> Any: ...
+
+
+class Transaction(Protocol):
+    """The handle given inside `Database.write()`; every statement runs in the open transaction."""
+
+    async def execute(self, sql: str, params: Params = ...) -> int:
+        """Runs a statement; returns the number of rows it changed."""
+        ...
+
+    async def insert(self, sql: str, params: Params = ...) -> int:
+        """Runs an INSERT into a table keyed by an integer `id`; returns the new row's id."""
+        ...
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None: ...
+
+    async def fetchone(self, sql: str, params: Params = ...) -> Row | None: ...
+
+    async def fetchall(self, sql: str, params: Params = ...) -> list[Row]: ...
+
+
+# ----- URLs ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseUrl:
+    """A parsed DATABASE_URL. `path` is set for SQLite; `url` is the URL as given (it may hold a password:
+    show `shown` instead)."""
+
+    engine: Engine
+    url: str
+    path: Path | None
+
+    @property
+    def shown(self) -> str:
+        """What logs and `kling-bot check` print: the SQLite file, or the URL without its password."""
+        return str(self.path) if self.path is not None else redact_url(self.url)
+
+
+def parse_database_url(url: str) -> DatabaseUrl:
+    """`sqlite:///data/bot.sqlite3` (a relative path), `sqlite:////abs/bot.sqlite3`, or
+    `postgresql://user:password@host:port/name` (`postgres://` too). Raises ValueError with a reason
+    that never repeats the password."""
+    if url.startswith("sqlite:"):
+        return DatabaseUrl("sqlite", url, sqlite_path_from_url(url))
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("postgresql", "postgres"):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            raise ValueError("is not a valid postgresql:// URL (check the host and port)") from None
+        if not parts.path.strip("/"):
+            raise ValueError("names no database: postgresql://user:password@host:5432/DATABASE")
+        return DatabaseUrl("postgresql", url, None)
+    raise ValueError("must start with sqlite:/// or postgresql://")
 
 
 def sqlite_path_from_url(url: str) -> Path:
     """`sqlite:///data/bot.sqlite3` → `data/bot.sqlite3`; `sqlite:////abs/x.db` → `/abs/x.db`."""
     prefix = "sqlite:///"
     if not url.startswith(prefix):
-        raise ValueError("only sqlite:/// URLs are supported")
+        raise ValueError("only sqlite:/// URLs name a SQLite file")
     rest = url[len(prefix) :]
     if not rest:
         raise ValueError("the URL names no file")
     return Path(rest)
 
 
-@dataclass(frozen=True, slots=True)
-class MigrationStatus:
-    """What `kling-bot check` reports about a database file, found without changing it."""
-
-    exists: bool
-    applied: tuple[str, ...]  # migration file names
-    pending: tuple[str, ...]  # applied at the bot's next start
+def redact_url(url: str) -> str:
+    """The URL with its password (and any secret query value) replaced by [redacted]; bot/redact.py."""
+    return redact_urls(url)
 
 
-def migration_status(path: Path) -> MigrationStatus:
-    """Opens the file read-only (a missing file is not created) and compares its migrations with the
-    bot's. Blocking (run it in a thread from async code). Raises sqlite3.Error when the file cannot be
-    read as a database."""
-    every = tuple(name for _, name, _ in _migrations())
-    if not path.exists():
-        return MigrationStatus(False, (), every)
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        found = conn.execute(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-        ).fetchone()[0]
-        rows = conn.execute("SELECT name FROM schema_migrations").fetchall() if found else []
-    finally:
-        conn.close()
-    done = {str(row[0]) for row in rows}
-    applied = tuple(name for name in every if name in done)
-    return MigrationStatus(True, applied, tuple(name for name in every if name not in done))
+async def database_status(url: str) -> tuple[DatabaseUrl, MigrationStatus]:
+    """What a database holds, read without creating or changing anything: whether it exists and which
+    migrations it has and lacks. Raises `DatabaseUnreachable` when it cannot be read (the message never
+    holds a password)."""
+    target = parse_database_url(url)
+    if target.engine == "sqlite":
+        from bot.store import sqlite
+
+        assert target.path is not None
+        return target, await sqlite.status(target.path)
+    from bot.store import postgres
+
+    return target, await postgres.status(target)
 
 
-async def _to_the_end(step: Awaitable[T]) -> T:
+class DatabaseUnreachable(Exception):
+    """The database cannot be reached or read; the message is safe to show (no password)."""
+
+
+# ----- the Database -------------------------------------------------------------------------------------
+
+
+class Database(ABC):
+    engine: ClassVar[Engine]
+
+    def __init__(self, target: DatabaseUrl) -> None:
+        self.target = target
+
+    @staticmethod
+    async def open(where: str | Path) -> Database:
+        """Opens and migrates the database named by a DATABASE_URL (`sqlite:///…`, `postgresql://…`) or,
+        for SQLite, a file path (`:memory:` too). Raises ValueError for a URL of no known form,
+        `DatabaseUnreachable` when PostgreSQL cannot be reached."""
+        if isinstance(where, str) and ("://" in where or where[:7] == "sqlite:"):
+            target = parse_database_url(where)
+        else:
+            target = DatabaseUrl("sqlite", f"sqlite:///{where}", Path(where))
+        if target.engine == "sqlite":
+            from bot.store.sqlite import SqliteDatabase
+
+            return await SqliteDatabase.open_file(target)
+        from bot.store.postgres import PostgresDatabase
+
+        return await PostgresDatabase.connect(target)
+
+    @property
+    def data_folder(self) -> Path:
+        """A local folder for the bot's working files: the SQLite file's folder, else `data/`."""
+        return Path("data")
+
+    @abstractmethod
+    def write(
+        self, *, urgent: bool = False, exclusive: bool = True
+    ) -> AbstractAsyncContextManager[Transaction]:
+        """One write transaction, committed at the end of the block and rolled back on any error or
+        cancellation. Serialised with every other exclusive write transaction on the database, from any
+        process; `urgent` ones of this process go first (a member waits for Discord's answer)."""
+
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        """One read of committed data (a read that must agree with a write belongs inside `write()`)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """One write statement in its own transaction; returns the number of rows changed."""
+        async with self.write() as tx:
+            return await tx.execute(sql, params)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        """One read of committed data (a read that must agree with a write belongs inside `write()`)."""
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+# ----- shared by the engines ----------------------------------------------------------------------------
+
+
+async def to_the_end(step: Awaitable[T]) -> T:
     """Awaits `step` to its end even when the caller is cancelled meanwhile, then passes the
-    cancellation on: a statement handed to aiosqlite's thread runs anyway, and the connection's state
-    must be known before anything else uses it."""
+    cancellation on: a COMMIT under way completes, and the connection's state is known before anything
+    else uses it."""
     current = asyncio.current_task()
     asked_before = current.cancelling() if current is not None else 0
     task = asyncio.ensure_future(step)
@@ -93,9 +233,9 @@ async def _to_the_end(step: Awaitable[T]) -> T:
     return task.result()
 
 
-class _WriteLock:
-    """The write connection's lock: first come, first served, except that an urgent writer (the inbox
-    of commands waiting to be acknowledged) goes before every writer that is not."""
+class WriteLock:
+    """A process's write lock: first come, first served, except that an urgent writer (the inbox of
+    commands waiting to be acknowledged) goes before every writer that is not."""
 
     def __init__(self) -> None:
         self._locked = False
@@ -123,180 +263,10 @@ class _WriteLock:
                 return
         self._locked = False
 
-
-class Database:
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
-        self._conn = conn
-        self._reader = conn
-        self.path = path
-        self._write_lock = _WriteLock()
-
-    @classmethod
-    async def open(cls, path: Path | str) -> Database:
-        path = Path(path)
-        in_memory = str(path) == ":memory:"
-        if not in_memory:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await cls._connect(path)
-        db = cls(conn, path)
+    @contextlib.asynccontextmanager
+    async def held(self, *, urgent: bool) -> AsyncIterator[None]:
+        await self.acquire(urgent=urgent)
         try:
-            await db._configure(conn)
-            await db._migrate()
-            if not in_memory:
-                db._reader = await cls._connect(path)
-                await db._configure(db._reader, "PRAGMA query_only=ON")
-        except BaseException:
-            await db.close()
-            raise
-        return db
-
-    @staticmethod
-    async def _connect(path: Path) -> aiosqlite.Connection:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing opens a transaction behind
-        # our back and a plain statement outside write() autocommits.
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        return conn
-
-    async def close(self) -> None:
-        if self._reader is not self._conn:
-            await self._reader.close()
-        await self._conn.close()
-
-    async def __aenter__(self) -> Database:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @staticmethod
-    async def _configure(conn: aiosqlite.Connection, *extra: str) -> None:
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            # NORMAL is durable against a process crash in WAL mode (only an OS crash may lose the last
-            # commits), which is the failure we guard against.
-            "PRAGMA synchronous=NORMAL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=5000",
-            *extra,
-        ):
-            await conn.execute(pragma)
-
-    async def _migrate(self) -> None:
-        await self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
-        )
-        async with self._conn.execute("SELECT version FROM schema_migrations") as cur:
-            done = {row[0] for row in await cur.fetchall()}
-        for version, name, sql in _migrations():
-            if version in done:
-                continue
-            log.info("applying migration %04d %s", version, name)
-            async with self.write() as tx:
-                await tx.executescript_in_tx(sql)
-                await tx.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (version, name)
-                )
-
-    @asynccontextmanager
-    async def write(self, *, urgent: bool = False) -> AsyncIterator[_Tx]:
-        """One serialised write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any error and on a
-        cancellation at any of its awaits: the connection is never left inside a transaction. An
-        `urgent` one goes before the others waiting (a member is waiting for Discord's answer)."""
-        await self._write_lock.acquire(urgent=urgent)
-        try:
-            try:
-                await _to_the_end(self._conn.execute("BEGIN IMMEDIATE"))
-                try:
-                    yield _Tx(self._conn)
-                except BaseException:
-                    await self._rollback_if_open()
-                    raise
-                await _to_the_end(self._conn.execute("COMMIT"))
-            finally:
-                # BEGIN went through after its caller was cancelled, or COMMIT failed.
-                await self._rollback_if_open()
+            yield
         finally:
-            self._write_lock.release()
-
-    async def _rollback_if_open(self) -> None:
-        # SQLite rolls some failed transactions back itself; a second ROLLBACK would raise.
-        if self._conn.in_transaction:
-            await _to_the_end(self._conn.execute("ROLLBACK"))
-
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        """One write statement in its own transaction; returns the number of rows changed."""
-        async with self.write() as tx:
-            return await tx.execute(sql, params)
-
-    async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        """One read of committed data (a read that must agree with a write belongs inside `write()`)."""
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
-
-    async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        # One trip to the reader's thread (execute, fetch and close there) instead of three: under a
-        # crowd each trip waits its turn behind every other reader's.
-        return list(await self._reader.execute_fetchall(sql, params))
-
-
-class _Tx:
-    """The handle given inside `Database.write()`; every statement runs in the open transaction."""
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        async with self._conn.execute(sql, params) as cur:
-            return int(cur.rowcount)
-
-    async def insert(self, sql: str, params: Params = ()) -> int:
-        """Runs an INSERT and returns the new row's id."""
-        row = await self._conn.execute_insert(sql, params)
-        return int(row[0]) if row is not None else 0
-
-    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        await self._conn.executemany(sql, rows)
-
-    async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
-
-    async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        return list(await self._conn.execute_fetchall(sql, params))
-
-    async def executescript_in_tx(self, script: str) -> None:
-        # executescript() would COMMIT first; run the statements one by one inside our transaction.
-        for statement in _split_sql(script):
-            await self._conn.execute(statement)
-
-
-def _split_sql(script: str) -> list[str]:
-    statements: list[str] = []
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        if line.strip().startswith("--"):
-            continue
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            if buffer.strip():
-                statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip():
-        statements.append(buffer.strip())
-    return statements
-
-
-def _migrations() -> list[tuple[int, str, str]]:
-    found: list[tuple[int, str, str]] = []
-    for entry in resources.files("bot.migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError("two migrations share a version number")
-    return found
+            self.release()

@@ -9,9 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
-from bot.store.db import Database
+from bot.store.db import Database, Row
 
 # Columns a transition may set besides `state`; names are never taken from outside this list.
 UPDATABLE = frozenset(
@@ -67,7 +65,7 @@ class JobRow:
     cancel_reason: str | None = None  # Cancel pressed while at the API; survives a restart (0007)
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> JobRow:
+    def from_row(cls, row: Row) -> JobRow:
         return cls(
             id=row["id"],
             interaction_id=row["interaction_id"],

@@ -15,9 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-import aiosqlite
-
-from bot.store.db import Database, Params
+from bot.store.db import Database, Params, Row
 
 DM_KEY = "dm"
 # The two ledger kinds that settle a job's reservation.
@@ -30,9 +28,9 @@ GUILD_SETTING_COLUMNS = frozenset(
 
 
 class Reader(Protocol):
-    async def fetchone(self, sql: str, params: Params = ...) -> aiosqlite.Row | None: ...
+    async def fetchone(self, sql: str, params: Params = ...) -> Row | None: ...
 
-    async def fetchall(self, sql: str, params: Params = ...) -> list[aiosqlite.Row]: ...
+    async def fetchall(self, sql: str, params: Params = ...) -> list[Row]: ...
 
 
 class Writer(Reader, Protocol):
@@ -89,7 +87,7 @@ async def member_context(db: Reader, guild: str, user_id: int, role_ids: Sequenc
         " (SELECT MAX(r.credits) FROM quota_role_allowances r WHERE r.guild_id = :guild"
         "   AND r.role_id IN (SELECT value FROM json_each(:roles))) AS role_allowance,"
         " b.user_id IS NOT NULL AS blocked, b.reason AS block_reason"
-        " FROM (SELECT 1)"
+        " FROM (SELECT 1) AS one"
         " LEFT JOIN quota_guild_settings s ON s.guild_id = :guild"
         " LEFT JOIN quota_blocks b ON b.guild_id = :guild AND b.user_id = :user",
         {"guild": guild, "user": str(user_id), "roles": _roles_json(role_ids)},
@@ -137,7 +135,7 @@ async def guild_overrides(db: Reader, guild: str) -> GuildOverrides:
     return GuildOverrides() if row is None else _overrides_from(row)
 
 
-def _overrides_from(row: aiosqlite.Row) -> GuildOverrides:
+def _overrides_from(row: Row) -> GuildOverrides:
     return GuildOverrides(
         allowance=row["allowance"],
         period=row["period"],
@@ -211,7 +209,7 @@ async def _figures(
         "     WHERE guild_id = :guild AND charged_at >= :start AND charged_at < :end"
         "     AND kind IN ('reserve', 'refund'))"
         "   ELSE 0 END AS server_credits,"
-        " CASE WHEN :day_end > :day_start THEN"
+        " CASE WHEN :with_day THEN"
         "   (SELECT COALESCE(SUM(usd_micros), 0) FROM quota_ledger"
         "     WHERE charged_at >= :day_start AND charged_at < :day_end)"
         "   ELSE 0 END AS usd_micros_today"
@@ -224,6 +222,7 @@ async def _figures(
             "server_total": server_total,
             "day_start": day_start,
             "day_end": day_end,
+            "with_day": utc_day is not None,
         },
     )
     return {
@@ -558,9 +557,9 @@ async def job_counts(
     """(jobs waiting in the bot's queue, jobs at the API) for a member, from the jobs table."""
     row = await db.fetchone(
         "SELECT"
-        " COALESCE(SUM(state IN (SELECT value FROM json_each(:waiting))), 0) AS waiting,"
-        " COALESCE(SUM(state IN (SELECT value FROM json_each(:in_flight))), 0) AS in_flight"
-        " FROM jobs WHERE user_id = :user AND guild_id IS :guild",
+        " COUNT(*) FILTER (WHERE state IN (SELECT value FROM json_each(:waiting))) AS waiting,"
+        " COUNT(*) FILTER (WHERE state IN (SELECT value FROM json_each(:in_flight))) AS in_flight"
+        " FROM jobs WHERE user_id = :user AND guild_id IS NOT DISTINCT FROM :guild",
         {
             "waiting": json.dumps(list(waiting)),
             "in_flight": json.dumps(list(in_flight)),
@@ -587,10 +586,10 @@ async def job_spending(db: Reader, guild: str, since: float, user_id: int | None
     rows = await db.fetchall(
         "SELECT job_id, user_id, MIN(charged_at) AS charged_at,"
         " -SUM(allowance_delta + bonus_delta) AS credits, SUM(usd_micros) AS usd_micros,"
-        " SUM(kind = 'refund') AS refunded"
+        " COUNT(*) FILTER (WHERE kind = 'refund') AS refunded"
         " FROM quota_ledger WHERE guild_id = :guild AND charged_at >= :since"
-        " AND kind IN ('reserve', 'refund') AND (:user IS NULL OR user_id = :user)"
-        " GROUP BY job_id ORDER BY charged_at, job_id",
+        " AND kind IN ('reserve', 'refund') AND (CAST(:user AS TEXT) IS NULL OR user_id = :user)"
+        " GROUP BY job_id, user_id ORDER BY charged_at, job_id",
         {"guild": guild, "since": since, "user": None if user_id is None else str(user_id)},
     )
     return [
@@ -625,7 +624,8 @@ class LedgerEntry:
 async def ledger_entries(db: Reader, *, job_id: int | None = None) -> list[LedgerEntry]:
     """The raw ledger, oldest first (all of it, or one job's rows): for audits, tests and exports."""
     rows = await db.fetchall(
-        "SELECT * FROM quota_ledger WHERE (:job IS NULL OR job_id = :job) ORDER BY id", {"job": job_id}
+        "SELECT * FROM quota_ledger WHERE (CAST(:job AS BIGINT) IS NULL OR job_id = :job) ORDER BY id",
+        {"job": job_id},
     )
     return [
         LedgerEntry(

@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiosqlite
-
-from bot.store.db import Database
+from bot.store.db import Database, Row
 from bot.store.ledger import Reader
 
 Sort = Literal["newest", "votes"]
@@ -47,7 +45,7 @@ class Showcase:
     removed_at: float | None
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Showcase:
+    def from_row(cls, row: Row) -> Showcase:
         return cls(
             id=int(row["id"]),
             guild_id=int(row["guild_id"]),
@@ -289,7 +287,7 @@ async def top_creators(
         " COALESCE((SELECT SUM(s.vote_count) FROM showcases s WHERE s.guild_id = j.guild_id"
         "  AND s.author_id = j.user_id AND s.removed_at IS NULL), 0) AS votes"
         " FROM jobs j WHERE j.guild_id = ? AND j.state = 'delivered' AND j.created_at >= ?"
-        " GROUP BY j.user_id ORDER BY videos DESC, votes DESC LIMIT ?",
+        " GROUP BY j.guild_id, j.user_id ORDER BY videos DESC, votes DESC LIMIT ?",
         (str(guild_id), since or 0.0, limit),
     )
     return [(int(row["user_id"]), int(row["videos"]), int(row["votes"])) for row in rows]

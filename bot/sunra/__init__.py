@@ -14,6 +14,9 @@ Rules this module keeps, because breaking any of them costs money or leaks the k
 * The key is sent only to the configured API base. Uploads and downloads use a second HTTP client that
   has no key at all, and API URLs are always built from the base and the request id, never taken from
   an answer (``status_url``/``response_url`` could point anywhere).
+* Storage URLs taken from answers (an upload ticket's ``upload_url``, a result's ``video.url``) are
+  used only as :mod:`bot.netguard` allows: https to a public address, or a host the operator listed in
+  ``SUNRA_FILE_HOSTS``; every redirect is checked the same way before it is followed.
 * A submission is retried only when the API certainly created no job: a 429, or a connection that failed
   before the request left. Anything else after sending raises :class:`SubmissionUncertain`.
 * Reads (status, result, cancel, upload initiation) are retried with jittered exponential backoff on

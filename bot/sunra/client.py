@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from bot.errors import BotError
+from bot.netguard import UrlPolicy, guarded_stream
 from bot.sunra.errors import (
     PREDICTION_FAILED_CODE,
     AuthError,
@@ -86,6 +87,9 @@ MAX_STREAM_FAILURES = 2
 # streams at once cannot turn the stream into a tight loop.
 MIN_STREAM_SECONDS = 5.0
 
+# Unknown status words remembered (each is warned about once); an answer cannot grow the set forever.
+MAX_UNKNOWN_STATUSES = 50
+
 UpdateCallback = Callable[[QueueStatus], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -116,6 +120,7 @@ class SunraClient:
         max_connections: int = 200,
         block_seconds: float = 300.0,
         timeouts: Timeouts = Timeouts(),
+        file_hosts: UrlPolicy | None = None,
     ) -> None:
         self._base_text = base_url.rstrip("/")
         self._base = httpx.URL(self._base_text)
@@ -129,6 +134,8 @@ class SunraClient:
         self._clock = clock
         self._block_seconds = block_seconds
         self._timeouts = timeouts
+        # Storage URLs come from answers: each is checked (and each redirect) before it is used.
+        self._files = file_hosts or UrlPolicy()
         self._block: _Block | None = None
         self._unknown_statuses: set[str] = set()
         self._rate_limit: RateLimit | None = None
@@ -140,11 +147,12 @@ class SunraClient:
             follow_redirects=False,  # a redirect is not part of the protocol; never follow it with the key
             headers={"Accept": "application/json", "User-Agent": "kling-discord-bot"},
         )
-        # Storage and CDN hosts get a client that has no key at all, so none can leak to them.
+        # Storage and CDN hosts get a client that has no key at all, so none can leak to them. It follows
+        # no redirect itself: netguard.guarded_stream checks each hop first.
         self._plain = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=keepalive),
             timeout=timeouts.transfer(),
-            follow_redirects=True,
+            follow_redirects=False,
             headers={"User-Agent": "kling-discord-bot"},
         )
         reserved = min(RESERVED_CONNECTIONS, max_connections // 4)
@@ -381,8 +389,11 @@ class SunraClient:
     def _note_status(self, status: QueueStatus) -> None:
         upper = status.status.upper()
         if upper not in KNOWN_STATUSES and upper not in self._unknown_statuses:
-            self._unknown_statuses.add(upper)
-            log.warning("sunra sent an unknown status %r; treating it as still running", status.status)
+            if len(self._unknown_statuses) < MAX_UNKNOWN_STATUSES:
+                self._unknown_statuses.add(clean_text(upper))
+            log.warning(
+                "sunra sent an unknown status %r; treating it as still running", clean_text(status.status)
+            )
 
     def _unknown_endings(self, request_id: str, poll: PollPolicy) -> _UnknownEndings:
         return _UnknownEndings(lambda: self._ending_of(request_id), self._clock, poll.quiet_seconds)
@@ -444,11 +455,9 @@ class SunraClient:
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> int:
         """Streams ``url`` (without the key) into ``dest``; returns the bytes written.
 
-        Raises DownloadTooLarge (and leaves no file) when the body exceeds ``max_bytes``.
+        Raises DownloadTooLarge (and leaves no file) when the body exceeds ``max_bytes``, UnsafeUrl when
+        the URL or a redirect is one the file host policy refuses (see bot/netguard.py).
         """
-        parsed = httpx.URL(url)
-        if parsed.scheme not in ("http", "https"):
-            raise MalformedResponse(detail=f"refusing to download a {parsed.scheme or 'relative'} URL")
         label = f"GET {safe_url(url)}"
         attempts = max(1, self._retry.attempts)
         for attempt in range(1, attempts + 1):
@@ -463,7 +472,7 @@ class SunraClient:
     async def _download_once(self, url: str, dest: Path, max_bytes: int, label: str) -> int:
         written = 0
         try:
-            async with self._plain.stream("GET", url) as response:
+            async with guarded_stream(self._plain, self._files, "GET", url) as response:
                 if response.status_code != 200:
                     await response.aread()
                     raise self._error_from(response, label, api=False)
@@ -519,9 +528,12 @@ class SunraClient:
             try:
                 started = time.perf_counter()
                 try:
-                    response = await client.request(
-                        method, url, json=json_body, content=content, headers=headers
-                    )
+                    if api:
+                        response = await client.request(
+                            method, url, json=json_body, content=content, headers=headers
+                        )
+                    else:
+                        response = await self._send_checked(method, url, content=content, headers=headers)
                 except httpx.TransportError as exc:
                     self._observe(endpoint, started, None, error=failure_reason(exc))
                     raise self._transport_failure(label, exc, submit=submit) from exc
@@ -554,6 +566,16 @@ class SunraClient:
                         raise self._key_rejected(error) from error
                     raise
                 await self._pause_before_retry(label, error, attempt, attempts)
+
+    async def _send_checked(
+        self, method: str, url: str, *, content: bytes | None, headers: dict[str, str] | None
+    ) -> httpx.Response:
+        """One call to a storage URL from an answer, each hop checked by the file host policy."""
+        async with guarded_stream(
+            self._plain, self._files, method, url, content=content, headers=headers
+        ) as r:
+            await r.aread()
+            return r
 
     async def _pause_before_retry(self, label: str, error: SunraError, attempt: int, attempts: int) -> None:
         delay = max(self._retry.backoff(attempt), error.retry_after or 0.0)
@@ -596,6 +618,7 @@ class SunraClient:
         """Maps a non-2xx answer to its error (and blocks submissions on 401/402/403 from the API)."""
         status = response.status_code
         code, message, details = error_fields(response)
+        code = self._scrub(clean_text(code)) if code else None
         message = self._scrub(clean_text(message)) if message else None
         detail = (
             f"{label} answered {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")

@@ -9,6 +9,7 @@ from bot.errors import BotError, ServiceUnavailable
 from bot.sunra.reasons import clean_text, explain
 
 PREDICTION_FAILED_CODE = "PREDICTION_FAILED"
+MAX_CODE_CHARS = 100
 
 SERVICE_DOWN_MESSAGE = (
     "The bot's video service is not available right now; the server owner has been told. "
@@ -37,7 +38,8 @@ class SunraError(BotError):
     ) -> None:
         super().__init__(user_message, retryable=retryable)
         self.status: int | None = status
-        self.code: str | None = code
+        # A code comes from an answer: bounded here, so no log line, database row or pattern gets more.
+        self.code: str | None = clean_text(code)[:MAX_CODE_CHARS] if code else None
         self.retry_after: float | None = retry_after
         self.detail: str = detail or self.user_message
         self.args = (self.detail,)

@@ -23,6 +23,8 @@ KLING_ENDPOINT = "kling/kling-v2.6-pro/image-to-video"
 MAX_PROMPT_CHARS = 2500
 MAX_VOICES = 2
 DEFAULT_NEGATIVE_PROMPT = "blur, distort, and low quality"
+# Signed storage URLs run to a few hundred characters (1-2 KB with a session token); longer is not one.
+MAX_URL_CHARS = 4096
 
 
 IN_QUEUE = "IN_QUEUE"
@@ -284,9 +286,16 @@ def result_from(response: httpx.Response) -> KlingResult:
 def ending_from_result(response: httpx.Response) -> QueueStatus | None:
     """What the result endpoint says about a job whose status word is unknown: a COMPLETED status
     with ``success`` true (a usable video) or false (the answer's error), or None when the job is not
-    finished or the answer decides nothing (a 4xx such as 400 "not completed", no video yet)."""
+    finished or the answer decides nothing (a 4xx such as 400 "not completed", no video yet); a result
+    whose own status says cancelled gives a CANCELLED status."""
     if not 200 <= response.status_code < 300:
         return None
+    try:
+        body = _unwrap(_json(response))
+    except MalformedResponse:
+        return None
+    if isinstance(body, dict) and str(body.get("status", "")).upper() in CANCELLED_STATUSES:
+        return QueueStatus(status="CANCELLED")  # the result itself says the job ended cancelled
     try:
         result_from(response)
     except PredictionFailed:
@@ -299,8 +308,9 @@ def ending_from_result(response: httpx.Response) -> QueueStatus | None:
 
 
 def is_video_url(url: Any) -> bool:
-    """True for an absolute http(s) URL with a host: the only kind of video URL the bot fetches or posts."""
-    if not isinstance(url, str) or not url.strip():
+    """True for an absolute http(s) URL with a host, of at most MAX_URL_CHARS: the only kind of video
+    URL the bot fetches or posts (where it may be fetched from is :mod:`bot.netguard`'s decision)."""
+    if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL_CHARS:
         return False
     try:
         parsed = httpx.URL(url.strip())

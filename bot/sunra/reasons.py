@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 # How much of the API's own text is repeated to a member or in a log line.
 MAX_API_TEXT = 300
+# How much of any text from outside a pattern ever sees: every string is cut to this first, so no
+# answer (a 48,000-character code, a 1 MB message) costs more than a bounded, linear scan.
+MAX_SCANNED = 1000
 
 MAY_HELP = "Trying again may help."
 SAME_INPUT = "Trying again with the same input will not help."
@@ -45,30 +48,41 @@ _PICTURE = r"image|picture|photo|frame"
 
 @dataclass(frozen=True, slots=True)
 class Kind:
-    """One kind of failure: the words that name it, its sentence, and whether retrying helps by default
-    (``advice`` is said when it does not)."""
+    """One kind of failure: the words that name it (``words`` and, when given, also ``with_words``
+    somewhere in the same text), its sentence, and whether retrying helps by default (``advice`` is
+    said when it does not)."""
 
     name: str
     words: re.Pattern[str]
     sentence: str
     retryable: bool
     advice: str = SAME_INPUT
+    with_words: re.Pattern[str] | None = None
+
+    def named_by(self, text: str) -> bool:
+        # Two searches, not one `(a).*(b)|(b).*(a)` pattern: that one backtracks quadratically on a
+        # text such as "image_" repeated (issue 19); each search here is linear.
+        if self.words.search(text) is None:
+            return False
+        return self.with_words is None or self.with_words.search(text) is not None
 
 
 KINDS = (
     Kind(
         "moderation_picture",
-        re.compile(rf"({_PICTURE}).*({_MODERATION})|({_MODERATION}).*({_PICTURE})"),
+        re.compile(_PICTURE),
         "Kling's content moderation refused the picture.",
         False,
         "Trying again with the same picture will not help; a different picture may.",
+        re.compile(_MODERATION),
     ),
     Kind(
         "moderation_prompt",
-        re.compile(rf"(prompt|text).*({_MODERATION})|({_MODERATION}).*(prompt|text)"),
+        re.compile(r"prompt|text"),
         "Kling's content moderation refused the prompt.",
         False,
         "Trying again with the same prompt will not help; different wording may.",
+        re.compile(_MODERATION),
     ),
     Kind(
         "moderation",
@@ -104,13 +118,24 @@ KINDS = (
 )
 
 
+def bounded(text: str, limit: int = MAX_SCANNED) -> str:
+    """``text`` cut to ``limit`` characters: what every pattern and join sees of a text from outside."""
+    return text if len(text) <= limit else text[:limit]
+
+
 def clean_text(text: str) -> str:
-    text = " ".join(str(text).split())
+    """One line of at most MAX_API_TEXT characters (cut ones end with "…"), whatever ``text``'s size."""
+    text = " ".join(bounded(str(text)).split())
     return text if len(text) <= MAX_API_TEXT else text[: MAX_API_TEXT - 1] + "…"
 
 
+def is_cut(text: str) -> bool:
+    """True for a text :func:`clean_text` had to cut: a slice of an answer, never shown to a member."""
+    return text.endswith("…") and len(text) == MAX_API_TEXT
+
+
 def is_machine_word(text: str) -> bool:
-    return _MACHINE.fullmatch(text) is not None
+    return _MACHINE.fullmatch(bounded(text)) is not None
 
 
 def kind_of(words: Iterable[str | None], *, sentences: bool = False) -> Kind | None:
@@ -118,23 +143,23 @@ def kind_of(words: Iterable[str | None], *, sentences: bool = False) -> Kind | N
     for word in words:
         if not word or not (sentences or is_machine_word(word)):
             continue
-        normal = re.sub(r"[^a-z0-9]+", "_", word.lower()).strip("_")
+        normal = re.sub(r"[^a-z0-9]+", "_", bounded(word).lower()).strip("_")
         if normal in _GENERIC_WORDS:
             continue
         for kind in KINDS:
-            if kind.words.search(normal):
+            if kind.named_by(normal):
                 return kind
     return None
 
 
 def human_text(texts: Iterable[str | None]) -> str | None:
     """The first of ``texts`` a person wrote: more than one word (or a non-ASCII one, as Chinese is
-    written) and more than "Prediction failed"."""
+    written), more than "Prediction failed", and whole: a text too long to show whole is not quoted."""
     for text in texts:
         if not text:
             continue
         text = clean_text(text)
-        if is_machine_word(text) or _GENERIC_TEXT.fullmatch(text):
+        if is_cut(text) or is_machine_word(text) or _GENERIC_TEXT.fullmatch(text):
             continue
         if " " not in text and text.isascii():
             continue  # one ASCII token that is not a plain word either ("E#42!"): a code all the same

@@ -26,7 +26,7 @@ from bot.sunra.errors import (
     SunraError,
     TransientError,
 )
-from bot.sunra.reasons import explain
+from bot.sunra.reasons import bounded, clean_text, explain
 
 # "Not now" answers, worth asking again. Other 4xx are a "no" that asking again will not change.
 RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
@@ -78,7 +78,7 @@ def forbidden_kind(
     """What a 403 means. sunra's queue documentation: over the rate limit a key gets 403 Forbidden and
     should retry with exponential backoff. A rate-limit code or message, or ``x-ratelimit-remaining: 0``
     or a ``Retry-After``, make it a rate limit; words about the key make it a rejected key."""
-    said = " ".join(text for text in (code, message) if text)
+    said = " ".join(bounded(text) for text in (code, message) if text)
     if _RATE_LIMIT_WORDS.search(said):
         return "rate_limit"
     if _KEY_WORDS.search(said):
@@ -126,11 +126,12 @@ def api_error(
 
 
 def error_fields(response: httpx.Response) -> tuple[str | None, str | None, Any]:
-    """(code, message, details) from ``{"error": {...}}`` or the usual variants; never raises."""
+    """(code, message, details) from ``{"error": {...}}`` or the usual variants; never raises. The code
+    and message are cut to a bounded length (:func:`bot.sunra.reasons.bounded`), whatever was sent."""
     try:
         body = response.json()
     except ValueError:
-        text = response.text.strip() if response.content else ""
+        text = clean_text(bounded(response.text)) if response.content else ""
         return None, text or None, None
     error = body.get("error", body) if isinstance(body, dict) else body
     if isinstance(error, str):
@@ -139,7 +140,11 @@ def error_fields(response: httpx.Response) -> tuple[str | None, str | None, Any]
         return None, None, None
     code = error.get("code")
     message = error.get("message") or error.get("detail")
-    return (str(code) if code else None), (str(message) if message else None), error.get("details")
+    return (
+        bounded(str(code)) if code else None,
+        bounded(str(message)) if message else None,
+        error.get("details"),
+    )
 
 
 def retry_hint(headers: httpx.Headers) -> float | None:

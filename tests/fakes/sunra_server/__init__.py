@@ -89,6 +89,11 @@ Scripting (all in-process methods; every one also works through the control API)
   documentation says: 403 ``RATE_LIMIT_EXCEEDED``), ``fake.reject_key(403)`` (a 403 that rejects the
   key), ``fake.send_video_length = False`` (videos chunked, without Content-Length),
   ``fake.job_seconds`` / ``queue_seconds`` / ``queue_length`` / ``video_size``.
+* Hostile storage: ``fake.upload_url_override = url`` (upload tickets name it), ``fake.video_redirect =
+  url`` (every video answers 302 to it); a job's ``video.url`` is set with ``JobPlan(result=...)``.
+* Cancels: ``fake.cancel_mode = "requested"`` answers ``CANCELLATION_REQUESTED`` and the job ends
+  ``CANCELLED`` ``fake.cancel_seconds`` later; ``"ignored"`` answers the same and the job completes as
+  planned (a video, billed).
 * Per existing job: ``fake.force_status(id, {"status": "SOMETHING_NEW"})`` (status and stream answer
   that object until ``force_status(id, None)``), ``fake.force_result(id, 500, body)``, ``fake.finish(id)``
   (complete now).

@@ -77,6 +77,14 @@ class FakeSunra(SunraRoutes):
         # sunra answers a key over its rate limit 403 (its queue documentation), sometimes 429.
         self.rate_limit_status = 429
         self.rejected_key_status = 401
+        # How a cancel is answered: "cancelled" (at once, CANCELLED), "requested" (CANCELLATION_REQUESTED,
+        # the job ends CANCELLED ``cancel_seconds`` later) or "ignored" (CANCELLATION_REQUESTED, and the
+        # job runs on and ends as planned: COMPLETED, success and a video, as a hostile API may).
+        self.cancel_mode = "cancelled"
+        self.cancel_seconds = 0.3
+        # Hostile storage: the upload ticket names this upload_url; videos answer 302 to this Location.
+        self.upload_url_override: str | None = None
+        self.video_redirect: str | None = None
 
         self.requests: list[RecordedRequest] = []
         self.submissions: list[Any] = []
@@ -355,6 +363,10 @@ class FakeSunra(SunraRoutes):
             "stream_keepalive_seconds",
             "stream_ping_events",
             "status_extra",
+            "cancel_mode",
+            "cancel_seconds",
+            "upload_url_override",
+            "video_redirect",
         }
         unknown = set(body) - allowed
         if unknown:

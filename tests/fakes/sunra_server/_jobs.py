@@ -184,7 +184,7 @@ class FakeJob:
     def timeline_body(self, now: float) -> dict[str, Any]:
         """The job's own status at ``now``: what its result, cancel and video follow, whatever the
         status route is forced to say."""
-        if self.cancelled_at is not None:
+        if self.cancelled_at is not None and now >= self.cancelled_at and self._running_at(self.cancelled_at):
             return protocol.cancelled_status(self.request_id)
         elapsed = now - self.created_at
         if self.finished_at is None and elapsed < self.queue_seconds:
@@ -193,6 +193,11 @@ class FakeJob:
             phase = max(self.seconds - self.queue_seconds, 1e-9)
             return protocol.progress_status(self.request_id, (elapsed - self.queue_seconds) / phase)
         return self.terminal_body()
+
+    def _running_at(self, when: float) -> bool:
+        # A cancel takes effect only on a job still running when it lands (a requested one, later).
+        finished = self.finished_at is not None and self.finished_at <= when
+        return not finished and when - self.created_at < self.seconds
 
     def terminal_body(self) -> dict[str, Any]:
         if self.final_status is not None:

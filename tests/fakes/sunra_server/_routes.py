@@ -246,8 +246,14 @@ class SunraRoutes:
             return job
         if job.is_done():
             return protocol.already_completed()
-        job.cancelled_at = _now()
-        return web.json_response(protocol.cancel_answer(job.request_id))
+        if self.cancel_mode == "cancelled":
+            job.cancelled_at = _now()
+            return web.json_response(protocol.cancel_answer(job.request_id))
+        if self.cancel_mode == "requested":
+            job.cancelled_at = _now() + self.cancel_seconds
+        return web.json_response(
+            {"request_id": job.request_id, "status": "CANCELLATION_REQUESTED", "success": True}
+        )
 
     async def _upload_initiate(self, request: web.Request) -> web.StreamResponse:
         fault = self._take_fault("upload_initiate")
@@ -259,7 +265,10 @@ class SunraRoutes:
             return protocol.invalid_upload()
         token = secrets.token_hex(8)
         self._upload_tickets[token] = wanted
-        return web.json_response(protocol.upload_ticket(self.root, token, wanted[1], secrets.token_hex(8)))
+        ticket = protocol.upload_ticket(self.root, token, wanted[1], secrets.token_hex(8))
+        if self.upload_url_override is not None:
+            ticket["upload_url"] = self.upload_url_override
+        return web.json_response(ticket)
 
     def _file_url(self, token: str, file_name: str) -> str:
         return protocol.file_url(self.root, token, file_name)
@@ -297,6 +306,8 @@ class SunraRoutes:
         if fault is not None and fault.cut_after is None:
             return await self._fault_response(fault)
         cut_after = None if fault is None else fault.cut_after
+        if self.video_redirect is not None:
+            raise web.HTTPFound(self.video_redirect)
         job = self.jobs.get(request.match_info["request_id"])
         if job is None or not job.succeeded():
             return protocol.not_found()

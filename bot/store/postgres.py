@@ -1,0 +1,221 @@
+"""The PostgreSQL engine: an asyncpg pool, plain SQL, and what SQLite's single writer gave for free.
+
+asyncpg (the driver RoboDanny, the reference discord.py bot, runs on) with no query layer: the store's
+SQL is SQLite's, translated by bot/store/sql.py.
+
+- Several processes share the database. Every exclusive write transaction (the default of
+  `Database.write()`) takes `pg_advisory_xact_lock(WRITE_LOCK)` as its first statement, so write
+  transactions run one at a time across the whole fleet, exactly as SQLite's `BEGIN IMMEDIATE` makes them:
+  a read-then-write inside one (recording a command, a reservation against its caps, a settlement, a
+  vote) sees every write committed before it and no other write until it commits. The lock goes with the
+  transaction, so a process killed holding it frees it at once. Inside the process a `WriteLock` queues
+  the writers first, so they wait in order (urgent first) without holding a pooled connection each.
+  `write(exclusive=False)` skips both, for a transaction whose row locks (`FOR UPDATE SKIP LOCKED`) or
+  constraints are enough.
+- Migrations run under a session advisory lock (MIGRATION_LOCK): several processes started at once on
+  an empty database apply each migration once; the others wait, then find nothing left to do.
+- Reads (`fetchone`, `fetchall`) take a pooled connection outside any transaction and see committed data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import asyncpg
+
+from bot.store.db import Database, DatabaseUnreachable, DatabaseUrl, Row, WriteLock, to_the_end
+from bot.store.migrations import MigrationStatus, migrations, status as migration_status
+from bot.store.sql import Params, bind, coerce, rowcount, to_postgresql
+
+log = logging.getLogger(__name__)
+
+# Advisory lock keys of this bot (advisory locks are per database). Other fleet-wide decisions take their
+# own keys, never these.
+WRITE_LOCK = 0x6B6C_0001
+MIGRATION_LOCK = 0x6B6C_0002
+# Connections per process: the writers share one at a time (they are serialised), the rest serve reads.
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 10
+CONNECT_TIMEOUT_SECONDS = 10.0
+_BEGIN_EXCLUSIVE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+
+_SCHEMA_MIGRATIONS = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+    " applied_at TEXT NOT NULL"
+    " DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))"
+)
+
+
+def unreachable(target: DatabaseUrl, error: BaseException) -> DatabaseUnreachable:
+    """The error as one line that names the server without its password."""
+    if isinstance(error, asyncpg.InvalidCatalogNameError):
+        return DatabaseUnreachable(f"{target.shown}: the database does not exist; create it first (createdb)")
+    if isinstance(error, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
+        return DatabaseUnreachable(f"{target.shown}: the server refused the user or password")
+    reason = str(error) or type(error).__name__
+    if target.url and "@" in target.url:
+        secret = target.url.split("//", 1)[-1].rsplit("@", 1)[0].partition(":")[2]
+        if secret:
+            reason = reason.replace(secret, "***")
+    return DatabaseUnreachable(f"{target.shown}: cannot connect ({reason})")
+
+
+async def _connect_one(target: DatabaseUrl) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(target.url, timeout=CONNECT_TIMEOUT_SECONDS)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise unreachable(target, error) from None
+
+
+async def status(target: DatabaseUrl) -> MigrationStatus:
+    """The migrations the database has and lacks, read on one short connection; changes nothing."""
+    conn = await _connect_one(target)
+    try:
+        found = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        rows = await conn.fetch("SELECT name FROM schema_migrations") if found else []
+    finally:
+        await conn.close()
+    return migration_status("postgresql", True, {str(row[0]) for row in rows})
+
+
+class PostgresDatabase(Database):
+    engine = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool, target: DatabaseUrl) -> None:
+        super().__init__(target)
+        self._pool = pool
+        self._write_lock = WriteLock()
+        # The parameter types PostgreSQL inferred for each statement, learned once per process.
+        self._param_types: dict[str, tuple[str, ...]] = {}
+
+    @classmethod
+    async def connect(cls, target: DatabaseUrl, *, max_size: int = POOL_MAX_SIZE) -> PostgresDatabase:
+        """Opens the pool and migrates. Raises DatabaseUnreachable when the server cannot be used."""
+        try:
+            pool = await asyncpg.create_pool(
+                target.url, min_size=POOL_MIN_SIZE, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise unreachable(target, error) from None
+        db = cls(pool, target)
+        try:
+            await db._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _migrate(self) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            try:
+                await conn.execute(_SCHEMA_MIGRATIONS)
+                done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+                for migration in migrations("postgresql"):
+                    if migration.version in done:
+                        continue
+                    log.info("applying migration %s", migration.name)
+                    async with conn.transaction():
+                        await conn.execute(migration.sql)  # no arguments: the simple protocol runs a script
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                            migration.version,
+                            migration.name,
+                        )
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+
+    @asynccontextmanager
+    async def write(self, *, urgent: bool = False, exclusive: bool = True) -> AsyncIterator[_Tx]:
+        if exclusive:
+            await self._write_lock.acquire(urgent=urgent)
+        try:
+            conn = await self._pool.acquire()
+            try:
+                # BEGIN and the lock in one round trip (the simple protocol runs both).
+                await to_the_end(conn.execute(_BEGIN_EXCLUSIVE if exclusive else "BEGIN"))
+                try:
+                    yield _Tx(self, conn)
+                except BaseException:
+                    # A connection left mid-statement by a cancellation is rolled back by the pool.
+                    with suppress(Exception):
+                        await to_the_end(conn.execute("ROLLBACK"))
+                    raise
+                await to_the_end(conn.execute("COMMIT"))
+            finally:
+                await to_the_end(self._pool.release(conn))
+        finally:
+            if exclusive:
+                self._write_lock.release()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._pool.acquire() as conn:
+            return await self.run_fetch(conn, sql, params)
+
+    # ----- statements on one connection -----------------------------------------------------------------
+
+    async def _prepare(self, conn: asyncpg.Connection, sql: str, params: Params) -> tuple[str, list[Any]]:
+        text, order = to_postgresql(sql)
+        args = bind(order, params)
+        types = self._param_types.get(text)
+        if types is None:
+            statement = await conn.prepare(text)
+            types = tuple(parameter.name for parameter in statement.get_parameters())
+            self._param_types[text] = types
+        return text, [coerce(value, name) for value, name in zip(args, types, strict=True)]
+
+    async def run_fetch(self, conn: asyncpg.Connection, sql: str, params: Params) -> list[Row]:
+        text, args = await self._prepare(conn, sql, params)
+        return list(await conn.fetch(text, *args))
+
+    async def run_execute(self, conn: asyncpg.Connection, sql: str, params: Params) -> int:
+        text, args = await self._prepare(conn, sql, params)
+        return rowcount(await conn.execute(text, *args))
+
+    async def run_insert(self, conn: asyncpg.Connection, sql: str, params: Params) -> int:
+        if " RETURNING " not in sql.upper():
+            sql = f"{sql} RETURNING id"
+        text, args = await self._prepare(conn, sql, params)
+        value = await conn.fetchval(text, *args)
+        return 0 if value is None else int(value)
+
+    async def run_executemany(self, conn: asyncpg.Connection, sql: str, rows: Iterable[Params]) -> None:
+        batch = list(rows)
+        if not batch:
+            return
+        text, _ = await self._prepare(conn, sql, batch[0])
+        order = to_postgresql(sql)[1]
+        types = self._param_types[text]
+        args = [[coerce(v, t) for v, t in zip(bind(order, row), types, strict=True)] for row in batch]
+        await conn.executemany(text, args)
+
+
+class _Tx:
+    """The handle given inside `PostgresDatabase.write()`."""
+
+    def __init__(self, db: PostgresDatabase, conn: asyncpg.Connection) -> None:
+        self._db = db
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return await self._db.run_execute(self._conn, sql, params)
+
+    async def insert(self, sql: str, params: Params = ()) -> int:
+        return await self._db.run_insert(self._conn, sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        await self._db.run_executemany(self._conn, sql, rows)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self._db.run_fetch(self._conn, sql, params)
