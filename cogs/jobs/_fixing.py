@@ -39,6 +39,8 @@ DONE = {
     Fix.PAD_PLAIN: "padded with plain edges",
     Fix.UPSCALE: "scaled up",
 }
+# Refused jobs whose fix is being confirmed in this process: a double press makes one video.
+_CONFIRMING: set[int] = set()
 NOT_YOURS = "Only the member whose picture this is can fix it."
 NO_FIX = (
     "This fix is no longer available (the picture is gone, or it was already used). Nothing was charged; "
@@ -184,7 +186,13 @@ class FixButton(IdButton, template=r"kling:fix(?P<go>go)?:(?P<number>\d+):(?P<fi
                 return Submission(command, fixed, end)
             return Submission(command, await bot.images.fetch(request.image.url, label="image"), fixed)
 
-        await submit_job(interaction, prepare, defer=False, answer=finish, offer_fix=False)
+        if job.id in _CONFIRMING:
+            return  # a second press while the first is submitted: its answer replaces the buttons
+        _CONFIRMING.add(job.id)
+        try:
+            await submit_job(interaction, prepare, defer=False, answer=finish, offer_fix=False)
+        finally:
+            _CONFIRMING.discard(job.id)
 
 
 async def finish(interaction: discord.Interaction[Any], text: str) -> None:
