@@ -35,7 +35,7 @@ from bot.store.fleet import FleetStore
 from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
 from bot.voices import VoiceLibrary
-from cogs._ui import for_member, installed_guild_id
+from cogs._ui import for_member, installed_guild_id, on_tree_error
 from cogs.jobs._delivery import DiscordReporter
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,12 @@ class KlingTree(app_commands.CommandTree["KlingBot"]):
             with contextlib.suppress(discord.HTTPException):
                 await interaction.response.autocomplete([])
         return False
+
+    async def on_error(
+        self, interaction: discord.Interaction[KlingBot], error: app_commands.AppCommandError, /
+    ) -> None:
+        """Every command and menu: a refusal is told, anything unexpected logged and answered privately."""
+        await on_tree_error(interaction, error)
 
 
 class KlingBot(commands.Bot):

@@ -1,9 +1,14 @@
-"""Who may use a slash command where, as Discord decides it from the server's Integrations settings.
+"""Who may make a video where: one rule for every way in, as Discord decides it for /animate.
 
-Buttons under a video (Retry, Remix, Extend) make new videos, so they follow /animate's own access: a
-member an admin kept from /animate in a channel must not get around it with a button. Discord applies
-these settings to the command itself but never to buttons, so the bot reads them (one request per
-server, cached briefly) and evaluates them here.
+/animate, the Animate menu and its form, Retry, Remix, Extend and the picture fixes all make videos, so
+they all follow /animate's own access: a member an admin kept from /animate in a channel (a user, role or
+channel entry under Server Settings → Integrations) must not get around it with the menu or a button. The
+menu's own entries only narrow it. Discord applies these settings to /animate itself but never to
+buttons, forms or other commands, so the bot reads them (one request per server, cached briefly) and
+evaluates them here; when Discord cannot say, the answer is no (`AccessUnknown`).
+
+Every button and form names a job in its custom_id; `check_job_place` refuses a press that names a job of
+another server or channel (`JobElsewhere`), so a form or button can act only where its job was made.
 
 Rules, from Discord's "Application Command Permissions" documentation (docs/interactions/
 application-commands#permissions): settings on the command win over the app-wide ones (entry id = the
@@ -14,14 +19,76 @@ no setting at all, the command's default_member_permissions decide. Administrato
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.errors import InputRefused
+
+log = logging.getLogger(__name__)
+
 ROLE, USER, CHANNEL = 1, 2, 3
 ADMINISTRATOR = 1 << 3
 CACHE_SECONDS = 60.0
+
+
+class AnimateDenied(InputRefused):
+    """The server's Integrations settings keep this member from /animate in this channel."""
+
+    user_message = (
+        "You can't use /animate in this channel, so the Animate menu and the video buttons can't make "
+        "videos for you here either. Nothing was charged."
+    )
+
+
+class AccessUnknown(InputRefused):
+    """Discord did not say who may use /animate here; the bot refuses rather than guess."""
+
+    user_message = (
+        "I couldn't read this server's command settings from Discord just now, so I can't tell whether "
+        "you may use /animate here. Nothing was charged; please try again in a minute."
+    )
+    retryable = True
+
+
+class JobElsewhere(InputRefused):
+    """A button or form names a job made in another server or channel than the one it was used in."""
+
+    user_message = (
+        "This button or form belongs to a video made somewhere else, so it can't act here. Nothing was "
+        "changed or charged."
+    )
+
+
+class NotInServer(InputRefused):
+    """The bot is no longer a member of the server the command came from."""
+
+    user_message = (
+        "I'm no longer a member of this server, so I can't make or change videos here. Nothing was "
+        "charged; a server admin can add me again."
+    )
+
+
+def check_job_place(
+    *,
+    job_guild_id: int | None,
+    job_channel_id: int,
+    job_user_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    user_id: int,
+) -> None:
+    """Raises JobElsewhere unless a press in (guild_id, channel_id) by user_id may act on the job made
+    in (job_guild_id, job_channel_id) by job_user_id: the same server and channel, or a direct message
+    (where only the job's own member gets its posts, as the DM fallback sends them to nobody else)."""
+    if guild_id is None:
+        if job_user_id != user_id:
+            raise JobElsewhere()
+        return
+    if job_guild_id != guild_id or job_channel_id != channel_id:
+        raise JobElsewhere()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +185,25 @@ class CommandAccess:
         self._clock = clock
         self._cache: dict[int, tuple[float, dict[int, list[Setting]], tuple[int, int | None] | None]] = {}
 
+    async def check(self, member: Member, *, guild_id: int, channel_id: int) -> None:
+        """Raises AnimateDenied when the settings keep the member from the command in the channel, and
+        AccessUnknown when they cannot be read (whatever the fetchers raised: fail closed)."""
+        try:
+            allowed = await self.allows(member, guild_id=guild_id, channel_id=channel_id)
+        except Exception as error:
+            log.warning("cannot read the command settings of server %s (%s)", guild_id, type(error).__name__)
+            raise AccessUnknown() from error
+        if not allowed:
+            raise AnimateDenied()
+
+    def known_verdict(self, member: Member, *, guild_id: int, channel_id: int) -> bool | None:
+        """The verdict from the cache alone, without asking Discord; None when the cache cannot say. For
+        the moment before a form opens, which must answer within Discord's 3 seconds."""
+        cached = self._cache.get(guild_id)
+        if cached is None or self._clock() - cached[0] > CACHE_SECONDS:
+            return None
+        return self._verdict(member, cached, guild_id=guild_id, channel_id=channel_id)
+
     async def allows(self, member: Member, *, guild_id: int, channel_id: int) -> bool:
         cached = self._cache.get(guild_id)
         if cached is None or self._clock() - cached[0] > CACHE_SECONDS:
@@ -125,6 +211,16 @@ class CommandAccess:
             command = await self._fetch_command(guild_id)
             cached = (self._clock(), settings, command)
             self._cache[guild_id] = cached
+        return self._verdict(member, cached, guild_id=guild_id, channel_id=channel_id)
+
+    def _verdict(
+        self,
+        member: Member,
+        cached: tuple[float, dict[int, list[Setting]], tuple[int, int | None] | None],
+        *,
+        guild_id: int,
+        channel_id: int,
+    ) -> bool:
         _, settings, command = cached
         command_id, default = command if command is not None else (0, None)
         return may_use(

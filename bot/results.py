@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +44,13 @@ class InputsGone(InputRefused):
 class FollowUp:
     """What the runner needs for a new job: the request, and its images as URLs already uploaded to sunra
     or as a prepared picture still to upload; `start` None means the request's attachments are fetched
-    and checked as /animate's are."""
+    and checked as /animate's are, unless `make_start` makes the start picture (Extend's last frame),
+    which the runner calls only once the credit is reserved."""
 
     request: AnimateRequest
     start: str | PreparedImage | None
     end: str | None = None
+    make_start: Callable[[], Awaitable[PreparedImage]] | None = None
 
 
 def stored_request(job: JobRow) -> AnimateRequest:
@@ -104,19 +107,17 @@ def remix(job: JobRow, *, prompt: str, negative_prompt: str | None, duration: st
     return FollowUp(remixed, image.url, end.url if end else None)
 
 
-def extend(job: JobRow, *, prompt: str, frame: PreparedImage, link: str | None) -> FollowUp:
-    """A new video starting where the old one ends (its last frame), with the (edited) prompt."""
+LAST_FRAME_NAME = "last-frame.png"
+
+
+def extend(job: JobRow, *, prompt: str, link: str | None) -> AnimateRequest:
+    """A new video starting where the old one ends, with the (edited) prompt. Its start picture, the old
+    video's last frame (`last_frame_of`), is made only after the credit is reserved, so the request
+    names the old video as its image, with the size unknown (0)."""
     request = stored_request(job)
     voices = [*request.voice_ids, None, None]
-    image = AttachmentRef(
-        url=job.video_url or "",
-        filename=frame.filename,
-        content_type=frame.content_type,
-        size=len(frame.data),
-        width=frame.width,
-        height=frame.height,
-    )
-    extended = build_request(
+    image = AttachmentRef(url=job.video_url or "", filename=LAST_FRAME_NAME, content_type="image/png", size=0)
+    return build_request(
         prompt=prompt,
         image=image,
         negative_prompt=request.negative_prompt,
@@ -125,7 +126,6 @@ def extend(job: JobRow, *, prompt: str, frame: PreparedImage, link: str | None) 
         voice_1=voices[0],
         voice_2=voices[1],
     ).model_copy(update={"extends_job": job.id, "extends_link": link})
-    return FollowUp(extended, frame)
 
 
 async def last_frame_of(

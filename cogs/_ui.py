@@ -1,12 +1,15 @@
-"""The kit every cog shares: private replies, no mentions, refusals told, a manager-only command group.
+"""The kit every cog shares: private replies, no mentions, refusals told, a manager-only command group,
+and the one answer to an unexpected error for every command, button and form.
 
 Cogs import from here and from bot/, never from one another (as RoboDanny's cogs/utils/ does).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypedDict
 
 import discord
@@ -55,6 +58,51 @@ async def say_privately(interaction: Interaction, text: str) -> None:
         log.info("interaction %s: token no longer valid (%s); not retrying", interaction.id, error.code)
 
 
+UNEXPECTED = _("Something went wrong inside the bot; nothing was charged. Please try again.")
+
+
+async def answer_unexpected(interaction: Interaction, error: BaseException, what: str) -> None:
+    """The one answer to an error nobody expected, wherever it happened (a command, a button, a form):
+    its traceback goes to the log, the member gets a private sentence instead of "This interaction
+    failed", and an answer Discord refuses (the token expired) is logged, never raised."""
+    log.error("%s failed (interaction %s)", what, interaction.id, exc_info=error)
+    try:
+        await say_privately(interaction, UNEXPECTED)
+    except discord.HTTPException as failure:
+        log.info("interaction %s: cannot tell the member (%s)", interaction.id, failure.code)
+
+
+async def answering(interaction: Interaction, work: Awaitable[None], what: str) -> None:
+    """Runs a press or a form; a bug still ends in a private sentence (`answer_unexpected`)."""
+    try:
+        await work
+    except Exception as error:
+        await answer_unexpected(interaction, error, what)
+
+
+async def on_app_command_error(interaction: Interaction, error: app_commands.AppCommandError) -> None:
+    """The command tree's error handler: a refusal raised on purpose (BotError) is the member's private
+    answer, a failed check was told where it failed, and anything else gets `answer_unexpected`."""
+    cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+    if isinstance(cause, BotError):
+        try:
+            await reply(interaction, cause.user_message)
+        except discord.HTTPException as failure:
+            log.info("interaction %s: cannot tell the member (%s)", interaction.id, failure.code)
+    elif not isinstance(error, app_commands.CheckFailure):
+        command = interaction.command.qualified_name if interaction.command else "?"
+        await answer_unexpected(interaction, cause, f"/{command}")
+
+
+async def on_tree_error(interaction: Interaction, error: app_commands.AppCommandError) -> None:
+    """The command tree's `on_error`: `on_app_command_error`, unless the command's own handler (a
+    ManagerGroup's) already answered, as discord.py's default handler also leaves those alone."""
+    command = interaction.command
+    if command is not None and command._has_any_error_handlers():
+        return
+    await on_app_command_error(interaction, error)
+
+
 async def reply(interaction: Interaction, text: str, *, file: discord.File | None = None) -> None:
     """Answers privately with a new message (a follow-up once answered); pings nobody even when the text
     mentions a member or a role. A Message is said in the member's language."""
@@ -82,7 +130,7 @@ class ManagerGroup(app_commands.Group):
     by default, but a server can change who sees a command, so the bot checks again itself, once for
     every command of the group (a subgroup must be a ManagerGroup too: discord.py asks only the direct
     parent). A refusal the service raises (BotError: a bad time zone, say) is the admin's private answer,
-    not an error to log."""
+    not an error to log (`on_app_command_error` says it)."""
 
     def __init__(self, *, name: str, description: str, parent: app_commands.Group | None = None) -> None:
         if parent is not None:  # a subgroup inherits where it is offered and to whom
@@ -112,13 +160,8 @@ class ManagerGroup(app_commands.Group):
         return False
 
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError, /) -> None:
-        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-        if isinstance(cause, BotError):
-            await reply(interaction, cause.user_message)
-        # A CheckFailure was told in interaction_check; anything else is a bug worth its traceback.
-        elif not isinstance(error, app_commands.CheckFailure):
-            command = interaction.command.qualified_name if interaction.command else "?"
-            log.error("/%s failed", command, exc_info=error)
+        # Here as well as on the tree, so the group answers in any bot that loads it.
+        await on_app_command_error(interaction, error)
 
 
 class IdButton(
@@ -126,16 +169,23 @@ class IdButton(
 ):
     """A persistent button whose custom_id is `kling:<kind>:<number>` (a job's or a showcase's id), so a
     press works after any restart: `class CancelButton(IdButton, kind="cancel")`. The id is built and
-    parsed here and nowhere else; a subclass gives its look (label, emoji, style) and its callback."""
+    parsed here and nowhere else; a subclass gives its look (label, emoji, style) and its callback.
+    A subclass's callback and interaction_check answer through `answer_unexpected` when they fail, so no
+    press ends in "This interaction failed" (discord.py would only log it)."""
 
     kind = ""
     label: str | None = None
     emoji: str | None = None
     style = discord.ButtonStyle.secondary
 
-    def __init_subclass__(cls, *, kind: str = "") -> None:
+    def __init_subclass__(cls, *, kind: str = "", template: str | None = None) -> None:
         cls.kind = kind or cls.kind
-        super().__init_subclass__(template=rf"kling:{re.escape(cls.kind) or '[a-z]+'}:(?P<number>\d+)")
+        pattern = template or rf"kling:{re.escape(cls.kind) or '[a-z]+'}:(?P<number>\d+)"
+        super().__init_subclass__(template=pattern)
+        if "callback" in cls.__dict__:
+            setattr(cls, "callback", _answered(cls.__dict__["callback"]))  # noqa: B010
+        if "interaction_check" in cls.__dict__:
+            setattr(cls, "interaction_check", _checked(cls.__dict__["interaction_check"]))  # noqa: B010
 
     def __init__(self, number: int, *, label: str | None = None) -> None:
         button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
@@ -152,3 +202,28 @@ class IdButton(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> Self:
         return cls(int(match["number"]))
+
+
+Handler = Callable[[Any, Interaction], Awaitable[Any]]
+
+
+def _answered(callback: Handler) -> Handler:
+    @functools.wraps(callback)
+    async def run(self: Any, interaction: Interaction) -> None:
+        custom_id = dict(interaction.data or {}).get("custom_id", "?")
+        await answering(interaction, callback(self, interaction), f"button {custom_id}")
+
+    return run
+
+
+def _checked(check: Handler) -> Handler:
+    @functools.wraps(check)
+    async def run(self: Any, interaction: Interaction) -> bool:
+        try:
+            return bool(await check(self, interaction))
+        except Exception as error:
+            custom_id = dict(interaction.data or {}).get("custom_id", "?")
+            await answer_unexpected(interaction, error, f"button {custom_id}")
+            return False
+
+    return run

@@ -469,9 +469,11 @@ async def test_the_fair_queue_serves_a_new_member_before_a_heavy_one(tmp_path: P
     async with running_world(tmp_path, quota={"max_jobs_in_flight": 1, "max_concurrent_jobs": 3}) as world:
         world.sunra.plan_jobs(JobPlan(seconds=0.8), times=None)
         heavy = 7100
-        first = [await world.animate(f"heavy {n}", user_id=heavy) for n in range(3)]
-        for interaction in first:
-            await world.private_answer(interaction)
+        first = []
+        for n in range(3):
+            # One at a time: sent together, their picture checks race and any could be submitted first.
+            first.append(await world.animate(f"heavy {n}", user_id=heavy))
+            assert "on its way" in await world.private_answer(first[-1])
         newcomer = await world.animate("newcomer", user_id=7200)
         answer = await world.private_answer(newcomer)
         assert "place 1 in line" in answer, answer  # ahead of the heavy user's two waiting jobs

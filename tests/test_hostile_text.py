@@ -59,6 +59,7 @@ def test_every_pattern_in_the_product_is_listed_here() -> None:
         "bot/sunra/transport.py",
         "bot/text.py",
         "bot/voices.py",
+        "cogs/jobs/_menu.py",
         "cogs/jobs/_results.py",
         "cogs/showcase/_cog.py",
     }
@@ -105,10 +106,12 @@ def test_other_patterns_on_1_mb(text: str) -> None:
 
     migrations._FILE.match(text)
     sql._JSON_EACH.search(text)
+    from cogs.jobs._menu import MENU_FORM
     from cogs.jobs._results import FORM_TEMPLATE
     from cogs.showcase._cog import _MESSAGE_LINK
 
     FORM_TEMPLATE.match(text)
+    MENU_FORM.fullmatch(text)
     _MESSAGE_LINK.search("/channels/" + text)
     from bot.media import _file_name
 

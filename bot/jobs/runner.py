@@ -177,11 +177,24 @@ class JobRunner(Dispatching):
 
         return await self._accept(job_id, command, given)
 
+    async def accept_after_reserving(
+        self,
+        job_id: int,
+        command: Command,
+        inputs: Callable[[], Awaitable[tuple[ImageInput, ImageInput | None]]],
+    ) -> Accepted:
+        """`accept` for a job whose images are costly to make (Extend's last frame): `inputs` runs only
+        once the credit is reserved, so a member who cannot pay costs no video work; a refusal from it
+        gives the credit back like any other."""
+        return await self._accept(job_id, command, inputs, reserve_first=True)
+
     async def _accept(
         self,
         job_id: int,
         command: Command,
         inputs: Callable[[], Awaitable[tuple[ImageInput, ImageInput | None]]],
+        *,
+        reserve_first: bool = False,
     ) -> Accepted:
         try:
             # Every way in (/animate, the menu, Retry/Remix/Extend, a fixed picture) comes through here.
@@ -197,7 +210,8 @@ class JobRunner(Dispatching):
         request = command.request
         try:
             async with self._member_intake.hold(command.user_id), self._accepting:
-                start, end = await inputs()
+                if not reserve_first:
+                    start, end = await inputs()
                 reservation = await self.quota.reserve(
                     job_id=job_id,
                     guild_id=command.guild_id,
@@ -205,6 +219,8 @@ class JobRunner(Dispatching):
                     role_ids=command.role_ids,
                     options=job_options(request),
                 )
+                if reserve_first:
+                    start, end = await inputs()
                 start_url = await self._upload(start)
                 # A loop ends on its first frame: the same upload serves as the end image.
                 end_url = (

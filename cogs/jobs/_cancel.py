@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.command_access import JobElsewhere, check_job_place
 from bot.i18n import _
 from cogs._ui import IdButton, say_privately
 
@@ -31,6 +32,19 @@ class CancelButton(IdButton, kind="cancel"):
         job = await interaction.client.job_store.get(self.number)
         if job is None:
             await say_privately(interaction, _("I no longer know this job."))
+            return False
+        try:
+            # A moderator here is no moderator of another server's or channel's job.
+            check_job_place(
+                job_guild_id=job.guild_id,
+                job_channel_id=job.channel_id,
+                job_user_id=job.user_id,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                user_id=interaction.user.id,
+            )
+        except JobElsewhere as refusal:
+            await say_privately(interaction, refusal.user_message)
             return False
         may_manage = bool(interaction.permissions.manage_messages)
         if interaction.user.id != job.user_id and not may_manage:

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.app_commands import locale_str
 from discord.ext import commands
 
-from bot.i18n import _
 from bot.jobs import Command
 from bot.media import PictureShapeRefused, check_metadata
 from bot.request import AttachmentRef, build_request
 from bot.voices import choice_label
-from cogs._ui import installed_guild_id, say_privately
+from cogs._ui import installed_guild_id
 from cogs.jobs._cancel import CancelButton
-from cogs.jobs._submit import Submission, check_channel, member_role_ids, submit_job
+from cogs.jobs._fixing import FixButton
+from cogs.jobs._submit import Submission, member_role_ids, submit_job
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -54,19 +54,10 @@ class AnimateCog(commands.Cog):
         self.bot = bot
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(CancelButton)
+        self.bot.add_dynamic_items(CancelButton, FixButton)
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(CancelButton)
-
-    async def cog_app_command_error(
-        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
-    ) -> None:
-        # A bug must still end in a sentence for the member, never in "The application did not respond".
-        log.error("/%s failed", interaction.command.name if interaction.command else "?", exc_info=error)
-        await say_privately(
-            interaction, _("Something went wrong inside the bot; nothing was charged. Please try again.")
-        )
+        self.bot.remove_dynamic_items(CancelButton, FixButton)
 
     @app_commands.command(
         name=locale_str("animate"),
@@ -125,8 +116,6 @@ class AnimateCog(commands.Cog):
         guild_id = installed_guild_id(interaction)
 
         async def prepare() -> Submission:
-            through_interaction = check_channel(interaction)
-            await self.bot.prompt_filter.check(guild_id, prompt)
             max_bytes = self.bot.images.max_download_bytes
             request = build_request(
                 prompt=prompt,
@@ -148,11 +137,11 @@ class AnimateCog(commands.Cog):
                     role_ids=member_role_ids(interaction) if guild_id else (),
                     upload_limit=interaction.filesize_limit,
                     request=request,
-                    deliver_via_interaction=through_interaction,
                 )
             )
 
-        await submit_job(interaction, prepare, defer=True)
+        # Discord applied /animate's Integrations settings itself; submit_job checks the rest.
+        await submit_job(interaction, prepare, defer=True, access_checked_by_discord=True)
 
     @animate.autocomplete("voice_1")
     @animate.autocomplete("voice_2")

@@ -1,11 +1,17 @@
-"""The "Animate" message menu: any message's picture (attached or embedded) becomes a video.
+"""The "Animate" message menu: any message's picture (attached, embedded or forwarded) becomes a video.
 
-Right-click a message → Apps → Animate opens a form for the prompt and settings; the job then goes the way
-of /animate's (picture checks after the deferral, block list, quota, fair queue). Discord in, bot/ out.
+Right-click a message → Apps → Animate opens a form for the prompt and settings. The form's custom_id
+names the message (`kling:animateform:<message id>`), so a form opened before a restart is handled after
+it: on submission the bot reads the message again from Discord, in the channel the form was sent from,
+and its pictures go the way of /animate's (one submit path: /animate's access, block list, quota, fair
+queue). Discord in, bot/ out.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -16,41 +22,29 @@ from discord.ext import commands
 from bot import results
 from bot.errors import InputRefused
 from bot.i18n import _, render
+from bot.message_pictures import message_pictures
 from bot.request import MAX_PROMPT, AnimateRequest, AttachmentRef, build_request
-from cogs._ui import installed_guild_id, say_privately
-from cogs.jobs._command import attachment_ref, check_attachment_ref
-from cogs.jobs._results import answering_errors, prompt_input, submit_follow_up
+from cogs._ui import answering, installed_guild_id, say_privately
+from cogs.jobs._command import check_attachment_ref
+from cogs.jobs._results import Form, prompt_input, submit_follow_up, submitted_values
+from cogs.jobs._submit import refused_before_form
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
 
+log = logging.getLogger(__name__)
 
 NO_PICTURE = _(
     "This message has no picture I can use (attached or embedded). Use Animate on a message with a JPEG, "
     "PNG or WebP picture, or use /animate and attach one."
 )
-
-
-def message_images(message: discord.Message) -> list[AttachmentRef]:
-    """The message's pictures in order: attachments, then embedded images (a link's preview, a bot's
-    embed). Embedded ones are fetched through Discord's media proxy only, never from the URL the author
-    chose; their byte size is unknown (0) until downloaded."""
-    found = [
-        attachment_ref(a)
-        for a in message.attachments
-        # Discord gives videos a width and height too: a size counts only when the type is unknown.
-        if (a.content_type or "").startswith("image/") or (not a.content_type and a.width and a.height)
-    ]
-    for embed in message.embeds:
-        for media in (embed.image, embed.thumbnail):
-            proxy = media.proxy_url
-            if proxy and not any(ref.url == proxy for ref in found):
-                name = (media.url or proxy).split("?", 1)[0].rsplit("/", 1)[-1] or "embedded"
-                found.append(
-                    AttachmentRef(url=proxy, filename=name, size=0, width=media.width, height=media.height)
-                )
-                break  # one picture per embed: a preview's thumbnail is the same picture as its image
-    return found
+MESSAGE_GONE = _(
+    "I can no longer read the message this form was for (deleted, or I lost access to the channel). "
+    "Nothing was charged; please use Animate on it again, or /animate."
+)
+MENU_FORM = re.compile(r"kling:animateform:(?P<message_id>\d+)")
+# The last field's custom_id says what it asks, so the submission can be read without the form.
+LAST_FRAME, LOOP = "last_frame", "loop"
 
 
 def parse_yes_no(text: str, what: str) -> bool:
@@ -62,77 +56,108 @@ def parse_yes_no(text: str, what: str) -> bool:
     raise InputRefused(_("Please answer “{question}” with yes or no.", question=what))
 
 
-class AnimateMessageModal(discord.ui.Modal, title="Animate this picture"):
-    """The form of the Animate menu; it holds the message's pictures, so it is handled in-process. Its
+class AnimateMessageModal(Form):
+    """The form of the Animate menu: shown, then handled by its custom_id (`AnimateMessageCog`). Its
     title and labels are in the member's language (`locale`); the answers stay yes/no and numbers."""
 
-    def __init__(
-        self, pictures: list[AttachmentRef], *, audio: bool, max_bytes: int, locale: str = "en-US"
-    ) -> None:
-        super().__init__(title=render(_("Animate this picture"), locale), timeout=15 * 60)  # a token's life
-        self.pictures, self.max_bytes = pictures, max_bytes
-        self.prompt = prompt_input("", locale)
-        self.negative_prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label=render(_("Negative prompt"), locale),
-            style=discord.TextStyle.paragraph,
-            required=False,
-            max_length=MAX_PROMPT,
+    def __init__(self, message_id: int, *, two_pictures: bool, audio: bool, locale: str = "en-US") -> None:
+        super().__init__(
+            title=render(_("Animate this picture"), locale), custom_id=f"kling:animateform:{message_id}"
         )
-        self.duration: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label=render(_("Duration (5 or 10 seconds)"), locale), default="5", max_length=10
+        self.add_item(prompt_input("", locale))
+        self.add_item(
+            discord.ui.TextInput(
+                label=render(_("Negative prompt"), locale),
+                custom_id="negative_prompt",
+                style=discord.TextStyle.paragraph,
+                required=False,
+                max_length=MAX_PROMPT,
+            )
         )
-        self.sound_label = _("Sound (yes or no)")
-        self.audio: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label=render(self.sound_label, locale), default="yes" if audio else "no", max_length=5
+        self.add_item(
+            discord.ui.TextInput(
+                label=render(_("Duration (5 or 10 seconds)"), locale),
+                custom_id="duration",
+                default="5",
+                max_length=10,
+            )
         )
-        two = len(pictures) > 1
-        self.ending_label = (
-            _("Second picture as the last frame (yes or no)") if two else _("Loop (yes or no)")
+        self.add_item(
+            discord.ui.TextInput(
+                label=render(SOUND_LABEL, locale),
+                custom_id="audio",
+                default="yes" if audio else "no",
+                max_length=5,
+            )
         )
-        self.ending: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label=render(self.ending_label, locale),
-            default="yes" if two else "no",
-            max_length=5,
-        )
-        for item in (self.prompt, self.negative_prompt, self.duration, self.audio, self.ending):
-            self.add_item(item)
-
-    def request(self) -> AnimateRequest:
-        start = self.pictures[0]
-        ending = parse_yes_no(self.ending.value, self.ending_label)
-        end = self.pictures[1] if len(self.pictures) > 1 and ending else None
-        for ref, label in ((start, "image"), (end, "end image")):
-            if ref is not None and ref.size:  # an embedded picture's size is known only once downloaded
-                check_attachment_ref(ref, label, self.max_bytes)
-        return build_request(
-            prompt=self.prompt.value,
-            image=start,
-            end_image=end,
-            negative_prompt=self.negative_prompt.value,
-            duration=results.parse_duration(self.duration.value),
-            audio=parse_yes_no(self.audio.value, self.sound_label),
-            loop=ending and len(self.pictures) == 1,
+        self.add_item(
+            discord.ui.TextInput(
+                label=render(ENDING_LABELS[LAST_FRAME if two_pictures else LOOP], locale),
+                custom_id=LAST_FRAME if two_pictures else LOOP,
+                default="yes" if two_pictures else "no",
+                max_length=5,
+            )
         )
 
-    async def on_submit(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
-        async def build() -> results.FollowUp:
-            return results.FollowUp(self.request(), start=None)
 
-        await answering_errors(
-            interaction, submit_follow_up(interaction, build, from_button=False), "Animate"
-        )
+ENDING_LABELS = {LAST_FRAME: _("Second picture as the last frame (yes or no)"), LOOP: _("Loop (yes or no)")}
+SOUND_LABEL = _("Sound (yes or no)")
+
+
+def menu_request(values: Mapping[str, str], pictures: list[AttachmentRef], max_bytes: int) -> AnimateRequest:
+    """The request a submitted form asks for, with the message's pictures as they are now."""
+    start = pictures[0]
+    ending_key = LAST_FRAME if LAST_FRAME in values else LOOP
+    ending = parse_yes_no(values.get(ending_key, "no"), ENDING_LABELS[ending_key])
+    end = pictures[1] if ending_key == LAST_FRAME and ending and len(pictures) > 1 else None
+    for ref, label in ((start, "image"), (end, "end image")):
+        if ref is not None and ref.size:  # an embedded picture's size is known only once downloaded
+            check_attachment_ref(ref, label, max_bytes)
+    return build_request(
+        prompt=values.get("prompt", ""),
+        image=start,
+        end_image=end,
+        negative_prompt=values.get("negative_prompt") or None,
+        duration=results.parse_duration(values.get("duration", "5")),
+        audio=parse_yes_no(values.get("audio", "yes"), SOUND_LABEL),
+        loop=ending_key == LOOP and ending,
+    )
+
+
+async def submit_menu_form(interaction: discord.Interaction[KlingBot], message_id: int) -> None:
+    bot = interaction.client
+    values = submitted_values(interaction.data or {})
+
+    async def build() -> results.FollowUp:
+        try:
+            # In the channel the form was sent from: a form can only name a message it can see.
+            message = await bot.http.get_message(interaction.channel_id or 0, message_id)
+        except discord.HTTPException as error:
+            log.info("menu form: message %s unreadable (%s)", message_id, error.code)
+            raise InputRefused(MESSAGE_GONE) from error
+        pictures = message_pictures(dict(message))
+        if not pictures:
+            raise InputRefused(NO_PICTURE)
+        return results.FollowUp(menu_request(values, pictures, bot.images.max_download_bytes), start=None)
+
+    await submit_follow_up(interaction, build, anywhere=True)
 
 
 async def animate_message(interaction: discord.Interaction[KlingBot], message: discord.Message) -> None:
     """The "Animate" message menu: a form for the message's picture, or a private reason why not."""
-    pictures = message_images(message)[:2]
+    data: dict[str, Any] = dict(interaction.data or {})
+    resolved = data.get("resolved", {}).get("messages", {}).get(str(message.id), {})
+    pictures = message_pictures(resolved)
     if not pictures:
         await say_privately(interaction, NO_PICTURE)
         return
+    if await refused_before_form(interaction):
+        return
     audio = await interaction.client.quota.audio_by_default(installed_guild_id(interaction))
-    max_bytes = interaction.client.images.max_download_bytes
-    modal = AnimateMessageModal(pictures, audio=audio, max_bytes=max_bytes, locale=str(interaction.locale))
-    await interaction.response.send_modal(modal)
+    modal = AnimateMessageModal(
+        message.id, two_pictures=len(pictures) > 1, audio=audio, locale=str(interaction.locale)
+    )
+    await modal.show(interaction)
 
 
 class AnimateMessageCog(commands.Cog):
@@ -153,3 +178,12 @@ class AnimateMessageCog(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[KlingBot]) -> None:
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        match = MENU_FORM.fullmatch(str(dict(interaction.data or {}).get("custom_id", "")))
+        if match is not None:
+            work = submit_menu_form(interaction, int(match["message_id"]))
+            await answering(interaction, work, f"Animate form of message {match['message_id']}")

@@ -17,15 +17,17 @@ import discord
 from discord.ext import commands
 
 from bot import results
-from bot.command_access import CommandAccess, Member
+from bot.command_access import JobElsewhere, check_job_place
 from bot.errors import BotError, InputRefused
 from bot.i18n import _, render
 from bot.jobs import Command, job_options
+from bot.jobs.runner import ImageInput
+from bot.media import PreparedImage
 from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
-from cogs._ui import IdButton, installed_guild_id, say_privately
-from cogs.jobs._submit import Submission, check_channel, member_role_ids, submit_job
+from cogs._ui import IdButton, answering, installed_guild_id, say_privately
+from cogs.jobs._submit import Submission, member_role_ids, refused_before_form, submit_job
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -40,12 +42,14 @@ async def submit_follow_up(
     build: Build,
     *,
     options: JobOptions | None = None,
-    from_button: bool = True,
+    anywhere: bool = False,
 ) -> None:
-    """Defers, checks, builds the new job and hands it to the runner; every refusal is private.
+    """Defers, then submits through the one path (`submit_job`: /animate's access, the block list, the
+    caps); every refusal is private. `anywhere`: the Animate menu's form, which also works in a DM and
+    with a member's own install; the buttons work only in a server.
 
-    `options`: the job's likely price options, quoted before `build` runs (Extend's build is slow).
-    `from_button`: the press must pass /animate's access (a command's own access Discord checks itself).
+    `options`: the job's likely price options, quoted before `build` runs, so a member without credits
+    waits for nothing.
     """
     bot = interaction.client
     try:
@@ -58,19 +62,14 @@ async def submit_follow_up(
     guild_id = installed_guild_id(interaction)
 
     async def prepare() -> Submission:
-        if from_button and interaction.guild_id is None:
+        if not anywhere and interaction.guild_id is None:
             raise InputRefused(_("This works only in a server channel."))
-        through_interaction = check_channel(interaction)
         role_ids = member_role_ids(interaction) if guild_id else ()
-        if from_button:
-            await check_animate_access(interaction, role_ids)
         if options is not None:
-            # Before any slow work (Extend downloads the video): a member without credits waits for nothing.
             await bot.quota.quote(
                 guild_id=guild_id, user_id=interaction.user.id, role_ids=role_ids, options=options
             )
         follow = await build()
-        await bot.prompt_filter.check(guild_id, follow.request.prompt)  # the server's block list
         command = Command(
             interaction_id=interaction.id,
             guild_id=guild_id,
@@ -79,45 +78,44 @@ async def submit_follow_up(
             role_ids=role_ids,
             upload_limit=interaction.filesize_limit,
             request=follow.request,
-            deliver_via_interaction=through_interaction,
         )
-        return Submission(command, follow.start, follow.end)
+        make_start = follow.make_start
+        if make_start is None:
+            return Submission(command, follow.start, follow.end)
+
+        async def inputs() -> tuple[ImageInput, ImageInput | None]:
+            return await make_start(), None
+
+        return Submission(command, inputs=inputs)
 
     await submit_job(interaction, prepare, defer=False)
 
 
-async def check_animate_access(interaction: discord.Interaction[KlingBot], role_ids: tuple[int, ...]) -> None:
-    """Raises InputRefused when the server's Integrations settings keep the presser from /animate here."""
-    cog = interaction.client.get_cog("ResultsCog")
-    assert isinstance(cog, ResultsCog) and interaction.guild_id is not None
-    member = Member(interaction.user.id, role_ids, interaction.permissions.value)
-    channel_id = interaction.channel_id or 0
-    try:
-        allowed = await cog.access.allows(member, guild_id=interaction.guild_id, channel_id=channel_id)
-    except discord.HTTPException as error:
-        # Discord could not say; the quota's own blocks and caps still apply.
-        log.warning("cannot read the command settings of server %s (%s)", interaction.guild_id, error.code)
-        return
-    if not allowed:
-        raise InputRefused(
-            _("You can't use /animate in this channel, so its buttons can't make videos for you here either.")
-        )
-
-
-async def answering_errors(interaction: discord.Interaction[Any], work: Awaitable[None], what: str) -> None:
-    """Runs a press or a form; a bug still ends in a private sentence, never "This interaction failed"."""
-    try:
-        await work
-    except Exception:
-        log.exception("%s failed", what)
-        await say_privately(interaction, _("Something went wrong inside the bot; nothing was charged."))
+def job_here(interaction: discord.Interaction[Any], job: JobRow) -> None:
+    """Raises JobElsewhere when the press or form names a job of another server or channel."""
+    check_job_place(
+        job_guild_id=job.guild_id,
+        job_channel_id=job.channel_id,
+        job_user_id=job.user_id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        user_id=interaction.user.id,
+    )
 
 
 async def known_job(interaction: discord.Interaction[KlingBot], job_id: int) -> JobRow | None:
-    """The job, or None after telling the presser privately that this database does not know it."""
+    """The job, or None after telling the presser privately that this database does not know it, or that
+    it was made in another server or channel than the press."""
     job = await interaction.client.job_store.get(job_id)
     if job is None:
         await say_privately(interaction, results.UNKNOWN_JOB)
+        return None
+    try:
+        job_here(interaction, job)
+    except JobElsewhere as refusal:
+        log.warning("job %s named from guild %s by %s", job_id, interaction.guild_id, interaction.user.id)
+        await say_privately(interaction, refusal.user_message)
+        return None
     return job
 
 
@@ -138,7 +136,7 @@ class _ResultButton(IdButton):
     """A button under a finished video: `kling:<kind>:<job id>` (≤ 40 characters)."""
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
-        await answering_errors(interaction, self.act(interaction), f"{self.kind} of job {self.number}")
+        await self.act(interaction)  # the kit answers an unexpected error
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         raise NotImplementedError
@@ -170,7 +168,8 @@ class RemixButton(_ResultButton, kind="remix"):
         except BotError as refusal:
             await say_privately(interaction, refusal.user_message)
             return
-        await RemixModal(job, locale=str(interaction.locale)).show(interaction)
+        if not await refused_before_form(interaction):
+            await RemixModal(job, locale=str(interaction.locale)).show(interaction)
 
 
 class ExtendButton(_ResultButton, kind="extend"):
@@ -183,7 +182,8 @@ class ExtendButton(_ResultButton, kind="extend"):
         if not video_sources(interaction, job):
             await say_privately(interaction, _("This job has no video to continue from."))
             return
-        await ExtendModal(job, locale=str(interaction.locale)).show(interaction)
+        if not await refused_before_form(interaction):
+            await ExtendModal(job, locale=str(interaction.locale)).show(interaction)
 
 
 class DeleteButton(_ResultButton, kind="delete"):
@@ -246,7 +246,7 @@ def prompt_input(default: str, locale: str = "en-US") -> discord.ui.TextInput[An
     )
 
 
-class _Form(discord.ui.Modal):
+class Form(discord.ui.Modal):
     """A modal that is only shown: its submission is handled by ResultsCog.on_interaction from the
     custom_id (which carries the job id), so a form opened before a restart still works after it."""
 
@@ -255,7 +255,7 @@ class _Form(discord.ui.Modal):
         self.stop()  # discord.py forgets it; the submission comes back by its custom_id
 
 
-class RemixModal(_Form):
+class RemixModal(Form):
     """Its title and labels are in the presser's language (`locale`); the values are read by custom_id."""
 
     def __init__(self, job: JobRow, *, locale: str = "en-US") -> None:
@@ -284,7 +284,7 @@ class RemixModal(_Form):
         )
 
 
-class ExtendModal(_Form):
+class ExtendModal(Form):
     def __init__(self, job: JobRow, *, locale: str = "en-US") -> None:
         super().__init__(
             title=render(_("Extend this video"), locale), custom_id=form_custom_id("extend", job.id)
@@ -315,9 +315,8 @@ def post_link(job: JobRow) -> str | None:
 async def submit_form(interaction: discord.Interaction[KlingBot], action: str, job_id: int) -> None:
     bot = interaction.client
     values = submitted_values(interaction.data or {})
-    job = await bot.job_store.get(job_id)
+    job = await known_job(interaction, job_id)
     if job is None:
-        await say_privately(interaction, results.UNKNOWN_JOB)
         return
     known: JobRow = job
 
@@ -330,15 +329,19 @@ async def submit_form(interaction: discord.Interaction[KlingBot], action: str, j
         )
 
     async def extend() -> results.FollowUp:
-        frame = await results.last_frame_of(
-            known,
-            sources=video_sources(interaction, known),
-            sunra=bot.sunra,
-            images=bot.images,
-            workdir=bot.runner.workdir,
-            max_bytes=int(bot.settings.jobs.max_video_mb * 1_000_000),
-        )
-        return results.extend(known, prompt=values.get("prompt", ""), frame=frame, link=post_link(known))
+        async def frame() -> PreparedImage:
+            # Called by the runner once the credit is reserved: video work for a paying member only.
+            return await results.last_frame_of(
+                known,
+                sources=video_sources(interaction, known),
+                sunra=bot.sunra,
+                images=bot.images,
+                workdir=bot.runner.workdir,
+                max_bytes=int(bot.settings.jobs.max_video_mb * 1_000_000),
+            )
+
+        request = results.extend(known, prompt=values.get("prompt", ""), link=post_link(known))
+        return results.FollowUp(request, start=None, make_start=frame)
 
     if action == "remix":
         # The form's own duration decides the price: quoting the old job's first would name the wrong one.
@@ -350,24 +353,6 @@ async def submit_form(interaction: discord.Interaction[KlingBot], action: str, j
 class ResultsCog(commands.Cog):
     def __init__(self, bot: KlingBot) -> None:
         self.bot = bot
-        self.access = CommandAccess(
-            application_id=bot.application_id or 0,
-            fetch_settings=self._fetch_settings,
-            fetch_command=self._fetch_animate,
-        )
-
-    async def _fetch_settings(self, guild_id: int) -> list[Any]:
-        application_id = self.bot.application_id or 0
-        return list(await self.bot.http.get_guild_application_command_permissions(application_id, guild_id))
-
-    async def _fetch_animate(self, guild_id: int) -> tuple[int, int | None] | None:
-        """/animate's id where it is registered (this server, or globally) and its default permissions."""
-        scope = discord.Object(guild_id) if guild_id in self.bot.settings.command_guild_ids else None
-        for command in await self.bot.tree.fetch_commands(guild=scope):
-            if command.name == "animate":
-                default = command.default_member_permissions
-                return command.id, default.value if default is not None else None
-        return None
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(*RESULT_BUTTONS)
@@ -383,4 +368,4 @@ class ResultsCog(commands.Cog):
         match = FORM_TEMPLATE.fullmatch(str(data.get("custom_id", "")))
         if match is not None:
             work = submit_form(interaction, match["action"], int(match["job_id"]))
-            await answering_errors(interaction, work, f"{match['action']} form of job {match['job_id']}")
+            await answering(interaction, work, f"{match['action']} form of job {match['job_id']}")

@@ -1,23 +1,27 @@
 """The one way a new job is submitted, whoever asks: /animate, the Animate menu, Retry/Remix/Extend and
-the picture fixes. Quote, record, defer, accept, offer a fix, say it is on its way; every refusal is
-private and changes nothing."""
+the picture fixes. Admit (the bot is in the server, may work in the channel, the member may use /animate
+here), prepare, check the block list, quote, record, defer, accept, offer a fix, say it is on its way;
+every refusal is private and changes nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.command_access import AnimateDenied, CommandAccess, Member, NotInServer
 from bot.errors import BotError, InputRefused
 from bot.i18n import _
 from bot.invite import REQUIRED_PERMISSIONS
 from bot.jobs import Command, job_options
 from bot.jobs.runner import ImageInput
 from bot.media import PictureShapeRefused
-from cogs._ui import say_privately
+from cogs._ui import installed_guild_id, say_privately
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -35,6 +39,8 @@ class Submission:
     command: Command
     start: ImageInput | None = None
     end: ImageInput | None = None
+    # Made only once the credit is reserved (Extend's last frame): slow work for a paying member only.
+    inputs: Callable[[], Awaitable[tuple[ImageInput, ImageInput | None]]] | None = None
 
 
 def missing_permissions(granted: discord.Permissions) -> list[str]:
@@ -68,6 +74,71 @@ def check_channel(interaction: discord.Interaction[KlingBot]) -> bool:
     return through_interaction
 
 
+_ACCESS: weakref.WeakKeyDictionary[KlingBot, CommandAccess] = weakref.WeakKeyDictionary()
+
+
+def animate_access(bot: KlingBot) -> CommandAccess:
+    """The bot's reader of /animate's Integrations settings (one per bot, so its cache is shared)."""
+    access = _ACCESS.get(bot)
+    if access is None:
+
+        async def fetch_settings(guild_id: int) -> list[Any]:
+            application_id = bot.application_id or 0
+            return list(await bot.http.get_guild_application_command_permissions(application_id, guild_id))
+
+        async def fetch_animate(guild_id: int) -> tuple[int, int | None] | None:
+            # /animate's id where it is registered (this server, or globally) and its default permissions.
+            scope = discord.Object(guild_id) if guild_id in bot.settings.command_guild_ids else None
+            for command in await bot.tree.fetch_commands(guild=scope):
+                if command.name == "animate":
+                    default = command.default_member_permissions
+                    return command.id, default.value if default is not None else None
+            return None
+
+        access = CommandAccess(
+            application_id=bot.application_id or 0, fetch_settings=fetch_settings, fetch_command=fetch_animate
+        )
+        _ACCESS[bot] = access
+    return access
+
+
+async def admit(interaction: discord.Interaction[KlingBot], *, access_checked_by_discord: bool) -> bool:
+    """The one access rule, before anything is prepared or charged: the bot is still in the server, may
+    work in the channel, sunra takes jobs, and the member may use /animate in this channel (Discord
+    checked that itself for /animate; the menu, its form, the buttons and the fixes are checked here).
+    A member's own install in a server without the bot is no server's use (installed_guild_id): only
+    the channel check applies. Returns whether the job goes through the interaction (check_channel)."""
+    bot = interaction.client
+    guild_id = installed_guild_id(interaction)
+    if guild_id is not None and bot.get_guild(guild_id) is None:
+        raise NotInServer()
+    through_interaction = check_channel(interaction)
+    if guild_id is not None and not access_checked_by_discord:
+        await animate_access(bot).check(
+            _member(interaction), guild_id=guild_id, channel_id=interaction.channel_id or 0
+        )
+    return through_interaction
+
+
+def _member(interaction: discord.Interaction[Any]) -> Member:
+    return Member(interaction.user.id, member_role_ids(interaction), interaction.permissions.value)
+
+
+async def refused_before_form(interaction: discord.Interaction[KlingBot]) -> bool:
+    """Before a form opens (the menu's, Remix's, Extend's): tells a member the bot already knows is kept
+    from /animate here, so they do not fill in a form for nothing. Only what is cached is used (a form
+    must open within 3 seconds); the submission is checked in full either way."""
+    guild_id = installed_guild_id(interaction)
+    if guild_id is None:
+        return False
+    access = animate_access(interaction.client)
+    channel_id = interaction.channel_id or 0
+    if access.known_verdict(_member(interaction), guild_id=guild_id, channel_id=channel_id) is False:
+        await say_privately(interaction, AnimateDenied.user_message)
+        return True
+    return False
+
+
 def member_role_ids(interaction: discord.Interaction[Any]) -> tuple[int, ...]:
     user = interaction.user
     if isinstance(user, discord.Member):
@@ -96,17 +167,24 @@ async def submit_job(
     defer: bool,
     answer: Answer = say_privately,
     offer_fix: bool = True,
+    access_checked_by_discord: bool = False,
 ) -> None:
-    """Prepares the job (its checks raise BotError), quotes it, records it, acknowledges the interaction
-    when `defer` (else the caller already did), hands it to the runner and tells the member.
+    """Admits the member (see `admit`), prepares the job (its checks raise BotError), checks its prompt
+    against the server's block list, quotes it, records it, acknowledges the interaction when `defer`
+    (else the caller already did), hands it to the runner and tells the member.
 
     A picture refused for its shape or size gets the offer to fix it when `offer_fix`. `answer` says each
     sentence (a private reply by default; the fix offer edits its own message).
+    `access_checked_by_discord`: only /animate itself, whose Integrations settings Discord applied.
     """
     bot = interaction.client
     try:
+        through_interaction = await admit(interaction, access_checked_by_discord=access_checked_by_discord)
         submission = await prepare()
         command = submission.command
+        if through_interaction and not command.deliver_via_interaction:
+            command = dataclasses.replace(command, deliver_via_interaction=True)
+        await bot.prompt_filter.check(command.guild_id, command.request.prompt)
         await bot.quota.quote(
             guild_id=command.guild_id,
             user_id=command.user_id,
@@ -131,7 +209,9 @@ async def submit_job(
             return
         bot.metrics.acknowledged(interaction.id)
     try:
-        if submission.start is None:
+        if submission.inputs is not None:
+            accepted = await bot.runner.accept_after_reserving(job_id, command, submission.inputs)
+        elif submission.start is None:
             accepted = await bot.runner.accept(job_id, command)
         else:
             accepted = await bot.runner.accept_inputs(job_id, command, submission.start, submission.end)
@@ -140,7 +220,7 @@ async def submit_job(
             # Here, not at the top: the fix's confirmation submits through this module in turn.
             from cogs.jobs._fixing import offer_picture_fix
 
-            await offer_picture_fix(interaction, command, refusal)
+            await offer_picture_fix(interaction, job_id, command, refusal)
         else:
             await answer(interaction, refusal.user_message)
         return
