@@ -28,6 +28,7 @@ from cogs.jobs._delivery import outcome_mark
 from tests import images, postgres
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, running_client
+from tests.fakes.discord_server._components import components_text
 from tests.fakes.sunra_server import FakeSunra
 
 SUNRA_KEY = "sk-test-0123456789abcdef"
@@ -172,6 +173,7 @@ class World:
             m
             for m in self.discord.messages
             if any(e.get("footer", {}).get("text") == mark for e in m.message.get("embeds", []))
+            or f"-# {mark}" in components_text(m.message.get("components") or []).split("\n")
         ]
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from tests.fakes import payloads as p
 from tests.fakes.discord_server._base import FakeBase
+from tests.fakes.discord_server._components import check_components, components_text
 from tests.fakes.discord_server._records import (
     FLAG_EPHEMERAL,
     FLAG_IS_COMPONENTS_V2,
@@ -52,6 +53,13 @@ def _normalise_embed(embed: Mapping[str, Any]) -> dict[str, Any]:
     out.setdefault("type", "rich")
     out.setdefault("content_scan_version", 0)
     return out
+
+
+def _shown_text(msg: Mapping[str, Any]) -> str:
+    """The text Discord reads mentions from: the content, or a V2 message's text displays."""
+    if int(msg.get("flags") or 0) & FLAG_IS_COMPONENTS_V2:
+        return components_text(list(msg.get("components") or []))
+    return str(msg.get("content") or "")
 
 
 class MessagesMixin(FakeBase):
@@ -323,8 +331,6 @@ class MessagesMixin(FakeBase):
             raise form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
         components = list(payload.get("components") or [])
         flags = int(payload.get("flags") or 0)
-        if len(components) > 5 and not flags & FLAG_IS_COMPONENTS_V2:
-            raise form_error("components", "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
         kept_attachments = [a for a in payload.get("attachments") or [] if "url" in a]
         has_body = (
             content or embeds or files or components or payload.get("sticker_ids") or payload.get("poll")
@@ -340,6 +346,13 @@ class MessagesMixin(FakeBase):
         msg["flags"] = flags & allowed_flags
         msg["tts"] = bool(payload.get("tts", False))
         msg["attachments"] = self._attachments_from(channel_id, list(payload.get("attachments") or []), files)
+        check_components(
+            components,
+            flags,
+            content=content,
+            embeds=embeds,
+            attachment_names=[str(a["filename"]) for a in msg["attachments"]],
+        )
         reference = payload.get("message_reference")
         replied_author = None
         if reference:
@@ -365,7 +378,7 @@ class MessagesMixin(FakeBase):
                 msg["type"] = 19
                 replied_author = target.message["author"]
         msg["mentions"], msg["mention_roles"], msg["mention_everyone"] = self._mentions(
-            content, payload.get("allowed_mentions"), replied_author, channel_id
+            _shown_text(msg), payload.get("allowed_mentions"), replied_author, channel_id
         )
         return msg
 
@@ -378,7 +391,8 @@ class MessagesMixin(FakeBase):
         via: str,
         record_edit: bool = True,
     ) -> None:
-        msg = stored.message
+        # Worked on a copy: an edit Discord refuses changes nothing.
+        msg = dict(stored.message)
         if "content" in payload:
             content = "" if payload["content"] is None else str(payload["content"])
             if len(content) > 2000:
@@ -389,8 +403,9 @@ class MessagesMixin(FakeBase):
         if "components" in payload:
             msg["components"] = list(payload["components"] or [])
         if "flags" in payload and payload["flags"] is not None:
+            # A message may become a V2 one (never back); only the suppress flag comes and goes.
             keep = int(msg.get("flags") or 0) & ~FLAG_SUPPRESS_EMBEDS
-            msg["flags"] = keep | (int(payload["flags"]) & FLAG_SUPPRESS_EMBEDS)
+            msg["flags"] = keep | (int(payload["flags"]) & (FLAG_SUPPRESS_EMBEDS | FLAG_IS_COMPONENTS_V2))
         new_attachments = self._attachments_from(
             stored.channel_id, list(payload.get("attachments") or []), files
         )
@@ -400,14 +415,25 @@ class MessagesMixin(FakeBase):
             }
             msg["attachments"] = [a for a in msg.get("attachments", []) if str(a["id"]) in keep_ids]
         msg["attachments"] = list(msg.get("attachments", [])) + new_attachments
-        if "content" in payload or "allowed_mentions" in payload:
+        check_components(
+            msg["components"],
+            int(msg.get("flags") or 0),
+            content=msg["content"],
+            embeds=msg["embeds"],
+            attachment_names=[str(a["filename"]) for a in msg["attachments"]],
+        )
+        v2_text = "components" in payload and int(msg.get("flags") or 0) & FLAG_IS_COMPONENTS_V2
+        if "content" in payload or "allowed_mentions" in payload or v2_text:
             replied = (msg.get("referenced_message") or {}).get("author")
             msg["mentions"], msg["mention_roles"], msg["mention_everyone"] = self._mentions(
-                msg["content"], payload.get("allowed_mentions"), replied, stored.channel_id
+                _shown_text(msg), payload.get("allowed_mentions"), replied, stored.channel_id
             )
         if not (msg["content"] or msg["embeds"] or msg["components"] or msg["attachments"]):
             raise DiscordError(50006)
         msg["edited_timestamp"] = p.iso_now()
+        stored.message.clear()
+        stored.message.update(msg)
+        msg = stored.message
         stored.files.extend(files)
         edit = EditRecord(stored.id, stored.channel_id, dict(payload), files, self._elapsed(), via)
         if record_edit:
