@@ -128,7 +128,7 @@ def result_card(
     if link_line and not button_link:
         budget = TEXT_DISPLAY_TOTAL - 400 - sum(len(line) for line in lines)
         link_line += f"\n{link}" if link and len(link) <= budget else "\nThe link is too long to show here."
-    header = f"### 🎬 Your video is ready, <@{job.user_id}>"
+    header = f"🎬 <@{job.user_id}> your video is ready!"
     texts = [header, *lines, link_line, note, outcome_mark(job.id)]
     prompt = _prompt_text(request, texts)
     items: list[discord.ui.Item[Any]] = [discord.ui.TextDisplay(f"{header}\n{prompt}")]

@@ -244,7 +244,7 @@ class DiscordReporter:
             attempts.append(_Post(view=result_card(job, filename=filename, reencoded=reencoded), video=video))
         attempts.append(_Post(view=result_card(job, filename=None)))
         dm: list[_Post] = []
-        where = f"I could not post in <#{job.channel_id}>, so here it is."
+        where = f"(I could not post in <#{job.channel_id}>, so here it is.)"
         if video is not None:  # too large for the DM: Discord says so (40005) and the link card follows
             card = result_card(job, filename=filename, reencoded=reencoded, note=where)
             dm.append(_Post(view=card, video=video))
