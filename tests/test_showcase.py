@@ -17,6 +17,7 @@ from bot.store.showcases import ShowcaseServer
 from cogs.showcase._cog import ShowcaseCog
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord_server._components import buttons
 from tests.world import World, loosen_rate_limits, running_world
 
 ADMIN = p.DEFAULT_EVERYONE_PERMISSIONS | p.MANAGE_GUILD
@@ -192,7 +193,8 @@ def showcase_cog(world: World) -> ShowcaseCog:
 
 
 def button_labels(message: dict[str, Any]) -> list[str]:
-    return [c.get("label", "") for row in message.get("components", []) for c in row["components"]]
+    """Labels of the message's buttons, in a row or anywhere in a Components V2 layout."""
+    return [str(b.get("label", "")) for b in buttons(message.get("components") or [])]
 
 
 async def test_a_video_showcased_in_a_text_channel_with_votes_that_survive_a_restart(tmp_path: Path) -> None:
