@@ -171,14 +171,16 @@ async def start_bot(
     workdir: Path,
     log_path: Path,
     command: tuple[str, ...] = ("-m", "bot"),
+    **env: str,
 ) -> asyncio.subprocess.Process:
-    """`python -m bot` (or `command`) against the fakes, with its output in `log_path`."""
+    """`python -m bot` (or `command`) against the fakes, with its output in `log_path`; `env` adds to or
+    replaces its settings (a fleet's DATABASE_URL, SHARD_COUNT, SHARD_IDS)."""
     with log_path.open("wb") as log_file:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             *command,
             cwd=workdir,
-            env=bot_environment(fake, sunra, workdir),
+            env={**bot_environment(fake, sunra, workdir), **env},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,

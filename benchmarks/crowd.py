@@ -14,6 +14,10 @@ as benchmarks/bench_ack.py does, and prints:
   0.1 s (600 a minute); the bot's CPU seconds per job (user + system, /proc); the time from the moment
   the API's job is COMPLETED to the moment the video's upload reaches Discord (p50/p99).
 * memory: peak RSS (VmHWM) of the bot with `--memory-jobs` jobs accepted and in flight at once.
+* a fleet (`--fleet-members`, 1,000 by default): two bot processes on one PostgreSQL database
+  (`--postgres-url`, a fresh database made and dropped per run), SHARD_COUNT=2, one shard each, and the
+  members spread over one server on each shard, all at once: p50/p99 per process, next to two bare
+  clients sharded the same way; and the single process on SQLite with the same crowd beside it.
 
 Discord's shared 50/s "default" bucket and its per-channel message limits are lifted in the fake, so the
 figures are the bot's own. The machine matters: the table ends with it.
@@ -27,20 +31,24 @@ import contextlib
 import os
 import platform
 import re
+import secrets
 import sqlite3
 import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_ack import (
+    FIRST_MEMBER_ID,
     SUNRA_KEY,
     answer_latency,
     peak_rss_kib,
     percentile,
+    picture,
     problem_lines,
     send_all,
     start_bot,
@@ -48,6 +56,7 @@ from benchmarks.bench_ack import (
     wait_for_jobs,
     wait_until_ready,
 )
+from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.sunra_server import FakeSunra, JobPlan
 
@@ -115,6 +124,97 @@ async def ack_run(members: int, command: tuple[str, ...]) -> tuple[float, float]
     async with crowd(600.0, 5.0, command, quiet=True) as c:
         _, latencies = await acknowledge(c.fake, members)
     return statistics.median(latencies), percentile(latencies, 0.99)
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres(admin_url: str):  # type: ignore[no-untyped-def]
+    """A new empty PostgreSQL database for one run; its URL. Dropped afterwards."""
+    import asyncpg  # only the fleet run needs it
+
+    name = f"kling_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    parts = urlsplit(admin_url)
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    finally:
+        admin = await asyncpg.connect(admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def fleet_ack_run(
+    members: int, command: tuple[str, ...], admin_url: str
+) -> dict[int, tuple[float, float]]:
+    """Two processes of `command`, shards 0 and 1 of 2 on one fresh PostgreSQL database; `members` send
+    /animate at once, half in a server on each shard. {shard: (p50, p99)} of the acknowledgements."""
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        workdir = Path(tmp)
+        async with (
+            fresh_postgres(admin_url) as url,
+            FakeDiscord(shard_count=2) as fake,
+            FakeSunra(key=SUNRA_KEY, job_seconds=600.0) as sunra,
+        ):
+            for bucket in ("message_create", "message_edit", "default"):
+                fake.set_rate_limit(bucket, 100_000, 1.0)
+            sunra.plan_jobs(JobPlan(seconds=600.0, queue_seconds=5.0), times=None)
+            guilds = []
+            for shard in (0, 1):
+                guild_id = fake.guild_id_on_shard(shard)
+                fake.add_guild(f"shard {shard}", guild_id=guild_id)
+                guilds.append((guild_id, fake.guilds[guild_id].channel_ids[0]))
+            procs = []
+            try:
+                for shard in (0, 1):
+                    log_path = workdir / f"shard-{shard}.log"
+                    env = {"DATABASE_URL": url, "SHARD_COUNT": "2", "SHARD_IDS": str(shard)}
+                    procs.append(await start_bot(fake, sunra, workdir, log_path, command, **env))
+                    await fake.wait_for_ready(timeout=60, shard_id=shard)
+                await wait_until_ready(fake, procs[0], workdir / "shard-0.log")
+                payloads = []
+                for index in range(members):
+                    guild_id, channel_id = guilds[index % 2]
+                    uid = FIRST_MEMBER_ID + index
+                    fake.ensure_member(guild_id, uid)
+                    filename, data = picture(index)
+                    attachment = fake.add_attachment(filename, data)
+                    options = {"image": attachment, "prompt": f"member {index} waves at the camera"}
+                    payloads.append(
+                        p.slash_command(
+                            fake, options=options, user_id=uid, guild_id=guild_id, channel_id=channel_id
+                        )
+                    )
+                records = await asyncio.gather(*(fake.dispatch_interaction(payload) for payload in payloads))
+                ids = [r.id for r in records]
+
+                def done() -> bool:
+                    return all(fake.interactions[i].acknowledged or fake.interactions[i].expired for i in ids)
+
+                with contextlib.suppress(TimeoutError):
+                    await fake.wait_for(done, timeout=120, what="every callback")
+                shard_of = {r.id: fake.shard_of(r.guild_id) for r in records}
+                latencies: dict[int, list[float]] = {0: [], 1: []}
+                for callback in fake.callbacks:
+                    if callback.interaction_id in shard_of:
+                        latencies[shard_of[callback.interaction_id]].append(callback.latency)
+                if sum(map(len, latencies.values())) < members:
+                    print(
+                        f"    only {sum(map(len, latencies.values()))}/{members} callbacks arrived",
+                        file=sys.stderr,
+                    )
+                return {
+                    shard: (statistics.median(values), percentile(values, 0.99))
+                    for shard, values in latencies.items()
+                    if values
+                }
+            finally:
+                for proc in procs:
+                    await stop_process(proc)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -237,6 +337,34 @@ async def main(args: argparse.Namespace) -> None:
         rows.append(("CPU seconds per job", f"{done.cpu_per_job:.3f} s", ""))
         rows.append(("API completed -> upload starts: p50", ms(done.upload_p50), ""))
         rows.append(("API completed -> upload starts: p99", ms(done.upload_p99), ""))
+    if args.fleet_members:
+        members = args.fleet_members
+        single_bare: list[tuple[float, float]] = []
+        single_bot: list[tuple[float, float]] = []
+        fleet_bare: list[dict[int, tuple[float, float]]] = []
+        fleet_bot: list[dict[int, tuple[float, float]]] = []
+        for _ in range(args.runs):
+            single_bare.append(await ack_run(members, BARE))
+            single_bot.append(await ack_run(members, ("-m", "bot")))
+            fleet_bare.append(await fleet_ack_run(members, BARE, args.postgres_url))
+            fleet_bot.append(await fleet_ack_run(members, ("-m", "bot"), args.postgres_url))
+            print(
+                f"  fleet of 2, {members} members: bare p99 "
+                f"{', '.join(ms(v[1]) for v in fleet_bare[-1].values())}, bot p99 "
+                f"{', '.join(ms(v[1]) for v in fleet_bot[-1].values())}; one process on SQLite: "
+                f"bare p99 {ms(single_bare[-1][1])}, bot p99 {ms(single_bot[-1][1])}",
+                flush=True,
+            )
+        bare, bot = medians(single_bare), medians(single_bot)
+        rows.append((f"one process, SQLite, {members} members at once: p50", ms(bot[0]), ms(bare[0])))
+        ratio = f"{ms(bare[1])} (the bot: {bot[1] / bare[1]:.2f}x)"
+        rows.append((f"one process, SQLite, {members} members at once: p99", ms(bot[1]), ratio))
+        for shard in (0, 1):
+            bare = medians([run[shard] for run in fleet_bare if shard in run])
+            bot = medians([run[shard] for run in fleet_bot if shard in run])
+            name = f"fleet of 2 on PostgreSQL, {members} members: shard {shard}'s process"
+            rows.append((f"{name}: p50", ms(bot[0]), ms(bare[0])))
+            rows.append((f"{name}: p99", ms(bot[1]), f"{ms(bare[1])} (the bot: {bot[1] / bare[1]:.2f}x)"))
     if args.memory_jobs:
         peak, in_flight = await memory_run(args.memory_jobs)
         rows.append((f"peak RSS, {in_flight} jobs in flight", f"{peak:.0f} MiB", ""))
@@ -258,5 +386,13 @@ if __name__ == "__main__":
     parser.add_argument("--queue-seconds", type=float, default=5.0)
     parser.add_argument(
         "--memory-jobs", type=int, default=1000, help="jobs in flight for peak RSS (0 = skip)"
+    )
+    parser.add_argument(
+        "--fleet-members", type=int, default=1000, help="members for the two-process run (0 = skip)"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("POSTGRES_TEST_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="a PostgreSQL server where the fleet run may create and drop its own database",
     )
     asyncio.run(main(parser.parse_args()))

@@ -12,7 +12,7 @@ import sys
 import discord
 
 from bot import cli
-from bot.app import KlingBot, cancel_tasks
+from bot.app import bot_class, cancel_tasks
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
 from bot.media import ImageChecker
@@ -61,7 +61,7 @@ async def run(settings: Settings) -> None:
             download_timeout=settings.media.download_timeout_seconds,
             max_download_bytes=settings.media.max_download_bytes,
         ) as images,
-        KlingBot(settings, db=db, sunra=sunra, images=images) as bot,
+        bot_class(settings)(settings, db=db, sunra=sunra, images=images) as bot,
     ):
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ import logging
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import discord
 import yarl
@@ -19,6 +20,7 @@ from discord.ext import commands
 
 from bot.blocklist import PromptFilter
 from bot.config import Settings
+from bot.fleet import ShardLeases
 from bot.guild_access import NOT_ALLOWED, guild_allowed
 from bot.jobs import JobRunner
 from bot.media import ImageChecker
@@ -28,6 +30,7 @@ from bot.quota.spending import QuotaService
 from bot.showcase import ShowcaseService
 from bot.startup import wait_for_discord
 from bot.store import Database
+from bot.store.fleet import FleetStore
 from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
 from bot.voices import VoiceLibrary
@@ -83,7 +86,13 @@ class KlingBot(commands.Bot):
         sunra.observers.append(self.metrics.observe_api)
         intents = discord.Intents.none()
         intents.guilds = True  # channel and role cache, so permissions can be computed
+        plan = settings.shards
+        sharding: dict[str, Any] = {}
+        if isinstance(self, discord.AutoShardedClient):
+            assert plan.count is not None and plan.ids is not None, "ShardedKlingBot needs SHARD_COUNT"
+            sharding = {"shard_count": plan.count, "shard_ids": list(plan.ids)}
         super().__init__(
+            **sharding,
             command_prefix=commands.when_mentioned,
             intents=intents,
             help_command=None,
@@ -97,7 +106,8 @@ class KlingBot(commands.Bot):
         self.db = db
         self.sunra = sunra
         self.images = images
-        self.job_store = JobStore(db)
+        self.job_store = JobStore(db, shards=plan)
+        self.leases = ShardLeases(FleetStore(db), plan, lease_seconds=settings.shard_lease_seconds)
         self.quota = QuotaService(db, settings.quota)
         self.voices = VoiceLibrary(db)
         self.prompt_filter = PromptFilter(db)
@@ -115,7 +125,9 @@ class KlingBot(commands.Bot):
         self.monitor: Monitor | None = None
         if settings.http.port:
             gateway_up = functools.partial(gateway_connected, self)
-            self.monitor = Monitor(settings.http, metrics=self.metrics, db=db, gateway_up=gateway_up)
+            self.monitor = Monitor(
+                settings.http, metrics=self.metrics, db=db, gateway_up=gateway_up, shards=plan
+            )
 
     async def start(self, token: str, *, reconnect: bool = True) -> None:
         apply_discord_endpoints(self.settings)
@@ -126,6 +138,10 @@ class KlingBot(commands.Bot):
             await super().start(token, reconnect=reconnect)
 
     async def setup_hook(self) -> None:
+        # No job of these shards is touched before they are this process's (bot/fleet.py).
+        if not await self.leases.acquire(self._stopping):
+            return
+        self.leases.keep(on_lost=self._lease_lost)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         reporter = DiscordReporter(
@@ -134,7 +150,11 @@ class KlingBot(commands.Bot):
         self.runner.start(reporter)
         # Here and not in on_ready, which fires again on every reconnect.
         await self.runner.resume()
-        await self.sync_commands_if_changed()
+        if self.settings.shards.syncs_commands:  # one process of a fleet syncs, the others never race it
+            await self.sync_commands_if_changed()
+
+    def _lease_lost(self) -> None:
+        self._lease_lost_task = asyncio.create_task(self.close(), name="lease-lost")
 
     # ----- the operator's allowlist of servers ------------------------------------------------------------
 
@@ -173,6 +193,7 @@ class KlingBot(commands.Bot):
     async def close(self) -> None:
         self._stopping.set()
         await self.runner.stop()
+        await self.leases.release()
         # Handlers still running would next answer through the HTTP session super().close() ends
         # ("Session is closed" tracebacks); a job they recorded resumes at the next start.
         await cancel_tasks(task for task in asyncio.all_tasks() if is_event_handler(task))
@@ -201,6 +222,14 @@ class KlingBot(commands.Bot):
             log.info("synced application commands (%s)", key)
             synced = True
         return synced
+
+
+class ShardedKlingBot(KlingBot, commands.AutoShardedBot):
+    """The bot as some shards of a fleet (`SHARD_COUNT`, `SHARD_IDS`): discord.py connects those only."""
+
+
+def bot_class(settings: Settings) -> type[KlingBot]:
+    return ShardedKlingBot if settings.shards.sharded else KlingBot
 
 
 # The names discord.py gives the tasks that run interaction handlers, views, modals and event listeners.

@@ -13,7 +13,16 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -21,6 +30,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from bot.fleet import ShardPlan
 from bot.quota.rules import QuotaSettings
 from bot.startup import StartupSettings
 
@@ -101,6 +111,14 @@ class CommonSettings(BaseSettings):
     # The only servers the bot may be in (bot/guild_access.py); empty = any server.
     allowed_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
+    # Several processes on one token (bot/fleet.py): the fleet's total shards and this process's share,
+    # e.g. SHARD_COUNT=2 SHARD_IDS=0. Unset: one process owns the whole bot, as one connection.
+    shard_count: int | None = Field(default=None, ge=1, le=4096)
+    shard_ids: Annotated[list[int] | None, NoDecode] = None
+    # A process owns its shards' jobs by a lease it renews; a restarted process waits this long at
+    # most for the lease its killed predecessor left.
+    shard_lease_seconds: float = Field(default=30.0, ge=1, le=600)
+
     jobs: JobSettings = Field(default_factory=JobSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
@@ -144,6 +162,39 @@ class CommonSettings(BaseSettings):
         from bot.netguard import UrlPolicy
 
         return UrlPolicy(self.sunra_file_hosts)
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return None
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> CommonSettings:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("SHARD_IDS needs SHARD_COUNT (the fleet's total number of shards)")
+        if not self.shard_ids:
+            raise ValueError("SHARD_IDS names no shard")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("SHARD_IDS names a shard twice")
+        wrong = [shard for shard in self.shard_ids if not 0 <= shard < self.shard_count]
+        if wrong:
+            raise ValueError(f"SHARD_IDS {wrong[0]} is not between 0 and SHARD_COUNT - 1")
+        return self
+
+    @property
+    def shards(self) -> ShardPlan:
+        """This process's shards (see bot/fleet.py)."""
+        if self.shard_count is None:
+            return ShardPlan(None, None)
+        ids = self.shard_ids if self.shard_ids is not None else range(self.shard_count)
+        return ShardPlan(self.shard_count, tuple(sorted(ids)))
 
     @field_validator("discord_gateway_url")
     @classmethod
@@ -287,5 +338,5 @@ def _describe(exc: ValidationError) -> str:
         elif error["type"] == "extra_forbidden":
             problems.append(f"{name} is not a known setting (see config/bot.example.toml)")
         else:
-            problems.append(f"{name} {error['msg'].removeprefix('Value error, ')}")
+            problems.append(f"{name} {error['msg'].removeprefix('Value error, ')}".strip())
     return "invalid configuration: " + "; ".join(problems)

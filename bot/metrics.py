@@ -12,10 +12,18 @@ from types import SimpleNamespace
 
 import aiohttp
 import discord
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bot.fleet import WHOLE, ShardPlan
 from bot.jobs import State
 from bot.store import Database, metrics as queries
 from bot.sunra import ApiCall
@@ -32,11 +40,16 @@ class _FromDatabase(Collector):
     def __init__(self) -> None:
         self.jobs: dict[str, int] = {}
         self.spent = queries.Spent(0, 0, 0)
+        self.shards = WHOLE
 
     def collect(self) -> Iterable[Metric]:
-        jobs = GaugeMetricFamily("kling_jobs", "Jobs in each state, from the jobs table.", labels=["state"])
+        jobs = GaugeMetricFamily(
+            "kling_jobs",
+            'Jobs in each state, from the jobs table: those of this process\'s shards ("all": every job).',
+            labels=["state", "shards"],
+        )
         for state in sorted({*State, *self.jobs}):
-            jobs.add_metric([state], self.jobs.get(state, 0))
+            jobs.add_metric([state, self.shards.label], self.jobs.get(state, 0))
         yield jobs
         yield CounterMetricFamily(
             "kling_credits_spent",
@@ -92,10 +105,21 @@ class BotMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.process = Info(
+            "kling_process",
+            'This process\'s shards of the fleet (SHARD_IDS, "all" for the whole bot) and SHARD_COUNT.',
+            registry=self.registry,
+        )
+        self.describe_process(WHOLE)
         self._from_db = _FromDatabase()
         self.registry.register(self._from_db)
         self._events_cursor: int | None = None
         self._refreshing = asyncio.Lock()
+
+    def describe_process(self, shards: ShardPlan) -> None:
+        self.process.info({"shards": shards.label, "shard_count": str(shards.count or "")})
+        if hasattr(self, "_from_db"):
+            self._from_db.shards = shards
 
     # ----- observed where it happens ---------------------------------------------------------------------
 
@@ -137,7 +161,7 @@ class BotMetrics:
     async def render(self, db: Database) -> bytes:
         """The text exposition format, after reading the database's figures."""
         async with self._refreshing:
-            self._from_db.jobs = await queries.jobs_by_state(db)
+            self._from_db.jobs = await queries.jobs_by_state(db, self._from_db.shards.owned)
             self._from_db.spent = await queries.spent_after(db, self._from_db.spent)
             if self._events_cursor is not None:
                 self._events_cursor, waits = await queries.queue_waits_after(db, self._events_cursor)

@@ -12,6 +12,7 @@ import discord
 from aiohttp import web
 
 from bot.config import HttpSettings
+from bot.fleet import WHOLE, ShardPlan
 from bot.metrics import CONTENT_TYPE, BotMetrics
 from bot.store import Database, metrics as queries
 
@@ -22,9 +23,15 @@ DATABASE_TIMEOUT_SECONDS = 3.0
 
 
 def gateway_connected(client: discord.Client) -> bool:
-    """Logged in, ready and holding an open gateway websocket (False while discord.py reconnects)."""
+    """Logged in, ready and holding an open gateway websocket, each of its shards' in a fleet (False
+    while discord.py reconnects)."""
+    if not client.is_ready() or client.is_closed():
+        return False
+    if isinstance(client, discord.AutoShardedClient):
+        shards = client.shards.values()
+        return bool(shards) and not any(shard.is_closed() for shard in shards)
     ws = client.ws
-    return client.is_ready() and not client.is_closed() and ws is not None and ws.open
+    return ws is not None and ws.open
 
 
 class ListenerError(Exception):
@@ -40,11 +47,14 @@ class Monitor:
         db: Database,
         gateway_up: Callable[[], bool],
         database_timeout: float = DATABASE_TIMEOUT_SECONDS,
+        shards: ShardPlan = WHOLE,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.db = db
         self._gateway_up = gateway_up
+        self.shards = shards
+        metrics.describe_process(shards)
         self._database_timeout = database_timeout
         self._runner: web.AppRunner | None = None
 
@@ -80,13 +90,15 @@ class Monitor:
             await runner.cleanup()
 
     async def health(self) -> dict[str, str]:
-        """{"status": "ok"|"down", "gateway": "up"|"down", "database": "up"|"down"}."""
+        """{"status": "ok"|"down", "gateway": "up"|"down", "database": "up"|"down", "shards": "0,1"
+        (this process's shards of a fleet; "all" when it is the whole bot)}."""
         gateway = self._gateway_up()
         database = await self._database_answers()
         return {
             "status": "ok" if gateway and database else "down",
             "gateway": "up" if gateway else "down",
             "database": "up" if database else "down",
+            "shards": self.shards.label,
         }
 
     async def _database_answers(self) -> bool:

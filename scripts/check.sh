@@ -16,3 +16,11 @@ echo "== mypy bot cogs"
 .venv/bin/mypy bot cogs
 echo "== pytest"
 .venv/bin/pytest "$@"
+# The whole bot's kill -9, fault and cancel-storm tests again with the bot on PostgreSQL (the store's and
+# the ledger's tests already ran on both engines above). Skipped, with this line, when no server answers.
+if why=$(.venv/bin/python -c "from tests.postgres import unavailable; print(unavailable() or '')") && [ -z "$why" ]; then
+    echo "== pytest, the bot on PostgreSQL"
+    KLING_TEST_ENGINE=postgresql .venv/bin/pytest "$@" tests/test_crash.py tests/test_fault_matrix.py tests/test_cancel_storm.py
+else
+    echo "== pytest, the bot on PostgreSQL: SKIPPED, no PostgreSQL server answers ($why)"
+fi

@@ -7,7 +7,11 @@ two, and nothing is submitted twice.
 The fakes run in this (pytest) process on 127.0.0.1; the bot is a child process with its own event loop,
 so a SIGKILL stops it mid-await, exactly like an OOM kill or a pulled plug. Each test decides *when* to
 kill by watching the bot's SQLite `jobs` table (WAL mode: reading it while the bot writes is fine) and
-the fakes' records, restarts the bot on the same database, and checks the end state:
+the fakes' records, restarts the bot on the same database, and checks the end state. With
+KLING_TEST_ENGINE=postgresql the bot runs on a PostgreSQL database of its own instead, read the same way
+(tests/postgres.py).
+
+The end state:
 
 * every job is in a final state, and was told (``notified``) or delivered;
 * every job has exactly one message carrying its outcome mark (channel posts and DMs);
@@ -19,6 +23,7 @@ the fakes' records, restarts the bot on the same database, and checks the end st
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -31,16 +36,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 
+from bot.store.sql import bind, to_postgresql
 from cogs.jobs._delivery import outcome_mark
-from tests import images
+from tests import images, postgres
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, RecordedRequest
 from tests.fakes.discord_server._components import buttons, components_text
 from tests.fakes.sunra_server import FakeSunra, JobFailure, JobPlan
-from tests.world import LEDGER_BY_JOB, assert_ledger_matches, file_hosts, shown_text
+from tests.world import ENGINE_VARIABLE, LEDGER_BY_JOB, assert_ledger_matches, file_hosts, shown_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SUNRA_KEY = "sk-crash-7f3a9c1e5b2d4f6a8c0e"
@@ -66,6 +73,7 @@ class BotProcess:
         self.discord = discord
         self.sunra = sunra
         self.db_path = workdir / "bot.sqlite3"
+        self.database_url = f"sqlite:///{self.db_path}"  # or a PostgreSQL database, set by start()
         self.extra_env = env
         self.proc: asyncio.subprocess.Process | None = None
         self.logs: list[Path] = []
@@ -88,7 +96,7 @@ class BotProcess:
             SUNRA_FILE_HOSTS=file_hosts(
                 self.discord.api_url, self.sunra.url
             ),  # the fakes on loopback are listed
-            DATABASE_URL=f"sqlite:///{self.db_path}",
+            DATABASE_URL=self.database_url,
             JOBS__POLL_FIRST_SECONDS="0.05",
             JOBS__POLL_MAX_SECONDS="0.3",
             JOBS__PROGRESS_EDIT_SECONDS="1",
@@ -104,6 +112,8 @@ class BotProcess:
     async def start(self) -> None:
         """Starts a process and waits until it has its own READY gateway session and /animate exists."""
         assert not self.running, "the previous process is still running"
+        if os.environ.get(ENGINE_VARIABLE) == "postgresql":
+            self.database_url = await postgres.database_for(str(self.workdir))  # kept across restarts
         known = set(self.discord.sessions)
         log_path = self.workdir / f"bot-run-{len(self.logs) + 1}.log"
         self.logs.append(log_path)
@@ -242,6 +252,8 @@ class Crash:
     # ----- the database
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        if self.bot.database_url.startswith("postgresql"):
+            return _query_postgresql(self.bot.database_url, sql, args)
         if not self.bot.db_path.exists():
             return []
         con = sqlite3.connect(self.bot.db_path, timeout=5)
@@ -372,6 +384,24 @@ class Crash:
         text = self.bot.log_text()
         assert SUNRA_KEY not in text, "the sunra key was logged"
         assert self.discord.token not in text, "the Discord token was logged"
+
+
+def _query_postgresql(url: str, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    """One read of the bot's PostgreSQL database from a synchronous predicate: its own connection on
+    its own loop in a thread (the test's loop is busy waiting); [] while the bot has made no tables."""
+    statement, order = to_postgresql(sql)
+
+    async def read() -> list[Any]:
+        con = await asyncpg.connect(url, timeout=5)
+        try:
+            return list(await con.fetch(statement, *bind(order, args)))
+        except asyncpg.UndefinedTableError:
+            return []
+        finally:
+            await con.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, read()).result()
 
 
 @contextlib.asynccontextmanager

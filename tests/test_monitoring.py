@@ -89,14 +89,20 @@ async def test_healthz_follows_the_gateway_and_the_database(tmp_path: Path) -> N
     port = free_port()
     async with running_world(tmp_path, **monitored(port)) as world:
         assert world.bot.monitor is not None and world.bot.monitor.addresses == [("127.0.0.1", port)]
-        assert await healthz(port) == (200, {"status": "ok", "gateway": "up", "database": "up"})
+        assert await healthz(port) == (
+            200,
+            {"status": "ok", "gateway": "up", "database": "up", "shards": "all"},
+        )
 
         # The gateway drops and Discord takes no new connection for a while: 503, then 200 again.
         world.discord.gateway_open = False
         await world.discord.drop_connections()
 
         async def gateway_down() -> bool:
-            return await healthz(port) == (503, {"status": "down", "gateway": "down", "database": "up"})
+            return await healthz(port) == (
+                503,
+                {"status": "down", "gateway": "down", "database": "up", "shards": "all"},
+            )
 
         await eventually(gateway_down)
         world.discord.gateway_open = True
@@ -107,7 +113,10 @@ async def test_healthz_follows_the_gateway_and_the_database(tmp_path: Path) -> N
         await eventually(healthy, within=30.0)
 
         await world.db.close()
-        assert await healthz(port) == (503, {"status": "down", "gateway": "up", "database": "down"})
+        assert await healthz(port) == (
+            503,
+            {"status": "down", "gateway": "up", "database": "down", "shards": "all"},
+        )
 
 
 # --------------------------------------------------------------------------------------------------- metrics

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.fleet import WHOLE, ShardPlan
 from bot.store.db import Database, Row
+from bot.store.ledger import Reader, Writer
 
 # Columns a transition may set besides `state`; names are never taken from outside this list.
 UPDATABLE = frozenset(
@@ -30,6 +32,7 @@ UPDATABLE = frozenset(
         "finished_at",
         "may_be_billed",
         "cancel_reason",
+        "claimed_at",
     }
 )
 
@@ -63,6 +66,7 @@ class JobRow:
     deadline: float
     may_be_billed: bool = False  # ended without a video, yet the API may bill it (migration 0003)
     cancel_reason: str | None = None  # Cancel pressed while at the API; survives a restart (0007)
+    shard: int = 0  # the shard of its guild: the process owning it follows the job (0008)
 
     @classmethod
     def from_row(cls, row: Row) -> JobRow:
@@ -94,6 +98,7 @@ class JobRow:
             deadline=row["deadline"],
             may_be_billed=bool(row["may_be_billed"]),
             cancel_reason=row["cancel_reason"],
+            shard=int(row["shard"]),
         )
 
 
@@ -119,20 +124,51 @@ class _NewJob:
     done: asyncio.Future[tuple[int, bool]]
 
 
+# Jobs of a member's last day the fair queue counts at most (see JobStore._heads_sql).
+USAGE_COUNTED = 10
+
+
+@dataclass(frozen=True, slots=True)
+class _ClaimRule:
+    """What `JobStore.claim_next` was asked to respect."""
+
+    from_state: str
+    busy_states: Sequence[str]
+    usage_since: float
+    max_busy: int
+    max_busy_per_member: int
+    pace: Callable[[list[float]], float]
+    pace_window: float
+    pace_count: int
+
+
 # The channel of jobs started from a terminal (`kling-bot animate`): no Discord channel has id 0.
 TERMINAL_CHANNEL_ID = 0
 
 
 class JobStore:
-    """`terminal` chooses whose jobs `in_states` and `unnotified` return: the bot and a terminal may share
-    the database (and its ledger), and each queues, resumes and reports only its own jobs."""
+    """`terminal` and `shards` choose whose jobs `in_states`, `unnotified` and the queue's reads return:
+    the bot and a terminal may share the database (and its ledger), and so may the processes of a fleet
+    (bot/fleet.py); each queues, resumes and reports only its own jobs. Caps and pacing are fleet-wide."""
 
-    def __init__(self, db: Database, *, clock: Any = time.time, terminal: bool = False) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Any = time.time,
+        terminal: bool = False,
+        shards: ShardPlan = WHOLE,
+    ) -> None:
         self.db = db
         self._clock = clock
         self._inbox: list[_NewJob] = []
         self._inbox_writer: asyncio.Task[None] | None = None
-        self._own = f"channel_id {'=' if terminal else '!='} '{TERMINAL_CHANNEL_ID}'"
+        self.shards = shards
+        own = f"channel_id {'=' if terminal else '!='} '{TERMINAL_CHANNEL_ID}'"
+        if shards.owned is not None and not terminal:
+            # Integers from the settings, never from outside: safe to write into the statement.
+            own += f" AND shard IN ({', '.join(str(int(shard)) for shard in shards.owned)})"
+        self._own = own
 
     async def create(
         self,
@@ -167,6 +203,7 @@ class JobStore:
                 now,
                 now,
                 now + lifetime_seconds,
+                self.shards.shard_of(guild_id),
             ),
             state=state,
             at=now,
@@ -210,7 +247,8 @@ class JobStore:
             if fresh:
                 await tx.executemany(
                     "INSERT INTO jobs (interaction_id, guild_id, channel_id, user_id, state, params,"
-                    " upload_limit, created_at, updated_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " upload_limit, created_at, updated_at, deadline, shard)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [e.values for e in fresh.values()],
                 )
                 created = {
@@ -242,23 +280,32 @@ class JobStore:
         self, job_id: int, from_states: str | Iterable[str], to_state: str, **fields: Any
     ) -> bool:
         """Moves a job on only if it is still in one of `from_states`; False means someone else moved it."""
+        async with self.db.write() as tx:
+            return await self._move(tx, job_id, from_states, to_state, fields)
+
+    async def _move(
+        self,
+        tx: Writer,
+        job_id: int,
+        from_states: str | Iterable[str],
+        to_state: str,
+        fields: Mapping[str, Any],
+    ) -> bool:
         allowed = (from_states,) if isinstance(from_states, str) else tuple(from_states)
         sets, values = self._assignments(fields)
         now = self._clock()
         placeholders = ", ".join("?" for _ in allowed)
-        async with self.db.write() as tx:
-            current = await tx.fetchone("SELECT state FROM jobs WHERE id = ?", (job_id,))
-            changed = await tx.execute(
-                f"UPDATE jobs SET state = ?, updated_at = ?{sets} WHERE id = ? AND state IN ({placeholders})",
-                (to_state, now, *values, job_id, *allowed),
+        current = await tx.fetchone("SELECT state FROM jobs WHERE id = ?", (job_id,))
+        changed = await tx.execute(
+            f"UPDATE jobs SET state = ?, updated_at = ?{sets} WHERE id = ? AND state IN ({placeholders})",
+            (to_state, now, *values, job_id, *allowed),
+        )
+        if changed:
+            await tx.execute(
+                "INSERT INTO job_events (job_id, from_state, to_state, at, detail) VALUES (?, ?, ?, ?, ?)",
+                (job_id, current["state"] if current else None, to_state, now, fields.get("error_code")),
             )
-            if changed:
-                await tx.execute(
-                    "INSERT INTO job_events (job_id, from_state, to_state, at, detail)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (job_id, current["state"] if current else None, to_state, now, fields.get("error_code")),
-                )
-            return changed == 1
+        return changed == 1
 
     async def update(self, job_id: int, **fields: Any) -> None:
         """Sets facts about a job (a message id, the request id) without changing its state."""
@@ -307,6 +354,135 @@ class JobStore:
             {"state": state, "since": usage_since, "job": job_id},
         )
         return None if row is None else int(row["place"])
+
+    # ----- the fleet's queue (bot/jobs/dispatch.py): each read touches the queue's heads, not all of it --
+
+    async def expired_in_queue(self, state: str, now: float, limit: int) -> list[JobRow]:
+        """Up to `limit` of this process's jobs in `state` whose deadline has passed, oldest first."""
+        rows = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE state = ? AND deadline < ? AND {self._own} ORDER BY id LIMIT ?",
+            (state, now, limit),
+        )
+        return [JobRow.from_row(row) for row in rows]
+
+    async def queue_front(self, state: str, usage_since: float, limit: int) -> list[JobRow]:
+        """The first `limit` of this process's jobs in `state`, in the fair order of `place_in_queue`,
+        without reading the whole queue: with `limit` members waiting or more, the front is their first
+        jobs; with fewer, it is made of each one's first `limit` jobs."""
+        heads = await self.db.fetchall(self._heads_sql(0), (state, usage_since, limit))
+        if len(heads) >= limit:
+            ids = [int(row["id"]) for row in heads]
+        else:
+            users = [str(row["user_id"]) for row in heads]
+            usage = {str(row["user_id"]): int(row["n"]) for row in heads}
+            per_user = " UNION ALL ".join(
+                f"SELECT * FROM (SELECT id, user_id FROM jobs WHERE state = ? AND user_id = ? AND {self._own}"
+                f" ORDER BY id LIMIT ?) AS member_{number}"
+                for number in range(len(users))
+            )
+            values = [value for user in users for value in (state, user, limit)]
+            rows = await self.db.fetchall(per_user, values) if users else []
+            rounds: dict[str, int] = {}
+            keyed = []
+            for row in sorted(rows, key=lambda r: int(r["id"])):
+                user = str(row["user_id"])
+                rounds[user] = rounds.get(user, 0) + 1
+                keyed.append(((rounds[user], usage[user], int(row["id"])), int(row["id"])))
+            ids = [job_id for _, job_id in sorted(keyed)[:limit]]
+        if not ids:
+            return []
+        found = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE id IN ({', '.join('?' for _ in ids)})", tuple(ids)
+        )
+        by_id = {int(row["id"]): JobRow.from_row(row) for row in found}
+        return [by_id[job_id] for job_id in ids if job_id in by_id]
+
+    def _heads_sql(self, skipped: int, *, alive: bool = False) -> str:
+        """Each member's first job in a state (parameter 1), members with fewer jobs submitted since
+        parameter 2 first, then the oldest, leaving out the members given as the `skipped` parameters
+        that follow, up to the last parameter's number of rows. Read from the index `jobs_queue`. With
+        `alive`, only heads whose deadline is not before the parameter after parameter 2."""
+        skip = f" AND h.user_id NOT IN ({', '.join('?' for _ in range(skipped))})" if skipped else ""
+        if alive:
+            skip = " AND (SELECT j.deadline FROM jobs j WHERE j.id = h.id) >= ?" + skip
+        return (
+            "WITH heads AS ("
+            f"  SELECT user_id, MIN(id) AS id FROM jobs WHERE state = ? AND {self._own} GROUP BY user_id)"
+            # Counted up to USAGE_COUNTED: the order among members who made more is the age of their
+            # jobs, and each member's count stays a bounded read however busy the day was.
+            " SELECT h.id, h.user_id, (SELECT COUNT(*) FROM (SELECT 1 FROM jobs u WHERE u.user_id = h.user_id"
+            f"   AND u.submitted_at >= ? LIMIT {USAGE_COUNTED}) AS recent) AS n"
+            f" FROM heads h WHERE 1 = 1{skip} ORDER BY n, h.id LIMIT ?"
+        )
+
+    async def claim_next(
+        self,
+        *,
+        from_state: str,
+        to_state: str,
+        busy_states: Sequence[str],
+        usage_since: float,
+        max_busy: int,
+        max_busy_per_member: int,
+        pace: Callable[[list[float]], float],
+        pace_window: float,
+        pace_count: int,
+        look_first: bool = True,
+    ) -> tuple[JobRow | None, float]:
+        """Moves the next of this process's waiting jobs on, if the fleet's caps and pace allow; one
+        write transaction, and the fleet's write transactions run one at a time (bot/store/db.py), so
+        caps and pace hold across processes.
+
+        The next job: the first waiting job of each member who is not at `max_busy_per_member` jobs in
+        `busy_states` (0 = no cap), members with fewer jobs submitted since `usage_since` first, then the
+        oldest. Nothing moves while the fleet has `max_busy` jobs in `busy_states` (0 = no cap).
+        `pace(times)` gets the claims of the last `pace_window` seconds (at most `pace_count`) and
+        returns the seconds to wait first. Returns (the job, now in `to_state` with `claimed_at` set, 0),
+        (None, seconds to wait) or (None, 0) when no job may move now. `look_first` reads before taking
+        the write lock (False when a claim is likely, say right after one)."""
+        now = self._clock()
+        rule = _ClaimRule(
+            from_state, busy_states, usage_since, max_busy, max_busy_per_member, pace, pace_window, pace_count
+        )
+        # Read first, outside any write: a pass that can claim nothing (caps full, the pace, an empty
+        # queue) takes no write lock, which every process's writes share.
+        if look_first:
+            job_id, wait = await self._next_claim(self.db, rule, now)
+            if job_id is None:
+                return None, wait
+        async with self.db.write() as tx:
+            job_id, wait = await self._next_claim(tx, rule, now)
+            if job_id is None or not await self._move(tx, job_id, from_state, to_state, {"claimed_at": now}):
+                return None, wait
+            row = await tx.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return (None if row is None else JobRow.from_row(row)), 0.0
+
+    async def _next_claim(self, reader: Reader, rule: _ClaimRule, now: float) -> tuple[int | None, float]:
+        busy_in = ", ".join("?" for _ in rule.busy_states)
+        busy = {
+            str(row[0]): int(row[1])
+            for row in await reader.fetchall(
+                f"SELECT user_id, COUNT(*) FROM jobs WHERE state IN ({busy_in}) GROUP BY user_id",
+                tuple(rule.busy_states),
+            )
+        }
+        if rule.max_busy and sum(busy.values()) >= rule.max_busy:
+            return None, 0.0
+        per_member = rule.max_busy_per_member
+        full = [user for user, n in busy.items() if per_member and n >= per_member]
+        # A head whose lifetime is over is ended by the dispatcher, not submitted.
+        found = await reader.fetchone(
+            self._heads_sql(len(full), alive=True), (rule.from_state, rule.usage_since, now, *full, 1)
+        )
+        if found is None:
+            return None, 0.0
+        head = int(found["id"])
+        sent = await reader.fetchall(
+            "SELECT claimed_at FROM jobs WHERE claimed_at > ? ORDER BY claimed_at DESC LIMIT ?",
+            (now - rule.pace_window, rule.pace_count),
+        )
+        wait = rule.pace([float(row[0]) for row in sent])
+        return (None, wait) if wait > 0 else (head, 0.0)
 
     async def unnotified(self, states: Iterable[str]) -> list[JobRow]:
         wanted = tuple(states)

@@ -3,6 +3,7 @@ running totals read only rows added since the last scrape."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.store.db import Database
@@ -16,8 +17,15 @@ async def ping(db: Database) -> None:
     await db.fetchone("SELECT 1")
 
 
-async def jobs_by_state(db: Database) -> dict[str, int]:
-    rows = await db.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+async def jobs_by_state(db: Database, shards: Sequence[int] | None = None) -> dict[str, int]:
+    """Jobs per state; only those of `shards` when given (a process of a fleet reports its own)."""
+    if shards is None:
+        rows = await db.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+    else:
+        wanted = ", ".join("?" for _ in shards)
+        rows = await db.fetchall(
+            f"SELECT state, COUNT(*) FROM jobs WHERE shard IN ({wanted}) GROUP BY state", tuple(shards)
+        )
     return {str(row[0]): int(row[1]) for row in rows}
 
 

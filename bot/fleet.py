@@ -1,0 +1,176 @@
+"""Several bot processes on one token and one database: which shards a process owns, and its leases.
+
+Discord splits a bot's guilds into shards, a guild's shard being `(guild_id >> 22) % shard_count`
+(direct messages arrive on shard 0; https://discord.com/developers/docs/topics/gateway#sharding). With
+`SHARD_COUNT` and `SHARD_IDS` a process connects as those shards only (discord.py's `AutoShardedBot`), so
+Discord sends it only their interactions. A job belongs to the shard of its guild (`jobs.shard`).
+
+A process owns its shards by a lease row per shard (`shard_leases`), renewed every third of
+`SHARD_LEASE_SECONDS`. It takes the leases before it resumes any job, and while it renews them no other
+process follows or delivers those shards' jobs. A process killed with SIGKILL stops renewing: the process
+started in its place (same `SHARD_IDS`) waits until the old lease runs out, then takes it and finishes the
+jobs it left (finished after restart; no live process takes another's shards over). A process that finds
+its lease taken (it was paused longer than the lease) stops at once rather than share the shard's jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+# Renewals per lease period: a lease outlives two missed renewals.
+RENEWALS_PER_LEASE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPlan:
+    """`count` shards in the fleet, of which this process owns `ids`; (None, None): one process owns the
+    whole bot as one connection (the default, as before sharding)."""
+
+    count: int | None
+    ids: tuple[int, ...] | None
+
+    @property
+    def sharded(self) -> bool:
+        return self.count is not None
+
+    def shard_of(self, guild_id: int | None) -> int:
+        """The shard a guild's events arrive on; 0 for direct messages and for an unsharded bot."""
+        if guild_id is None or self.count is None:
+            return 0
+        return (guild_id >> 22) % self.count
+
+    @property
+    def owned(self) -> tuple[int, ...] | None:
+        """The shards whose jobs this process follows; None: every job in the database."""
+        return self.ids if self.sharded else None
+
+    @property
+    def syncs_commands(self) -> bool:
+        """One process of the fleet syncs the application commands: the one owning shard 0."""
+        return self.ids is None or 0 in self.ids
+
+    @property
+    def label(self) -> str:
+        """ "0,1" for the metrics and /healthz; "all" for an unsharded bot."""
+        return "all" if self.ids is None else ",".join(str(shard) for shard in self.ids)
+
+
+# One process owning the whole bot (no SHARD_COUNT): the default.
+WHOLE = ShardPlan(None, None)
+
+
+def pacing_delay(sent: Sequence[float], limits: Iterable[tuple[int, float]], now: float) -> float:
+    """Seconds to wait before one more submission so that at most `count` fall in any `window` seconds
+    (for each `(count, window)` of `limits`), given the times `sent` of earlier ones (any order)."""
+    recent_first = sorted(sent, reverse=True)
+    delay = 0.0
+    for count, window in limits:
+        inside = [at for at in recent_first if now - at < window]
+        if len(inside) >= count:
+            delay = max(delay, window - (now - inside[count - 1]))
+    return delay
+
+
+class LeaseLost(Exception):
+    """Another process holds a shard this process had: it must stop."""
+
+
+class ShardLeases:
+    """Takes and renews this process's shard leases (SQL in bot/store/fleet.py)."""
+
+    def __init__(
+        self,
+        store: LeaseStore,
+        plan: ShardPlan,
+        *,
+        lease_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.plan = plan
+        self.lease_seconds = lease_seconds
+        self.owner = secrets.token_hex(8)
+        self._clock = clock
+        self._keeper: asyncio.Task[None] | None = None
+
+    async def acquire(self, stopping: asyncio.Event) -> bool:
+        """Waits until every owned shard's lease is this process's; False if `stopping` came first."""
+        if self.plan.ids is None or self.plan.count is None:
+            return True
+        wanted = set(self.plan.ids)
+        told = False
+        while not stopping.is_set():
+            now = self._clock()
+            held = await self.store.take_leases(
+                sorted(wanted), self.plan.count, self.owner, now=now, until=now + self.lease_seconds
+            )
+            wanted -= set(held)
+            if not wanted:
+                log.info("shards %s of %d are this process's", self.plan.label, self.plan.count)
+                return True
+            if not told:
+                # A killed predecessor's lease: it runs out within SHARD_LEASE_SECONDS.
+                log.warning(
+                    "shard(s) %s still leased by another process; waiting for the lease to run out",
+                    ",".join(str(shard) for shard in sorted(wanted)),
+                )
+                told = True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.lease_seconds / RENEWALS_PER_LEASE):
+                    await stopping.wait()
+        return False
+
+    def keep(self, on_lost: Callable[[], None]) -> None:
+        """Renews the leases in the background; calls `on_lost` once if one is found taken."""
+        if self.plan.ids is None or self._keeper is not None:
+            return
+        self._keeper = asyncio.create_task(self._renew_forever(on_lost), name="shard-leases")
+
+    async def _renew_forever(self, on_lost: Callable[[], None]) -> None:
+        assert self.plan.ids is not None
+        while True:
+            await asyncio.sleep(self.lease_seconds / RENEWALS_PER_LEASE)
+            try:
+                until = self._clock() + self.lease_seconds
+                kept = await self.store.renew_leases(self.plan.ids, self.owner, until=until)
+            except Exception:
+                log.exception("renewing the shard leases failed; trying again")
+                continue
+            if len(kept) < len(self.plan.ids):
+                log.critical(
+                    "another process took shard(s) of this one (paused longer than SHARD_LEASE_SECONDS?);"
+                    " stopping so that no job is followed by two processes"
+                )
+                on_lost()
+                return
+
+    async def release(self) -> None:
+        """At a clean stop: the next process takes the shards at once."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+            self._keeper = None
+        if self.plan.ids is not None:
+            with contextlib.suppress(Exception):
+                await self.store.release_leases(self.owner)
+
+
+class LeaseStore(Protocol):
+    """What ShardLeases needs from the store (bot/store/fleet.py `FleetStore`)."""
+
+    async def take_leases(
+        self, shards: Sequence[int], count: int, owner: str, *, now: float, until: float
+    ) -> list[int]: ...
+
+    async def renew_leases(self, shards: Sequence[int], owner: str, *, until: float) -> list[int]: ...
+
+    async def release_leases(self, owner: str) -> None: ...

@@ -1,0 +1,50 @@
+"""SQL for the fleet: the shard leases (bot/fleet.py). Portable: SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.store.db import Database
+
+
+class FleetStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def take_leases(
+        self, shards: Sequence[int], count: int, owner: str, *, now: float, until: float
+    ) -> list[int]:
+        """Takes each shard's lease that is free, run out, or already `owner`'s; returns those taken."""
+        taken: list[int] = []
+        async with self.db.write() as tx:
+            for shard in shards:
+                changed = await tx.execute(
+                    "INSERT INTO shard_leases (shard, shard_count, owner, expires_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (shard) DO UPDATE SET shard_count = excluded.shard_count,"
+                    " owner = excluded.owner, expires_at = excluded.expires_at"
+                    " WHERE shard_leases.expires_at < ? OR shard_leases.owner = excluded.owner",
+                    (shard, count, owner, until, now),
+                )
+                if changed:
+                    taken.append(shard)
+        return taken
+
+    async def renew_leases(self, shards: Sequence[int], owner: str, *, until: float) -> list[int]:
+        """Extends `owner`'s leases; returns the shards it still holds."""
+        kept: list[int] = []
+        async with self.db.write() as tx:
+            for shard in shards:
+                if await tx.execute(
+                    "UPDATE shard_leases SET expires_at = ? WHERE shard = ? AND owner = ?",
+                    (until, shard, owner),
+                ):
+                    kept.append(shard)
+        return kept
+
+    async def release_leases(self, owner: str) -> None:
+        await self.db.execute("UPDATE shard_leases SET expires_at = 0 WHERE owner = ?", (owner,))
+
+    async def leases(self) -> dict[int, tuple[str, float]]:
+        """Every shard's (owner, expires_at), for tests and the operator."""
+        rows = await self.db.fetchall("SELECT shard, owner, expires_at FROM shard_leases ORDER BY shard")
+        return {int(row[0]): (str(row[1]), float(row[2])) for row in rows}
