@@ -7,13 +7,15 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image, ImageChops
 
 from bot.store.jobs import JobRow
+from bot.video import plays_inline, probe_video
 from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import CallbackRecord, FakeDiscord, InteractionRecord
-from tests.fakes.discord_server._components import buttons as all_buttons
+from tests.fakes.discord_server._components import buttons as all_buttons, media_urls
 from tests.fakes.sunra_server import FakeSunra
 from tests.videos import decoded_frames, make_video
 from tests.world import SUNRA_KEY, World, balance_of, loosen_rate_limits, running_world, shown_text
@@ -432,3 +434,44 @@ async def test_an_animate_form_opened_before_a_restart_is_answered_after_it(tmp_
             callback = await world.discord.wait_for_callback(sent.id)  # not "This interaction failed"
             assert callback.type == 4 and callback.ephemeral and "no longer works" in callback.data["content"]
             assert world.sunra.count("submit") == 0
+
+
+@pytest.mark.parametrize(
+    ("codec", "pixel_format", "size"),
+    [
+        ("libx265", "yuv420p", (320, 180)),  # HEVC
+        ("libx264", "yuv420p10le", (320, 180)),  # 10-bit
+        ("libx264", "yuv444p", (320, 180)),  # 4:4:4
+        ("libx264", "yuv444p", (321, 179)),  # odd sides
+    ],
+    ids=["hevc", "10-bit", "yuv444", "odd-size"],
+)
+async def test_a_video_discord_would_not_play_inline_is_reencoded_though_it_fits(
+    tmp_path: Path, codec: str, pixel_format: str, size: tuple[int, int]
+) -> None:
+    source = make_video(tmp_path / "odd.mp4", frames=6, size=size, codec=codec, pixel_format=pixel_format)
+    facts = probe_video(source)
+    assert not plays_inline(facts), facts
+    async with running_world(tmp_path) as world:
+        world.sunra.video_content = source.read_bytes()
+        job = await delivered(world)
+        [post] = world.outcome_messages(job.id)
+        [upload] = post.files
+        played = tmp_path / "played.mp4"
+        played.write_bytes(upload.data)
+        shown = probe_video(played)
+        assert plays_inline(shown) and (shown.codec, shown.pixel_format) == ("h264", "yuv420p"), shown
+        assert decoded_frames(played) == 6
+        assert media_urls(post.message["components"]) == [f"attachment://{upload.filename}"]
+
+
+async def test_an_h264_yuv420p_video_that_fits_is_posted_as_it_came(tmp_path: Path) -> None:
+    source = make_video(tmp_path / "fine.mp4", frames=6, size=(320, 180))
+    async with running_world(tmp_path) as world:
+        world.sunra.video_content = source.read_bytes()
+        job = await delivered(world)
+        [post] = world.outcome_messages(job.id)
+        assert post.files[0].data == world.sunra.video_bytes(job.request_id or "")
+        sent = tmp_path / "as-sent.mp4"
+        sent.write_bytes(post.files[0].data)
+        assert plays_inline(probe_video(sent))
