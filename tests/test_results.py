@@ -12,10 +12,11 @@ from PIL import Image, ImageChops
 
 from bot.store.jobs import JobRow
 from bot.video import plays_inline, probe_video
+from cogs.jobs._cards import outcome_mark
 from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import CallbackRecord, FakeDiscord, InteractionRecord
-from tests.fakes.discord_server._components import buttons as all_buttons, media_urls
+from tests.fakes.discord_server._components import buttons as all_buttons, components_text, media_urls
 from tests.fakes.sunra_server import FakeSunra
 from tests.videos import decoded_frames, make_video
 from tests.world import SUNRA_KEY, World, balance_of, loosen_rate_limits, running_world, shown_text
@@ -475,3 +476,53 @@ async def test_an_h264_yuv420p_video_that_fits_is_posted_as_it_came(tmp_path: Pa
         sent = tmp_path / "as-sent.mp4"
         sent.write_bytes(post.files[0].data)
         assert plays_inline(probe_video(sent))
+
+
+@pytest.mark.parametrize("length", [400, 900, 2500])
+async def test_a_video_too_large_to_upload_gets_a_card_discord_takes_whatever_its_link(
+    tmp_path: Path, length: int
+) -> None:
+    async with running_world(tmp_path, jobs={"max_video_mb": 0.2}) as world:
+        world.discord.set_upload_limit(p.DEFAULT_GUILD_ID, 100_000)
+        base = f"{world.sunra.url}/files/video.mp4?sig="
+        link = base + "a" * (length - len(base))
+        world.sunra.next_job(
+            result={"video": {"url": link, "content_type": "video/mp4", "file_size": 300_000}}
+        )
+        job = await delivered(world)
+        [post] = world.outcome_messages(job.id)
+        assert post.files == [] and post.message["flags"] & (1 << 15)
+        links = [b["url"] for b in all_buttons(post.message["components"]) if b.get("style") == 5]
+        # A link button takes 512 characters; a longer link is in the card's text.
+        assert links == ([link] if length <= 512 else [])
+        assert (link in components_text(post.message["components"])) == (length > 512)
+        assert next(b["custom_id"] for b in buttons(post.message)) == f"kling:retry:{job.id}"
+
+
+async def test_buttons_on_a_result_posted_before_cards_still_work(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        job = await delivered(world)
+        # The result as it was posted before cards: content, an embed footer, a row of buttons.
+        old = world.discord.message(job.result_message_id or 0).message
+        row = [
+            {
+                "type": 2,
+                "style": 4 if kind == "delete" else 2,
+                "label": kind,
+                "custom_id": f"kling:{kind}:{job.id}",
+            }
+            for kind in ("retry", "remix", "extend", "show", "delete")
+        ]
+        old.update(
+            flags=0,
+            content=f"<@{job.user_id}> your video is ready!",
+            embeds=[{"type": "rich", "footer": {"text": outcome_mark(job.id)}}],
+            components=[{"type": 1, "components": row}],
+        )
+        click = await press(world, "retry", job)
+        assert "on its way" in await world.private_answer(click)
+        assert (await world.ended(click)).state == "delivered"
+        assert (await modal_of(world, await press(world, "remix", job))).type == MODAL
+        click = await press(world, "delete", job)
+        assert "deleted" in (await world.private_answer(click)).lower()
+        assert world.discord.message(job.result_message_id or 0).deleted
