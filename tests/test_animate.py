@@ -673,7 +673,7 @@ async def test_a_restart_adopts_a_progress_message_it_posted_but_did_not_record(
             [outcome] = world.outcome_messages(job.id)
             assert outcome.message["message_reference"]["message_id"] == str(progress_id)
             await world.discord.wait_for(
-                lambda: "Done" in str(world.discord.message(progress_id or 0).message["embeds"]), timeout=5
+                lambda: "Done" in world.discord.message(progress_id or 0).content, timeout=5
             )
 
 
