@@ -15,6 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from pydantic import ValidationError
@@ -36,6 +37,8 @@ VOTE_EDIT_SECONDS = 5.0
 VOTE_RETRY_SECONDS = 60.0
 VOTE_RETRY_MAX_SECONDS = 900.0
 TITLE_MAX = 100
+# Auto-showcases due when a process died are made after a restart within this long of the delivery.
+AUTO_RESUME_SECONDS = 86_400.0
 Period = Literal["week", "month", "all"]
 PERIOD_DAYS: dict[Period, int | None] = {"week": 7, "month": 30, "all": None}
 
@@ -60,6 +63,33 @@ def forum_title(prompt: str, *, fallback: str) -> str:
             cut = cut.rsplit(" ", 1)[0]
         text = cut.rstrip(" ,.;:-") + "…"
     return fallback[:TITLE_MAX] if shows_nothing(text) else text
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who may see a channel: whether it is age-restricted, and the server's roles (ids; the server's
+    id is @everyone) whose members may view it."""
+
+    nsfw: bool
+    roles: frozenset[int]
+
+
+def audience_refusal(made_in: Audience, showcase: Audience, everyone: int) -> str | None:
+    """Why a video made in `made_in` may not be showcased in `showcase`, a channel with a wider
+    audience (issue 18): age-restricted into not age-restricted, or into a channel some role sees that
+    could not see where it was made; None when it may."""
+    if made_in.nsfw and not showcase.nsfw:
+        return (
+            "This video was made in an age-restricted channel, and the showcase channel is not "
+            "age-restricted, so I can't showcase it there."
+        )
+    if showcase.roles - made_in.roles:
+        who = "everyone" if everyone in showcase.roles and everyone not in made_in.roles else "members"
+        return (
+            "This video was made in a channel not everyone here can see, and the showcase channel is open "
+            f"to {who} who could not see it there, so I can't showcase it."
+        )
+    return None
 
 
 def period_start(period: Period, now: float) -> float | None:
@@ -165,10 +195,13 @@ class ShowcaseService:
         """The post could not be made: the video may be showcased again later."""
         await sql.remove(self.db, showcase.id, at=self._clock())
 
-    async def abandon_unposted(self) -> int:
-        """Showcases whose post was never recorded (the process died while posting) stop blocking the
-        video from being showcased again; how many. Runs at start, before any new post."""
-        return await sql.remove_unposted(self.db, at=self._clock())
+    async def unposted(self, *, before: float) -> list[Showcase]:
+        """Showcases recorded before `before` (this process's start) whose post was never recorded."""
+        return await sql.unposted(self.db, before=before)
+
+    async def auto_due(self) -> list[int]:
+        """Jobs whose auto-showcase a process died before making, from the last AUTO_RESUME_SECONDS."""
+        return await sql.auto_due(self.db, since=self._clock() - AUTO_RESUME_SECONDS)
 
     async def get(self, showcase_id: int) -> Showcase | None:
         return await sql.get(self.db, showcase_id)
@@ -218,7 +251,7 @@ class ShowcaseService:
         return [s for s in await sql.servers_with_weekly_post(self.db) if weekly_due(s, now)]
 
     async def weekly_done(self, guild_id: int) -> None:
-        await self.configure(guild_id, last_weekly=self._clock())
+        await sql.set_last_weekly(self.db, guild_id, self._clock())
 
 
 class EditRefused(Exception):

@@ -92,16 +92,16 @@ async def test_the_posted_views_carry_main_s_ids_labels_and_styles() -> None:
 def test_the_vote_and_page_views_carry_main_s_ids() -> None:
     vote = VoteView(7, 3).to_components()[0]["components"][0]
     assert (vote["custom_id"], vote["label"], vote["style"]) == ("kling:vote:7", "Vote (3)", 1)
-    _, gallery = gallery_page([], sort="votes", member_id=None, page=1, pages=3)
-    assert [c["custom_id"] for row in gallery.to_components() for c in row["components"]] == [
+    gallery = gallery_page([], {}, sort="votes", member_id=None, page=1, pages=3)
+    rows = [c for c in gallery.to_components() if c["type"] == 1]
+    assert [c["custom_id"] for row in rows for c in row["components"]] == [
         "kling:gal:v:0:0:p",
         "kling:gal:v:0:i",
         "kling:gal:v:0:2:n",
     ]
-    _, history = history_page([], page=0, pages=1)
-    assert [
-        (c["custom_id"], c["disabled"]) for row in history.to_components() for c in row["components"]
-    ] == [
+    history = history_page([], {}, page=0, pages=1)
+    rows = [c for c in history.to_components() if c["type"] == 1]
+    assert [(c["custom_id"], c["disabled"]) for row in rows for c in row["components"]] == [
         ("kling:hist:0:p", True),
         ("kling:hist:i", True),
         ("kling:hist:0:n", True),

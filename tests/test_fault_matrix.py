@@ -566,7 +566,10 @@ async def killed_before_a_failure_is_told(world: Crash) -> None:
 
 
 async def killed_while_the_cancel_is_sent(world: Crash) -> None:
-    world.sunra.next_job(seconds=3.0)
+    # Long enough to be still running when the restarted bot sends its cancel again: a job the API
+    # finishes first is delivered and charged (a cancel counts only once the API ends the job cancelled),
+    # which a slow restart on a loaded machine would otherwise make the outcome.
+    world.sunra.next_job(seconds=30.0)
     world.sunra.fail_next("cancel", 503, delay=30)  # the API's answer to the cancel never comes
     interaction = await world.animate("a cancel in flight")
     row = await world.until(progress_shown(world, interaction, "submitted"), "the job at the API")

@@ -17,7 +17,7 @@ from bot.store.showcases import ShowcaseServer
 from cogs.showcase._cog import ShowcaseCog
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.discord_server._components import buttons
+from tests.fakes.discord_server._components import v2_text
 from tests.world import World, loosen_rate_limits, running_world
 
 ADMIN = p.DEFAULT_EVERYONE_PERMISSIONS | p.MANAGE_GUILD
@@ -192,9 +192,38 @@ def showcase_cog(world: World) -> ShowcaseCog:
     return cog  # type: ignore[no-any-return]
 
 
+def walk(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every component of a message, nested ones (V2 containers, rows) included, in order."""
+    out: list[dict[str, Any]] = []
+    for component in components:
+        out.append(component)
+        out.extend(walk(component.get("components") or []))
+    return out
+
+
 def button_labels(message: dict[str, Any]) -> list[str]:
-    """Labels of the message's buttons, in a row or anywhere in a Components V2 layout."""
-    return [str(b.get("label", "")) for b in buttons(message.get("components") or [])]
+    return [c.get("label", "") for c in walk(message.get("components", [])) if c["type"] == 2]
+
+
+def text_of(message: dict[str, Any]) -> str:
+    return v2_text(message.get("components", []))
+
+
+def media_urls(message: dict[str, Any]) -> list[str]:
+    return [
+        item["media"]["url"]
+        for c in walk(message.get("components", []))
+        if c["type"] == 12
+        for item in c["items"]
+    ]
+
+
+def is_card(message: dict[str, Any]) -> bool:
+    return (
+        bool(int(message.get("flags") or 0) & (1 << 15))
+        and not message.get("content")
+        and not message.get("embeds")
+    )
 
 
 async def test_a_video_showcased_in_a_text_channel_with_votes_that_survive_a_restart(tmp_path: Path) -> None:
@@ -221,8 +250,10 @@ async def test_a_video_showcased_in_a_text_channel_with_votes_that_survive_a_res
             posts = fake.channel_messages(showcase_channel)
             assert len(posts) == 1
             post = posts[0]
+            assert is_card(post)
             assert post["attachments"][0]["filename"] == f"kling-{job_id}.mp4"
-            assert post["embeds"][0]["description"] == "a fox dances"
+            assert media_urls(post) == [f"attachment://kling-{job_id}.mp4"]  # plays inline
+            assert "a fox dances" in text_of(post).split("\n") and f"<@{ALICE}>" in text_of(post)
             assert button_labels(post) == ["Vote (0)"]
             assert post["mentions"] == []  # the author is named, not pinged
             post_id = int(post["id"])
@@ -342,7 +373,7 @@ async def embed_answer(world: World, payload: dict[str, Any]) -> dict[str, Any]:
 
     def shown() -> dict[str, Any] | None:
         for m in world.discord.messages:
-            if m.kind == "interaction_response" and m.interaction_id == record.id and m.message.get("embeds"):
+            if m.kind == "interaction_response" and m.interaction_id == record.id and is_card(m.message):
                 return m.message
         return None
 
@@ -359,11 +390,15 @@ def page_label(message: dict[str, Any]) -> str:
     return button_labels(message)[1]
 
 
+def button(message: dict[str, Any], label: str) -> dict[str, Any]:
+    return next(c for c in walk(message["components"]) if c["type"] == 2 and c.get("label") == label)
+
+
 async def turn_page(world: World, message: dict[str, Any], label: str) -> dict[str, Any]:
-    button = next(c for row in message["components"] for c in row["components"] if c.get("label") == label)
+    button_ = button(message, label)
     before = message.get("edited_timestamp")
     record = await world.discord.dispatch_interaction(
-        p.button_click(world.discord, button["custom_id"], message=message, user_id=ALICE)
+        p.button_click(world.discord, button_["custom_id"], message=message, user_id=ALICE)
     )
     await world.discord.wait_for_callback(record.id)
     stored = world.discord.message(int(message["id"]))
@@ -376,20 +411,22 @@ async def test_the_gallery_pages_to_its_ends_and_after_a_restart(tmp_path: Path)
         loosen_rate_limits(fake)
         async with running_world(tmp_path, discord=fake, command_guild_ids=[GUILD]) as world:
             _, empty = await gallery_message(world)
-            assert empty["embeds"][0]["description"] == "No showcased videos yet."
+            assert text_of(empty) == "## Showcase gallery\nNo showcased videos yet."
             assert page_label(empty) == "1 / 1"
             ids = await add_showcases(world, 23)
             _, first = await gallery_message(world)
             assert page_label(first) == "1 / 3"
-            assert first["embeds"][0]["description"].count("\n") == 10 + 1  # a heading, a blank line, 10 rows
-            assert "[video 22](https://discord.com/channels/" in first["embeds"][0]["description"]
-            prev = next(c for c in first["components"][0]["components"] if c["label"] == "Previous")
+            assert text_of(first).count("👍") == 10
+            assert "[video 22](https://discord.com/channels/" in text_of(first)
+            # Their posts are not in the fake Discord: each row says its video is gone, no broken tile.
+            assert text_of(first).count("video no longer available") == 10 and media_urls(first) == []
+            prev = button(first, "Previous")
             assert prev["disabled"] is True
             second = await turn_page(world, first, "Next")
-            assert page_label(second) == "2 / 3" and "video 12" in second["embeds"][0]["description"]
+            assert page_label(second) == "2 / 3" and "video 12" in text_of(second)
             last = await turn_page(world, second, "Next")
-            assert page_label(last) == "3 / 3" and "video 0" in last["embeds"][0]["description"]
-            nxt = next(c for c in last["components"][0]["components"] if c["label"] == "Next")
+            assert page_label(last) == "3 / 3" and "video 0" in text_of(last)
+            nxt = button(last, "Next")
             assert nxt["disabled"] is True
 
         async with running_world(tmp_path, discord=fake, command_guild_ids=[GUILD]) as world:
@@ -400,7 +437,7 @@ async def test_the_gallery_pages_to_its_ends_and_after_a_restart(tmp_path: Path)
             assert page_label(back) == "2 / 2"
 
             _, by_votes = await gallery_message(world, sort="votes")
-            rows = by_votes["embeds"][0]["description"].split("\n")[2:]
+            rows = [r for r in text_of(by_votes).split("\n") if "👍" in r]
             votes = [int(row.split("👍 ")[1].split(" ")[0]) for row in rows]
             assert votes == sorted(votes, reverse=True) and votes[0] == 2
 
@@ -416,7 +453,7 @@ async def test_the_gallery_pages_to_its_ends_and_after_a_restart(tmp_path: Path)
                 "members": {str(someone): {k: v for k, v in member.items() if k != "user"}},
             }
             shown = await embed_answer(world, payload)
-            assert shown["embeds"][0]["description"].count(f"<@{someone}>") == 3  # heading + 2 rows
+            assert text_of(shown).count(f"<@{someone}>") == 3  # heading + 2 rows
 
 
 async def test_history_lists_my_jobs_privately_including_undeliverable_ones(tmp_path: Path) -> None:
@@ -428,7 +465,7 @@ async def test_history_lists_my_jobs_privately_including_undeliverable_ones(tmp_
         await world.db.execute("UPDATE jobs SET result_message_id = NULL WHERE id = ?", (lost.id,))
 
         message = await embed_answer(world, p.slash_command(world.discord, name="history", user_id=ALICE))
-        text = message["embeds"][0]["description"]
+        text = text_of(message)
         assert page_label(message) == "1 / 2" and text.count("**job ") == 10
         assert (
             f"**job {lost.id}** · delivered" in text and "(could not be posted; this link may expire)" in text
@@ -436,7 +473,7 @@ async def test_history_lists_my_jobs_privately_including_undeliverable_ones(tmp_
         assert "lost one again" not in text  # another member's job
         assert "10 credits" in text
         second = await turn_page(world, message, "Next")
-        assert page_label(second) == "2 / 2" and second["embeds"][0]["description"].count("**job ") == 3
+        assert page_label(second) == "2 / 2" and text_of(second).count("**job ") == 3
 
 
 async def test_top_auto_showcase_opt_out_and_the_weekly_post(tmp_path: Path) -> None:
@@ -458,16 +495,16 @@ async def test_top_auto_showcase_opt_out_and_the_weekly_post(tmp_path: Path) -> 
             await fake.wait_for(lambda: len(fake.channel_messages(channel)) >= 1, timeout=10)
             await asyncio.sleep(0.3)
             posts = fake.channel_messages(channel)
-            assert [m["embeds"][0]["description"] for m in posts] == ["auto one"]
+            assert len(posts) == 1 and "auto one" in text_of(posts[0]).split("\n")
 
             await press(world, "kling:vote:1", int(posts[0]["id"]), user_id=quiet)
             top = await embed_answer(
                 world, p.slash_command(fake, name="top", options={"period": "all"}, user_id=ALICE)
             )
-            embed = top["embeds"][0]
-            assert embed["title"] == "Top videos of all time"
-            assert embed["description"].startswith("**1.** [auto one](") and "👍 1" in embed["description"]
-            creators = embed["fields"][0]["value"]
+            shown = text_of(top)
+            assert shown.startswith("## Top videos of all time\n**1.** [auto one](") and "👍 1" in shown
+            assert len(media_urls(top)) == 1 and media_urls(top)[0].startswith(fake.url)  # the hosted copy
+            creators = shown.split("**Most active creators**")[1]
             assert f"<@{ALICE}> — 1 video · 👍 1" in creators and f"<@{quiet}> — 1 video · 👍 0" in creators
 
             weekly = await answer(
@@ -477,10 +514,9 @@ async def test_top_auto_showcase_opt_out_and_the_weekly_post(tmp_path: Path) -> 
             cog = showcase_cog(world)
             assert await cog.post_weekly() == 1
             assert await cog.post_weekly() == 0  # once a week
-            weekly_posts = [
-                m for m in fake.channel_messages(channel) if m["embeds"][0].get("title", "").startswith("Top")
-            ]
-            assert len(weekly_posts) == 1 and weekly_posts[0]["embeds"][0]["title"] == "Top videos this week"
+            weekly_posts = [m for m in fake.channel_messages(channel) if text_of(m).startswith("## Top")]
+            assert len(weekly_posts) == 1 and is_card(weekly_posts[0])
+            assert text_of(weekly_posts[0]).startswith("## Top videos this week")
 
 
 async def test_a_gallery_message_deleted_meanwhile_is_no_error(
@@ -490,10 +526,10 @@ async def test_a_gallery_message_deleted_meanwhile_is_no_error(
         await add_showcases(world, 12)
         _, first = await gallery_message(world)
         world.discord.message(int(first["id"])).deleted = True  # dismissed, or removed by a moderator
-        button = next(c for row in first["components"] for c in row["components"] if c["label"] == "Next")
+        next_page = button(first, "Next")
         with caplog.at_level(logging.ERROR):
             record = await world.discord.dispatch_interaction(
-                p.button_click(world.discord, button["custom_id"], message=first, user_id=ALICE)
+                p.button_click(world.discord, next_page["custom_id"], message=first, user_id=ALICE)
             )
             assert (await world.discord.wait_for_callback(record.id)).type == 6  # acknowledged at once
             await world.discord.wait_for(
@@ -522,8 +558,8 @@ async def test_history_with_very_long_video_links_still_fits_in_one_embed(tmp_pa
         await world.db.execute("UPDATE jobs SET video_url = ?", (long_url,))
         await world.db.execute("UPDATE jobs SET result_message_id = NULL WHERE id = 3")  # could not be posted
         message = await embed_answer(world, p.slash_command(world.discord, name="history", user_id=ALICE))
-        text = message["embeds"][0]["description"]
-        assert len(text) <= 4096 and text.count("**job ") == 10
+        text = text_of(message)
+        assert len(text) <= 4000 and text.count("**job ") == 10
         assert f"[video]({long_url}) (could not be posted" in text  # the only copy keeps its link
 
 

@@ -506,4 +506,5 @@ async def test_every_store_read_runs_on_both_engines(database_url: str) -> None:
         actions = [e.action for e in await ledger.audit_entries(db, str(GUILD))]
         assert actions[:2] == ["voice_add", "blocklist_add"]
         assert len(await ledger.job_spending(db, str(GUILD), 0.0)) == 4
-        assert await showcases.remove_unposted(db, at=2.0) == 1
+        assert len(await showcases.unposted(db, before=9e9)) == 1
+        assert isinstance(await showcases.auto_due(db, since=0.0), list)

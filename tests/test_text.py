@@ -68,11 +68,13 @@ async def test_the_public_progress_embed_shows_the_prompt_as_typed(tmp_path: Pat
 def test_showcase_posts_and_pages_show_the_prompt_as_typed() -> None:
     from bot.store.showcases import Showcase
     from cogs.showcase._pages import showcase_line
-    from cogs.showcase._post import showcase_embed
+    from cogs.showcase._post import showcase_card
+    from tests.fakes.discord_server._components import v2_text
 
     prompt = "## [vote here](https://evil.example) ||now|| <@&123456789012345678>"
     showcase = Showcase(7, 111, 1, 3, "3", prompt, "5 s", 10, 11, None, 0, 0.0, None)
-    assert showcase_embed(showcase).description == escape_member_text(prompt)
+    card = v2_text(showcase_card(showcase, "attachment://kling-1.mp4").to_components())
+    assert escape_member_text(prompt) in card.split("\n")
     line = showcase_line(showcase)
     assert (
         "\\|\\|now\\|\\|" in line and "<@\u200b&123456789012345678>" in line and "](https://evil" not in line

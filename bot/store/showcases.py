@@ -211,10 +211,37 @@ async def remove(db: Database, showcase_id: int, *, at: float) -> bool:
     return changed == 1
 
 
-async def remove_unposted(db: Database, *, at: float) -> int:
-    return await db.execute(
-        "UPDATE showcases SET removed_at = ? WHERE message_id IS NULL AND removed_at IS NULL", (at,)
+async def unposted(db: Reader, *, before: float) -> list[Showcase]:
+    """Standing showcases recorded before `before` whose post was never recorded (a process died
+    between the two), oldest first."""
+    rows = await db.fetchall(
+        "SELECT * FROM showcases WHERE message_id IS NULL AND removed_at IS NULL AND created_at < ?"
+        " ORDER BY id",
+        (before,),
     )
+    return [Showcase.from_row(row) for row in rows]
+
+
+async def auto_due(db: Reader, *, since: float) -> list[int]:
+    """Ids of jobs delivered since `since` in servers that auto-showcase, after the server's settings
+    last changed (so switching auto on never showcases older videos), never showcased (a showcase
+    taken down counts) and whose member did not opt out: auto-showcases a process died before making."""
+    rows = await db.fetchall(
+        "SELECT j.id FROM jobs j JOIN showcase_servers s ON s.guild_id = j.guild_id"
+        " WHERE j.state = 'delivered' AND j.updated_at >= ? AND j.updated_at >= s.updated_at"
+        " AND s.auto = 1 AND s.channel_id IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM showcases c WHERE c.job_id = j.id)"
+        " AND NOT EXISTS (SELECT 1 FROM showcase_optouts o"
+        "  WHERE o.guild_id = j.guild_id AND o.user_id = j.user_id)"
+        " ORDER BY j.id",
+        (since,),
+    )
+    return [int(row["id"]) for row in rows]
+
+
+async def set_last_weekly(db: Database, guild_id: int, at: float) -> None:
+    """Records the weekly post; not an admin's change, so `updated_at` stays (auto_due reads it)."""
+    await db.execute("UPDATE showcase_servers SET last_weekly = ? WHERE guild_id = ?", (at, str(guild_id)))
 
 
 async def toggle_vote(db: Database, showcase_id: int, user_id: int, *, at: float) -> tuple[bool, int] | None:

@@ -8,20 +8,37 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.blocklist import MAX_PATTERN
 from bot.errors import InputRefused
-from bot.showcase import Period, ShowcaseService, VoteLabels
+from bot.showcase import Period, ShowcaseService, VoteLabels, audience_refusal
 from bot.store.jobs import JobRow
-from bot.store.showcases import Showcase
+from bot.store.showcases import Showcase, ShowcaseServer
 from cogs._ui import NO_MENTIONS, ManagerGroup, reply, say_privately
-from cogs.showcase._pages import GalleryButton, HistoryButton, gallery_page, history_view, top_embed
-from cogs.showcase._post import ShowcaseButton, ShowcasePublisher, VoteButton, missing_permissions
+from cogs.showcase._pages import (
+    GalleryButton,
+    HistoryButton,
+    forget_hosted,
+    gallery_view,
+    history_view,
+    showcase_media,
+    top_view,
+)
+from cogs.showcase._post import (
+    ShowcaseButton,
+    ShowcasePublisher,
+    VoteButton,
+    audience_of,
+    missing_permissions,
+    tag_problem,
+)
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -56,11 +73,12 @@ class ShowcaseCog(commands.Cog):
         self.labels = VoteLabels(self.publisher.edit_votes, self.service.get)
         self._tasks: set[asyncio.Task[None]] = set()
         self._weekly: asyncio.Task[None] | None = None
+        self._started = time.time()
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ShowcaseButton, VoteButton, GalleryButton, HistoryButton)
         self.bot.runner.delivered_listeners.append(self._on_delivered)
-        await self.service.abandon_unposted()
+        self._spawn(self.resume(), "showcase-resume")
         self._weekly = asyncio.create_task(self._weekly_forever(), name="showcase-weekly")
 
     async def cog_unload(self) -> None:
@@ -82,15 +100,44 @@ class ShowcaseCog(commands.Cog):
 
     async def share(self, job: JobRow, *, shared_by: str) -> Showcase:
         """Posts the job's video in the showcase channel (once); the showcase. Raises InputRefused with a
-        sentence for the member."""
+        sentence for the member: no channel, a forum whose tags the bot may not use, or a showcase
+        channel with a wider audience than where the video was made."""
+        if job.guild_id is not None:
+            await self.check(job, await self.service.server(job.guild_id))
         showcase, new = await self.service.start(job, shared_by=shared_by)
         if not new:
             if showcase.message_id is None:
                 raise InputRefused("This video is being showcased right now.")
             return showcase
+        return await self._publish(showcase, job)
+
+    async def check(self, job: JobRow, server: ShowcaseServer) -> None:
+        """Raises InputRefused when the showcase channel may not take this video now."""
+        channel = self.bot.get_channel(server.channel_id) if server.channel_id is not None else None
+        if isinstance(channel, discord.ForumChannel):
+            problem = tag_problem(channel, server, channel.guild.me)
+            if problem is not None:
+                raise InputRefused(problem + " Please tell a server admin.")
+        if not isinstance(channel, discord.TextChannel | discord.ForumChannel):
+            return  # no channel yet (start() says so), or gone (the post says so)
+        made_in = self.bot.get_channel(job.channel_id)
+        if isinstance(made_in, discord.Thread):
+            made_in = made_in.parent
+        if not isinstance(made_in, discord.abc.GuildChannel) or made_in.guild.id != channel.guild.id:
+            raise InputRefused(
+                "I can no longer see the channel this video was made in, so I can't tell who may see it: "
+                "it can't be showcased."
+            )
+        refusal = audience_refusal(audience_of(made_in), audience_of(channel), channel.guild.id)
+        if refusal is not None:
+            raise InputRefused(refusal)
+
+    async def _publish(self, showcase: Showcase, job: JobRow) -> Showcase:
+        """The post and its record: one step that a restart completes (resume) if the process dies."""
         server = await self.service.server(showcase.guild_id)
+        instance = await self.bot.job_store.get_meta("instance") or ""
         try:
-            posted = await self.publisher.post(showcase, job, server)
+            posted = await self.publisher.post(showcase, job, server, instance=instance)
         except (discord.HTTPException, LookupError) as error:
             await self.service.abandon(showcase)
             log.warning("showcase %s: post refused (%s)", showcase.id, error)
@@ -98,12 +145,59 @@ class ShowcaseCog(commands.Cog):
                 "I couldn't post in the showcase channel: it is gone, or I'm missing permissions there. "
                 "Please tell a server admin (`/showcase-admin channel` checks it)."
             ) from error
+        except (aiohttp.ClientError, OSError) as error:
+            # No answer: the post may have landed all the same. Its mark says whether it did.
+            log.warning("showcase %s: no answer to the post (%r); looking for it", showcase.id, error)
+            landed = await self.publisher.find_post(showcase, server)
+            if landed is None:
+                await self.service.abandon(showcase)
+                raise InputRefused("I couldn't reach Discord to post it. Please try again.") from error
+            posted = landed
         await self.service.posted(
             showcase, channel_id=posted.channel_id, message_id=posted.message_id, video_url=posted.video_url
         )
-        found = await self.service.get(showcase.id)
-        assert found is not None
-        return found
+        stored = await self.service.get(showcase.id)
+        assert stored is not None
+        return stored
+
+    async def resume(self) -> None:
+        """After a restart: completes the showcases a previous process recorded but did not post or did
+        not record as posted (looking for the post's mark first, so nothing is posted twice), then makes
+        the auto-showcases it died before making."""
+        await self.bot.wait_until_ready()
+        # Only servers this process holds (its shards): another process of the fleet owns the others.
+        for showcase in await self.service.unposted(before=self._started):
+            if self.bot.get_guild(showcase.guild_id) is None:
+                continue
+            try:
+                await self._complete(showcase)
+            except Exception:
+                log.exception("showcase %s: could not be completed after the restart", showcase.id)
+        for job_id in await self.service.auto_due():
+            job = await self.bot.job_store.get(job_id)
+            if job is not None and job.guild_id is not None and self.bot.get_guild(job.guild_id) is not None:
+                await self._auto_showcase(job_id)
+
+    async def _complete(self, showcase: Showcase) -> None:
+        """Records the showcase's post if a previous process made it, else posts it now (the channel may
+        have changed meanwhile, so it is checked again)."""
+        server = await self.service.server(showcase.guild_id)
+        found = await self.publisher.find_post(showcase, server)
+        if found is not None:
+            await self.service.posted(
+                showcase, channel_id=found.channel_id, message_id=found.message_id, video_url=found.video_url
+            )
+            log.info("showcase %s: its post was made before the restart; recorded", showcase.id)
+            return
+        job = await self.bot.job_store.get(showcase.job_id)
+        try:
+            if job is None:
+                raise InputRefused("its video is no longer known")
+            await self.check(job, server)
+            await self._publish(showcase, job)
+        except InputRefused as refusal:
+            await self.service.abandon(showcase)
+            log.warning("showcase %s: not posted after the restart: %s", showcase.id, refusal.user_message)
 
     async def take_down_for_job(self, job_id: int) -> bool:
         """Takes down the job's showcase, if it has one (its member deleted the video); whether it had."""
@@ -112,6 +206,10 @@ class ShowcaseCog(commands.Cog):
             return False
         await self.publisher.take_down(showcase)
         return await self.service.remove(showcase)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        forget_hosted(payload.message_id)
 
     def _on_delivered(self, job_id: int) -> None:
         self._spawn(self._auto_showcase(job_id), f"auto-showcase-{job_id}")
@@ -123,7 +221,8 @@ class ShowcaseCog(commands.Cog):
         try:
             await self.share(job, shared_by="auto")
         except InputRefused as refusal:
-            log.info("job %s: not auto-showcased: %s", job_id, refusal.user_message)
+            # Never dropped silently: the operator's log says which video and why.
+            log.warning("job %s: not auto-showcased: %s", job_id, refusal.user_message)
 
     # ----- the weekly post --------------------------------------------------------------------------------
 
@@ -137,27 +236,39 @@ class ShowcaseCog(commands.Cog):
             await asyncio.sleep(WEEKLY_CHECK_SECONDS)
 
     async def post_weekly(self) -> int:
-        """Posts the week's top videos in every server whose weekly post is due; how many were posted."""
+        """Posts the week's top videos in every server whose weekly post is due; how many were posted. A
+        week with nothing showcased posts nothing (and is done)."""
         done = 0
         for server in await self.service.weekly_due():
             assert server.channel_id is not None
-            embed = top_embed(
+            showcases = await self.service.top(server.guild_id, "week")
+            if not showcases:
+                log.info("guild %s: nothing showcased this week; no weekly post", server.guild_id)
+                await self.service.weekly_done(server.guild_id)
+                continue
+            view = top_view(
                 "week",
-                await self.service.top(server.guild_id, "week"),
+                showcases,
                 await self.service.top_creators(server.guild_id, "week"),
+                await showcase_media(self.bot, showcases),
             )
             channel = self.bot.get_channel(server.channel_id)
             try:
                 if isinstance(channel, discord.ForumChannel):
+                    problem = tag_problem(channel, server, channel.guild.me)
+                    if problem is not None:
+                        log.warning("guild %s: no weekly post: %s", server.guild_id, problem)
+                        await self.service.weekly_done(server.guild_id)
+                        continue
                     await channel.create_thread(
                         name="Top videos of the week",
-                        embed=embed,
+                        view=view,
                         allowed_mentions=NO_MENTIONS,
                         applied_tags=[t for t in [self.publisher.tag_for(channel, server)] if t is not None]
                         or discord.utils.MISSING,
                     )
                 elif isinstance(channel, discord.TextChannel):
-                    await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
+                    await channel.send(view=view, allowed_mentions=NO_MENTIONS)
                 else:
                     continue
             except discord.HTTPException as error:
@@ -169,9 +280,9 @@ class ShowcaseCog(commands.Cog):
 
     # ----- /showcase-admin --------------------------------------------------------------------------------
 
-    @admin.command(name="channel", description="Where showcased videos go: a text or forum channel")
+    @admin.command(name="channel", description="Where showcased videos go: a text, forum or media channel")
     @app_commands.describe(
-        channel="A text channel, or a forum where each video becomes a post",
+        channel="A text channel, or a forum or media channel where each video becomes a post",
         tag="Forum only: the tag every post gets",
     )
     async def channel(
@@ -203,6 +314,12 @@ class ShowcaseCog(commands.Cog):
                 await reply(interaction, f"{channel.mention} has no tag named “{tag}”. Its tags: {names}.")
                 return
             tag_id = found.id
+        if isinstance(channel, discord.ForumChannel):
+            wanted = ShowcaseServer(interaction.guild.id, channel.id, tag_id, False, False, 0, 18, None)
+            problem = tag_problem(channel, wanted, interaction.guild.me)
+            if problem is not None:
+                await reply(interaction, problem + " Nothing was changed.")
+                return
         await self.service.configure(interaction.guild.id, channel_id=channel.id, forum_tag_id=tag_id)
         kind = (
             "Each showcased video becomes a post in"
@@ -353,17 +470,14 @@ class ShowcaseCog(commands.Cog):
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         member_id = member.id if member is not None else None
-        items, page, pages = await self.service.page(
-            interaction.guild_id, sort=sort, page=0, author_id=member_id
-        )
-        embed, view = gallery_page(items, sort=sort, member_id=member_id, page=page, pages=pages)
-        await interaction.edit_original_response(embed=embed, view=view, allowed_mentions=NO_MENTIONS)
+        view = await gallery_view(self.bot, interaction.guild_id, sort=sort, member_id=member_id, page=0)
+        await interaction.edit_original_response(view=view, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="history", description="Your own videos: state, settings, cost and links")
     async def history(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        embed, view = await history_view(self.bot, interaction.user.id, 0)
-        await interaction.edit_original_response(embed=embed, view=view, allowed_mentions=NO_MENTIONS)
+        view = await history_view(self.bot, interaction.user.id, 0)
+        await interaction.edit_original_response(view=view, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="top", description="The most voted videos and the most active creators")
     @app_commands.describe(period="This week, this month or all time")
@@ -371,12 +485,14 @@ class ShowcaseCog(commands.Cog):
     async def top(self, interaction: Interaction, period: Period = "week") -> None:
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
-        embed = top_embed(
+        showcases = await self.service.top(interaction.guild_id, period)
+        view = top_view(
             period,
-            await self.service.top(interaction.guild_id, period),
+            showcases,
             await self.service.top_creators(interaction.guild_id, period),
+            await showcase_media(self.bot, showcases),
         )
-        await interaction.edit_original_response(embed=embed, allowed_mentions=NO_MENTIONS)
+        await interaction.edit_original_response(view=view, allowed_mentions=NO_MENTIONS)
 
 
 def parse_post_reference(text: str) -> dict[str, int | None]:

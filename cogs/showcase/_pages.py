@@ -1,4 +1,7 @@
-"""What /gallery, /history, /top and the weekly post show: embeds and their page buttons.
+"""What /gallery, /history, /top and the weekly post show: Components V2 messages whose media gallery
+holds the page's videos (the Discord-hosted copy, read fresh from its post; the API's link for a video
+never posted), each listed with its prompt, author and votes, and their page buttons. A video whose post
+is gone is listed with a placeholder, never left as a broken tile.
 
 Page buttons carry everything in their `custom_id` (what is listed and which page), so they work after
 a restart and after any timeout: `kling:gal:<sort>:<member or 0>:<page>`, `kling:hist:<page>`.
@@ -6,8 +9,10 @@ a restart and after any timeout: `kling:gal:<sort>:<member or 0>:<page>`, `kling
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -66,23 +71,121 @@ PageLook = dict[str, Any]
 
 def page_buttons(
     prefix: str, page: int, pages: int, button: Callable[[int, str, PageLook], discord.ui.Item[Any]]
-) -> discord.ui.View:
+) -> discord.ui.ActionRow[discord.ui.LayoutView]:
     """Previous, "page / pages", Next. Only shown: a press comes back to the button class the cog
     registered, by its custom_id (`<prefix>:<page>:p|n`; the indicator's `<prefix>:i` is never pressed)."""
-    view = discord.ui.View(timeout=None)
+    row: discord.ui.ActionRow[discord.ui.LayoutView] = discord.ui.ActionRow()
     previous: PageLook = {"label": "Previous", "emoji": "◀️", "disabled": page <= 0}
-    view.add_item(button(max(0, page - 1), "p", previous))
-    view.add_item(discord.ui.Button(label=f"{page + 1} / {pages}", custom_id=f"{prefix}:i", disabled=True))
+    row.add_item(button(max(0, page - 1), "p", previous))
+    row.add_item(discord.ui.Button(label=f"{page + 1} / {pages}", custom_id=f"{prefix}:i", disabled=True))
     following: PageLook = {"label": "Next", "emoji": "▶️", "disabled": page >= pages - 1}
-    view.add_item(button(min(pages - 1, page + 1), "n", following))
+    row.add_item(button(min(pages - 1, page + 1), "n", following))
+    return row
+
+
+# Room for the listed rows in a V2 message (Discord: 4,000 characters of text in all).
+LIST_TEXT_MAX = 3400
+GONE = "🎞️ *video no longer available*"
+
+
+def card(
+    heading: str,
+    rows: Sequence[str],
+    media: Sequence[tuple[str, str]],
+    buttons: discord.ui.ActionRow[discord.ui.LayoutView] | None = None,
+) -> discord.ui.LayoutView:
+    """A page: the heading, a media gallery of (URL, caption) videos (at most 10), the listed rows (cut
+    to fit Discord's text limit) and the page buttons. Only shown: presses come back by custom_id."""
+    view = discord.ui.LayoutView(timeout=None)
+    box: discord.ui.Container[discord.ui.LayoutView] = discord.ui.Container(accent_colour=GALLERY_COLOUR)
+    box.add_item(discord.ui.TextDisplay(heading))
+    if media:
+        box.add_item(
+            discord.ui.MediaGallery(
+                *(discord.MediaGalleryItem(url, description=caption[:1024]) for url, caption in media[:10])
+            )
+        )
+    if rows:
+        text = "\n".join(rows)
+        if len(text) > LIST_TEXT_MAX:
+            text = text[: LIST_TEXT_MAX - 1].rsplit("\n", 1)[0] + "\n…"
+        box.add_item(discord.ui.TextDisplay(text))
+    view.add_item(box)
+    if buttons is not None:
+        view.add_item(buttons)
     view.stop()
     return view
 
 
-async def edit_page(interaction: Interaction, embed: discord.Embed, view: discord.ui.View) -> None:
+# A post read for its video is not read again for this long (Discord's signed attachment URLs last a day),
+# so paging back and forth costs no further requests; at most this many posts are remembered.
+HOSTED_TTL_SECONDS = 600.0
+HOSTED_REMEMBERED = 2000
+_hosted: dict[int, tuple[float, bool, str | None]] = {}
+
+
+async def hosted_copy(client: discord.Client, channel_id: int, message_id: int) -> tuple[bool, str | None]:
+    """(whether the post still exists, its first attachment's URL, fresh from Discord: the hosted copy
+    outlives the API's link, and its signed URL is renewed each time the post is read)."""
+    now = time.monotonic()
+    known = _hosted.get(message_id)
+    if known is not None and now - known[0] < HOSTED_TTL_SECONDS:
+        return known[1], known[2]
+    try:
+        message = await client.get_partial_messageable(channel_id).fetch_message(message_id)
+    except discord.HTTPException as error:
+        log.info("message %s: not readable (%s)", message_id, error.code)
+        found: tuple[bool, str | None] = (False, None)
+        if error.status >= 500 or error.status == 429:
+            return found  # Discord's trouble, not the post's: ask again next time
+    else:
+        found = (True, next((a.url for a in message.attachments), None))
+    if len(_hosted) >= HOSTED_REMEMBERED:
+        _hosted.clear()
+    _hosted[message_id] = (now, *found)
+    return found
+
+
+def forget_hosted(message_id: int) -> None:
+    """A post was deleted: its video is gone now, not in HOSTED_TTL_SECONDS."""
+    _hosted.pop(message_id, None)
+
+
+async def showcase_media(client: discord.Client, showcases: Sequence[Showcase]) -> dict[int, str | None]:
+    """Each showcase's video URL now (None: its post and file are gone), read concurrently."""
+
+    async def one(showcase: Showcase) -> str | None:
+        if showcase.channel_id is None or showcase.message_id is None:
+            return None
+        exists, url = await hosted_copy(client, showcase.channel_id, showcase.message_id)
+        return (url or showcase.video_url) if exists else None
+
+    found = await asyncio.gather(*(one(s) for s in showcases))
+    return {s.id: url for s, url in zip(showcases, found, strict=True)}
+
+
+def _media_rows(
+    showcases: Sequence[Showcase], media: dict[int, str | None], *, start: int
+) -> tuple[list[str], list[tuple[str, str]]]:
+    rows, tiles = [], []
+    for n, showcase in enumerate(showcases):
+        rank = start + n + 1
+        url = media.get(showcase.id)
+        line = showcase_line(showcase, rank=rank)
+        if url:
+            tiles.append(
+                (url, f"{rank}. {' '.join(showcase.prompt.split())[:200]} · 👍 {showcase.vote_count}")
+            )
+        else:
+            line += f"\n  {GONE}"
+        rows.append(line)
+    return rows, tiles
+
+
+async def edit_page(interaction: Interaction, view: discord.ui.LayoutView) -> None:
     """Shows another page in the message whose button was pressed; a message deleted meanwhile is fine."""
     try:
-        await interaction.edit_original_response(embed=embed, view=view, allowed_mentions=NO_MENTIONS)
+        await interaction.edit_original_response(view=view, allowed_mentions=NO_MENTIONS)
     except discord.NotFound:
         log.info("interaction %s: the paged message is gone", interaction.id)
 
@@ -115,11 +218,10 @@ class GalleryButton(
         await interaction.response.defer()
         if interaction.guild_id is None:
             return
-        items, page, pages = await interaction.client.showcases.page(
-            interaction.guild_id, sort=self.sort, page=self.page, author_id=self.member_id
+        view = await gallery_view(
+            interaction.client, interaction.guild_id, sort=self.sort, member_id=self.member_id, page=self.page
         )
-        embed, view = gallery_page(items, sort=self.sort, member_id=self.member_id, page=page, pages=pages)
-        await edit_page(interaction, embed, view)
+        await edit_page(interaction, view)
 
 
 class HistoryButton(
@@ -143,41 +245,65 @@ class HistoryButton(
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
         await interaction.response.defer()
-        embed, view = await history_view(interaction.client, interaction.user.id, self.page)
-        await edit_page(interaction, embed, view)
+        await edit_page(interaction, await history_view(interaction.client, interaction.user.id, self.page))
 
 
-async def history_view(bot: KlingBot, user_id: int, page: int) -> tuple[discord.Embed, discord.ui.View]:
+async def gallery_view(
+    bot: KlingBot, guild_id: int, *, sort: Sort, member_id: int | None, page: int
+) -> discord.ui.LayoutView:
+    items, page, pages = await bot.showcases.page(guild_id, sort=sort, page=page, author_id=member_id)
+    media = await showcase_media(bot, items)
+    return gallery_page(items, media, sort=sort, member_id=member_id, page=page, pages=pages)
+
+
+async def history_view(bot: KlingBot, user_id: int, page: int) -> discord.ui.LayoutView:
     jobs, page, pages = await clamped_page(
         lambda n: bot.job_store.history(user_id, offset=n * PAGE_SIZE, limit=PAGE_SIZE), page
     )
-    return history_page(jobs, page=page, pages=pages)
+    return history_page(jobs, await job_media(bot, jobs), page=page, pages=pages)
+
+
+async def job_media(client: discord.Client, jobs: Sequence[JobRow]) -> dict[int, tuple[bool, str | None]]:
+    """Each delivered job's video now: (whether its post exists, the URL to show). A posted video shows
+    the Discord-hosted copy (the API's link expires); one never posted shows the API's link."""
+
+    async def one(job: JobRow) -> tuple[bool, str | None]:
+        if job.result_message_id is None:
+            return False, job.video_url
+        exists, url = await hosted_copy(client, job.channel_id, job.result_message_id)
+        return exists, url
+
+    delivered = [j for j in jobs if j.state == "delivered"]
+    found = await asyncio.gather(*(one(j) for j in delivered))
+    return {j.id: f for j, f in zip(delivered, found, strict=True)}
 
 
 def gallery_page(
-    items: Sequence[Showcase], *, sort: Sort, member_id: int | None, page: int, pages: int
-) -> tuple[discord.Embed, discord.ui.View]:
+    items: Sequence[Showcase],
+    media: dict[int, str | None],
+    *,
+    sort: Sort,
+    member_id: int | None,
+    page: int,
+    pages: int,
+) -> discord.ui.LayoutView:
     whose = f" by <@{member_id}>" if member_id else ""
     order = "most voted" if sort == "votes" else "newest"
-    embed = discord.Embed(title="Showcase gallery", colour=GALLERY_COLOUR)
     if items:
-        start = page * 10
-        embed.description = f"Showcased videos{whose}, {order} first.\n\n" + "\n".join(
-            showcase_line(s, rank=start + i + 1) for i, s in enumerate(items)
-        )
+        heading = f"## Showcase gallery\nShowcased videos{whose}, {order} first."
     else:
-        embed.description = f"No showcased videos{whose} yet."
+        heading = f"## Showcase gallery\nNo showcased videos{whose} yet."
+    rows, tiles = _media_rows(items, media, start=page * PAGE_SIZE)
 
     def button(page: int, end: str, look: PageLook) -> GalleryButton:
         return GalleryButton(sort, member_id, page, end, look)
 
-    return embed, page_buttons(GalleryButton.prefix(sort, member_id), page, pages, button)
+    return card(
+        heading, rows, tiles, page_buttons(GalleryButton.prefix(sort, member_id), page, pages, button)
+    )
 
 
-DESCRIPTION_MAX = 4096  # Discord's limit for an embed's description
-
-
-def _history_line(job: JobRow, *, links: bool = True) -> str:
+def _history_line(job: JobRow, found: tuple[bool, str | None] | None) -> str:
     params = job.params
     icon = STATE_ICON.get(job.state, "⏳")
     settings = job_settings_text(job)
@@ -186,45 +312,47 @@ def _history_line(job: JobRow, *, links: bool = True) -> str:
         cost = f"{job.cost_credits} credits reserved"
     parts = [f"{icon} **job {job.id}** · {job.state}", settings, cost, f"<t:{int(job.created_at)}:R>"]
     line = " · ".join(parts) + f"\n  {_excerpt(str(params.get('prompt', '')), 70)}"
-    if job.state == "delivered" and job.video_url:
-        where = "" if job.result_message_id else " (could not be posted; this link may expire)"
-        if links or not job.result_message_id:
-            line += f"\n  [video]({job.video_url}){where}"
-        else:
-            line += "\n  video posted in its channel"
+    if job.state == "delivered" and found is not None:
+        posted, url = found
+        if posted and job.guild_id is not None and job.result_message_id is not None:
+            line += f"\n  [its post](https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id})"
+        elif job.result_message_id is None and url:
+            line += f"\n  [video]({url}) (could not be posted; this link may expire)"
+        elif not posted:
+            line += f"\n  {GONE}"
     elif job.error_message and job.state in ("failed", "cancelled", "uncertain"):
         line += f"\n  {_excerpt(job.error_message, 150)}"
     return line
 
 
-def history_page(jobs: Sequence[JobRow], *, page: int, pages: int) -> tuple[discord.Embed, discord.ui.View]:
-    embed = discord.Embed(title="Your videos", colour=GALLERY_COLOUR)
-    text = "\n".join(_history_line(job) for job in jobs)
-    if len(text) > DESCRIPTION_MAX:
-        # Very long links: keep only those of videos that could not be posted (their only copy).
-        text = "\n".join(_history_line(job, links=False) for job in jobs)
-        if len(text) > DESCRIPTION_MAX:
-            text = text[: DESCRIPTION_MAX - 1].rsplit("\n", 1)[0] + "\n…"
-    embed.description = text if jobs else "You have no videos yet."
-    return embed, page_buttons(HistoryButton.PREFIX, page, pages, HistoryButton)
+def history_page(
+    jobs: Sequence[JobRow], media: dict[int, tuple[bool, str | None]], *, page: int, pages: int
+) -> discord.ui.LayoutView:
+    rows = [_history_line(job, media.get(job.id)) for job in jobs]
+    tiles = [
+        (url, f"job {job.id} · {' '.join(str(job.params.get('prompt', '')).split())[:200]}")
+        for job in jobs
+        for _, url in [media.get(job.id, (False, None))]
+        if url
+    ]
+    heading = "## Your videos" if jobs else "## Your videos\nYou have no videos yet."
+    return card(heading, rows, tiles, page_buttons(HistoryButton.PREFIX, page, pages, HistoryButton))
 
 
-def top_embed(
-    period: Period, showcases: Sequence[Showcase], creators: Sequence[tuple[int, int, int]]
-) -> discord.Embed:
-    embed = discord.Embed(title=f"Top videos {PERIOD_TITLE[period]}", colour=GALLERY_COLOUR)
-    embed.description = (
-        "\n".join(showcase_line(s, rank=i + 1) for i, s in enumerate(showcases))
-        if showcases
-        else "No showcased videos in this period yet."
-    )
+def top_view(
+    period: Period,
+    showcases: Sequence[Showcase],
+    creators: Sequence[tuple[int, int, int]],
+    media: dict[int, str | None],
+) -> discord.ui.LayoutView:
+    heading = f"## Top videos {PERIOD_TITLE[period]}"
+    if not showcases:
+        heading += "\nNo showcased videos in this period yet."
+    rows, tiles = _media_rows(showcases, media, start=0)
     if creators:
-        embed.add_field(
-            name="Most active creators",
-            value="\n".join(
-                f"**{i + 1}.** <@{user}> — {videos} video{'s' if videos != 1 else ''} · 👍 {votes}"
-                for i, (user, videos, votes) in enumerate(creators)
-            ),
-            inline=False,
+        rows.append("\n**Most active creators**")
+        rows.extend(
+            f"**{i + 1}.** <@{user}> — {videos} video{'s' if videos != 1 else ''} · 👍 {votes}"
+            for i, (user, videos, votes) in enumerate(creators)
         )
-    return embed
+    return card(heading, rows, tiles)

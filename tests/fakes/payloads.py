@@ -148,6 +148,7 @@ OPTION_ATTACHMENT = 11
 GUILD_TEXT = 0
 PUBLIC_THREAD = 11
 GUILD_FORUM = 15
+GUILD_MEDIA = 16  # a media channel: a forum whose posts show their media first
 # Channel flag: a forum post must carry a tag.
 CHANNEL_FLAG_REQUIRE_TAG = 1 << 4
 DM = 1

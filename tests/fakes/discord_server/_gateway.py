@@ -24,6 +24,8 @@ from tests.fakes.discord_server._records import (
     now,
 )
 
+THREADS = (10, 11, 12)  # announcement, public and private threads
+
 
 class _GatewayConnection:
     def __init__(self, ws: web.WebSocketResponse, compress: str | None) -> None:
@@ -203,8 +205,9 @@ class GatewayMixin(FakeBase):
             member_count=len(guild.members),
             voice_states=[],
             members=members,
-            channels=[self.channels[c] for c in guild.channel_ids],
-            threads=[],
+            # Discord sends a guild's active threads apart from its channels (a forum's posts among them).
+            channels=[self.channels[c] for c in guild.channel_ids if self.channels[c]["type"] not in THREADS],
+            threads=[self.channels[c] for c in guild.channel_ids if self.channels[c]["type"] in THREADS],
             presences=[],
             stage_instances=[],
             guild_scheduled_events=[],

@@ -3,6 +3,7 @@ edited, recorded, deleted and announced on the gateway."""
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from tests.fakes import payloads as p
 from tests.fakes.discord_server._base import FakeBase
-from tests.fakes.discord_server._components import check_components, components_text
+from tests.fakes.discord_server._components import classic_components, v2_text, validate_components_v2
 from tests.fakes.discord_server._records import (
     FLAG_EPHEMERAL,
     FLAG_IS_COMPONENTS_V2,
@@ -53,13 +54,6 @@ def _normalise_embed(embed: Mapping[str, Any]) -> dict[str, Any]:
     out.setdefault("type", "rich")
     out.setdefault("content_scan_version", 0)
     return out
-
-
-def _shown_text(msg: Mapping[str, Any]) -> str:
-    """The text Discord reads mentions from: the content, or a V2 message's text displays."""
-    if int(msg.get("flags") or 0) & FLAG_IS_COMPONENTS_V2:
-        return components_text(list(msg.get("components") or []))
-    return str(msg.get("content") or "")
 
 
 class MessagesMixin(FakeBase):
@@ -134,7 +128,7 @@ class MessagesMixin(FakeBase):
     async def _start_forum_thread(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
         """A forum post: a public thread (type 11) and its first message, made in one call."""
         forum = self._channel(request)
-        if forum["type"] != p.GUILD_FORUM:
+        if forum["type"] not in (p.GUILD_FORUM, p.GUILD_MEDIA):
             raise DiscordError(50024, "Cannot execute action on this channel type", status=400)
         fid = int(forum["id"])
         payload, files = await self._read_body(request, rec)
@@ -331,6 +325,18 @@ class MessagesMixin(FakeBase):
             raise form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
         components = list(payload.get("components") or [])
         flags = int(payload.get("flags") or 0)
+        if len(components) > 5 and not flags & FLAG_IS_COMPONENTS_V2:
+            raise form_error("components", "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
+        if flags & FLAG_IS_COMPONENTS_V2:
+            if content or embeds or payload.get("poll") or payload.get("sticker_ids"):
+                raise form_error(
+                    "content", "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2", "Content not allowed."
+                )
+            if not components:
+                raise DiscordError(50006)
+            validate_components_v2(components, {f.filename for f in files} | self._named_files(payload))
+        else:
+            classic_components(components)
         kept_attachments = [a for a in payload.get("attachments") or [] if "url" in a]
         has_body = (
             content or embeds or files or components or payload.get("sticker_ids") or payload.get("poll")
@@ -346,13 +352,6 @@ class MessagesMixin(FakeBase):
         msg["flags"] = flags & allowed_flags
         msg["tts"] = bool(payload.get("tts", False))
         msg["attachments"] = self._attachments_from(channel_id, list(payload.get("attachments") or []), files)
-        check_components(
-            components,
-            flags,
-            content=content,
-            embeds=embeds,
-            attachment_names=[str(a["filename"]) for a in msg["attachments"]],
-        )
         reference = payload.get("message_reference")
         replied_author = None
         if reference:
@@ -377,10 +376,15 @@ class MessagesMixin(FakeBase):
                 }
                 msg["type"] = 19
                 replied_author = target.message["author"]
+        said = v2_text(components) if flags & FLAG_IS_COMPONENTS_V2 else content
         msg["mentions"], msg["mention_roles"], msg["mention_everyone"] = self._mentions(
-            _shown_text(msg), payload.get("allowed_mentions"), replied_author, channel_id
+            said, payload.get("allowed_mentions"), replied_author, channel_id
         )
         return msg
+
+    @staticmethod
+    def _named_files(payload: Mapping[str, Any]) -> set[str]:
+        return {str(a["filename"]) for a in payload.get("attachments") or [] if a.get("filename")}
 
     def _apply_edit(
         self,
@@ -391,8 +395,27 @@ class MessagesMixin(FakeBase):
         via: str,
         record_edit: bool = True,
     ) -> None:
-        # Worked on a copy: an edit Discord refuses changes nothing.
-        msg = dict(stored.message)
+        before = copy.deepcopy(stored.message)
+        try:
+            self._edit_fields(stored, payload, files)
+        except DiscordError:
+            stored.message.clear()
+            stored.message.update(before)  # a refused edit changes nothing
+            raise
+        msg = stored.message
+        msg["edited_timestamp"] = p.iso_now()
+        stored.files.extend(files)
+        edit = EditRecord(stored.id, stored.channel_id, dict(payload), files, self._elapsed(), via)
+        if record_edit:
+            stored.edits.append(edit)
+            self.edits.append(edit)
+        if not stored.ephemeral:
+            self._announce_message("MESSAGE_UPDATE", msg)
+
+    def _edit_fields(
+        self, stored: MessageRecord, payload: Mapping[str, Any], files: list[RecordedFile]
+    ) -> None:
+        msg = stored.message
         if "content" in payload:
             content = "" if payload["content"] is None else str(payload["content"])
             if len(content) > 2000:
@@ -403,8 +426,8 @@ class MessagesMixin(FakeBase):
         if "components" in payload:
             msg["components"] = list(payload["components"] or [])
         if "flags" in payload and payload["flags"] is not None:
-            # A message may become a V2 one (never back); only the suppress flag comes and goes.
             keep = int(msg.get("flags") or 0) & ~FLAG_SUPPRESS_EMBEDS
+            # The V2 flag may be set by an edit (never taken back); SUPPRESS_EMBEDS both ways.
             msg["flags"] = keep | (int(payload["flags"]) & (FLAG_SUPPRESS_EMBEDS | FLAG_IS_COMPONENTS_V2))
         new_attachments = self._attachments_from(
             stored.channel_id, list(payload.get("attachments") or []), files
@@ -415,32 +438,24 @@ class MessagesMixin(FakeBase):
             }
             msg["attachments"] = [a for a in msg.get("attachments", []) if str(a["id"]) in keep_ids]
         msg["attachments"] = list(msg.get("attachments", [])) + new_attachments
-        check_components(
-            msg["components"],
-            int(msg.get("flags") or 0),
-            content=msg["content"],
-            embeds=msg["embeds"],
-            attachment_names=[str(a["filename"]) for a in msg["attachments"]],
-        )
-        v2_text = "components" in payload and int(msg.get("flags") or 0) & FLAG_IS_COMPONENTS_V2
-        if "content" in payload or "allowed_mentions" in payload or v2_text:
+        is_v2 = bool(int(msg.get("flags") or 0) & FLAG_IS_COMPONENTS_V2)
+        if is_v2:
+            if msg["content"] or msg["embeds"]:
+                raise form_error(
+                    "content", "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2", "Content not allowed."
+                )
+            # attachment:// names the message's files: those kept and those uploaded now.
+            validate_components_v2(msg["components"], {str(a["filename"]) for a in msg["attachments"]})
+        else:
+            classic_components(msg["components"])
+        if "content" in payload or "allowed_mentions" in payload or (is_v2 and "components" in payload):
             replied = (msg.get("referenced_message") or {}).get("author")
+            said = v2_text(msg["components"]) if is_v2 else msg["content"]
             msg["mentions"], msg["mention_roles"], msg["mention_everyone"] = self._mentions(
-                _shown_text(msg), payload.get("allowed_mentions"), replied, stored.channel_id
+                said, payload.get("allowed_mentions"), replied, stored.channel_id
             )
         if not (msg["content"] or msg["embeds"] or msg["components"] or msg["attachments"]):
             raise DiscordError(50006)
-        msg["edited_timestamp"] = p.iso_now()
-        stored.message.clear()
-        stored.message.update(msg)
-        msg = stored.message
-        stored.files.extend(files)
-        edit = EditRecord(stored.id, stored.channel_id, dict(payload), files, self._elapsed(), via)
-        if record_edit:
-            stored.edits.append(edit)
-            self.edits.append(edit)
-        if not stored.ephemeral:
-            self._announce_message("MESSAGE_UPDATE", msg)
 
     def _record_message(
         self,

@@ -159,9 +159,12 @@ class StateMixin(FakeBase):
         tags: Iterable[str] = (),
         moderated_tags: Iterable[str] = (),
         require_tag: bool = False,
+        media: bool = False,
     ) -> dict[str, Any]:
-        """Add a forum channel (type 15) with tags; `require_tag` sets Discord's REQUIRE_TAG flag."""
-        channel = self.add_channel(guild_id, name, channel_type=p.GUILD_FORUM, _announce=False)
+        """Add a forum channel (type 15), or with `media` a media channel (type 16), with tags;
+        `require_tag` sets Discord's REQUIRE_TAG flag."""
+        kind = p.GUILD_MEDIA if media else p.GUILD_FORUM
+        channel = self.add_channel(guild_id, name, channel_type=kind, _announce=False)
         moderated = set(moderated_tags)
         channel["available_tags"] = [
             {
