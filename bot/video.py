@@ -86,6 +86,8 @@ class VideoFacts:
     frames: int
     seconds: float
     has_audio: bool
+    codec: str = "h264"
+    pixel_format: str = "yuv420p"
 
 
 def looks_like_mp4(path: Path) -> bool:
@@ -135,7 +137,11 @@ def _facts(container: av.container.InputContainer) -> VideoFacts:
         seconds = container.duration / av.time_base
     elif stream.duration and stream.time_base:
         seconds = float(stream.duration * stream.time_base)
-    facts = VideoFacts(width, height, stream.frames or 0, seconds, bool(container.streams.audio))
+    codec = stream.codec_context.name or ""
+    pixel_format = stream.codec_context.format.name if stream.codec_context.format is not None else ""
+    facts = VideoFacts(
+        width, height, stream.frames or 0, seconds, bool(container.streams.audio), codec, pixel_format
+    )
     if (
         not 0 < width <= MAX_SIDE
         or not 0 < height <= MAX_SIDE
@@ -157,6 +163,28 @@ def _counted(frames: Iterator[VideoFrame]) -> Iterator[VideoFrame]:
         if count > MAX_FRAMES or frame.width * frame.height > MAX_PIXELS:
             raise VideoRefused(detail=f"frame {count} ({frame.width}x{frame.height})")
         yield frame
+
+
+# What every Discord client plays inline: H.264 in 8-bit 4:2:0 with even sides. HEVC, 10-bit or 4:4:4
+# pictures and odd sizes show as a download or a black frame in browsers and on phones (issue 19, item 9).
+INLINE_CODECS = frozenset({"h264"})
+INLINE_PIXEL_FORMATS = frozenset({"yuv420p", "yuvj420p"})
+
+
+def plays_inline(facts: VideoFacts) -> bool:
+    """Whether Discord's clients play the video as it is, without re-encoding."""
+    return (
+        facts.codec in INLINE_CODECS
+        and facts.pixel_format in INLINE_PIXEL_FORMATS
+        and facts.width % 2 == 0
+        and facts.height % 2 == 0
+    )
+
+
+def check_playable(path: Path) -> bool:
+    """`plays_inline` of the file's container facts (probed, bounded as `probe_video`); raises as it."""
+    with video_slot():
+        return plays_inline(probe_video(path))
 
 
 @dataclass(frozen=True, slots=True)

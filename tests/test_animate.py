@@ -16,10 +16,12 @@ from bot.sunra import RetryPolicy
 from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord
+from tests.fakes.discord_server._components import buttons, components_text, media_urls
 from tests.fakes.sunra_server import FakeSunra, JobFailure, JobPlan
-from tests.world import SUNRA_KEY, World, balance_of, loosen_rate_limits, running_world
+from tests.world import SUNRA_KEY, World, balance_of, loosen_rate_limits, running_world, shown_text
 
 EPHEMERAL = 64
+FLAG_V2 = 1 << 15
 
 
 async def test_a_good_picture_becomes_one_video_reply(tmp_path: Path) -> None:
@@ -35,10 +37,27 @@ async def test_a_good_picture_becomes_one_video_reply(tmp_path: Path) -> None:
         mentions = outcome.payload["allowed_mentions"]
         assert mentions["parse"] == [] and [int(u) for u in mentions["users"]] == [job.user_id]
         assert outcome.message["message_reference"]["message_id"] == str(job.progress_message_id)
+        # A Components V2 card: no content, the uploaded video played by its media gallery, the prompt,
+        # the facts, the author pinged once and the result buttons inside the layout.
+        card = outcome.message
+        assert card["flags"] & FLAG_V2 and card["content"] == "" and card["embeds"] == []
+        [attachment] = card["attachments"]
+        assert media_urls(card["components"]) == [f"attachment://{attachment['filename']}"]
+        text = components_text(card["components"])
+        assert "the cat waves @\u200beveryone" in text and text.count(f"<@{job.user_id}>") == 1
+        assert "**Duration** 5 s" in text and "**Sound** on" in text and "**Cost** 10 credits" in text
+        assert [b["custom_id"] for b in buttons(card["components"])] == [
+            f"kling:{kind}:{job.id}" for kind in ("retry", "remix", "extend", "show", "delete")
+        ]
+        assert [u["id"] for u in card["mentions"]] == [str(job.user_id)]
         progress = world.discord.message(job.progress_message_id or 0)
+        assert progress.message["flags"] & FLAG_V2 and progress.message["embeds"] == []
         # Shown as typed, its mention broken so that it renders as text (bot/text.py).
-        assert progress.message["embeds"][0]["description"] == "the cat waves @\u200beveryone <@&123>"
-        assert progress.payload["allowed_mentions"]["parse"] == []
+        assert "the cat waves @\u200beveryone" in components_text(progress.message["components"])
+        assert progress.payload["allowed_mentions"]["parse"] == [] and progress.message["mentions"] == []
+        # Cancel was inside the card while the job ran; the card's last edit took it away.
+        assert [b["custom_id"] for b in buttons(progress.payload["components"])] == [f"kling:cancel:{job.id}"]
+        assert buttons(progress.message["components"]) == []
         answer = await world.private_answer(interaction)
         assert "on its way" in answer
         assert world.sunra.count("submit") == 1
@@ -287,7 +306,7 @@ async def test_a_video_over_the_download_cap_is_delivered_by_its_url(tmp_path: P
         job = await world.ended(interaction)
         assert job.state == "delivered"
         [outcome] = world.outcome_messages(job.id)
-        assert outcome.files == [] and (job.video_url or "?") in outcome.message["content"]
+        assert outcome.files == [] and (job.video_url or "?") in shown_text(outcome.message)
         assert world.sunra.count("video") == 0  # known too large from its size: never downloaded
 
 
@@ -305,7 +324,7 @@ async def test_a_stale_upload_limit_falls_back_to_the_url_after_40005(tmp_path: 
         job = await world.ended(interaction)
         assert job.state == "delivered"
         [outcome] = world.outcome_messages(job.id)
-        assert outcome.files == [] and (job.video_url or "?") in outcome.message["content"]
+        assert outcome.files == [] and (job.video_url or "?") in shown_text(outcome.message)
         assert world.discord.invalid_requests <= 1
 
 
@@ -320,7 +339,11 @@ async def test_a_channel_that_refuses_gets_the_member_a_dm(tmp_path: Path, code:
         assert job.state == "delivered" and job.video_url
         [outcome] = world.outcome_messages(job.id)
         assert outcome.channel_id != p.DEFAULT_CHANNEL_ID  # the DM channel
-        assert job.video_url in outcome.message["content"]
+        # The file itself, played inline, with the result buttons.
+        assert outcome.files[0].data == world.sunra.video_bytes(job.request_id or "")
+        assert media_urls(outcome.message["components"]) == [f"attachment://kling-{job.id}.mp4"]
+        assert f"kling:retry:{job.id}" in [b["custom_id"] for b in buttons(outcome.message["components"])]
+        assert f"<#{p.DEFAULT_CHANNEL_ID}>" in shown_text(outcome.message)
         assert world.discord.invalid_requests <= 4  # each fallback tried once, never a loop
 
 
@@ -652,7 +675,7 @@ async def test_a_restart_adopts_a_progress_message_it_posted_but_did_not_record(
             [outcome] = world.outcome_messages(job.id)
             assert outcome.message["message_reference"]["message_id"] == str(progress_id)
             await world.discord.wait_for(
-                lambda: "Done" in str(world.discord.message(progress_id or 0).message["embeds"]), timeout=5
+                lambda: "Done" in world.discord.message(progress_id or 0).content, timeout=5
             )
 
 
@@ -687,7 +710,9 @@ async def test_a_job_waiting_in_the_bots_queue_can_be_cancelled_and_is_never_sub
         waiting = await world.animate("second")
         job = await world.until(lambda j: j.state == "queued" and bool(j.progress_message_id), waiting)
         progress = world.discord.message(job.progress_message_id or 0)
-        await world.discord.wait_for(lambda: "place 1" in str(progress.message["embeds"]), timeout=5)
+        await world.discord.wait_for(
+            lambda: "place 1" in components_text(progress.message["components"]), timeout=5
+        )
         click = await world.discord.dispatch_interaction(
             p.button_click(world.discord, f"kling:cancel:{job.id}", message=job.progress_message_id)
         )

@@ -45,8 +45,9 @@ from cogs.jobs._delivery import outcome_mark
 from tests import images, postgres
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, RecordedRequest
+from tests.fakes.discord_server._components import buttons, components_text
 from tests.fakes.sunra_server import FakeSunra, JobFailure, JobPlan
-from tests.world import ENGINE_VARIABLE, LEDGER_BY_JOB, assert_ledger_matches, file_hosts
+from tests.world import ENGINE_VARIABLE, LEDGER_BY_JOB, assert_ledger_matches, file_hosts, shown_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SUNRA_KEY = "sk-crash-7f3a9c1e5b2d4f6a8c0e"
@@ -206,6 +207,7 @@ class HoldingDiscord(FakeDiscord):
         response = await super()._create_message(request, rec)
         body = rec.body if isinstance(rec.body, dict) else {}
         footers = [str((embed.get("footer") or {}).get("text", "")) for embed in body.get("embeds") or []]
+        footers += components_text(body.get("components") or []).split("\n")
         if (
             self.hold_outcome_posts
             and response.status == 200
@@ -315,7 +317,10 @@ class Crash:
             for m in self.discord.messages
             if m.kind == "channel"
             and not m.deleted
-            and any((e.get("footer") or {}).get("text") == mark for e in m.message.get("embeds") or [])
+            and (
+                any((e.get("footer") or {}).get("text") == mark for e in m.message.get("embeds") or [])
+                or f"-# {mark}" in components_text(m.message.get("components") or []).split("\n")
+            )
         ]
 
     def message_posts(self, since: int = 0) -> list[RecordedRequest]:
@@ -355,7 +360,7 @@ class Crash:
                 if message.files:
                     assert message.files[0].data == self.sunra.video_bytes(row["request_id"])
                 else:
-                    assert self.sunra.jobs[row["request_id"]].video_url in message.content
+                    assert self.sunra.jobs[row["request_id"]].video_url in shown_text(message.message)
         # Nothing submitted twice: each prompt (unique per job) reached sunra at most once, and every
         # submit is a job that kept its request id or ended uncertain (killed while submitting).
         prompts = [body.get("prompt") for body in self.sunra.submissions if isinstance(body, dict)]
@@ -599,7 +604,10 @@ async def test_killed_after_the_post_landed_but_before_it_was_recorded(tmp_path:
         progress = world.discord.message(int(row["progress_message_id"]))
         expected = "Done" if ending == "video" else "Ended without a video"
         await world.discord.wait_for(
-            lambda: expected in str(progress.message["embeds"][0]) and not progress.message.get("components"),
+            lambda: (
+                expected in components_text(progress.message["components"])
+                and not buttons(progress.message["components"])
+            ),
             timeout=10,
         )
 

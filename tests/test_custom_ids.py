@@ -10,7 +10,7 @@ import discord
 import pytest
 
 from cogs.jobs._cancel import CancelButton
-from cogs.jobs._delivery import CancelButtonView, ResultButtonsView
+from cogs.jobs._cards import result_buttons
 from cogs.jobs._results import DeleteButton, ExtendButton, RemixButton, RetryButton
 from cogs.showcase._pages import GalleryButton, HistoryButton, gallery_page, history_page
 from cogs.showcase._post import ShowcaseButton, VoteButton, VoteView
@@ -67,8 +67,7 @@ def test_a_class_builds_the_id_main_built(built: object, old: str) -> None:
 
 @pytest.mark.asyncio
 async def test_the_posted_views_carry_main_s_ids_labels_and_styles() -> None:
-    cancel = CancelButtonView(42).to_components()
-    assert cancel[0]["components"][0] == {
+    assert CancelButton(42).to_component_dict() == {
         "type": 2,
         "style": discord.ButtonStyle.secondary.value,
         "label": "Cancel",
@@ -79,7 +78,7 @@ async def test_the_posted_views_carry_main_s_ids_labels_and_styles() -> None:
     class Job:
         id, guild_id = 42, 1
 
-    buttons = [c for row in ResultButtonsView(Job()).to_components() for c in row["components"]]  # type: ignore[arg-type]
+    buttons = [b.to_component_dict() for b in result_buttons(Job())]  # type: ignore[arg-type]
     assert [(b["label"], b["custom_id"], b["style"]) for b in buttons] == [
         ("Retry", "kling:retry:42", 2),
         ("Remix", "kling:remix:42", 2),

@@ -476,3 +476,49 @@ async def test_embeds_over_discords_lengths_are_refused(fake: FakeDiscord) -> No
             with pytest.raises(discord.HTTPException) as refused:
                 await channel.send(embed=embed)
             assert refused.value.status == 400 and refused.value.code == 50035
+
+
+class _Card(discord.ui.LayoutView):
+    def __init__(self, *items: discord.ui.Item[Any]) -> None:
+        super().__init__(timeout=None)
+        for item in items:
+            self.add_item(item)
+
+
+async def test_components_v2_payloads_are_checked_as_discord_checks_them(fake: FakeDiscord) -> None:
+    async with running_client(FakeTestBot(), fake) as bot:
+        channel = _channel(bot)
+        video = discord.File(io.BytesIO(b"\0" * 64), filename="kling-1.mp4")
+        gallery = discord.ui.MediaGallery(discord.MediaGalleryItem("attachment://kling-1.mp4"))
+        sent = await channel.send(
+            view=_Card(discord.ui.Container(discord.ui.TextDisplay("hi"), gallery)), file=video
+        )
+        stored = fake.message(sent.id).message
+        assert stored["flags"] & (1 << 15) and stored["components"][0]["type"] == 17
+
+        async def refused(**kwargs: Any) -> str:
+            with pytest.raises(discord.HTTPException) as caught:
+                await channel.send(**kwargs)
+            assert caught.value.status == 400 and caught.value.code == 50035
+            return str(caught.value)
+
+        # attachment:// must name a file of the message
+        assert "Unknown attachment" in await refused(view=_Card(discord.ui.Container(gallery)))
+        # at most 40 components, 4,000 characters of text displays
+        long = [discord.ui.TextDisplay("x" * 2001), discord.ui.TextDisplay("y" * 2000)]
+        assert "4000 or fewer" in await refused(view=_Card(*long))
+        # a V2 message carries no content or embeds (sent raw: discord.py refuses to build one)
+        route = discord.http.Route("POST", "/channels/{channel_id}/messages", channel_id=channel.id)
+        payload = {"content": "hi", "flags": 1 << 15, "components": [{"type": 10, "content": "x"}]}
+        with pytest.raises(discord.HTTPException) as caught:
+            await bot.http.request(route, json=payload)
+        assert caught.value.code == 50035 and "Content not allowed" in str(caught.value)
+        # (discord.py itself refuses a layout of more than 40: sent raw)
+        many = [{"type": 10, "content": f"line {n}"} for n in range(40)]
+        payload = {"flags": 1 << 15, "components": [{"type": 17, "components": many}]}
+        with pytest.raises(discord.HTTPException) as caught:
+            await bot.http.request(route, json=payload)
+        assert caught.value.code == 50035 and "40 or fewer" in str(caught.value)
+        # a link button's URL at most 512 characters
+        link = discord.ui.Button[Any](label="open", url="https://example.com/" + "a" * 500)
+        assert "512" in await refused(view=_Card(discord.ui.ActionRow(link)))

@@ -28,7 +28,7 @@ from tests.fakes import payloads as p
 from tests.fakes.discord_server import InteractionRecord
 from tests.fakes.sunra_server import JobFailure, JobPlan, error_body
 from tests.test_crash import Crash, crash_world, job_state_is, kill_when
-from tests.world import FAST_RETRY, World, balance_of, running_world
+from tests.world import FAST_RETRY, World, balance_of, running_world, shown_text
 
 CHANNEL_POSTS = f"/channels/{p.DEFAULT_CHANNEL_ID}/messages"
 # Waits the rows make the bot honour; small, so the matrix stays quick.
@@ -65,8 +65,8 @@ async def member_reads(world: World, interaction: InteractionRecord, job: JobRow
         return await world.private_answer(interaction)
     [outcome] = world.outcome_messages(job.id)
     if job.state == "delivered":
-        assert outcome.files or (job.video_url or "?") in outcome.message["content"]
-    return str(outcome.message["content"])
+        assert outcome.files or (job.video_url or "?") in shown_text(outcome.message)
+    return shown_text(outcome.message)
 
 
 def without_links(text: str) -> str:
@@ -135,7 +135,7 @@ def counts(**expected: int) -> Callable[[World, JobRow], None]:
 def tried_again_and_no_link(world: World, job: JobRow) -> None:
     assert world.sunra.count("video") > FAST_RETRY.attempts  # the client's retries, then the bot's
     [outcome] = world.outcome_messages(job.id)
-    assert (job.video_url or "?") not in outcome.message["content"] and outcome.files == []
+    assert (job.video_url or "?") not in shown_text(outcome.message) and outcome.files == []
 
 
 # ----- sunra -----------------------------------------------------------------------------------------------
@@ -377,7 +377,7 @@ def posted_again_after(world: World, status: int, *, wait: float = 0.0) -> None:
 
 
 def sent_by_dm(world: World, job: JobRow) -> None:
-    """A channel that refuses is not asked again and again: the video's link goes to the member's DMs."""
+    """A channel that refuses is not asked again and again: the video goes to the member's DMs."""
     [outcome] = world.outcome_messages(job.id)
     assert outcome.channel_id != p.DEFAULT_CHANNEL_ID
     assert world.discord.invalid_requests <= 4
@@ -406,13 +406,13 @@ DISCORD = {
         lambda world: world.discord.refuse(p.DEFAULT_CHANNEL_ID, 50013),
         says="(I could not post in",
         check=sent_by_dm,
-        video="link",
+        video="file",
     ),
     "404-unknown-channel-10003": at_the_final_post(
         lambda world: world.discord.refuse(p.DEFAULT_CHANNEL_ID, 10003),
         says="(I could not post in",
         check=sent_by_dm,
-        video="link",
+        video="file",
     ),
     "413-too-large-40005": at_the_final_post(
         lambda world: world.discord.inject_error(
@@ -456,7 +456,7 @@ async def test_a_fault_ends_in_a_sentence_a_state_and_a_right_ledger(tmp_path: P
             if fault.video == "file":
                 assert outcome.files[0].data == world.sunra.video_bytes(job.request_id or "")
             else:
-                assert outcome.files == [] and (job.video_url or "?") in outcome.message["content"]
+                assert outcome.files == [] and (job.video_url or "?") in shown_text(outcome.message)
         checked = fault.check(world, job)
         if inspect.isawaitable(checked):
             await checked

@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.netguard import UnsafeUrl, UrlPolicy, is_public, parse_file_hosts
 from bot.sunra import RetryPolicy, SunraClient
 from tests.fakes.sunra_server import FakeSunra
-from tests.world import World, balance_of, listed, running_world
+from tests.world import World, balance_of, listed, running_world, shown_text
 
 KEY = "sk-netguard-0123456789"
 FAST_RETRY = RetryPolicy(attempts=2, base=0.01, cap=0.02)
@@ -235,7 +235,7 @@ async def test_a_paid_video_that_cannot_be_fetched_is_refunded_with_a_sentence(
         job = await world.ended(interaction, within=30)
         assert job.state == "undeliverable" and job.video_url
         [outcome] = world.outcome_messages(job.id)
-        content = outcome.message["content"]
+        content = shown_text(outcome.message)
         assert "credits were given back" in content and job.video_url not in content
         assert not outcome.message.get("attachments")
         assert await balance_of(world) == before

@@ -7,15 +7,19 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image, ImageChops
 
 from bot.store.jobs import JobRow
+from bot.video import plays_inline, probe_video
+from cogs.jobs._cards import outcome_mark
 from tests import images
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import CallbackRecord, FakeDiscord, InteractionRecord
+from tests.fakes.discord_server._components import buttons as all_buttons, components_text, media_urls
 from tests.fakes.sunra_server import FakeSunra
 from tests.videos import decoded_frames, make_video
-from tests.world import SUNRA_KEY, World, balance_of, loosen_rate_limits, running_world
+from tests.world import SUNRA_KEY, World, balance_of, loosen_rate_limits, running_world, shown_text
 
 EPHEMERAL = 64
 MODAL = 9
@@ -23,7 +27,8 @@ BOB = 4343
 
 
 def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for row in message.get("components", []) for c in row.get("components", [])]
+    """The message's buttons that come back to the bot (not link buttons), wherever the layout has them."""
+    return [b for b in all_buttons(message.get("components") or []) if b.get("style") != 5]
 
 
 async def delivered(world: World, prompt: str = "the cat waves", **options: Any) -> JobRow:
@@ -255,9 +260,9 @@ async def test_extend_starts_the_new_video_on_the_last_frame_scaled_up(tmp_path:
             assert max(high for _, high in difference.getextrema()) <= 16, box
         post = world.discord.message(extended.result_message_id or 0)
         link = f"/channels/{p.DEFAULT_GUILD_ID}/{p.DEFAULT_CHANNEL_ID}/{job.result_message_id}"
-        assert link in post.message["content"]
+        assert link in shown_text(post.message)
         progress = world.discord.message(extended.progress_message_id or 0)
-        assert link in str(progress.message["embeds"][0]["fields"])
+        assert link in shown_text(progress.message)
 
 
 # ------------------------------------------------------------------------------------------- videos that fit
@@ -274,7 +279,7 @@ async def test_a_video_larger_than_the_upload_limit_is_reencoded_to_fit_and_play
         [post] = world.outcome_messages(job.id)
         [upload] = post.files
         assert upload.size < limit
-        assert "re-encoded" in post.message["content"] and str(job.video_url) in post.message["content"]
+        assert "Re-encoded" in shown_text(post.message) and str(job.video_url) in shown_text(post.message)
         played = tmp_path / "played.mp4"
         played.write_bytes(upload.data)
         assert decoded_frames(played) == 8
@@ -369,8 +374,8 @@ async def test_a_video_too_large_that_cannot_be_reencoded_is_delivered_by_its_ur
         world.sunra.next_job(video_size=300_000)  # filler bytes, not a video
         job = await delivered(world)
         [outcome] = world.outcome_messages(job.id)
-        assert outcome.files == [] and str(job.video_url) in outcome.message["content"]
-        assert "re-encoded" not in outcome.message["content"]
+        assert outcome.files == [] and str(job.video_url) in shown_text(outcome.message)
+        assert "Re-encoded" not in shown_text(outcome.message)
         assert not list((tmp_path / "work").glob("*.mp4"))  # nothing left behind
 
 
@@ -431,3 +436,94 @@ async def test_an_animate_form_opened_before_a_restart_makes_its_video_after_it(
             assert job.state == "delivered" and job.user_id == BOB
             [submitted] = world.sunra.jobs.values()
             assert submitted.input["prompt"] == "after the restart"
+
+
+@pytest.mark.parametrize(
+    ("codec", "pixel_format", "size"),
+    [
+        ("libx265", "yuv420p", (320, 180)),  # HEVC
+        ("libx264", "yuv420p10le", (320, 180)),  # 10-bit
+        ("libx264", "yuv444p", (320, 180)),  # 4:4:4
+        ("libx264", "yuv444p", (321, 179)),  # odd sides
+    ],
+    ids=["hevc", "10-bit", "yuv444", "odd-size"],
+)
+async def test_a_video_discord_would_not_play_inline_is_reencoded_though_it_fits(
+    tmp_path: Path, codec: str, pixel_format: str, size: tuple[int, int]
+) -> None:
+    source = make_video(tmp_path / "odd.mp4", frames=6, size=size, codec=codec, pixel_format=pixel_format)
+    facts = probe_video(source)
+    assert not plays_inline(facts), facts
+    async with running_world(tmp_path) as world:
+        world.sunra.video_content = source.read_bytes()
+        job = await delivered(world)
+        [post] = world.outcome_messages(job.id)
+        [upload] = post.files
+        played = tmp_path / "played.mp4"
+        played.write_bytes(upload.data)
+        shown = probe_video(played)
+        assert plays_inline(shown) and (shown.codec, shown.pixel_format) == ("h264", "yuv420p"), shown
+        assert decoded_frames(played) == 6
+        assert media_urls(post.message["components"]) == [f"attachment://{upload.filename}"]
+
+
+async def test_an_h264_yuv420p_video_that_fits_is_posted_as_it_came(tmp_path: Path) -> None:
+    source = make_video(tmp_path / "fine.mp4", frames=6, size=(320, 180))
+    async with running_world(tmp_path) as world:
+        world.sunra.video_content = source.read_bytes()
+        job = await delivered(world)
+        [post] = world.outcome_messages(job.id)
+        assert post.files[0].data == source.read_bytes()
+        sent = tmp_path / "as-sent.mp4"
+        sent.write_bytes(post.files[0].data)
+        assert plays_inline(probe_video(sent))
+
+
+@pytest.mark.parametrize("length", [400, 900, 2500])
+async def test_a_video_too_large_to_upload_gets_a_card_discord_takes_whatever_its_link(
+    tmp_path: Path, length: int
+) -> None:
+    async with running_world(tmp_path, jobs={"max_video_mb": 0.2}) as world:
+        world.discord.set_upload_limit(p.DEFAULT_GUILD_ID, 100_000)
+        base = f"{world.sunra.url}/files/video.mp4?sig="
+        link = base + "a" * (length - len(base))
+        world.sunra.next_job(
+            result={"video": {"url": link, "content_type": "video/mp4", "file_size": 300_000}}
+        )
+        job = await delivered(world)
+        [post] = world.outcome_messages(job.id)
+        assert post.files == [] and post.message["flags"] & (1 << 15)
+        links = [b["url"] for b in all_buttons(post.message["components"]) if b.get("style") == 5]
+        # A link button takes 512 characters; a longer link is in the card's text.
+        assert links == ([link] if length <= 512 else [])
+        assert (link in components_text(post.message["components"])) == (length > 512)
+        assert next(b["custom_id"] for b in buttons(post.message)) == f"kling:retry:{job.id}"
+
+
+async def test_buttons_on_a_result_posted_before_cards_still_work(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        job = await delivered(world)
+        # The result as it was posted before cards: content, an embed footer, a row of buttons.
+        old = world.discord.message(job.result_message_id or 0).message
+        row = [
+            {
+                "type": 2,
+                "style": 4 if kind == "delete" else 2,
+                "label": kind,
+                "custom_id": f"kling:{kind}:{job.id}",
+            }
+            for kind in ("retry", "remix", "extend", "show", "delete")
+        ]
+        old.update(
+            flags=0,
+            content=f"<@{job.user_id}> your video is ready!",
+            embeds=[{"type": "rich", "footer": {"text": outcome_mark(job.id)}}],
+            components=[{"type": 1, "components": row}],
+        )
+        click = await press(world, "retry", job)
+        assert "on its way" in await world.private_answer(click)
+        assert (await world.ended(click)).state == "delivered"
+        assert (await modal_of(world, await press(world, "remix", job))).type == MODAL
+        click = await press(world, "delete", job)
+        assert "deleted" in (await world.private_answer(click)).lower()
+        assert world.discord.message(job.result_message_id or 0).deleted

@@ -8,6 +8,7 @@ import discord
 import pytest
 
 from bot.text import EMBED_DESCRIPTION_LIMIT, clip, escape_member_text
+from tests.fakes.discord_server._components import components_text
 from tests.world import running_world
 
 
@@ -57,8 +58,9 @@ async def test_the_public_progress_embed_shows_the_prompt_as_typed(tmp_path: Pat
         job = await world.ended(await world.animate(prompt))
         assert job.state == "delivered"
         progress = world.discord.message(job.progress_message_id or 0)
-        description = progress.message["embeds"][0]["description"]
-        assert description == escape_member_text(prompt)
+        # The card's first text display: its heading, then the prompt.
+        description = components_text(progress.message["components"]).split("\n", 1)[1]
+        assert description.startswith(escape_member_text(prompt))
         assert description.startswith("\\# Free nitro\n\\[claim here]")
         assert "@\u200beveryone" in description
 

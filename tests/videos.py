@@ -22,14 +22,18 @@ def make_video(
     audio: bool = False,
     lossless: bool = False,
     last: Image.Image | None = None,
+    codec: str = "libx264",
+    pixel_format: str = "yuv420p",
 ) -> Path:
     """`frames` frames of noise, the last one `last` (default: plain LAST_COLOUR). `lossless` makes a
     high-bitrate file (about 1.4 MB per 1280×720 frame)."""
     with av.open(str(path), "w", format="mp4") as out:
-        video = out.add_stream("libx264", rate=fps)
+        video = out.add_stream(codec, rate=fps)
         video.width, video.height = size
-        video.pix_fmt = "yuv420p"
+        video.pix_fmt = pixel_format
         video.options = {"preset": "ultrafast", **({"qp": "0"} if lossless else {})}
+        if codec == "libx265":
+            video.options = {"preset": "ultrafast", "x265-params": "log-level=error"}
         sound = out.add_stream("aac", rate=44_100) if audio else None  # every stream before the first packet
         for index in range(frames):
             if index == frames - 1:

@@ -28,6 +28,7 @@ from cogs.jobs._delivery import outcome_mark
 from tests import images, postgres
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord, running_client
+from tests.fakes.discord_server._components import buttons, components_text
 from tests.fakes.sunra_server import FakeSunra
 
 SUNRA_KEY = "sk-test-0123456789abcdef"
@@ -172,7 +173,15 @@ class World:
             m
             for m in self.discord.messages
             if any(e.get("footer", {}).get("text") == mark for e in m.message.get("embeds", []))
+            or f"-# {mark}" in components_text(m.message.get("components") or []).split("\n")
         ]
+
+
+def shown_text(message: dict[str, Any]) -> str:
+    """What a member reads of a message: its content and, in a card, its text displays and link buttons."""
+    components = message.get("components") or []
+    links = [str(b.get("url")) for b in buttons(components) if b.get("style") == 5]
+    return "\n".join([str(message.get("content") or ""), components_text(components), *links])
 
 
 @contextlib.asynccontextmanager

@@ -24,7 +24,7 @@ from bot.sunra import (
     SunraError,
     TransientError,
 )
-from bot.video import looks_like_mp4, reencode_to_fit
+from bot.video import check_playable, looks_like_mp4, reencode_to_fit
 
 # A job whose final post keeps failing (not Discord refusing it: a dropped connection, a timeout) is
 # retried this long past its lifetime, then left as it is for the next start to finish.
@@ -211,9 +211,12 @@ class Finishing(RunnerBase):
         """(file to upload, whether it was re-encoded); no file means the link is posted instead."""
         cap = int(self.settings.max_video_mb * 1_000_000)
         path = await self._download(job, max_bytes=cap)
-        if path is None or path.stat().st_size <= job.upload_limit:
+        if path is None:
             return path, False
-        # Too large for the channel: re-encode it to fit (the API's link expires, an upload stays).
+        if path.stat().st_size <= job.upload_limit and await self._playable(job, path):
+            return path, False
+        # Too large for the channel, or in a form Discord does not play inline: re-encoded to H.264
+        # 4:2:0 that fits (the API's link expires, an upload stays).
         smaller = path.with_suffix(".fit.mp4")
         try:
             async with self._reencoding:
@@ -224,6 +227,14 @@ class Finishing(RunnerBase):
         finally:
             path.unlink(missing_ok=True)
         return (None, False) if fitted is None else (fitted.path, True)
+
+    async def _playable(self, job: JobRow, path: Path) -> bool:
+        """Whether the file plays inline as it is; a file that cannot be probed is posted as it is."""
+        try:
+            return await asyncio.to_thread(check_playable, path)
+        except BotError as error:
+            log.warning("job %s: cannot probe the video (%s); posting it as it is", job.id, error)
+            return True
 
     async def _download(self, job: JobRow, *, max_bytes: int) -> Path | None:
         """The video as an MP4 file, or None when it is too large to upload (its link is posted). Raises

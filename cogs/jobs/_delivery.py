@@ -1,8 +1,9 @@
 """The Discord side of a job: the public progress message, the final post, and its fallbacks.
 
 Nothing here uses an interaction token: a Kling job can outlive it (15 minutes), so progress and results
-go through the bot's own channel messages. Every post that ends a job carries the job's mark (a nonce
-Discord enforces for a few minutes, and an embed footer that stays) so a restarted bot can find it.
+go through the bot's own channel messages, as Components V2 cards (cogs/jobs/_cards.py). Every post that
+ends a job carries the job's mark (a nonce Discord enforces for a few minutes, and the card's last line or
+an embed footer, which stay) so a restarted bot can find it.
 """
 
 from __future__ import annotations
@@ -13,18 +14,24 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import discord
 
 from bot.jobs import Phase, Progress
 from bot.request import AnimateRequest
 from bot.store.jobs import JobRow
-from bot.text import EMBED_DESCRIPTION_LIMIT, clip, escape_member_text
 from cogs._ui import NO_MENTIONS
-from cogs.jobs._cancel import CancelButton
-from cogs.jobs._results import DeleteButton, ExtendButton, RemixButton, RetryButton
-from cogs.showcase._post import ShowcaseButton
+from cogs.jobs._cards import (
+    DONE_COLOUR,
+    EMBED_COLOUR,
+    FAILED_COLOUR,
+    carries_mark,
+    job_mark,
+    outcome_mark,
+    progress_card,
+    result_card,
+    video_filename,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +46,7 @@ TOO_LARGE = 40005
 CLOCK_SKEW_SECONDS = 60
 # How far back a restarted bot looks for a post it may already have made.
 HISTORY_LOOKBACK = 100
-EMBED_COLOUR = discord.Colour(0x5865F2)
-FAILED_COLOUR = discord.Colour(0xED4245)
-DONE_COLOUR = discord.Colour(0x57F287)
 DONE_STATUS = "✅ Done"
-
-
-def job_mark(job_id: int) -> str:
-    """The footer every message about a job carries; also how a restarted bot recognises its posts."""
-    return f"Kling 2.6 Pro · job {job_id}"
-
-
-def outcome_mark(job_id: int) -> str:
-    """The footer of the one message that ends a job (video or failure); the progress message has
-    `job_mark` alone, so the two are never confused."""
-    return f"{job_mark(job_id)} · final"
 
 
 def job_nonce(job_id: int, kind: str, instance: str = "") -> str:
@@ -89,43 +82,15 @@ def final_status(job: JobRow) -> str:
     return "🚫 Cancelled" if job.state == "cancelled" else "❌ Ended without a video"
 
 
-def progress_embed(job: JobRow, request: AnimateRequest, status: str) -> discord.Embed:
-    description = clip(escape_member_text(request.prompt), EMBED_DESCRIPTION_LIMIT)
-    embed = discord.Embed(title="Animating with Kling", description=description, colour=EMBED_COLOUR)
-    embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
-    embed.add_field(name="Settings", value=request.describe_settings(), inline=True)
-    if request.extends_link:
-        embed.add_field(name="Continues", value=request.extends_link, inline=False)
-    embed.add_field(name="Status", value=status, inline=False)
-    if job.start_image_url:
-        embed.set_thumbnail(url=job.start_image_url)
-    embed.set_footer(text=job_mark(job.id))
-    return embed
+@dataclass(frozen=True, slots=True)
+class _Post:
+    """One try at the message that ends a job: a card (with the video file when there is one), or the
+    text and embed of a job that ended without a video."""
 
-
-class ShownView(discord.ui.View):
-    """A view that is only shown: a press comes back by its custom_id to the DynamicItem its cog registered.
-    Stopped at once, so discord.py does not also keep it (and run the same item's callback a second time)."""
-
-    def __init__(self, *items: discord.ui.Item[Any]) -> None:
-        super().__init__(timeout=None)
-        for item in items:
-            self.add_item(item)
-        self.stop()
-
-
-class CancelButtonView(ShownView):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(CancelButton(job_id))
-
-
-class ResultButtonsView(ShownView):
-    """The buttons under a finished video; each is a DynamicItem registered by its cog, so it works
-    after restarts. Showcase only where there is a server to showcase in."""
-
-    def __init__(self, job: JobRow) -> None:
-        buttons = (RetryButton, RemixButton, ExtendButton, ShowcaseButton, DeleteButton)
-        super().__init__(*(b(job.id) for b in buttons if b is not ShowcaseButton or job.guild_id is not None))
+    view: discord.ui.LayoutView | None = None
+    video: Path | None = None
+    content: str | None = None
+    embed: discord.Embed | None = None
 
 
 @dataclass
@@ -165,8 +130,7 @@ class DiscordReporter:
         try:
             async with self._lane(job.channel_id, "post"):
                 message = await channel.send(
-                    embed=progress_embed(job, request, text),
-                    view=CancelButtonView(job.id),
+                    view=progress_card(job, request, text, colour=EMBED_COLOUR, cancel=True),
                     allowed_mentions=NO_MENTIONS,
                     nonce=job_nonce(job.id, "p", self.instance),
                 )
@@ -229,18 +193,14 @@ class DiscordReporter:
         if job.progress_message_id is None or self._shown.get(job.id, _Shown()).refused:
             return
         request = self._requests.get(job.id) or AnimateRequest.model_validate(job.params)
-        embed = progress_embed(job, request, text)
-        embed.colour = colour
+        card = progress_card(job, request, text, colour=colour, cancel=keep_button)
         message = self.client.get_partial_messageable(
             job.channel_id, guild_id=job.guild_id
         ).get_partial_message(job.progress_message_id)
         try:
             async with self._lane(job.channel_id, "edit"):
-                await message.edit(
-                    embed=embed,
-                    view=CancelButtonView(job.id) if keep_button else None,
-                    allowed_mentions=NO_MENTIONS,
-                )
+                # content and embeds cleared: a progress message posted before cards becomes one.
+                await message.edit(content=None, embed=None, view=card, allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
             # A deleted message or a channel we lost: progress is a courtesy, never retried.
             log.info("job %s: progress edit refused (%s)", job.id, error.code)
@@ -274,21 +234,22 @@ class DiscordReporter:
     # ----- the end of a job --------------------------------------------------------------------------------
 
     async def deliver(self, job: JobRow, video: Path | None, *, reencoded: bool = False) -> int | None:
-        """Posts the video: the file when it fits, else its URL; then a DM. Returns the message id.
-        A `reencoded` file is said to be one, with the original's link beside it."""
+        """Posts the result card: the file played inline when there is one (a `reencoded` file says so,
+        with the original's link), else the link; a channel that refuses gets it in the member's DM,
+        with the file when it fits there. Returns the message id (None: nobody could be reached)."""
         self._stop_progress(job.id)
-        content = f"<@{job.user_id}> your video is ready!"
-        if reencoded and video is not None:
-            content += (
-                " It was re-encoded to fit this channel's upload limit; the original (the link expires): "
-                f"{job.video_url}"
-            )
-        extends = AnimateRequest.model_validate(job.params).extends_link
-        if extends:
-            content += f" It continues {extends}"
-        message_id = await self._post_outcome(
-            job, content, video=video, colour=DONE_COLOUR, view=ResultButtonsView(job)
-        )
+        filename = video_filename(job.id)
+        attempts: list[_Post] = []
+        if video is not None:
+            attempts.append(_Post(view=result_card(job, filename=filename, reencoded=reencoded), video=video))
+        attempts.append(_Post(view=result_card(job, filename=None)))
+        dm: list[_Post] = []
+        where = f"(I could not post in <#{job.channel_id}>, so here it is.)"
+        if video is not None:  # too large for the DM: Discord says so (40005) and the link card follows
+            card = result_card(job, filename=filename, reencoded=reencoded, note=where)
+            dm.append(_Post(view=card, video=video))
+        dm.append(_Post(view=result_card(job, filename=None, note=where)))
+        message_id = await self._post_outcome(job, attempts, dm)
         await self._close_progress(job)
         return message_id
 
@@ -296,95 +257,95 @@ class DiscordReporter:
         self._stop_progress(job.id)
         reason = job.error_message or "The job could not finish."
         content = f"<@{job.user_id}> your /animate job ended without a video. {reason}"
-        message_id = await self._post_outcome(job, content, video=None, colour=FAILED_COLOUR, with_url=False)
+        embed = discord.Embed(colour=FAILED_COLOUR)
+        embed.set_footer(text=outcome_mark(job.id))
+        dm_text = f"{content}\n(I could not post in <#{job.channel_id}>.)"
+        message_id = await self._post_outcome(
+            job, [_Post(content=content, embed=embed)], [_Post(content=dm_text, embed=embed)]
+        )
         await self._close_progress(job)
         return message_id
 
-    async def _post_outcome(
-        self,
-        job: JobRow,
-        content: str,
-        *,
-        video: Path | None,
-        colour: discord.Colour,
-        with_url: bool = True,
-        view: discord.ui.View | None = None,
-    ) -> int | None:
+    async def _post_outcome(self, job: JobRow, attempts: list[_Post], dm: list[_Post]) -> int | None:
+        """The first of `attempts` the channel takes; a refusal for the file's sake tries the next,
+        any other refusal goes to the `dm` attempts."""
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        embed = discord.Embed(colour=colour)
-        embed.set_footer(text=outcome_mark(job.id))
         reference = None
         if job.progress_message_id is not None:
             reference = discord.MessageReference(
                 message_id=job.progress_message_id, channel_id=job.channel_id, fail_if_not_exists=False
             )
-        url_text = f"{content}\n{job.video_url}" if with_url and job.video_url else content
-        attempts: list[tuple[str, discord.File | None]] = []
-        if video is not None:
-            attempts.append((content, discord.File(video, filename=f"kling-{job.id}.mp4")))
-        attempts.append((url_text, None))
-        for text, file in attempts:
+        for post in attempts:
             try:
                 async with self._lane(job.channel_id, "post"):
                     message = await self._send(
-                        channel, job, text, embed, reference, file, self.instance, view
+                        channel, job, post, reference, job_nonce(job.id, "r", self.instance)
                     )
                 return message.id
             except discord.HTTPException as error:
                 log.warning("job %s: channel refused the result (%s %s)", job.id, error.status, error.code)
-                if file is None or error.code in (UNKNOWN_CHANNEL, MISSING_ACCESS):
+                if post.video is None or error.code in (UNKNOWN_CHANNEL, MISSING_ACCESS):
                     self._note_refusal(job.id, error)
                 if error.code in (UNKNOWN_CHANNEL, MISSING_ACCESS) or error.status >= 500:
-                    break  # the URL would be refused the same way; go straight to the DM
+                    break  # the link would be refused the same way; go straight to the DM
                 if error.code not in (TOO_LARGE, MISSING_PERMISSIONS) and error.status != 413:
                     break
-            finally:
-                if file is not None:
-                    file.close()
-        return await self._direct_message(job, url_text, embed)
+        return await self._direct_message(job, dm)
 
     @staticmethod
     async def _send(
-        channel: discord.PartialMessageable,
+        channel: discord.abc.Messageable,
         job: JobRow,
-        text: str,
-        embed: discord.Embed,
+        post: _Post,
         reference: discord.MessageReference | None,
-        file: discord.File | None,
-        instance: str,
-        view: discord.ui.View | None = None,
+        nonce: str,
     ) -> discord.Message:
         # One nonce for every attempt: Discord answers a repeat with the message it already made.
-        # MISSING (not None) is how discord.py spells "leave this field out" for `file`; `reference` is
-        # the exception: send() accepts None there and refuses MISSING (TypeError).
-        return await channel.send(
-            text,
-            embed=embed,
-            reference=reference,  # type: ignore[arg-type]
-            file=file if file is not None else discord.utils.MISSING,
-            view=view if view is not None else discord.utils.MISSING,
-            allowed_mentions=only_user(job.user_id),
-            nonce=job_nonce(job.id, "r", instance),
-        )
+        # MISSING (not None) is how discord.py spells "leave this field out"; `reference` is the
+        # exception: send() accepts None there and refuses MISSING (TypeError).
+        file = discord.File(post.video, filename=video_filename(job.id)) if post.video is not None else None
+        try:
+            if post.view is not None:  # a card: no content, no embeds (Components V2)
+                return await channel.send(
+                    view=post.view,
+                    reference=reference,  # type: ignore[arg-type]
+                    file=file if file is not None else discord.utils.MISSING,
+                    allowed_mentions=only_user(job.user_id),
+                    nonce=nonce,
+                )
+            return await channel.send(
+                post.content,
+                embed=post.embed if post.embed is not None else discord.utils.MISSING,
+                reference=reference,  # type: ignore[arg-type]
+                allowed_mentions=only_user(job.user_id),
+                nonce=nonce,
+            )
+        finally:
+            if file is not None:
+                file.close()
 
-    async def _direct_message(self, job: JobRow, text: str, embed: discord.Embed) -> int | None:
+    async def _direct_message(self, job: JobRow, attempts: list[_Post]) -> int | None:
         try:
             user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
-            message = await user.send(
-                f"{text}\n(I could not post in <#{job.channel_id}>.)",
-                embed=embed,
-                allowed_mentions=only_user(job.user_id),
-                nonce=job_nonce(job.id, "d", self.instance),
-            )
+            channel = await user.create_dm()
         except discord.HTTPException as error:
-            log.error(
-                "job %s: could not reach the member in the channel or by DM (%s); the result stays in the "
-                "database",
-                job.id,
-                error.code,
-            )
+            log.error("job %s: cannot open the DM (%s); the result stays in the database", job.id, error.code)
             return None
-        return message.id
+        for post in attempts:
+            try:
+                message = await self._send(channel, job, post, None, job_nonce(job.id, "d", self.instance))
+                return message.id
+            except discord.HTTPException as error:
+                if post.video is not None and (error.code == TOO_LARGE or error.status == 413):
+                    continue  # the link card next
+                log.error(
+                    "job %s: could not reach the member in the channel or by DM (%s); the result stays in "
+                    "the database",
+                    job.id,
+                    error.code,
+                )
+                return None
+        return None
 
     async def find_outcome(self, job: JobRow) -> int | None:
         """Looks for a post about this job that a previous process made before it died: in the
@@ -419,7 +380,7 @@ class DiscordReporter:
             async for message in channel.history(limit=HISTORY_LOOKBACK, after=after, oldest_first=False):
                 if me is not None and message.author.id != me.id:
                     continue
-                if any(embed.footer.text == mark for embed in message.embeds):
+                if carries_mark(message, mark):
                     return message.id
         except discord.HTTPException as error:
             log.info("job %s: cannot read the history (%s)", job.id, error.code)

@@ -63,6 +63,8 @@ def validate_components_v2(
                 custom_ids.add(str(custom_id))
             if len(str(component.get("label") or "")) > 80:
                 raise form_error(f"{path}.label", "BASE_TYPE_MAX_LENGTH", "Must be 80 or fewer.")
+            if kind == 2 and component.get("style") == 5 and len(str(component.get("url") or "")) > 512:
+                raise form_error(f"{path}.url", "BASE_TYPE_MAX_LENGTH", "Must be 512 or fewer in length.")
         elif kind == 10:
             content = str(component.get("content") or "")
             if not content:
@@ -120,3 +122,34 @@ def classic_components(components: list[Mapping[str, Any]]) -> None:
     """Without the V2 flag a message holds only action rows (at most 5)."""
     if any(int(c.get("type") or 0) != 1 for c in components):
         raise form_error("components", "COMPONENT_LAYOUT_WIDTH_EXCEEDED", "V2 components need flag 32768.")
+
+
+def components_text(components: list[Mapping[str, Any]]) -> str:
+    """Every text display's content, in order, one per line (a card's lines, for tests to read)."""
+    return v2_text(components)
+
+
+def _walk(components: list[Any]) -> list[Mapping[str, Any]]:
+    out: list[Mapping[str, Any]] = []
+    for c in components:
+        if isinstance(c, Mapping):
+            out.append(c)
+            out.extend(_walk(list(c.get("components") or [])))
+            if isinstance(c.get("accessory"), Mapping):
+                out.extend(_walk([c["accessory"]]))
+    return out
+
+
+def media_urls(components: list[Any]) -> list[str]:
+    """The media gallery items' URLs, in order."""
+    return [
+        str((item.get("media") or {}).get("url"))
+        for c in _walk(components)
+        if c.get("type") == 12
+        for item in c.get("items") or []
+    ]
+
+
+def buttons(components: list[Any]) -> list[dict[str, Any]]:
+    """Every button of the message, nested ones included, in order."""
+    return [dict(c) for c in _walk(components) if c.get("type") == 2]

@@ -314,6 +314,11 @@ class MessageRecord:
 
     @property
     def content(self) -> str:
+        """What the member reads: the content, or a Components V2 message's text displays."""
+        if int(self.message.get("flags") or 0) & FLAG_IS_COMPONENTS_V2:
+            from tests.fakes.discord_server._components import components_text
+
+            return components_text(list(self.message.get("components") or []))
         return str(self.message.get("content") or "")
 
     @property
