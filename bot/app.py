@@ -22,8 +22,8 @@ from bot.blocklist import PromptFilter
 from bot.config import Settings
 from bot.fleet import ShardLeases
 from bot.guild_access import NOT_ALLOWED, guild_allowed
+from bot.image_checker import ImageChecker
 from bot.jobs import JobRunner
-from bot.media import ImageChecker
 from bot.metrics import BotMetrics
 from bot.monitoring import Monitor, gateway_connected
 from bot.quota.spending import QuotaService
