@@ -57,7 +57,8 @@ def forum_title(prompt: str, *, fallback: str) -> str:
     """A forum post's title from the start of the prompt: 1-100 characters, one line, no mentions or
     markdown; `fallback` when nothing is left."""
     text = _MENTION.sub(" ", prompt)
-    text = _MARKDOWN.sub("", text)
+    # Again once the markdown is out: "@every*one" is "@everyone" without its "*".
+    text = _MENTION.sub(" ", _MARKDOWN.sub("", text))
     text = " ".join(text.split())
     if len(text) > TITLE_MAX:
         cut = text[: TITLE_MAX - 1]

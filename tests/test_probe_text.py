@@ -1,0 +1,15 @@
+"""A member's prompt as a forum post's title (issue 18 item 6): markdown hidden inside a mention must not
+put the mention back together when the markdown is taken out."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.showcase import forum_title
+
+
+@pytest.mark.parametrize("prompt", ["@every*one look", "@he**re look", "@every_one look", "@e`very`one look"])
+def test_a_mention_split_by_markdown_is_not_rebuilt_in_a_forum_title(prompt: str) -> None:
+    title = forum_title(prompt, fallback="Showcase #7")
+    assert "@everyone" not in title and "@here" not in title, title
+    assert title == "look"
