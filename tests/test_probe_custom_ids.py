@@ -52,3 +52,19 @@ async def test_page_buttons_with_a_page_past_any_stored_number(
 
         await world.discord.wait_for(page_sent, timeout=5)
         assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("action", ["remix", "extend"])
+async def test_a_form_naming_a_job_past_any_stored_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, action: str
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async with running_world(tmp_path) as world:
+        world.discord.ensure_member(p.DEFAULT_GUILD_ID, p.DEFAULT_USER_ID)
+        fields = {"prompt": "the cat waves", "negative_prompt": "", "duration": "5"}
+        record = await world.discord.dispatch_interaction(
+            p.modal_submit(world.discord, f"kling:{action}form:{HUGE}", fields)
+        )
+        answer = await world.private_answer(record, within=5)
+        assert "I don't know this video" in answer, answer
+        assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
