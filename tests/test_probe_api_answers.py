@@ -64,3 +64,65 @@ async def test_an_answer_within_the_bound_is_read() -> None:
     async with answering(2) as url, SunraClient(url, "sk-test", file_hosts=listed(url)) as client:
         status = await asyncio.wait_for(client.status("abc"), 10.0)
     assert status.status == "IN_QUEUE"
+
+
+class Stream:
+    """A server whose status stream sends `line` again and again, never ending an event; its status says
+    IN_PROGRESS until `done` is set. `dropped` is set when the client hangs up the stream."""
+
+    def __init__(self, line: bytes) -> None:
+        self.line = line
+        self.done = asyncio.Event()
+        self.dropped = asyncio.Event()
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(self.line * 1000)
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            self.dropped.set()
+        return response
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"status": "COMPLETED" if self.done.is_set() else "IN_PROGRESS", "success": True}
+        )
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[str]:
+        app = web.Application()
+        app.router.add_get("/v1/queue/requests/{id}/status/stream", self.stream)
+        app.router.add_get("/v1/queue/requests/{id}/status", self.status)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+        finally:
+            await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"x" * 1000, b"data: " + b"x" * 1000 + b"\n"],
+    ids=["a line that never ends", "data lines and never a blank line"],
+)
+async def test_a_status_stream_that_never_ends_an_event_is_dropped_for_polling(line: bytes) -> None:
+    """Before, the client held the unfinished line (or event) in memory for as long as the job ran: the
+    silence check asks the status, and a job still running kept the stream, growing by 100 MB a second
+    here. Past the bound on an answer's size the stream is dropped and the job is polled."""
+    from bot.sunra import PollPolicy
+
+    server = Stream(line)
+    async with server.serving() as url, SunraClient(url, "sk-test", file_hosts=listed(url)) as client:
+        waiting = asyncio.create_task(client.wait("abc", poll=PollPolicy(first=0.05, maximum=0.2, jitter=0)))
+        try:
+            await asyncio.wait_for(server.dropped.wait(), 3.0)
+        finally:
+            server.done.set()
+        final = await asyncio.wait_for(waiting, 5.0)
+    assert final.status == "COMPLETED"

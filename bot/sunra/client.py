@@ -60,6 +60,7 @@ from bot.sunra.transport import (
     ApiCall,
     KeyAuth,
     api_error,
+    bounded_lines,
     endpoint_name,
     error_fields,
     failure_reason,
@@ -273,7 +274,8 @@ class SunraClient:
                     code = response.status_code
                     self._observe("status_stream", started, code, ok=code == 200)
                     await self._check_stream_open(response, label)
-                    async for data in sse_data(response.aiter_lines()):
+                    lines = bounded_lines(response.aiter_text(), MAX_ANSWER_BYTES, label)
+                    async for data in sse_data(lines, limit=MAX_ANSWER_BYTES, label=label):
                         status = status_event(data, label)
                         if status is None:
                             continue
