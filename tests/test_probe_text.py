@@ -13,3 +13,12 @@ def test_a_mention_split_by_markdown_is_not_rebuilt_in_a_forum_title(prompt: str
     title = forum_title(prompt, fallback="Showcase #7")
     assert "@everyone" not in title and "@here" not in title, title
     assert title == "look"
+
+
+@pytest.mark.parametrize("text", ["²", "#¹²", "①"])
+def test_a_post_reference_in_digits_int_cannot_read_finds_nothing(text: str) -> None:
+    """`/showcase-admin remove post:²`: str.isdigit() takes superscripts and circled digits, which int()
+    refuses, so the command died with a traceback and "Something went wrong"."""
+    from cogs.showcase._cog import parse_post_reference
+
+    assert parse_post_reference(text) == {"message_id": None, "showcase_id": None}
