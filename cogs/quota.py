@@ -11,7 +11,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.i18n import _, join
-from bot.quota.rules import PERIOD_NOUN, Period, ServerPolicy, known_time_zones, per_period, relative_time
+from bot.quota.rules import (
+    PERIOD_NOUN,
+    Period,
+    ServerPolicy,
+    known_time_zones,
+    per_period,
+    relative_time,
+    zone_change_text,
+)
 from bot.quota.spending import RECENT_DAYS, MemberReport, QuotaService
 from bot.store.jobs import JobRow, JobStore
 from cogs._ui import ManagerGroup, acting, reply
@@ -296,7 +304,7 @@ class QuotaCog(commands.Cog):
     @app_commands.describe(tz="An IANA time zone such as Europe/Paris or America/New_York")
     async def timezone(self, interaction: Interaction, tz: app_commands.Range[str, 1, 64]) -> None:
         policy = await self.quota.set_timezone(**acting(interaction), timezone=tz)
-        await reply(interaction, f"Allowances here now reset at midnight in {policy.timezone}.")
+        await reply(interaction, zone_change_text(policy))
 
     @timezone.autocomplete("tz")
     async def timezone_choices(

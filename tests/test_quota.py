@@ -389,10 +389,24 @@ async def test_server_allowance_and_period_within_the_operator_limits(db: Databa
 
 async def test_server_time_zone_moves_the_reset(db: Database, clock: Clock) -> None:
     quota = make_service(db, clock)
-    await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone="Asia/Tokyo")
+    policy = await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone="Asia/Tokyo")
+    # The zone takes effect when the UTC day now running ends, not at once (tests/test_probe_quota_zone.py).
+    utc_midnight = dt.datetime(2025, 3, 13, tzinfo=dt.UTC).timestamp()
+    assert (policy.timezone, policy.pending_timezone, policy.pending_at) == (
+        "UTC",
+        "Asia/Tokyo",
+        utc_midnight,
+    )
     balance = await quota.balance(guild_id=GUILD, user_id=ALICE, role_ids=())
-    # 15:00 UTC is midnight in Tokyo (UTC+9): the new day there has just begun.
-    tokyo_midnight = dt.datetime(2025, 3, 13, tzinfo=load_zone("Asia/Tokyo")).timestamp()
+    assert balance.resets_at == utc_midnight
+    clock.advance(utc_midnight - clock.now)
+    balance = await quota.balance(guild_id=GUILD, user_id=ALICE, role_ids=())
+    # From then, Tokyo's days; the first runs to the end of Tokyo's first whole day after the switch
+    # (00:00 UTC is 09:00 in Tokyo, UTC+9), 39 hours.
+    tokyo_midnight = dt.datetime(2025, 3, 15, tzinfo=load_zone("Asia/Tokyo")).timestamp()
+    assert balance.period_start == utc_midnight and balance.resets_at == tokyo_midnight
+    clock.advance(tokyo_midnight - clock.now)
+    balance = await quota.balance(guild_id=GUILD, user_id=ALICE, role_ids=())
     assert balance.period_start == tokyo_midnight and balance.resets_at == tokyo_midnight + 86_400
     with pytest.raises(InputRefused, match="unknown time zone"):
         await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone="Nowhere/Land")
@@ -933,6 +947,11 @@ async def test_an_admin_grants_and_the_member_sees_it_in_quota(
 
     tz = _admin_command(fake, "timezone", [p.option("tz", "Nowhere/Land")], permissions=ADMIN_PERMISSIONS)
     assert "unknown time zone" in (await _answer(fake, tz)).data["content"]
+    tz = _admin_command(fake, "timezone", [p.option("tz", "Asia/Tokyo")], permissions=ADMIN_PERMISSIONS)
+    moved = (await _answer(fake, tz)).data["content"]
+    # The zone waits for the end of the period now running; the admin is told when.
+    switch = (await quota.policy(p.DEFAULT_GUILD_ID)).pending_at
+    assert moved.startswith("The time zone changes to Asia/Tokyo") and f"<t:{int(switch or 0)}:f>" in moved
 
     # Past the operator's bound (500 per day by default) a grant is refused whole, saying the room left.
     big = [p.option("member", BOB_ID, type=p.OPTION_USER), p.option("credits", 481), p.option("reason", "x")]

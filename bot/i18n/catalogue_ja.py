@@ -156,4 +156,6 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Only the member whose picture this is can fix it.": "この画像を修正できるのは、画像を送ったメンバーだけです。",
     "This fix is no longer available (the picture is gone, or it was already used). Nothing was charged; please use /animate again.": "この修正はもう利用できません（画像が消えたか、すでに使われています）。請求はされていません。もう一度 /animate を使ってください。",
     "I can no longer read the message this form was for (deleted, or I lost access to the channel). Nothing was charged; please use Animate on it again, or /animate.": "このフォームの対象メッセージを読み取れなくなりました（削除されたか、チャンネルにアクセスできなくなりました）。請求はされていません。もう一度そのメッセージで「アニメ化」を使うか、/animate を使ってください。",
+    "Allowances here reset at midnight in {zone}.": "このサーバーの割り当ては {zone} の午前0時にリセットされます。",
+    "The time zone changes to {zone} when the current period ends, {switch}; until then {current} stays in force. The first period in {zone} runs from then until {first}, so that no period is shorter than a whole one; after that, allowances reset at midnight in {zone}.": "タイムゾーンは現在の期間が終わる {switch} に {zone} へ切り替わります。それまでは {current} が引き続き適用されます。どの期間も1期間より短くならないよう、{zone} での最初の期間はその時点から {first} までです。その後、割り当ては {zone} の午前0時にリセットされます。",
 }

@@ -214,11 +214,28 @@ class QuotaAdmin:
         return await self._set_and_audit(guild_id, actor_id, "switches", values)
 
     async def set_timezone(self, *, guild_id: int, actor_id: int, timezone: str) -> ServerPolicy:
+        """Schedules the server's new time zone; returns the policy, whose `pending_at` says when it takes
+        effect (None when `timezone` is the zone in force already).
+
+        A change takes effect only when the period now running ends, and the first period in the new zone
+        lasts until the end of its first whole period (bot/quota/rules.py, `first_period_end`): no period
+        is ever shorter than a whole one, so moving the zone, however often, never gives a member a second
+        allowance or the server a second cap within one (issue 18). Changes before the switch only
+        replace the waiting zone. Raises InputRefused for an unknown zone."""
         try:
             load_zone(timezone)
         except ValueError as error:
             raise InputRefused(str(error)) from None
-        return await self._set_and_audit(guild_id, actor_id, "timezone", {"timezone": timezone})
+        now = self._clock()
+        key = ledger.guild_key(guild_id)
+        async with self._changing_rules(guild_id) as tx:
+            policy = server_policy(self.settings, await ledger.guild_overrides(tx, key), now)
+            values = _zone_change(policy, timezone, now)
+            await ledger.update_guild_settings(tx, key, values, at=now)
+            details = {"timezone": timezone, "takes_effect_at": values["pending_timezone_at"] or now}
+            await self._audit(tx, guild_id, actor_id, "timezone", None, details)
+            overrides = await ledger.guild_overrides(tx, key)
+        return server_policy(self.settings, overrides, now)
 
     async def set_cooldown(self, *, guild_id: int, actor_id: int, seconds: float) -> ServerPolicy:
         if not math.isfinite(seconds) or seconds < 0:
@@ -263,10 +280,18 @@ class QuotaAdmin:
         now = self._clock()
         key = ledger.guild_key(guild_id)
         async with self._changing_rules(guild_id) as tx:
+            before = server_policy(self.settings, await ledger.guild_overrides(tx, key), now)
             await ledger.update_guild_settings(tx, key, values, at=now)
             await self._audit(tx, guild_id, actor_id, action, None, values)
             overrides = await ledger.guild_overrides(tx, key)
-        return server_policy(self.settings, overrides)
+            policy = server_policy(self.settings, overrides, now)
+            if policy.pending_at is not None and policy.period != before.period:
+                # A waiting zone change keeps switching at a boundary of the period in force, so the
+                # period it cuts short is never one of the new length.
+                switch = {"pending_timezone_at": policy.bounds(now)[1]}
+                await ledger.update_guild_settings(tx, key, switch, at=now)
+                overrides = await ledger.guild_overrides(tx, key)
+        return server_policy(self.settings, overrides, now)
 
     @contextlib.asynccontextmanager
     async def _changing_rules(self, guild_id: int) -> AsyncIterator[ledger.Writer]:
@@ -302,6 +327,20 @@ class QuotaAdmin:
             details=details,
             at=self._clock(),
         )
+
+
+def _zone_change(policy: ServerPolicy, timezone: str, now: float) -> dict[str, object]:
+    """The server settings that schedule `timezone` given the policy in force at `now`: the zone in
+    force is written down as it stands (a waiting change whose switch has come is in force since its
+    switch), and the new one waits for the end of the period now running, or keeps the switch already
+    set when a change was waiting."""
+    values: dict[str, object] = {"timezone_since": policy.timezone_since}
+    if policy.timezone_since is not None:
+        values["timezone"] = policy.timezone  # a switch that came: the waiting zone is now the one
+    if timezone == policy.timezone:
+        return {**values, "timezone": timezone, "pending_timezone": None, "pending_timezone_at": None}
+    at = policy.pending_at if policy.pending_at is not None else policy.bounds(now)[1]
+    return {**values, "pending_timezone": timezone, "pending_timezone_at": at}
 
 
 CSV_COLUMNS = ("date", "user_id", "jobs", "credits", "usd")

@@ -164,6 +164,28 @@ def midnight(day: dt.date, zone: dt.tzinfo) -> float:
     return dt.datetime.combine(day, dt.time(), tzinfo=zone).timestamp()
 
 
+def first_period_end(since: float, period: Period, zone: dt.tzinfo) -> float:
+    """When the first period of a zone that took over at `since` ends: the end of the zone's first whole
+    period after `since` (or the end of the period `since` begins, when it is a boundary of the zone
+    already). So the first period is never shorter than a whole one: a day between 24 and 48 hours, a week
+    between 7 and 14 days, a month one whole calendar month and the part before it."""
+    start, end = period_bounds(since, period, zone)
+    if start == since:
+        return end
+    return period_bounds(end, period, zone)[1]
+
+
+def anchored_bounds(now: float, period: Period, zone: dt.tzinfo, since: float | None) -> tuple[float, float]:
+    """[start, end) of the period holding `now` in a zone in force since `since` (None: always): the
+    first period runs from `since` to `first_period_end`, later ones from local midnight to midnight."""
+    if since is None or now < since:
+        return period_bounds(now, period, zone)
+    first_end = first_period_end(since, period, zone)
+    if now < first_end:
+        return since, first_end
+    return period_bounds(now, period, zone)
+
+
 def utc_day_bounds(now: float) -> tuple[float, float]:
     return period_bounds(now, "daily", dt.UTC)
 
@@ -177,16 +199,23 @@ class ServerPolicy:
 
     allowance: int  # per member per period, before role allowances
     period: Period
-    timezone: str
+    timezone: str  # the zone in force now
     cap: int  # credits per period for the whole server; 0 = no cap
     cooldown_seconds: float
     allow_10s: bool
     allow_audio: bool
     allow_voices: bool
+    timezone_since: float | None = None  # when the zone in force took over (None: always)
+    pending_timezone: str | None = None  # an admin's change, in force from pending_at
+    pending_at: float | None = None
 
     @property
     def zone(self) -> dt.tzinfo:
         return load_zone(self.timezone)
+
+    def bounds(self, now: float) -> tuple[float, float]:
+        """[start, end) of this server's period holding `now` (epoch seconds), in the zone in force."""
+        return anchored_bounds(now, self.period, self.zone, self.timezone_since)
 
 
 def within_operator_limit(value: int, limit: int) -> int:
@@ -214,8 +243,11 @@ def period_allowed(period: Period, operator_period: Period) -> bool:
     return PERIODS.index(period) >= PERIODS.index(operator_period)
 
 
-def server_policy(settings: QuotaSettings, overrides: ledger.GuildOverrides | None) -> ServerPolicy:
-    """The rules of a server; `overrides` None means direct messages, which only the operator sets."""
+def server_policy(
+    settings: QuotaSettings, overrides: ledger.GuildOverrides | None, now: float
+) -> ServerPolicy:
+    """The rules of a server at `now` (epoch seconds); `overrides` None means direct messages, which only
+    the operator sets."""
     if overrides is None:
         return ServerPolicy(
             allowance=settings.dm_credits,
@@ -234,10 +266,14 @@ def server_policy(settings: QuotaSettings, overrides: ledger.GuildOverrides | No
     chosen = as_period(overrides.period)
     if chosen is not None and period_allowed(chosen, settings.period):
         period = chosen
+    zone = zone_in_force(overrides, settings.timezone, now)
     return ServerPolicy(
         allowance=allowance,
         period=period,
-        timezone=_usable_zone(overrides.timezone, settings.timezone),
+        timezone=zone.timezone,
+        timezone_since=zone.since,
+        pending_timezone=zone.pending,
+        pending_at=zone.pending_at,
         cap=effective_cap(overrides.cap, settings.guild_credits),
         # The operator's cooldown is a minimum: a server may only wait longer.
         cooldown_seconds=max(settings.cooldown_seconds, overrides.cooldown_seconds or 0.0),
@@ -245,6 +281,33 @@ def server_policy(settings: QuotaSettings, overrides: ledger.GuildOverrides | No
         allow_audio=settings.allow_audio and overrides.allow_audio is not False,
         allow_voices=settings.allow_voices and overrides.allow_voices is not False,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneInForce:
+    """A server's time zone at one instant: the zone in force and since when (None: always), and a
+    change still waiting for its switch (pending_at, epoch seconds), if any."""
+
+    timezone: str
+    since: float | None
+    pending: str | None
+    pending_at: float | None
+
+
+def zone_in_force(overrides: ledger.GuildOverrides, fallback: str, now: float) -> ZoneInForce:
+    """Which zone holds at `now`: a pending change whose switch has come is in force from its switch.
+
+    An admin's change never takes effect at once (QuotaAdmin.set_timezone stores it as pending until the
+    end of the period then running): moving the zone to where midnight just passed would otherwise start
+    a fresh period, and a fresh allowance, every hour (issue 18)."""
+    current = _usable_zone(overrides.timezone, fallback)
+    since = overrides.timezone_since
+    pending, at = overrides.pending_timezone, overrides.pending_timezone_at
+    if pending is None or at is None:
+        return ZoneInForce(current, since, None, None)
+    if now >= at:
+        return ZoneInForce(_usable_zone(pending, current), at, None, None)
+    return ZoneInForce(current, since, pending, at)
 
 
 def _usable_zone(name: str | None, fallback: str) -> str:
@@ -280,6 +343,23 @@ def per_period(n: int, period: Period) -> str:
     if period == "monthly":
         return _("{n} per month", n=n)
     return _("{n} per day", n=n)
+
+
+def zone_change_text(policy: ServerPolicy) -> str:
+    """What /quota-admin timezone tells the admin: when the zone takes effect and when its first period
+    ends (Discord timestamps, shown in each reader's own time zone)."""
+    if policy.pending_timezone is None or policy.pending_at is None:
+        return _("Allowances here reset at midnight in {zone}.", zone=policy.timezone)
+    first = first_period_end(policy.pending_at, policy.period, load_zone(policy.pending_timezone))
+    return _(
+        "The time zone changes to {zone} when the current period ends, {switch}; until then {current} "
+        "stays in force. The first period in {zone} runs from then until {first}, so that no period is "
+        "shorter than a whole one; after that, allowances reset at midnight in {zone}.",
+        zone=policy.pending_timezone,
+        current=policy.timezone,
+        switch=f"<t:{int(policy.pending_at)}:f>",
+        first=f"<t:{int(first)}:f>",
+    )
 
 
 def relative_time(epoch: float) -> str:

@@ -40,7 +40,6 @@ from bot.quota.rules import (
     job_cost,
     member_allowance,
     per_period,
-    period_bounds,
     price_list,
     relative_time,
     server_policy,
@@ -310,10 +309,8 @@ class QuotaService(QuotaAdmin):
         """Credits the member reserved for jobs this period (committed or still open), for fairness."""
         now = self._clock()
         key = ledger.guild_key(guild_id)
-        policy = await self._policy(self.db, guild_id)
-        figures = await ledger.member_figures(
-            self.db, key, user_id, period_bounds(now, policy.period, policy.zone)
-        )
+        policy = await self._policy(self.db, guild_id, now)
+        figures = await ledger.member_figures(self.db, key, user_id, policy.bounds(now))
         return figures.job_credits
 
     async def report(self, *, guild_id: int | None, user_id: int, role_ids: Sequence[int]) -> MemberReport:
@@ -338,7 +335,7 @@ class QuotaService(QuotaAdmin):
         )
 
     async def policy(self, guild_id: int | None) -> ServerPolicy:
-        return await self._policy(self.db, guild_id)
+        return await self._policy(self.db, guild_id, self._clock())
 
     def price_list(self) -> dict[str, int]:
         """What the usual choices cost, for /quota."""
@@ -349,15 +346,15 @@ class QuotaService(QuotaAdmin):
     async def audio_by_default(self, guild_id: int | None) -> bool:
         """What an /animate that leaves `audio` out gets: on, unless sound is switched off here (then
         silent, rather than refusing every command that did not think of the switch)."""
-        return (await self._policy(self.db, guild_id)).allow_audio
+        return (await self._policy(self.db, guild_id, self._clock())).allow_audio
 
-    async def _policy(self, reader: ledger.Reader, guild_id: int | None) -> ServerPolicy:
+    async def _policy(self, reader: ledger.Reader, guild_id: int | None, now: float) -> ServerPolicy:
         if guild_id is None:
-            return server_policy(self.settings, None)
+            return server_policy(self.settings, None, now)
         key = ledger.guild_key(guild_id)
         if reader is self.db:
-            return server_policy(self.settings, (await self._server_rules(key)).overrides)
-        return server_policy(self.settings, await ledger.guild_overrides(reader, key))
+            return server_policy(self.settings, (await self._server_rules(key)).overrides, now)
+        return server_policy(self.settings, await ledger.guild_overrides(reader, key), now)
 
     async def _server_rules(self, key: str) -> ledger.ServerRules:
         return await self._rules.get(key, lambda: ledger.server_rules(self.db, key))
@@ -385,9 +382,9 @@ class QuotaService(QuotaAdmin):
         wallet spent, when those caps are on."""
         key = ledger.guild_key(guild_id)
         context = await self._member_context(reader, key, user_id, () if guild_id is None else role_ids)
-        policy = server_policy(self.settings, None if guild_id is None else context.overrides)
+        policy = server_policy(self.settings, None if guild_id is None else context.overrides, now)
         allowance = member_allowance(policy, context.role_allowance, self.settings)
-        start, end = period_bounds(now, policy.period, policy.zone)
+        start, end = policy.bounds(now)
         server_total = with_caps and policy.cap > 0
         utc_day = utc_day_bounds(now) if with_caps and self.settings.global_daily_usd > 0 else None
         if reader is self.db:

@@ -24,7 +24,19 @@ Settlement = Literal["commit", "refund"]
 
 # The columns of quota_guild_settings an admin command may set; names are never taken from elsewhere.
 GUILD_SETTING_COLUMNS = frozenset(
-    {"allowance", "period", "cap", "timezone", "cooldown_seconds", "allow_10s", "allow_audio", "allow_voices"}
+    {
+        "allowance",
+        "period",
+        "cap",
+        "timezone",
+        "timezone_since",
+        "pending_timezone",
+        "pending_timezone_at",
+        "cooldown_seconds",
+        "allow_10s",
+        "allow_audio",
+        "allow_voices",
+    }
 )
 
 
@@ -65,7 +77,10 @@ class GuildOverrides:
     allowance: int | None = None
     period: str | None = None
     cap: int | None = None
-    timezone: str | None = None
+    timezone: str | None = None  # the zone in force (None: the operator's)
+    timezone_since: float | None = None  # when it took over at a switch (None: always in force)
+    pending_timezone: str | None = None  # a change that takes effect at pending_timezone_at
+    pending_timezone_at: float | None = None
     cooldown_seconds: float | None = None
     allow_10s: bool | None = None
     allow_audio: bool | None = None
@@ -83,7 +98,8 @@ class MemberContext:
 async def member_context(db: Reader, guild: str, user_id: int, role_ids: Sequence[int]) -> MemberContext:
     """The server's settings, the member's best role allowance and block, in one statement."""
     row = await db.fetchone(
-        "SELECT s.allowance, s.period, s.cap, s.timezone, s.cooldown_seconds,"
+        "SELECT s.allowance, s.period, s.cap, s.timezone, s.timezone_since, s.pending_timezone,"
+        " s.pending_timezone_at, s.cooldown_seconds,"
         " s.allow_10s, s.allow_audio, s.allow_voices,"
         " (SELECT MAX(r.credits) FROM quota_role_allowances r WHERE r.guild_id = :guild"
         "   AND r.role_id IN (SELECT value FROM json_each(:roles))) AS role_allowance,"
@@ -142,6 +158,9 @@ def _overrides_from(row: Row) -> GuildOverrides:
         period=row["period"],
         cap=row["cap"],
         timezone=row["timezone"],
+        timezone_since=row["timezone_since"],
+        pending_timezone=row["pending_timezone"],
+        pending_timezone_at=row["pending_timezone_at"],
         cooldown_seconds=row["cooldown_seconds"],
         allow_10s=_bool_or_none(row["allow_10s"]),
         allow_audio=_bool_or_none(row["allow_audio"]),
