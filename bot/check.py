@@ -252,7 +252,10 @@ def money(quota: QuotaSettings, *, live_key: bool = True) -> list[Finding]:
         return f"${format_usd(usd_micros(credits, quota))}"
 
     caps = [
-        f"member allowance {quota.daily_credits} cr per {noun} ({usd(quota.daily_credits)})",
+        f"member allowance {quota.daily_credits} cr per {noun} ({usd(quota.daily_credits)})"
+        if quota.daily_credits
+        # 0 is no operator bound, not "members get nothing" (rules.within_operator_limit).
+        else "member allowance: set by each server, no operator bound",
         f"server cap {quota.guild_credits} cr per {noun} ({usd(quota.guild_credits)})"
         if quota.guild_credits
         else "no server cap",

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.check import Finding, exit_code, run_checks
+from bot.check import Finding, exit_code, money, run_checks
 from bot.config import ToolSettings
 from bot.invite import INSTALL_PERMISSIONS
+from bot.quota.rules import QuotaSettings
 from bot.store import Database
 from bot.store.migrations import migrations
 from tests.fakes import payloads as p
@@ -188,6 +189,13 @@ async def test_settings_that_differ_are_listed_and_caps_in_usd(tmp_path: Path) -
     assert "member allowance 20 cr per day ($1.40)" in by_topic(findings, "caps").text
     assert by_topic(findings, "global cap").text.startswith("$12.50 per UTC day")
     assert "5 s with audio $0.70 (10 cr)" in by_topic(findings, "prices").text
+
+
+def test_an_allowance_of_0_reads_as_no_operator_bound() -> None:
+    # QUOTA__DAILY_CREDITS=0 lets each server set its own allowance; "0 cr per day" read as "nothing".
+    caps = by_topic(money(QuotaSettings(daily_credits=0, global_daily_usd=5)), "caps").text
+    assert caps.startswith("member allowance: set by each server, no operator bound · ")
+    assert "0 cr" not in caps
 
 
 async def test_the_command_exits_non_zero_and_never_prints_a_secret(tmp_path: Path) -> None:
