@@ -164,15 +164,17 @@ def midnight(day: dt.date, zone: dt.tzinfo) -> float:
     return dt.datetime.combine(day, dt.time(), tzinfo=zone).timestamp()
 
 
+@functools.lru_cache(maxsize=1024)
 def first_period_end(since: float, period: Period, zone: dt.tzinfo) -> float:
     """When the first period of a zone that took over at `since` ends: the end of the zone's first whole
     period after `since` (or the end of the period `since` begins, when it is a boundary of the zone
     already). So the first period is never shorter than a whole one: a day between 24 and 48 hours, a week
     between 7 and 14 days, a month one whole calendar month and the part before it."""
-    start, end = period_bounds(since, period, zone)
+    # Cached apart from period_bounds' own memory, which holds the period of now and would be evicted.
+    start, end = _period_bounds(since, period, zone)
     if start == since:
         return end
-    return period_bounds(end, period, zone)[1]
+    return _period_bounds(end, period, zone)[1]
 
 
 def anchored_bounds(now: float, period: Period, zone: dt.tzinfo, since: float | None) -> tuple[float, float]:
