@@ -189,3 +189,22 @@ async def test_a_longer_period_moves_the_waiting_switch_to_its_own_end(
     policy = await quota.set_allowance(guild_id=GUILD, actor_id=ADMIN, credits=30, period="weekly")
     # 2025-03-12 is a Wednesday: the UTC week ends on Monday the 17th.
     assert policy.pending_at == dt.datetime(2025, 3, 17, tzinfo=dt.UTC).timestamp()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not fixed: a server's period change takes effect at once, so moving from weekly to monthly on "
+    "the 1st starts a month the week's spending is not in (the same cure as the zone's would do: the "
+    "change waits for the end of the period running)",
+)
+async def test_a_period_change_does_not_renew_the_allowance_within_the_operators_week(
+    db: Database,  # noqa: F811
+    clock: Clock,  # noqa: F811
+) -> None:
+    quota = make_service(db, clock, daily_credits=10, period="weekly")
+    clock.advance(dt.datetime(2025, 3, 31, 12, tzinfo=dt.UTC).timestamp() - clock.now)  # a Monday
+    await reserve(quota, options=SILENT_10)
+    clock.advance(DAY)  # Tuesday, 1 April: a new month, the same week
+    await quota.set_allowance(guild_id=GUILD, actor_id=ADMIN, credits=10, period="monthly")
+    with pytest.raises(QuotaRefused):
+        await reserve(quota, options=SILENT_10)
