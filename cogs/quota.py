@@ -17,6 +17,7 @@ from bot.quota.rules import (
     ServerPolicy,
     known_time_zones,
     per_period,
+    period_change_text,
     relative_time,
     zone_change_text,
 )
@@ -220,7 +221,7 @@ class QuotaCog(commands.Cog):
         await reply(
             interaction,
             f"Members now get {policy.allowance} credits per {PERIOD_NOUN[policy.period]}"
-            f"{limited_note(credits, policy.allowance)}.",
+            f"{limited_note(credits, policy.allowance)}. {period_change_text(policy)}".strip(),
         )
 
     @admin.command(name="role-allowance", description="Set or clear a role's allowance (most generous wins)")

@@ -10,7 +10,7 @@ import itertools
 import pytest
 
 from bot.quota.admin import GrantRefused
-from bot.quota.rules import load_zone, zone_change_text
+from bot.quota.rules import Period, load_zone, period_change_text, zone_change_text
 from bot.quota.spending import QuotaRefused, QuotaService
 from bot.store import Database
 from tests.test_quota import (  # noqa: F401 (fixtures)
@@ -63,13 +63,23 @@ SHORTEST = {"daily": DAY, "weekly": 7 * DAY, "monthly": 28 * DAY}
 
 
 async def hostile_admin(
-    quota: QuotaService, time: Clock, *, steps: int, step_seconds: float, members: tuple[int, ...]
+    quota: QuotaService,
+    time: Clock,
+    *,
+    steps: int,
+    step_seconds: float,
+    members: tuple[int, ...],
+    periods: tuple[Period, ...] = (),
 ) -> dict[tuple[float, float], dict[int, int]]:
     """Every step the admin moves the server's zone to where midnight just passed and each member asks
     for 5 credits as long as the bot gives them; returns what each member got in each period /quota showed."""
     got: dict[tuple[float, float], dict[int, int]] = {}
-    for _ in range(steps):
+    for step in range(steps):
         await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone=zone_just_past_midnight(time.now))
+        if periods:  # and the period, back and forth
+            await quota.set_allowance(
+                guild_id=GUILD, actor_id=ADMIN, credits=10, period=periods[step % len(periods)]
+            )
         for member in members:
             while True:
                 balance = await quota.balance(guild_id=GUILD, user_id=member, role_ids=())
@@ -109,6 +119,19 @@ async def test_hourly_zone_moves_give_one_allowance_per_whole_period(
     # Whole periods that do not overlap: at most one allowance per whole period of the run, plus the
     # two the run began and ended in.
     assert sum(spent[ALICE] for spent in got.values()) <= 10 * (steps * step // SHORTEST[period] + 2)
+
+
+async def test_zone_and_period_moves_give_one_allowance_per_whole_week(
+    db: Database,  # noqa: F811
+    clock: Clock,  # noqa: F811
+) -> None:
+    quota = make_service(db, clock, daily_credits=10, period="weekly")
+    clock.advance(dt.datetime(2025, 3, 24, tzinfo=dt.UTC).timestamp() - clock.now)  # a month's last week
+    got = await hostile_admin(
+        quota, clock, steps=120, step_seconds=3 * 3600, members=(ALICE,), periods=("weekly", "monthly")
+    )
+    assert_whole_periods(got, 7 * DAY)
+    assert all(spent[ALICE] <= 10 for spent in got.values()), got
 
 
 async def test_zone_moves_do_not_renew_the_server_cap(
@@ -174,29 +197,43 @@ async def test_repeated_changes_replace_the_waiting_zone_and_keep_its_switch(
     await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone="America/New_York")
     clock.advance(utc_midnight - clock.now + 3600)
     moved = await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone="Europe/Paris")
-    assert (moved.timezone, moved.timezone_since) == ("America/New_York", utc_midnight)
+    assert (moved.timezone, moved.switched_at) == ("America/New_York", utc_midnight)
     assert (moved.pending_timezone, moved.pending_at) == ("Europe/Paris", new_york_14th)
     balance = await quota.balance(guild_id=GUILD, user_id=ALICE, role_ids=())
     assert (balance.period_start, balance.resets_at) == (utc_midnight, new_york_14th)
 
 
-async def test_a_longer_period_moves_the_waiting_switch_to_its_own_end(
+async def test_a_period_and_a_zone_waiting_together_switch_together(
     db: Database,  # noqa: F811
     clock: Clock,  # noqa: F811
 ) -> None:
     quota = make_service(db, clock)
     await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone="Asia/Tokyo")
     policy = await quota.set_allowance(guild_id=GUILD, actor_id=ADMIN, credits=30, period="weekly")
-    # 2025-03-12 is a Wednesday: the UTC week ends on Monday the 17th.
-    assert policy.pending_at == dt.datetime(2025, 3, 17, tzinfo=dt.UTC).timestamp()
+    utc_midnight = dt.datetime(2025, 3, 13, tzinfo=dt.UTC).timestamp()
+    assert (policy.allowance, policy.period, policy.timezone) == (30, "daily", "UTC")
+    assert (policy.pending_period, policy.pending_timezone, policy.pending_at) == (
+        "weekly",
+        "Asia/Tokyo",
+        utc_midnight,
+    )
+    # 00:00 UTC on Thursday the 13th is 09:00 in Tokyo: the first week runs to Tokyo's Monday the 24th.
+    tokyo_24th = dt.datetime(2025, 3, 24, tzinfo=load_zone("Asia/Tokyo")).timestamp()
+    assert period_change_text(policy) == (
+        f"From <t:{int(utc_midnight)}:f>, when the current period ends, members get 30 per week; the first "
+        f"such period runs until <t:{int(tokyo_24th)}:f>, so that no period is shorter than a whole one."
+    )
+    clock.advance(utc_midnight - clock.now)
+    balance = await quota.balance(guild_id=GUILD, user_id=ALICE, role_ids=())
+    assert (balance.period, balance.period_start, balance.resets_at) == ("weekly", utc_midnight, tokyo_24th)
+    # Asking for the period in force cancels what waited: nothing does now.
+    policy = await quota.set_allowance(guild_id=GUILD, actor_id=ADMIN, credits=30, period="weekly")
+    assert (policy.pending_period, policy.pending_timezone, policy.pending_at) == (None, None, None)
+    assert period_change_text(policy) == ""
+    audit = [e.details for e in reversed(await quota.audit_log(GUILD)) if e.action == "allowance"]
+    assert [d["takes_effect_at"] for d in audit] == [utc_midnight, utc_midnight]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: a server's period change takes effect at once, so moving from weekly to monthly on "
-    "the 1st starts a month the week's spending is not in (the same cure as the zone's would do: the "
-    "change waits for the end of the period running)",
-)
 async def test_a_period_change_does_not_renew_the_allowance_within_the_operators_week(
     db: Database,  # noqa: F811
     clock: Clock,  # noqa: F811

@@ -372,9 +372,15 @@ async def test_server_allowance_and_period_within_the_operator_limits(db: Databa
     policy = await quota.set_allowance(guild_id=GUILD, actor_id=ADMIN, credits=80)
     assert policy.allowance == 50
     policy = await quota.set_allowance(guild_id=GUILD, actor_id=ADMIN, credits=20, period="weekly")
-    assert (policy.allowance, policy.period) == (20, "weekly")
+    # The allowance at once, the period when the day running ends (tests/test_probe_quota_zone.py): the
+    # first week runs from Thursday the 13th to the end of the first whole week, Monday the 24th.
+    thursday = dt.datetime(2025, 3, 13, tzinfo=dt.UTC).timestamp()
+    assert (policy.allowance, policy.period, policy.pending_period) == (20, "daily", "weekly")
+    assert policy.pending_at == thursday
+    clock.advance(thursday - clock.now)
     balance = await quota.balance(guild_id=GUILD, user_id=ALICE, role_ids=())
-    assert balance.resets_at == dt.datetime(2025, 3, 17, tzinfo=dt.UTC).timestamp()
+    assert (balance.period, balance.period_start) == ("weekly", thursday)
+    assert balance.resets_at == dt.datetime(2025, 3, 24, tzinfo=dt.UTC).timestamp()
     assert await available(quota, guild_id=OTHER_GUILD) == 50
 
     weekly = make_service(db, clock, daily_credits=50, period="weekly")
@@ -810,7 +816,8 @@ async def test_every_admin_action_is_audited(db: Database, clock: Clock) -> None
     assert all(e.actor_id == ADMIN and e.at == NOW for e in entries)
     assert entries[1].target_id == ALICE and entries[1].details == {"credits": 5, "reason": "prize"}
     assert entries[2].details == {"asked": 2, "removed": 2, "reason": "oops"}
-    assert entries[3].details == {"allowance": 30, "period": "weekly"}
+    midnight = dt.datetime(2025, 3, 13, tzinfo=dt.UTC).timestamp()
+    assert entries[3].details == {"allowance": 30, "period": "weekly", "takes_effect_at": midnight}
     assert entries[4].target_id == 77 and entries[7].details == {"reason": "spam"}
 
 

@@ -158,4 +158,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "I can no longer read the message this form was for (deleted, or I lost access to the channel). Nothing was charged; please use Animate on it again, or /animate.": "このフォームの対象メッセージを読み取れなくなりました（削除されたか、チャンネルにアクセスできなくなりました）。請求はされていません。もう一度そのメッセージで「アニメ化」を使うか、/animate を使ってください。",
     "Allowances here reset at midnight in {zone}.": "このサーバーの割り当ては {zone} の午前0時にリセットされます。",
     "The time zone changes to {zone} when the current period ends, {switch}; until then {current} stays in force. The first period in {zone} runs from then until {first}, so that no period is shorter than a whole one; after that, allowances reset at midnight in {zone}.": "タイムゾーンは現在の期間が終わる {switch} に {zone} へ切り替わります。それまでは {current} が引き続き適用されます。どの期間も1期間より短くならないよう、{zone} での最初の期間はその時点から {first} までです。その後、割り当ては {zone} の午前0時にリセットされます。",
+    "From {switch}, when the current period ends, members get {allowance}; the first such period runs until {first}, so that no period is shorter than a whole one.": "現在の期間が終わる {switch} から、メンバーは {allowance} を受け取ります。どの期間も1期間より短くならないよう、その最初の期間は {first} までです。",
 }

@@ -28,6 +28,7 @@ from bot.quota.rules import (
     period_allowed,
     period_bounds,
     relative_time,
+    schedule_at,
     server_policy,
     within_operator_limit,
 )
@@ -169,17 +170,20 @@ class QuotaAdmin:
     async def set_allowance(
         self, *, guild_id: int, actor_id: int, credits: int, period: Period | None = None
     ) -> ServerPolicy:
+        """Sets the server's allowance at once, and the period it counts over (None: unchanged) when the
+        period now running ends, as a time zone waits (`set_timezone`); raises InputRefused for a
+        negative allowance or a period shorter than the operator's."""
         if credits < 0:
             raise InputRefused("The allowance cannot be negative.")
         values: dict[str, object] = {"allowance": credits}
-        if period is not None:
-            if not period_allowed(period, self.settings.period):
-                raise InputRefused(
-                    f"The operator's period is {self.settings.period}; a server can only choose it or a "
-                    "longer one."
-                )
-            values["period"] = period
-        return await self._set_and_audit(guild_id, actor_id, "allowance", values)
+        if period is None:
+            return await self._set_and_audit(guild_id, actor_id, "allowance", values)
+        if not period_allowed(period, self.settings.period):
+            raise InputRefused(
+                f"The operator's period is {self.settings.period}; a server can only choose it or a "
+                "longer one."
+            )
+        return await self._reschedule(guild_id, actor_id, "allowance", values, period=period)
 
     async def set_role_allowance(
         self, *, guild_id: int, actor_id: int, role_id: int, credits: int | None
@@ -226,16 +230,7 @@ class QuotaAdmin:
             load_zone(timezone)
         except ValueError as error:
             raise InputRefused(str(error)) from None
-        now = self._clock()
-        key = ledger.guild_key(guild_id)
-        async with self._changing_rules(guild_id) as tx:
-            policy = server_policy(self.settings, await ledger.guild_overrides(tx, key), now)
-            values = _zone_change(policy, timezone, now)
-            await ledger.update_guild_settings(tx, key, values, at=now)
-            details = {"timezone": timezone, "takes_effect_at": values["pending_timezone_at"] or now}
-            await self._audit(tx, guild_id, actor_id, "timezone", None, details)
-            overrides = await ledger.guild_overrides(tx, key)
-        return server_policy(self.settings, overrides, now)
+        return await self._reschedule(guild_id, actor_id, "timezone", {}, timezone=timezone)
 
     async def set_cooldown(self, *, guild_id: int, actor_id: int, seconds: float) -> ServerPolicy:
         if not math.isfinite(seconds) or seconds < 0:
@@ -280,17 +275,38 @@ class QuotaAdmin:
         now = self._clock()
         key = ledger.guild_key(guild_id)
         async with self._changing_rules(guild_id) as tx:
-            before = server_policy(self.settings, await ledger.guild_overrides(tx, key), now)
             await ledger.update_guild_settings(tx, key, values, at=now)
             await self._audit(tx, guild_id, actor_id, action, None, values)
             overrides = await ledger.guild_overrides(tx, key)
-            policy = server_policy(self.settings, overrides, now)
-            if policy.pending_at is not None and policy.period != before.period:
-                # A waiting zone change keeps switching at a boundary of the period in force, so the
-                # period it cuts short is never one of the new length.
-                switch = {"pending_timezone_at": policy.bounds(now)[1]}
-                await ledger.update_guild_settings(tx, key, switch, at=now)
-                overrides = await ledger.guild_overrides(tx, key)
+        return server_policy(self.settings, overrides, now)
+
+    async def _reschedule(
+        self,
+        guild_id: int,
+        actor_id: int,
+        action: str,
+        values: Mapping[str, object],
+        *,
+        timezone: str | None = None,
+        period: Period | None = None,
+    ) -> ServerPolicy:
+        """Sets `values` at once and schedules the new zone or period for the end of the period now
+        running; audited with when the change takes effect."""
+        now = self._clock()
+        key = ledger.guild_key(guild_id)
+        async with self._changing_rules(guild_id) as tx:
+            overrides = await ledger.guild_overrides(tx, key)
+            before = server_policy(self.settings, overrides, now)
+            schedule = _rescheduled(overrides, before, now, timezone=timezone, period=period)
+            await ledger.update_guild_settings(tx, key, {**values, **schedule}, at=now)
+            if timezone is not None:
+                asked: dict[str, object] = {"timezone": timezone}
+                waits = schedule["pending_timezone"] is not None
+            else:
+                asked, waits = {"period": period}, schedule["pending_period"] is not None
+            details = {**values, **asked, "takes_effect_at": schedule["pending_at"] if waits else now}
+            await self._audit(tx, guild_id, actor_id, action, None, details)
+            overrides = await ledger.guild_overrides(tx, key)
         return server_policy(self.settings, overrides, now)
 
     @contextlib.asynccontextmanager
@@ -329,18 +345,43 @@ class QuotaAdmin:
         )
 
 
-def _zone_change(policy: ServerPolicy, timezone: str, now: float) -> dict[str, object]:
-    """The server settings that schedule `timezone` given the policy in force at `now`: the zone in
-    force is written down as it stands (a waiting change whose switch has come is in force since its
-    switch), and the new one waits for the end of the period now running, or keeps the switch already
-    set when a change was waiting."""
-    values: dict[str, object] = {"timezone_since": policy.timezone_since}
-    if policy.timezone_since is not None:
-        values["timezone"] = policy.timezone  # a switch that came: the waiting zone is now the one
-    if timezone == policy.timezone:
-        return {**values, "timezone": timezone, "pending_timezone": None, "pending_timezone_at": None}
-    at = policy.pending_at if policy.pending_at is not None else policy.bounds(now)[1]
-    return {**values, "pending_timezone": timezone, "pending_timezone_at": at}
+def _rescheduled(
+    overrides: ledger.GuildOverrides,
+    policy: ServerPolicy,
+    now: float,
+    *,
+    timezone: str | None,
+    period: Period | None,
+) -> dict[str, object]:
+    """The server settings that schedule a new `timezone` or `period` (None: unchanged) given what is
+    stored and the policy in force at `now`: the zone and period in force are written down as they stand
+    (a waiting change whose switch has come is in force since its switch); a new one waits for the end of
+    the period now running, or for the switch already set when a change was waiting, and replaces what
+    waited; asking for the one in force cancels what waited."""
+    schedule = schedule_at(overrides, now)
+    values: dict[str, object] = {
+        "timezone": schedule.timezone,
+        "period": schedule.period,
+        "switched_at": schedule.switched_at,
+    }
+    pending_timezone, pending_period = schedule.pending_timezone, schedule.pending_period
+    if timezone is not None:
+        pending_timezone = None if timezone == policy.timezone else timezone
+        if pending_timezone is None:
+            values["timezone"] = timezone
+    if period is not None:
+        pending_period = None if period == policy.period else period
+        if pending_period is None:
+            values["period"] = period
+    at = None
+    if pending_timezone is not None or pending_period is not None:
+        at = schedule.pending_at if schedule.pending_at is not None else policy.bounds(now)[1]
+    return {
+        **values,
+        "pending_timezone": pending_timezone,
+        "pending_period": pending_period,
+        "pending_at": at,
+    }
 
 
 CSV_COLUMNS = ("date", "user_id", "jobs", "credits", "usd")

@@ -207,8 +207,9 @@ class ServerPolicy:
     allow_10s: bool
     allow_audio: bool
     allow_voices: bool
-    timezone_since: float | None = None  # when the zone in force took over (None: always)
-    pending_timezone: str | None = None  # an admin's change, in force from pending_at
+    switched_at: float | None = None  # when the zone and period in force took over (None: always)
+    pending_timezone: str | None = None  # an admin's change waiting for pending_at, if any
+    pending_period: Period | None = None
     pending_at: float | None = None
 
     @property
@@ -217,7 +218,7 @@ class ServerPolicy:
 
     def bounds(self, now: float) -> tuple[float, float]:
         """[start, end) of this server's period holding `now` (epoch seconds), in the zone in force."""
-        return anchored_bounds(now, self.period, self.zone, self.timezone_since)
+        return anchored_bounds(now, self.period, self.zone, self.switched_at)
 
 
 def within_operator_limit(value: int, limit: int) -> int:
@@ -264,18 +265,15 @@ def server_policy(
     allowance = settings.daily_credits
     if overrides.allowance is not None:
         allowance = within_operator_limit(overrides.allowance, settings.daily_credits)
-    period = settings.period
-    chosen = as_period(overrides.period)
-    if chosen is not None and period_allowed(chosen, settings.period):
-        period = chosen
-    zone = zone_in_force(overrides, settings.timezone, now)
+    schedule = schedule_at(overrides, now)
     return ServerPolicy(
         allowance=allowance,
-        period=period,
-        timezone=zone.timezone,
-        timezone_since=zone.since,
-        pending_timezone=zone.pending,
-        pending_at=zone.pending_at,
+        period=_usable_period(schedule.period, settings.period),
+        timezone=_usable_zone(schedule.timezone, settings.timezone),
+        switched_at=schedule.switched_at,
+        pending_timezone=schedule.pending_timezone,
+        pending_period=as_period(schedule.pending_period),
+        pending_at=schedule.pending_at,
         cap=effective_cap(overrides.cap, settings.guild_credits),
         # The operator's cooldown is a minimum: a server may only wait longer.
         cooldown_seconds=max(settings.cooldown_seconds, overrides.cooldown_seconds or 0.0),
@@ -286,30 +284,46 @@ def server_policy(
 
 
 @dataclass(frozen=True, slots=True)
-class ZoneInForce:
-    """A server's time zone at one instant: the zone in force and since when (None: always), and a
-    change still waiting for its switch (pending_at, epoch seconds), if any."""
+class Schedule:
+    """A server's time zone and period at one instant, as stored (None: the operator's): the ones in force,
+    since when (None: always), and a change still waiting for its switch at `pending_at`, if any."""
 
-    timezone: str
-    since: float | None
-    pending: str | None
-    pending_at: float | None
+    timezone: str | None
+    period: str | None
+    switched_at: float | None
+    pending_timezone: str | None = None
+    pending_period: str | None = None
+    pending_at: float | None = None
 
 
-def zone_in_force(overrides: ledger.GuildOverrides, fallback: str, now: float) -> ZoneInForce:
-    """Which zone holds at `now`: a pending change whose switch has come is in force from its switch.
+def schedule_at(overrides: ledger.GuildOverrides, now: float) -> Schedule:
+    """Which zone and period hold at `now` (epoch seconds): a waiting change whose switch has come is in
+    force from its switch.
 
-    An admin's change never takes effect at once (QuotaAdmin.set_timezone stores it as pending until the
-    end of the period then running): moving the zone to where midnight just passed would otherwise start
-    a fresh period, and a fresh allowance, every hour (issue 18)."""
-    current = _usable_zone(overrides.timezone, fallback)
-    since = overrides.timezone_since
-    pending, at = overrides.pending_timezone, overrides.pending_timezone_at
-    if pending is None or at is None:
-        return ZoneInForce(current, since, None, None)
-    if now >= at:
-        return ZoneInForce(_usable_zone(pending, current), at, None, None)
-    return ZoneInForce(current, since, pending, at)
+    An admin's change never takes effect at once (QuotaAdmin stores it as waiting until the end of the
+    period then running): moving the zone to where midnight just passed would otherwise start a fresh
+    period, and a fresh allowance, every hour, and a change from weekly to monthly on the 1st a month the
+    week's spending is not in (issue 18)."""
+    at = overrides.pending_at
+    if at is None or now < at:
+        return Schedule(
+            overrides.timezone,
+            overrides.period,
+            overrides.switched_at,
+            overrides.pending_timezone,
+            overrides.pending_period,
+            at,
+        )
+    return Schedule(
+        overrides.pending_timezone or overrides.timezone, overrides.pending_period or overrides.period, at
+    )
+
+
+def _usable_period(value: str | None, operator_period: Period) -> Period:
+    chosen = as_period(value)
+    if chosen is not None and period_allowed(chosen, operator_period):
+        return chosen
+    return operator_period
 
 
 def _usable_zone(name: str | None, fallback: str) -> str:
@@ -347,20 +361,42 @@ def per_period(n: int, period: Period) -> str:
     return _("{n} per day", n=n)
 
 
+def _switch_times(policy: ServerPolicy, switch_at: float) -> tuple[str, str]:
+    """Discord timestamps (each reader sees their own time zone) of a waiting change's switch and of the
+    end of the first period after it."""
+    zone = load_zone(policy.pending_timezone or policy.timezone)
+    first = first_period_end(switch_at, policy.pending_period or policy.period, zone)
+    return f"<t:{int(switch_at)}:f>", f"<t:{int(first)}:f>"
+
+
 def zone_change_text(policy: ServerPolicy) -> str:
-    """What /quota-admin timezone tells the admin: when the zone takes effect and when its first period
-    ends (Discord timestamps, shown in each reader's own time zone)."""
+    """What /quota-admin timezone tells the admin: when the zone takes effect, if it waits."""
     if policy.pending_timezone is None or policy.pending_at is None:
         return _("Allowances here reset at midnight in {zone}.", zone=policy.timezone)
-    first = first_period_end(policy.pending_at, policy.period, load_zone(policy.pending_timezone))
+    switch, first = _switch_times(policy, policy.pending_at)
     return _(
         "The time zone changes to {zone} when the current period ends, {switch}; until then {current} "
         "stays in force. The first period in {zone} runs from then until {first}, so that no period is "
         "shorter than a whole one; after that, allowances reset at midnight in {zone}.",
         zone=policy.pending_timezone,
         current=policy.timezone,
-        switch=f"<t:{int(policy.pending_at)}:f>",
-        first=f"<t:{int(first)}:f>",
+        switch=switch,
+        first=first,
+    )
+
+
+def period_change_text(policy: ServerPolicy) -> str:
+    """What /quota-admin allowance adds when the period it set waits for the current one to end; empty
+    when nothing waits."""
+    if policy.pending_period is None or policy.pending_at is None:
+        return ""
+    switch, first = _switch_times(policy, policy.pending_at)
+    return _(
+        "From {switch}, when the current period ends, members get {allowance}; the first such period "
+        "runs until {first}, so that no period is shorter than a whole one.",
+        switch=switch,
+        allowance=per_period(policy.allowance, policy.pending_period),
+        first=first,
     )
 
 

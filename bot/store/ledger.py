@@ -29,9 +29,10 @@ GUILD_SETTING_COLUMNS = frozenset(
         "period",
         "cap",
         "timezone",
-        "timezone_since",
+        "switched_at",
         "pending_timezone",
-        "pending_timezone_at",
+        "pending_period",
+        "pending_at",
         "cooldown_seconds",
         "allow_10s",
         "allow_audio",
@@ -78,9 +79,12 @@ class GuildOverrides:
     period: str | None = None
     cap: int | None = None
     timezone: str | None = None  # the zone in force (None: the operator's)
-    timezone_since: float | None = None  # when it took over at a switch (None: always in force)
-    pending_timezone: str | None = None  # a change that takes effect at pending_timezone_at
-    pending_timezone_at: float | None = None
+    # When the zone and period in force took over at a switch (None: always in force).
+    switched_at: float | None = None
+    # A change of zone or period that takes effect at pending_at (None: no change waits).
+    pending_timezone: str | None = None
+    pending_period: str | None = None
+    pending_at: float | None = None
     cooldown_seconds: float | None = None
     allow_10s: bool | None = None
     allow_audio: bool | None = None
@@ -98,8 +102,8 @@ class MemberContext:
 async def member_context(db: Reader, guild: str, user_id: int, role_ids: Sequence[int]) -> MemberContext:
     """The server's settings, the member's best role allowance and block, in one statement."""
     row = await db.fetchone(
-        "SELECT s.allowance, s.period, s.cap, s.timezone, s.timezone_since, s.pending_timezone,"
-        " s.pending_timezone_at, s.cooldown_seconds,"
+        "SELECT s.allowance, s.period, s.cap, s.timezone, s.switched_at, s.pending_timezone,"
+        " s.pending_period, s.pending_at, s.cooldown_seconds,"
         " s.allow_10s, s.allow_audio, s.allow_voices,"
         " (SELECT MAX(r.credits) FROM quota_role_allowances r WHERE r.guild_id = :guild"
         "   AND r.role_id IN (SELECT value FROM json_each(:roles))) AS role_allowance,"
@@ -158,9 +162,10 @@ def _overrides_from(row: Row) -> GuildOverrides:
         period=row["period"],
         cap=row["cap"],
         timezone=row["timezone"],
-        timezone_since=row["timezone_since"],
+        switched_at=row["switched_at"],
         pending_timezone=row["pending_timezone"],
-        pending_timezone_at=row["pending_timezone_at"],
+        pending_period=row["pending_period"],
+        pending_at=row["pending_at"],
         cooldown_seconds=row["cooldown_seconds"],
         allow_10s=_bool_or_none(row["allow_10s"]),
         allow_audio=_bool_or_none(row["allow_audio"]),
