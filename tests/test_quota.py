@@ -959,6 +959,9 @@ async def test_an_admin_grants_and_the_member_sees_it_in_quota(
     # The zone waits for the end of the period now running; the admin is told when.
     switch = (await quota.policy(p.DEFAULT_GUILD_ID)).pending_at
     assert moved.startswith("The time zone changes to Asia/Tokyo") and f"<t:{int(switch or 0)}:f>" in moved
+    # The member's /quota shows the reset of the period running: the switch.
+    mine = await _answer(fake, p.slash_command(fake, name="quota", user_id=BOB_ID))
+    assert f"**Resets** <t:{int(switch or 0)}:R> (<t:{int(switch or 0)}:f>)" in mine.data["content"]
 
     # Past the operator's bound (500 per day by default) a grant is refused whole, saying the room left.
     big = [p.option("member", BOB_ID, type=p.OPTION_USER), p.option("credits", 481), p.option("reason", "x")]
