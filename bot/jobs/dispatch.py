@@ -86,11 +86,6 @@ class Dispatching(Waiting):
     def _places_refreshed_at(self) -> list[float]:
         return [0.0]
 
-    @functools.cached_property
-    def _claimed_last(self) -> list[bool]:
-        """Whether the last pass claimed a job: the next one then likely can too, and skips the look."""
-        return [False]
-
     @property
     def _idle_seconds(self) -> float:
         # Another process's job ending frees a cap for this one's: look again soon.
@@ -140,9 +135,7 @@ class Dispatching(Waiting):
             pace=lambda sent: pacing_delay(sent, PACED_LIMITS, self._clock()),
             pace_window=longest,
             pace_count=max(count for count, _ in SUBMIT_LIMITS),
-            look_first=not self._claimed_last[0],
         )
-        self._claimed_last[0] = chosen is not None
         if chosen is not None:
             self._spawn(chosen.id, self._submit_and_follow(chosen))
             return 0.0  # the next pass follows at once, and shows the places once nothing moves
