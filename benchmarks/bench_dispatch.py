@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_ack import peak_rss_kib, percentile
 from bot.config import JobSettings
+from bot.image_checker import ImageChecker
 from bot.jobs import JobRunner, Progress
-from bot.media import ImageChecker
 from bot.quota.rules import QuotaSettings
 from bot.quota.spending import QuotaService
 from bot.store import Database

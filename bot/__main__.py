@@ -14,8 +14,8 @@ import discord
 from bot import cli
 from bot.app import bot_class, cancel_tasks
 from bot.config import ConfigError, Settings, load_settings
+from bot.image_checker import ImageChecker
 from bot.logs import configure_logging
-from bot.media import ImageChecker
 from bot.monitoring import ListenerError
 from bot.store import Database
 from bot.store.db import DatabaseUnreachable

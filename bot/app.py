@@ -22,9 +22,8 @@ from bot.blocklist import PromptFilter
 from bot.config import Settings
 from bot.fleet import ShardLeases
 from bot.guild_access import NOT_ALLOWED, guild_allowed
-from bot.i18n.commands import CatalogueTranslator
+from bot.image_checker import ImageChecker
 from bot.jobs import JobRunner
-from bot.media import ImageChecker
 from bot.metrics import BotMetrics
 from bot.monitoring import Monitor, gateway_connected
 from bot.quota.spending import QuotaService
@@ -35,6 +34,7 @@ from bot.store.fleet import FleetStore
 from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
 from bot.voices import VoiceLibrary
+from cogs._translator import CatalogueTranslator
 from cogs._ui import for_member, installed_guild_id, on_tree_error
 from cogs.jobs._delivery import DiscordReporter
 

@@ -631,9 +631,3 @@ def _encode(image: Image.Image, quality: int | None, icc_profile: bytes | None) 
     else:
         image.save(buffer, "JPEG", quality=quality, **options)
     return buffer.getvalue()
-
-
-# ImageChecker (download and the decode pool) lives in bot/image_checker.py; importable from here too.
-from bot.image_checker import ImageChecker  # noqa: E402
-
-__all__ = ["ImageChecker"]

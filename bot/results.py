@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bot.errors import BotError, InputRefused
 from bot.i18n import _
-from bot.media import ImageChecker, PreparedImage
+from bot.image_checker import ImageChecker
+from bot.media import PreparedImage
 from bot.picture_fix import encode_png, upscale_to_minimum
 from bot.request import AnimateRequest, AttachmentRef, build_request
 from bot.store.jobs import JobRow

@@ -37,9 +37,10 @@ from rich.progress import BarColumn, Progress as Bar, SpinnerColumn, TaskID, Tex
 
 from bot.config import ToolSettings
 from bot.errors import BotError
+from bot.image_checker import ImageChecker
 from bot.jobs import ENDED, Command, JobRunner, Phase, Progress, State
 from bot.logs import RedactSecrets, secret_values
-from bot.media import MAX_IMAGE_BYTES, ImageChecker, MediaRejected, check_metadata
+from bot.media import MAX_IMAGE_BYTES, MediaRejected, check_metadata
 from bot.quota.rules import MICROS_PER_USD, JobOptions, format_usd, job_cost, usd_micros, utc_day_bounds
 from bot.quota.spending import Charge, QuotaRefused, QuotaService, Reservation
 from bot.request import AnimateRequest, AttachmentRef, build_request

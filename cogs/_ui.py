@@ -15,8 +15,10 @@ from typing import Any, Self, TypedDict
 import discord
 from discord import app_commands
 
+from bot.command_access import check_job_place
 from bot.errors import BotError
 from bot.i18n import _, render
+from bot.store.jobs import JobRow
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,19 @@ def installed_guild_id(interaction: Interaction) -> int | None:
     a member's own install used in a server without the bot, where server rules and quotas do not
     apply and the allowance for use outside servers does)."""
     return interaction.guild_id if interaction.is_guild_integration() else None
+
+
+def job_here(interaction: Interaction, job: JobRow) -> None:
+    """Raises JobElsewhere (bot/command_access.py) when a press or form names a job of another server
+    or channel than the one it came from."""
+    check_job_place(
+        job_guild_id=job.guild_id,
+        job_channel_id=job.channel_id,
+        job_user_id=job.user_id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        user_id=interaction.user.id,
+    )
 
 
 async def say_privately(interaction: Interaction, text: str) -> None:

@@ -52,7 +52,7 @@ async def test_a_good_picture_becomes_one_video_reply(tmp_path: Path) -> None:
         assert [u["id"] for u in card["mentions"]] == [str(job.user_id)]
         progress = world.discord.message(job.progress_message_id or 0)
         assert progress.message["flags"] & FLAG_V2 and progress.message["embeds"] == []
-        # Shown as typed, its mention broken so that it renders as text (bot/text.py).
+        # Shown as typed, its mention broken so that it renders as text (cogs/_text.py).
         assert "the cat waves @\u200beveryone" in components_text(progress.message["components"])
         assert progress.payload["allowed_mentions"]["parse"] == [] and progress.message["mentions"] == []
         # Cancel was inside the card while the job ran; the card's last edit took it away.

@@ -20,9 +20,9 @@ from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin, features
 
 from bot import media
 from bot.errors import InputRefused
+from bot.image_checker import ImageChecker
 from bot.media import (
     AttachmentInfo,
-    ImageChecker,
     MediaRejected,
     PreparedImage,
     check_metadata,

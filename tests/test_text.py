@@ -7,7 +7,7 @@ from pathlib import Path
 import discord
 import pytest
 
-from bot.text import EMBED_DESCRIPTION_LIMIT, clip, escape_member_text
+from cogs._text import EMBED_DESCRIPTION_LIMIT, clip, escape_member_text
 from tests.fakes.discord_server._components import components_text
 from tests.world import running_world
 

@@ -18,8 +18,8 @@ import httpx
 
 from bot.app import KlingBot
 from bot.config import Settings
+from bot.image_checker import ImageChecker
 from bot.jobs import ENDED
-from bot.media import ImageChecker
 from bot.netguard import UrlPolicy
 from bot.store import Database
 from bot.store.jobs import JobRow

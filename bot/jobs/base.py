@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
 from bot.config import JobSettings
+from bot.image_checker import ImageChecker
 from bot.jobs.model import Reporter
 from bot.logs import bind_job
-from bot.media import ImageChecker
 from bot.quota.spending import QuotaService
 from bot.store.db import NoWakes, WakeListening
 from bot.store.jobs import JobRow, JobStore

@@ -39,8 +39,6 @@ __all__ = [
     "Database",
     "DatabaseUnreachable",
     "DatabaseUrl",
-    "MigrationStatus",
-    "Params",
     "Row",
     "Transaction",
     "database_status",

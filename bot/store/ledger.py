@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from bot.store.db import Database, Params, Row
+from bot.store.db import Database, Row
+from bot.store.sql import Params
 
 DM_KEY = "dm"
 # The two ledger kinds that settle a job's reservation.

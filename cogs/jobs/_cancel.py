@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.command_access import JobElsewhere, check_job_place
+from bot.command_access import JobElsewhere
 from bot.i18n import _
-from cogs._ui import IdButton, say_privately
+from cogs._ui import IdButton, job_here, say_privately
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -35,14 +35,7 @@ class CancelButton(IdButton, kind="cancel"):
             return False
         try:
             # A moderator here is no moderator of another server's or channel's job.
-            check_job_place(
-                job_guild_id=job.guild_id,
-                job_channel_id=job.channel_id,
-                job_user_id=job.user_id,
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id,
-                user_id=interaction.user.id,
-            )
+            job_here(interaction, job)
         except JobElsewhere as refusal:
             await say_privately(interaction, refusal.user_message)
             return False

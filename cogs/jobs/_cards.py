@@ -16,7 +16,7 @@ import discord
 
 from bot.request import AnimateRequest
 from bot.store.jobs import JobRow
-from bot.text import clip, escape_member_text
+from cogs._text import clip, escape_member_text
 from cogs.jobs._cancel import CancelButton
 from cogs.jobs._results import DeleteButton, ExtendButton, RemixButton, RetryButton
 from cogs.showcase._post import ShowcaseButton

@@ -1,5 +1,5 @@
 """/animate and its Cancel button: Discord in, bot/ calls out, nothing more. Its names and descriptions
-are `locale_str`s the tree's translator (bot/i18n/commands.py) localizes from the catalogues."""
+are `locale_str`s the tree's translator (cogs/_translator.py) localizes from the catalogues."""
 
 from __future__ import annotations
 

@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any, Self
 import discord
 
 from bot import results
-from bot.command_access import check_job_place
 from bot.errors import BotError, InputRefused
 from bot.i18n import _, render
 from bot.jobs import Command, job_options
 from bot.media import PictureShapeRefused, PreparedImage
 from bot.picture_fix import FIX_LABELS, Fix, fix_file, fixes_for_file
 from bot.store.jobs import JobRow
-from cogs._ui import NO_MENTIONS, IdButton, for_member
+from cogs._ui import NO_MENTIONS, IdButton, for_member, job_here
 from cogs.jobs._submit import Submission, member_role_ids, submit_job
 
 if TYPE_CHECKING:
@@ -137,14 +136,7 @@ class FixButton(IdButton, template=r"kling:fix(?P<go>go)?:(?P<number>\d+):(?P<fi
             raise InputRefused(NO_FIX)
         if job.user_id != interaction.user.id:
             raise InputRefused(NOT_YOURS)
-        check_job_place(
-            job_guild_id=job.guild_id,
-            job_channel_id=job.channel_id,
-            job_user_id=job.user_id,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            user_id=interaction.user.id,
-        )
+        job_here(interaction, job)
         request = results.stored_request(job)
         ref = request.end_image if self.which == "e" and request.end_image else request.image
         try:

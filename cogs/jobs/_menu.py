@@ -23,10 +23,17 @@ from bot import results
 from bot.errors import InputRefused
 from bot.i18n import _, render
 from bot.message_pictures import message_pictures
-from bot.request import MAX_PROMPT, AnimateRequest, AttachmentRef, build_request
+from bot.request import AnimateRequest, AttachmentRef, build_request
 from cogs._ui import answering, installed_guild_id, say_privately
 from cogs.jobs._command import check_attachment_ref
-from cogs.jobs._results import Form, prompt_input, submit_follow_up, submitted_values
+from cogs.jobs._results import (
+    Form,
+    duration_input,
+    negative_prompt_input,
+    prompt_input,
+    submit_follow_up,
+    submitted_values,
+)
 from cogs.jobs._submit import refused_before_form
 
 if TYPE_CHECKING:
@@ -65,23 +72,8 @@ class AnimateMessageModal(Form):
             title=render(_("Animate this picture"), locale), custom_id=f"kling:animateform:{message_id}"
         )
         self.add_item(prompt_input("", locale))
-        self.add_item(
-            discord.ui.TextInput(
-                label=render(_("Negative prompt"), locale),
-                custom_id="negative_prompt",
-                style=discord.TextStyle.paragraph,
-                required=False,
-                max_length=MAX_PROMPT,
-            )
-        )
-        self.add_item(
-            discord.ui.TextInput(
-                label=render(_("Duration (5 or 10 seconds)"), locale),
-                custom_id="duration",
-                default="5",
-                max_length=10,
-            )
-        )
+        self.add_item(negative_prompt_input(None, locale))
+        self.add_item(duration_input("5", locale))
         self.add_item(
             discord.ui.TextInput(
                 label=render(SOUND_LABEL, locale),

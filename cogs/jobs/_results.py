@@ -17,7 +17,7 @@ import discord
 from discord.ext import commands
 
 from bot import results
-from bot.command_access import JobElsewhere, check_job_place
+from bot.command_access import JobElsewhere
 from bot.errors import BotError, InputRefused
 from bot.i18n import _, render
 from bot.jobs import Command, job_options
@@ -26,7 +26,7 @@ from bot.media import PreparedImage
 from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
-from cogs._ui import IdButton, answering, installed_guild_id, say_privately
+from cogs._ui import IdButton, answering, installed_guild_id, job_here, say_privately
 from cogs.jobs._submit import Submission, member_role_ids, refused_before_form, submit_job
 
 if TYPE_CHECKING:
@@ -89,18 +89,6 @@ async def submit_follow_up(
         return Submission(command, inputs=inputs)
 
     await submit_job(interaction, prepare, defer=False)
-
-
-def job_here(interaction: discord.Interaction[Any], job: JobRow) -> None:
-    """Raises JobElsewhere when the press or form names a job of another server or channel."""
-    check_job_place(
-        job_guild_id=job.guild_id,
-        job_channel_id=job.channel_id,
-        job_user_id=job.user_id,
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id,
-        user_id=interaction.user.id,
-    )
 
 
 async def known_job(interaction: discord.Interaction[KlingBot], job_id: int) -> JobRow | None:
@@ -246,6 +234,27 @@ def prompt_input(default: str, locale: str = "en-US") -> discord.ui.TextInput[An
     )
 
 
+def negative_prompt_input(default: str | None, locale: str = "en-US") -> discord.ui.TextInput[Any]:
+    return discord.ui.TextInput(
+        label=render(_("Negative prompt"), locale),
+        custom_id="negative_prompt",
+        style=discord.TextStyle.paragraph,
+        default=default,
+        required=False,
+        max_length=MAX_PROMPT,
+    )
+
+
+def duration_input(default: str, locale: str = "en-US") -> discord.ui.TextInput[Any]:
+    """The duration as typed ("5" or "10"; the form's handler checks it)."""
+    return discord.ui.TextInput(
+        label=render(_("Duration (5 or 10 seconds)"), locale),
+        custom_id="duration",
+        default=default,
+        max_length=10,
+    )
+
+
 class Form(discord.ui.Modal):
     """A modal that is only shown: its submission is handled by ResultsCog.on_interaction from the
     custom_id (which carries the job id), so a form opened before a restart still works after it."""
@@ -264,24 +273,8 @@ class RemixModal(Form):
         )
         request = results.stored_request(job)
         self.add_item(prompt_input(request.prompt, locale))
-        self.add_item(
-            discord.ui.TextInput(
-                label=render(_("Negative prompt"), locale),
-                custom_id="negative_prompt",
-                style=discord.TextStyle.paragraph,
-                default=request.negative_prompt,
-                required=False,
-                max_length=MAX_PROMPT,
-            )
-        )
-        self.add_item(
-            discord.ui.TextInput(
-                label=render(_("Duration (5 or 10 seconds)"), locale),
-                custom_id="duration",
-                default=str(request.duration),
-                max_length=10,
-            )
-        )
+        self.add_item(negative_prompt_input(request.negative_prompt, locale))
+        self.add_item(duration_input(str(request.duration), locale))
 
 
 class ExtendModal(Form):

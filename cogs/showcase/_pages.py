@@ -21,7 +21,7 @@ import discord
 from bot.showcase import Period, clamped_page, job_settings_text, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import PAGE_SIZE, Showcase, Sort
-from bot.text import escape_member_text
+from cogs._text import escape_member_text
 from cogs._ui import NO_MENTIONS
 
 if TYPE_CHECKING:

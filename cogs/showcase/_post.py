@@ -27,7 +27,7 @@ from bot.invite import REQUIRED_PERMISSIONS, SHOWCASE_FORUM_PERMISSIONS
 from bot.showcase import Audience, EditRefused, forum_title, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, ShowcaseServer
-from bot.text import clip, escape_member_text
+from cogs._text import clip, escape_member_text
 from cogs._ui import NO_MENTIONS, IdButton, say_privately
 
 if TYPE_CHECKING:
