@@ -10,8 +10,20 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
+import pytest
 
+from bot.config import JobSettings
+from bot.fleet import ShardPlan
+from bot.image_checker import ImageChecker
+from bot.jobs import JobRunner, dispatch
+from bot.quota.rules import QuotaSettings
+from bot.quota.spending import QuotaService
 from bot.store import Database
+from bot.store.jobs import JobStore
+from bot.sunra import SunraClient
+from tests.fakes.sunra_server import FakeSunra
+from tests.test_fleet_store import SHARD_0_GUILD, SHARD_1_GUILD, queued_job
+from tests.world import SUNRA_KEY, Unseen
 
 # A bound on waiting for something that happens within milliseconds; never a measure of speed.
 PATIENCE_SECONDS = 30.0
@@ -111,3 +123,53 @@ async def test_on_sqlite_there_is_no_one_else_to_wake(tmp_path: Path) -> None:
         await asyncio.sleep(0)
         assert not listener.connected and woken.count == 0
         await listener.close()
+
+
+async def waiting_job(store: JobStore, interaction_id: int, user_id: int, guild_id: int, state: str) -> int:
+    job_id = await queued_job(store, interaction_id, user_id, guild_id)
+    await store.update(job_id, start_image_url="https://example.invalid/a.png")
+    if state != "queued":
+        assert await store.transition(job_id, "queued", state, request_id=f"elsewhere-{job_id}")
+    return job_id
+
+
+async def test_a_dispatcher_whose_fleet_cap_is_full_is_woken_by_another_processs_job_ending(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a wake this dispatcher would look again only after an hour: claiming the job proves the wake.
+    monkeypatch.setattr(dispatch, "DISPATCH_IDLE_SECONDS", 3600.0)
+    async with (
+        await Database.open(postgres_url) as db_a,
+        await Database.open(postgres_url) as db_b,
+        FakeSunra(key=SUNRA_KEY, job_seconds=600) as sunra,
+        SunraClient(sunra.url, SUNRA_KEY) as client,
+        ImageChecker() as images,
+    ):
+        mine = JobStore(db_a, shards=ShardPlan(2, (0,)))
+        theirs = JobStore(db_b, shards=ShardPlan(2, (1,)))
+        # The fleet may have one job at the API: the other process's, until it ends.
+        at_api = await waiting_job(theirs, 1, 10, SHARD_1_GUILD, "submitted")
+        waiting = await waiting_job(mine, 2, 20, SHARD_0_GUILD, "queued")
+        runner = JobRunner(
+            store=mine,
+            sunra=client,
+            images=images,
+            quota=QuotaService(db_a, QuotaSettings(max_jobs_in_flight=1)),
+            settings=JobSettings(),
+            workdir=tmp_path,
+        )
+        runner.start(Unseen())
+        try:
+            await eventually(lambda: runner._wakes.connected)
+            await asyncio.sleep(0.5)  # its passes find the cap full; it now waits for a wake
+            assert (await mine.get(waiting)).state == "queued"  # type: ignore[union-attr]
+            assert await theirs.transition(at_api, "submitted", "delivered")
+            db_b.wake_others()  # what the other process does when a job's task ends
+
+            async def claimed() -> bool:
+                job = await mine.get(waiting)
+                return job is not None and job.state != "queued"
+
+            await eventually(claimed)
+        finally:
+            await runner.stop()
