@@ -11,7 +11,7 @@ from typing import Any
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord
 from tests.fakes.discord_server._components import buttons, components_text, media_urls
-from tests.fakes.sunra_server import FakeSunra
+from tests.fakes.sunra_server import FakeSunra, JobFailure, JobPlan
 from tests.world import SUNRA_KEY, World, loosen_rate_limits, running_world
 
 FLAG_V2 = 1 << 15
@@ -59,6 +59,7 @@ def assert_result_card(message: MessageRecord, job_id: int, video: bytes) -> Non
 async def test_in_a_server_without_the_bot_the_video_arrives_through_the_interaction(tmp_path: Path) -> None:
     async with running_world(tmp_path, **OUTSIDE) as world:
         channel = p.snowflake()  # a channel of a server that never added the bot
+        world.sunra.next_job(seconds=3.0, queue_seconds=1.0)
         interaction = await from_own_install(world, context=0, channel_id=channel)
         assert "it will arrive here" in await world.private_answer(interaction)
         job = await world.ended(interaction)
@@ -70,8 +71,12 @@ async def test_in_a_server_without_the_bot_the_video_arrives_through_the_interac
         assert not result.message["flags"] & 64
         assert [b["custom_id"] for b in buttons(result.payload["components"])] == [f"kling:cancel:{job.id}"]
         assert_result_card(result, job.id, world.sunra.video_bytes(job.request_id or ""))
-        [edit] = result.edits  # the one edit that made it the result: it may name the member alone
-        mentions = edit.payload["allowed_mentions"]
+        # Edited through the webhook as the job moved (Cancel kept), then into the result card.
+        *moves, edit = result.edits
+        assert moves and all(m.via == "webhook" for m in moves)
+        assert all(f"kling:cancel:{job.id}" in str(m.payload["components"]) for m in moves)
+        assert "Generating" in " ".join(components_text(m.payload["components"]) for m in moves)
+        mentions = edit.payload["allowed_mentions"]  # the result may name the member alone
         assert mentions["parse"] == [] and [int(u) for u in mentions["users"]] == [job.user_id]
         assert world.outcome_messages(job.id) == [result]
         assert posts_in(world, channel) == []
@@ -161,6 +166,43 @@ async def test_a_closed_dm_after_the_token_ends_the_job_readably(tmp_path: Path)
         # The video is paid for and kept: /quota lists it as not posted (its link is in /history).
         assert job.state == "delivered" and job.result_message_id is None and job.video_url
         assert world.outcome_messages(job.id) == []
+        # /quota (where a server added the bot) gives it back, as for a channel the bot lost.
+        quota = await world.discord.dispatch_interaction(p.slash_command(world.discord, name="quota"))
+        callback = await world.discord.wait_for_callback(quota.id)
+        assert callback.flags & 64 and f"{job.video_url} (could not be posted)" in callback.data["content"]
+
+
+async def test_a_video_too_large_even_re_encoded_gets_the_link_card_through_the_interaction(
+    tmp_path: Path,
+) -> None:
+    async with running_world(tmp_path, jobs={"max_video_mb": 0.2}, **OUTSIDE) as world:
+        world.sunra.next_job(video_size=300_000)
+        channel = p.snowflake()
+        interaction = await from_own_install(world, context=0, channel_id=channel)
+        job = await world.ended(interaction)
+        assert job.state == "delivered" and job.result_message_id == job.progress_message_id
+        card = world.discord.message(job.result_message_id or 0).message
+        assert card["flags"] & FLAG_V2 and card["attachments"] == [] and media_urls(card["components"]) == []
+        links = [b for b in buttons(card["components"]) if b.get("style") == 5]
+        assert [b["url"] for b in links] == [job.video_url]
+        assert posts_in(world, channel) == []
+
+
+async def test_a_job_that_fails_says_so_through_the_interaction(tmp_path: Path) -> None:
+    async with running_world(tmp_path, **OUTSIDE) as world:
+        failure = JobFailure(reason="content_policy", code="content_policy", retryable=False)
+        world.sunra.plan_jobs(JobPlan(fail=failure))
+        channel = p.snowflake()
+        interaction = await from_own_install(world, context=0, channel_id=channel)
+        job = await world.ended(interaction)
+        assert job.state == "failed" and job.notified
+        [outcome] = world.outcome_messages(job.id)
+        assert outcome.kind == "followup" and outcome.interaction_id == interaction.id
+        assert "content moderation refused" in outcome.message["content"]
+        progress = world.discord.message(job.progress_message_id or 0)
+        assert buttons(progress.message["components"]) == []  # Cancel gone: the job is over
+        assert "Ended without a video" in components_text(progress.message["components"])
+        assert posts_in(world, channel) == []
 
 
 async def test_retry_and_delete_work_on_a_card_of_a_members_own_install(tmp_path: Path) -> None:
