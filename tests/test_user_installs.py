@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord
 from tests.fakes.discord_server._components import buttons, components_text, media_urls
@@ -242,3 +244,19 @@ async def test_retry_and_delete_work_on_a_card_of_a_members_own_install(tmp_path
             )
         )
         assert posts_in(world, channel) == [] and world.sunra.count("submit") == 2
+
+
+async def test_a_deleted_progress_followup_gives_way_to_a_new_followup_with_the_video(tmp_path: Path) -> None:
+    async with running_world(tmp_path, **OUTSIDE) as world:
+        world.sunra.next_job(seconds=2.0)
+        interaction = await from_own_install(world, context=0, channel_id=p.snowflake())
+        running = await world.until(lambda j: j.progress_message_id is not None, interaction)
+        hook = f"{world.discord.api_url}/webhooks/{world.discord.application_id}/{interaction.token}"
+        gone = f"{hook}/messages/{running.progress_message_id}"  # a moderator of that server removed it
+        async with aiohttp.ClientSession() as session, session.delete(gone) as response:
+            assert response.status == 204
+        job = await world.ended(interaction)
+        assert job.state == "delivered" and job.result_message_id not in (None, job.progress_message_id)
+        [outcome] = world.outcome_messages(job.id)
+        assert outcome.kind == "followup" and outcome.id == job.result_message_id
+        assert_result_card(outcome, job.id, world.sunra.video_bytes(job.request_id or ""))

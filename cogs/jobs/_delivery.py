@@ -464,38 +464,41 @@ class DiscordReporter:
 
     async def _through_interaction(self, job: JobRow, cards: list[_Post]) -> int | None:
         """The first card Discord takes through the interaction; None when the interaction cannot be
-        used (the DM is next). The progress followup is edited, so a repeat is still one message."""
+        used (the DM is next). The progress followup is edited, so a repeat is still one message; a
+        progress followup someone deleted gives way to a new followup."""
         target = job.progress_message_id
-        for post in cards:
+        posts = list(cards)
+        while posts:
+            post = posts[0]
             assert post.view is not None
+            name, mentions = video_filename(job.id), only_user(job.user_id)
             try:
                 async with self._lane(job.id, "interaction"):
-                    if target is not None:
-                        await self.routes.edit(
-                            job.id,
-                            target,
-                            view=post.view,
-                            video=post.video,
-                            filename=video_filename(job.id),
-                            allowed_mentions=only_user(job.user_id),
+                    if target is None:
+                        return await self.routes.post(
+                            job.id, view=post.view, video=post.video, filename=name, allowed_mentions=mentions
                         )
-                        return target
-                    return await self.routes.post(
+                    await self.routes.edit(
                         job.id,
+                        target,
                         view=post.view,
                         video=post.video,
-                        filename=video_filename(job.id),
-                        allowed_mentions=only_user(job.user_id),
+                        filename=name,
+                        allowed_mentions=mentions,
                     )
+                    return target
             except RouteClosed:
                 return None
             except discord.HTTPException as error:
                 log.warning(
                     "job %s: the interaction refused the result (%s %s)", job.id, error.status, error.code
                 )
-                if post.video is not None and (error.code == TOO_LARGE or error.status == 413):
-                    continue  # the link card next
-                return None
+                if target is not None and error.code == UNKNOWN_MESSAGE:
+                    target = None  # the progress followup is gone: a new followup instead
+                elif post.video is not None and (error.code == TOO_LARGE or error.status == 413):
+                    posts.pop(0)  # the link card next
+                else:
+                    return None
         return None
 
     async def _notify_end_through_interaction(
