@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Dieser Auftrag hat kein Video, an das angeknüpft werden kann.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Nur das Mitglied, das dieses Video angefordert hat, oder ein Moderator kann es löschen.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Dein Video ist unterwegs (Platz {place} in der Warteschlange); verfolge es in diesem Kanal. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Dein Video ist unterwegs (Platz {place} in der Warteschlange); es kommt hier an. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Dein Video ist unterwegs (Platz {place} in der Warteschlange); es kommt hier an, oder in deinen DMs mit mir, falls es länger als 15 Minuten dauert. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "In diesem Kanal kann ich nicht arbeiten: Mir fehlt {permissions}. Bitte einen Server-Admin, mir das zu erlauben, oder nutze einen anderen Kanal.",
     "today": "heute",
     "this week": "diese Woche",
@@ -156,4 +156,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Only the member whose picture this is can fix it.": "Nur das Mitglied, dem dieses Bild gehört, kann es korrigieren.",
     "This fix is no longer available (the picture is gone, or it was already used). Nothing was charged; please use /animate again.": "Diese Korrektur ist nicht mehr verfügbar (das Bild ist weg oder wurde schon verwendet). Es wurde nichts abgerechnet; bitte nutze /animate noch einmal.",
     "I can no longer read the message this form was for (deleted, or I lost access to the channel). Nothing was charged; please use Animate on it again, or /animate.": "Ich kann die Nachricht, zu der dieses Formular gehört, nicht mehr lesen (gelöscht, oder ich habe keinen Zugriff mehr auf den Kanal). Es wurde nichts abgerechnet; nutze Animieren bitte noch einmal darauf oder /animate.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord lässt mich auf dein /animate dort, wo du es benutzt hast, nicht mehr antworten, darum kommt es hier.",
 }

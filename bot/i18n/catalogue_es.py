@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Este trabajo no tiene ningún vídeo que continuar.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Solo el miembro que pidió este vídeo, o un moderador, puede eliminarlo.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Tu vídeo está en camino (puesto {place} en la cola); síguelo en este canal. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Tu vídeo está en camino (puesto {place} en la cola); llegará aquí. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Tu vídeo está en camino (puesto {place} en la cola); llegará aquí, o a tus mensajes directos conmigo si tarda más de 15 minutos. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "No puedo trabajar en este canal: me falta {permissions}. Pide a un administrador del servidor que me lo conceda, o usa otro canal.",
     "today": "hoy",
     "this week": "esta semana",
@@ -156,4 +156,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Only the member whose picture this is can fix it.": "Solo el miembro al que pertenece esta imagen puede arreglarla.",
     "This fix is no longer available (the picture is gone, or it was already used). Nothing was charged; please use /animate again.": "Este arreglo ya no está disponible (la imagen ya no existe o ya se usó). No se ha cobrado nada; vuelve a usar /animate.",
     "I can no longer read the message this form was for (deleted, or I lost access to the channel). Nothing was charged; please use Animate on it again, or /animate.": "Ya no puedo leer el mensaje de este formulario (se borró o perdí el acceso al canal). No se ha cobrado nada; vuelve a usar Animar en él, o /animate.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord ya no me deja responder a tu /animate donde lo usaste, así que aquí lo tienes.",
 }

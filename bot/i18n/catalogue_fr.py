@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Cette tâche n'a pas de vidéo à prolonger.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Seul le membre qui a demandé cette vidéo, ou un modérateur, peut la supprimer.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Ta vidéo est en route (position {place} dans la file) ; suis-la dans ce salon. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Ta vidéo est en route (position {place} dans la file) ; elle arrivera ici. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Ta vidéo est en route (position {place} dans la file) ; elle arrivera ici, ou dans tes messages privés avec moi si cela prend plus de 15 minutes. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "Je ne peux pas travailler dans ce salon : il me manque {permissions}. Demande à un administrateur du serveur de me l'accorder, ou utilise un autre salon.",
     "today": "aujourd'hui",
     "this week": "cette semaine",
@@ -156,4 +156,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Only the member whose picture this is can fix it.": "Seul le membre à qui appartient cette image peut la corriger.",
     "This fix is no longer available (the picture is gone, or it was already used). Nothing was charged; please use /animate again.": "Cette correction n'est plus disponible (l'image n'existe plus, ou elle a déjà servi). Rien n'a été facturé ; utilise de nouveau /animate.",
     "I can no longer read the message this form was for (deleted, or I lost access to the channel). Nothing was charged; please use Animate on it again, or /animate.": "Je ne peux plus lire le message visé par ce formulaire (supprimé, ou je n'ai plus accès au salon). Rien n'a été facturé ; utilise de nouveau Animer dessus, ou /animate.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord ne me permet plus de répondre à ton /animate là où tu l'as utilisé, alors le voici.",
 }

@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "このジョブには続きを作れる動画がありません。",
     "Only the member who asked for this video, or a moderator, can delete it.": "この動画を削除できるのは、依頼したメンバーかモデレーターだけです。",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "動画を作成中です（待ち順 {place} 番目）。このチャンネルで進行状況を確認できます。{reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "動画を作成中です（待ち順 {place} 番目）。完成したらここに届きます。{reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "動画を作成中です（待ち順 {place} 番目）。完成したらここに届きます。15分以上かかった場合は、私とのDMに届きます。{reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "このチャンネルでは動作できません。{permissions} の権限がありません。サーバー管理者に付与を依頼するか、別のチャンネルを使ってください。",
     "today": "今日",
     "this week": "今週",
@@ -156,4 +156,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Only the member whose picture this is can fix it.": "この画像を修正できるのは、画像を送ったメンバーだけです。",
     "This fix is no longer available (the picture is gone, or it was already used). Nothing was charged; please use /animate again.": "この修正はもう利用できません（画像が消えたか、すでに使われています）。請求はされていません。もう一度 /animate を使ってください。",
     "I can no longer read the message this form was for (deleted, or I lost access to the channel). Nothing was charged; please use Animate on it again, or /animate.": "このフォームの対象メッセージを読み取れなくなりました（削除されたか、チャンネルにアクセスできなくなりました）。請求はされていません。もう一度そのメッセージで「アニメ化」を使うか、/animate を使ってください。",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "/animate を使った場所では Discord の制限でもう返信できないため、こちらにお届けします。",
 }

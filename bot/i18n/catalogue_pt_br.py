@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Este trabalho não tem vídeo para continuar.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Só o membro que pediu este vídeo, ou um moderador, pode apagá-lo.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Seu vídeo está a caminho ({place}º na fila); acompanhe neste canal. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Seu vídeo está a caminho ({place}º na fila); ele chegará aqui. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Seu vídeo está a caminho ({place}º na fila); ele chegará aqui, ou nas suas mensagens diretas comigo se levar mais de 15 minutos. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "Não consigo trabalhar neste canal: falta {permissions}. Peça a um administrador do servidor para conceder, ou use outro canal.",
     "today": "hoje",
     "this week": "esta semana",
@@ -156,4 +156,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Only the member whose picture this is can fix it.": "Só o membro dono desta imagem pode corrigi-la.",
     "This fix is no longer available (the picture is gone, or it was already used). Nothing was charged; please use /animate again.": "Esta correção não está mais disponível (a imagem sumiu ou já foi usada). Nada foi cobrado; use /animate de novo.",
     "I can no longer read the message this form was for (deleted, or I lost access to the channel). Nothing was charged; please use Animate on it again, or /animate.": "Não consigo mais ler a mensagem deste formulário (foi apagada ou perdi o acesso ao canal). Nada foi cobrado; use Animar nela de novo, ou /animate.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "O Discord não me deixa mais responder ao seu /animate onde você o usou, então aqui está.",
 }

@@ -45,6 +45,7 @@ from bot.jobs.model import (
 from bot.logs import bind_job
 from bot.media import PreparedImage
 from bot.request import AnimateRequest, AttachmentRef
+from bot.store.jobs import VIA_CHANNEL, VIA_INTERACTION
 from bot.sunra import SubmissionUncertain
 
 # An image for a new job: a URL sunra already stores, or a prepared picture still to upload.
@@ -155,6 +156,7 @@ class JobRunner(Dispatching):
             params=command.request.to_params(),
             upload_limit=command.upload_limit,
             lifetime_seconds=self.settings.max_lifetime_minutes * 60,
+            deliver_via=VIA_INTERACTION if command.deliver_via_interaction else VIA_CHANNEL,
         )
         bind_job(job_id)
         return job_id, is_new
