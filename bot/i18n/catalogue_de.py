@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Dieser Auftrag hat kein Video, an das angeknüpft werden kann.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Nur das Mitglied, das dieses Video angefordert hat, oder ein Moderator kann es löschen.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Dein Video ist unterwegs (Platz {place} in der Warteschlange); verfolge es in diesem Kanal. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Dein Video ist unterwegs (Platz {place} in der Warteschlange); es kommt hier an. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Dein Video ist unterwegs (Platz {place} in der Warteschlange); es kommt hier an, oder in deinen DMs mit mir, falls es länger als 15 Minuten dauert. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "In diesem Kanal kann ich nicht arbeiten: Mir fehlt {permissions}. Bitte einen Server-Admin, mir das zu erlauben, oder nutze einen anderen Kanal.",
     "today": "heute",
     "this week": "diese Woche",
@@ -159,4 +159,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Allowances here reset at midnight in {zone}.": "Die Kontingente werden hier um Mitternacht in {zone} zurückgesetzt.",
     "The time zone changes to {zone} when the current period ends, {switch}; until then {current} stays in force. The first period in {zone} runs from then until {first}, so that no period is shorter than a whole one; after that, allowances reset at midnight in {zone}.": "Die Zeitzone wechselt zu {zone}, wenn der laufende Zeitraum endet, {switch}; bis dahin gilt weiter {current}. Der erste Zeitraum in {zone} läuft von da an bis {first}, damit kein Zeitraum kürzer als ein ganzer ist; danach werden die Kontingente um Mitternacht in {zone} zurückgesetzt.",
     "From {switch}, when the current period ends, members get {allowance}; the first such period runs until {first}, so that no period is shorter than a whole one.": "Ab {switch}, wenn der laufende Zeitraum endet, bekommen die Mitglieder {allowance}; der erste solche Zeitraum läuft bis {first}, damit kein Zeitraum kürzer als ein ganzer ist.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord lässt mich auf dein /animate dort, wo du es benutzt hast, nicht mehr antworten, darum kommt es hier.",
 }

@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Este trabajo no tiene ningún vídeo que continuar.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Solo el miembro que pidió este vídeo, o un moderador, puede eliminarlo.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Tu vídeo está en camino (puesto {place} en la cola); síguelo en este canal. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Tu vídeo está en camino (puesto {place} en la cola); llegará aquí. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Tu vídeo está en camino (puesto {place} en la cola); llegará aquí, o a tus mensajes directos conmigo si tarda más de 15 minutos. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "No puedo trabajar en este canal: me falta {permissions}. Pide a un administrador del servidor que me lo conceda, o usa otro canal.",
     "today": "hoy",
     "this week": "esta semana",
@@ -159,4 +159,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Allowances here reset at midnight in {zone}.": "Las asignaciones se restablecen aquí a medianoche en {zone}.",
     "The time zone changes to {zone} when the current period ends, {switch}; until then {current} stays in force. The first period in {zone} runs from then until {first}, so that no period is shorter than a whole one; after that, allowances reset at midnight in {zone}.": "La zona horaria cambia a {zone} cuando termine el periodo actual, {switch}; hasta entonces sigue vigente {current}. El primer periodo en {zone} va desde ese momento hasta {first}, para que ningún periodo sea más corto que uno completo; después, las asignaciones se restablecen a medianoche en {zone}.",
     "From {switch}, when the current period ends, members get {allowance}; the first such period runs until {first}, so that no period is shorter than a whole one.": "A partir de {switch}, cuando termine el periodo actual, los miembros reciben {allowance}; el primero de esos periodos dura hasta {first}, para que ningún periodo sea más corto que uno completo.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord ya no me deja responder a tu /animate donde lo usaste, así que aquí lo tienes.",
 }

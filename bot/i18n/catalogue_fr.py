@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Cette tâche n'a pas de vidéo à prolonger.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Seul le membre qui a demandé cette vidéo, ou un modérateur, peut la supprimer.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Ta vidéo est en route (position {place} dans la file) ; suis-la dans ce salon. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Ta vidéo est en route (position {place} dans la file) ; elle arrivera ici. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Ta vidéo est en route (position {place} dans la file) ; elle arrivera ici, ou dans tes messages privés avec moi si cela prend plus de 15 minutes. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "Je ne peux pas travailler dans ce salon : il me manque {permissions}. Demande à un administrateur du serveur de me l'accorder, ou utilise un autre salon.",
     "today": "aujourd'hui",
     "this week": "cette semaine",
@@ -159,4 +159,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Allowances here reset at midnight in {zone}.": "Les quotas sont remis à zéro ici à minuit, fuseau {zone}.",
     "The time zone changes to {zone} when the current period ends, {switch}; until then {current} stays in force. The first period in {zone} runs from then until {first}, so that no period is shorter than a whole one; after that, allowances reset at midnight in {zone}.": "Le fuseau horaire passe à {zone} à la fin de la période en cours, {switch} ; d'ici là, {current} reste en vigueur. La première période en {zone} court de ce moment jusqu'à {first}, pour qu'aucune période ne soit plus courte qu'une période entière ; ensuite, les quotas sont remis à zéro à minuit, fuseau {zone}.",
     "From {switch}, when the current period ends, members get {allowance}; the first such period runs until {first}, so that no period is shorter than a whole one.": "À partir du {switch}, à la fin de la période en cours, les membres reçoivent {allowance} ; la première de ces périodes court jusqu'au {first}, pour qu'aucune période ne soit plus courte qu'une période entière.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord ne me permet plus de répondre à ton /animate là où tu l'as utilisé, alors le voici.",
 }

@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "このジョブには続きを作れる動画がありません。",
     "Only the member who asked for this video, or a moderator, can delete it.": "この動画を削除できるのは、依頼したメンバーかモデレーターだけです。",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "動画を作成中です（待ち順 {place} 番目）。このチャンネルで進行状況を確認できます。{reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "動画を作成中です（待ち順 {place} 番目）。完成したらここに届きます。{reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "動画を作成中です（待ち順 {place} 番目）。完成したらここに届きます。15分以上かかった場合は、私とのDMに届きます。{reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "このチャンネルでは動作できません。{permissions} の権限がありません。サーバー管理者に付与を依頼するか、別のチャンネルを使ってください。",
     "today": "今日",
     "this week": "今週",
@@ -159,4 +159,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Allowances here reset at midnight in {zone}.": "このサーバーの割り当ては {zone} の午前0時にリセットされます。",
     "The time zone changes to {zone} when the current period ends, {switch}; until then {current} stays in force. The first period in {zone} runs from then until {first}, so that no period is shorter than a whole one; after that, allowances reset at midnight in {zone}.": "タイムゾーンは現在の期間が終わる {switch} に {zone} へ切り替わります。それまでは {current} が引き続き適用されます。どの期間も1期間より短くならないよう、{zone} での最初の期間はその時点から {first} までです。その後、割り当ては {zone} の午前0時にリセットされます。",
     "From {switch}, when the current period ends, members get {allowance}; the first such period runs until {first}, so that no period is shorter than a whole one.": "現在の期間が終わる {switch} から、メンバーは {allowance} を受け取ります。どの期間も1期間より短くならないよう、その最初の期間は {first} までです。",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "/animate を使った場所では Discord の制限でもう返信できないため、こちらにお届けします。",
 }

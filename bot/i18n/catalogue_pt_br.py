@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Este trabalho não tem vídeo para continuar.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Só o membro que pediu este vídeo, ou um moderador, pode apagá-lo.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Seu vídeo está a caminho ({place}º na fila); acompanhe neste canal. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Seu vídeo está a caminho ({place}º na fila); ele chegará aqui. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Seu vídeo está a caminho ({place}º na fila); ele chegará aqui, ou nas suas mensagens diretas comigo se levar mais de 15 minutos. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "Não consigo trabalhar neste canal: falta {permissions}. Peça a um administrador do servidor para conceder, ou use outro canal.",
     "today": "hoje",
     "this week": "esta semana",
@@ -159,4 +159,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Allowances here reset at midnight in {zone}.": "As cotas são renovadas aqui à meia-noite em {zone}.",
     "The time zone changes to {zone} when the current period ends, {switch}; until then {current} stays in force. The first period in {zone} runs from then until {first}, so that no period is shorter than a whole one; after that, allowances reset at midnight in {zone}.": "O fuso horário muda para {zone} quando o período atual terminar, {switch}; até lá, {current} continua valendo. O primeiro período em {zone} vai desse momento até {first}, para que nenhum período seja mais curto que um inteiro; depois disso, as cotas são renovadas à meia-noite em {zone}.",
     "From {switch}, when the current period ends, members get {allowance}; the first such period runs until {first}, so that no period is shorter than a whole one.": "A partir de {switch}, quando o período atual terminar, os membros recebem {allowance}; o primeiro desses períodos vai até {first}, para que nenhum período seja mais curto que um inteiro.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "O Discord não me deixa mais responder ao seu /animate onde você o usou, então aqui está.",
 }
