@@ -7,7 +7,7 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from bot.i18n import translate
+from bot.i18n import is_name, translate
 
 _NAMED = (
     app_commands.TranslationContextLocation.command_name,
@@ -23,12 +23,6 @@ def valid_name(text: str) -> bool:
     return 1 <= len(text) <= 32 and text == text.lower() and all(ch.isalnum() or ch in "-_" for ch in text)
 
 
-def name_key(name: str) -> str:
-    """A command's or option's name is catalogued as "/name", apart from the same word in a sentence
-    ("image" the option is "bild", "image" in a sentence is "Bild")."""
-    return "/" + name
-
-
 class CatalogueTranslator(app_commands.Translator):
     """Set on the tree in setup_hook; the command sync sends what it returns as localizations."""
 
@@ -40,10 +34,10 @@ class CatalogueTranslator(app_commands.Translator):
     ) -> str | None:
         if locale.value.startswith("en"):
             return None
-        chat_input_name = context.location in _NAMED and not isinstance(
-            context.data, app_commands.ContextMenu
-        )
-        text = translate(name_key(string.message) if chat_input_name else string.message, locale)
+        menu = isinstance(context.data, app_commands.ContextMenu)
+        chat_input_name = context.location in _NAMED and not menu
+        key = "/" + string.message if is_name(string.message) and not menu else string.message
+        text = translate(key, locale)
         if text is None:
             return None
         if chat_input_name and not valid_name(text):

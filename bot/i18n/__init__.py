@@ -135,6 +135,16 @@ def placeholders(template: str) -> set[str]:
     return {field for _text, field, _spec, _conv in _FORMATTER.parse(template) if field}
 
 
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def is_name(text: str) -> bool:
+    """Whether a `locale_str` is a command's, option's or choice's name ("quota-admin", "end_image",
+    "newest") rather than a sentence: lower-case letters, digits, `-` and `_` only. Its catalogue key is
+    "/name", apart from the same word in a sentence ("image" the option is "bild", in a sentence "Bild")."""
+    return bool(text) and set(text) <= _NAME_CHARS
+
+
 def needs_translation(msgid: str) -> bool:
     """Whether a msgid has words in it (a template such as "{reason} {left}" only joins messages)."""
     words = "".join(text for text, *_rest in _FORMATTER.parse(msgid))
