@@ -38,6 +38,14 @@ def for_channel(interaction: Interaction, text: str) -> str:
     return render(text, interaction.guild_locale)
 
 
+def public_locale(interaction: Interaction) -> str | None:
+    """The language of what others read about this use (a job's cards, a public page): the server's
+    preferred locale where the server added the bot, else the member's own (a DM, a member's install in a
+    server without the bot, where the member is the audience). A Discord locale's value, e.g. "de"."""
+    locale = interaction.guild_locale if interaction.is_guild_integration() else interaction.locale
+    return None if locale is None else locale.value
+
+
 def installed_guild_id(interaction: Interaction) -> int | None:
     """The server this use is under: its id when the server added the bot, else None (a DM, a group DM,
     a member's own install used in a server without the bot, where server rules and quotas do not

@@ -18,7 +18,7 @@ Discord's locales: https://discord.com/developers/docs/reference#locales ("de", 
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.i18n import catalogue_de, catalogue_es, catalogue_fr, catalogue_ja, catalogue_pt_br
@@ -81,7 +81,7 @@ def _n(count: int, one: str, other: str, /, **params: Any) -> Plural:
     return Plural(count, one, other, **params)
 
 
-def join(parts: list[str], separator: str = "\n") -> Message:
+def join(parts: Sequence[str], separator: str = "\n") -> Message:
     """Sentences (messages or text) joined into one message, each rendered in the reader's language.
     The separator must have no letters (it is not translated)."""
     params = {f"part{i}": part for i, part in enumerate(parts)}
@@ -128,6 +128,15 @@ def render(text: str, locale: object) -> str:
         return template.format_map(params)
     except (KeyError, IndexError, ValueError):
         return str(text)
+
+
+def stored_sentence(text: str) -> str:
+    """A sentence read back from the database (a job's error message, written in English when the job
+    ended): a Message again when it is a whole catalogued sentence without parameters, so it is shown in
+    the reader's language; else the text as it is (a sentence with parameters was stored filled in)."""
+    if "{" not in text and any(text in catalogue for catalogue in CATALOGUES.values()):
+        return Message(text)
+    return text
 
 
 def placeholders(template: str) -> set[str]:

@@ -151,6 +151,7 @@ class JobRunner(Dispatching):
             params=command.request.to_params(),
             upload_limit=command.upload_limit,
             lifetime_seconds=self.settings.max_lifetime_minutes * 60,
+            locale=command.locale,
         )
         bind_job(job_id)
         return job_id, is_new

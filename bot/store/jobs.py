@@ -67,6 +67,7 @@ class JobRow:
     may_be_billed: bool = False  # ended without a video, yet the API may bill it (migration 0003)
     cancel_reason: str | None = None  # Cancel pressed while at the API; survives a restart (0007)
     shard: int = 0  # the shard of its guild: the process owning it follows the job (0008)
+    locale: str | None = None  # the language of its public messages, a Discord locale (0011)
 
     @classmethod
     def from_row(cls, row: Row) -> JobRow:
@@ -99,6 +100,7 @@ class JobRow:
             may_be_billed=bool(row["may_be_billed"]),
             cancel_reason=row["cancel_reason"],
             shard=int(row["shard"]),
+            locale=row["locale"],
         )
 
 
@@ -181,6 +183,7 @@ class JobStore:
         params: Mapping[str, Any],
         upload_limit: int,
         lifetime_seconds: float,
+        locale: str | None = None,
     ) -> tuple[int, bool]:
         """Records a command; returns (job id, created) once it is committed. A replayed interaction
         returns its first job.
@@ -204,6 +207,7 @@ class JobStore:
                 now,
                 now + lifetime_seconds,
                 self.shards.shard_of(guild_id),
+                locale,
             ),
             state=state,
             at=now,
@@ -247,8 +251,8 @@ class JobStore:
             if fresh:
                 await tx.executemany(
                     "INSERT INTO jobs (interaction_id, guild_id, channel_id, user_id, state, params,"
-                    " upload_limit, created_at, updated_at, deadline, shard)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " upload_limit, created_at, updated_at, deadline, shard, locale)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [e.values for e in fresh.values()],
                 )
                 created = {

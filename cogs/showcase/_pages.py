@@ -395,7 +395,7 @@ def history_page(
             ),
         )
         for job in jobs
-        for _, url in [media.get(job.id, (False, None))]
+        for _posted, url in [media.get(job.id, (False, None))]
         if url
     ]
     heading = _("## Your videos") if jobs else _("## Your videos\nYou have no videos yet.")
