@@ -85,7 +85,10 @@ def report_text(report: MemberReport, prices: dict[str, int], *, whose: str) -> 
             credits=report.recent_credits,
             days=RECENT_DAYS,
         ),
-        _("**Prices:** {prices}", prices=" · ".join(f"{name}: {cost}" for name, cost in prices.items())),
+        _(
+            "**Prices:** {prices}",
+            prices=join([join([name, f": {cost}"], "") for name, cost in prices.items()], " · "),
+        ),
     ]
     if report.blocked:
         blocked = (

@@ -17,6 +17,7 @@ Discord's locales: https://discord.com/developers/docs/reference#locales ("de", 
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -130,12 +131,36 @@ def render(text: str, locale: object) -> str:
         return str(text)
 
 
+_STORED: list[tuple[re.Pattern[str], str]] = []
+
+
+def _stored_patterns() -> list[tuple[re.Pattern[str], str]]:
+    """Each catalogued msgid with placeholders as a pattern matching its filled-in English."""
+    if not _STORED:
+        for msgid in sorted(set().union(*CATALOGUES.values()), key=len, reverse=True):
+            if "{" not in msgid:
+                continue
+            pattern = "".join(
+                re.escape(text) + (f"(?P<{field}>.+?)" if field and field.isidentifier() else "")
+                for text, field, _spec, _conv in _FORMATTER.parse(msgid)
+            )
+            try:
+                _STORED.append((re.compile(pattern + r"\Z", re.DOTALL), msgid))
+            except re.error:  # a placeholder used twice: such a sentence is not read back
+                continue
+    return _STORED
+
+
 def stored_sentence(text: str) -> str:
-    """A sentence read back from the database (a job's error message, written in English when the job
-    ended): a Message again when it is a whole catalogued sentence without parameters, so it is shown in
-    the reader's language; else the text as it is (a sentence with parameters was stored filled in)."""
-    if "{" not in text and any(text in catalogue for catalogue in CATALOGUES.values()):
+    """A sentence read back from the database (a job's error or cancel reason, written in English when the
+    job ended): a Message again when it is a catalogued sentence, its parameters read back from the text,
+    so it is shown in the reader's language; else the text as it is."""
+    if text in CATALOGUES["de"] and "{" not in text:
         return Message(text)
+    for pattern, msgid in _stored_patterns():
+        found = pattern.match(text)
+        if found is not None:
+            return Message(msgid, **found.groupdict())
     return text
 
 

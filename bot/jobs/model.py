@@ -158,7 +158,10 @@ def lifetime_outcome(settings: JobSettings) -> Outcome:
     return Outcome(
         State.CANCELLED,
         "lifetime_exceeded",
-        f"The job did not finish within {minutes} minutes, so it was cancelled and nothing was charged. "
-        "Trying again later may help.",
+        _(
+            "The job did not finish within {minutes} minutes, so it was cancelled and nothing was charged. "
+            "Trying again later may help.",
+            minutes=minutes,
+        ),
         True,
     )

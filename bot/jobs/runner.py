@@ -275,7 +275,7 @@ class JobRunner(Dispatching):
     async def drop_unacknowledged(self, job_id: int) -> None:
         """Discord refused the acknowledgement: the member was never told the job exists, so it ends
         here, silently, before anything was reserved or submitted."""
-        await self._refuse(job_id, "not_acknowledged", "The command could not be acknowledged in time.")
+        await self._refuse(job_id, "not_acknowledged", _("The command could not be acknowledged in time."))
 
     async def _refuse_and_refund(self, job_id: int, code: str, message: str) -> None:
         await self._refuse(job_id, code, message)
@@ -328,8 +328,10 @@ class JobRunner(Dispatching):
             outcome = Outcome(
                 State.FAILED,
                 "restarted_before_check",
-                "The bot restarted before your picture was checked. Nothing was charged; "
-                "please run /animate again.",
+                _(
+                    "The bot restarted before your picture was checked. Nothing was charged; "
+                    "please run /animate again."
+                ),
                 True,
             )
             self._spawn(job.id, self._end(job, outcome, from_states=State.RECEIVED))
