@@ -56,8 +56,8 @@ def report_text(report: MemberReport, prices: dict[str, int], *, whose: str) -> 
         )
         if whose == "Your"
         else _(
-            "**{whose} credits:** {available} — {left} of {allowance} + {bonus} bonus.",
-            whose=whose,
+            "**Credits of {member}:** {available} — {left} of {allowance} + {bonus} bonus.",
+            member=whose,
             available=balance.available,
             left=balance.allowance_left,
             allowance=per_period(balance.allowance, balance.period),
