@@ -441,4 +441,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Removed the voice **{name}** (`{id}`).": "Die Stimme **{name}** (`{id}`) wurde entfernt.",
     "This server has no named voices yet. Add one with `/voices add`.": "Dieser Server hat noch keine benannten Stimmen. Füge eine mit `/voices add` hinzu.",
     "… and {n} more": "… und {n} weitere",
+    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "Der Videodienst hat den Bot auf eine Adresse verwiesen, von der er nichts abruft; daher wurde nichts verwendet und nichts abgerechnet. Ein neuer Versuch kann helfen.",
 }

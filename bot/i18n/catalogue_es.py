@@ -441,4 +441,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Removed the voice **{name}** (`{id}`).": "Se ha quitado la voz **{name}** (`{id}`).",
     "This server has no named voices yet. Add one with `/voices add`.": "Este servidor todavía no tiene voces con nombre. Añade una con `/voices add`.",
     "… and {n} more": "… y {n} más",
+    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "El servicio de vídeo envió al bot a una dirección desde la que no descarga nada, así que no se ha usado ni cobrado nada. Volver a intentarlo puede ayudar.",
 }

@@ -441,4 +441,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Removed the voice **{name}** (`{id}`).": "ボイス **{name}**（`{id}`）を削除しました。",
     "This server has no named voices yet. Add one with `/voices add`.": "このサーバーにはまだ名前付きボイスがありません。`/voices add` で追加してください。",
     "… and {n} more": "… ほか {n} 個",
+    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "動画サービスがボットの取得対象外のアドレスを指定したため、何も使われず、請求もされていません。もう一度試すとうまくいくかもしれません。",
 }

@@ -441,4 +441,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Removed the voice **{name}** (`{id}`).": "A voz **{name}** (`{id}`) foi removida.",
     "This server has no named voices yet. Add one with `/voices add`.": "Este servidor ainda não tem vozes nomeadas. Adicione uma com `/voices add`.",
     "… and {n} more": "… e mais {n}",
+    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "O serviço de vídeo apontou o bot para um endereço do qual ele não baixa nada, então nada foi usado nem cobrado. Tentar de novo pode ajudar.",
 }
