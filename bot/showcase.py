@@ -88,7 +88,7 @@ def audience_refusal(made_in: Audience, showcase: Audience, everyone: int) -> st
         if everyone in showcase.roles and everyone not in made_in.roles:
             return _(
                 "This video was made in a channel not everyone here can see, and the showcase channel is "
-                "open to everyone, so I can't showcase it."
+                "open to everyone who could not see it there, so I can't showcase it."
             )
         return _(
             "This video was made in a channel not everyone here can see, and the showcase channel is open "

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from bot.errors import InputRefused
-from bot.i18n import CATALOGUES, Message, _n, language, placeholders, render
+from bot.i18n import CATALOGUES, Message, _n, language, placeholders, render, stored_sentence
 from bot.i18n.msgids import marked
 from bot.invite import user_install_url
 from bot.request import build_request
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import InteractionRecord
+from tests.fakes.discord_server._components import buttons, v2_text
 from tests.world import World, running_world
 
 EPHEMERAL = 64
@@ -175,3 +176,99 @@ async def test_a_button_refusal_in_japanese_and_a_remix_form_in_german(tmp_path:
         assert form.data["title"] == "Dieses Video remixen"
         labels = [c["label"] for row in form.data["components"] for c in row["components"]]
         assert labels == ["Prompt", "Negativer Prompt", "Dauer (5 oder 10 Sekunden)"]
+
+
+# ----------------------------------------------------------------------- every command, every sentence
+
+DISCORD_LOCALES = ("de", "fr", "es-ES", "es-419", "pt-BR", "ja")
+
+
+def _described(node: dict[str, object], path: str) -> list[str]:
+    """The places under a registered command (itself, its subcommands, options, choices) that lack a
+    localization in one of DISCORD_LOCALES."""
+    lacking: list[str] = []
+    localized = node.get("description_localizations") or {}
+    assert isinstance(localized, dict)
+    lacking += [f"{path} description [{code}]" for code in DISCORD_LOCALES if code not in localized]
+    for option in node.get("options") or []:  # type: ignore[attr-defined]
+        lacking += _described(option, f"{path} {option['name']}")
+        for choice in option.get("choices") or []:
+            names = choice.get("name_localizations") or {}
+            lacking += [
+                f"{path} {option['name']}={choice['name']} [{c}]" for c in DISCORD_LOCALES if c not in names
+            ]
+    return lacking
+
+
+async def test_every_command_option_and_choice_is_localized_in_every_language(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        commands = world.discord.registered_commands()
+        assert {"animate", "quota", "quota-admin", "showcase-admin", "voices", "gallery", "top"} <= {
+            c["name"] for c in commands
+        }
+        lacking = [
+            gap for c in commands if c.get("type", 1) == 1 for gap in _described(c, "/" + str(c["name"]))
+        ]
+        assert lacking == []
+        menu = next(c for c in commands if c.get("type") == 3)
+        assert set(DISCORD_LOCALES) <= set(menu["name_localizations"])
+        quota_admin = next(c for c in commands if c["name"] == "quota-admin")
+        cap = next(o for o in quota_admin["options"] if o["name"] == "cap")
+        assert cap["description_localizations"]["fr"] == (
+            "Crédits que tout le serveur peut dépenser par période (0 = pas de plafond)"
+        )
+        top = next(c for c in commands if c["name"] == "top")
+        period = next(o for o in top["options"] if o["name"] == "period")
+        assert [ch["name_localizations"]["ja"] for ch in period["choices"]] == ["今週", "今月", "全期間"]
+
+
+async def test_an_admin_answer_in_a_french_client(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        payload = p.slash_command(
+            world.discord,
+            name="quota-admin",
+            subcommand="cap",
+            options=[p.option("credits", 0)],
+            member_permissions=p.DEFAULT_EVERYONE_PERMISSIONS | p.MANAGE_GUILD,
+            locale="fr",
+        )
+        answer = await world.private_answer(await world.discord.dispatch_interaction(payload))
+        assert answer == "Ce serveur n'a pas de plafond de crédits."
+        payload["id"] = str(p.snowflake())
+        payload["locale"] = "en-GB"
+        answer = await world.private_answer(await world.discord.dispatch_interaction(payload))
+        assert answer == "This server has no credit cap."
+
+
+async def test_a_result_card_speaks_the_servers_language_whatever_the_members_client(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        payload = p.slash_command(
+            world.discord,
+            options={"image": world.image(), "prompt": "the *cat* waves"},
+            locale="ja",  # the member's own client
+            guild_locale="de",  # the server's language: what everyone in the channel reads
+        )
+        interaction = await world.discord.dispatch_interaction(payload)
+        job = await world.ended(interaction)
+        assert job.state == "delivered" and job.locale == "de"
+        card = world.discord.message(job.result_message_id).message
+        text = v2_text(card["components"])
+        assert f"🎬 <@{job.user_id}> dein Video ist fertig!" in text
+        assert "**Dauer** 5 s · **Ton** an · **Stimmen** keine · **Kosten**" in text
+        # The member's prompt is theirs: escaped, never translated.
+        assert "the \\*cat\\* waves" in text
+        labels = [b.get("label") for b in buttons(card["components"])]
+        assert labels[:5] == ["Wiederholen", "Remixen", "Verlängern", "Präsentieren", "Löschen"]
+        progress = v2_text(world.discord.message(job.progress_message_id).message["components"])
+        assert "**Angefordert von**" in progress and "✅ Fertig" in progress
+
+
+def test_a_stored_sentence_is_read_back_into_the_readers_language() -> None:
+    cancelled = stored_sentence("It was cancelled by <@5>; nothing was charged.")
+    assert render(cancelled, "de") == "<@5> hat ihn abgebrochen; es wurde nichts abgerechnet."
+    assert (
+        render(stored_sentence("The job was cancelled at Kling."), "ja")
+        == "ジョブは Kling 側でキャンセルされました。"
+    )
+    assert stored_sentence("Something only the API said {x}") == "Something only the API said {x}"
+    assert not isinstance(stored_sentence("x" * 5000), Message)

@@ -17,7 +17,6 @@ Discord's locales: https://discord.com/developers/docs/reference#locales ("de", 
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -131,36 +130,51 @@ def render(text: str, locale: object) -> str:
         return str(text)
 
 
-_STORED: list[tuple[re.Pattern[str], str]] = []
+# A stored sentence longer than this is shown as it is (reading it back is for sentences, not pages).
+MAX_STORED = 2000
 
 
-def _stored_patterns() -> list[tuple[re.Pattern[str], str]]:
-    """Each catalogued msgid with placeholders as a pattern matching its filled-in English."""
-    if not _STORED:
-        for msgid in sorted(set().union(*CATALOGUES.values()), key=len, reverse=True):
-            if "{" not in msgid:
-                continue
-            pattern = "".join(
-                re.escape(text) + (f"(?P<{field}>.+?)" if field and field.isidentifier() else "")
-                for text, field, _spec, _conv in _FORMATTER.parse(msgid)
-            )
-            try:
-                _STORED.append((re.compile(pattern + r"\Z", re.DOTALL), msgid))
-            except re.error:  # a placeholder used twice: such a sentence is not read back
-                continue
-    return _STORED
+def _read_back(template: str, text: str) -> dict[str, str] | None:
+    """The parameters that fill `template` in to give `text`, read left to right by each literal piece's
+    next occurrence (linear, no backtracking); None when the text is not that template filled in (or
+    two placeholders touch, which cannot be read back)."""
+    params: dict[str, str] = {}
+    pos, field = 0, ""
+    for literal, name, _spec, _conv in _FORMATTER.parse(template):
+        if field:
+            if not literal:
+                return None
+            end = text.find(literal, pos + 1)
+            if end < 0 or params.setdefault(field, text[pos:end]) != text[pos:end]:
+                return None
+            pos = end + len(literal)
+        elif not text.startswith(literal, pos):
+            return None
+        else:
+            pos += len(literal)
+        field = name or ""
+    if field:
+        if pos >= len(text) or params.setdefault(field, text[pos:]) != text[pos:]:
+            return None
+        pos = len(text)
+    return params if pos == len(text) else None
 
 
 def stored_sentence(text: str) -> str:
     """A sentence read back from the database (a job's error or cancel reason, written in English when the
-    job ended): a Message again when it is a catalogued sentence, its parameters read back from the text,
-    so it is shown in the reader's language; else the text as it is."""
-    if text in CATALOGUES["de"] and "{" not in text:
+    job ended): a Message again when it is a catalogued sentence, its parameters read back from the text
+    (as text), so it is shown in the reader's language; else the text as it is."""
+    if len(text) > MAX_STORED:
+        return text
+    catalogue = CATALOGUES["de"]  # every catalogue has the same keys (tests/test_i18n.py)
+    if text in catalogue and "{" not in text:
         return Message(text)
-    for pattern, msgid in _stored_patterns():
-        found = pattern.match(text)
-        if found is not None:
-            return Message(msgid, **found.groupdict())
+    for msgid in catalogue:
+        if "{" in msgid and needs_translation(msgid):
+            params = _read_back(msgid, text)
+            if params is not None:
+                words = {k: Message(v) if v in catalogue and "{" not in v else v for k, v in params.items()}
+                return Message(msgid, **words)
     return text
 
 

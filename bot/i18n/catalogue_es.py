@@ -218,7 +218,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "{reason} Nothing was charged; please use /animate with a picture instead.": "{reason} No se ha cobrado nada; usa /animate con una imagen.",
     "This video was made in an age-restricted channel, and the showcase channel is not age-restricted, so I can't showcase it there.": "Este vídeo se creó en un canal con restricción de edad, y el canal de escaparate no la tiene, así que no puedo destacarlo allí.",
     "This video was made in a channel not everyone here can see, and the showcase channel is open to members who could not see it there, so I can't showcase it.": "Este vídeo se creó en un canal que no todos aquí pueden ver, y el canal de escaparate está abierto a miembros que no podían verlo allí, así que no puedo destacarlo.",
-    "This video was made in a channel not everyone here can see, and the showcase channel is open to everyone, so I can't showcase it.": "Este vídeo se creó en un canal que no todos aquí pueden ver, y el canal de escaparate está abierto a todos, así que no puedo destacarlo.",
+    "This video was made in a channel not everyone here can see, and the showcase channel is open to everyone who could not see it there, so I can't showcase it.": "Este vídeo se creó en un canal que no todos aquí pueden ver, y el canal de escaparate está abierto a todos, así que no puedo destacarlo.",
     "The video could not be read, so its last frame is not available.": "No se ha podido leer el vídeo, así que su último fotograma no está disponible.",
     "The file is not a video Kling makes, so the bot does not use it.": "El archivo no es un vídeo de los que crea Kling, así que el bot no lo usa.",
     "The video could not be re-encoded.": "No se ha podido recodificar el vídeo.",

@@ -218,7 +218,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "{reason} Nothing was charged; please use /animate with a picture instead.": "{reason} 請求はされていません。代わりに画像で /animate を使ってください。",
     "This video was made in an age-restricted channel, and the showcase channel is not age-restricted, so I can't showcase it there.": "この動画は年齢制限付きチャンネルで作成されましたが、ショーケースチャンネルには年齢制限がないため、そこに紹介できません。",
     "This video was made in a channel not everyone here can see, and the showcase channel is open to members who could not see it there, so I can't showcase it.": "この動画は全員が見られるわけではないチャンネルで作成されました。ショーケースチャンネルは、そこで見られなかったメンバーにも公開されているため、紹介できません。",
-    "This video was made in a channel not everyone here can see, and the showcase channel is open to everyone, so I can't showcase it.": "この動画は全員が見られるわけではないチャンネルで作成されました。ショーケースチャンネルは全員に公開されているため、紹介できません。",
+    "This video was made in a channel not everyone here can see, and the showcase channel is open to everyone who could not see it there, so I can't showcase it.": "この動画は全員が見られるわけではないチャンネルで作成されました。ショーケースチャンネルは全員に公開されているため、紹介できません。",
     "The video could not be read, so its last frame is not available.": "動画を読み取れなかったため、最後のフレームを利用できません。",
     "The file is not a video Kling makes, so the bot does not use it.": "このファイルは Kling が作成する動画ではないため、ボットは使用しません。",
     "The video could not be re-encoded.": "動画を再エンコードできませんでした。",

@@ -218,7 +218,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "{reason} Nothing was charged; please use /animate with a picture instead.": "{reason} Nada foi cobrado; use /animate com uma imagem.",
     "This video was made in an age-restricted channel, and the showcase channel is not age-restricted, so I can't showcase it there.": "Este vídeo foi criado em um canal com restrição de idade, e o canal de vitrine não tem essa restrição, então não posso destacá-lo lá.",
     "This video was made in a channel not everyone here can see, and the showcase channel is open to members who could not see it there, so I can't showcase it.": "Este vídeo foi criado em um canal que nem todos aqui podem ver, e o canal de vitrine está aberto a membros que não podiam vê-lo lá, então não posso destacá-lo.",
-    "This video was made in a channel not everyone here can see, and the showcase channel is open to everyone, so I can't showcase it.": "Este vídeo foi criado em um canal que nem todos aqui podem ver, e o canal de vitrine está aberto a todos, então não posso destacá-lo.",
+    "This video was made in a channel not everyone here can see, and the showcase channel is open to everyone who could not see it there, so I can't showcase it.": "Este vídeo foi criado em um canal que nem todos aqui podem ver, e o canal de vitrine está aberto a todos, então não posso destacá-lo.",
     "The video could not be read, so its last frame is not available.": "Não foi possível ler o vídeo, então o último quadro dele não está disponível.",
     "The file is not a video Kling makes, so the bot does not use it.": "O arquivo não é um vídeo como os que o Kling cria, então o bot não o usa.",
     "The video could not be re-encoded.": "Não foi possível recodificar o vídeo.",
