@@ -11,6 +11,13 @@ The catalogues are Python dicts in bot/i18n/catalogue_<code>.py, one per languag
 checked by mypy and by tests/test_i18n.py (every catalogue has every message id the code marks with `_`,
 `_n` or `locale_str`, with no placeholder the English lacks). A plural entry is a tuple (one, other).
 
+Whose language: a private answer is rendered in the member's (`interaction.locale`, cogs/_ui.py's
+`for_member`); a public message everyone in a channel reads (a job's cards and failure notice, showcase
+posts, the weekly top post) in the server's preferred language (`interaction.guild_locale`, the guild's
+`preferred_locale`), or the member's where the server did not add the bot (cogs/_ui.py's
+`public_locale`). A job keeps that language in `jobs.locale` (migration 0011) for messages sent after a
+restart. Member text (prompts, names, links) is only ever a parameter, never a msgid.
+
 Discord's locales: https://discord.com/developers/docs/reference#locales ("de", "fr", "es-ES", "es-419",
 "pt-BR", "ja", "en-US", "en-GB", …).
 """
