@@ -9,6 +9,9 @@ from discord import app_commands
 
 from bot.i18n import is_name, translate
 
+# Discord's limit on a description's and a choice name's length, localized or not
+# (https://discord.com/developers/docs/interactions/application-commands).
+MAX_TEXT = 100
 _NAMED = (
     app_commands.TranslationContextLocation.command_name,
     app_commands.TranslationContextLocation.group_name,
@@ -42,4 +45,6 @@ class CatalogueTranslator(app_commands.Translator):
             return None
         if chat_input_name and not valid_name(text):
             return None  # Discord would refuse the whole sync over one bad name
+        if len(text) > MAX_TEXT:
+            return None  # the same for a description or choice name past Discord's limit
         return text

@@ -190,6 +190,9 @@ def _described(node: dict[str, object], path: str) -> list[str]:
     localized = node.get("description_localizations") or {}
     assert isinstance(localized, dict)
     lacking += [f"{path} description [{code}]" for code in DISCORD_LOCALES if code not in localized]
+    lacking += [
+        f"{path} description [{code}] too long" for code, text in localized.items() if len(text) > 100
+    ]
     for option in node.get("options") or []:  # type: ignore[attr-defined]
         lacking += _described(option, f"{path} {option['name']}")
         for choice in option.get("choices") or []:

@@ -352,7 +352,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "`{pattern}` is now refused in prompts.": "`{pattern}` wird in Prompts jetzt abgelehnt.",
     "`{pattern}` was already on the block list.": "`{pattern}` stand bereits auf der Sperrliste.",
     "Refuse prompts with this word or phrase (* and ? wildcards)": "Prompts mit diesem Wort oder dieser Wortfolge ablehnen (Platzhalter * und ?)",
-    "A whole word or phrase; * is any run of letters, ? one letter (gor* → gory)": "Ein ganzes Wort oder eine Wortfolge; * steht für beliebig viele Buchstaben, ? für einen (gor* → gory)",
+    "A whole word or phrase; * is any run of letters, ? one letter (gor* → gory)": "Ganzes Wort oder Wortfolge; * steht für beliebig viele Buchstaben, ? für einen (gor* → gory)",
     "`{pattern}` is allowed in prompts again.": "`{pattern}` ist in Prompts wieder erlaubt.",
     "`{pattern}` was not on the block list.": "`{pattern}` stand nicht auf der Sperrliste.",
     "Allow a blocked word or phrase again": "Ein gesperrtes Wort oder eine Wortfolge wieder erlauben",
