@@ -13,9 +13,20 @@ from bot.i18n.msgids import marked
 from bot.invite import user_install_url
 from bot.request import build_request
 from tests.fakes import payloads as p
-from tests.fakes.discord_server import InteractionRecord
+from tests.fakes.discord_server import FakeDiscord, InteractionRecord
 from tests.fakes.discord_server._components import buttons, v2_text
-from tests.world import World, running_world
+from tests.test_showcase import (
+    ALICE,
+    GUILD,
+    button_labels,
+    delivered_job,
+    embed_answer,
+    is_card,
+    press,
+    set_channel,
+    text_of,
+)
+from tests.world import World, loosen_rate_limits, running_world
 
 EPHEMERAL = 64
 
@@ -275,3 +286,29 @@ def test_a_stored_sentence_is_read_back_into_the_readers_language() -> None:
     )
     assert stored_sentence("Something only the API said {x}") == "Something only the API said {x}"
     assert not isinstance(stored_sentence("x" * 5000), Message)
+
+
+async def test_a_showcase_post_speaks_the_servers_language_and_the_gallery_the_members(
+    tmp_path: Path,
+) -> None:
+    async with FakeDiscord() as fake:
+        fake.guilds[GUILD].data["preferred_locale"] = "fr"  # Server Primary Language: French
+        loosen_rate_limits(fake)
+        channel = int(fake.add_channel(GUILD, "vitrine")["id"])
+        async with running_world(tmp_path, discord=fake, command_guild_ids=[GUILD]) as world:
+            await set_channel(world, channel)
+            job_id, result_id = await delivered_job(world, "un renard *danse*")
+            shared = await press(world, f"kling:show:{job_id}", result_id, locale="de")
+            assert shared.startswith(f"Im Showcase in <#{channel}> als #1 gezeigt"), (
+                shared
+            )  # the presser's own
+            post = next(m.message for m in fake.messages if m.channel_id == channel and is_card(m.message))
+            assert "## 🏆 Vitrine n°1\n🎬 Une vidéo de" in text_of(post)
+            assert "un renard \\*danse\\*" in text_of(post)  # the prompt as typed, escaped
+            assert button_labels(post) == ["Voter (0)"]
+
+            gallery = await embed_answer(
+                world, p.slash_command(fake, name="gallery", user_id=ALICE, locale="ja")
+            )
+            assert text_of(gallery).startswith("## ショーケースギャラリー\nショーケース動画（新しい順）。")
+            assert button_labels(gallery) == ["前へ", "1 / 1", "次へ"]
