@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.i18n import _, _n, join, render
+from bot.i18n import _, _n, join, render, stored_sentence
 from bot.showcase import Period, clamped_page, job_settings_text, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import PAGE_SIZE, Showcase, Sort
@@ -349,7 +349,7 @@ def gallery_page(
     return card(heading, rows, tiles, buttons, locale=locale)
 
 
-def _history_line(job: JobRow, found: tuple[bool, str | None] | None) -> str:
+def _history_line(job: JobRow, found: tuple[bool, str | None] | None, locale: object = None) -> str:
     params = job.params
     icon = STATE_ICON.get(job.state, "⏳")
     settings = job_settings_text(job)
@@ -372,7 +372,8 @@ def _history_line(job: JobRow, found: tuple[bool, str | None] | None) -> str:
         elif not posted:
             lines.append(GONE)
     elif job.error_message and job.state in ("failed", "cancelled", "uncertain"):
-        lines.append(_excerpt(job.error_message, 150))
+        # Stored in English when the job ended; read back into the reader's language, then cut and escaped.
+        lines.append(_excerpt(render(stored_sentence(job.error_message), locale), 150))
     return join(lines, "\n  ")
 
 
@@ -384,7 +385,7 @@ def history_page(
     pages: int,
     locale: object = None,
 ) -> discord.ui.LayoutView:
-    rows = [_history_line(job, media.get(job.id)) for job in jobs]
+    rows = [_history_line(job, media.get(job.id), locale) for job in jobs]
     tiles = [
         (
             url,
