@@ -193,6 +193,18 @@ class ManagerGroup(app_commands.Group):
         await on_app_command_error(interaction, error)
 
 
+# The largest id the database stores (a signed 64-bit integer, SQLite's and PostgreSQL's bigint).
+MAX_STORED_ID = 2**63 - 1
+
+
+def stored_id(digits: str) -> int:
+    """A custom_id's number as an id to look up. Any client can send any custom_id (up to 100
+    characters): a number larger than a database holds names nothing, so it reads as 0, which no row has,
+    rather than raising OverflowError in the store."""
+    number = int(digits)
+    return number if number <= MAX_STORED_ID else 0
+
+
 class IdButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:[a-z]+:(?P<number>\d+)"
 ):
@@ -233,7 +245,7 @@ class IdButton(
     async def from_custom_id(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> Self:
-        return cls(int(match["number"]))
+        return cls(stored_id(match["number"]))
 
 
 Handler = Callable[[Any, Interaction], Awaitable[Any]]

@@ -25,7 +25,7 @@ from bot.jobs import Command, job_options
 from bot.media import PictureShapeRefused, PreparedImage
 from bot.picture_fix import FIX_LABELS, Fix, fix_file, fixes_for_file
 from bot.store.jobs import JobRow
-from cogs._ui import NO_MENTIONS, IdButton, for_member, job_here
+from cogs._ui import NO_MENTIONS, IdButton, for_member, job_here, stored_id
 from cogs.jobs._submit import Submission, member_role_ids, submit_job
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class FixButton(IdButton, template=r"kling:fix(?P<go>go)?:(?P<number>\d+):(?P<fi
     async def from_custom_id(
         cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> Self:
-        return cls(int(match["number"]), Fix(match["fix"]), match["which"], confirm=bool(match["go"]))
+        return cls(stored_id(match["number"]), Fix(match["fix"]), match["which"], confirm=bool(match["go"]))
 
     @property
     def label_text(self) -> str:

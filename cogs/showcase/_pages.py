@@ -23,7 +23,7 @@ from bot.showcase import Period, clamped_page, job_settings_text, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import PAGE_SIZE, Showcase, Sort
 from cogs._text import escape_member_text
-from cogs._ui import NO_MENTIONS
+from cogs._ui import NO_MENTIONS, stored_id
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -235,7 +235,9 @@ class GalleryButton(
     async def from_custom_id(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> GalleryButton:
-        return cls(SORT_FROM_CODE[match["sort"]], int(match["member"]) or None, int(match["page"]))
+        return cls(
+            SORT_FROM_CODE[match["sort"]], stored_id(match["member"]) or None, stored_id(match["page"])
+        )
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
         await interaction.response.defer()
@@ -269,7 +271,7 @@ class HistoryButton(
     async def from_custom_id(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> HistoryButton:
-        return cls(int(match["page"]))
+        return cls(stored_id(match["page"]))
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
         await interaction.response.defer()
