@@ -125,6 +125,8 @@ class KlingBot(commands.Bot):
         self.voices = VoiceLibrary(db)
         self.prompt_filter = PromptFilter(db)
         self.showcases = ShowcaseService(db)
+        # The Discord side of jobs, made in setup_hook; the submit path hands it an interaction to use.
+        self.reporter: DiscordReporter | None = None
         self.runner = JobRunner(
             store=self.job_store,
             sunra=sunra,
@@ -161,6 +163,7 @@ class KlingBot(commands.Bot):
         reporter = DiscordReporter(
             self, edit_interval=self.settings.jobs.progress_edit_seconds, instance=await self._instance_id()
         )
+        self.reporter = reporter
         self.runner.start(reporter)
         # Here and not in on_ready, which fires again on every reconnect.
         await self.runner.resume()

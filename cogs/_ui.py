@@ -60,7 +60,9 @@ def job_here(interaction: Interaction, job: JobRow) -> None:
         job_guild_id=job.guild_id,
         job_channel_id=job.channel_id,
         job_user_id=job.user_id,
-        guild_id=interaction.guild_id,
+        # A member's own install in a server without the bot is no server's use: there, as in a DM, only
+        # the job's own member may act on it (its posts reach nobody else through the bot).
+        guild_id=installed_guild_id(interaction),
         channel_id=interaction.channel_id,
         user_id=interaction.user.id,
     )

@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Dieser Auftrag hat kein Video, an das angeknüpft werden kann.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Nur das Mitglied, das dieses Video angefordert hat, oder ein Moderator kann es löschen.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Dein Video ist unterwegs (Platz {place} in der Warteschlange); verfolge es in diesem Kanal. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Dein Video ist unterwegs (Platz {place} in der Warteschlange); es kommt hier an. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Dein Video ist unterwegs (Platz {place} in der Warteschlange); es kommt hier an, oder in deinen DMs mit mir, falls es länger als 15 Minuten dauert. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "In diesem Kanal kann ich nicht arbeiten: Mir fehlt {permissions}. Bitte einen Server-Admin, mir das zu erlauben, oder nutze einen anderen Kanal.",
     "today": "heute",
     "this week": "diese Woche",
@@ -442,4 +442,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This server has no named voices yet. Add one with `/voices add`.": "Dieser Server hat noch keine benannten Stimmen. Füge eine mit `/voices add` hinzu.",
     "… and {n} more": "… und {n} weitere",
     "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "Der Videodienst hat den Bot auf eine Adresse verwiesen, von der er nichts abruft; daher wurde nichts verwendet und nichts abgerechnet. Ein neuer Versuch kann helfen.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord lässt mich auf dein /animate dort, wo du es benutzt hast, nicht mehr antworten, darum kommt es hier.",
 }

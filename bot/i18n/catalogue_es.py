@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Este trabajo no tiene ningún vídeo que continuar.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Solo el miembro que pidió este vídeo, o un moderador, puede eliminarlo.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Tu vídeo está en camino (puesto {place} en la cola); síguelo en este canal. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Tu vídeo está en camino (puesto {place} en la cola); llegará aquí. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Tu vídeo está en camino (puesto {place} en la cola); llegará aquí, o a tus mensajes directos conmigo si tarda más de 15 minutos. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "No puedo trabajar en este canal: me falta {permissions}. Pide a un administrador del servidor que me lo conceda, o usa otro canal.",
     "today": "hoy",
     "this week": "esta semana",
@@ -442,4 +442,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This server has no named voices yet. Add one with `/voices add`.": "Este servidor todavía no tiene voces con nombre. Añade una con `/voices add`.",
     "… and {n} more": "… y {n} más",
     "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "El servicio de vídeo envió al bot a una dirección desde la que no descarga nada, así que no se ha usado ni cobrado nada. Volver a intentarlo puede ayudar.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord ya no me deja responder a tu /animate donde lo usaste, así que aquí lo tienes.",
 }

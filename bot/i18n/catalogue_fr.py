@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Cette tâche n'a pas de vidéo à prolonger.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Seul le membre qui a demandé cette vidéo, ou un modérateur, peut la supprimer.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Ta vidéo est en route (position {place} dans la file) ; suis-la dans ce salon. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Ta vidéo est en route (position {place} dans la file) ; elle arrivera ici. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Ta vidéo est en route (position {place} dans la file) ; elle arrivera ici, ou dans tes messages privés avec moi si cela prend plus de 15 minutes. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "Je ne peux pas travailler dans ce salon : il me manque {permissions}. Demande à un administrateur du serveur de me l'accorder, ou utilise un autre salon.",
     "today": "aujourd'hui",
     "this week": "cette semaine",
@@ -442,4 +442,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This server has no named voices yet. Add one with `/voices add`.": "Ce serveur n'a encore aucune voix nommée. Ajoutes-en une avec `/voices add`.",
     "… and {n} more": "… et {n} de plus",
     "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "Le service vidéo a renvoyé le bot vers une adresse depuis laquelle il ne télécharge rien, donc rien n'a été utilisé ni facturé. Réessayer peut aider.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord ne me permet plus de répondre à ton /animate là où tu l'as utilisé, alors le voici.",
 }

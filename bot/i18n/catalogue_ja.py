@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "このジョブには続きを作れる動画がありません。",
     "Only the member who asked for this video, or a moderator, can delete it.": "この動画を削除できるのは、依頼したメンバーかモデレーターだけです。",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "動画を作成中です（待ち順 {place} 番目）。このチャンネルで進行状況を確認できます。{reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "動画を作成中です（待ち順 {place} 番目）。完成したらここに届きます。{reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "動画を作成中です（待ち順 {place} 番目）。完成したらここに届きます。15分以上かかった場合は、私とのDMに届きます。{reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "このチャンネルでは動作できません。{permissions} の権限がありません。サーバー管理者に付与を依頼するか、別のチャンネルを使ってください。",
     "today": "今日",
     "this week": "今週",
@@ -442,4 +442,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This server has no named voices yet. Add one with `/voices add`.": "このサーバーにはまだ名前付きボイスがありません。`/voices add` で追加してください。",
     "… and {n} more": "… ほか {n} 個",
     "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "動画サービスがボットの取得対象外のアドレスを指定したため、何も使われず、請求もされていません。もう一度試すとうまくいくかもしれません。",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "/animate を使った場所では Discord の制限でもう返信できないため、こちらにお届けします。",
 }

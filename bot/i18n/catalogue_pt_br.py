@@ -81,7 +81,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This job has no video to continue from.": "Este trabalho não tem vídeo para continuar.",
     "Only the member who asked for this video, or a moderator, can delete it.": "Só o membro que pediu este vídeo, ou um moderador, pode apagá-lo.",
     "Your video is on its way (place {place} in line); follow it in this channel. {reservation}": "Seu vídeo está a caminho ({place}º na fila); acompanhe neste canal. {reservation}",
-    "Your video is on its way (place {place} in line); it will arrive here. {reservation}": "Seu vídeo está a caminho ({place}º na fila); ele chegará aqui. {reservation}",
+    "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me if it takes longer than 15 minutes. {reservation}": "Seu vídeo está a caminho ({place}º na fila); ele chegará aqui, ou nas suas mensagens diretas comigo se levar mais de 15 minutos. {reservation}",
     "I can't work in this channel: I'm missing {permissions}. Please ask a server admin to grant them, or use another channel.": "Não consigo trabalhar neste canal: falta {permissions}. Peça a um administrador do servidor para conceder, ou use outro canal.",
     "today": "hoje",
     "this week": "esta semana",
@@ -442,4 +442,5 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "This server has no named voices yet. Add one with `/voices add`.": "Este servidor ainda não tem vozes nomeadas. Adicione uma com `/voices add`.",
     "… and {n} more": "… e mais {n}",
     "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "O serviço de vídeo apontou o bot para um endereço do qual ele não baixa nada, então nada foi usado nem cobrado. Tentar de novo pode ajudar.",
+    "Discord no longer lets me answer your /animate where you used it, so here it is.": "O Discord não me deixa mais responder ao seu /animate onde você o usou, então aqui está.",
 }

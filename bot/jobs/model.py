@@ -84,6 +84,7 @@ class Command:
     request: AnimateRequest
     # The bot cannot post in the channel (a DM, a group DM, a member's own install in a server without the
     # bot): progress and the video go through the interaction (its token, 15 minutes), then the DM.
+    # Recorded in the job's row (`deliver_via`), so a restart never posts it in the channel either.
     deliver_via_interaction: bool = False
     # The language of the job's public messages (a Discord locale such as "de"): the server's preferred
     # locale where the server added the bot, else the member's. None: English.

@@ -45,6 +45,7 @@ from bot.jobs.model import (
 from bot.logs import bind_job
 from bot.media import PreparedImage
 from bot.request import AnimateRequest, AttachmentRef
+from bot.store.jobs import VIA_CHANNEL, VIA_INTERACTION
 from bot.sunra import SubmissionUncertain
 
 # An image for a new job: a URL sunra already stores, or a prepared picture still to upload.
@@ -116,11 +117,15 @@ class JobRunner(Dispatching):
     def start(self, reporter: Reporter) -> None:
         self.reporter = reporter
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.store.shards.sharded:
+            # A job ending in another process frees the fleet's caps: it wakes this dispatcher at once.
+            self._wakes = self.store.db.listen_wakes(self._wake.set)
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="job-dispatcher")
 
     async def stop(self) -> None:
         """Stops following jobs; their rows stay as they are and the next start resumes them."""
         self._closing = True
+        await self._wakes.close()
         if self._dispatcher is not None:  # no new submission from here on
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
@@ -151,6 +156,7 @@ class JobRunner(Dispatching):
             params=command.request.to_params(),
             upload_limit=command.upload_limit,
             lifetime_seconds=self.settings.max_lifetime_minutes * 60,
+            deliver_via=VIA_INTERACTION if command.deliver_via_interaction else VIA_CHANNEL,
             locale=command.locale,
         )
         bind_job(job_id)
