@@ -15,6 +15,7 @@ from bot.request import build_request
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord
 from tests.fakes.discord_server._components import buttons, v2_text
+from tests.fakes.sunra_server import FakeSunra
 from tests.test_showcase import (
     ALICE,
     GUILD,
@@ -26,7 +27,7 @@ from tests.test_showcase import (
     set_channel,
     text_of,
 )
-from tests.world import World, loosen_rate_limits, running_world
+from tests.world import SUNRA_KEY, World, loosen_rate_limits, running_world
 
 EPHEMERAL = 64
 
@@ -312,3 +313,40 @@ async def test_a_showcase_post_speaks_the_servers_language_and_the_gallery_the_m
             )
             assert text_of(gallery).startswith("## ショーケースギャラリー\nショーケース動画（新しい順）。")
             assert button_labels(gallery) == ["前へ", "1 / 1", "次へ"]
+
+
+async def test_a_job_delivered_to_the_dm_after_a_restart_keeps_the_members_language(tmp_path: Path) -> None:
+    """A member's own install (no server's language): the member's Japanese, recorded with the job, is
+    what the card in the DM speaks after a restart forgot the interaction."""
+    outside = {"quota": {"dm_credits": 100, "global_daily_usd": 100}}
+    async with FakeDiscord() as fake, FakeSunra(key=SUNRA_KEY) as sunra:
+        loosen_rate_limits(fake)
+        channel = p.snowflake()
+        async with running_world(tmp_path, discord=fake, sunra=sunra, **outside) as world:
+            sunra.next_job(seconds=3.0)
+            payload = p.slash_command(
+                fake,
+                options={"image": world.image(), "prompt": "the cat waves"},
+                guild_id=p.snowflake(),  # a server that never added the bot
+                channel_id=channel,
+                user_install=True,
+                context=0,
+                locale="ja",
+            )
+            interaction = await fake.dispatch_interaction(payload)
+            await world.until(
+                lambda j: j.state == "submitted" and j.progress_message_id is not None, interaction
+            )
+        async with running_world(tmp_path, discord=fake, sunra=sunra, **outside) as world:
+            job = await world.ended(interaction, within=30)
+            assert job.state == "delivered" and job.locale == "ja"
+            [outcome] = world.outcome_messages(job.id)
+            text = v2_text(outcome.message["components"])
+            assert f"🎬 <@{job.user_id}> さん、動画ができあがりました！" in text
+            assert "**長さ** 5 秒" in text
+            assert [b.get("label") for b in buttons(outcome.message["components"])] == [
+                "再試行",
+                "リミックス",
+                "延長",
+                "削除",
+            ]
