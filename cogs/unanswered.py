@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
-from cogs._ui import NO_MENTIONS
+from bot.i18n import _
+from cogs._ui import NO_MENTIONS, for_member
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Handlers answer within milliseconds; Discord gives up after 3 s.
 ANSWER_AFTER_SECONDS = 2.2
-EXPIRED = (
+EXPIRED = _(
     "This button or form no longer works: the bot restarted, or it is more than 15 minutes old. "
     "Nothing was charged; please start again with /animate."
 )
@@ -67,7 +68,9 @@ class UnansweredCog(commands.Cog):
         log.info("interaction %s: no handler answered %r", interaction.id, custom_id)
         # A handler answering at this very moment wins: then Discord refuses this one, which is fine.
         with contextlib.suppress(discord.HTTPException):
-            await interaction.response.send_message(EXPIRED, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.response.send_message(
+                for_member(interaction, EXPIRED), ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
 
 
 async def setup(bot: KlingBot) -> None:

@@ -185,7 +185,7 @@ async def test_repeated_changes_replace_the_waiting_zone_and_keep_its_switch(
     # Back to the zone in force: nothing waits any more.
     back = await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone="UTC")
     assert (back.timezone, back.pending_timezone, back.pending_at) == ("UTC", None, None)
-    assert zone_change_text(back) == "Allowances here reset at midnight in UTC."
+    assert zone_change_text(back) == "Allowances here now reset at midnight in UTC."
     # Every change is audited with when it takes (or took) effect.
     audit = [e for e in reversed(await quota.audit_log(GUILD)) if e.action == "timezone"]
     assert [e.details for e in audit] == [

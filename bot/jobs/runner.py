@@ -157,6 +157,7 @@ class JobRunner(Dispatching):
             upload_limit=command.upload_limit,
             lifetime_seconds=self.settings.max_lifetime_minutes * 60,
             deliver_via=VIA_INTERACTION if command.deliver_via_interaction else VIA_CHANNEL,
+            locale=command.locale,
         )
         bind_job(job_id)
         return job_id, is_new
@@ -280,7 +281,7 @@ class JobRunner(Dispatching):
     async def drop_unacknowledged(self, job_id: int) -> None:
         """Discord refused the acknowledgement: the member was never told the job exists, so it ends
         here, silently, before anything was reserved or submitted."""
-        await self._refuse(job_id, "not_acknowledged", "The command could not be acknowledged in time.")
+        await self._refuse(job_id, "not_acknowledged", _("The command could not be acknowledged in time."))
 
     async def _refuse_and_refund(self, job_id: int, code: str, message: str) -> None:
         await self._refuse(job_id, code, message)
@@ -333,8 +334,10 @@ class JobRunner(Dispatching):
             outcome = Outcome(
                 State.FAILED,
                 "restarted_before_check",
-                "The bot restarted before your picture was checked. Nothing was charged; "
-                "please run /animate again.",
+                _(
+                    "The bot restarted before your picture was checked. Nothing was charged; "
+                    "please run /animate again."
+                ),
                 True,
             )
             self._spawn(job.id, self._end(job, outcome, from_states=State.RECEIVED))

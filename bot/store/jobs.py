@@ -69,6 +69,7 @@ class JobRow:
     shard: int = 0  # the shard of its guild: the process owning it follows the job (0008)
     # 'channel' or 'interaction' (VIA_INTERACTION): how its messages reach the member (0010)
     deliver_via: str = "channel"
+    locale: str | None = None  # the language of its public messages, a Discord locale (0011)
 
     @property
     def through_interaction(self) -> bool:
@@ -107,6 +108,7 @@ class JobRow:
             cancel_reason=row["cancel_reason"],
             shard=int(row["shard"]),
             deliver_via=str(row["deliver_via"]),
+            locale=row["locale"],
         )
 
 
@@ -211,6 +213,7 @@ class JobStore:
         upload_limit: int,
         lifetime_seconds: float,
         deliver_via: str = VIA_CHANNEL,
+        locale: str | None = None,
     ) -> tuple[int, bool]:
         """Records a command; returns (job id, created) once it is committed. A replayed interaction
         returns its first job.
@@ -235,6 +238,7 @@ class JobStore:
                 now + lifetime_seconds,
                 self.shards.shard_of(guild_id),
                 deliver_via,
+                locale,
             ),
             state=state,
             at=now,
@@ -278,8 +282,8 @@ class JobStore:
             if fresh:
                 await tx.executemany(
                     "INSERT INTO jobs (interaction_id, guild_id, channel_id, user_id, state, params,"
-                    " upload_limit, created_at, updated_at, deadline, shard, deliver_via)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " upload_limit, created_at, updated_at, deadline, shard, deliver_via, locale)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [e.values for e in fresh.values()],
                 )
                 created = {

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import discord
 
-from bot.i18n import _, render
+from bot.i18n import _, join, render, stored_sentence
 from bot.jobs import Phase, Progress
 from bot.request import AnimateRequest
 from bot.store.jobs import JobRow
@@ -53,7 +53,7 @@ TOO_LARGE = 40005
 CLOCK_SKEW_SECONDS = 60
 # How far back a restarted bot looks for a post it may already have made.
 HISTORY_LOOKBACK = 100
-DONE_STATUS = "✅ Done"
+DONE_STATUS = _("✅ Done")
 
 
 def job_nonce(job_id: int, kind: str, instance: str = "") -> str:
@@ -70,23 +70,40 @@ def only_user(user_id: int) -> discord.AllowedMentions:
 
 
 def progress_text(progress: Progress) -> str:
-    started = f" · started <t:{int(progress.started_at)}:R>" if progress.started_at else ""
+    """The status line, a message rendered in the job's language with its card."""
+    parts: list[str] = []
     if progress.phase is Phase.WAITING:
-        place = f" — place {progress.position}" if progress.position else ""
-        return f"⏳ Waiting in the bot's queue{place}"
-    if progress.phase is Phase.QUEUED:
-        place = f" — position {progress.position}" if progress.position is not None else ""
-        return f"⏳ In Kling's queue{place}{started}"
-    if progress.phase is Phase.GENERATING:
-        return f"🎬 Generating{started}"
-    return "📦 Finishing: fetching the video"
+        parts.append(_("⏳ Waiting in the bot's queue"))
+        if progress.position:
+            parts.append(_(" — place {n}", n=progress.position))
+    elif progress.phase is Phase.QUEUED:
+        parts.append(_("⏳ In Kling's queue"))
+        if progress.position is not None:
+            parts.append(_(" — position {n}", n=progress.position))
+    elif progress.phase is Phase.GENERATING:
+        parts.append(_("🎬 Generating"))
+    else:
+        return _("📦 Finishing: fetching the video")
+    if progress.started_at and progress.phase is not Phase.WAITING:
+        parts.append(_(" · started {when}", when=f"<t:{int(progress.started_at)}:R>"))
+    return join(parts, "")
 
 
 def final_status(job: JobRow) -> str:
     """The progress message's last status line."""
     if job.state in ("completed", "delivering", "delivered"):
         return DONE_STATUS
-    return "🚫 Cancelled" if job.state == "cancelled" else "❌ Ended without a video"
+    return _("🚫 Cancelled") if job.state == "cancelled" else _("❌ Ended without a video")
+
+
+def job_locale(client: discord.Client, job: JobRow) -> object:
+    """The language of a job's public messages (progress, result, failure): the one recorded with the job
+    (the server's preferred locale when the server added the bot, else the member's: `JobRow.locale`),
+    else the server's preferred locale now, else English (None)."""
+    if job.locale:
+        return job.locale
+    guild = client.get_guild(job.guild_id) if job.guild_id is not None else None
+    return guild.preferred_locale if guild is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +157,11 @@ class DiscordReporter:
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         try:
             async with self._lane(job.channel_id, "post"):
+                card = progress_card(
+                    job, request, text, colour=EMBED_COLOUR, cancel=True, locale=job_locale(self.client, job)
+                )
                 message = await channel.send(
-                    view=progress_card(job, request, text, colour=EMBED_COLOUR, cancel=True),
+                    view=card,
                     allowed_mentions=NO_MENTIONS,
                     nonce=job_nonce(job.id, "p", self.instance),
                 )
@@ -153,7 +173,9 @@ class DiscordReporter:
         return message.id
 
     async def _post_progress_followup(self, job: JobRow, request: AnimateRequest, text: str) -> int | None:
-        card = progress_card(job, request, text, colour=EMBED_COLOUR, cancel=True)
+        card = progress_card(
+            job, request, text, colour=EMBED_COLOUR, cancel=True, locale=job_locale(self.client, job)
+        )
         try:
             message_id = await self.routes.post(job.id, view=card, allowed_mentions=NO_MENTIONS)
         except (RouteClosed, discord.HTTPException) as error:
@@ -218,7 +240,9 @@ class DiscordReporter:
         if job.progress_message_id is None or self._shown.get(job.id, _Shown()).refused:
             return
         request = self._requests.get(job.id) or AnimateRequest.model_validate(job.params)
-        card = progress_card(job, request, text, colour=colour, cancel=keep_button)
+        card = progress_card(
+            job, request, text, colour=colour, cancel=keep_button, locale=job_locale(self.client, job)
+        )
         if job.through_interaction:
             await self._edit_followup(job, job.progress_message_id, card)
             return
@@ -280,29 +304,38 @@ class DiscordReporter:
         if job.through_interaction:
             return await self._deliver_through_interaction(job, video, reencoded=reencoded)
         filename = video_filename(job.id)
+        locale = job_locale(self.client, job)
         attempts: list[_Post] = []
         if video is not None:
-            attempts.append(_Post(view=result_card(job, filename=filename, reencoded=reencoded), video=video))
-        attempts.append(_Post(view=result_card(job, filename=None)))
+            card = result_card(job, filename=filename, reencoded=reencoded, locale=locale)
+            attempts.append(_Post(view=card, video=video))
+        attempts.append(_Post(view=result_card(job, filename=None, locale=locale)))
         dm: list[_Post] = []
-        where = f"(I could not post in <#{job.channel_id}>, so here it is.)"
+        where = _("(I could not post in {channel}, so here it is.)", channel=f"<#{job.channel_id}>")
         if video is not None:  # too large for the DM: Discord says so (40005) and the link card follows
-            card = result_card(job, filename=filename, reencoded=reencoded, note=where)
+            card = result_card(job, filename=filename, reencoded=reencoded, note=where, locale=locale)
             dm.append(_Post(view=card, video=video))
-        dm.append(_Post(view=result_card(job, filename=None, note=where)))
+        dm.append(_Post(view=result_card(job, filename=None, note=where, locale=locale)))
         message_id = await self._post_outcome(job, attempts, dm)
         await self._close_progress(job)
         return message_id
 
     async def notify_end(self, job: JobRow) -> int | None:
         self._stop_progress(job.id)
-        reason = job.error_message or "The job could not finish."
-        content = f"<@{job.user_id}> your /animate job ended without a video. {reason}"
+        locale = job_locale(self.client, job)
+        reason = stored_sentence(job.error_message) if job.error_message else _("The job could not finish.")
+        ended = _(
+            "{member} your /animate job ended without a video. {reason}",
+            member=f"<@{job.user_id}>",
+            reason=reason,
+        )
+        content = render(ended, locale)
         embed = discord.Embed(colour=FAILED_COLOUR)
         embed.set_footer(text=outcome_mark(job.id))
         if job.through_interaction:
             return await self._notify_end_through_interaction(job, content, embed)
-        dm_text = f"{content}\n(I could not post in <#{job.channel_id}>.)"
+        elsewhere = _("(I could not post in {channel}.)", channel=f"<#{job.channel_id}>")
+        dm_text = f"{content}\n{render(elsewhere, locale)}"
         message_id = await self._post_outcome(
             job, [_Post(content=content, embed=embed)], [_Post(content=dm_text, embed=embed)]
         )
@@ -442,10 +475,12 @@ class DiscordReporter:
         """The result card through the interaction while its token lives (the progress followup edited
         into it, else a new followup), else in the member's DM; the file when it fits, else the link."""
         filename = video_filename(job.id)
+        locale = job_locale(self.client, job)
         cards: list[_Post] = []
         if video is not None:
-            cards.append(_Post(view=result_card(job, filename=filename, reencoded=reencoded), video=video))
-        cards.append(_Post(view=result_card(job, filename=None)))
+            card = result_card(job, filename=filename, reencoded=reencoded, locale=locale)
+            cards.append(_Post(view=card, video=video))
+        cards.append(_Post(view=result_card(job, filename=None, locale=locale)))
         message_id = await self._through_interaction(job, cards)
         if message_id is not None:
             self._forget(job.id)  # the progress card became the result: no status edit after it
@@ -454,9 +489,9 @@ class DiscordReporter:
         note = self._dm_note(job)
         dm: list[_Post] = []
         if video is not None:
-            card = result_card(job, filename=filename, reencoded=reencoded, note=note)
+            card = result_card(job, filename=filename, reencoded=reencoded, note=note, locale=locale)
             dm.append(_Post(view=card, video=video))
-        dm.append(_Post(view=result_card(job, filename=None, note=note)))
+        dm.append(_Post(view=result_card(job, filename=None, note=note, locale=locale)))
         message_id = await self._direct_message(job, dm)
         await self._close_progress(job)
         self.routes.forget(job.id)
@@ -521,7 +556,7 @@ class DiscordReporter:
 
     def _dm_note(self, job: JobRow) -> str:
         note = _("Discord no longer lets me answer your /animate where you used it, so here it is.")
-        return render(note, self.routes.locale(job.id))
+        return render(note, self.routes.locale(job.id) or job_locale(self.client, job))
 
     async def _find_in_followup(self, job: JobRow) -> int | None:
         """The progress followup, if it already became the result card (read through the webhook while

@@ -131,7 +131,7 @@ class _ResultButton(IdButton):
 
 
 class RetryButton(_ResultButton, kind="retry"):
-    label, emoji = "Retry", "🔁"
+    label, emoji = _("Retry"), "🔁"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await known_job(interaction, self.number)
@@ -145,7 +145,7 @@ class RetryButton(_ResultButton, kind="retry"):
 
 
 class RemixButton(_ResultButton, kind="remix"):
-    label, emoji = "Remix", "🎨"
+    label, emoji = _("Remix"), "🎨"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await known_job(interaction, self.number)
@@ -161,7 +161,7 @@ class RemixButton(_ResultButton, kind="remix"):
 
 
 class ExtendButton(_ResultButton, kind="extend"):
-    label, emoji = "Extend", "⏩"
+    label, emoji = _("Extend"), "⏩"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await known_job(interaction, self.number)
@@ -175,7 +175,7 @@ class ExtendButton(_ResultButton, kind="extend"):
 
 
 class DeleteButton(_ResultButton, kind="delete"):
-    label, emoji = "Delete", "🗑️"
+    label, emoji = _("Delete"), "🗑️"
     style = discord.ButtonStyle.danger
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:

@@ -21,7 +21,7 @@ from bot.invite import REQUIRED_PERMISSIONS
 from bot.jobs import Command, job_options
 from bot.jobs.runner import ImageInput
 from bot.media import PictureShapeRefused
-from cogs._ui import installed_guild_id, say_privately
+from cogs._ui import installed_guild_id, public_locale, say_privately
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -189,6 +189,8 @@ async def submit_job(
         command = submission.command
         if through_interaction and not command.deliver_via_interaction:
             command = dataclasses.replace(command, deliver_via_interaction=True)
+        if command.locale is None:
+            command = dataclasses.replace(command, locale=public_locale(interaction))
         await bot.prompt_filter.check(command.guild_id, command.request.prompt)
         await bot.quota.quote(
             guild_id=command.guild_id,
