@@ -16,10 +16,10 @@ import discord
 
 from bot.request import AnimateRequest
 from bot.store.jobs import JobRow
+from cogs._buttons import ShowcaseLook
 from cogs._text import clip, escape_member_text
 from cogs.jobs._cancel import CancelButton
 from cogs.jobs._results import DeleteButton, ExtendButton, RemixButton, RetryButton
-from cogs.showcase._post import ShowcaseButton
 
 EMBED_COLOUR = discord.Colour(0x5865F2)
 FAILED_COLOUR = discord.Colour(0xED4245)
@@ -60,8 +60,8 @@ class Card(discord.ui.LayoutView):
 def result_buttons(job: JobRow) -> list[discord.ui.Item[Any]]:
     """Retry / Remix / Extend / Showcase / Delete: each a DynamicItem registered by its cog, so it works
     after restarts. Showcase only where there is a server to showcase in."""
-    kinds = (RetryButton, RemixButton, ExtendButton, ShowcaseButton, DeleteButton)
-    return [kind(job.id) for kind in kinds if kind is not ShowcaseButton or job.guild_id is not None]
+    kinds = (RetryButton, RemixButton, ExtendButton, ShowcaseLook, DeleteButton)
+    return [kind(job.id) for kind in kinds if kind is not ShowcaseLook or job.guild_id is not None]
 
 
 def _prompt_text(request: AnimateRequest, others: Iterable[str]) -> str:
