@@ -1,9 +1,12 @@
-"""A last answer for a button or form press nothing else answered.
+"""A last answer for a button or form that no handler answers.
 
-Most buttons and forms survive restarts (their custom_id says what to do), but a few live only in the
-process that showed them: the offer to fix a picture and the Animate menu's form. Pressed after a restart,
-or after discord.py forgot them, nothing answers and Discord shows "This interaction failed". This cog
-waits a moment after such a press and, when no handler has answered, says so privately.
+Every button and form the bot shows today says what to do in its `kling:` custom_id (the picture fixes'
+`kling:fix:…`, the Animate menu's form `kling:animateform:<message id>`) and is answered by its
+DynamicItem or its cog, after any restart. Left without a handler are those shown by an older version of
+the bot, before they carried their job or message: a fix offer's `fix:…` buttons and an Animate form with
+a random custom_id. Discord would show "This interaction failed"; this cog waits a moment after such a
+press and, when nobody answered it, says privately that it no longer works (`OUTDATED`). Presses with a
+`kling:` id are left alone: answering for them would race their own, slower handler under load.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
-from cogs._ui import NO_MENTIONS
+from bot.i18n import _
+from cogs._ui import NO_MENTIONS, for_member
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -25,16 +29,15 @@ log = logging.getLogger(__name__)
 
 # Handlers answer within milliseconds; Discord gives up after 3 s.
 ANSWER_AFTER_SECONDS = 2.2
-EXPIRED = (
-    "This button or form no longer works: the bot restarted, or it is more than 15 minutes old. "
+OUTDATED = _(
+    "This button or form comes from an older version of the bot and no longer works. "
     "Nothing was charged; please start again with /animate."
 )
 
 
 def lives_in_process(interaction: discord.Interaction[Any]) -> bool:
-    """Whether the press is on something only a running process knows: a picture-fix button, or a form
-    whose custom_id is not one of the bot's `kling:` ones (the Animate menu's). Every other button says
-    in its custom_id what to do, and answering for it would race its own, slower handler under load."""
+    """Whether the press is on something of an older version that no handler knows: a picture-fix button
+    (`fix:…`), or a form whose custom_id is not one of the bot's `kling:` ones (the Animate menu's)."""
     custom_id = str(dict(interaction.data or {}).get("custom_id", ""))
     if interaction.type is discord.InteractionType.component:
         return custom_id.startswith("fix:")
@@ -67,7 +70,9 @@ class UnansweredCog(commands.Cog):
         log.info("interaction %s: no handler answered %r", interaction.id, custom_id)
         # A handler answering at this very moment wins: then Discord refuses this one, which is fine.
         with contextlib.suppress(discord.HTTPException):
-            await interaction.response.send_message(EXPIRED, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.response.send_message(
+                for_member(interaction, OUTDATED), ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
 
 
 async def setup(bot: KlingBot) -> None:

@@ -47,6 +47,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "The duration must be 5 or 10 (seconds), not “{text}”.": "Die Dauer muss 5 oder 10 (Sekunden) sein, nicht „{text}“.",
     "You need the **Manage Server** permission to use /{command}.": "Für /{command} brauchst du die Berechtigung **Server verwalten**.",
     "I no longer know this job.": "Diesen Auftrag kenne ich nicht mehr.",
+    "This button or form comes from an older version of the bot and no longer works. Nothing was charged; please start again with /animate.": "Diese Schaltfläche oder dieses Formular stammt aus einer älteren Version des Bots und funktioniert nicht mehr. Es wurde nichts abgerechnet; bitte beginne mit /animate neu.",
     "Only the member who asked for this video, or a moderator, can cancel it.": "Nur das Mitglied, das dieses Video angefordert hat, oder ein Moderator kann es abbrechen.",
     "Cancelling the job…": "Der Auftrag wird abgebrochen…",
     "This job has already finished or is being delivered.": "Dieser Auftrag ist schon fertig oder wird gerade ausgeliefert.",

@@ -47,6 +47,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "The duration must be 5 or 10 (seconds), not “{text}”.": "La duración debe ser 5 o 10 (segundos), no «{text}».",
     "You need the **Manage Server** permission to use /{command}.": "Necesitas el permiso **Gestionar servidor** para usar /{command}.",
     "I no longer know this job.": "Ya no conozco este trabajo.",
+    "This button or form comes from an older version of the bot and no longer works. Nothing was charged; please start again with /animate.": "Este botón o formulario es de una versión anterior del bot y ya no funciona. No se cobró nada; vuelve a empezar con /animate.",
     "Only the member who asked for this video, or a moderator, can cancel it.": "Solo el miembro que pidió este vídeo, o un moderador, puede cancelarlo.",
     "Cancelling the job…": "Cancelando el trabajo…",
     "This job has already finished or is being delivered.": "Este trabajo ya ha terminado o se está entregando.",

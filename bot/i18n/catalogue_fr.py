@@ -47,6 +47,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "The duration must be 5 or 10 (seconds), not “{text}”.": "La durée doit être 5 ou 10 (secondes), et non « {text} ».",
     "You need the **Manage Server** permission to use /{command}.": "Il te faut la permission **Gérer le serveur** pour utiliser /{command}.",
     "I no longer know this job.": "Je ne connais plus cette tâche.",
+    "This button or form comes from an older version of the bot and no longer works. Nothing was charged; please start again with /animate.": "Ce bouton ou ce formulaire vient d’une ancienne version du bot et ne fonctionne plus. Rien n’a été facturé ; recommence avec /animate.",
     "Only the member who asked for this video, or a moderator, can cancel it.": "Seul le membre qui a demandé cette vidéo, ou un modérateur, peut l'annuler.",
     "Cancelling the job…": "Annulation de la tâche…",
     "This job has already finished or is being delivered.": "Cette tâche est déjà terminée ou en cours de livraison.",

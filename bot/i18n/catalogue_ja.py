@@ -47,6 +47,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "The duration must be 5 or 10 (seconds), not “{text}”.": "長さは 5 か 10（秒）にしてください。「{text}」は使えません。",
     "You need the **Manage Server** permission to use /{command}.": "/{command} を使うには **サーバー管理** 権限が必要です。",
     "I no longer know this job.": "このジョブはもう記録にありません。",
+    "This button or form comes from an older version of the bot and no longer works. Nothing was charged; please start again with /animate.": "このボタンまたはフォームは以前のバージョンのボットのもので、もう使えません。料金はかかっていません。/animate からやり直してください。",
     "Only the member who asked for this video, or a moderator, can cancel it.": "この動画をキャンセルできるのは、依頼したメンバーかモデレーターだけです。",
     "Cancelling the job…": "ジョブをキャンセルしています…",
     "This job has already finished or is being delivered.": "このジョブはすでに完了しているか、配信中です。",

@@ -47,6 +47,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "The duration must be 5 or 10 (seconds), not “{text}”.": "A duração deve ser 5 ou 10 (segundos), não “{text}”.",
     "You need the **Manage Server** permission to use /{command}.": "Você precisa da permissão **Gerenciar servidor** para usar /{command}.",
     "I no longer know this job.": "Não conheço mais este trabalho.",
+    "This button or form comes from an older version of the bot and no longer works. Nothing was charged; please start again with /animate.": "Este botão ou formulário é de uma versão anterior do bot e não funciona mais. Nada foi cobrado; comece de novo com /animate.",
     "Only the member who asked for this video, or a moderator, can cancel it.": "Só o membro que pediu este vídeo, ou um moderador, pode cancelá-lo.",
     "Cancelling the job…": "Cancelando o trabalho…",
     "This job has already finished or is being delivered.": "Este trabalho já terminou ou está sendo entregue.",
