@@ -179,8 +179,14 @@ class ManagerGroup(app_commands.Group):
         await on_app_command_error(interaction, error)
 
 
+# A job's or a showcase's id in a custom_id: at most 18 digits always fits the database's 64-bit integers,
+# so a forged longer number matches no button and gets cogs/unanswered.py's answer instead of an error.
+ID_DIGITS = r"\d{1,18}"
+
+
 class IdButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:[a-z]+:(?P<number>\d+)"
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=rf"kling:[a-z]+:(?P<number>{ID_DIGITS})",
 ):
     """A persistent button whose custom_id is `kling:<kind>:<number>` (a job's or a showcase's id), so a
     press works after any restart: `class CancelButton(IdButton, kind="cancel")`. The id is built and
@@ -195,7 +201,7 @@ class IdButton(
 
     def __init_subclass__(cls, *, kind: str = "", template: str | None = None) -> None:
         cls.kind = kind or cls.kind
-        pattern = template or rf"kling:{re.escape(cls.kind) or '[a-z]+'}:(?P<number>\d+)"
+        pattern = template or rf"kling:{re.escape(cls.kind) or '[a-z]+'}:(?P<number>{ID_DIGITS})"
         super().__init_subclass__(template=pattern)
         if "callback" in cls.__dict__:
             setattr(cls, "callback", _answered(cls.__dict__["callback"]))  # noqa: B010

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.i18n import _
 from bot.showcase import Period, clamped_page, job_settings_text, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import PAGE_SIZE, Showcase, Sort
 from cogs._text import escape_member_text
-from cogs._ui import NO_MENTIONS
+from cogs._ui import NO_MENTIONS, say_privately
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -190,9 +191,12 @@ async def edit_page(interaction: Interaction, view: discord.ui.LayoutView) -> No
         log.info("interaction %s: the paged message is gone", interaction.id)
 
 
+MAX_ID = 2**63 - 1  # the database's 64-bit integers
+
+
 class GalleryButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"kling:gal:(?P<sort>[nv]):(?P<member>\d+):(?P<page>\d+):[pn]",
+    template=r"kling:gal:(?P<sort>[nv]):(?P<member>\d{1,19}):(?P<page>\d{1,6}):[pn]",
 ):
     """A page of /gallery: `kling:gal:<sort>:<member or 0>:<page>:<p|n>`."""
 
@@ -212,12 +216,15 @@ class GalleryButton(
     async def from_custom_id(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> GalleryButton:
-        return cls(SORT_FROM_CODE[match["sort"]], int(match["member"]) or None, int(match["page"]))
+        # A member id past the database's 64-bit integers is no member's: an empty gallery, not an error.
+        member = min(int(match["member"]), MAX_ID)
+        return cls(SORT_FROM_CODE[match["sort"]], member or None, int(match["page"]))
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
-        await interaction.response.defer()
         if interaction.guild_id is None:
+            await say_privately(interaction, _("This works only in a server channel."))
             return
+        await interaction.response.defer()
         view = await gallery_view(
             interaction.client, interaction.guild_id, sort=self.sort, member_id=self.member_id, page=self.page
         )
@@ -225,7 +232,7 @@ class GalleryButton(
 
 
 class HistoryButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:hist:(?P<page>\d+):[pn]"
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:hist:(?P<page>\d{1,6}):[pn]"
 ):
     """A page of /history: `kling:hist:<page>:<p|n>`; it lists the presser's own jobs, whoever's message
     the button is on."""

@@ -79,7 +79,7 @@ class VoteButton(IdButton, kind="vote"):
         cog = showcase_cog(interaction)
         showcase = await cog.service.get(self.number)
         if showcase is not None and showcase.guild_id != interaction.guild_id:
-            await say_privately(interaction, "This Vote button belongs to another server's showcase.")
+            await say_privately(interaction, _("This Vote button belongs to another server's showcase."))
             return
         result = await cog.service.vote(self.number, interaction.user.id)
         if result is None:
@@ -106,7 +106,7 @@ class ShowcaseButton(ShowcaseLook):
             await say_privately(interaction, _("I no longer know this video, so it cannot be showcased."))
             return
         if job.guild_id != interaction.guild_id:
-            await say_privately(interaction, "This Showcase button belongs to a video of another server.")
+            await say_privately(interaction, _("This Showcase button belongs to a video of another server."))
             return
         if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:
             await say_privately(
