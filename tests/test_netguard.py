@@ -292,3 +292,27 @@ async def test_a_picture_on_a_refused_address_is_refused_privately_before_any_ch
         answer = await world.private_answer(interaction)
         assert "not on an address the bot downloads pictures from" in answer
         assert world.sunra.count("submit") == 0 and await balance_of(world) == before
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "10.0.0.1:8443", "127.0.0.1"])
+async def test_a_too_large_videos_link_is_checked_before_it_is_shown(tmp_path: Path, host: str) -> None:
+    # Declared past JOBS__MAX_VIDEO_MB: never downloaded, so the link is all a member would get.
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        url = f"https://{host}/latest/meta-data/v.mp4"
+        world.sunra.next_job(result={"video": {"url": url, "file_size": 10**9}})
+        job = await world.ended(await world.animate(audio=False), within=30)
+        assert job.state == "undeliverable" and job.video_url == url
+        [outcome] = world.outcome_messages(job.id)
+        assert url not in shown_text(outcome.message) and host not in shown_text(outcome.message)
+        assert world.sunra.count("video") == 0 and await balance_of(world) == before
+
+
+async def test_a_too_large_videos_link_on_a_listed_host_is_shown(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        url = f"{world.sunra.url}/files/big.mp4"
+        world.sunra.next_job(result={"video": {"url": url, "file_size": 10**9}})
+        job = await world.ended(await world.animate(audio=False), within=30)
+        assert job.state == "delivered"
+        [outcome] = world.outcome_messages(job.id)
+        assert url in shown_text(outcome.message)
