@@ -209,7 +209,7 @@ def test_httpx_is_told_the_server_name_by_the_documented_extension() -> None:
 
 async def compensations(world: World) -> list[tuple[int, int, str]]:
     rows = await world.db.fetchall(
-        "SELECT allowance_delta, bonus_delta, reason FROM quota_ledger WHERE kind = 'adjust' ORDER BY id"
+        "SELECT allowance_delta, bonus_delta, reason FROM quota_ledger WHERE kind = 'compensate' ORDER BY id"
     )
     return [(int(r[0]), int(r[1]), str(r[2])) for r in rows]
 

@@ -86,9 +86,11 @@ def assert_ledger_matches(rows: Iterable[Sequence[Any]]) -> None:
     """Every delivered job was charged exactly its price once; every other ended job charged nothing."""
     for job_id, state, cost, reserves, commits, refunds, net in rows:
         reserves, commits, refunds = reserves or 0, commits or 0, refunds or 0
-        if state in ("delivered", "undeliverable"):
-            # An undeliverable job's credits come back by a compensating row of its own (no job_id).
+        if state == "delivered":
             assert (reserves, commits, refunds, net) == (1, 1, 0, -cost), (job_id, state, net)
+        elif state == "undeliverable":
+            # Its credits come back by a compensating row linked to it (migration 0012): net nothing.
+            assert (reserves, commits, refunds, net) == (1, 1, 0, 0), (job_id, state, net)
         elif state in ENDED:
             assert commits == 0 and net == 0 and refunds == reserves, (job_id, state, reserves, refunds)
 
