@@ -285,6 +285,22 @@ async def test_settle_entries_are_unique_in_the_database_itself(db: Database, cl
         await db.execute("DELETE FROM quota_ledger")
 
 
+async def insert_job_row(db: Database, kind: str, job_id: int | None) -> None:
+    """A ledger row written by hand, as a bug or a second process might: the database must refuse it."""
+    await db.execute(
+        "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, charged_at, at)"
+        " VALUES ('111', '1001', ?, ?, 0, 0)",
+        (kind, job_id),
+    )
+
+
+async def assert_append_only(db: Database) -> None:
+    with pytest.raises(Exception, match="append-only"):
+        await db.execute("UPDATE quota_ledger SET allowance_delta = 0")
+    with pytest.raises(Exception, match="append-only"):
+        await db.execute("DELETE FROM quota_ledger")
+
+
 async def test_an_undeliverable_job_costs_nothing_in_quota_nor_the_server_cap(
     db: Database, clock: Clock
 ) -> None:
@@ -315,20 +331,10 @@ async def test_an_undeliverable_job_costs_nothing_in_quota_nor_the_server_cap(
     )
     assert [entry.kind for entry in await ledger.ledger_entries(db, job_id=lost.job_id)] == kinds
     with pytest.raises(Exception, match=r"(?i)unique"):
-        await db.execute(
-            "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, charged_at, at)"
-            " VALUES ('111', '1001', 'compensate', ?, 0, 0)",
-            (lost.job_id,),
-        )
+        await insert_job_row(db, "compensate", lost.job_id)
     with pytest.raises(Exception, match=r"(?i)check"):
-        await db.execute(
-            "INSERT INTO quota_ledger (guild_id, user_id, kind, charged_at, at)"
-            " VALUES ('111', '1001', 'compensate', 0, 0)"
-        )
-    with pytest.raises(Exception, match="append-only"):
-        await db.execute("UPDATE quota_ledger SET job_id = NULL WHERE kind = 'compensate'")
-    with pytest.raises(Exception, match="append-only"):
-        await db.execute("DELETE FROM quota_ledger WHERE kind = 'compensate'")
+        await insert_job_row(db, "compensate", None)
+    await assert_append_only(db)
 
 
 async def test_the_ledgers_rebuild_in_migration_0012_keeps_every_row_and_rule(
@@ -352,13 +358,8 @@ async def test_the_ledgers_rebuild_in_migration_0012_keeps_every_row_and_rule(
     newer = await reserve(quota)
     assert [e.id for e in await ledger.ledger_entries(db, job_id=newer.job_id)] == [before[-1].id + 1]
     with pytest.raises(Exception, match=r"(?i)unique"):
-        await db.execute(
-            "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, charged_at, at)"
-            " VALUES ('111', '1001', 'commit', ?, 0, 0)",
-            (committed.job_id,),
-        )
-    with pytest.raises(Exception, match="append-only"):
-        await db.execute("DELETE FROM quota_ledger")
+        await insert_job_row(db, "commit", committed.job_id)
+    await assert_append_only(db)
 
 
 async def test_refund_or_commit_of_an_unreserved_job_does_nothing(db: Database, clock: Clock) -> None:
