@@ -4,9 +4,11 @@ address that was checked. Against the fake sunra over real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -255,8 +257,20 @@ async def test_a_link_that_comes_back_is_delivered_and_charged(tmp_path: Path) -
         assert await balance_of(world) == before - job.cost_credits
 
 
-async def test_a_hostile_upload_url_ends_the_job_before_submission_with_credits_back(tmp_path: Path) -> None:
+async def test_a_hostile_upload_url_ends_the_job_before_submission_with_credits_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with running_world(tmp_path) as world:
+        # The refusal is recorded and told, then refunded: under load the balance was once read in
+        # between (45 != 50). A slow refund makes that interleaving certain; `ended` waits it out.
+        quota = world.bot.runner.quota
+        refund = quota.refund
+
+        async def slow_refund(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0.3)
+            return await refund(*args, **kwargs)
+
+        monkeypatch.setattr(quota, "refund", slow_refund)
         before = await balance_of(world)
         world.sunra.upload_url_override = "http://10.0.0.1/upload"
         interaction = await world.animate(audio=False)
