@@ -27,39 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_ack import peak_rss_kib, percentile
 from bot.config import JobSettings
 from bot.image_checker import ImageChecker
-from bot.jobs import JobRunner, Progress
+from bot.jobs import JobRunner
 from bot.quota.rules import QuotaSettings
 from bot.quota.spending import QuotaService
 from bot.store import Database
-from bot.store.jobs import JobRow, JobStore
+from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
-
-
-class Silent:
-    """A reporter that shows nothing: the pass, not Discord, is measured."""
-
-    shown = 0
-
-    async def post_progress(self, job: JobRow, request: object, progress: Progress) -> int | None:
-        return None
-
-    async def show_progress(self, job: JobRow, progress: Progress) -> None:
-        self.shown += 1
-
-    async def deliver(self, job: JobRow, video: Path | None, *, reencoded: bool = False) -> int | None:
-        return None
-
-    async def notify_end(self, job: JobRow) -> int | None:
-        return None
-
-    async def find_outcome(self, job: JobRow) -> int | None:
-        return None
-
-    async def recover_progress(self, job: JobRow, request: object) -> int | None:
-        return None
-
-    async def close(self) -> None:
-        return None
+from tests.world import Unseen
 
 
 async def open_database(url: str | None, tmp: Path) -> Database:
@@ -114,7 +88,7 @@ async def main(args: argparse.Namespace) -> None:
                 workdir=Path(tmp),
                 clock=lambda: clock[0],
             )
-            reporter = Silent()
+            reporter = Unseen()
             runner.reporter = reporter
             runner._closing = True  # claimed jobs are not submitted: only the pass is measured
             passes: dict[bool, list[float]] = {True: [], False: []}

@@ -1,6 +1,7 @@
 """A crowd in one second: the whole bot process against the loopback fakes, one table (not run by CI).
 
-    .venv/bin/python benchmarks/crowd.py [--runs 3] [--members 100 500] [--jobs 100] [--memory-jobs 1000]
+    .venv/bin/python benchmarks/crowd.py [--runs 3] [--members 100 500] [--jobs 100]
+        [--job-seconds 20 60 120] [--memory-jobs 1000] [--fleet-members 1000] [--postgres-url …]
 
 Starts a fake Discord and a fake sunra in this process and the bot as a real `python -m bot` subprocess,
 as benchmarks/bench_ack.py does, and prints:
@@ -9,10 +10,13 @@ as benchmarks/bench_ack.py does, and prints:
   deferral Discord wants within 3 s), for the bot and for a bare discord.py client that only defers
   (benchmarks/bare_client.py, the floor: same intents, same harness), and the ratio of the p99s. Each is
   the median of `--runs` runs, each run in a fresh process and a fresh database.
-* a finished crowd (`--jobs` members, sunra jobs of `--job-seconds`): status requests per job-minute of
-  waiting at the API (status polls plus status-stream connections) next to a client that polls every
-  0.1 s (600 a minute); the bot's CPU seconds per job (user + system, /proc); the time from the moment
-  the API's job is COMPLETED to the moment the video's upload reaches Discord (p50/p99).
+* a finished crowd (`--jobs` members, sunra jobs of each `--job-seconds`: 20, 60 and 120 s by default;
+  Kling 2.6 Pro's real jobs take 1-5 minutes, so 20 s is a short job's worst case): status requests per
+  job-minute at sunra (every status GET and status-stream connection, over the minutes from submission
+  to COMPLETED, queue included) next to a client that polls every 0.1 s (600 a minute), with what each
+  job cost in status GETs, stream connections and result GETs; the bot's CPU seconds per job (user +
+  system, /proc); the time from the moment the API's job is COMPLETED to the moment the video's upload
+  reaches Discord (p50/p99).
 * memory: peak RSS (VmHWM) of the bot with `--memory-jobs` jobs accepted and in flight at once.
 * a fleet (`--fleet-members`, 1,000 by default): two bot processes on one PostgreSQL database
   (`--postgres-url`, a fresh database made and dropped per run), SHARD_COUNT=2, one shard each, and the
@@ -240,24 +244,34 @@ def upload_delays(c: Crowd) -> list[float]:
 @dataclass
 class Finished:
     status_per_job_minute: float
+    requests_per_job: dict[str, float]
     cpu_per_job: float
     upload_p50: float
     upload_p99: float
     jobs: int
 
 
+# What the bot may send sunra about a submitted job while it waits: every one of these counts.
+STATUS_ROUTES = ("status", "stream")
+
+
 async def finished_run(jobs: int, job_seconds: float, queue_seconds: float) -> Finished:
+    """`jobs` members at once, each job `queue_seconds` in sunra's queue then `job_seconds` running.
+    Status requests per job-minute: every request to the status and status-stream endpoints, over the
+    minutes the jobs spent at sunra (submission to COMPLETED, queue and run)."""
     async with crowd(job_seconds, queue_seconds) as c:
         cpu_before = cpu_seconds(c.proc.pid)
         ids, _ = await acknowledge(c.fake, jobs)
         await wait_for_jobs(c.database, ids, c.fake, limit=120 + 60 * (jobs // 100 + 1) + 2 * job_seconds)
         cpu = cpu_seconds(c.proc.pid) - cpu_before
-        waited_minutes = sum(job.seconds for job in c.sunra.jobs.values()) / 60
-        calls = c.sunra.count("status") + c.sunra.count("stream")
+        waited_minutes = sum(job.queue_seconds + job.seconds for job in c.sunra.jobs.values()) / 60
+        calls = sum(c.sunra.count(route) for route in STATUS_ROUTES)
+        count = max(1, len(c.sunra.jobs))
         delays = upload_delays(c) or [float("nan")]
         return Finished(
             status_per_job_minute=calls / max(waited_minutes, 1e-9),
-            cpu_per_job=cpu / max(1, len(c.sunra.jobs)),
+            requests_per_job={route: c.sunra.count(route) / count for route in (*STATUS_ROUTES, "result")},
+            cpu_per_job=cpu / count,
             upload_p50=statistics.median(delays),
             upload_p99=percentile(delays, 0.99),
             jobs=len(c.sunra.jobs),
@@ -324,17 +338,25 @@ async def main(args: argparse.Namespace) -> None:
         ratio = f"{ms(bare[1])} (the bot: {bot[1] / bare[1]:.2f}x)"
         rows.append((f"acknowledgement, {members} members at once: p99", ms(bot[1]), ratio))
     if args.jobs:
-        done = await finished_run(args.jobs, args.job_seconds, args.queue_seconds)
-        print(f"  {done.jobs} jobs finished", flush=True)
         polled = 60 / POLL_EVERY_SECONDS
-        rows.append(
-            (
-                "status requests per job-minute of waiting",
-                f"{done.status_per_job_minute:.1f}",
-                f"{polled:.0f} (polls every 0.1 s)",
+        for job_seconds in args.job_seconds:
+            done = await finished_run(args.jobs, job_seconds, args.queue_seconds)
+            sent = done.requests_per_job
+            print(
+                f"  {done.jobs} jobs of {job_seconds:g} s finished: per job {sent['status']:.2f} status "
+                f"GETs, {sent['stream']:.2f} stream connections, {sent['result']:.2f} result GETs",
+                flush=True,
             )
-        )
-        rows.append(("CPU seconds per job", f"{done.cpu_per_job:.3f} s", ""))
+            rows.append(
+                (
+                    f"status requests per job-minute at sunra ({args.queue_seconds:g} s queued + "
+                    f"{job_seconds:g} s running)",
+                    f"{done.status_per_job_minute:.2f}",
+                    f"{polled:.0f} (polls every 0.1 s)",
+                )
+            )
+        # CPU and upload figures of the last (the longest, realistic) job length.
+        rows.append((f"CPU seconds per job ({job_seconds:g} s jobs)", f"{done.cpu_per_job:.3f} s", ""))
         rows.append(("API completed -> upload starts: p50", ms(done.upload_p50), ""))
         rows.append(("API completed -> upload starts: p99", ms(done.upload_p99), ""))
     if args.fleet_members:
@@ -382,7 +404,14 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3, help="runs per acknowledgement figure (median)")
     parser.add_argument("--members", type=int, nargs="*", default=[100, 500])
     parser.add_argument("--jobs", type=int, default=100, help="jobs run to the end (0 = skip)")
-    parser.add_argument("--job-seconds", type=float, default=20.0)
+    # Kling 2.6 Pro's jobs take one to five minutes at sunra; 20 s shows a short job's worst case.
+    parser.add_argument(
+        "--job-seconds",
+        type=float,
+        nargs="*",
+        default=[20.0, 60.0, 120.0],
+        help="running seconds of the finished crowd's jobs, one run per value (realistic: 60-300)",
+    )
     parser.add_argument("--queue-seconds", type=float, default=5.0)
     parser.add_argument(
         "--memory-jobs", type=int, default=1000, help="jobs in flight for peak RSS (0 = skip)"

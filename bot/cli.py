@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 
 from bot.check import exit_code, run_checks
@@ -237,8 +238,12 @@ def _simulate(args: argparse.Namespace) -> int:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(signum, stop.set)
         async with Simulator(simulator_settings(args), port=args.port) as simulator:
+            # Its file URLs are on loopback: the bot fetches them only when SUNRA_FILE_HOSTS lists them.
+            hosts = httpx.URL(simulator.url).netloc.decode()
             print(
-                f"sunra simulator: SUNRA_API_URL={simulator.url} (any SUNRA_KEY); Ctrl-C stops it", flush=True
+                f"sunra simulator: SUNRA_API_URL={simulator.url} SUNRA_FILE_HOSTS={hosts} (any SUNRA_KEY); "
+                "Ctrl-C stops it",
+                flush=True,
             )
             await stop.wait()
 

@@ -38,6 +38,7 @@ VOTE_EDIT_SECONDS = 5.0
 VOTE_RETRY_SECONDS = 60.0
 VOTE_RETRY_MAX_SECONDS = 900.0
 TITLE_MAX = 100
+MAX_PAGE = 1_000_000_000
 # Auto-showcases due when a process died are made after a restart within this long of the delivery.
 AUTO_RESUME_SECONDS = 86_400.0
 Period = Literal["week", "month", "all"]
@@ -56,7 +57,8 @@ def forum_title(prompt: str, *, fallback: str) -> str:
     """A forum post's title from the start of the prompt: 1-100 characters, one line, no mentions or
     markdown; `fallback` when nothing is left."""
     text = _MENTION.sub(" ", prompt)
-    text = _MARKDOWN.sub("", text)
+    # Again once the markdown is out: "@every*one" is "@everyone" without its "*".
+    text = _MENTION.sub(" ", _MARKDOWN.sub("", text))
     text = " ".join(text.split())
     if len(text) > TITLE_MAX:
         cut = text[: TITLE_MAX - 1]
@@ -128,7 +130,9 @@ async def clamped_page(
     """(the items on a 0-based page of PAGE_SIZE, the page actually shown, the number of pages), where
     `fetch(page)` gives that page's items and the total. A page past the end (items removed while paging)
     shows the last one."""
-    page = max(0, page)
+    # A page number from a custom_id can be anything: past MAX_PAGE it is past the end all the same, and
+    # its offset (page × PAGE_SIZE) would not fit the database's integers.
+    page = min(max(0, page), MAX_PAGE)
     items, total = await fetch(page)
     pages = max(1, -(-total // PAGE_SIZE))
     if page >= pages:

@@ -332,7 +332,8 @@ async def animate(settings: ToolSettings, options: AnimateOptions, console: Cons
         console.print(f"[red]Refused:[/] {refusal.user_message}", highlight=False)
         return EXIT_REFUSED
     out = options.out or default_out(options.image)
-    if (unwritable := _unwritable(out)) is not None:
+    pictures = [options.image, *([options.end_image] if options.end_image else [])]
+    if (unwritable := _unwritable(out, pictures)) is not None:
         # Found after the job, the video would be paid for and left at a link that expires.
         console.print(f"[red]--out:[/] {unwritable}", highlight=False)
         return EXIT_USAGE
@@ -345,14 +346,22 @@ async def animate(settings: ToolSettings, options: AnimateOptions, console: Cons
     return await _run(settings, request, out, console)
 
 
-def _unwritable(out: Path) -> str | None:
+def _unwritable(out: Path, pictures: Sequence[Path]) -> str | None:
+    """Why the video could not be written to `out`, found before anything is spent; None when it can.
+    The folder is tried by creating a file in it, as the video's temporary file will be: `os.access`
+    says yes to root on a read-only mount."""
     if out.is_dir():
         return f"{out} is a folder; name the video file"
     folder = out.parent
     if not folder.is_dir():
         return f"{folder} is not a folder"
-    if not os.access(folder, os.W_OK):
-        return f"{folder} cannot be written to"
+    if out.exists() and any(picture.exists() and out.samefile(picture) for picture in pictures):
+        return f"{out} is the picture the video is made from; name another file"
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".kling-check-"):
+            pass
+    except OSError as error:
+        return f"{folder} cannot be written to ({error.strerror or error})"
     return None
 
 

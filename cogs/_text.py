@@ -16,6 +16,9 @@ import discord
 _ORDERED_LIST = re.compile(r"^([ \t]*\d+)\.(?=\s)", re.MULTILINE)
 # A channel link renders as the channel's name; escape_mentions leaves it.
 _CHANNEL = re.compile(r"<#(\d+)>")
+# Also drawn, and left by both: a command mention (`</name sub:id>`, clickable), a link into the server's
+# settings (`<id:browse>`) and a timestamp (`<t:…>`). Each lookahead stops at the next `<`: linear.
+_DRAWN = re.compile(r"<(?=/[\w -]+:\d+>|id:\w+>|t:-?\d+(?::[tTdDfFR])?>)")
 EMBED_DESCRIPTION_LIMIT = 4096  # Discord's limit on an embed's description
 # More than any message can show. discord.py's escape_markdown is quadratic on some inputs (a run of
 # newlines: 4.6 s for 40,000), so text is cut to this before any pattern reads it.
@@ -25,12 +28,13 @@ MAX_SHOWN_TEXT = 4096
 def escape_member_text(text: str) -> str:
     """The text with its markdown escaped as discord.py's `escape_markdown` does (bold, italics,
     strike, spoilers, code, quotes, headings, `-` lists and masked links; bare URLs stay clickable and
-    readable), ordered lists escaped too, and mentions (`@everyone`, `@here`, users, roles, channels)
-    broken by a zero-width space so they neither ping nor render as links. Only the first
-    MAX_SHOWN_TEXT characters are read (more cannot be shown)."""
+    readable), ordered lists escaped too, and mentions (`@everyone`, `@here`, users, roles, channels),
+    command mentions, server links and timestamps broken by a zero-width space so they neither ping nor
+    render as links. Only the first MAX_SHOWN_TEXT characters are read (more cannot be shown)."""
     escaped = discord.utils.escape_markdown(text[:MAX_SHOWN_TEXT], ignore_links=True)
     escaped = _ORDERED_LIST.sub(r"\1\\.", escaped)
     escaped = discord.utils.escape_mentions(escaped)
+    escaped = _DRAWN.sub("<\u200b", escaped)
     return _CHANNEL.sub("<#\u200b\\1>", escaped)
 
 

@@ -179,14 +179,20 @@ class ManagerGroup(app_commands.Group):
         await on_app_command_error(interaction, error)
 
 
-# A job's or a showcase's id in a custom_id: at most 18 digits always fits the database's 64-bit integers,
-# so a forged longer number matches no button and gets cogs/unanswered.py's answer instead of an error.
-ID_DIGITS = r"\d{1,18}"
+# The largest id the database stores (a signed 64-bit integer, SQLite's and PostgreSQL's bigint).
+MAX_STORED_ID = 2**63 - 1
+
+
+def stored_id(digits: str) -> int:
+    """A custom_id's number as an id to look up. Any client can send any custom_id (up to 100
+    characters): a number larger than a database holds names nothing, so it reads as 0, which no row has,
+    rather than raising OverflowError in the store."""
+    number = int(digits)
+    return number if number <= MAX_STORED_ID else 0
 
 
 class IdButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=rf"kling:[a-z]+:(?P<number>{ID_DIGITS})",
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:[a-z]+:(?P<number>\d+)"
 ):
     """A persistent button whose custom_id is `kling:<kind>:<number>` (a job's or a showcase's id), so a
     press works after any restart: `class CancelButton(IdButton, kind="cancel")`. The id is built and
@@ -201,7 +207,7 @@ class IdButton(
 
     def __init_subclass__(cls, *, kind: str = "", template: str | None = None) -> None:
         cls.kind = kind or cls.kind
-        pattern = template or rf"kling:{re.escape(cls.kind) or '[a-z]+'}:(?P<number>{ID_DIGITS})"
+        pattern = template or rf"kling:{re.escape(cls.kind) or '[a-z]+'}:(?P<number>\d+)"
         super().__init_subclass__(template=pattern)
         if "callback" in cls.__dict__:
             setattr(cls, "callback", _answered(cls.__dict__["callback"]))  # noqa: B010
@@ -222,7 +228,7 @@ class IdButton(
     async def from_custom_id(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> Self:
-        return cls(int(match["number"]))
+        return cls(stored_id(match["number"]))
 
 
 Handler = Callable[[Any, Interaction], Awaitable[Any]]

@@ -744,3 +744,17 @@ async def test_quota_with_very_long_video_links_still_answers_within_2000_charac
         callback = await world.discord.wait_for_callback(quota.id)  # Discord refused 4,000 characters
         content = callback.data["content"]
         assert len(content) <= 2000 and f"{long_url}1 (could not be posted)" in content
+
+
+async def test_waiting_at_the_api_costs_one_stream_connection_and_no_status_request(tmp_path: Path) -> None:
+    # The submit answer says the job is queued and the stream brings every change: no status GET before,
+    # beside or after the stream, whatever the job's length (benchmarks/crowd.py counts it per minute).
+    async with running_world(tmp_path) as world:
+        interactions = []
+        for n in range(3):
+            world.sunra.next_job(seconds=0.5 + n, queue_seconds=0.3)
+            interactions.append(await world.animate(f"wave {n}", user_id=p.DEFAULT_USER_ID + 1 + n))
+        for interaction in interactions:
+            await delivered(world, interaction)
+        for job in world.sunra.jobs:
+            assert [world.sunra.count(route, job) for route in ("status", "stream", "result")] == [0, 1, 1]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import Settings
@@ -127,6 +128,17 @@ async def states_in_table(world: World) -> dict[str, int]:
     return {str(row[0]): int(row[1]) for row in rows}
 
 
+async def queue_waits_in_table(world: World, job_ids: list[int]) -> dict[int, float]:
+    """Each job's seconds from its `queued` event to its `submitting` one, read from job_events."""
+    rows = await world.db.fetchall(
+        f"SELECT job_id, to_state, at FROM job_events WHERE job_id IN ({', '.join('?' for _ in job_ids)})"
+        " AND to_state IN ('queued', 'submitting') ORDER BY id",
+        tuple(job_ids),
+    )
+    at = {(int(row[0]), str(row[1])): float(row[2]) for row in rows}
+    return {job_id: at[(job_id, "submitting")] - at[(job_id, "queued")] for job_id in job_ids}
+
+
 def jobs_in_metrics(samples: Samples) -> dict[str, int]:
     found = {dict(labels)["state"]: int(v) for (name, labels), v in samples.items() if name == "kling_jobs"}
     return {state: count for state, count in found.items() if count}
@@ -170,8 +182,23 @@ async def test_metrics_scraped_while_jobs_run_agree_with_the_tables(tmp_path: Pa
             assert value(done, "kling_api_request_duration_seconds_count", endpoint="submit") == 3
             assert value(done, "kling_api_errors_total", endpoint="result", reason="503") == 1
             assert value(done, "kling_queue_wait_seconds_count") == 3
-            # The third job waited for one of the first two to finish.
-            assert value(done, "kling_queue_wait_seconds_bucket", le="0.1") == 2
+            # Each job's wait is the one its events record (queued to submitting), whatever the machine's
+            # speed: the histogram's sum and every bucket agree with them.
+            waits = await queue_waits_in_table(world, [job.id for job in jobs])
+            assert value(done, "kling_queue_wait_seconds_sum") == pytest.approx(sum(waits.values()))
+            for le in ("0.1", "1.0", "15.0", "+Inf"):
+                expected = sum(1 for wait in waits.values() if wait <= float(le))
+                assert value(done, "kling_queue_wait_seconds_bucket", le=le) == expected
+            # The third job waited for one of the first two to finish: it left the queue after one of
+            # them reached its end, and it waited longer than either.
+            events = await world.db.fetchall(
+                "SELECT job_id, to_state FROM job_events WHERE job_id IN (?, ?, ?) ORDER BY id",
+                tuple(job.id for job in jobs),
+            )
+            order = [(int(row[0]), str(row[1])) for row in events]
+            ended_first = min(order.index((job.id, "delivered")) for job in jobs[:2])
+            assert order.index((jobs[2].id, "submitting")) > ended_first
+            assert waits[jobs[2].id] > max(waits[jobs[0].id], waits[jobs[1].id])
             # A second scrape counts nothing twice.
             again = await scrape(port)
             assert value(again, "kling_queue_wait_seconds_count") == 3

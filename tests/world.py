@@ -234,3 +234,31 @@ async def running_world(
         bot = KlingBot(settings, db=db, sunra=client, images=checker, workdir=tmp_path / "work")
         await stack.enter_async_context(running_client(bot, discord))
         yield World(discord, sunra, bot, db)
+
+
+class Unseen:
+    """A job reporter that shows nothing, for a JobRunner run without Discord (its dispatcher under test
+    or measured); `shown` counts the progress it was asked to show."""
+
+    shown = 0
+
+    async def post_progress(self, job: JobRow, request: object, progress: object) -> int | None:
+        return None
+
+    async def show_progress(self, job: JobRow, progress: object) -> None:
+        self.shown += 1
+
+    async def deliver(self, job: JobRow, video: Path | None, *, reencoded: bool = False) -> int | None:
+        return None
+
+    async def notify_end(self, job: JobRow) -> int | None:
+        return None
+
+    async def find_outcome(self, job: JobRow) -> int | None:
+        return None
+
+    async def recover_progress(self, job: JobRow, request: object) -> int | None:
+        return None
+
+    async def close(self) -> None:
+        return None

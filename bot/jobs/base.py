@@ -13,6 +13,7 @@ from bot.image_checker import ImageChecker
 from bot.jobs.model import Reporter
 from bot.logs import bind_job
 from bot.quota.spending import QuotaService
+from bot.store.db import NoWakes, WakeListening
 from bot.store.jobs import JobRow, JobStore
 from bot.sunra import SunraClient
 
@@ -76,6 +77,8 @@ class RunnerBase:
         self.allowed_guilds = frozenset(allowed_guilds)
         self.reporter: Reporter | None = None
         self._wake = asyncio.Event()
+        # Wakes from the fleet's other processes (`start` listens when sharded; SQLite: never connected).
+        self._wakes: WakeListening = NoWakes()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._cancels = CancelSignals()
         self._posting: dict[int, asyncio.Task[None]] = {}

@@ -27,7 +27,9 @@ PACED_LIMITS = tuple(
 )
 # Dispatcher wake-up when nothing happens, to notice expired deadlines of queued jobs.
 DISPATCH_IDLE_SECONDS = 30.0
-# The same in a fleet (SHARD_COUNT set): caps freed by another process's jobs are seen this soon.
+# The same in a fleet (SHARD_COUNT set) while the wakes from other processes cannot be heard (their
+# listening connection is down, bot/store/wakes.py): caps freed by another process's jobs are seen this
+# soon. While it is up, a job ending in another process wakes the dispatcher at once.
 FLEET_POLL_SECONDS = 2.0
 # Waiting jobs whose lifetime ended, ended per pass at most (the next pass takes the rest at once).
 EXPIRED_PER_PASS = 100
@@ -86,15 +88,12 @@ class Dispatching(Waiting):
     def _places_refreshed_at(self) -> list[float]:
         return [0.0]
 
-    @functools.cached_property
-    def _claimed_last(self) -> list[bool]:
-        """Whether the last pass claimed a job: the next one then likely can too, and skips the look."""
-        return [False]
-
     @property
     def _idle_seconds(self) -> float:
-        # Another process's job ending frees a cap for this one's: look again soon.
-        return FLEET_POLL_SECONDS if self.store.shards.sharded else DISPATCH_IDLE_SECONDS
+        # Another process's job ending frees a cap for this one's: its wake says so, else look soon.
+        if self.store.shards.sharded and not self._wakes.connected:
+            return FLEET_POLL_SECONDS
+        return DISPATCH_IDLE_SECONDS
 
     async def place_in_line(self, job: JobRow) -> int:
         """The job's place in the fair queue (1 when it is no longer waiting)."""
@@ -140,9 +139,7 @@ class Dispatching(Waiting):
             pace=lambda sent: pacing_delay(sent, PACED_LIMITS, self._clock()),
             pace_window=longest,
             pace_count=max(count for count, _ in SUBMIT_LIMITS),
-            look_first=not self._claimed_last[0],
         )
-        self._claimed_last[0] = chosen is not None
         if chosen is not None:
             self._spawn(chosen.id, self._submit_and_follow(chosen))
             return 0.0  # the next pass follows at once, and shows the places once nothing moves

@@ -85,6 +85,9 @@ class Finishing(RunnerBase):
                     del self._tasks[job_id]
                 self._cancels.forget(job_id)
                 self._wake.set()
+                # Its place under the fleet's caps is free: the other processes' dispatchers look (a
+                # fleet's, and a terminal's `kling-bot animate` jobs count against the fleet's caps too).
+                self.store.db.wake_others()
 
         task = asyncio.create_task(run(), name=f"job-{job_id}")
         self._tasks[job_id] = task

@@ -116,11 +116,15 @@ class JobRunner(Dispatching):
     def start(self, reporter: Reporter) -> None:
         self.reporter = reporter
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.store.shards.sharded:
+            # A job ending in another process frees the fleet's caps: it wakes this dispatcher at once.
+            self._wakes = self.store.db.listen_wakes(self._wake.set)
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="job-dispatcher")
 
     async def stop(self) -> None:
         """Stops following jobs; their rows stay as they are and the next start resumes them."""
         self._closing = True
+        await self._wakes.close()
         if self._dispatcher is not None:  # no new submission from here on
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)

@@ -23,7 +23,7 @@ import contextlib
 import heapq
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +151,23 @@ class DatabaseUnreachable(Exception):
 # ----- the Database -------------------------------------------------------------------------------------
 
 
+class WakeListening(Protocol):
+    """What `Database.listen_wakes` returns: `connected` while wakes can arrive; `close()` stops it."""
+
+    connected: bool
+
+    async def close(self) -> None: ...
+
+
+class NoWakes:
+    """SQLite's listener: one process, no one else to hear from; never connected."""
+
+    connected = False
+
+    async def close(self) -> None:
+        return None
+
+
 class Database(ABC):
     engine: ClassVar[Engine]
 
@@ -193,6 +210,18 @@ class Database(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    def listen_wakes(self, on_wake: Callable[[], None]) -> WakeListening:
+        """Calls `on_wake()` (in this event loop) each time another process sharing the database calls
+        `wake_others`, while the returned listener is `connected`; then the caller must poll. PostgreSQL:
+        LISTEN on a connection of its own, reconnected when it drops (bot/store/wakes.py). SQLite: one
+        process, never connected. Call from a running event loop."""
+        return NoWakes()
+
+    def wake_others(self) -> None:
+        """Wakes the listeners of every other process (`listen_wakes`); returns at once, sends in the
+        background, never raises. Nothing on SQLite."""
+        return None
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """One write statement in its own transaction; returns the number of rows changed."""

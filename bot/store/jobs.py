@@ -142,6 +142,17 @@ class _ClaimRule:
     pace_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """What `JobStore._next_claim` found: the job to claim (None: none now, or after `wait` seconds),
+    the members at their cap then, and the job's member's usage count."""
+
+    job_id: int | None
+    wait: float
+    full: list[str] | None = None
+    usage: int = -1
+
+
 # The channel of jobs started from a terminal (`kling-bot animate`): no Discord channel has id 0.
 TERMINAL_CHANNEL_ID = 0
 
@@ -164,11 +175,17 @@ class JobStore:
         self._inbox: list[_NewJob] = []
         self._inbox_writer: asyncio.Task[None] | None = None
         self.shards = shards
-        own = f"channel_id {'=' if terminal else '!='} '{TERMINAL_CHANNEL_ID}'"
-        if shards.owned is not None and not terminal:
+        self._terminal = terminal
+        self._own = self._owned()
+
+    def _owned(self, alias: str = "") -> str:
+        """The condition that a job of `jobs` (named `alias`, if given) is this store's own."""
+        column = f"{alias}." if alias else ""
+        own = f"{column}channel_id {'=' if self._terminal else '!='} '{TERMINAL_CHANNEL_ID}'"
+        if self.shards.owned is not None and not self._terminal:
             # Integers from the settings, never from outside: safe to write into the statement.
-            own += f" AND shard IN ({', '.join(str(int(shard)) for shard in shards.owned)})"
-        self._own = own
+            own += f" AND {column}shard IN ({', '.join(str(int(shard)) for shard in self.shards.owned)})"
+        return own
 
     async def create(
         self,
@@ -358,9 +375,12 @@ class JobStore:
     # ----- the fleet's queue (bot/jobs/dispatch.py): each read touches the queue's heads, not all of it --
 
     async def expired_in_queue(self, state: str, now: float, limit: int) -> list[JobRow]:
-        """Up to `limit` of this process's jobs in `state` whose deadline has passed, oldest first."""
+        """Up to `limit` of this process's jobs in `state` whose deadline has passed, the first to pass
+        first. In the order of the index `jobs_deadline`, so the read is that index's range of expired
+        jobs (ordered by id, PostgreSQL would walk the whole table by its key, 17 ms with 110,000 jobs)."""
         rows = await self.db.fetchall(
-            f"SELECT * FROM jobs WHERE state = ? AND deadline < ? AND {self._own} ORDER BY id LIMIT ?",
+            f"SELECT * FROM jobs WHERE state = ? AND deadline < ? AND {self._own}"
+            " ORDER BY state, deadline, id LIMIT ?",
             (state, now, limit),
         )
         return [JobRow.from_row(row) for row in rows]
@@ -369,7 +389,10 @@ class JobStore:
         """The first `limit` of this process's jobs in `state`, in the fair order of `place_in_queue`,
         without reading the whole queue: with `limit` members waiting or more, the front is their first
         jobs; with fewer, it is made of each one's first `limit` jobs."""
-        heads = await self.db.fetchall(self._heads_sql(0), (state, usage_since, limit))
+        heads = await self.db.fetchall(
+            self._heads_sql(),
+            {"state": state, "since": usage_since, "full": "[]", "now": None, "limit": limit},
+        )
         if len(heads) >= limit:
             ids = [int(row["id"]) for row in heads]
         else:
@@ -397,22 +420,30 @@ class JobStore:
         by_id = {int(row["id"]): JobRow.from_row(row) for row in found}
         return [by_id[job_id] for job_id in ids if job_id in by_id]
 
-    def _heads_sql(self, skipped: int, *, alive: bool = False) -> str:
-        """Each member's first job in a state (parameter 1), members with fewer jobs submitted since
-        parameter 2 first, then the oldest, leaving out the members given as the `skipped` parameters
-        that follow, up to the last parameter's number of rows. Read from the index `jobs_queue`. With
-        `alive`, only heads whose deadline is not before the parameter after parameter 2."""
-        skip = f" AND h.user_id NOT IN ({', '.join('?' for _ in range(skipped))})" if skipped else ""
-        if alive:
-            skip = " AND (SELECT j.deadline FROM jobs j WHERE j.id = h.id) >= ?" + skip
+    def _heads_sql(self) -> str:
+        """Each member's first job in `:state`, members with fewer jobs submitted since `:since` first,
+        then the oldest, leaving out the members in the JSON array `:full` and, unless `:now` is NULL,
+        the heads whose deadline is before `:now`, up to `:limit` rows: (id, user_id, n). The heads come
+        from the index `jobs_queue`, each member's count from `jobs_user_submitted`, and the expired
+        heads from one range of `jobs_deadline` (not one look-up per head)."""
         return (
             "WITH heads AS ("
-            f"  SELECT user_id, MIN(id) AS id FROM jobs WHERE state = ? AND {self._own} GROUP BY user_id)"
+            f"  SELECT user_id, MIN(id) AS id FROM jobs WHERE state = :state AND {self._own}"
+            "  GROUP BY user_id)"
             # Counted up to USAGE_COUNTED: the order among members who made more is the age of their
             # jobs, and each member's count stays a bounded read however busy the day was.
-            " SELECT h.id, h.user_id, (SELECT COUNT(*) FROM (SELECT 1 FROM jobs u WHERE u.user_id = h.user_id"
-            f"   AND u.submitted_at >= ? LIMIT {USAGE_COUNTED}) AS recent) AS n"
-            f" FROM heads h WHERE 1 = 1{skip} ORDER BY n, h.id LIMIT ?"
+            f" SELECT h.id, h.user_id, ({self._usage_sql('h.user_id')}) AS n FROM heads h"
+            " WHERE h.user_id NOT IN (SELECT value FROM json_each(:full))"
+            " AND h.id NOT IN (SELECT e.id FROM jobs e WHERE e.state = :state AND e.deadline < :now)"
+            " ORDER BY n, h.id LIMIT :limit"
+        )
+
+    @staticmethod
+    def _usage_sql(member: str) -> str:
+        """A member's jobs submitted since `:since`, counted up to USAGE_COUNTED (`member`: a column)."""
+        return (
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM jobs u WHERE u.user_id = {member}"
+            f" AND u.submitted_at >= :since LIMIT {USAGE_COUNTED}) AS recent"
         )
 
     async def claim_next(
@@ -427,7 +458,6 @@ class JobStore:
         pace: Callable[[list[float]], float],
         pace_window: float,
         pace_count: int,
-        look_first: bool = True,
     ) -> tuple[JobRow | None, float]:
         """Moves the next of this process's waiting jobs on, if the fleet's caps and pace allow; one
         write transaction, and the fleet's write transactions run one at a time (bot/store/db.py), so
@@ -438,26 +468,38 @@ class JobStore:
         oldest. Nothing moves while the fleet has `max_busy` jobs in `busy_states` (0 = no cap).
         `pace(times)` gets the claims of the last `pace_window` seconds (at most `pace_count`) and
         returns the seconds to wait first. Returns (the job, now in `to_state` with `claimed_at` set, 0),
-        (None, seconds to wait) or (None, 0) when no job may move now. `look_first` reads before taking
-        the write lock (False when a claim is likely, say right after one)."""
+        (None, seconds to wait) or (None, 0) when no job may move now.
+
+        The queue is read before the write transaction, which every process's writes share (PostgreSQL:
+        the fleet's write lock), so the lock is held for a handful of index reads, not for the read of
+        every waiting member's usage. Inside it the caps, the pace, the chosen job and its member's
+        usage are read again; if the members at their cap changed, or the job or its member's count
+        did, the queue is read again inside. A job recorded while the pass runs counts as recorded just
+        after it."""
         now = self._clock()
         rule = _ClaimRule(
             from_state, busy_states, usage_since, max_busy, max_busy_per_member, pace, pace_window, pace_count
         )
         # Read first, outside any write: a pass that can claim nothing (caps full, the pace, an empty
-        # queue) takes no write lock, which every process's writes share.
-        if look_first:
-            job_id, wait = await self._next_claim(self.db, rule, now)
-            if job_id is None:
-                return None, wait
+        # queue) takes no write lock at all.
+        look = await self._next_claim(self.db, rule, now)
+        if look.job_id is None:
+            return None, look.wait
         async with self.db.write() as tx:
-            job_id, wait = await self._next_claim(tx, rule, now)
-            if job_id is None or not await self._move(tx, job_id, from_state, to_state, {"claimed_at": now}):
-                return None, wait
-            row = await tx.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            again = await self._next_claim(tx, rule, now, expected=look)
+            if again.job_id is None or not await self._move(
+                tx, again.job_id, from_state, to_state, {"claimed_at": now}
+            ):
+                return None, again.wait
+            row = await tx.fetchone("SELECT * FROM jobs WHERE id = ?", (again.job_id,))
         return (None if row is None else JobRow.from_row(row)), 0.0
 
-    async def _next_claim(self, reader: Reader, rule: _ClaimRule, now: float) -> tuple[int | None, float]:
+    async def _next_claim(
+        self, reader: Reader, rule: _ClaimRule, now: float, *, expected: _Claim | None = None
+    ) -> _Claim:
+        """The next job to claim, or why none: the caps and the pace first (a few index reads), then
+        the queue's heads. With `expected` (the look before the transaction), its job is checked rather
+        than the queue read again, unless what chose it changed."""
         busy_in = ", ".join("?" for _ in rule.busy_states)
         busy = {
             str(row[0]): int(row[1])
@@ -467,22 +509,48 @@ class JobStore:
             )
         }
         if rule.max_busy and sum(busy.values()) >= rule.max_busy:
-            return None, 0.0
+            return _Claim(None, 0.0)
         per_member = rule.max_busy_per_member
-        full = [user for user, n in busy.items() if per_member and n >= per_member]
-        # A head whose lifetime is over is ended by the dispatcher, not submitted.
-        found = await reader.fetchone(
-            self._heads_sql(len(full), alive=True), (rule.from_state, rule.usage_since, now, *full, 1)
-        )
-        if found is None:
-            return None, 0.0
-        head = int(found["id"])
+        full = sorted(user for user, n in busy.items() if per_member and n >= per_member)
         sent = await reader.fetchall(
             "SELECT claimed_at FROM jobs WHERE claimed_at > ? ORDER BY claimed_at DESC LIMIT ?",
             (now - rule.pace_window, rule.pace_count),
         )
         wait = rule.pace([float(row[0]) for row in sent])
-        return (None, wait) if wait > 0 else (head, 0.0)
+        if wait > 0:
+            # Told to wait only when a job waits (one index read), as when the queue is read.
+            # In the order of the index `jobs_queue`: otherwise PostgreSQL may scan the table for it.
+            waiting = await reader.fetchone(
+                f"SELECT 1 FROM jobs WHERE state = ? AND {self._own} ORDER BY state, user_id LIMIT 1",
+                (rule.from_state,),
+            )
+            return _Claim(None, wait if waiting is not None else 0.0)
+        if expected is not None and expected.full == full and expected.job_id is not None:
+            # The look's choice stands if its job is still its member's first, alive, and the member's
+            # count unchanged: then no other head moved ahead of it (counts only grow with `since` fixed).
+            same = await reader.fetchone(
+                f"SELECT j.id, ({self._usage_sql('j.user_id')}) AS n FROM jobs j"
+                " WHERE j.id = :job AND j.state = :state AND j.deadline >= :now"
+                " AND NOT EXISTS (SELECT 1 FROM jobs f WHERE f.state = :state AND f.user_id = j.user_id"
+                f" AND f.id < j.id AND {self._owned('f')})",
+                {"job": expected.job_id, "state": rule.from_state, "now": now, "since": rule.usage_since},
+            )
+            if same is not None and int(same["n"]) == expected.usage:
+                return expected
+        found = await reader.fetchone(
+            self._heads_sql(),
+            {
+                "state": rule.from_state,
+                "since": rule.usage_since,
+                "full": json.dumps(full),
+                # A head whose lifetime is over is ended by the dispatcher, not submitted.
+                "now": now,
+                "limit": 1,
+            },
+        )
+        if found is None:
+            return _Claim(None, 0.0)
+        return _Claim(int(found["id"]), 0.0, full, int(found["n"]))
 
     async def unnotified(self, states: Iterable[str]) -> list[JobRow]:
         wanted = tuple(states)

@@ -20,7 +20,7 @@ SQL is SQLite's, translated by bot/store/sql.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -29,6 +29,7 @@ import asyncpg
 from bot.store.db import Database, DatabaseUnreachable, DatabaseUrl, Row, WriteLock, to_the_end
 from bot.store.migrations import MigrationStatus, migrations, status as migration_status
 from bot.store.sql import Params, bind, coerce, rowcount, to_postgresql
+from bot.store.wakes import WakeListener, WakeSender, new_token
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ class PostgresDatabase(Database):
         self._write_lock = WriteLock()
         # The parameter types PostgreSQL inferred for each statement, learned once per process.
         self._param_types: dict[str, tuple[str, ...]] = {}
+        # This Database's wakes (bot/store/wakes.py): its token lets its own listeners ignore them.
+        self._wake_token = new_token()
+        self._wake_sender = WakeSender(pool, self._wake_token)
+        self._wake_listeners: list[WakeListener] = []
 
     @classmethod
     async def connect(cls, target: DatabaseUrl, *, max_size: int = POOL_MAX_SIZE) -> PostgresDatabase:
@@ -110,7 +115,18 @@ class PostgresDatabase(Database):
         return db
 
     async def close(self) -> None:
+        for listener in self._wake_listeners:
+            await listener.close()
+        await self._wake_sender.close()
         await self._pool.close()
+
+    def listen_wakes(self, on_wake: Callable[[], None]) -> WakeListener:
+        listener = WakeListener(self.target.url, self._wake_token, on_wake)
+        self._wake_listeners.append(listener)
+        return listener
+
+    def wake_others(self) -> None:
+        self._wake_sender.send()
 
     async def _migrate(self) -> None:
         async with self._pool.acquire() as conn:

@@ -60,6 +60,7 @@ from bot.sunra.transport import (
     ApiCall,
     KeyAuth,
     api_error,
+    bounded_lines,
     endpoint_name,
     error_fields,
     failure_reason,
@@ -86,6 +87,12 @@ MAX_STREAM_FAILURES = 2
 # A stream connection shorter than this is followed by a pause, so a server (or proxy) that closes
 # streams at once cannot turn the stream into a tight loop.
 MIN_STREAM_SECONDS = 5.0
+
+# The largest answer read (decoded) from the API or a storage URL: sunra's answers are a few KB, and a
+# status carrying a 1 MB log message is 2 MB. httpx's timeouts are per read, so without this bound a
+# server that keeps sending (or a 50 MB body) would be held whole in memory; past it the answer is
+# MalformedResponse, retried like any unreadable answer.
+MAX_ANSWER_BYTES = 8 * 2**20
 
 # Unknown status words remembered (each is warned about once); an answer cannot grow the set forever.
 MAX_UNKNOWN_STATUSES = 50
@@ -272,7 +279,8 @@ class SunraClient:
                     code = response.status_code
                     self._observe("status_stream", started, code, ok=code == 200)
                     await self._check_stream_open(response, label)
-                    async for data in sse_data(response.aiter_lines()):
+                    lines = bounded_lines(response.aiter_text(), MAX_ANSWER_BYTES, label)
+                    async for data in sse_data(lines, limit=MAX_ANSWER_BYTES, label=label):
                         status = status_event(data, label)
                         if status is None:
                             continue
@@ -534,9 +542,10 @@ class SunraClient:
                 started = time.perf_counter()
                 try:
                     if api:
-                        response = await client.request(
+                        request = client.build_request(
                             method, url, json=json_body, content=content, headers=headers
                         )
+                        response = await _read_bounded(await client.send(request, stream=True), label)
                     else:
                         response = await self._send_checked(method, url, content=content, headers=headers)
                 except httpx.TransportError as exc:
@@ -579,8 +588,7 @@ class SunraClient:
         async with guarded_stream(
             self._plain, self._files, method, url, content=content, headers=headers
         ) as r:
-            await r.aread()
-            return r
+            return await _read_bounded(r, f"{method} {safe_url(url)}")
 
     async def _pause_before_retry(self, label: str, error: SunraError, attempt: int, attempts: int) -> None:
         delay = max(self._retry.backoff(attempt), error.retry_after or 0.0)
@@ -765,6 +773,29 @@ def _uncertain(label: str, error: SunraError) -> SubmissionUncertain:
         status=error.status,
         code=error.code,
         detail=f"{label}: {error}; the job may exist, so it is not sent again",
+    )
+
+
+async def _read_bounded(response: httpx.Response, label: str) -> httpx.Response:
+    """The streamed `response`, read (decoded) and closed, as a response holding its body. Raises
+    MalformedResponse once the body passes MAX_ANSWER_BYTES, having read no more than that."""
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise MalformedResponse(
+                    status=response.status_code,
+                    detail=f"{label} answered more than {MAX_ANSWER_BYTES} bytes; not read further",
+                )
+    finally:
+        await response.aclose()
+    # Decoded already: the copy must not be decoded again, nor claim the original's length.
+    headers = [
+        (k, v) for k, v in response.headers.multi_items() if k not in ("content-encoding", "content-length")
+    ]
+    return httpx.Response(
+        response.status_code, headers=headers, content=bytes(body), request=response.request
     )
 
 

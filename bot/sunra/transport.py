@@ -13,6 +13,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
+from httpx._decoders import LineDecoder  # what aiter_lines splits with; see bounded_lines
 from pydantic import SecretStr
 
 from bot.i18n import _
@@ -192,20 +193,47 @@ def int_header(headers: httpx.Headers, name: str) -> int | None:
         return None
 
 
-async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The ``data`` of each server-sent event (comments and other fields are skipped)."""
+async def bounded_lines(chunks: AsyncIterator[str], limit: int, label: str) -> AsyncIterator[str]:
+    """The lines of a text stream, split as httpx's `aiter_lines` splits them (str.splitlines), with
+    none longer than `limit` characters: past it, MalformedResponse, having held at most that much.
+    (httpx buffers a line until its end comes, however long, so a stream that never sends one would
+    fill the memory.)"""
+    decoder = LineDecoder()
+    pending = 0  # characters of the line not ended yet
+    async for text in chunks:
+        lines = decoder.decode(text)
+        for line in lines:
+            yield line
+        # The decoder holds the start of a line whose end has not come (one piece after a line ended).
+        pending = sum(map(len, decoder.buffer)) if lines else pending + len(text)
+        if pending > limit:
+            raise MalformedResponse(detail=f"{label} sent a line of more than {limit} characters")
+    for line in decoder.flush():
+        yield line
+
+
+async def sse_data(
+    lines: AsyncIterator[str], *, limit: int | None = None, label: str = ""
+) -> AsyncIterator[str]:
+    """The ``data`` of each server-sent event (comments and other fields are skipped). An event whose
+    data passes `limit` characters before it ends raises MalformedResponse."""
     data: list[str] = []
+    size = 0
     async for line in lines:
         if not line:
             if data:
                 yield "\n".join(data)
                 data = []
+                size = 0
             continue
         if line.startswith(":"):
             continue  # a keep-alive comment
         field, _, value = line.partition(":")
         if field == "data":
             data.append(value.removeprefix(" "))
+            size += len(data[-1]) + 1
+            if limit is not None and size > limit:
+                raise MalformedResponse(detail=f"{label} sent an event of more than {limit} characters")
     if data:
         yield "\n".join(data)
 

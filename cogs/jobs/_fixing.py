@@ -25,7 +25,7 @@ from bot.jobs import Command, job_options
 from bot.media import PictureShapeRefused, PreparedImage
 from bot.picture_fix import FIX_LABELS, Fix, fix_file, fixes_for_file
 from bot.store.jobs import JobRow
-from cogs._ui import ID_DIGITS, NO_MENTIONS, IdButton, for_member, job_here, say_privately
+from cogs._ui import NO_MENTIONS, IdButton, for_member, job_here, say_privately, stored_id
 from cogs.jobs._submit import Submission, member_role_ids, submit_job
 
 if TYPE_CHECKING:
@@ -93,9 +93,7 @@ def fix_view(
 FIXES = "|".join(fix.value for fix in Fix)
 
 
-class FixButton(
-    IdButton, template=rf"kling:fix(?P<go>go)?:(?P<number>{ID_DIGITS}):(?P<fix>{FIXES}):(?P<which>[ie])"
-):
+class FixButton(IdButton, template=rf"kling:fix(?P<go>go)?:(?P<number>\d+):(?P<fix>{FIXES}):(?P<which>[ie])"):
     """A fix of the refused job's picture (`kling:fix:…`: shown, nothing charged) or its confirmation
     (`kling:fixgo:…`: submitted as a new job)."""
 
@@ -115,7 +113,7 @@ class FixButton(
     async def from_custom_id(
         cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> Self:
-        return cls(int(match["number"]), Fix(match["fix"]), match["which"], confirm=bool(match["go"]))
+        return cls(stored_id(match["number"]), Fix(match["fix"]), match["which"], confirm=bool(match["go"]))
 
     @property
     def label_text(self) -> str:

@@ -26,7 +26,7 @@ from bot.media import PreparedImage
 from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
-from cogs._ui import IdButton, answering, installed_guild_id, job_here, say_privately
+from cogs._ui import IdButton, answering, installed_guild_id, job_here, say_privately, stored_id
 from cogs.jobs._submit import Submission, member_role_ids, refused_before_form, submit_job
 
 if TYPE_CHECKING:
@@ -360,5 +360,5 @@ class ResultsCog(commands.Cog):
         data: dict[str, Any] = dict(interaction.data or {})
         match = FORM_TEMPLATE.fullmatch(str(data.get("custom_id", "")))
         if match is not None:
-            work = submit_form(interaction, match["action"], int(match["job_id"]))
+            work = submit_form(interaction, match["action"], stored_id(match["job_id"]))
             await answering(interaction, work, f"{match['action']} form of job {match['job_id']}")

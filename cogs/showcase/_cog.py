@@ -505,7 +505,8 @@ def parse_post_reference(text: str) -> dict[str, int | None]:
         message_id = int(link.group(2))
         return {"message_id": message_id, "showcase_id": None} if message_id < _SQLITE_MAX else nothing
     digits = text.lstrip("#")
-    if not digits.isdigit() or int(digits) >= _SQLITE_MAX:
+    # isdecimal, not isdigit: "²" and "①" are digits int() cannot read.
+    if not digits.isdecimal() or int(digits) >= _SQLITE_MAX:
         return nothing
     number = int(digits)
     return {"message_id": number if number > 1 << 22 else None, "showcase_id": number}

@@ -23,7 +23,7 @@ from bot.showcase import Period, clamped_page, job_settings_text, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import PAGE_SIZE, Showcase, Sort
 from cogs._text import escape_member_text
-from cogs._ui import NO_MENTIONS, say_privately
+from cogs._ui import NO_MENTIONS, say_privately, stored_id
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -191,12 +191,9 @@ async def edit_page(interaction: Interaction, view: discord.ui.LayoutView) -> No
         log.info("interaction %s: the paged message is gone", interaction.id)
 
 
-MAX_ID = 2**63 - 1  # the database's 64-bit integers
-
-
 class GalleryButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"kling:gal:(?P<sort>[nv]):(?P<member>\d{1,19}):(?P<page>\d{1,6}):[pn]",
+    template=r"kling:gal:(?P<sort>[nv]):(?P<member>\d+):(?P<page>\d+):[pn]",
 ):
     """A page of /gallery: `kling:gal:<sort>:<member or 0>:<page>:<p|n>`."""
 
@@ -216,9 +213,9 @@ class GalleryButton(
     async def from_custom_id(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> GalleryButton:
-        # A member id past the database's 64-bit integers is no member's: an empty gallery, not an error.
-        member = min(int(match["member"]), MAX_ID)
-        return cls(SORT_FROM_CODE[match["sort"]], member or None, int(match["page"]))
+        return cls(
+            SORT_FROM_CODE[match["sort"]], stored_id(match["member"]) or None, stored_id(match["page"])
+        )
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
         if interaction.guild_id is None:
@@ -232,7 +229,7 @@ class GalleryButton(
 
 
 class HistoryButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:hist:(?P<page>\d{1,6}):[pn]"
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"kling:hist:(?P<page>\d+):[pn]"
 ):
     """A page of /history: `kling:hist:<page>:<p|n>`; it lists the presser's own jobs, whoever's message
     the button is on."""
@@ -248,7 +245,7 @@ class HistoryButton(
     async def from_custom_id(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> HistoryButton:
-        return cls(int(match["page"]))
+        return cls(stored_id(match["page"]))
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
         await interaction.response.defer()
