@@ -190,9 +190,9 @@ def check_pattern(pattern: str) -> str:
     empty, too long, or has no letter or digit (a lone `*` would block every prompt)."""
     cleaned = " ".join(pattern.split())
     if not cleaned or len(cleaned) > MAX_PATTERN:
-        raise InputRefused(f"A blocked word or phrase has 1 to {MAX_PATTERN} characters.")
+        raise InputRefused(_("A blocked word or phrase has 1 to {n} characters.", n=MAX_PATTERN))
     if not any(ch.isalnum() for ch in "".join(pattern_words(cleaned))):
-        raise InputRefused("A blocked pattern needs at least one letter or digit besides `*` and `?`.")
+        raise InputRefused(_("A blocked pattern needs at least one letter or digit besides `*` and `?`."))
     return cleaned
 
 
@@ -327,12 +327,15 @@ class PromptFilter:
         pattern = check_pattern(pattern)
         rules = await self._rules(guild_id)
         if len(rules) >= MAX_PATTERNS:
-            raise InputRefused(f"This server's block list already has {MAX_PATTERNS} entries.")
+            raise InputRefused(_("This server's block list already has {n} entries.", n=MAX_PATTERNS))
         if has_wildcard(pattern) and rules.wildcard_count >= MAX_WILDCARD_PATTERNS:
             raise InputRefused(
-                f"This server's block list already has {MAX_WILDCARD_PATTERNS} entries with `*` or `?`, "
-                "the most it may have (each one costs time on every prompt). Remove one, or add whole "
-                "words, which cost nothing."
+                _(
+                    "This server's block list already has {n} entries with `*` or `?`, the most it may have "
+                    "(each one costs time on every prompt). Remove one, or add whole words, which cost "
+                    "nothing.",
+                    n=MAX_WILDCARD_PATTERNS,
+                )
             )
         try:
             added = await sql.add_pattern(

@@ -4,6 +4,7 @@ imports the other's private modules (cogs/jobs/ shows Showcase under a video; co
 
 from __future__ import annotations
 
+from bot.i18n import _
 from cogs._ui import IdButton
 
 
@@ -11,4 +12,4 @@ class ShowcaseLook(IdButton, kind="show"):
     """The Showcase button under a finished video, `kling:show:<job id>`, as shown. What a press does is
     cogs/showcase/'s ShowcaseButton, a subclass with the same custom_id, which that cog registers."""
 
-    label, emoji = "Showcase", "🏆"
+    label, emoji = _("Showcase"), "🏆"

@@ -473,7 +473,7 @@ async def test_server_time_zone_moves_the_reset(db: Database, clock: Clock) -> N
     # 15:00 UTC is midnight in Tokyo (UTC+9): the new day there has just begun.
     tokyo_midnight = dt.datetime(2025, 3, 13, tzinfo=load_zone("Asia/Tokyo")).timestamp()
     assert balance.period_start == tokyo_midnight and balance.resets_at == tokyo_midnight + 86_400
-    with pytest.raises(InputRefused, match="unknown time zone"):
+    with pytest.raises(InputRefused, match="Unknown time zone"):
         await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone="Nowhere/Land")
 
 
@@ -611,10 +611,10 @@ async def test_grants_are_bounded_per_server_however_they_are_split(db: Database
     clock.advance(3600)  # later the same UTC day, another admin, another member
     with pytest.raises(GrantRefused) as refused:
         await quota.grant(guild_id=GUILD, actor_id=ADMIN + 1, user_id=1003, credits=51, reason="more")
-    assert "50 credits of that are left" in refused.value.user_message
+    assert "50 credits of that remain" in refused.value.user_message
     assert "Nothing was granted" in refused.value.user_message
     assert await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=1003, credits=50, reason="last") == 50
-    with pytest.raises(GrantRefused, match="0 credits of that are left"):
+    with pytest.raises(GrantRefused, match="0 credits of that remain"):
         await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=BOB, credits=1, reason="one more")
     # Another server has its own bound.
     await quota.grant(guild_id=OTHER_GUILD, actor_id=ADMIN, user_id=ALICE, credits=500, reason="x")
@@ -1011,13 +1011,13 @@ async def test_an_admin_grants_and_the_member_sees_it_in_quota(
     assert "0 waiting in line, 0 in progress" in content and "5 s with audio: 10" in content
 
     tz = _admin_command(fake, "timezone", [p.option("tz", "Nowhere/Land")], permissions=ADMIN_PERMISSIONS)
-    assert "unknown time zone" in (await _answer(fake, tz)).data["content"]
+    assert "Unknown time zone" in (await _answer(fake, tz)).data["content"]
 
     # Past the operator's bound (500 per day by default) a grant is refused whole, saying the room left.
     big = [p.option("member", BOB_ID, type=p.OPTION_USER), p.option("credits", 481), p.option("reason", "x")]
     payload = _admin_command(fake, "grant", big, permissions=ADMIN_PERMISSIONS, member_ids=[BOB_ID])
     refused = (await _answer(fake, payload)).data["content"]
-    assert refused.startswith("Nothing was granted") and "480 credits of that are left" in refused
+    assert refused.startswith("Nothing was granted") and "480 credits of that remain" in refused
     assert (await quota.balance(guild_id=p.DEFAULT_GUILD_ID, user_id=BOB_ID, role_ids=())).bonus == 20
     assert (await quota.audit_log(p.DEFAULT_GUILD_ID))[0].action == "grant_refused"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from bot.errors import BotError
+from bot.i18n import _
 from bot.jobs.base import RunnerBase, log
 from bot.jobs.model import ENDED, Outcome, Phase, Progress, State, outcome_from_error
 from bot.logs import bind_job
@@ -41,7 +42,7 @@ FETCH_ATTEMPT_SECONDS = 20.0
 class VideoUnusable(BotError):
     """The API's video could not be fetched as an MP4; ``str()`` is the operator's detail."""
 
-    user_message = (
+    user_message = _(
         "Kling made the video, but the bot could not fetch a playable file from the video service, so "
         "there is nothing to post. Your credits were given back. Trying again may help."
     )
