@@ -24,6 +24,8 @@ from bot.quota.rules import JobOptions, QuotaSettings, job_cost, load_zone, peri
 from bot.quota.spending import COMMIT_STATES, REFUND_STATES, QuotaRefused, QuotaService, Reservation
 from bot.store import Database, ledger
 from bot.store.jobs import JobStore
+from bot.store.migrations import migrations
+from bot.store.undeliverable import end_undeliverable
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, running_client
 
@@ -281,6 +283,83 @@ async def test_settle_entries_are_unique_in_the_database_itself(db: Database, cl
         await db.execute("UPDATE quota_ledger SET allowance_delta = 0")
     with pytest.raises(Exception, match="append-only"):
         await db.execute("DELETE FROM quota_ledger")
+
+
+async def insert_job_row(db: Database, kind: str, job_id: int | None) -> None:
+    """A ledger row written by hand, as a bug or a second process might: the database must refuse it."""
+    await db.execute(
+        "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, charged_at, at)"
+        " VALUES ('111', '1001', ?, ?, 0, 0)",
+        (kind, job_id),
+    )
+
+
+async def assert_append_only(db: Database) -> None:
+    with pytest.raises(Exception, match="append-only"):
+        await db.execute("UPDATE quota_ledger SET allowance_delta = 0")
+    with pytest.raises(Exception, match="append-only"):
+        await db.execute("DELETE FROM quota_ledger")
+
+
+async def test_an_undeliverable_job_costs_nothing_in_quota_nor_the_server_cap(
+    db: Database, clock: Clock
+) -> None:
+    """Issue 19's note: the credits of a paid video that could not be fetched come back by a compensating
+    entry linked to the job, so /quota's recent spending and the server's cap no longer count it."""
+    quota = make_service(db, clock, daily_credits=20)
+    await quota.set_cap(guild_id=GUILD, actor_id=ADMIN, credits=12)
+    lost = await reserve(quota, user_id=ALICE)
+    kept = await reserve(quota, user_id=BOB)
+    await quota.commit(kept.job_id)
+    ended = await end_undeliverable(
+        db, lost.job_id, from_states=("received",), code="video_unusable", message="gone", at=clock.now
+    )
+    assert ended and await available(quota) == 20
+    report = await quota.report(guild_id=GUILD, user_id=ALICE, role_ids=())
+    assert (report.recent_jobs, report.recent_credits) == (0, 0)
+    assert await quota.recent_usage(GUILD, ALICE) == 0
+    [spent] = [
+        job for job in await ledger.job_spending(db, ledger.guild_key(GUILD), 0) if job.job_id == lost.job_id
+    ]
+    assert spent.refunded and spent.credits == 0 and spent.usd_micros > 0  # sunra billed it: USD stays
+    await reserve(quota, user_id=ALICE)  # the server's cap has room again
+    kinds = [entry.kind for entry in await ledger.ledger_entries(db, job_id=lost.job_id)]
+    assert kinds == ["reserve", "commit", "compensate"]
+    # Once per job, by the database itself; and the ledger stays append-only.
+    await end_undeliverable(
+        db, lost.job_id, from_states=("undeliverable",), code="again", message="again", at=clock.now
+    )
+    assert [entry.kind for entry in await ledger.ledger_entries(db, job_id=lost.job_id)] == kinds
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        await insert_job_row(db, "compensate", lost.job_id)
+    with pytest.raises(Exception, match=r"(?i)check"):
+        await insert_job_row(db, "compensate", None)
+    await assert_append_only(db)
+
+
+async def test_the_ledgers_rebuild_in_migration_0012_keeps_every_row_and_rule(
+    db: Database, clock: Clock
+) -> None:
+    """SQLite cannot change a CHECK in place, so 0012 rebuilds quota_ledger: run again over a ledger with
+    rows of every kind, it keeps them as they were (ids included), and the ids, unique indexes and
+    append-only triggers go on as before. (PostgreSQL alters its constraints in place.)"""
+    if db.engine != "sqlite":
+        pytest.skip("PostgreSQL changes the constraints in place")
+    quota = make_service(db, clock)
+    committed = await reserve(quota)
+    await quota.commit(committed.job_id)
+    await quota.refund((await reserve(quota)).job_id, "failed")
+    await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=BOB, credits=5, reason="prize")
+    before = await ledger.ledger_entries(db)
+    [script] = [m.sql for m in migrations("sqlite") if m.name == "0012_ledger_compensate.sql"]
+    async with db.write() as tx:
+        await tx.executescript_in_tx(script)  # type: ignore[attr-defined]
+    assert await ledger.ledger_entries(db) == before
+    newer = await reserve(quota)
+    assert [e.id for e in await ledger.ledger_entries(db, job_id=newer.job_id)] == [before[-1].id + 1]
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        await insert_job_row(db, "commit", committed.job_id)
+    await assert_append_only(db)
 
 
 async def test_refund_or_commit_of_an_unreserved_job_does_nothing(db: Database, clock: Clock) -> None:

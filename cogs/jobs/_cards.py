@@ -17,10 +17,10 @@ import discord
 from bot.i18n import _, _n, render
 from bot.request import AnimateRequest
 from bot.store.jobs import JobRow
+from cogs._buttons import ShowcaseLook
 from cogs._text import clip, escape_member_text
 from cogs.jobs._cancel import CancelButton
 from cogs.jobs._results import DeleteButton, ExtendButton, RemixButton, RetryButton
-from cogs.showcase._post import ShowcaseButton
 
 EMBED_COLOUR = discord.Colour(0x5865F2)
 FAILED_COLOUR = discord.Colour(0xED4245)
@@ -62,11 +62,9 @@ def result_buttons(job: JobRow, locale: object = None) -> list[discord.ui.Item[A
     """Retry / Remix / Extend / Showcase / Delete, labelled in `locale`'s language: each a DynamicItem
     registered by its cog, so it works after restarts. Showcase only where there is a server to showcase
     in."""
-    kinds = (RetryButton, RemixButton, ExtendButton, ShowcaseButton, DeleteButton)
+    kinds = (RetryButton, RemixButton, ExtendButton, ShowcaseLook, DeleteButton)
     return [
-        kind(job.id, locale=locale)
-        for kind in kinds
-        if kind is not ShowcaseButton or job.guild_id is not None
+        kind(job.id, locale=locale) for kind in kinds if kind is not ShowcaseLook or job.guild_id is not None
     ]
 
 

@@ -204,7 +204,8 @@ async def submit_job(
     job_id, is_new = await bot.runner.record(command)
     if not is_new:
         return  # the same interaction delivered twice: the first one is being handled
-    routes = bot.reporter.routes if bot.reporter is not None else None
+    # The reporter cogs.jobs handed the bot (DiscordReporter; bot/ knows only the Reporter protocol).
+    routes = getattr(bot.reporter, "routes", None)
     if routes is not None and command.deliver_via_interaction:
         routes.remember(job_id, interaction)  # its progress and video go through this interaction
     if defer:

@@ -23,7 +23,7 @@ from bot.showcase import Period, clamped_page, job_settings_text, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import PAGE_SIZE, Showcase, Sort
 from cogs._text import escape_member_text
-from cogs._ui import NO_MENTIONS, stored_id
+from cogs._ui import NO_MENTIONS, say_privately, stored_id
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -240,9 +240,10 @@ class GalleryButton(
         )
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
-        await interaction.response.defer()
         if interaction.guild_id is None:
+            await say_privately(interaction, _("This works only in a server channel."))
             return
+        await interaction.response.defer()
         view = await gallery_view(
             interaction.client,
             interaction.guild_id,

@@ -27,6 +27,7 @@ from bot.invite import REQUIRED_PERMISSIONS, SHOWCASE_FORUM_PERMISSIONS
 from bot.showcase import Audience, EditRefused, forum_title, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, ShowcaseServer
+from cogs._buttons import ShowcaseLook
 from cogs._text import clip, escape_member_text
 from cogs._ui import NO_MENTIONS, IdButton, say_privately
 
@@ -94,10 +95,9 @@ class VoteButton(IdButton, kind="vote"):
         await say_privately(interaction, text)
 
 
-class ShowcaseButton(IdButton, kind="show"):
-    """Shares a finished video in the server's showcase channel: `kling:show:<job id>`."""
-
-    label, emoji = _("Showcase"), "🏆"
+class ShowcaseButton(ShowcaseLook):
+    """Shares a finished video in the server's showcase channel: `kling:show:<job id>` (its look and id
+    are ShowcaseLook's, which cogs/jobs/ shows under each video)."""
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
