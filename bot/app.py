@@ -23,8 +23,9 @@ from bot.blocklist import PromptFilter
 from bot.config import Settings
 from bot.fleet import ShardLeases
 from bot.guild_access import NOT_ALLOWED, guild_allowed
+from bot.i18n import render
 from bot.image_checker import ImageChecker
-from bot.jobs import JobRunner
+from bot.jobs import JobRunner, Reporter
 from bot.metrics import BotMetrics
 from bot.monitoring import Monitor, gateway_connected
 from bot.quota.spending import QuotaService
@@ -35,13 +36,11 @@ from bot.store.fleet import FleetStore
 from bot.store.jobs import JobStore
 from bot.sunra import SunraClient
 from bot.voices import VoiceLibrary
-from cogs._translator import CatalogueTranslator
-from cogs._ui import for_member, installed_guild_id, on_tree_error
-from cogs.jobs._delivery import DiscordReporter
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (
+    "cogs.tree",  # first: the tree's translator and error handler
     "cogs.jobs",
     "cogs.quota",
     "cogs.voices",
@@ -65,21 +64,18 @@ class KlingTree(app_commands.CommandTree["KlingBot"]):
         """Every slash command and menu, before it runs: a server not on ALLOWED_GUILD_IDS gets a polite
         sentence and nothing else (an autocomplete gets no suggestions). A member's own install used in a
         server that did not add the bot is not that server's use: the list does not apply to it."""
-        if guild_allowed(installed_guild_id(interaction), self.client.settings.allowed_guild_ids):
+        installed = interaction.guild_id if interaction.is_guild_integration() else None
+        if guild_allowed(installed, self.client.settings.allowed_guild_ids):
             return True
         if interaction.type is discord.InteractionType.application_command:
             with contextlib.suppress(discord.HTTPException):
-                await interaction.response.send_message(for_member(interaction, NOT_ALLOWED), ephemeral=True)
+                await interaction.response.send_message(
+                    render(NOT_ALLOWED, interaction.locale), ephemeral=True
+                )
         elif interaction.type is discord.InteractionType.autocomplete:
             with contextlib.suppress(discord.HTTPException):
                 await interaction.response.autocomplete([])
         return False
-
-    async def on_error(
-        self, interaction: discord.Interaction[KlingBot], error: app_commands.AppCommandError, /
-    ) -> None:
-        """Every command and menu: a refusal is told, anything unexpected logged and answered privately."""
-        await on_tree_error(interaction, error)
 
 
 class KlingBot(commands.Bot):
@@ -135,6 +131,8 @@ class KlingBot(commands.Bot):
             workdir=workdir or db.data_folder / "tmp",
             allowed_guilds=settings.allowed_guild_ids,
         )
+        # Set by cogs.jobs at setup: the bot's messages for each job (progress, result, fallbacks).
+        self.reporter: Reporter | None = None
         self._stopping = asyncio.Event()
         self.monitor: Monitor | None = None
         if settings.http.port:
@@ -156,13 +154,12 @@ class KlingBot(commands.Bot):
         if not await self.leases.acquire(self._stopping):
             return
         self.leases.keep(on_lost=self._lease_lost)
-        await self.tree.set_translator(CatalogueTranslator())
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        reporter = DiscordReporter(
-            self, edit_interval=self.settings.jobs.progress_edit_seconds, instance=await self._instance_id()
-        )
-        self.runner.start(reporter)
+        # cogs.jobs hands in the reporter (its messages are Discord's side; bot/ does not import cogs).
+        if self.reporter is None:
+            raise RuntimeError("no extension set the job reporter (cogs.jobs does, in its setup)")
+        self.runner.start(self.reporter)
         # Here and not in on_ready, which fires again on every reconnect.
         await self.runner.resume()
         if self.settings.shards.syncs_commands:  # one process of a fleet syncs, the others never race it
@@ -199,7 +196,7 @@ class KlingBot(commands.Bot):
             left.append(guild.id)
         return left
 
-    async def _instance_id(self) -> str:
+    async def instance_id(self) -> str:
         """A random id kept in the database, part of every post's nonce (see job_nonce, cogs/jobs)."""
         instance = await self.job_store.get_meta("instance")
         if instance is None:

@@ -12,7 +12,12 @@ A pattern is one or more words; `*` stands for any run of letters or digits (`go
 - digits, `_` and punctuation are no boundary inside a word: the prompt is read four ways, and a
   pattern blocks it when it matches any of them: with them as spaces ("gore2", "gore_", "blood-gore"),
   with them removed ("go-re", "g.o.r.e", "go2re"), and with the digits and signs that look like letters
-  read as those letters ("g0re", "ki||", "g0re-fest") and the others as spaces or removed.
+  read as those letters ("g0re", "ki||", "g0re-fest") and the others as spaces or removed;
+- letters written apart are one word: in each reading, a run of three or more one-letter words is read
+  joined too ("b a d", "b . a . d" → "bad"; two, as in "il y a", are ordinary text);
+- a letter stretched is read once and twice: where a reading repeats a letter three or more times, it
+  is read with each such run as one letter and as two ("baaad" → "bad", "goooood" → "good"). Doubled
+  letters are ordinary spelling and stay ("good" does not block `god`).
 
 Only the prompt is checked: a negative prompt names what to avoid and often has to name exactly the
 words a server blocks.
@@ -122,19 +127,47 @@ def _spaced(text: str) -> str:
     return " ".join(text.split())
 
 
+# In a reading (words of one or more characters separated by single spaces): three or more one-letter
+# words in a row, and a letter repeated three or more times. Both linear: no nested repetition.
+_LETTER = r"[^\W\d_]"  # digits are not letters written apart ("2 2 2") nor stretched ("1000")
+_LETTERS_APART = re.compile(rf"(?<![^ ]){_LETTER}(?: {_LETTER}(?![^ ])){{2,}}")
+_STRETCHED = re.compile(rf"({_LETTER})\1\1+")
+
+
+def _joined(reading: str) -> str:
+    return _LETTERS_APART.sub(lambda run: run.group(0).replace(" ", ""), reading)
+
+
+def _unstretched(readings: Iterable[str]) -> list[str]:
+    """Each reading, its letters written apart joined, and where a letter is stretched, read once and
+    twice."""
+    out = []
+    for reading in readings:
+        for text in (reading, _joined(reading)):
+            out.append(text)
+            if _STRETCHED.search(text):
+                out += [_STRETCHED.sub(r"\1", text), _STRETCHED.sub(r"\1\1", text)]
+    return out
+
+
 def views(prompt: str) -> tuple[str, ...]:
     """The readings of a prompt a pattern is matched against, each as words of letters (and, in the
     last two, digits) separated by single spaces: digits and signs as spaces, or removed; then digits
-    and signs that look like letters read as those letters, the other signs as spaces, or removed."""
+    and signs that look like letters read as those letters, the other signs as spaces, or removed; and
+    each of these with letters written apart joined and stretched letters read once and twice."""
     folded = fold(prompt)
     leet = folded.translate(_LEET)
     return tuple(
         dict.fromkeys(  # the same reading twice (an ordinary prompt) is matched once
-            (
-                _spaced(_NOT_LETTER.sub(" ", folded)),
-                _spaced(_JOINER.sub("", folded)),
-                _spaced(_SIGN.sub(" ", leet)),
-                _spaced(_SIGN.sub("", leet)),
+            _unstretched(
+                dict.fromkeys(
+                    (
+                        _spaced(_NOT_LETTER.sub(" ", folded)),
+                        _spaced(_JOINER.sub("", folded)),
+                        _spaced(_SIGN.sub(" ", leet)),
+                        _spaced(_SIGN.sub("", leet)),
+                    )
+                )
             )
         )
     )
@@ -157,9 +190,9 @@ def check_pattern(pattern: str) -> str:
     empty, too long, or has no letter or digit (a lone `*` would block every prompt)."""
     cleaned = " ".join(pattern.split())
     if not cleaned or len(cleaned) > MAX_PATTERN:
-        raise InputRefused(f"A blocked word or phrase has 1 to {MAX_PATTERN} characters.")
+        raise InputRefused(_("A blocked word or phrase has 1 to {n} characters.", n=MAX_PATTERN))
     if not any(ch.isalnum() for ch in "".join(pattern_words(cleaned))):
-        raise InputRefused("A blocked pattern needs at least one letter or digit besides `*` and `?`.")
+        raise InputRefused(_("A blocked pattern needs at least one letter or digit besides `*` and `?`."))
     return cleaned
 
 
@@ -294,12 +327,15 @@ class PromptFilter:
         pattern = check_pattern(pattern)
         rules = await self._rules(guild_id)
         if len(rules) >= MAX_PATTERNS:
-            raise InputRefused(f"This server's block list already has {MAX_PATTERNS} entries.")
+            raise InputRefused(_("This server's block list already has {n} entries.", n=MAX_PATTERNS))
         if has_wildcard(pattern) and rules.wildcard_count >= MAX_WILDCARD_PATTERNS:
             raise InputRefused(
-                f"This server's block list already has {MAX_WILDCARD_PATTERNS} entries with `*` or `?`, "
-                "the most it may have (each one costs time on every prompt). Remove one, or add whole "
-                "words, which cost nothing."
+                _(
+                    "This server's block list already has {n} entries with `*` or `?`, the most it may have "
+                    "(each one costs time on every prompt). Remove one, or add whole words, which cost "
+                    "nothing.",
+                    n=MAX_WILDCARD_PATTERNS,
+                )
             )
         try:
             added = await sql.add_pattern(

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import InputRefused
+from bot.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ CACHE_SECONDS = 60.0
 class AnimateDenied(InputRefused):
     """The server's Integrations settings keep this member from /animate in this channel."""
 
-    user_message = (
+    user_message = _(
         "You can't use /animate in this channel, so the Animate menu and the video buttons can't make "
         "videos for you here either. Nothing was charged."
     )
@@ -46,7 +47,7 @@ class AnimateDenied(InputRefused):
 class AccessUnknown(InputRefused):
     """Discord did not say who may use /animate here; the bot refuses rather than guess."""
 
-    user_message = (
+    user_message = _(
         "I couldn't read this server's command settings from Discord just now, so I can't tell whether "
         "you may use /animate here. Nothing was charged; please try again in a minute."
     )
@@ -56,7 +57,7 @@ class AccessUnknown(InputRefused):
 class JobElsewhere(InputRefused):
     """A button or form names a job made in another server or channel than the one it was used in."""
 
-    user_message = (
+    user_message = _(
         "This button or form belongs to a video made somewhere else, so it can't act here. Nothing was "
         "changed or charged."
     )
@@ -65,7 +66,7 @@ class JobElsewhere(InputRefused):
 class NotInServer(InputRefused):
     """The bot is no longer a member of the server the command came from."""
 
-    user_message = (
+    user_message = _(
         "I'm no longer a member of this server, so I can't make or change videos here. Nothing was "
         "charged; a server admin can add me again."
     )

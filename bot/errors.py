@@ -7,11 +7,13 @@ which never contains a secret.
 
 from __future__ import annotations
 
+from bot.i18n import _
+
 
 class BotError(Exception):
     """Base of every error whose text is fit for a member to read."""
 
-    user_message: str = "Something went wrong on our side."
+    user_message: str = _("Something went wrong on our side.")
     retryable: bool = False
 
     def __init__(self, user_message: str | None = None, *, retryable: bool | None = None) -> None:

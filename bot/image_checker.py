@@ -14,6 +14,7 @@ from typing import Any, Self
 import httpx
 
 from bot import media
+from bot.i18n import _
 from bot.media import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     MediaRejected,
@@ -21,6 +22,7 @@ from bot.media import (
     _check_download_size,
     _limit_megabytes,
     _over_download_cap,
+    label_name,
 )
 from bot.netguard import UnsafeUrl, UrlPolicy, guarded_stream
 
@@ -96,19 +98,30 @@ class ImageChecker:
                 return await self._read_capped(url, label)
         except (TimeoutError, httpx.TimeoutException) as error:
             raise MediaRejected(
-                f"Downloading the {label} from Discord took too long; please try again.", retryable=True
+                _(
+                    "Downloading the {label} from Discord took too long; please try again.",
+                    label=label_name(label),
+                ),
+                retryable=True,
             ) from error
         except UnsafeUrl as error:
             log.warning("refused to download the %s: %s", label, error)
             raise MediaRejected(
-                f"The {label} is not on an address the bot downloads pictures from; please attach it "
-                "to your message instead.",
+                _(
+                    "The {label} is not on an address the bot downloads pictures from; please attach it "
+                    "to your message instead.",
+                    label=label_name(label),
+                ),
                 retryable=False,
             ) from error
         except httpx.HTTPError as error:
             log.info("downloading the %s failed: %s", label, type(error).__name__)
             raise MediaRejected(
-                f"The {label} could not be downloaded from Discord; please try again.", retryable=True
+                _(
+                    "The {label} could not be downloaded from Discord; please try again.",
+                    label=label_name(label),
+                ),
+                retryable=True,
             ) from error
 
     async def _read_capped(self, url: str, label: str) -> bytes:
@@ -116,8 +129,12 @@ class ImageChecker:
         async with guarded_stream(self._client, self._urls, "GET", url) as response:
             if response.status_code != 200:
                 raise MediaRejected(
-                    f"Discord did not hand over the {label} (HTTP {response.status_code}). Please try again; "
-                    "if it keeps failing, attach the picture anew.",
+                    _(
+                        "Discord did not hand over the {label} (HTTP {status}). Please try again; if it "
+                        "keeps failing, attach the picture anew.",
+                        label=label_name(label),
+                        status=response.status_code,
+                    ),
                     retryable=True,
                 )
             declared = _declared_length(response.headers.get("content-length"))
@@ -128,7 +145,9 @@ class ImageChecker:
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > limit:
-                    raise _over_download_cap(f"larger than {_limit_megabytes(limit)}", label, limit)
+                    raise _over_download_cap(
+                        _("larger than {limit}", limit=_limit_megabytes(limit)), label, limit
+                    )
             return bytes(body)
 
     async def prepare(self, data: bytes, *, label: str = "image") -> PreparedImage:

@@ -75,8 +75,10 @@ _PNG_END = b"IEND\xaeB`\x82"
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})
 # Content types that say "image" but that the bot cannot convert for Kling.
 _UNSUPPORTED_IMAGE_TYPES = {
-    "image/svg+xml": "an SVG drawing",
+    "image/svg+xml": _("an SVG drawing"),
 }
+_KIND_SVG = _("an SVG drawing")
+_KIND_PSD = _("a Photoshop file")
 _JPEG_TYPES = frozenset({"image/jpeg", "image/jpg", "image/pjpeg"})
 _FILE_STEMS = {"image": "start", "end image": "end"}
 # ISO media brands of HEIF and AVIF pictures (the "ftyp" box); other brands are videos.
@@ -85,7 +87,12 @@ _STILL_BRANDS = frozenset(
 )
 _WHAT_TO_ATTACH = _("Please attach a JPEG, PNG, HEIC or WebP picture.")
 # The attachment's name in a sentence, in the member's language (the label itself stays the English key).
-_LABELS = {"image": _("image"), "end image": _("end image")}
+_LABELS = {"image": _("image"), "end image": _("end image"), "last frame": _("last frame")}
+
+
+def label_name(label: str) -> str:
+    """The attachment's name in a sentence ("image", "end image"), as a message in the reader's language."""
+    return _label(label)
 
 
 def _label(label: str) -> str:
@@ -222,21 +229,35 @@ def _over_download_cap(size_text: str, label: str, limit: int) -> MediaRejected:
 
 
 def _megapixels(width: int, height: int) -> str:
-    return f"{width}×{height} px ({width * height / 1_000_000:.0f} megapixels)"
+    return _(
+        "{width}×{height} px ({megapixels} megapixels)",
+        width=width,
+        height=height,
+        megapixels=f"{width * height / 1_000_000:.0f}",
+    )
 
 
 def _check_pixel_count(width: int, height: int, label: str, *, scalable: bool) -> None:
     """Refuses what cannot be decoded within the bound: `scalable` when it is a JPEG (decoded reduced)."""
     if width * height > MAX_SOURCE_PIXELS:
         raise MediaRejected(
-            f"The {label} is {_megapixels(width, height)}; the limit is "
-            f"{MAX_SOURCE_PIXELS // 1_000_000} megapixels. Please use a smaller picture."
+            _(
+                "The {label} is {size}; the limit is {limit} megapixels. Please use a smaller picture.",
+                label=_label(label),
+                size=_megapixels(width, height),
+                limit=MAX_SOURCE_PIXELS // 1_000_000,
+            )
         )
     if not scalable and width * height > MAX_DECODE_PIXELS:
         raise MediaRejected(
-            f"The {label} is {_megapixels(width, height)}; the bot opens pictures of up to "
-            f"{MAX_DECODE_PIXELS // 1_000_000} megapixels, or JPEG photos of up to "
-            f"{MAX_SOURCE_PIXELS // 1_000_000}. Please use a smaller picture, or save it as JPEG."
+            _(
+                "The {label} is {size}; the bot opens pictures of up to {limit} megapixels, or JPEG photos "
+                "of up to {jpeg_limit}. Please use a smaller picture, or save it as JPEG.",
+                label=_label(label),
+                size=_megapixels(width, height),
+                limit=MAX_DECODE_PIXELS // 1_000_000,
+                jpeg_limit=MAX_SOURCE_PIXELS // 1_000_000,
+            )
         )
 
 
@@ -283,7 +304,12 @@ def _check_content_type(content_type: str | None, label: str) -> str | None:
 
 def _unsupported_kind(kind: str, label: str) -> MediaRejected:
     return MediaRejected(
-        f"The {label} is {kind}, which Kling cannot take. Please export it as JPEG or PNG and attach that."
+        _(
+            "The {label} is {kind}, which Kling cannot take. Please export it as JPEG or PNG and attach "
+            "that.",
+            label=_label(label),
+            kind=kind,
+        )
     )
 
 
@@ -312,15 +338,23 @@ def inspect_bytes(
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise MediaRejected(
-            f"The {label} claims a size of far more than {MAX_SOURCE_PIXELS // 1_000_000} megapixels, so it "
-            "was not opened. Please use a smaller picture."
+            _(
+                "The {label} claims a size of far more than {limit} megapixels, so it was not opened. Please "
+                "use a smaller picture.",
+                label=_label(label),
+                limit=MAX_SOURCE_PIXELS // 1_000_000,
+            )
         ) from error
     except UnidentifiedImageError as error:
         raise _not_a_picture(data, label) from error
     except MemoryError as error:
         # Within the pixel cap this means the host is short of memory right now, not that the file is bad.
         raise MediaRejected(
-            f"The {label} could not be opened right now; please try again in a moment.", retryable=True
+            _(
+                "The {label} could not be opened right now; please try again in a moment.",
+                label=_label(label),
+            ),
+            retryable=True,
         ) from error
     except Exception as error:
         # Pillow reports damage with many types (OSError "truncated", SyntaxError, ValueError, EOFError,
@@ -386,9 +420,13 @@ def _reduce_jpeg_decode(image: Image.Image, label: str) -> None:
         decoded += _jpeg_coefficient_bytes(image, width, height)
     if decoded > MAX_DECODE_BYTES:
         raise MediaRejected(
-            f"The {label} is a progressive JPEG of {_megapixels(width, height)}, which needs more memory to "
-            f"open than the bot allows ({MAX_DECODE_BYTES // 1_000_000} MB). Please save it as a standard "
-            "(baseline) JPEG or use a smaller picture."
+            _(
+                "The {label} is a progressive JPEG of {size}, which needs more memory to open than the bot "
+                "allows ({limit} MB). Please save it as a standard (baseline) JPEG or use a smaller picture.",
+                label=_label(label),
+                size=_megapixels(width, height),
+                limit=MAX_DECODE_BYTES // 1_000_000,
+            )
         )
 
 
@@ -444,7 +482,7 @@ def _not_a_picture(data: bytes, label: str) -> MediaRejected:
         # A HEIF or AVIF that neither libheif nor libavif could identify is damaged, not something else.
         return _damaged(label)
     kind = _describe_contents(data)
-    if kind in ("an SVG drawing", "a Photoshop file"):
+    if kind in (_KIND_SVG, _KIND_PSD):
         return _unsupported_kind(kind, label)
     if kind is None:
         return MediaRejected(
@@ -454,7 +492,14 @@ def _not_a_picture(data: bytes, label: str) -> MediaRejected:
                 what_to_attach=_WHAT_TO_ATTACH,
             )
         )
-    return MediaRejected(f"The {label} is {kind}, not a picture. {_WHAT_TO_ATTACH}")
+    return MediaRejected(
+        _(
+            "The {label} is {kind}, not a picture. {what_to_attach}",
+            label=_label(label),
+            kind=kind,
+            what_to_attach=_WHAT_TO_ATTACH,
+        )
+    )
 
 
 def _describe_contents(data: bytes) -> str | None:
@@ -462,19 +507,19 @@ def _describe_contents(data: bytes) -> str | None:
     head = data[:1024]
     lowered = head.lstrip().lower()
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "a ZIP archive"
+        return _("a ZIP archive")
     if head.startswith(b"%PDF"):
-        return "a PDF document"
+        return _("a PDF document")
     if head.startswith(b"8BPS"):
-        return "a Photoshop file"
+        return _KIND_PSD
     if head[4:8] == b"ftyp":
-        return None if head[8:12] in _STILL_BRANDS else "a video"
+        return None if head[8:12] in _STILL_BRANDS else _("a video")
     if b"<svg" in lowered:
-        return "an SVG drawing"
+        return _KIND_SVG
     if lowered.startswith((b"<!doctype html", b"<html")) or b"<html" in lowered:
-        return "a web page (HTML)"
+        return _("a web page (HTML)")
     if _looks_like_text(head):
-        return "a text file"
+        return _("a text file")
     return None
 
 
@@ -506,8 +551,13 @@ def _reencode(image: Image.Image, label: str, max_bytes: int) -> PreparedImage:
     )
     if data is None:
         raise MediaRejected(
-            f"The {label} cannot be made smaller than {_limit_megabytes(max_bytes)} without going below "
-            f"{MIN_SIDE}×{MIN_SIDE} px. Please use a smaller or simpler picture."
+            _(
+                "The {label} cannot be made smaller than {limit} without going below {side}×{side} px. "
+                "Please use a smaller or simpler picture.",
+                label=_label(label),
+                limit=_limit_megabytes(max_bytes),
+                side=MIN_SIDE,
+            )
         )
     extension, content_type = ("png", "image/png") if transparent else ("jpg", "image/jpeg")
     return PreparedImage(data, content_type, _file_name(label, extension), width, height, reencoded=True)

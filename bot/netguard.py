@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import httpx
 
 from bot.errors import BotError
+from bot.i18n import _
 
 MAX_REDIRECTS = 5
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -40,7 +41,7 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 class UnsafeUrl(BotError):
     """A URL the bot does not fetch from or send to; ``str()`` says why (the URL without its query)."""
 
-    user_message = (
+    user_message = _(
         "The video service pointed the bot to an address it does not fetch from, so nothing was used "
         "and nothing was charged. Trying again may help."
     )
@@ -182,7 +183,7 @@ async def guarded_stream(
     must not follow redirects itself). Raises UnsafeUrl, httpx.TransportError; a redirect loop or one
     past MAX_REDIRECTS raises UnsafeUrl too."""
     target_url: str | httpx.URL = url
-    for _ in range(MAX_REDIRECTS + 1):
+    for _attempt in range(MAX_REDIRECTS + 1):
         target = await policy.check(target_url)
         request = client.build_request(
             method,

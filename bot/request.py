@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from bot.errors import InputRefused
-from bot.i18n import _
+from bot.i18n import _, _n, join
 from bot.media import AttachmentInfo
 
 MAX_PROMPT = 2500
@@ -55,14 +55,15 @@ class AnimateRequest(BaseModel):
         return self.model_dump(mode="json")
 
     def describe_settings(self) -> str:
-        parts = [f"{self.duration} s", "audio" if self.audio else "silent"]
+        """ "5 s · audio · 1 voice · end image · loop", a message in the reader's language."""
+        parts = [f"{self.duration} s", _("audio") if self.audio else _("silent")]
         if self.voice_ids:
-            parts.append(f"{len(self.voice_ids)} voice{'s' if len(self.voice_ids) > 1 else ''}")
+            parts.append(_n(len(self.voice_ids), "{n} voice", "{n} voices"))
         if self.end_image is not None:
-            parts.append("end image")
+            parts.append(_("end image"))
         if self.loop:
-            parts.append("loop")
-        return " · ".join(parts)
+            parts.append(_("loop"))
+        return join(parts, " · ")
 
 
 def build_request(

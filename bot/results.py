@@ -35,7 +35,7 @@ UNKNOWN_JOB = _(
 class InputsGone(InputRefused):
     """The old job's pictures or video are no longer available."""
 
-    user_message = (
+    user_message = _(
         "The pictures this video was made from are no longer available, so it cannot be made again. "
         "Nothing was charged; please use /animate with the picture."
     )
@@ -154,14 +154,19 @@ async def last_frame_of(
                 path.unlink(missing_ok=True)
         else:
             raise InputsGone(
-                "The video is no longer available to continue from. Nothing was charged; please use "
-                "/animate with its last frame instead."
+                _(
+                    "The video is no longer available to continue from. Nothing was charged; please use "
+                    "/animate with its last frame instead."
+                )
             )
         try:
             data = await asyncio.to_thread(_frame_png, path)
         except VideoUnreadable as error:
             raise VideoUnreadable(
-                f"{error.user_message} Nothing was charged; please use /animate with a picture instead."
+                _(
+                    "{reason} Nothing was charged; please use /animate with a picture instead.",
+                    reason=error.user_message,
+                )
             ) from error
     finally:
         path.unlink(missing_ok=True)

@@ -82,15 +82,19 @@ def audience_refusal(made_in: Audience, showcase: Audience, everyone: int) -> st
     audience (issue 18): age-restricted into not age-restricted, or into a channel some role sees that
     could not see where it was made; None when it may."""
     if made_in.nsfw and not showcase.nsfw:
-        return (
+        return _(
             "This video was made in an age-restricted channel, and the showcase channel is not "
             "age-restricted, so I can't showcase it there."
         )
     if showcase.roles - made_in.roles:
-        who = "everyone" if everyone in showcase.roles and everyone not in made_in.roles else "members"
-        return (
+        if everyone in showcase.roles and everyone not in made_in.roles:
+            return _(
+                "This video was made in a channel not everyone here can see, and the showcase channel is "
+                "open to everyone who could not see it there, so I can't showcase it."
+            )
+        return _(
             "This video was made in a channel not everyone here can see, and the showcase channel is open "
-            f"to {who} who could not see it there, so I can't showcase it."
+            "to members who could not see it there, so I can't showcase it."
         )
     return None
 

@@ -30,6 +30,7 @@ from av.video.frame import VideoFrame
 from PIL import Image
 
 from bot.errors import BotError
+from bot.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,13 @@ _DECODER_OPTIONS = {"max_pixels": str(MAX_PIXELS), "threads": "2"}
 class VideoUnreadable(BotError):
     """The video could not be decoded; `user_message` says so."""
 
-    user_message = "The video could not be read, so its last frame is not available."
+    user_message = _("The video could not be read, so its last frame is not available.")
 
 
 class VideoRefused(VideoUnreadable):
     """The file is not a video Kling makes (not an MP4, or too large in bytes, pixels, frames or time)."""
 
-    user_message = "The file is not a video Kling makes, so the bot does not use it."
+    user_message = _("The file is not a video Kling makes, so the bot does not use it.")
 
     def __init__(self, user_message: str | None = None, *, detail: str = "") -> None:
         super().__init__(user_message)
@@ -216,7 +217,7 @@ def _last_frame(path: Path) -> Image.Image:
     try:
         with _open(path) as container:
             if not container.streams.video:
-                raise VideoUnreadable("The file has no picture to continue from.")
+                raise VideoUnreadable(_("The file has no picture to continue from."))
             stream = container.streams.video[0]
             _bounded_decoder(stream)
             duration = container.duration  # in av.time_base units (microseconds), or None
@@ -228,7 +229,7 @@ def _last_frame(path: Path) -> Image.Image:
                 container.seek(0)
                 frame = _last_decoded(container, stream)
             if frame is None:
-                raise VideoUnreadable("The video has no frames to continue from.")
+                raise VideoUnreadable(_("The video has no frames to continue from."))
             picture: Image.Image = frame.to_image()  # type: ignore[no-untyped-call]
             return picture.convert("RGB")
     except av.error.FFmpegError as error:
@@ -282,7 +283,7 @@ def _reencode_to_fit(source: Path, dest: Path, *, max_bytes: int) -> Reencoded |
             video_bits = int(video_bits * target / size * 0.9)
     except av.error.FFmpegError as error:
         dest.unlink(missing_ok=True)
-        raise VideoUnreadable("The video could not be re-encoded.") from error
+        raise VideoUnreadable(_("The video could not be re-encoded.")) from error
     except VideoRefused:
         dest.unlink(missing_ok=True)
         raise

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from bot.errors import InputRefused
 from bot.guild_cache import GuildCache
+from bot.i18n import _
 from bot.store import voices as sql
 from bot.store.db import Database
 from bot.store.voices import VoiceRow
@@ -30,7 +31,10 @@ def check_name(name: str) -> str:
     name = " ".join(name.split())
     if not name or len(name) > MAX_NAME or not _NAME.match(name):
         raise InputRefused(
-            f"A voice name has 1 to {MAX_NAME} characters: letters, digits, spaces, `.`, `'`, `-` or `_`."
+            _(
+                "A voice name has 1 to {n} characters: letters, digits, spaces, `.`, `'`, `-` or `_`.",
+                n=MAX_NAME,
+            )
         )
     return name
 
@@ -38,7 +42,7 @@ def check_name(name: str) -> str:
 def check_voice_id(voice_id: str) -> str:
     voice_id = voice_id.strip()
     if not voice_id or len(voice_id) > MAX_VOICE_ID or not _VOICE_ID.match(voice_id):
-        raise InputRefused(f"A voice id has 1 to {MAX_VOICE_ID} characters and no spaces.")
+        raise InputRefused(_("A voice id has 1 to {n} characters and no spaces.", n=MAX_VOICE_ID))
     return voice_id
 
 
@@ -64,7 +68,7 @@ class VoiceLibrary:
         name, voice_id = check_name(name), check_voice_id(voice_id)
         known = await self.voices(guild_id)
         if len(known) >= MAX_VOICES and all(v.name.casefold() != name.casefold() for v in known):
-            raise InputRefused(f"This server already has {MAX_VOICES} voices. Remove one first.")
+            raise InputRefused(_("This server already has {n} voices. Remove one first.", n=MAX_VOICES))
         try:
             return await sql.put_voice(
                 self.db, guild_id, name=name, voice_id=voice_id, actor_id=actor_id, at=self._clock()

@@ -7,8 +7,11 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from bot.i18n import translate
+from bot.i18n import is_name, translate
 
+# Discord's limit on a description's and a choice name's length, localized or not
+# (https://discord.com/developers/docs/interactions/application-commands).
+MAX_TEXT = 100
 _NAMED = (
     app_commands.TranslationContextLocation.command_name,
     app_commands.TranslationContextLocation.group_name,
@@ -23,12 +26,6 @@ def valid_name(text: str) -> bool:
     return 1 <= len(text) <= 32 and text == text.lower() and all(ch.isalnum() or ch in "-_" for ch in text)
 
 
-def name_key(name: str) -> str:
-    """A command's or option's name is catalogued as "/name", apart from the same word in a sentence
-    ("image" the option is "bild", "image" in a sentence is "Bild")."""
-    return "/" + name
-
-
 class CatalogueTranslator(app_commands.Translator):
     """Set on the tree in setup_hook; the command sync sends what it returns as localizations."""
 
@@ -40,12 +37,14 @@ class CatalogueTranslator(app_commands.Translator):
     ) -> str | None:
         if locale.value.startswith("en"):
             return None
-        chat_input_name = context.location in _NAMED and not isinstance(
-            context.data, app_commands.ContextMenu
-        )
-        text = translate(name_key(string.message) if chat_input_name else string.message, locale)
+        menu = isinstance(context.data, app_commands.ContextMenu)
+        chat_input_name = context.location in _NAMED and not menu
+        key = "/" + string.message if is_name(string.message) and not menu else string.message
+        text = translate(key, locale)
         if text is None:
             return None
         if chat_input_name and not valid_name(text):
             return None  # Discord would refuse the whole sync over one bad name
+        if len(text) > MAX_TEXT:
+            return None  # the same for a description or choice name past Discord's limit
         return text

@@ -38,6 +38,14 @@ def for_channel(interaction: Interaction, text: str) -> str:
     return render(text, interaction.guild_locale)
 
 
+def public_locale(interaction: Interaction) -> str | None:
+    """The language of what others read about this use (a job's cards, a public page): the server's
+    preferred locale where the server added the bot, else the member's own (a DM, a member's install in a
+    server without the bot, where the member is the audience). A Discord locale's value, e.g. "de"."""
+    locale = interaction.guild_locale if interaction.is_guild_integration() else interaction.locale
+    return None if locale is None else locale.value
+
+
 def installed_guild_id(interaction: Interaction) -> int | None:
     """The server this use is under: its id when the server added the bot, else None (a DM, a group DM,
     a member's own install used in a server without the bot, where server rules and quotas do not
@@ -52,7 +60,9 @@ def job_here(interaction: Interaction, job: JobRow) -> None:
         job_guild_id=job.guild_id,
         job_channel_id=job.channel_id,
         job_user_id=job.user_id,
-        guild_id=interaction.guild_id,
+        # A member's own install in a server without the bot is no server's use: there, as in a DM, only
+        # the job's own member may act on it (its posts reach nobody else through the bot).
+        guild_id=installed_guild_id(interaction),
         channel_id=interaction.channel_id,
         user_id=interaction.user.id,
     )
@@ -147,7 +157,13 @@ class ManagerGroup(app_commands.Group):
     parent). A refusal the service raises (BotError: a bad time zone, say) is the admin's private answer,
     not an error to log (`on_app_command_error` says it)."""
 
-    def __init__(self, *, name: str, description: str, parent: app_commands.Group | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        description: str | app_commands.locale_str,
+        parent: app_commands.Group | None = None,
+    ) -> None:
         if parent is not None:  # a subgroup inherits where it is offered and to whom
             super().__init__(name=name, description=description, parent=parent)
             return
@@ -214,9 +230,12 @@ class IdButton(
         if "interaction_check" in cls.__dict__:
             setattr(cls, "interaction_check", _checked(cls.__dict__["interaction_check"]))  # noqa: B010
 
-    def __init__(self, number: int, *, label: str | None = None) -> None:
+    def __init__(self, number: int, *, label: str | None = None, locale: object = None) -> None:
+        """`locale`: the language of the label (a discord.Locale; for a public message, the server's
+        preferred locale; None: English)."""
+        shown = label or self.label
         button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
-            label=label or self.label,
+            label=render(shown, locale) if shown else None,
             emoji=self.emoji,
             style=self.style,
             custom_id=f"kling:{self.kind}:{number}",

@@ -1,9 +1,15 @@
-"""A last answer for a button or form press nothing else answered.
+"""A last answer for a button or form that no handler answers.
 
-Most buttons and forms survive restarts (their custom_id says what to do), but a few live only in the
-process that showed them: the offer to fix a picture and the Animate menu's form. Pressed after a restart,
-or after discord.py forgot them, nothing answers and Discord shows "This interaction failed". This cog
-waits a moment after such a press and, when no handler has answered, says so privately.
+Every button and form the bot shows today says what to do in its `kling:` custom_id (the picture fixes'
+`kling:fix:…`, the Animate menu's form `kling:animateform:<message id>`) and is answered by its
+DynamicItem or its cog, after any restart. Left without a handler are those shown by an older version of
+the bot, before they carried their job or message: a fix offer's `fix:…` buttons and an Animate form with
+a random custom_id. Discord would show "This interaction failed"; this cog waits a moment after such a
+press and, when nobody answered it, says privately that it no longer works (`OUTDATED`). Presses with a
+`kling:` id are left alone (answering for them would race their own, slower handler under load),
+unless no handler can take them: a custom_id no button's template matches whole (a forged or mangled one),
+or a message that does not carry the button pressed (discord.py then drops the press). Those are told at
+once (`NO_BUTTON`), privately, and nothing is done.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
-from cogs._ui import NO_MENTIONS
+from bot.i18n import Message, _
+from cogs._ui import NO_MENTIONS, for_member
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -25,20 +32,49 @@ log = logging.getLogger(__name__)
 
 # Handlers answer within milliseconds; Discord gives up after 3 s.
 ANSWER_AFTER_SECONDS = 2.2
-EXPIRED = (
-    "This button or form no longer works: the bot restarted, or it is more than 15 minutes old. "
+OUTDATED = _(
+    "This button or form comes from an older version of the bot and no longer works. "
     "Nothing was charged; please start again with /animate."
 )
 
 
+NO_BUTTON = _(
+    "This button does not lead anywhere: what it names is gone, or it does not belong here. "
+    "Nothing was changed or charged."
+)
+
+
 def lives_in_process(interaction: discord.Interaction[Any]) -> bool:
-    """Whether the press is on something only a running process knows: a picture-fix button, or a form
-    whose custom_id is not one of the bot's `kling:` ones (the Animate menu's). Every other button says
-    in its custom_id what to do, and answering for it would race its own, slower handler under load."""
+    """Whether the press is on something of an older version that no handler knows: a picture-fix button
+    (`fix:…`), or a form whose custom_id is not one of the bot's `kling:` ones (the Animate menu's)."""
     custom_id = str(dict(interaction.data or {}).get("custom_id", ""))
     if interaction.type is discord.InteractionType.component:
         return custom_id.startswith("fix:")
     return interaction.type is discord.InteractionType.modal_submit and not custom_id.startswith("kling:")
+
+
+def reaches_no_button(client: discord.Client, interaction: discord.Interaction[Any]) -> bool:
+    """Whether a press on a `kling:` button reaches none of the bot's DynamicItems: no registered template
+    matches its custom_id whole, or the message lacks a component of that type and id. discord.py drops
+    such a press without a word (ui/view.py, ViewStore.schedule_dynamic_item_call; reads the store's
+    `_dynamic_items`, discord.py 2.7, pinned)."""
+    data = dict(interaction.data or {})
+    custom_id = str(data.get("custom_id", ""))
+    if interaction.type is not discord.InteractionType.component or not custom_id.startswith("kling:"):
+        return False
+    templates = client._connection._view_store._dynamic_items
+    if not any(template.fullmatch(custom_id) for template in templates):
+        return True
+    message = interaction.message
+    if message is None:
+        return True
+    view_class = discord.ui.LayoutView if message.flags.components_v2 else discord.ui.View
+    view = view_class.from_message(message, timeout=None)
+    kind = data.get("component_type")
+    return not any(
+        item.type.value == kind and getattr(item, "custom_id", None) == custom_id
+        for item in view.walk_children()
+    )
 
 
 class UnansweredCog(commands.Cog):
@@ -53,9 +89,18 @@ class UnansweredCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
-        if not lives_in_process(interaction):
+        if reaches_no_button(self.bot, interaction):
+            log.info(
+                "interaction %s: no button takes %r",
+                interaction.id,
+                dict(interaction.data or {}).get("custom_id"),
+            )
+            work = self._answer(interaction, NO_BUTTON)
+        elif lives_in_process(interaction):
+            work = self._answer_if_nobody_did(interaction)
+        else:
             return
-        task = asyncio.create_task(self._answer_if_nobody_did(interaction))
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -65,9 +110,15 @@ class UnansweredCog(commands.Cog):
             return
         custom_id = dict(interaction.data or {}).get("custom_id")
         log.info("interaction %s: no handler answered %r", interaction.id, custom_id)
+        await self._answer(interaction, OUTDATED)
+
+    @staticmethod
+    async def _answer(interaction: discord.Interaction[Any], text: Message) -> None:
         # A handler answering at this very moment wins: then Discord refuses this one, which is fine.
         with contextlib.suppress(discord.HTTPException):
-            await interaction.response.send_message(EXPIRED, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.response.send_message(
+                for_member(interaction, text), ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
 
 
 async def setup(bot: KlingBot) -> None:

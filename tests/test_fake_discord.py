@@ -375,6 +375,28 @@ async def test_raw_interaction_callback_errors(fake: FakeDiscord) -> None:
     assert fake.invalid_requests == 1
 
 
+async def test_a_user_install_interaction_takes_five_followups(fake: FakeDiscord) -> None:
+    """Discord's cap for an app only the member installed, where no server added it; the followup that
+    fills a deferred response is not one of them, and a server install has no such cap here."""
+    fake.set_rate_limit("webhook", 1000, 1.0)
+    async with aiohttp.ClientSession() as session:
+        for user_install, allowed in ((True, 5), (False, 6)):
+            payload = p.slash_command(fake, name="ping", guild_id=None, user_install=user_install, context=1)
+            inter = await fake.dispatch_interaction(payload)
+            url = f"{fake.api_url}/interactions/{inter.id}/{inter.token}/callback"
+            async with session.post(url, json={"type": 5}) as response:
+                assert response.status == 204
+            hook = f"{fake.api_url}/webhooks/{fake.application_id}/{inter.token}"
+            codes = []
+            for number in range(7):
+                async with session.post(hook, json={"content": f"n{number}"}) as response:
+                    codes.append(
+                        response.status if response.status != 400 else (await response.json())["code"]
+                    )
+            # The first fills the deferred message; then `allowed` new ones.
+            assert codes == [204] * (1 + allowed) + [40094] * (6 - allowed), (user_install, codes)
+
+
 async def test_wrong_token_and_privileged_intents_fail_like_discord(fake: FakeDiscord) -> None:
     with pytest.raises(discord.LoginFailure):
         async with running_client(FakeTestBot(), fake, token="wrong"):

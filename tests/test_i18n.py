@@ -8,13 +8,26 @@ from pathlib import Path
 import pytest
 
 from bot.errors import InputRefused
-from bot.i18n import CATALOGUES, Message, _n, language, placeholders, render
+from bot.i18n import CATALOGUES, Message, _n, language, placeholders, render, stored_sentence
 from bot.i18n.msgids import marked
 from bot.invite import user_install_url
 from bot.request import build_request
 from tests.fakes import payloads as p
-from tests.fakes.discord_server import InteractionRecord
-from tests.world import World, running_world
+from tests.fakes.discord_server import FakeDiscord, InteractionRecord
+from tests.fakes.discord_server._components import buttons, v2_text
+from tests.fakes.sunra_server import FakeSunra
+from tests.test_showcase import (
+    ALICE,
+    GUILD,
+    button_labels,
+    delivered_job,
+    embed_answer,
+    is_card,
+    press,
+    set_channel,
+    text_of,
+)
+from tests.world import SUNRA_KEY, World, loosen_rate_limits, running_world
 
 EPHEMERAL = 64
 
@@ -175,3 +188,165 @@ async def test_a_button_refusal_in_japanese_and_a_remix_form_in_german(tmp_path:
         assert form.data["title"] == "Dieses Video remixen"
         labels = [c["label"] for row in form.data["components"] for c in row["components"]]
         assert labels == ["Prompt", "Negativer Prompt", "Dauer (5 oder 10 Sekunden)"]
+
+
+# ----------------------------------------------------------------------- every command, every sentence
+
+DISCORD_LOCALES = ("de", "fr", "es-ES", "es-419", "pt-BR", "ja")
+
+
+def _described(node: dict[str, object], path: str) -> list[str]:
+    """The places under a registered command (itself, its subcommands, options, choices) that lack a
+    localization in one of DISCORD_LOCALES."""
+    lacking: list[str] = []
+    localized = node.get("description_localizations") or {}
+    assert isinstance(localized, dict)
+    lacking += [f"{path} description [{code}]" for code in DISCORD_LOCALES if code not in localized]
+    lacking += [
+        f"{path} description [{code}] too long" for code, text in localized.items() if len(text) > 100
+    ]
+    for option in node.get("options") or []:  # type: ignore[attr-defined]
+        lacking += _described(option, f"{path} {option['name']}")
+        for choice in option.get("choices") or []:
+            names = choice.get("name_localizations") or {}
+            lacking += [
+                f"{path} {option['name']}={choice['name']} [{c}]" for c in DISCORD_LOCALES if c not in names
+            ]
+    return lacking
+
+
+async def test_every_command_option_and_choice_is_localized_in_every_language(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        commands = world.discord.registered_commands()
+        assert {"animate", "quota", "quota-admin", "showcase-admin", "voices", "gallery", "top"} <= {
+            c["name"] for c in commands
+        }
+        lacking = [
+            gap for c in commands if c.get("type", 1) == 1 for gap in _described(c, "/" + str(c["name"]))
+        ]
+        assert lacking == []
+        menu = next(c for c in commands if c.get("type") == 3)
+        assert set(DISCORD_LOCALES) <= set(menu["name_localizations"])
+        quota_admin = next(c for c in commands if c["name"] == "quota-admin")
+        cap = next(o for o in quota_admin["options"] if o["name"] == "cap")
+        assert cap["description_localizations"]["fr"] == (
+            "Crédits que tout le serveur peut dépenser par période (0 = pas de plafond)"
+        )
+        top = next(c for c in commands if c["name"] == "top")
+        period = next(o for o in top["options"] if o["name"] == "period")
+        assert [ch["name_localizations"]["ja"] for ch in period["choices"]] == ["今週", "今月", "全期間"]
+
+
+async def test_an_admin_answer_in_a_french_client(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        payload = p.slash_command(
+            world.discord,
+            name="quota-admin",
+            subcommand="cap",
+            options=[p.option("credits", 0)],
+            member_permissions=p.DEFAULT_EVERYONE_PERMISSIONS | p.MANAGE_GUILD,
+            locale="fr",
+        )
+        answer = await world.private_answer(await world.discord.dispatch_interaction(payload))
+        assert answer == "Ce serveur n'a pas de plafond de crédits."
+        payload["id"] = str(p.snowflake())
+        payload["locale"] = "en-GB"
+        answer = await world.private_answer(await world.discord.dispatch_interaction(payload))
+        assert answer == "This server has no credit cap."
+
+
+async def test_a_result_card_speaks_the_servers_language_whatever_the_members_client(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        payload = p.slash_command(
+            world.discord,
+            options={"image": world.image(), "prompt": "the *cat* waves"},
+            locale="ja",  # the member's own client
+            guild_locale="de",  # the server's language: what everyone in the channel reads
+        )
+        interaction = await world.discord.dispatch_interaction(payload)
+        job = await world.ended(interaction)
+        assert job.state == "delivered" and job.locale == "de"
+        card = world.discord.message(job.result_message_id).message
+        text = v2_text(card["components"])
+        assert f"🎬 <@{job.user_id}> dein Video ist fertig!" in text
+        assert "**Dauer** 5 s · **Ton** an · **Stimmen** keine · **Kosten**" in text
+        # The member's prompt is theirs: escaped, never translated.
+        assert "the \\*cat\\* waves" in text
+        labels = [b.get("label") for b in buttons(card["components"])]
+        assert labels[:5] == ["Wiederholen", "Remixen", "Verlängern", "Präsentieren", "Löschen"]
+        progress = v2_text(world.discord.message(job.progress_message_id).message["components"])
+        assert "**Angefordert von**" in progress and "✅ Fertig" in progress
+
+
+def test_a_stored_sentence_is_read_back_into_the_readers_language() -> None:
+    cancelled = stored_sentence("It was cancelled by <@5>; nothing was charged.")
+    assert render(cancelled, "de") == "<@5> hat ihn abgebrochen; es wurde nichts abgerechnet."
+    assert (
+        render(stored_sentence("The job was cancelled at Kling."), "ja")
+        == "ジョブは Kling 側でキャンセルされました。"
+    )
+    assert stored_sentence("Something only the API said {x}") == "Something only the API said {x}"
+    assert not isinstance(stored_sentence("x" * 5000), Message)
+
+
+async def test_a_showcase_post_speaks_the_servers_language_and_the_gallery_the_members(
+    tmp_path: Path,
+) -> None:
+    async with FakeDiscord() as fake:
+        fake.guilds[GUILD].data["preferred_locale"] = "fr"  # Server Primary Language: French
+        loosen_rate_limits(fake)
+        channel = int(fake.add_channel(GUILD, "vitrine")["id"])
+        async with running_world(tmp_path, discord=fake, command_guild_ids=[GUILD]) as world:
+            await set_channel(world, channel)
+            job_id, result_id = await delivered_job(world, "un renard *danse*")
+            shared = await press(world, f"kling:show:{job_id}", result_id, locale="de")
+            assert shared.startswith(f"Im Showcase in <#{channel}> als #1 gezeigt"), (
+                shared
+            )  # the presser's own
+            post = next(m.message for m in fake.messages if m.channel_id == channel and is_card(m.message))
+            assert "## 🏆 Vitrine n°1\n🎬 Une vidéo de" in text_of(post)
+            assert "un renard \\*danse\\*" in text_of(post)  # the prompt as typed, escaped
+            assert button_labels(post) == ["Voter (0)"]
+
+            gallery = await embed_answer(
+                world, p.slash_command(fake, name="gallery", user_id=ALICE, locale="ja")
+            )
+            assert text_of(gallery).startswith("## ショーケースギャラリー\nショーケース動画（新しい順）。")
+            assert button_labels(gallery) == ["前へ", "1 / 1", "次へ"]
+
+
+async def test_a_job_delivered_to_the_dm_after_a_restart_keeps_the_members_language(tmp_path: Path) -> None:
+    """A member's own install (no server's language): the member's Japanese, recorded with the job, is
+    what the card in the DM speaks after a restart forgot the interaction."""
+    outside = {"quota": {"dm_credits": 100, "global_daily_usd": 100}}
+    async with FakeDiscord() as fake, FakeSunra(key=SUNRA_KEY) as sunra:
+        loosen_rate_limits(fake)
+        channel = p.snowflake()
+        async with running_world(tmp_path, discord=fake, sunra=sunra, **outside) as world:
+            sunra.next_job(seconds=3.0)
+            payload = p.slash_command(
+                fake,
+                options={"image": world.image(), "prompt": "the cat waves"},
+                guild_id=p.snowflake(),  # a server that never added the bot
+                channel_id=channel,
+                user_install=True,
+                context=0,
+                locale="ja",
+            )
+            interaction = await fake.dispatch_interaction(payload)
+            await world.until(
+                lambda j: j.state == "submitted" and j.progress_message_id is not None, interaction
+            )
+        async with running_world(tmp_path, discord=fake, sunra=sunra, **outside) as world:
+            job = await world.ended(interaction, within=30)
+            assert job.state == "delivered" and job.locale == "ja"
+            [outcome] = world.outcome_messages(job.id)
+            text = v2_text(outcome.message["components"])
+            assert f"🎬 <@{job.user_id}> さん、動画ができあがりました！" in text
+            assert "**長さ** 5 秒" in text
+            assert [b.get("label") for b in buttons(outcome.message["components"])] == [
+                "再試行",
+                "リミックス",
+                "延長",
+                "削除",
+            ]

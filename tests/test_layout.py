@@ -45,3 +45,56 @@ def test_the_scan_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from discord import ui\n    return ui\n")
     assert "discord" in imported_modules(module)
+
+
+def imports_cogs(name: str) -> bool:
+    return name == "cogs" or name.startswith("cogs.")
+
+
+def test_bot_never_imports_cogs() -> None:
+    """The core runs without the Discord side: what it needs from there (the job reporter) is handed in."""
+    offenders = sorted(
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in (ROOT / "bot").rglob("*.py")
+        for name in imported_modules(path)
+        if imports_cogs(name)
+    )
+    assert offenders == []
+
+
+def other_features_private_modules(path: Path) -> list[str]:
+    """The private modules (`cogs.<feature>._x`) of another feature that a file under cogs/ imports."""
+    parts = path.relative_to(ROOT).with_suffix("").parts  # ("cogs", "jobs", "_cards") or ("cogs", "_ui")
+    own = parts[1] if len(parts) > 2 else None
+    found = []
+    for name in imported_modules(path):
+        pieces = name.split(".")
+        if len(pieces) >= 3 and pieces[0] == "cogs" and pieces[2].startswith("_") and pieces[1] != own:
+            found.append(name)
+    return found
+
+
+def test_no_feature_imports_another_features_private_module() -> None:
+    offenders = sorted(
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in (ROOT / "cogs").rglob("*.py")
+        for name in other_features_private_modules(path)
+    )
+    assert offenders == []
+
+
+def test_the_scans_see_a_crossing(tmp_path: Path) -> None:
+    feature = tmp_path / "cogs" / "jobs"
+    feature.mkdir(parents=True)
+    (feature / "_cards.py").write_text(
+        "from cogs.showcase._post import ShowcaseButton\nimport cogs.jobs._x\n"
+    )
+    (tmp_path / "cogs" / "_ui.py").write_text("def f():\n    import cogs.showcase._post\n")
+    global ROOT
+    saved, ROOT = ROOT, tmp_path
+    try:
+        assert other_features_private_modules(feature / "_cards.py") == ["cogs.showcase._post"]
+        assert other_features_private_modules(tmp_path / "cogs" / "_ui.py") == ["cogs.showcase._post"]
+    finally:
+        ROOT = saved
+    assert imports_cogs("cogs.jobs._delivery") and not imports_cogs("cogsworth")

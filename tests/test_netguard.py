@@ -4,9 +4,11 @@ address that was checked. Against the fake sunra over real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -209,7 +211,7 @@ def test_httpx_is_told_the_server_name_by_the_documented_extension() -> None:
 
 async def compensations(world: World) -> list[tuple[int, int, str]]:
     rows = await world.db.fetchall(
-        "SELECT allowance_delta, bonus_delta, reason FROM quota_ledger WHERE kind = 'adjust' ORDER BY id"
+        "SELECT allowance_delta, bonus_delta, reason FROM quota_ledger WHERE kind = 'compensate' ORDER BY id"
     )
     return [(int(r[0]), int(r[1]), str(r[2])) for r in rows]
 
@@ -255,8 +257,20 @@ async def test_a_link_that_comes_back_is_delivered_and_charged(tmp_path: Path) -
         assert await balance_of(world) == before - job.cost_credits
 
 
-async def test_a_hostile_upload_url_ends_the_job_before_submission_with_credits_back(tmp_path: Path) -> None:
+async def test_a_hostile_upload_url_ends_the_job_before_submission_with_credits_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with running_world(tmp_path) as world:
+        # The refusal is recorded and told, then refunded: under load the balance was once read in
+        # between (45 != 50). A slow refund makes that interleaving certain; `ended` waits it out.
+        quota = world.bot.runner.quota
+        refund = quota.refund
+
+        async def slow_refund(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0.3)
+            return await refund(*args, **kwargs)
+
+        monkeypatch.setattr(quota, "refund", slow_refund)
         before = await balance_of(world)
         world.sunra.upload_url_override = "http://10.0.0.1/upload"
         interaction = await world.animate(audio=False)
@@ -292,3 +306,27 @@ async def test_a_picture_on_a_refused_address_is_refused_privately_before_any_ch
         answer = await world.private_answer(interaction)
         assert "not on an address the bot downloads pictures from" in answer
         assert world.sunra.count("submit") == 0 and await balance_of(world) == before
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "10.0.0.1:8443", "127.0.0.1"])
+async def test_a_too_large_videos_link_is_checked_before_it_is_shown(tmp_path: Path, host: str) -> None:
+    # Declared past JOBS__MAX_VIDEO_MB: never downloaded, so the link is all a member would get.
+    async with running_world(tmp_path) as world:
+        before = await balance_of(world)
+        url = f"https://{host}/latest/meta-data/v.mp4"
+        world.sunra.next_job(result={"video": {"url": url, "file_size": 10**9}})
+        job = await world.ended(await world.animate(audio=False), within=30)
+        assert job.state == "undeliverable" and job.video_url == url
+        [outcome] = world.outcome_messages(job.id)
+        assert url not in shown_text(outcome.message) and host not in shown_text(outcome.message)
+        assert world.sunra.count("video") == 0 and await balance_of(world) == before
+
+
+async def test_a_too_large_videos_link_on_a_listed_host_is_shown(tmp_path: Path) -> None:
+    async with running_world(tmp_path) as world:
+        url = f"{world.sunra.url}/files/big.mp4"
+        world.sunra.next_job(result={"video": {"url": url, "file_size": 10**9}})
+        job = await world.ended(await world.animate(audio=False), within=30)
+        assert job.state == "delivered"
+        [outcome] = world.outcome_messages(job.id)
+        assert url in shown_text(outcome.message)

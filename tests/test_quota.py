@@ -24,6 +24,8 @@ from bot.quota.rules import JobOptions, QuotaSettings, job_cost, load_zone, peri
 from bot.quota.spending import COMMIT_STATES, REFUND_STATES, QuotaRefused, QuotaService, Reservation
 from bot.store import Database, ledger
 from bot.store.jobs import JobStore
+from bot.store.migrations import migrations
+from bot.store.undeliverable import end_undeliverable
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, running_client
 
@@ -283,6 +285,83 @@ async def test_settle_entries_are_unique_in_the_database_itself(db: Database, cl
         await db.execute("DELETE FROM quota_ledger")
 
 
+async def insert_job_row(db: Database, kind: str, job_id: int | None) -> None:
+    """A ledger row written by hand, as a bug or a second process might: the database must refuse it."""
+    await db.execute(
+        "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, charged_at, at)"
+        " VALUES ('111', '1001', ?, ?, 0, 0)",
+        (kind, job_id),
+    )
+
+
+async def assert_append_only(db: Database) -> None:
+    with pytest.raises(Exception, match="append-only"):
+        await db.execute("UPDATE quota_ledger SET allowance_delta = 0")
+    with pytest.raises(Exception, match="append-only"):
+        await db.execute("DELETE FROM quota_ledger")
+
+
+async def test_an_undeliverable_job_costs_nothing_in_quota_nor_the_server_cap(
+    db: Database, clock: Clock
+) -> None:
+    """Issue 19's note: the credits of a paid video that could not be fetched come back by a compensating
+    entry linked to the job, so /quota's recent spending and the server's cap no longer count it."""
+    quota = make_service(db, clock, daily_credits=20)
+    await quota.set_cap(guild_id=GUILD, actor_id=ADMIN, credits=12)
+    lost = await reserve(quota, user_id=ALICE)
+    kept = await reserve(quota, user_id=BOB)
+    await quota.commit(kept.job_id)
+    ended = await end_undeliverable(
+        db, lost.job_id, from_states=("received",), code="video_unusable", message="gone", at=clock.now
+    )
+    assert ended and await available(quota) == 20
+    report = await quota.report(guild_id=GUILD, user_id=ALICE, role_ids=())
+    assert (report.recent_jobs, report.recent_credits) == (0, 0)
+    assert await quota.recent_usage(GUILD, ALICE) == 0
+    [spent] = [
+        job for job in await ledger.job_spending(db, ledger.guild_key(GUILD), 0) if job.job_id == lost.job_id
+    ]
+    assert spent.refunded and spent.credits == 0 and spent.usd_micros > 0  # sunra billed it: USD stays
+    await reserve(quota, user_id=ALICE)  # the server's cap has room again
+    kinds = [entry.kind for entry in await ledger.ledger_entries(db, job_id=lost.job_id)]
+    assert kinds == ["reserve", "commit", "compensate"]
+    # Once per job, by the database itself; and the ledger stays append-only.
+    await end_undeliverable(
+        db, lost.job_id, from_states=("undeliverable",), code="again", message="again", at=clock.now
+    )
+    assert [entry.kind for entry in await ledger.ledger_entries(db, job_id=lost.job_id)] == kinds
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        await insert_job_row(db, "compensate", lost.job_id)
+    with pytest.raises(Exception, match=r"(?i)check"):
+        await insert_job_row(db, "compensate", None)
+    await assert_append_only(db)
+
+
+async def test_the_ledgers_rebuild_in_migration_0012_keeps_every_row_and_rule(
+    db: Database, clock: Clock
+) -> None:
+    """SQLite cannot change a CHECK in place, so 0012 rebuilds quota_ledger: run again over a ledger with
+    rows of every kind, it keeps them as they were (ids included), and the ids, unique indexes and
+    append-only triggers go on as before. (PostgreSQL alters its constraints in place.)"""
+    if db.engine != "sqlite":
+        pytest.skip("PostgreSQL changes the constraints in place")
+    quota = make_service(db, clock)
+    committed = await reserve(quota)
+    await quota.commit(committed.job_id)
+    await quota.refund((await reserve(quota)).job_id, "failed")
+    await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=BOB, credits=5, reason="prize")
+    before = await ledger.ledger_entries(db)
+    [script] = [m.sql for m in migrations("sqlite") if m.name == "0012_ledger_compensate.sql"]
+    async with db.write() as tx:
+        await tx.executescript_in_tx(script)  # type: ignore[attr-defined]
+    assert await ledger.ledger_entries(db) == before
+    newer = await reserve(quota)
+    assert [e.id for e in await ledger.ledger_entries(db, job_id=newer.job_id)] == [before[-1].id + 1]
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        await insert_job_row(db, "commit", committed.job_id)
+    await assert_append_only(db)
+
+
 async def test_refund_or_commit_of_an_unreserved_job_does_nothing(db: Database, clock: Clock) -> None:
     quota = make_service(db, clock)
     job_id = await new_job(db)
@@ -394,7 +473,7 @@ async def test_server_time_zone_moves_the_reset(db: Database, clock: Clock) -> N
     # 15:00 UTC is midnight in Tokyo (UTC+9): the new day there has just begun.
     tokyo_midnight = dt.datetime(2025, 3, 13, tzinfo=load_zone("Asia/Tokyo")).timestamp()
     assert balance.period_start == tokyo_midnight and balance.resets_at == tokyo_midnight + 86_400
-    with pytest.raises(InputRefused, match="unknown time zone"):
+    with pytest.raises(InputRefused, match="Unknown time zone"):
         await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone="Nowhere/Land")
 
 
@@ -532,10 +611,10 @@ async def test_grants_are_bounded_per_server_however_they_are_split(db: Database
     clock.advance(3600)  # later the same UTC day, another admin, another member
     with pytest.raises(GrantRefused) as refused:
         await quota.grant(guild_id=GUILD, actor_id=ADMIN + 1, user_id=1003, credits=51, reason="more")
-    assert "50 credits of that are left" in refused.value.user_message
+    assert "50 credits of that remain" in refused.value.user_message
     assert "Nothing was granted" in refused.value.user_message
     assert await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=1003, credits=50, reason="last") == 50
-    with pytest.raises(GrantRefused, match="0 credits of that are left"):
+    with pytest.raises(GrantRefused, match="0 credits of that remain"):
         await quota.grant(guild_id=GUILD, actor_id=ADMIN, user_id=BOB, credits=1, reason="one more")
     # Another server has its own bound.
     await quota.grant(guild_id=OTHER_GUILD, actor_id=ADMIN, user_id=ALICE, credits=500, reason="x")
@@ -932,13 +1011,13 @@ async def test_an_admin_grants_and_the_member_sees_it_in_quota(
     assert "0 waiting in line, 0 in progress" in content and "5 s with audio: 10" in content
 
     tz = _admin_command(fake, "timezone", [p.option("tz", "Nowhere/Land")], permissions=ADMIN_PERMISSIONS)
-    assert "unknown time zone" in (await _answer(fake, tz)).data["content"]
+    assert "Unknown time zone" in (await _answer(fake, tz)).data["content"]
 
     # Past the operator's bound (500 per day by default) a grant is refused whole, saying the room left.
     big = [p.option("member", BOB_ID, type=p.OPTION_USER), p.option("credits", 481), p.option("reason", "x")]
     payload = _admin_command(fake, "grant", big, permissions=ADMIN_PERMISSIONS, member_ids=[BOB_ID])
     refused = (await _answer(fake, payload)).data["content"]
-    assert refused.startswith("Nothing was granted") and "480 credits of that are left" in refused
+    assert refused.startswith("Nothing was granted") and "480 credits of that remain" in refused
     assert (await quota.balance(guild_id=p.DEFAULT_GUILD_ID, user_id=BOB_ID, role_ids=())).bonus == 20
     assert (await quota.audit_log(p.DEFAULT_GUILD_ID))[0].action == "grant_refused"
 

@@ -14,7 +14,7 @@ import pytest
 from bot.jobs import fair_order
 from bot.store import Database
 from bot.store.db import sqlite_path_from_url
-from bot.store.jobs import JobStore
+from bot.store.jobs import VIA_INTERACTION, JobStore
 from bot.store.migrations import _to_postgresql, migrations
 from bot.store.sql import to_postgresql
 from tests.conftest import ENGINES
@@ -77,6 +77,29 @@ async def test_a_replayed_interaction_is_one_job(database_url: str) -> None:
             lifetime_seconds=1,
         )
         assert (again, created) == (first, False)
+
+
+async def test_the_delivery_route_is_kept_for_a_restart(database_url: str) -> None:
+    """A job the bot cannot post in the channel of (issue 20 item 4) says so in its row (migration 0010),
+    so a restarted process never posts it there; every other job, and every old row, is 'channel'."""
+    db, store = await open_store(database_url)
+    async with db:
+        plain = await new_job(store, interaction_id=1)
+        routed, _ = await store.create(
+            interaction_id=2,
+            guild_id=None,
+            channel_id=6,
+            user_id=10,
+            state="received",
+            params={},
+            upload_limit=1,
+            lifetime_seconds=1,
+            deliver_via=VIA_INTERACTION,
+        )
+        first, second = await store.get(plain), await store.get(routed)
+        assert first is not None and second is not None
+        assert (first.deliver_via, first.through_interaction) == ("channel", False)
+        assert (second.deliver_via, second.through_interaction) == ("interaction", True)
 
 
 async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_returns(database_url: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.blocklist import MAX_WILDCARD_PATTERNS, PromptBlocked, PromptFilter, check_pattern, matches
+from bot.blocklist import MAX_WILDCARD_PATTERNS, PromptBlocked, PromptFilter, Rules, check_pattern, matches
 from bot.errors import InputRefused
 from bot.voices import check_name
 from tests.fakes import payloads as p
@@ -100,6 +100,27 @@ EVASIONS = [
     ("r2d2", "R2-D2"),
 ]
 
+# Letters written apart or stretched (issue 18 item 4): each must be refused too.
+APART_OR_STRETCHED = [
+    ("bad", "b a d"),
+    ("bad", "b.a.d"),
+    ("bad", "b-a-d"),
+    ("bad", "b . a . d"),
+    ("bad", "baaad"),
+    ("bad", "baaaaaaaaad!"),
+    ("bad", "b a a a d"),
+    ("cat", "c a t"),
+    ("gore", "g o r e scene"),
+    ("gore", "gooooore"),
+    ("gore", "g-o-o-o-r-e"),
+    ("kill", "kiiill"),
+    ("kill", "killlll"),
+    ("gor*", "g o r y"),
+    ("gor*", "goooory"),
+    ("blood bath", "b l o o d bath"),
+    ("blood bath", "bloooood bath"),
+]
+
 # Prompts that only look like a listed word: each must pass.
 INNOCENT = [
     ("gore", "a blacksmith at the forge"),
@@ -114,7 +135,6 @@ INNOCENT = [
     ("cat", "the category of things"),
     ("cat", "a bobcat"),
     ("cat", "scatter the leaves"),
-    ("cat", "c a t"),
     ("kill", "a skilled painter"),
     ("kill", "the kiln glows"),
     ("naked", "snaked through the hills"),
@@ -127,6 +147,46 @@ INNOCENT = [
 @pytest.mark.parametrize(("pattern", "prompt"), EVASIONS)
 def test_look_alikes_marks_and_signs_in_words_do_not_get_around_the_list(pattern: str, prompt: str) -> None:
     assert matches(pattern, prompt), (pattern, prompt)
+
+
+@pytest.mark.parametrize(("pattern", "prompt"), APART_OR_STRETCHED)
+def test_letters_written_apart_or_stretched_do_not_get_around_the_list(pattern: str, prompt: str) -> None:
+    assert matches(pattern, prompt), (pattern, prompt)
+
+
+# Words servers commonly block, and ordinary prompts in several languages none of them is in: letters
+# written apart ("il y a", "e o a") and stretched ("Schifffahrt", "zzz") must not join into one of them.
+COMMON_BLOCKED = [
+    "gore", "sex", "nude", "naked", "porn*", "nsfw", "blood", "kill", "dead", "gun", "rape", "nazi",
+    "drug*", "ass", "tits", "fuck*", "shit", "bitch", "hitler", "suicide", "murder", "torture", "corpse",
+    "weed", "meth", "boob*", "nud*", "god", "hell", "xxx",
+]  # fmt: skip
+ORDINARY_PROMPTS = [
+    "a cat waves at the camera as the sun sets over the sea",
+    "I am a girl with a red umbrella, walking in the rain",
+    "the good old dog sleeps; zzz… then a bird sings aaaah",
+    "a b c letters float in the air",
+    "plan B: a balloon drifts over the city",
+    "www dot example, a website on a screen",
+    "Ein Schifffahrtsmuseum am Hafen, die Brennnessel wächst, Kaffeeersatz auf dem Tisch",
+    "Der Hund läuft über die Wiese und bellt",
+    "il y a un chat sur le toit, et il a faim",
+    "à la plage, y a du soleil et un vent léger",
+    "el perro y el gato juegan, y a la noche duermen",
+    "o sol e o mar, e a menina sorri para a câmera",
+    "ela viu o filme e o a e i o u na tela",
+    "a e i o u: as vogais dançam na tela",
+    "il gatto e il cane corrono; e a casa dormono",
+    "猫が窓辺で眠り、桜の花びらが舞う",
+    "Ooooh, a huuuge wave crashes on the rocks",
+    "the hello kitty plush sits on a shelf",
+    "she says helloooo to her friends",
+]
+
+
+@pytest.mark.parametrize("prompt", ORDINARY_PROMPTS)
+def test_ordinary_prompts_in_several_languages_pass_a_list_of_common_blocked_words(prompt: str) -> None:
+    assert Rules.build(COMMON_BLOCKED).find(prompt) is None, prompt
 
 
 @pytest.mark.parametrize(("pattern", "prompt"), INNOCENT)

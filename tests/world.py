@@ -21,7 +21,7 @@ from bot.config import Settings
 from bot.image_checker import ImageChecker
 from bot.jobs import ENDED
 from bot.netguard import UrlPolicy
-from bot.store import Database
+from bot.store import Database, ledger
 from bot.store.jobs import JobRow
 from bot.sunra import RetryPolicy, SunraClient, Timeouts
 from cogs.jobs._delivery import outcome_mark
@@ -86,9 +86,11 @@ def assert_ledger_matches(rows: Iterable[Sequence[Any]]) -> None:
     """Every delivered job was charged exactly its price once; every other ended job charged nothing."""
     for job_id, state, cost, reserves, commits, refunds, net in rows:
         reserves, commits, refunds = reserves or 0, commits or 0, refunds or 0
-        if state in ("delivered", "undeliverable"):
-            # An undeliverable job's credits come back by a compensating row of its own (no job_id).
+        if state == "delivered":
             assert (reserves, commits, refunds, net) == (1, 1, 0, -cost), (job_id, state, net)
+        elif state == "undeliverable":
+            # Its credits come back by a compensating row linked to it (migration 0012): net nothing.
+            assert (reserves, commits, refunds, net) == (1, 1, 0, 0), (job_id, state, net)
         elif state in ENDED:
             assert commits == 0 and net == 0 and refunds == reserves, (job_id, state, reserves, refunds)
 
@@ -145,10 +147,18 @@ class World:
         return job
 
     async def ended(self, interaction: InteractionRecord, within: float = 20.0) -> JobRow:
-        """Waits until the job has ended and its outcome is posted (or told privately)."""
-        return await self.until(
+        """Waits until the job has ended, its outcome is posted (or told privately) and its credits are
+        settled. A refusal is recorded, told and only then refunded, in two transactions: a test that
+        read the balance in between failed under load (tests/test_netguard.py)."""
+        job = await self.until(
             lambda job: job.state in ENDED and (job.notified or job.state == "delivered"), interaction, within
         )
+        deadline = asyncio.get_running_loop().time() + within
+        while (reservation := await ledger.find_reservation(self.db, job.id)) and reservation.settled is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"job {job.id} ended {job.state} but its credits were not settled")
+            await asyncio.sleep(0.02)
+        return job
 
     async def until(
         self, predicate: Callable[[JobRow], bool], interaction: InteractionRecord, within: float = 20.0

@@ -11,6 +11,13 @@ The catalogues are Python dicts in bot/i18n/catalogue_<code>.py, one per languag
 checked by mypy and by tests/test_i18n.py (every catalogue has every message id the code marks with `_`,
 `_n` or `locale_str`, with no placeholder the English lacks). A plural entry is a tuple (one, other).
 
+Whose language: a private answer is rendered in the member's (`interaction.locale`, cogs/_ui.py's
+`for_member`); a public message everyone in a channel reads (a job's cards and failure notice, showcase
+posts, the weekly top post) in the server's preferred language (`interaction.guild_locale`, the guild's
+`preferred_locale`), or the member's where the server did not add the bot (cogs/_ui.py's
+`public_locale`). A job keeps that language in `jobs.locale` (migration 0011) for messages sent after a
+restart. Member text (prompts, names, links) is only ever a parameter, never a msgid.
+
 Discord's locales: https://discord.com/developers/docs/reference#locales ("de", "fr", "es-ES", "es-419",
 "pt-BR", "ja", "en-US", "en-GB", …).
 """
@@ -18,7 +25,7 @@ Discord's locales: https://discord.com/developers/docs/reference#locales ("de", 
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.i18n import catalogue_de, catalogue_es, catalogue_fr, catalogue_ja, catalogue_pt_br
@@ -81,7 +88,7 @@ def _n(count: int, one: str, other: str, /, **params: Any) -> Plural:
     return Plural(count, one, other, **params)
 
 
-def join(parts: list[str], separator: str = "\n") -> Message:
+def join(parts: Sequence[str], separator: str = "\n") -> Message:
     """Sentences (messages or text) joined into one message, each rendered in the reader's language.
     The separator must have no letters (it is not translated)."""
     params = {f"part{i}": part for i, part in enumerate(parts)}
@@ -130,9 +137,67 @@ def render(text: str, locale: object) -> str:
         return str(text)
 
 
+# A stored sentence longer than this is shown as it is (reading it back is for sentences, not pages).
+MAX_STORED = 2000
+
+
+def _read_back(template: str, text: str) -> dict[str, str] | None:
+    """The parameters that fill `template` in to give `text`, read left to right by each literal piece's
+    next occurrence (linear, no backtracking); None when the text is not that template filled in (or
+    two placeholders touch, which cannot be read back)."""
+    params: dict[str, str] = {}
+    pos, field = 0, ""
+    for literal, name, _spec, _conv in _FORMATTER.parse(template):
+        if field:
+            if not literal:
+                return None
+            end = text.find(literal, pos + 1)
+            if end < 0 or params.setdefault(field, text[pos:end]) != text[pos:end]:
+                return None
+            pos = end + len(literal)
+        elif not text.startswith(literal, pos):
+            return None
+        else:
+            pos += len(literal)
+        field = name or ""
+    if field:
+        if pos >= len(text) or params.setdefault(field, text[pos:]) != text[pos:]:
+            return None
+        pos = len(text)
+    return params if pos == len(text) else None
+
+
+def stored_sentence(text: str) -> str:
+    """A sentence read back from the database (a job's error or cancel reason, written in English when the
+    job ended): a Message again when it is a catalogued sentence, its parameters read back from the text
+    (as text), so it is shown in the reader's language; else the text as it is."""
+    if len(text) > MAX_STORED:
+        return text
+    catalogue = CATALOGUES["de"]  # every catalogue has the same keys (tests/test_i18n.py)
+    if text in catalogue and "{" not in text:
+        return Message(text)
+    for msgid in catalogue:
+        if "{" in msgid and needs_translation(msgid):
+            params = _read_back(msgid, text)
+            if params is not None:
+                words = {k: Message(v) if v in catalogue and "{" not in v else v for k, v in params.items()}
+                return Message(msgid, **words)
+    return text
+
+
 def placeholders(template: str) -> set[str]:
     """The names of a template's {placeholders}."""
     return {field for _text, field, _spec, _conv in _FORMATTER.parse(template) if field}
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def is_name(text: str) -> bool:
+    """Whether a `locale_str` is a command's, option's or choice's name ("quota-admin", "end_image",
+    "newest") rather than a sentence: lower-case letters, digits, `-` and `_` only. Its catalogue key is
+    "/name", apart from the same word in a sentence ("image" the option is "bild", in a sentence "Bild")."""
+    return bool(text) and set(text) <= _NAME_CHARS
 
 
 def needs_translation(msgid: str) -> bool:

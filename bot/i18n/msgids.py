@@ -1,13 +1,14 @@
 """The message ids the code marks for translation, read from the source as xgettext reads it: the literal
 first argument of `_(…)`, `Message(…)`, `_n(…)` / `Plural(…)` (their one and other forms) and
-`locale_str(…)` (a lowercase identifier there is a command's or option's name: catalogued as "/name")."""
+`locale_str(…)` (a name there — a command's, option's or choice's, see `is_name` — is catalogued as
+"/name")."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-from bot.i18n import needs_translation
+from bot.i18n import is_name, needs_translation
 
 _MARKERS = {"_", "Message", "_n", "Plural", "locale_str"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ def marked(paths: list[Path] | None = None) -> dict[str, tuple[str, ...]]:
                 continue
             if name in ("_n", "Plural") and len(literals) >= 2:
                 found[literals[0]] = (literals[1],)
-            elif name == "locale_str" and literals[0].isidentifier() and literals[0].islower():
+            elif name == "locale_str" and is_name(literals[0]):
                 found["/" + literals[0]] = ()
             elif needs_translation(literals[0]):
                 found[literals[0]] = ()

@@ -8,7 +8,10 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 
+import httpx
+
 from bot.errors import BotError
+from bot.i18n import _
 from bot.jobs.base import RunnerBase, log
 from bot.jobs.model import ENDED, Outcome, Phase, Progress, State, outcome_from_error
 from bot.logs import bind_job
@@ -39,7 +42,7 @@ FETCH_ATTEMPT_SECONDS = 20.0
 class VideoUnusable(BotError):
     """The API's video could not be fetched as an MP4; ``str()`` is the operator's detail."""
 
-    user_message = (
+    user_message = _(
         "Kling made the video, but the bot could not fetch a playable file from the video service, so "
         "there is nothing to post. Your credits were given back. Trying again may help."
     )
@@ -211,7 +214,24 @@ class Finishing(RunnerBase):
         raise AssertionError("PollPolicy.intervals() is endless")
 
     async def _video_for_upload(self, job: JobRow) -> tuple[Path | None, bool]:
-        """(file to upload, whether it was re-encoded); no file means the link is posted instead."""
+        """(file to upload, whether it was re-encoded); no file means the link is posted instead, and
+        then the link has passed the file host policy. Raises VideoUnusable."""
+        path, reencoded = await self._file_for_upload(job)
+        if path is None:
+            await self._check_link(job)
+        return path, reencoded
+
+    async def _check_link(self, job: JobRow) -> None:
+        """The API's link, shown to members when no file is (too large even re-encoded), passes the same
+        host check as every URL from an answer (bot/netguard.py): members would fetch it from the post.
+        A link never downloaded (its declared size was already too large) is checked only here."""
+        assert job.video_url is not None
+        try:
+            await self.sunra.file_hosts.check(job.video_url)
+        except (UnsafeUrl, httpx.ConnectError) as error:
+            raise VideoUnusable(f"the video's address is refused: {error}") from error
+
+    async def _file_for_upload(self, job: JobRow) -> tuple[Path | None, bool]:
         cap = int(self.settings.max_video_mb * 1_000_000)
         path = await self._download(job, max_bytes=cap)
         if path is None:

@@ -84,7 +84,11 @@ class Command:
     request: AnimateRequest
     # The bot cannot post in the channel (a DM, a group DM, a member's own install in a server without the
     # bot): progress and the video go through the interaction (its token, 15 minutes), then the DM.
+    # Recorded in the job's row (`deliver_via`), so a restart never posts it in the channel either.
     deliver_via_interaction: bool = False
+    # The language of the job's public messages (a Discord locale such as "de"): the server's preferred
+    # locale where the server added the bot, else the member's. None: English.
+    locale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +159,10 @@ def lifetime_outcome(settings: JobSettings) -> Outcome:
     return Outcome(
         State.CANCELLED,
         "lifetime_exceeded",
-        f"The job did not finish within {minutes} minutes, so it was cancelled and nothing was charged. "
-        "Trying again later may help.",
+        _(
+            "The job did not finish within {minutes} minutes, so it was cancelled and nothing was charged. "
+            "Trying again later may help.",
+            minutes=minutes,
+        ),
         True,
     )

@@ -45,6 +45,7 @@ from bot.jobs.model import (
 from bot.logs import bind_job
 from bot.media import PreparedImage
 from bot.request import AnimateRequest, AttachmentRef
+from bot.store.jobs import VIA_CHANNEL, VIA_INTERACTION
 from bot.sunra import SubmissionUncertain
 
 # An image for a new job: a URL sunra already stores, or a prepared picture still to upload.
@@ -155,6 +156,8 @@ class JobRunner(Dispatching):
             params=command.request.to_params(),
             upload_limit=command.upload_limit,
             lifetime_seconds=self.settings.max_lifetime_minutes * 60,
+            deliver_via=VIA_INTERACTION if command.deliver_via_interaction else VIA_CHANNEL,
+            locale=command.locale,
         )
         bind_job(job_id)
         return job_id, is_new
@@ -278,7 +281,7 @@ class JobRunner(Dispatching):
     async def drop_unacknowledged(self, job_id: int) -> None:
         """Discord refused the acknowledgement: the member was never told the job exists, so it ends
         here, silently, before anything was reserved or submitted."""
-        await self._refuse(job_id, "not_acknowledged", "The command could not be acknowledged in time.")
+        await self._refuse(job_id, "not_acknowledged", _("The command could not be acknowledged in time."))
 
     async def _refuse_and_refund(self, job_id: int, code: str, message: str) -> None:
         await self._refuse(job_id, code, message)
@@ -331,8 +334,10 @@ class JobRunner(Dispatching):
             outcome = Outcome(
                 State.FAILED,
                 "restarted_before_check",
-                "The bot restarted before your picture was checked. Nothing was charged; "
-                "please run /animate again.",
+                _(
+                    "The bot restarted before your picture was checked. Nothing was charged; "
+                    "please run /animate again."
+                ),
                 True,
             )
             self._spawn(job.id, self._end(job, outcome, from_states=State.RECEIVED))

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from bot.errors import BotError
+from bot.i18n import _
 from bot.jobs.base import log
 from bot.jobs.finishing import Finishing
 from bot.jobs.model import (
@@ -102,7 +103,7 @@ class Waiting(Finishing):
             )
             return
         if final.status.upper() in ("CANCELLED", "CANCELED"):
-            outcome = Outcome(State.CANCELLED, "cancelled", "The job was cancelled at Kling.", True)
+            outcome = Outcome(State.CANCELLED, "cancelled", _("The job was cancelled at Kling."), True)
             await self._end(job, outcome, from_states=State.SUBMITTED)
             return
         await self._complete(job)

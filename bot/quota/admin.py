@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from bot.errors import InputRefused
 from bot.guild_cache import GuildCache
+from bot.i18n import _
 from bot.quota.rules import (
-    PERIOD_NOUN,
+    PERIOD_NAME,
     Period,
     QuotaSettings,
     ServerPolicy,
@@ -25,6 +26,7 @@ from bot.quota.rules import (
     format_usd,
     load_zone,
     midnight,
+    per_period,
     period_allowed,
     period_bounds,
     relative_time,
@@ -43,12 +45,15 @@ class GrantRefused(InputRefused):
 
     def __init__(self, credits: int, left: int, limit: int, period: Period, resets_at: float) -> None:
         if limit == 0:
-            text = "The bot's operator does not let server admins grant bonus credits."
+            text = _("The bot's operator does not let server admins grant bonus credits.")
         else:
-            text = (
-                f"Nothing was granted: this server's admins may grant {credit_count(limit)} in all per "
-                f"{PERIOD_NOUN[period]}, and {credit_count(left)} of that {'is' if left == 1 else 'are'} "
-                f"left (asked: {credits}). It resets {relative_time(resets_at)}."
+            text = _(
+                "Nothing was granted: this server's admins may grant {limit} in all, and {left} of that "
+                "remain (asked: {credits}). It resets {when}.",
+                limit=per_period(limit, period),
+                left=credit_count(left),
+                credits=credits,
+                when=relative_time(resets_at),
             )
         super().__init__(text)
         self.left = left
@@ -95,7 +100,7 @@ class QuotaAdmin:
         QUOTA__GUILD_GRANT_CREDITS for this period, however the credits were split over members and
         commands; the check and the grant are one transaction."""
         if credits <= 0:
-            raise InputRefused("Grant at least 1 credit.")
+            raise InputRefused(_("Grant at least 1 credit."))
         now = self._clock()
         key = ledger.guild_key(guild_id)
         limit = self.settings.guild_grant_credits
@@ -142,7 +147,7 @@ class QuotaAdmin:
         """Takes credits away, bonus first, then this period's allowance, never below zero; returns how
         many were taken."""
         if credits <= 0:
-            raise InputRefused("Remove at least 1 credit.")
+            raise InputRefused(_("Remove at least 1 credit."))
         now = self._clock()
         async with self.db.write() as tx:
             state = await self._member_state(tx, guild_id, user_id, role_ids, now)
@@ -170,13 +175,15 @@ class QuotaAdmin:
         self, *, guild_id: int, actor_id: int, credits: int, period: Period | None = None
     ) -> ServerPolicy:
         if credits < 0:
-            raise InputRefused("The allowance cannot be negative.")
+            raise InputRefused(_("The allowance cannot be negative."))
         values: dict[str, object] = {"allowance": credits}
         if period is not None:
             if not period_allowed(period, self.settings.period):
                 raise InputRefused(
-                    f"The operator's period is {self.settings.period}; a server can only choose it or a "
-                    "longer one."
+                    _(
+                        "The operator's period is {period}; a server can only choose it or a longer one.",
+                        period=PERIOD_NAME[self.settings.period],
+                    )
                 )
             values["period"] = period
         return await self._set_and_audit(guild_id, actor_id, "allowance", values)
@@ -186,7 +193,7 @@ class QuotaAdmin:
     ) -> int | None:
         """Sets (or with None clears) a role's allowance; returns what members with it get."""
         if credits is not None and credits < 0:
-            raise InputRefused("The allowance cannot be negative.")
+            raise InputRefused(_("The allowance cannot be negative."))
         now = self._clock()
         async with self._changing_rules(guild_id) as tx:
             await ledger.set_role_allowance(tx, ledger.guild_key(guild_id), role_id, credits, at=now)
@@ -195,7 +202,7 @@ class QuotaAdmin:
 
     async def set_cap(self, *, guild_id: int, actor_id: int, credits: int) -> ServerPolicy:
         if credits < 0:
-            raise InputRefused("The cap cannot be negative.")
+            raise InputRefused(_("The cap cannot be negative."))
         return await self._set_and_audit(guild_id, actor_id, "cap", {"cap": credits})
 
     async def set_switches(
@@ -217,12 +224,14 @@ class QuotaAdmin:
         try:
             load_zone(timezone)
         except ValueError as error:
-            raise InputRefused(str(error)) from None
+            raise InputRefused(
+                _("Unknown time zone “{name}”: use an IANA name such as Europe/Paris.", name=timezone)
+            ) from error
         return await self._set_and_audit(guild_id, actor_id, "timezone", {"timezone": timezone})
 
     async def set_cooldown(self, *, guild_id: int, actor_id: int, seconds: float) -> ServerPolicy:
         if not math.isfinite(seconds) or seconds < 0:
-            raise InputRefused("The cooldown must be 0 or more seconds.")
+            raise InputRefused(_("The cooldown must be 0 or more seconds."))
         return await self._set_and_audit(guild_id, actor_id, "cooldown", {"cooldown_seconds": seconds})
 
     async def block(self, *, guild_id: int, actor_id: int, user_id: int, reason: str | None) -> None:
@@ -243,11 +252,11 @@ class QuotaAdmin:
     async def export_usage(self, *, guild_id: int, actor_id: int, days: int) -> str:
         """CSV of the last `days` days in the server's time zone: date,user_id,jobs,credits,usd."""
         if days <= 0:
-            raise InputRefused("Export at least 1 day.")
+            raise InputRefused(_("Export at least 1 day."))
         now = self._clock()
         policy = await self.policy(guild_id)
         zone = policy.zone
-        today_start, _ = period_bounds(now, "daily", zone)
+        today_start, _end = period_bounds(now, "daily", zone)
         first_day = dt.datetime.fromtimestamp(today_start, zone).date() - dt.timedelta(days=days - 1)
         since = midnight(first_day, zone)
         jobs = await ledger.job_spending(self.db, ledger.guild_key(guild_id), since)

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 Period = Literal["daily", "weekly", "monthly"]
 PERIODS: tuple[Period, ...] = get_args(Period)
 PERIOD_NOUN: dict[Period, str] = {"daily": "day", "weekly": "week", "monthly": "month"}
+# A period by its name, in the reader's language.
+PERIOD_NAME: dict[Period, str] = {"daily": _("daily"), "weekly": _("weekly"), "monthly": _("monthly")}
 
 MICROS_PER_USD = 1_000_000
 
@@ -109,11 +111,11 @@ def price_list(settings: QuotaSettings) -> dict[str, int]:
     """Credits of the usual choices, for /quota and `kling-bot check`."""
     return {
         "5 s": job_cost(JobOptions(5, False, 0), settings),
-        "5 s with audio": job_cost(JobOptions(5, True, 0), settings),
-        "5 s with voices": job_cost(JobOptions(5, True, 1), settings),
+        _("5 s with audio"): job_cost(JobOptions(5, True, 0), settings),
+        _("5 s with voices"): job_cost(JobOptions(5, True, 1), settings),
         "10 s": job_cost(JobOptions(10, False, 0), settings),
-        "10 s with audio": job_cost(JobOptions(10, True, 0), settings),
-        "10 s with voices": job_cost(JobOptions(10, True, 1), settings),
+        _("10 s with audio"): job_cost(JobOptions(10, True, 0), settings),
+        _("10 s with voices"): job_cost(JobOptions(10, True, 1), settings),
     }
 
 

@@ -67,6 +67,14 @@ class JobRow:
     may_be_billed: bool = False  # ended without a video, yet the API may bill it (migration 0003)
     cancel_reason: str | None = None  # Cancel pressed while at the API; survives a restart (0007)
     shard: int = 0  # the shard of its guild: the process owning it follows the job (0008)
+    # 'channel' or 'interaction' (VIA_INTERACTION): how its messages reach the member (0010)
+    deliver_via: str = "channel"
+    locale: str | None = None  # the language of its public messages, a Discord locale (0011)
+
+    @property
+    def through_interaction(self) -> bool:
+        """Whether the bot cannot post in the job's channel: never post there, use the interaction."""
+        return self.deliver_via == VIA_INTERACTION
 
     @classmethod
     def from_row(cls, row: Row) -> JobRow:
@@ -99,6 +107,8 @@ class JobRow:
             may_be_billed=bool(row["may_be_billed"]),
             cancel_reason=row["cancel_reason"],
             shard=int(row["shard"]),
+            deliver_via=str(row["deliver_via"]),
+            locale=row["locale"],
         )
 
 
@@ -153,6 +163,10 @@ class _Claim:
     usage: int = -1
 
 
+# A job's deliver_via: its messages go through the interaction (then the DM), never into its channel.
+VIA_INTERACTION = "interaction"
+VIA_CHANNEL = "channel"
+
 # The channel of jobs started from a terminal (`kling-bot animate`): no Discord channel has id 0.
 TERMINAL_CHANNEL_ID = 0
 
@@ -198,6 +212,8 @@ class JobStore:
         params: Mapping[str, Any],
         upload_limit: int,
         lifetime_seconds: float,
+        deliver_via: str = VIA_CHANNEL,
+        locale: str | None = None,
     ) -> tuple[int, bool]:
         """Records a command; returns (job id, created) once it is committed. A replayed interaction
         returns its first job.
@@ -221,6 +237,8 @@ class JobStore:
                 now,
                 now + lifetime_seconds,
                 self.shards.shard_of(guild_id),
+                deliver_via,
+                locale,
             ),
             state=state,
             at=now,
@@ -264,8 +282,8 @@ class JobStore:
             if fresh:
                 await tx.executemany(
                     "INSERT INTO jobs (interaction_id, guild_id, channel_id, user_id, state, params,"
-                    " upload_limit, created_at, updated_at, deadline, shard)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " upload_limit, created_at, updated_at, deadline, shard, deliver_via, locale)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [e.values for e in fresh.values()],
                 )
                 created = {

@@ -200,7 +200,7 @@ async def _figures(
         "   AS allowance_used,"
         " (SELECT COALESCE(-SUM(allowance_delta + bonus_delta), 0) FROM quota_ledger"
         "   WHERE guild_id = :guild AND user_id = m.value AND charged_at >= :start AND charged_at < :end"
-        "   AND kind IN ('reserve', 'refund')) AS job_credits,"
+        "   AND kind IN ('reserve', 'refund', 'compensate')) AS job_credits,"
         " (SELECT COALESCE(SUM(bonus_delta), 0) FROM quota_ledger"
         "   WHERE guild_id = :guild AND user_id = m.value AND bonus_delta != 0) AS bonus,"
         " (SELECT MAX(charged_at) FROM quota_ledger"
@@ -208,7 +208,7 @@ async def _figures(
         " CASE WHEN :server_total THEN"
         "   (SELECT COALESCE(-SUM(allowance_delta + bonus_delta), 0) FROM quota_ledger"
         "     WHERE guild_id = :guild AND charged_at >= :start AND charged_at < :end"
-        "     AND kind IN ('reserve', 'refund'))"
+        "     AND kind IN ('reserve', 'refund', 'compensate'))"
         "   ELSE 0 END AS server_credits,"
         " CASE WHEN :with_day THEN"
         "   (SELECT COALESCE(SUM(usd_micros), 0) FROM quota_ledger"
@@ -587,9 +587,10 @@ async def job_spending(db: Reader, guild: str, since: float, user_id: int | None
     rows = await db.fetchall(
         "SELECT job_id, user_id, MIN(charged_at) AS charged_at,"
         " -SUM(allowance_delta + bonus_delta) AS credits, SUM(usd_micros) AS usd_micros,"
-        " COUNT(*) FILTER (WHERE kind = 'refund') AS refunded"
+        " COUNT(*) FILTER (WHERE kind IN ('refund', 'compensate')) AS refunded"
         " FROM quota_ledger WHERE guild_id = :guild AND charged_at >= :since"
-        " AND kind IN ('reserve', 'refund') AND (CAST(:user AS TEXT) IS NULL OR user_id = :user)"
+        " AND kind IN ('reserve', 'refund', 'compensate')"
+        " AND (CAST(:user AS TEXT) IS NULL OR user_id = :user)"
         " GROUP BY job_id, user_id ORDER BY charged_at, job_id",
         {"guild": guild, "since": since, "user": None if user_id is None else str(user_id)},
     )

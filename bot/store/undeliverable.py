@@ -2,9 +2,12 @@
 in one transaction, by a compensating ledger entry (the ledger stays append-only).
 
 The reservation is settled as a commit first if it is still open (sunra made and billed the video), then
-an ``adjust`` row gives the member exactly what the reservation took, to the period it was taken from
-(``charged_at``); its USD stays counted against the operator's daily cap, since sunra billed it. The
-guarded UPDATE of the job makes the whole step happen once, whoever replays it.
+a ``compensate`` row, linked to the job, gives the member exactly what the reservation took, to the period
+it was taken from (``charged_at``): the member's and the server's sums (quota caps, /quota's recent
+spending) count it with the job's reserve, so the job costs nothing there. Its USD stays counted against
+the operator's daily cap, since sunra billed it. The guarded UPDATE of the job makes the whole step
+happen once, whoever replays it, and the unique index quota_ledger_compensate_once (migration 0012)
+allows one compensation per job whatever the code does.
 """
 
 from __future__ import annotations
@@ -26,17 +29,18 @@ _COMMIT_IF_OPEN = (
 )
 # Only after a commit: a job refunded already (it cannot be, but the ledger says what is true) gets nothing.
 _COMPENSATE = (
-    "INSERT INTO quota_ledger (guild_id, user_id, kind, allowance_delta, bonus_delta, credits, usd_micros,"
-    " charged_at, at, actor_id, reason)"
-    " SELECT r.guild_id, r.user_id, 'adjust', -r.allowance_delta, -r.bonus_delta, r.credits, 0,"
+    "INSERT INTO quota_ledger (guild_id, user_id, kind, job_id, allowance_delta, bonus_delta, credits,"
+    " usd_micros, charged_at, at, actor_id, reason)"
+    " SELECT r.guild_id, r.user_id, 'compensate', r.job_id, -r.allowance_delta, -r.bonus_delta, r.credits, 0,"
     " r.charged_at, ?, NULL, ?"
     " FROM quota_ledger r WHERE r.kind = 'reserve' AND r.job_id = ?"
     " AND EXISTS (SELECT 1 FROM quota_ledger c WHERE c.job_id = r.job_id AND c.kind = 'commit')"
+    " ON CONFLICT DO NOTHING"
 )
 
 
 def compensation_reason(job_id: int) -> str:
-    """The ``reason`` of a job's compensating entry: how a report finds it (the row has no job_id)."""
+    """The ``reason`` of a job's compensating entry, as reports show it (the row also carries its job_id)."""
     return f"job {job_id}: the paid video could not be fetched; credits given back"
 
 

@@ -190,6 +190,11 @@ class SunraClient:
     def rate_limit(self) -> RateLimit | None:
         return self._rate_limit
 
+    @property
+    def file_hosts(self) -> UrlPolicy:
+        """The file host policy every storage URL from an answer passes (bot/netguard.py)."""
+        return self._files
+
     # ----- submissions block ------------------------------------------------------------------------------
 
     @property

@@ -43,10 +43,15 @@ async def setup(bot: KlingBot) -> None:
     # Imported here, not at the top: load_extension runs this module afresh, but the private modules
     # are imported once, so each class (a cog, a button) exists once.
     from cogs.jobs._command import AnimateCog
+    from cogs.jobs._delivery import DiscordReporter
     from cogs.jobs._menu import AnimateMessageCog
     from cogs.jobs._results import ResultsCog
 
     accept_partial_attachments(bot)
+    # The runner reports through Discord messages this package owns; bot/app.py starts it with this.
+    bot.reporter = DiscordReporter(
+        bot, edit_interval=bot.settings.jobs.progress_edit_seconds, instance=await bot.instance_id()
+    )
     await bot.add_cog(AnimateCog(bot))
     await bot.add_cog(ResultsCog(bot))
     await bot.add_cog(AnimateMessageCog(bot))

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 class CancelButton(IdButton, kind="cancel"):
     """The Cancel button on a progress message: `kling:cancel:<job id>`."""
 
-    label = "Cancel"
+    label = _("Cancel")
 
     async def interaction_check(self, interaction: discord.Interaction[KlingBot]) -> bool:  # type: ignore[override]
         # Deferred before anything else: the answer then has 15 minutes, not 3 seconds.
@@ -51,9 +51,9 @@ class CancelButton(IdButton, kind="cancel"):
         job = await interaction.client.job_store.get(self.number)
         by_owner = job is not None and job.user_id == interaction.user.id
         reason = (
-            "You cancelled it; nothing was charged."
+            _("You cancelled it; nothing was charged.")
             if by_owner
-            else f"It was cancelled by <@{interaction.user.id}>; nothing was charged."
+            else _("It was cancelled by {member}; nothing was charged.", member=f"<@{interaction.user.id}>")
         )
         stopped = await interaction.client.runner.cancel(self.number, reason)
         await say_privately(

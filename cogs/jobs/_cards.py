@@ -14,12 +14,13 @@ from typing import Any
 
 import discord
 
+from bot.i18n import _, _n, render
 from bot.request import AnimateRequest
 from bot.store.jobs import JobRow
+from cogs._buttons import ShowcaseLook
 from cogs._text import clip, escape_member_text
 from cogs.jobs._cancel import CancelButton
 from cogs.jobs._results import DeleteButton, ExtendButton, RemixButton, RetryButton
-from cogs.showcase._post import ShowcaseButton
 
 EMBED_COLOUR = discord.Colour(0x5865F2)
 FAILED_COLOUR = discord.Colour(0xED4245)
@@ -57,11 +58,14 @@ class Card(discord.ui.LayoutView):
         self.stop()
 
 
-def result_buttons(job: JobRow) -> list[discord.ui.Item[Any]]:
-    """Retry / Remix / Extend / Showcase / Delete: each a DynamicItem registered by its cog, so it works
-    after restarts. Showcase only where there is a server to showcase in."""
-    kinds = (RetryButton, RemixButton, ExtendButton, ShowcaseButton, DeleteButton)
-    return [kind(job.id) for kind in kinds if kind is not ShowcaseButton or job.guild_id is not None]
+def result_buttons(job: JobRow, locale: object = None) -> list[discord.ui.Item[Any]]:
+    """Retry / Remix / Extend / Showcase / Delete, labelled in `locale`'s language: each a DynamicItem
+    registered by its cog, so it works after restarts. Showcase only where there is a server to showcase
+    in."""
+    kinds = (RetryButton, RemixButton, ExtendButton, ShowcaseLook, DeleteButton)
+    return [
+        kind(job.id, locale=locale) for kind in kinds if kind is not ShowcaseLook or job.guild_id is not None
+    ]
 
 
 def _prompt_text(request: AnimateRequest, others: Iterable[str]) -> str:
@@ -74,33 +78,50 @@ def _mark(text: str) -> discord.ui.TextDisplay[Any]:
 
 
 def progress_card(
-    job: JobRow, request: AnimateRequest, status: str, *, colour: discord.Colour, cancel: bool
+    job: JobRow,
+    request: AnimateRequest,
+    status: str,
+    *,
+    colour: discord.Colour,
+    cancel: bool,
+    locale: object = None,
 ) -> Card:
     """The progress message: prompt, requester (named, never pinged: NO_MENTIONS), settings, the video
-    it continues, the status line, the start picture, and the Cancel button while it may be pressed."""
-    lines = [f"**Requested by** <@{job.user_id}> · **Settings** {request.describe_settings()}"]
+    it continues, the status line, the start picture, and the Cancel button while it may be pressed.
+    Its sentences are in `locale`'s language (the job's: see `JobRow.locale`; None: English)."""
+    lines = [
+        render(
+            _(
+                "**Requested by** {member} · **Settings** {settings}",
+                member=f"<@{job.user_id}>",
+                settings=request.describe_settings(),
+            ),
+            locale,
+        )
+    ]
     if request.extends_link:
-        lines.append(f"**Continues** {request.extends_link}")
-    lines.append(f"**Status** {status}")
-    title = "### Animating with Kling"
+        lines.append(render(_("**Continues** {link}", link=request.extends_link), locale))
+    lines.append(render(_("**Status** {status}", status=status), locale))
+    title = render(_("### Animating with Kling"), locale)
     prompt = _prompt_text(request, [title, *lines, job_mark(job.id)])
     head: discord.ui.Item[Any] = discord.ui.TextDisplay(f"{title}\n{prompt}")
     if job.start_image_url and len(job.start_image_url) <= 2048:
         head = discord.ui.Section(head, accessory=discord.ui.Thumbnail(job.start_image_url))
     items: list[discord.ui.Item[Any]] = [head, discord.ui.TextDisplay("\n".join(lines))]
     if cancel:
-        items.append(discord.ui.ActionRow(CancelButton(job.id)))
+        items.append(discord.ui.ActionRow(CancelButton(job.id, locale=locale)))
     items.append(_mark(job_mark(job.id)))
     return Card(discord.ui.Container(*items, accent_colour=colour))
 
 
 def facts_line(job: JobRow, request: AnimateRequest) -> str:
     voices = len(request.voice_ids)
-    sound = "on" if request.audio else "off"
-    cost = f"{job.cost_credits} credit{'s' if job.cost_credits != 1 else ''}"
-    return (
-        f"**Duration** {request.duration} s · **Sound** {sound} · **Voices** {voices or 'none'} · "
-        f"**Cost** {cost}"
+    return _(
+        "**Duration** {seconds} s · **Sound** {sound} · **Voices** {voices} · **Cost** {cost}",
+        seconds=request.duration,
+        sound=_("on") if request.audio else _("off"),
+        voices=voices or _("none"),
+        cost=_n(job.cost_credits, "{n} credit", "{n} credits"),
     )
 
 
@@ -110,25 +131,33 @@ def result_card(
     filename: str | None,
     reencoded: bool = False,
     note: str = "",
+    locale: object = None,
 ) -> Card:
     """The finished video: played inline from `attachment://filename` when a file is uploaded, else the
     API's link (a link button when it has at most 512 characters, else the link in text, else a
-    sentence). `note` is a line of its own (where the card went instead of the channel)."""
+    sentence). `note` is a line of its own (where the card went instead of the channel). Public, so its
+    sentences are in `locale`'s language (the job's: see `JobRow.locale`; None: English)."""
     request = AnimateRequest.model_validate(job.params)
     link = job.video_url or ""
-    lines = [facts_line(job, request)]
+    lines = [render(facts_line(job, request), locale)]
     if request.extends_link:
-        lines.append(f"**Continues** {request.extends_link}")
+        lines.append(render(_("**Continues** {link}", link=request.extends_link), locale))
     link_line = ""
     if filename is None:
-        link_line = "The video is too large to upload here; open it with its link (the link expires)."
+        link_line = render(
+            _("The video is too large to upload here; open it with its link (the link expires)."), locale
+        )
     elif reencoded:
-        link_line = "Re-encoded to fit this upload limit; the original is at its link (the link expires)."
+        link_line = render(
+            _("Re-encoded to fit this upload limit; the original is at its link (the link expires)."), locale
+        )
     button_link = bool(link_line) and 0 < len(link) <= LINK_BUTTON_URL_LIMIT
     if link_line and not button_link:
         budget = TEXT_DISPLAY_TOTAL - 400 - sum(len(line) for line in lines)
-        link_line += f"\n{link}" if link and len(link) <= budget else "\nThe link is too long to show here."
-    header = f"🎬 <@{job.user_id}> your video is ready!"
+        too_long = render(_("The link is too long to show here."), locale)
+        link_line += f"\n{link}" if link and len(link) <= budget else f"\n{too_long}"
+    note = render(note, locale)
+    header = render(_("🎬 {member} your video is ready!", member=f"<@{job.user_id}>"), locale)
     texts = [header, *lines, link_line, note, outcome_mark(job.id)]
     prompt = _prompt_text(request, texts)
     items: list[discord.ui.Item[Any]] = [discord.ui.TextDisplay(f"{header}\n{prompt}")]
@@ -140,9 +169,9 @@ def result_card(
     if note:
         items.append(discord.ui.TextDisplay(note))
     items.append(discord.ui.Separator())
-    items.append(discord.ui.ActionRow(*result_buttons(job)))
+    items.append(discord.ui.ActionRow(*result_buttons(job, locale)))
     if button_link:
-        label = "Original video" if reencoded else "Open the video"
+        label = render(_("Original video") if reencoded else _("Open the video"), locale)
         items.append(discord.ui.ActionRow(discord.ui.Button(label=label, url=link)))
     items.append(_mark(outcome_mark(job.id)))
     return Card(discord.ui.Container(*items, accent_colour=DONE_COLOUR))

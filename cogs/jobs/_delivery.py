@@ -1,9 +1,14 @@
 """The Discord side of a job: the public progress message, the final post, and its fallbacks.
 
-Nothing here uses an interaction token: a Kling job can outlive it (15 minutes), so progress and results
-go through the bot's own channel messages, as Components V2 cards (cogs/jobs/_cards.py). Every post that
-ends a job carries the job's mark (a nonce Discord enforces for a few minutes, and the card's last line or
-an embed footer, which stay) so a restarted bot can find it.
+A Kling job can outlive an interaction's token (15 minutes), so progress and results go through the
+bot's own channel messages, as Components V2 cards (cogs/jobs/_cards.py). Every post that ends a job
+carries the job's mark (a nonce Discord enforces for a few minutes, and the card's last line or an embed
+footer, which stay) so a restarted bot can find it.
+
+A job whose channel the bot cannot post in (`JobRow.through_interaction`: a DM, a group DM, a member's
+own install in a server without the bot) is never posted there: its progress card is a followup of the
+interaction, edited into the result card with the video while the token lives (cogs/jobs/_interaction.py),
+and after that (or after a restart, which forgets the token) the result goes to the member's DM.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import discord
 
+from bot.i18n import _, join, render, stored_sentence
 from bot.jobs import Phase, Progress
 from bot.request import AnimateRequest
 from bot.store.jobs import JobRow
@@ -32,6 +38,7 @@ from cogs.jobs._cards import (
     result_card,
     video_filename,
 )
+from cogs.jobs._interaction import InteractionRoutes, RouteClosed
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,7 @@ TOO_LARGE = 40005
 CLOCK_SKEW_SECONDS = 60
 # How far back a restarted bot looks for a post it may already have made.
 HISTORY_LOOKBACK = 100
-DONE_STATUS = "✅ Done"
+DONE_STATUS = _("✅ Done")
 
 
 def job_nonce(job_id: int, kind: str, instance: str = "") -> str:
@@ -63,23 +70,40 @@ def only_user(user_id: int) -> discord.AllowedMentions:
 
 
 def progress_text(progress: Progress) -> str:
-    started = f" · started <t:{int(progress.started_at)}:R>" if progress.started_at else ""
+    """The status line, a message rendered in the job's language with its card."""
+    parts: list[str] = []
     if progress.phase is Phase.WAITING:
-        place = f" — place {progress.position}" if progress.position else ""
-        return f"⏳ Waiting in the bot's queue{place}"
-    if progress.phase is Phase.QUEUED:
-        place = f" — position {progress.position}" if progress.position is not None else ""
-        return f"⏳ In Kling's queue{place}{started}"
-    if progress.phase is Phase.GENERATING:
-        return f"🎬 Generating{started}"
-    return "📦 Finishing: fetching the video"
+        parts.append(_("⏳ Waiting in the bot's queue"))
+        if progress.position:
+            parts.append(_(" — place {n}", n=progress.position))
+    elif progress.phase is Phase.QUEUED:
+        parts.append(_("⏳ In Kling's queue"))
+        if progress.position is not None:
+            parts.append(_(" — position {n}", n=progress.position))
+    elif progress.phase is Phase.GENERATING:
+        parts.append(_("🎬 Generating"))
+    else:
+        return _("📦 Finishing: fetching the video")
+    if progress.started_at and progress.phase is not Phase.WAITING:
+        parts.append(_(" · started {when}", when=f"<t:{int(progress.started_at)}:R>"))
+    return join(parts, "")
 
 
 def final_status(job: JobRow) -> str:
     """The progress message's last status line."""
     if job.state in ("completed", "delivering", "delivered"):
         return DONE_STATUS
-    return "🚫 Cancelled" if job.state == "cancelled" else "❌ Ended without a video"
+    return _("🚫 Cancelled") if job.state == "cancelled" else _("❌ Ended without a video")
+
+
+def job_locale(client: discord.Client, job: JobRow) -> object:
+    """The language of a job's public messages (progress, result, failure): the one recorded with the job
+    (the server's preferred locale when the server added the bot, else the member's: `JobRow.locale`),
+    else the server's preferred locale now, else English (None)."""
+    if job.locale:
+        return job.locale
+    guild = client.get_guild(job.guild_id) if job.guild_id is not None else None
+    return guild.preferred_locale if guild is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +138,8 @@ class DiscordReporter:
         self._shown: dict[int, _Shown] = {}
         self._requests: dict[int, AnimateRequest] = {}
         self._lanes: dict[tuple[int, str], asyncio.Lock] = {}
+        # The interactions of jobs that go through them, in memory only (their tokens are credentials).
+        self.routes = InteractionRoutes()
 
     def _lane(self, channel_id: int, kind: str) -> asyncio.Lock:
         """One request at a time per channel and kind (post, edit). discord.py learns a rate limit
@@ -126,11 +152,16 @@ class DiscordReporter:
     async def post_progress(self, job: JobRow, request: AnimateRequest, progress: Progress) -> int | None:
         text = progress_text(progress)
         self._requests[job.id] = request
+        if job.through_interaction:
+            return await self._post_progress_followup(job, request, text)
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         try:
             async with self._lane(job.channel_id, "post"):
+                card = progress_card(
+                    job, request, text, colour=EMBED_COLOUR, cancel=True, locale=job_locale(self.client, job)
+                )
                 message = await channel.send(
-                    view=progress_card(job, request, text, colour=EMBED_COLOUR, cancel=True),
+                    view=card,
                     allowed_mentions=NO_MENTIONS,
                     nonce=job_nonce(job.id, "p", self.instance),
                 )
@@ -141,9 +172,25 @@ class DiscordReporter:
         self._shown[job.id] = _Shown(text=text, at=time.monotonic())
         return message.id
 
+    async def _post_progress_followup(self, job: JobRow, request: AnimateRequest, text: str) -> int | None:
+        card = progress_card(
+            job, request, text, colour=EMBED_COLOUR, cancel=True, locale=job_locale(self.client, job)
+        )
+        try:
+            message_id = await self.routes.post(job.id, view=card, allowed_mentions=NO_MENTIONS)
+        except (RouteClosed, discord.HTTPException) as error:
+            log.warning(
+                "job %s: cannot post the progress followup (%r); the result goes to the DM", job.id, error
+            )
+            return None
+        self._shown[job.id] = _Shown(text=text, at=time.monotonic())
+        return message_id
+
     async def recover_progress(self, job: JobRow, request: AnimateRequest) -> int | None:
         """After a restart: the progress message a previous process posted without recording it, or
-        a new one."""
+        a new one. None for a job that goes through its interaction: this process has no token for it."""
+        if job.through_interaction:
+            return None
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         found = await self._find_footer(job, channel, self._after_creation(job), job_mark(job.id))
         if found is not None:
@@ -193,7 +240,12 @@ class DiscordReporter:
         if job.progress_message_id is None or self._shown.get(job.id, _Shown()).refused:
             return
         request = self._requests.get(job.id) or AnimateRequest.model_validate(job.params)
-        card = progress_card(job, request, text, colour=colour, cancel=keep_button)
+        card = progress_card(
+            job, request, text, colour=colour, cancel=keep_button, locale=job_locale(self.client, job)
+        )
+        if job.through_interaction:
+            await self._edit_followup(job, job.progress_message_id, card)
+            return
         message = self.client.get_partial_messageable(
             job.channel_id, guild_id=job.guild_id
         ).get_partial_message(job.progress_message_id)
@@ -204,6 +256,17 @@ class DiscordReporter:
         except discord.HTTPException as error:
             # A deleted message or a channel we lost: progress is a courtesy, never retried.
             log.info("job %s: progress edit refused (%s)", job.id, error.code)
+            self._note_refusal(job.id, error)
+
+    async def _edit_followup(self, job: JobRow, message_id: int, card: discord.ui.LayoutView) -> None:
+        """A progress edit through the interaction: only while its token lives (never retried)."""
+        try:
+            async with self._lane(job.id, "interaction"):
+                await self.routes.edit(job.id, message_id, view=card, allowed_mentions=NO_MENTIONS)
+        except RouteClosed:
+            self._stop_progress(job.id)
+        except discord.HTTPException as error:
+            log.info("job %s: progress followup edit refused (%s)", job.id, error.code)
             self._note_refusal(job.id, error)
 
     def _note_refusal(self, job_id: int, error: discord.HTTPException) -> None:
@@ -238,28 +301,41 @@ class DiscordReporter:
         with the original's link), else the link; a channel that refuses gets it in the member's DM,
         with the file when it fits there. Returns the message id (None: nobody could be reached)."""
         self._stop_progress(job.id)
+        if job.through_interaction:
+            return await self._deliver_through_interaction(job, video, reencoded=reencoded)
         filename = video_filename(job.id)
+        locale = job_locale(self.client, job)
         attempts: list[_Post] = []
         if video is not None:
-            attempts.append(_Post(view=result_card(job, filename=filename, reencoded=reencoded), video=video))
-        attempts.append(_Post(view=result_card(job, filename=None)))
+            card = result_card(job, filename=filename, reencoded=reencoded, locale=locale)
+            attempts.append(_Post(view=card, video=video))
+        attempts.append(_Post(view=result_card(job, filename=None, locale=locale)))
         dm: list[_Post] = []
-        where = f"(I could not post in <#{job.channel_id}>, so here it is.)"
+        where = _("(I could not post in {channel}, so here it is.)", channel=f"<#{job.channel_id}>")
         if video is not None:  # too large for the DM: Discord says so (40005) and the link card follows
-            card = result_card(job, filename=filename, reencoded=reencoded, note=where)
+            card = result_card(job, filename=filename, reencoded=reencoded, note=where, locale=locale)
             dm.append(_Post(view=card, video=video))
-        dm.append(_Post(view=result_card(job, filename=None, note=where)))
+        dm.append(_Post(view=result_card(job, filename=None, note=where, locale=locale)))
         message_id = await self._post_outcome(job, attempts, dm)
         await self._close_progress(job)
         return message_id
 
     async def notify_end(self, job: JobRow) -> int | None:
         self._stop_progress(job.id)
-        reason = job.error_message or "The job could not finish."
-        content = f"<@{job.user_id}> your /animate job ended without a video. {reason}"
+        locale = job_locale(self.client, job)
+        reason = stored_sentence(job.error_message) if job.error_message else _("The job could not finish.")
+        ended = _(
+            "{member} your /animate job ended without a video. {reason}",
+            member=f"<@{job.user_id}>",
+            reason=reason,
+        )
+        content = render(ended, locale)
         embed = discord.Embed(colour=FAILED_COLOUR)
         embed.set_footer(text=outcome_mark(job.id))
-        dm_text = f"{content}\n(I could not post in <#{job.channel_id}>.)"
+        if job.through_interaction:
+            return await self._notify_end_through_interaction(job, content, embed)
+        elsewhere = _("(I could not post in {channel}.)", channel=f"<#{job.channel_id}>")
+        dm_text = f"{content}\n{render(elsewhere, locale)}"
         message_id = await self._post_outcome(
             job, [_Post(content=content, embed=embed)], [_Post(content=dm_text, embed=embed)]
         )
@@ -352,14 +428,19 @@ class DiscordReporter:
         channel first, then in the DM with the requester (where the fallback may have put it)."""
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         after = self._after_creation(job)
-        found = await self._find_footer(job, channel, after, outcome_mark(job.id))
+        if job.through_interaction:  # never read (nor post in) a channel the bot cannot see
+            found = await self._find_in_followup(job)
+        else:
+            found = await self._find_footer(job, channel, after, outcome_mark(job.id))
         if found is None:
             try:
                 user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
                 found = await self._find_footer(job, await user.create_dm(), after, outcome_mark(job.id))
             except discord.HTTPException as error:
                 log.info("job %s: cannot open the DM to look for a result (%s)", job.id, error.code)
-        if found is not None:
+        if found is not None and found == job.progress_message_id:
+            self._forget(job.id)  # the progress followup is the result itself: nothing to close
+        elif found is not None:
             # The previous process died between its post and the progress message's last edit.
             self._stop_progress(job.id)
             await self._close_progress(job)
@@ -384,4 +465,109 @@ class DiscordReporter:
                     return message.id
         except discord.HTTPException as error:
             log.info("job %s: cannot read the history (%s)", job.id, error.code)
+        return None
+
+    # ----- a job that goes through its interaction ---------------------------------------------------------
+
+    async def _deliver_through_interaction(
+        self, job: JobRow, video: Path | None, *, reencoded: bool
+    ) -> int | None:
+        """The result card through the interaction while its token lives (the progress followup edited
+        into it, else a new followup), else in the member's DM; the file when it fits, else the link."""
+        filename = video_filename(job.id)
+        locale = job_locale(self.client, job)
+        cards: list[_Post] = []
+        if video is not None:
+            card = result_card(job, filename=filename, reencoded=reencoded, locale=locale)
+            cards.append(_Post(view=card, video=video))
+        cards.append(_Post(view=result_card(job, filename=None, locale=locale)))
+        message_id = await self._through_interaction(job, cards)
+        if message_id is not None:
+            self._forget(job.id)  # the progress card became the result: no status edit after it
+            self.routes.forget(job.id)
+            return message_id
+        note = self._dm_note(job)
+        dm: list[_Post] = []
+        if video is not None:
+            card = result_card(job, filename=filename, reencoded=reencoded, note=note, locale=locale)
+            dm.append(_Post(view=card, video=video))
+        dm.append(_Post(view=result_card(job, filename=None, note=note, locale=locale)))
+        message_id = await self._direct_message(job, dm)
+        await self._close_progress(job)
+        self.routes.forget(job.id)
+        return message_id
+
+    async def _through_interaction(self, job: JobRow, cards: list[_Post]) -> int | None:
+        """The first card Discord takes through the interaction; None when the interaction cannot be
+        used (the DM is next). The progress followup is edited, so a repeat is still one message; a
+        progress followup someone deleted gives way to a new followup."""
+        target = job.progress_message_id
+        posts = list(cards)
+        while posts:
+            post = posts[0]
+            assert post.view is not None
+            name, mentions = video_filename(job.id), only_user(job.user_id)
+            try:
+                async with self._lane(job.id, "interaction"):
+                    if target is None:
+                        return await self.routes.post(
+                            job.id, view=post.view, video=post.video, filename=name, allowed_mentions=mentions
+                        )
+                    await self.routes.edit(
+                        job.id,
+                        target,
+                        view=post.view,
+                        video=post.video,
+                        filename=name,
+                        allowed_mentions=mentions,
+                    )
+                    return target
+            except RouteClosed:
+                return None
+            except discord.HTTPException as error:
+                log.warning(
+                    "job %s: the interaction refused the result (%s %s)", job.id, error.status, error.code
+                )
+                if target is not None and error.code == UNKNOWN_MESSAGE:
+                    target = None  # the progress followup is gone: a new followup instead
+                elif post.video is not None and (error.code == TOO_LARGE or error.status == 413):
+                    posts.pop(0)  # the link card next
+                else:
+                    return None
+        return None
+
+    async def _notify_end_through_interaction(
+        self, job: JobRow, content: str, embed: discord.Embed
+    ) -> int | None:
+        try:
+            async with self._lane(job.id, "interaction"):
+                message_id: int | None = await self.routes.post(
+                    job.id, content=content, embed=embed, allowed_mentions=only_user(job.user_id)
+                )
+        except (RouteClosed, discord.HTTPException) as error:
+            log.info(
+                "job %s: cannot tell the end through the interaction (%r); the DM is next", job.id, error
+            )
+            text = f"{content}\n{self._dm_note(job)}"
+            message_id = await self._direct_message(job, [_Post(content=text, embed=embed)])
+        await self._close_progress(job)
+        self.routes.forget(job.id)
+        return message_id
+
+    def _dm_note(self, job: JobRow) -> str:
+        note = _("Discord no longer lets me answer your /animate where you used it, so here it is.")
+        return render(note, self.routes.locale(job.id) or job_locale(self.client, job))
+
+    async def _find_in_followup(self, job: JobRow) -> int | None:
+        """The progress followup, if it already became the result card (read through the webhook while
+        the token lives: a post whose answer was lost is found, not made twice)."""
+        if job.progress_message_id is None or not self.routes.live(job.id):
+            return None
+        try:
+            message = await self.routes.fetch(job.id, job.progress_message_id)
+        except (RouteClosed, discord.HTTPException) as error:
+            log.info("job %s: cannot read the progress followup (%r)", job.id, error)
+            return None
+        if message is not None and carries_mark(message, outcome_mark(job.id)):
+            return message.id
         return None

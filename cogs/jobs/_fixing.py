@@ -25,7 +25,7 @@ from bot.jobs import Command, job_options
 from bot.media import PictureShapeRefused, PreparedImage
 from bot.picture_fix import FIX_LABELS, Fix, fix_file, fixes_for_file
 from bot.store.jobs import JobRow
-from cogs._ui import NO_MENTIONS, IdButton, for_member, job_here, stored_id
+from cogs._ui import NO_MENTIONS, IdButton, for_member, job_here, say_privately, stored_id
 from cogs.jobs._submit import Submission, member_role_ids, submit_job
 
 if TYPE_CHECKING:
@@ -90,7 +90,10 @@ def fix_view(
     return view
 
 
-class FixButton(IdButton, template=r"kling:fix(?P<go>go)?:(?P<number>\d+):(?P<fix>[a-z]+):(?P<which>[ie])"):
+FIXES = "|".join(fix.value for fix in Fix)
+
+
+class FixButton(IdButton, template=rf"kling:fix(?P<go>go)?:(?P<number>\d+):(?P<fix>{FIXES}):(?P<which>[ie])"):
     """A fix of the refused job's picture (`kling:fix:…`: shown, nothing charged) or its confirmation
     (`kling:fixgo:…`: submitted as a new job)."""
 
@@ -117,9 +120,16 @@ class FixButton(IdButton, template=r"kling:fix(?P<go>go)?:(?P<number>\d+):(?P<fi
         return "image" if self.which == "i" else "end image"
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
+        # The job is checked before the press is acknowledged: a press naming a job that is not this
+        # member's refused job here is told privately, and the offer it came from stays as it is.
+        try:
+            job = await self._refused_job(interaction)
+        except BotError as refusal:
+            await say_privately(interaction, refusal.user_message)
+            return
         await interaction.response.defer()
         try:
-            job, data = await self._picture(interaction)
+            data = await self._picture(interaction, job)
             if not self.confirm:
                 fixed = await self._fixed(interaction, data)
                 await self._show(interaction, job, fixed, data)
@@ -129,18 +139,23 @@ class FixButton(IdButton, template=r"kling:fix(?P<go>go)?:(?P<number>\d+):(?P<fi
             return
         await self._submit(interaction, job, data)
 
-    async def _picture(self, interaction: discord.Interaction[KlingBot]) -> tuple[JobRow, bytes]:
-        """The refused job (the presser's, made here) and its picture's bytes, downloaded again."""
+    async def _refused_job(self, interaction: discord.Interaction[KlingBot]) -> JobRow:
+        """The refused job this button names, the presser's and made here; else raises InputRefused or
+        JobElsewhere."""
         job = await interaction.client.job_store.get(self.number)
         if job is None or job.state != "refused":
             raise InputRefused(NO_FIX)
         if job.user_id != interaction.user.id:
             raise InputRefused(NOT_YOURS)
         job_here(interaction, job)
+        return job
+
+    async def _picture(self, interaction: discord.Interaction[KlingBot], job: JobRow) -> bytes:
+        """The refused job's picture's bytes, downloaded again."""
         request = results.stored_request(job)
         ref = request.end_image if self.which == "e" and request.end_image else request.image
         try:
-            return job, await interaction.client.images.download(ref.url, label=self.label_text)
+            return await interaction.client.images.download(ref.url, label=self.label_text)
         except (BotError, OSError) as error:
             log.info("job %s: picture to fix unavailable (%s)", job.id, type(error).__name__)
             raise InputRefused(NO_FIX) from error

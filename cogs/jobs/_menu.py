@@ -54,11 +54,16 @@ MENU_FORM = re.compile(r"kling:animateform:(?P<message_id>\d+)")
 LAST_FRAME, LOOP = "last_frame", "loop"
 
 
+# The form asks for yes or no; the member's own language's word is taken too.
+YES = frozenset({"yes", "y", "on", "true", "1", "ja", "oui", "sí", "si", "sim", "はい"})
+NO = frozenset({"no", "n", "off", "false", "0", "nein", "non", "não", "nao", "いいえ"})
+
+
 def parse_yes_no(text: str, what: str) -> bool:
     answer = text.strip().lower()
-    if answer in ("yes", "y", "on", "true", "1"):
+    if answer in YES:
         return True
-    if answer in ("no", "n", "off", "false", "0"):
+    if answer in NO:
         return False
     raise InputRefused(_("Please answer “{question}” with yes or no.", question=what))
 

@@ -26,7 +26,7 @@ from bot.media import PreparedImage
 from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
-from cogs._ui import IdButton, answering, installed_guild_id, job_here, say_privately, stored_id
+from cogs._ui import IdButton, answering, installed_guild_id, job_here, reply, say_privately, stored_id
 from cogs.jobs._submit import Submission, member_role_ids, refused_before_form, submit_job
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class _ResultButton(IdButton):
 
 
 class RetryButton(_ResultButton, kind="retry"):
-    label, emoji = "Retry", "🔁"
+    label, emoji = _("Retry"), "🔁"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await known_job(interaction, self.number)
@@ -145,7 +145,7 @@ class RetryButton(_ResultButton, kind="retry"):
 
 
 class RemixButton(_ResultButton, kind="remix"):
-    label, emoji = "Remix", "🎨"
+    label, emoji = _("Remix"), "🎨"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await known_job(interaction, self.number)
@@ -161,7 +161,7 @@ class RemixButton(_ResultButton, kind="remix"):
 
 
 class ExtendButton(_ResultButton, kind="extend"):
-    label, emoji = "Extend", "⏩"
+    label, emoji = _("Extend"), "⏩"
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
         job = await known_job(interaction, self.number)
@@ -175,10 +175,14 @@ class ExtendButton(_ResultButton, kind="extend"):
 
 
 class DeleteButton(_ResultButton, kind="delete"):
-    label, emoji = "Delete", "🗑️"
+    label, emoji = _("Delete"), "🗑️"
     style = discord.ButtonStyle.danger
 
     async def act(self, interaction: discord.Interaction[KlingBot]) -> None:
+        routed = await interaction.client.job_store.get(self.number)
+        if routed is not None and routed.through_interaction and interaction.message is not None:
+            await self._delete_card(interaction)
+            return
         await interaction.response.defer(ephemeral=True, thinking=True)
         job = await known_job(interaction, self.number)
         if job is None:
@@ -212,6 +216,30 @@ class DeleteButton(_ResultButton, kind="delete"):
         if take_down is not None and await take_down(job.id):
             text = _("{done} Its showcase post was taken down too.", done=text)
         await say_privately(interaction, text)
+
+    async def _delete_card(self, interaction: discord.Interaction[KlingBot]) -> None:
+        """A job delivered through its interaction (a DM, a member's own install in a server without the
+        bot): the bot may not touch that channel, so the card the button is on is deleted through this
+        press's own interaction (a deferred update's original is that message). Only its member may."""
+        job = await known_job(interaction, self.number)  # refusals are this press's first, private answer
+        if job is None:
+            return
+        if interaction.user.id != job.user_id:
+            await say_privately(
+                interaction, _("Only the member who asked for this video, or a moderator, can delete it.")
+            )
+            return
+        await interaction.response.defer()
+        try:
+            await interaction.delete_original_response()
+            text = _("Deleted the video and its progress message.")
+        except discord.NotFound:
+            text = _("Deleted the video and its progress message.")
+        except discord.HTTPException as error:
+            log.info("job %s: cannot delete its card (%s)", job.id, error.code)
+            text = _("Discord did not let me delete the post here; a moderator can remove it.")
+        log.info("job %s: card deleted by %s", job.id, interaction.user.id)
+        await reply(interaction, text)
 
 
 RESULT_BUTTONS = (RetryButton, RemixButton, ExtendButton, DeleteButton)

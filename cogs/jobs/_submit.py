@@ -21,7 +21,7 @@ from bot.invite import REQUIRED_PERMISSIONS
 from bot.jobs import Command, job_options
 from bot.jobs.runner import ImageInput
 from bot.media import PictureShapeRefused
-from cogs._ui import installed_guild_id, say_privately
+from cogs._ui import installed_guild_id, public_locale, say_privately
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -153,7 +153,8 @@ def member_role_ids(interaction: discord.Interaction[Any]) -> tuple[int, ...]:
 def on_its_way(place: int, reservation: str, *, here: bool = True) -> str:
     if not here:
         return _(
-            "Your video is on its way (place {place} in line); it will arrive here. {reservation}",
+            "Your video is on its way (place {place} in line); it will arrive here, or in your DMs with me "
+            "if it takes longer than 15 minutes. {reservation}",
             place=place,
             reservation=reservation,
         )
@@ -188,6 +189,8 @@ async def submit_job(
         command = submission.command
         if through_interaction and not command.deliver_via_interaction:
             command = dataclasses.replace(command, deliver_via_interaction=True)
+        if command.locale is None:
+            command = dataclasses.replace(command, locale=public_locale(interaction))
         await bot.prompt_filter.check(command.guild_id, command.request.prompt)
         await bot.quota.quote(
             guild_id=command.guild_id,
@@ -201,6 +204,10 @@ async def submit_job(
     job_id, is_new = await bot.runner.record(command)
     if not is_new:
         return  # the same interaction delivered twice: the first one is being handled
+    # The reporter cogs.jobs handed the bot (DiscordReporter; bot/ knows only the Reporter protocol).
+    routes = getattr(bot.reporter, "routes", None)
+    if routes is not None and command.deliver_via_interaction:
+        routes.remember(job_id, interaction)  # its progress and video go through this interaction
     if defer:
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
@@ -232,4 +239,8 @@ async def submit_job(
         await answer(interaction, refusal.user_message)
         return
     here = not command.deliver_via_interaction
-    await answer(interaction, on_its_way(accepted.place, accepted.reservation.describe(), here=here))
+    try:
+        await answer(interaction, on_its_way(accepted.place, accepted.reservation.describe(), here=here))
+    finally:
+        if routes is not None:
+            routes.answered(job_id)  # the progress followup may follow the answer now

@@ -9,19 +9,20 @@ import contextlib
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 from discord.ext import commands
 
 from bot.blocklist import MAX_PATTERN
 from bot.errors import InputRefused
-from bot.i18n import _
+from bot.i18n import _, join, render
 from bot.showcase import Period, ShowcaseService, VoteLabels, audience_refusal
 from bot.store.jobs import JobRow
-from bot.store.showcases import Showcase, ShowcaseServer
+from bot.store.showcases import Showcase, ShowcaseServer, Sort
 from cogs._ui import NO_MENTIONS, ManagerGroup, reply, say_privately
 from cogs.showcase._pages import (
     GalleryButton,
@@ -48,7 +49,16 @@ log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction[Any]
 WEEKLY_CHECK_SECONDS = 300.0
-DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+SET_CHANNEL_FIRST = _("Set the channel first: `/showcase-admin channel`.")
+DAYS = [
+    locale_str("Monday"),
+    locale_str("Tuesday"),
+    locale_str("Wednesday"),
+    locale_str("Thursday"),
+    locale_str("Friday"),
+    locale_str("Saturday"),
+    locale_str("Sunday"),
+]
 _MESSAGE_LINK = re.compile(r"/channels/\d+/(\d+)/(\d+)")
 # A block-list entry as admins type it (Discord enforces the length).
 Pattern = app_commands.Range[str, 1, MAX_PATTERN]
@@ -56,13 +66,17 @@ _SQLITE_MAX = 1 << 63  # a larger number is no id and cannot even be looked up
 
 
 class ShowcaseCog(commands.Cog):
-    admin = ManagerGroup(name="showcase-admin", description="Showcase and moderation settings of this server")
+    admin = ManagerGroup(
+        name="showcase-admin", description=locale_str("Showcase and moderation settings of this server")
+    )
     blocklist = ManagerGroup(
-        name="blocklist", description="Words and phrases that prompts may not contain", parent=admin
+        name="blocklist",
+        description=locale_str("Words and phrases that prompts may not contain"),
+        parent=admin,
     )
     member = app_commands.Group(
         name="showcase",
-        description="Your showcase preferences",
+        description=locale_str("Your showcase preferences"),
         guild_only=True,
         allowed_contexts=app_commands.AppCommandContext(guild=True),
     )
@@ -108,7 +122,7 @@ class ShowcaseCog(commands.Cog):
         showcase, new = await self.service.start(job, shared_by=shared_by)
         if not new:
             if showcase.message_id is None:
-                raise InputRefused("This video is being showcased right now.")
+                raise InputRefused(_("This video is being showcased right now."))
             return showcase
         return await self._publish(showcase, job)
 
@@ -118,7 +132,7 @@ class ShowcaseCog(commands.Cog):
         if isinstance(channel, discord.ForumChannel):
             problem = tag_problem(channel, server, channel.guild.me)
             if problem is not None:
-                raise InputRefused(problem + " Please tell a server admin.")
+                raise InputRefused(_("{problem} Please tell a server admin.", problem=problem))
         if not isinstance(channel, discord.TextChannel | discord.ForumChannel):
             return  # no channel yet (start() says so), or gone (the post says so)
         made_in = self.bot.get_channel(job.channel_id)
@@ -126,8 +140,10 @@ class ShowcaseCog(commands.Cog):
             made_in = made_in.parent
         if not isinstance(made_in, discord.abc.GuildChannel) or made_in.guild.id != channel.guild.id:
             raise InputRefused(
-                "I can no longer see the channel this video was made in, so I can't tell who may see it: "
-                "it can't be showcased."
+                _(
+                    "I can no longer see the channel this video was made in, so I can't tell who may see "
+                    "it: it can't be showcased."
+                )
             )
         refusal = audience_refusal(audience_of(made_in), audience_of(channel), channel.guild.id)
         if refusal is not None:
@@ -143,8 +159,10 @@ class ShowcaseCog(commands.Cog):
             await self.service.abandon(showcase)
             log.warning("showcase %s: post refused (%s)", showcase.id, error)
             raise InputRefused(
-                "I couldn't post in the showcase channel: it is gone, or I'm missing permissions there. "
-                "Please tell a server admin (`/showcase-admin channel` checks it)."
+                _(
+                    "I couldn't post in the showcase channel: it is gone, or I'm missing permissions there. "
+                    "Please tell a server admin (`/showcase-admin channel` checks it)."
+                )
             ) from error
         except (aiohttp.ClientError, OSError) as error:
             # No answer: the post may have landed all the same. Its mark says whether it did.
@@ -152,7 +170,7 @@ class ShowcaseCog(commands.Cog):
             landed = await self.publisher.find_post(showcase, server)
             if landed is None:
                 await self.service.abandon(showcase)
-                raise InputRefused("I couldn't reach Discord to post it. Please try again.") from error
+                raise InputRefused(_("I couldn't reach Discord to post it. Please try again.")) from error
             posted = landed
         await self.service.posted(
             showcase, channel_id=posted.channel_id, message_id=posted.message_id, video_url=posted.video_url
@@ -193,7 +211,7 @@ class ShowcaseCog(commands.Cog):
         job = await self.bot.job_store.get(showcase.job_id)
         try:
             if job is None:
-                raise InputRefused("its video is no longer known")
+                raise InputRefused(_("its video is no longer known"))
             await self.check(job, server)
             await self._publish(showcase, job)
         except InputRefused as refusal:
@@ -247,11 +265,14 @@ class ShowcaseCog(commands.Cog):
                 log.info("guild %s: nothing showcased this week; no weekly post", server.guild_id)
                 await self.service.weekly_done(server.guild_id)
                 continue
+            guild = self.bot.get_guild(server.guild_id)
+            locale = guild.preferred_locale if guild is not None else None  # a public post
             view = top_view(
                 "week",
                 showcases,
                 await self.service.top_creators(server.guild_id, "week"),
                 await showcase_media(self.bot, showcases),
+                locale=locale,
             )
             channel = self.bot.get_channel(server.channel_id)
             try:
@@ -262,7 +283,7 @@ class ShowcaseCog(commands.Cog):
                         await self.service.weekly_done(server.guild_id)
                         continue
                     await channel.create_thread(
-                        name="Top videos of the week",
+                        name=render(_("Top videos of the week"), locale),
                         view=view,
                         allowed_mentions=NO_MENTIONS,
                         applied_tags=[t for t in [self.publisher.tag_for(channel, server)] if t is not None]
@@ -281,10 +302,12 @@ class ShowcaseCog(commands.Cog):
 
     # ----- /showcase-admin --------------------------------------------------------------------------------
 
-    @admin.command(name="channel", description="Where showcased videos go: a text, forum or media channel")
+    @admin.command(
+        name="channel", description=locale_str("Where showcased videos go: a text, forum or media channel")
+    )
     @app_commands.describe(
-        channel="A text channel, or a forum or media channel where each video becomes a post",
-        tag="Forum only: the tag every post gets",
+        channel=locale_str("A text channel, or a forum or media channel where each video becomes a post"),
+        tag=locale_str("Forum only: the tag every post gets"),
     )
     async def channel(
         self,
@@ -300,38 +323,55 @@ class ShowcaseCog(commands.Cog):
         if missing:
             await reply(
                 interaction,
-                f"I can't post in {channel.mention}: I'm missing " + ", ".join(missing) + " there. "
-                "Please grant them and try again.",
+                _(
+                    "I can't post in {channel}: I'm missing {missing} there. "
+                    "Please grant them and try again.",
+                    channel=channel.mention,
+                    missing=", ".join(missing),
+                ),
             )
             return
         tag_id: int | None = None
         if tag is not None:
             if not isinstance(channel, discord.ForumChannel):
-                await reply(interaction, "Tags are for forum channels; leave `tag` empty for a text channel.")
+                await reply(
+                    interaction, _("Tags are for forum channels; leave `tag` empty for a text channel.")
+                )
                 return
             found = next((t for t in channel.available_tags if t.name.casefold() == tag.casefold()), None)
             if found is None:
-                names = ", ".join(t.name for t in channel.available_tags) or "none"
-                await reply(interaction, f"{channel.mention} has no tag named “{tag}”. Its tags: {names}.")
+                names = ", ".join(t.name for t in channel.available_tags)
+                await reply(
+                    interaction,
+                    _(
+                        "{channel} has no tag named “{tag}”. Its tags: {names}.",
+                        channel=channel.mention,
+                        tag=tag,
+                        names=names or _("none"),
+                    ),
+                )
                 return
             tag_id = found.id
         if isinstance(channel, discord.ForumChannel):
             wanted = ShowcaseServer(interaction.guild.id, channel.id, tag_id, False, False, 0, 18, None)
             problem = tag_problem(channel, wanted, interaction.guild.me)
             if problem is not None:
-                await reply(interaction, problem + " Nothing was changed.")
+                await reply(interaction, _("{problem} Nothing was changed.", problem=problem))
                 return
         await self.service.configure(interaction.guild.id, channel_id=channel.id, forum_tag_id=tag_id)
-        kind = (
-            "Each showcased video becomes a post in"
-            if isinstance(channel, discord.ForumChannel)
-            else "Showcased videos go to"
-        )
-        extra = ""
+        text = _("Showcased videos go to {channel}.", channel=channel.mention)
         if isinstance(channel, discord.ForumChannel):
             chosen = self.publisher.tag_for(channel, await self.service.server(interaction.guild.id))
-            extra = f" with the tag “{chosen.name}”" if chosen is not None else ""
-        await reply(interaction, f"{kind} {channel.mention}{extra}.")
+            text = (
+                _(
+                    "Each showcased video becomes a post in {channel} with the tag “{tag}”.",
+                    channel=channel.mention,
+                    tag=chosen.name,
+                )
+                if chosen is not None
+                else _("Each showcased video becomes a post in {channel}.", channel=channel.mention)
+            )
+        await reply(interaction, text)
 
     @channel.autocomplete("tag")
     async def tag_choices(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -346,38 +386,48 @@ class ShowcaseCog(commands.Cog):
             if needle in t.name.casefold()
         ][:25]
 
-    @admin.command(name="remove", description="Take a showcased video down")
-    @app_commands.describe(post="The showcase post's link or message id, or its number (#12)")
+    @admin.command(name="remove", description=locale_str("Take a showcased video down"))
+    @app_commands.describe(post=locale_str("The showcase post's link or message id, or its number (#12)"))
     async def remove_showcase(self, interaction: Interaction, post: app_commands.Range[str, 1, 200]) -> None:
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         showcase = await self.service.find(interaction.guild_id, **parse_post_reference(post))
         if showcase is None:
             await say_privately(
-                interaction, "I found no showcase for that link, id or number in this server."
+                interaction, _("I found no showcase for that link, id or number in this server.")
             )
             return
         await self.publisher.take_down(showcase)
         await self.service.remove(showcase)
-        await say_privately(interaction, f"Showcase #{showcase.id} was taken down; its votes are kept.")
+        await say_privately(
+            interaction, _("Showcase #{id} was taken down; its votes are kept.", id=showcase.id)
+        )
 
-    @admin.command(name="auto", description="Showcase every finished video (members may opt out)")
-    @app_commands.describe(enabled="On: every finished video is showcased unless its member opted out")
+    @admin.command(name="auto", description=locale_str("Showcase every finished video (members may opt out)"))
+    @app_commands.describe(
+        enabled=locale_str("On: every finished video is showcased unless its member opted out")
+    )
     async def auto(self, interaction: Interaction, enabled: bool) -> None:
         assert interaction.guild_id is not None
         server = await self.service.configure(interaction.guild_id, auto=enabled)
-        text = (
+        text = _(
             "Every finished video is now showcased, except those of members who opted out with "
             "`/showcase opt-out`."
         )
         if not enabled:
-            text = "Videos are showcased only when their member presses **Showcase**."
+            text = _("Videos are showcased only when their member presses **Showcase**.")
         elif server.channel_id is None:
-            text += " Set the channel first: `/showcase-admin channel`."
+            text = join([text, SET_CHANNEL_FIRST], " ")
         await reply(interaction, text)
 
-    @admin.command(name="weekly", description="Post the week's top videos in the showcase channel")
-    @app_commands.describe(enabled="Post every week", day="Which day (UTC)", hour="At what hour (0-23, UTC)")
+    @admin.command(
+        name="weekly", description=locale_str("Post the week's top videos in the showcase channel")
+    )
+    @app_commands.describe(
+        enabled=locale_str("Post every week"),
+        day=locale_str("Which day (UTC)"),
+        hour=locale_str("At what hour (0-23, UTC)"),
+    )
     @app_commands.choices(day=[app_commands.Choice(name=d, value=i) for i, d in enumerate(DAYS)])
     async def weekly(
         self,
@@ -391,34 +441,51 @@ class ShowcaseCog(commands.Cog):
             interaction.guild_id, weekly_post=enabled, weekly_day=day, weekly_hour=hour
         )
         if not enabled:
-            await reply(interaction, "No weekly post.")
+            await reply(interaction, _("No weekly post."))
             return
-        note = "" if server.channel_id is not None else " Set the channel first: `/showcase-admin channel`."
+        text = _(
+            "The week's top videos will be posted every {day} at {hour}:00 UTC.",
+            day=_(DAYS[day].message),
+            hour=f"{hour:02d}",
+        )
         await reply(
-            interaction, f"The week's top videos will be posted every {DAYS[day]} at {hour:02d}:00 UTC.{note}"
+            interaction, text if server.channel_id is not None else join([text, SET_CHANNEL_FIRST], " ")
         )
 
     # ----- /showcase-admin blocklist ----------------------------------------------------------------------
 
-    @blocklist.command(name="add", description="Refuse prompts with this word or phrase (* and ? wildcards)")
-    @app_commands.describe(word="A whole word or phrase; * is any run of letters, ? one letter (gor* → gory)")
+    @blocklist.command(
+        name="add", description=locale_str("Refuse prompts with this word or phrase (* and ? wildcards)")
+    )
+    @app_commands.describe(
+        word=locale_str("A whole word or phrase; * is any run of letters, ? one letter (gor* → gory)")
+    )
     async def block_word(self, interaction: Interaction, word: Pattern) -> None:
         assert interaction.guild_id is not None
         pattern, added = await self.bot.prompt_filter.add(
             interaction.guild_id, word, actor_id=interaction.user.id
         )
-        text = "is now refused in prompts" if added else "was already on the block list"
-        await reply(interaction, f"`{pattern}` {text}.")
+        text = (
+            _("`{pattern}` is now refused in prompts.", pattern=pattern)
+            if added
+            else _("`{pattern}` was already on the block list.", pattern=pattern)
+        )
+        await reply(interaction, text)
 
-    @blocklist.command(name="remove", description="Allow a blocked word or phrase again")
-    @app_commands.describe(word="The entry as the block list shows it")
+    @blocklist.command(name="remove", description=locale_str("Allow a blocked word or phrase again"))
+    @app_commands.describe(word=locale_str("The entry as the block list shows it"))
     async def unblock_word(self, interaction: Interaction, word: Pattern) -> None:
         assert interaction.guild_id is not None
         removed = await self.bot.prompt_filter.remove(
             interaction.guild_id, word, actor_id=interaction.user.id
         )
-        text = "is allowed in prompts again" if removed else "was not on the block list"
-        await reply(interaction, f"`{' '.join(word.split())}` {text}.")
+        shown = " ".join(word.split())
+        text = (
+            _("`{pattern}` is allowed in prompts again.", pattern=shown)
+            if removed
+            else _("`{pattern}` was not on the block list.", pattern=shown)
+        )
+        await reply(interaction, text)
 
     @unblock_word.autocomplete("word")
     async def remove_choices(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -430,21 +497,23 @@ class ShowcaseCog(commands.Cog):
         ]
         return [app_commands.Choice(name=p, value=p) for p in found[:25]]
 
-    @blocklist.command(name="list", description="The words and phrases prompts may not contain")
+    @blocklist.command(name="list", description=locale_str("The words and phrases prompts may not contain"))
     async def list_patterns(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         patterns = await self.bot.prompt_filter.patterns(interaction.guild_id)
         if not patterns:
-            await reply(interaction, "The block list is empty: every prompt is allowed.")
+            await reply(interaction, _("The block list is empty: every prompt is allowed."))
             return
         shown = ", ".join(f"`{p}`" for p in patterns)
         if len(shown) > 1900:
             shown = shown[:1900].rsplit(",", 1)[0] + ", …"
-        await reply(interaction, f"**Blocked in prompts ({len(patterns)}):** {shown}")
+        await reply(interaction, _("**Blocked in prompts ({n}):** {shown}", n=len(patterns), shown=shown))
 
     # ----- members ----------------------------------------------------------------------------------------
 
-    @member.command(name="opt-out", description="Keep your videos out of this server's auto-showcase")
+    @member.command(
+        name="opt-out", description=locale_str("Keep your videos out of this server's auto-showcase")
+    )
     async def opt_out(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         await self.service.set_opt_out(interaction.guild_id, interaction.user.id, True)
@@ -453,45 +522,77 @@ class ShowcaseCog(commands.Cog):
             _("Your videos will not be showcased automatically here. You can still press **Showcase**."),
         )
 
-    @member.command(name="opt-in", description="Let this server's auto-showcase share your videos again")
+    @member.command(
+        name="opt-in", description=locale_str("Let this server's auto-showcase share your videos again")
+    )
     async def opt_in(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         await self.service.set_opt_out(interaction.guild_id, interaction.user.id, False)
         await reply(interaction, _("Your videos may be showcased automatically here again."))
 
-    @app_commands.command(name="gallery", description="Page through this server's showcased videos")
-    @app_commands.describe(sort="Newest or most voted first", member="Only this member's videos")
+    @app_commands.command(
+        name="gallery", description=locale_str("Page through this server's showcased videos")
+    )
+    @app_commands.describe(
+        sort=locale_str("Newest or most voted first"), member=locale_str("Only this member's videos")
+    )
+    @app_commands.choices(
+        sort=[
+            app_commands.Choice(name=locale_str("newest"), value="newest"),
+            app_commands.Choice(name=locale_str("votes"), value="votes"),
+        ]
+    )
     @app_commands.guild_only()
     async def gallery(
         self,
         interaction: Interaction,
-        sort: Literal["newest", "votes"] = "newest",
+        sort: str = "newest",
         member: discord.Member | None = None,
     ) -> None:
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         member_id = member.id if member is not None else None
-        view = await gallery_view(self.bot, interaction.guild_id, sort=sort, member_id=member_id, page=0)
+        view = await gallery_view(
+            self.bot,
+            interaction.guild_id,
+            sort=cast(Sort, sort),
+            member_id=member_id,
+            page=0,
+            locale=interaction.locale,
+        )
         await interaction.edit_original_response(view=view, allowed_mentions=NO_MENTIONS)
 
-    @app_commands.command(name="history", description="Your own videos: state, settings, cost and links")
+    @app_commands.command(
+        name="history", description=locale_str("Your own videos: state, settings, cost and links")
+    )
     async def history(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        view = await history_view(self.bot, interaction.user.id, 0)
+        view = await history_view(self.bot, interaction.user.id, 0, locale=interaction.locale)
         await interaction.edit_original_response(view=view, allowed_mentions=NO_MENTIONS)
 
-    @app_commands.command(name="top", description="The most voted videos and the most active creators")
-    @app_commands.describe(period="This week, this month or all time")
+    @app_commands.command(
+        name="top", description=locale_str("The most voted videos and the most active creators")
+    )
+    @app_commands.describe(period=locale_str("This week, this month or all time"))
+    @app_commands.choices(
+        period=[
+            app_commands.Choice(name=locale_str("week"), value="week"),
+            app_commands.Choice(name=locale_str("month"), value="month"),
+            app_commands.Choice(name=locale_str("all"), value="all"),
+        ]
+    )
     @app_commands.guild_only()
-    async def top(self, interaction: Interaction, period: Period = "week") -> None:
+    async def top(self, interaction: Interaction, period: str = "week") -> None:
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
-        showcases = await self.service.top(interaction.guild_id, period)
+        chosen = cast(Period, period)
+        showcases = await self.service.top(interaction.guild_id, chosen)
         view = top_view(
-            period,
+            chosen,
             showcases,
-            await self.service.top_creators(interaction.guild_id, period),
+            await self.service.top_creators(interaction.guild_id, chosen),
             await showcase_media(self.bot, showcases),
+            locale=interaction.locale,
         )
         await interaction.edit_original_response(view=view, allowed_mentions=NO_MENTIONS)
 

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.i18n import _, _n, join, render, stored_sentence
 from bot.showcase import Period, clamped_page, job_settings_text, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import PAGE_SIZE, Showcase, Sort
 from cogs._text import escape_member_text
-from cogs._ui import NO_MENTIONS, stored_id
+from cogs._ui import NO_MENTIONS, say_privately, stored_id
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -31,7 +32,18 @@ log = logging.getLogger(__name__)
 Interaction = discord.Interaction[Any]
 
 GALLERY_COLOUR = discord.Colour.gold()
-PERIOD_TITLE: dict[Period, str] = {"week": "this week", "month": "this month", "all": "of all time"}
+PERIOD_TITLE: dict[Period, str] = {
+    "week": _("## Top videos this week"),
+    "month": _("## Top videos this month"),
+    "all": _("## Top videos of all time"),
+}
+STATE_NAME: dict[str, str] = {
+    "delivered": _("delivered"),
+    "failed": _("failed"),
+    "cancelled": _("cancelled"),
+    "refused": _("refused"),
+    "uncertain": _("uncertain"),
+}
 SORT_CODE: dict[Sort, str] = {"newest": "n", "votes": "v"}
 SORT_FROM_CODE: dict[str, Sort] = {code: sort for sort, code in SORT_CODE.items()}
 STATE_ICON = {
@@ -59,33 +71,38 @@ def showcase_line(showcase: Showcase, *, rank: int | None = None) -> str:
     url = jump_url(showcase.guild_id, showcase)
     title = _excerpt(showcase.prompt)
     if shows_nothing(title):
-        title = f"Showcase #{showcase.id}"
-    name = f"[{title}]({url})" if url else title
+        title = _("Showcase #{id}", id=showcase.id)
+    name = _("[{title}]({url})", title=title, url=url) if url else title
     lead = f"**{rank}.** " if rank is not None else ""
     when = f"<t:{int(showcase.created_at)}:R>"
-    return f"{lead}{name} — <@{showcase.author_id}> · 👍 {showcase.vote_count} · {when}"
+    return join([lead, name, f" — <@{showcase.author_id}> · 👍 {showcase.vote_count} · {when}"], "")
 
 
 PageLook = dict[str, Any]
 
 
 def page_buttons(
-    prefix: str, page: int, pages: int, button: Callable[[int, str, PageLook], discord.ui.Item[Any]]
+    prefix: str,
+    page: int,
+    pages: int,
+    button: Callable[[int, str, PageLook], discord.ui.Item[Any]],
+    locale: object = None,
 ) -> discord.ui.ActionRow[discord.ui.LayoutView]:
-    """Previous, "page / pages", Next. Only shown: a press comes back to the button class the cog
-    registered, by its custom_id (`<prefix>:<page>:p|n`; the indicator's `<prefix>:i` is never pressed)."""
+    """Previous, "page / pages", Next, labelled in `locale`'s language. Only shown: a press comes back to
+    the button class the cog registered, by its custom_id (`<prefix>:<page>:p|n`; the indicator's
+    `<prefix>:i` is never pressed)."""
     row: discord.ui.ActionRow[discord.ui.LayoutView] = discord.ui.ActionRow()
-    previous: PageLook = {"label": "Previous", "emoji": "◀️", "disabled": page <= 0}
+    previous: PageLook = {"label": render(_("Previous"), locale), "emoji": "◀️", "disabled": page <= 0}
     row.add_item(button(max(0, page - 1), "p", previous))
     row.add_item(discord.ui.Button(label=f"{page + 1} / {pages}", custom_id=f"{prefix}:i", disabled=True))
-    following: PageLook = {"label": "Next", "emoji": "▶️", "disabled": page >= pages - 1}
+    following: PageLook = {"label": render(_("Next"), locale), "emoji": "▶️", "disabled": page >= pages - 1}
     row.add_item(button(min(pages - 1, page + 1), "n", following))
     return row
 
 
 # Room for the listed rows in a V2 message (Discord: 4,000 characters of text in all).
 LIST_TEXT_MAX = 3400
-GONE = "🎞️ *video no longer available*"
+GONE = _("🎞️ *video no longer available*")
 
 
 def card(
@@ -93,20 +110,26 @@ def card(
     rows: Sequence[str],
     media: Sequence[tuple[str, str]],
     buttons: discord.ui.ActionRow[discord.ui.LayoutView] | None = None,
+    *,
+    locale: object = None,
 ) -> discord.ui.LayoutView:
     """A page: the heading, a media gallery of (URL, caption) videos (at most 10), the listed rows (cut
-    to fit Discord's text limit) and the page buttons. Only shown: presses come back by custom_id."""
+    to fit Discord's text limit) and the page buttons, its sentences in `locale`'s language (a
+    discord.Locale; None: English). Only shown: presses come back by custom_id."""
     view = discord.ui.LayoutView(timeout=None)
     box: discord.ui.Container[discord.ui.LayoutView] = discord.ui.Container(accent_colour=GALLERY_COLOUR)
-    box.add_item(discord.ui.TextDisplay(heading))
+    box.add_item(discord.ui.TextDisplay(render(heading, locale)))
     if media:
         box.add_item(
             discord.ui.MediaGallery(
-                *(discord.MediaGalleryItem(url, description=caption[:1024]) for url, caption in media[:10])
+                *(
+                    discord.MediaGalleryItem(url, description=render(caption, locale)[:1024])
+                    for url, caption in media[:10]
+                )
             )
         )
     if rows:
-        text = "\n".join(rows)
+        text = "\n".join(render(row, locale) for row in rows)
         if len(text) > LIST_TEXT_MAX:
             text = text[: LIST_TEXT_MAX - 1].rsplit("\n", 1)[0] + "\n…"
         box.add_item(discord.ui.TextDisplay(text))
@@ -177,7 +200,7 @@ def _media_rows(
                 (url, f"{rank}. {' '.join(showcase.prompt.split())[:200]} · 👍 {showcase.vote_count}")
             )
         else:
-            line += f"\n  {GONE}"
+            line = join([line, GONE], "\n  ")
         rows.append(line)
     return rows, tiles
 
@@ -217,11 +240,17 @@ class GalleryButton(
         )
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
-        await interaction.response.defer()
         if interaction.guild_id is None:
+            await say_privately(interaction, _("This works only in a server channel."))
             return
+        await interaction.response.defer()
         view = await gallery_view(
-            interaction.client, interaction.guild_id, sort=self.sort, member_id=self.member_id, page=self.page
+            interaction.client,
+            interaction.guild_id,
+            sort=self.sort,
+            member_id=self.member_id,
+            page=self.page,
+            locale=interaction.locale,
         )
         await edit_page(interaction, view)
 
@@ -247,22 +276,27 @@ class HistoryButton(
 
     async def callback(self, interaction: discord.Interaction[KlingBot]) -> None:  # type: ignore[override]
         await interaction.response.defer()
-        await edit_page(interaction, await history_view(interaction.client, interaction.user.id, self.page))
+        view = await history_view(
+            interaction.client, interaction.user.id, self.page, locale=interaction.locale
+        )
+        await edit_page(interaction, view)
 
 
 async def gallery_view(
-    bot: KlingBot, guild_id: int, *, sort: Sort, member_id: int | None, page: int
+    bot: KlingBot, guild_id: int, *, sort: Sort, member_id: int | None, page: int, locale: object = None
 ) -> discord.ui.LayoutView:
     items, page, pages = await bot.showcases.page(guild_id, sort=sort, page=page, author_id=member_id)
     media = await showcase_media(bot, items)
-    return gallery_page(items, media, sort=sort, member_id=member_id, page=page, pages=pages)
+    return gallery_page(items, media, sort=sort, member_id=member_id, page=page, pages=pages, locale=locale)
 
 
-async def history_view(bot: KlingBot, user_id: int, page: int) -> discord.ui.LayoutView:
+async def history_view(
+    bot: KlingBot, user_id: int, page: int, *, locale: object = None
+) -> discord.ui.LayoutView:
     jobs, page, pages = await clamped_page(
         lambda n: bot.job_store.history(user_id, offset=n * PAGE_SIZE, limit=PAGE_SIZE), page
     )
-    return history_page(jobs, await job_media(bot, jobs), page=page, pages=pages)
+    return history_page(jobs, await job_media(bot, jobs), page=page, pages=pages, locale=locale)
 
 
 async def job_media(client: discord.Client, jobs: Sequence[JobRow]) -> dict[int, tuple[bool, str | None]]:
@@ -288,57 +322,89 @@ def gallery_page(
     member_id: int | None,
     page: int,
     pages: int,
+    locale: object = None,
 ) -> discord.ui.LayoutView:
-    whose = f" by <@{member_id}>" if member_id else ""
-    order = "most voted" if sort == "votes" else "newest"
-    if items:
-        heading = f"## Showcase gallery\nShowcased videos{whose}, {order} first."
+    member = f"<@{member_id}>"
+    if not items:
+        heading = (
+            _("## Showcase gallery\nNo showcased videos by {member} yet.", member=member)
+            if member_id
+            else _("## Showcase gallery\nNo showcased videos yet.")
+        )
+    elif sort == "votes":
+        heading = (
+            _("## Showcase gallery\nShowcased videos by {member}, most voted first.", member=member)
+            if member_id
+            else _("## Showcase gallery\nShowcased videos, most voted first.")
+        )
     else:
-        heading = f"## Showcase gallery\nNo showcased videos{whose} yet."
+        heading = (
+            _("## Showcase gallery\nShowcased videos by {member}, newest first.", member=member)
+            if member_id
+            else _("## Showcase gallery\nShowcased videos, newest first.")
+        )
     rows, tiles = _media_rows(items, media, start=page * PAGE_SIZE)
 
     def button(page: int, end: str, look: PageLook) -> GalleryButton:
         return GalleryButton(sort, member_id, page, end, look)
 
-    return card(
-        heading, rows, tiles, page_buttons(GalleryButton.prefix(sort, member_id), page, pages, button)
-    )
+    buttons = page_buttons(GalleryButton.prefix(sort, member_id), page, pages, button, locale)
+    return card(heading, rows, tiles, buttons, locale=locale)
 
 
-def _history_line(job: JobRow, found: tuple[bool, str | None] | None) -> str:
+def _history_line(job: JobRow, found: tuple[bool, str | None] | None, locale: object = None) -> str:
     params = job.params
     icon = STATE_ICON.get(job.state, "⏳")
     settings = job_settings_text(job)
-    cost = f"{job.cost_credits} credits" if job.state == "delivered" else "nothing charged"
+    cost: str = _n(job.cost_credits, "{n} credit", "{n} credits")
+    if job.state != "delivered":
+        cost = _("nothing charged")
     if job.state not in STATE_ICON:
-        cost = f"{job.cost_credits} credits reserved"
-    parts = [f"{icon} **job {job.id}** · {job.state}", settings, cost, f"<t:{int(job.created_at)}:R>"]
-    line = " · ".join(parts) + f"\n  {_excerpt(str(params.get('prompt', '')), 70)}"
+        cost = _("{credits} reserved", credits=_n(job.cost_credits, "{n} credit", "{n} credits"))
+    state = STATE_NAME.get(job.state, job.state)
+    head = _("{icon} **job {id}** · {state}", icon=icon, id=job.id, state=state)
+    parts: list[str] = [head, settings, cost, f"<t:{int(job.created_at)}:R>"]
+    lines: list[str] = [join(parts, " · "), _excerpt(str(params.get("prompt", "")), 70)]
     if job.state == "delivered" and found is not None:
         posted, url = found
         if posted and job.guild_id is not None and job.result_message_id is not None:
-            line += f"\n  [its post](https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id})"
+            post = f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id}"
+            lines.append(_("[its post]({url})", url=post))
         elif job.result_message_id is None and url:
-            line += f"\n  [video]({url}) (could not be posted; this link may expire)"
+            lines.append(_("[video]({url}) (could not be posted; this link may expire)", url=url))
         elif not posted:
-            line += f"\n  {GONE}"
+            lines.append(GONE)
     elif job.error_message and job.state in ("failed", "cancelled", "uncertain"):
-        line += f"\n  {_excerpt(job.error_message, 150)}"
-    return line
+        # Stored in English when the job ended; read back into the reader's language, then cut and escaped.
+        lines.append(_excerpt(render(stored_sentence(job.error_message), locale), 150))
+    return join(lines, "\n  ")
 
 
 def history_page(
-    jobs: Sequence[JobRow], media: dict[int, tuple[bool, str | None]], *, page: int, pages: int
+    jobs: Sequence[JobRow],
+    media: dict[int, tuple[bool, str | None]],
+    *,
+    page: int,
+    pages: int,
+    locale: object = None,
 ) -> discord.ui.LayoutView:
-    rows = [_history_line(job, media.get(job.id)) for job in jobs]
+    rows = [_history_line(job, media.get(job.id), locale) for job in jobs]
     tiles = [
-        (url, f"job {job.id} · {' '.join(str(job.params.get('prompt', '')).split())[:200]}")
+        (
+            url,
+            _(
+                "job {id} · {prompt}",
+                id=job.id,
+                prompt=" ".join(str(job.params.get("prompt", "")).split())[:200],
+            ),
+        )
         for job in jobs
-        for _, url in [media.get(job.id, (False, None))]
+        for _posted, url in [media.get(job.id, (False, None))]
         if url
     ]
-    heading = "## Your videos" if jobs else "## Your videos\nYou have no videos yet."
-    return card(heading, rows, tiles, page_buttons(HistoryButton.PREFIX, page, pages, HistoryButton))
+    heading = _("## Your videos") if jobs else _("## Your videos\nYou have no videos yet.")
+    buttons = page_buttons(HistoryButton.PREFIX, page, pages, HistoryButton, locale)
+    return card(heading, rows, tiles, buttons, locale=locale)
 
 
 def top_view(
@@ -346,15 +412,21 @@ def top_view(
     showcases: Sequence[Showcase],
     creators: Sequence[tuple[int, int, int]],
     media: dict[int, str | None],
+    *,
+    locale: object = None,
 ) -> discord.ui.LayoutView:
-    heading = f"## Top videos {PERIOD_TITLE[period]}"
+    """The top videos and creators; public when posted weekly (then `locale` is the server's)."""
+    heading = PERIOD_TITLE[period]
     if not showcases:
-        heading += "\nNo showcased videos in this period yet."
+        heading = join([heading, _("No showcased videos in this period yet.")])
     rows, tiles = _media_rows(showcases, media, start=0)
     if creators:
-        rows.append("\n**Most active creators**")
+        rows.append(join(["", _("**Most active creators**")]))
         rows.extend(
-            f"**{i + 1}.** <@{user}> — {videos} video{'s' if videos != 1 else ''} · 👍 {votes}"
+            join(
+                [f"**{i + 1}.** <@{user}> — ", _n(videos, "{n} video", "{n} videos"), f" · 👍 {votes}"],
+                "",
+            )
             for i, (user, videos, votes) in enumerate(creators)
         )
-    return card(heading, rows, tiles)
+    return card(heading, rows, tiles, locale=locale)

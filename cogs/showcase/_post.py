@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 
 from bot.errors import InputRefused
-from bot.i18n import _
+from bot.i18n import _, render
 from bot.invite import REQUIRED_PERMISSIONS, SHOWCASE_FORUM_PERMISSIONS
 from bot.showcase import Audience, EditRefused, forum_title, shows_nothing
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, ShowcaseServer
+from cogs._buttons import ShowcaseLook
 from cogs._text import clip, escape_member_text
 from cogs._ui import NO_MENTIONS, IdButton, say_privately
 
@@ -40,7 +41,7 @@ SHOWCASE_COLOUR = discord.Colour.gold()
 OLD_MESSAGE_EDITS = 30046
 UNKNOWN_CHANNEL, UNKNOWN_MESSAGE, MISSING_ACCESS = 10003, 10008, 50001
 TAG_REQUIRED = 40067
-LINK_NOTE = " · the video was too large to upload here; its link may expire"
+LINK_NOTE = _(" · the video was too large to upload here; its link may expire")
 
 # What the bot needs in a showcase channel, by channel kind: a text channel's are /animate's own.
 TEXT_PERMISSIONS = REQUIRED_PERMISSIONS
@@ -55,7 +56,7 @@ CLOCK_SKEW_SECONDS = 60
 
 
 def vote_label(count: int) -> str:
-    return f"Vote ({count})"
+    return _("Vote ({count})", count=count)
 
 
 def showcase_cog(interaction: discord.Interaction[Any]) -> ShowcaseCog:
@@ -70,15 +71,15 @@ class VoteButton(IdButton, kind="vote"):
 
     emoji, style = "👍", discord.ButtonStyle.primary
 
-    def __init__(self, showcase_id: int, count: int = 0) -> None:
-        super().__init__(showcase_id, label=vote_label(count))
+    def __init__(self, showcase_id: int, count: int = 0, *, locale: object = None) -> None:
+        super().__init__(showcase_id, label=vote_label(count), locale=locale)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         cog = showcase_cog(interaction)
         showcase = await cog.service.get(self.number)
         if showcase is not None and showcase.guild_id != interaction.guild_id:
-            await say_privately(interaction, "This Vote button belongs to another server's showcase.")
+            await say_privately(interaction, _("This Vote button belongs to another server's showcase."))
             return
         result = await cog.service.vote(self.number, interaction.user.id)
         if result is None:
@@ -94,10 +95,9 @@ class VoteButton(IdButton, kind="vote"):
         await say_privately(interaction, text)
 
 
-class ShowcaseButton(IdButton, kind="show"):
-    """Shares a finished video in the server's showcase channel: `kling:show:<job id>`."""
-
-    label, emoji = "Showcase", "🏆"
+class ShowcaseButton(ShowcaseLook):
+    """Shares a finished video in the server's showcase channel: `kling:show:<job id>` (its look and id
+    are ShowcaseLook's, which cogs/jobs/ shows under each video)."""
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -106,7 +106,7 @@ class ShowcaseButton(IdButton, kind="show"):
             await say_privately(interaction, _("I no longer know this video, so it cannot be showcased."))
             return
         if job.guild_id != interaction.guild_id:
-            await say_privately(interaction, "This Showcase button belongs to a video of another server.")
+            await say_privately(interaction, _("This Showcase button belongs to a video of another server."))
             return
         if interaction.user.id != job.user_id and not interaction.permissions.manage_messages:
             await say_privately(
@@ -132,9 +132,9 @@ class ShowcaseButton(IdButton, kind="show"):
 class VoteView(discord.ui.View):
     """Only shown: a press comes back to the VoteButton the cog registered, by its custom_id."""
 
-    def __init__(self, showcase_id: int, count: int) -> None:
+    def __init__(self, showcase_id: int, count: int, *, locale: object = None) -> None:
         super().__init__(timeout=None)
-        self.add_item(VoteButton(showcase_id, count))
+        self.add_item(VoteButton(showcase_id, count, locale=locale))
         self.stop()
 
 
@@ -174,9 +174,10 @@ def tag_problem(forum: discord.ForumChannel, server: ShowcaseServer, me: discord
     tag = forum_tag(forum, server.forum_tag_id, me)
     if tag is not None and (not tag.moderated or forum.permissions_for(me).manage_threads):
         return None
-    return (
-        f"{forum.mention} requires a tag on every post, and the only tags there are ones only moderators "
-        "may apply, so I can't post there. Add a tag anyone may use, or give me Manage Threads there."
+    return _(
+        "{forum} requires a tag on every post, and the only tags there are ones only moderators may apply, "
+        "so I can't post there. Add a tag anyone may use, or give me Manage Threads there.",
+        forum=forum.mention,
     )
 
 
@@ -191,22 +192,28 @@ def video_filename(job_id: int) -> str:
     return f"kling-{job_id}.mp4"
 
 
-def showcase_card(showcase: Showcase, media_url: str | None, note: str = "") -> discord.ui.LayoutView:
+def showcase_card(
+    showcase: Showcase, media_url: str | None, note: str = "", *, locale: object = None
+) -> discord.ui.LayoutView:
     """The post: a container with the title and author, the video (`attachment://…` or a link), the
-    prompt as typed (markdown and mentions escaped), the settings and the Vote button. Only shown: a
-    press comes back to the VoteButton the cog registered, by its custom_id."""
+    prompt as typed (markdown and mentions escaped), the settings and the Vote button; public, so its
+    sentences are in the server's language (`locale`: its preferred locale; None: English). Only shown:
+    a press comes back to the VoteButton the cog registered, by its custom_id."""
     view = discord.ui.LayoutView(timeout=None)
     card: discord.ui.Container[discord.ui.LayoutView] = discord.ui.Container(accent_colour=SHOWCASE_COLOUR)
-    card.add_item(
-        discord.ui.TextDisplay(f"## 🏆 Showcase #{showcase.id}\n🎬 A video by <@{showcase.author_id}>")
+    title = _(
+        "## 🏆 Showcase #{number}\n🎬 A video by {author}",
+        number=showcase.id,
+        author=f"<@{showcase.author_id}>",
     )
+    card.add_item(discord.ui.TextDisplay(render(title, locale)))
     if media_url:
         card.add_item(discord.ui.MediaGallery(discord.MediaGalleryItem(media_url)))
     prompt = clip(escape_member_text(showcase.prompt), CARD_PROMPT_LIMIT)
     if not shows_nothing(prompt):
         card.add_item(discord.ui.TextDisplay(prompt))
-    card.add_item(discord.ui.TextDisplay(f"-# {showcase.settings or '—'}{note}"))
-    card.add_item(discord.ui.ActionRow(VoteButton(showcase.id, showcase.vote_count)))
+    card.add_item(discord.ui.TextDisplay(f"-# {showcase.settings or '—'}{render(note, locale)}"))
+    card.add_item(discord.ui.ActionRow(VoteButton(showcase.id, showcase.vote_count, locale=locale)))
     view.add_item(card)
     view.stop()
     return view
@@ -256,12 +263,15 @@ class ShowcasePublisher:
             )
         file, video_url, note = await self._video(job, channel.guild.filesize_limit)
         media = f"attachment://{file.filename}" if file is not None else video_url
-        view = showcase_card(showcase, media, note)
+        view = showcase_card(showcase, media, note, locale=channel.guild.preferred_locale)
         try:
             if isinstance(channel, discord.ForumChannel):
                 tag = forum_tag(channel, server.forum_tag_id, channel.guild.me)
                 created = await channel.create_thread(
-                    name=forum_title(showcase.prompt, fallback=f"Showcase #{showcase.id}"),
+                    name=forum_title(
+                        showcase.prompt,
+                        fallback=render(_("Showcase #{id}", id=showcase.id), channel.guild.preferred_locale),
+                    ),
                     file=file or discord.utils.MISSING,
                     view=view,
                     applied_tags=[tag] if tag is not None else discord.utils.MISSING,
@@ -349,10 +359,13 @@ class ShowcasePublisher:
             if showcase.id not in self._layouts:
                 self._layouts[showcase.id] = self._layout_of(showcase, await message.fetch())
             classic, media, note = self._layouts[showcase.id]
+            guild = self.client.get_guild(showcase.guild_id)
+            locale = guild.preferred_locale if guild is not None else None  # a public post
             if classic:
-                await message.edit(view=VoteView(showcase.id, showcase.vote_count))
+                await message.edit(view=VoteView(showcase.id, showcase.vote_count, locale=locale))
             else:
-                await message.edit(view=showcase_card(showcase, media, note), allowed_mentions=NO_MENTIONS)
+                view = showcase_card(showcase, media, note, locale=locale)
+                await message.edit(view=view, allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
             if error.code in (UNKNOWN_CHANNEL, UNKNOWN_MESSAGE, MISSING_ACCESS) or error.status in (403, 404):
                 log.info("showcase %s: its post is gone or out of reach (%s)", showcase.id, error.code)

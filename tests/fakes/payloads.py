@@ -807,6 +807,8 @@ def button_click(
     guild_locale: str = "en-US",
     interaction_id: int | None = None,
     token: str | None = None,
+    user_install: bool = False,
+    context: int | None = None,
 ) -> dict[str, Any]:
     """A type-3 (MESSAGE_COMPONENT) interaction: someone clicked ``custom_id`` on ``message``.
 
@@ -815,7 +817,8 @@ def button_click(
     needs it: DynamicItem matching rebuilds the view from ``message.components``, so the clicked
     ``custom_id`` must be there. Without ``message`` a bot message with just that component is made up.
     ``component_type`` 3 with ``values`` makes a string-select interaction. ``button_click("my:id", ...)``
-    (custom id first, no source) also works.
+    (custom id first, no source) also works. ``user_install``/``context`` as in :func:`slash_command` (a
+    press on a message of the member's own install).
     """
     src: FakeDiscord | Mapping[str, Any] | None
     if isinstance(source, str):
@@ -866,6 +869,8 @@ def button_click(
         interaction_id=interaction_id,
         token=token,
         message=message,
+        user_install=user_install,
+        context=context,
     )
 
 

@@ -53,7 +53,8 @@ Behaviour switches (all also reachable through the control API):
 * Interaction tokens: callbacks after ``fake.callback_timeout`` (3 s, like Discord) or to an expired
   interaction → 404 10062; a second callback → 400 40060; webhook calls with a token older than
   ``fake.token_lifetime`` (15 min) or ``fake.expire_token(token)`` → 401 50027; followups before the
-  callback → 404 10015.
+  callback → 404 10015; a sixth followup of an interaction authorised only by the member's own install
+  → 400 40094.
 * Rate limits: truthful ``X-RateLimit-*`` headers per bucket; exceeding a bucket → 429 with
   ``retry_after``, ``X-RateLimit-Scope: user`` and ``Via`` (discord.py treats a 429 without ``Via`` as a
   Cloudflare ban). Defaults: message create 5/5 s per channel, message edit 5/5 s per channel, delete

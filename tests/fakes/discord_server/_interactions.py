@@ -26,6 +26,10 @@ from tests.fakes.discord_server._records import (
     now,
 )
 
+# Discord's cap on followups of an interaction of an app only the member installed (where the server has not
+# added it): https://discord.com/developers/docs/interactions/receiving-and-responding#followup-messages
+MAX_USER_INSTALL_FOLLOWUPS = 5
+
 
 class InteractionsMixin(FakeBase):
     """Interactions of :class:`FakeDiscord`: dispatch, callbacks, webhooks."""
@@ -241,6 +245,12 @@ class InteractionsMixin(FakeBase):
         received = now()
         original = self._messages_by_id.get(record.original_message_id or 0)
         replaced = original is not None and bool(int(original.message.get("flags") or 0) & FLAG_LOADING)
+        owners = record.payload.get("authorizing_integration_owners") or {}
+        if not replaced and set(owners) == {"1"}:
+            # An app only the member installed, used where no server added it: 5 followups at most.
+            made = sum(1 for f in self.followups if f.interaction_id == record.id and not f.replaced_original)
+            if made >= MAX_USER_INSTALL_FOLLOWUPS:
+                raise DiscordError(40094)
         if original is not None and replaced:
             # After a deferred response the first followup fills the "thinking" message (keeping its
             # ephemerality), as Discord does.

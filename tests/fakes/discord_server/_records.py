@@ -56,6 +56,7 @@ ERRORS: dict[int, tuple[int, str]] = {
     50008: (400, "Cannot send messages in a non-text channel"),
     50013: (403, "Missing Permissions"),
     50027: (401, "Invalid Webhook Token"),
+    40094: (400, "This interaction has hit the maximum number of follow up messages"),
     50035: (400, "Invalid Form Body"),
     50109: (400, "The request body contains invalid JSON."),
     160002: (403, "Cannot reply without permission to read message history"),
