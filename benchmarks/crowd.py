@@ -1,6 +1,7 @@
 """A crowd in one second: the whole bot process against the loopback fakes, one table (not run by CI).
 
-    .venv/bin/python benchmarks/crowd.py [--runs 3] [--members 100 500] [--jobs 100]
+    .venv/bin/python benchmarks/crowd.py [--runs 3] [--members 100 500] [--engines sqlite postgresql]
+        [--jobs 100]
         [--job-seconds 20 60 120] [--memory-jobs 1000] [--fleet-members 1000] [--postgres-url …]
 
 Starts a fake Discord and a fake sunra in this process and the bot as a real `python -m bot` subprocess,
@@ -9,7 +10,8 @@ as benchmarks/bench_ack.py does, and prints:
 * acknowledgement: N members send /animate at the same instant; p50/p99 of the interaction callback (the
   deferral Discord wants within 3 s), for the bot and for a bare discord.py client that only defers
   (benchmarks/bare_client.py, the floor: same intents, same harness), and the ratio of the p99s. Each is
-  the median of `--runs` runs, each run in a fresh process and a fresh database.
+  the median of `--runs` runs, each run in a fresh process and a fresh database: a SQLite file, or with
+  `--engines postgresql` also a database of its own on `--postgres-url` (one process, no shards).
 * a finished crowd (`--jobs` members, sunra jobs of each `--job-seconds`: 20, 60 and 120 s by default;
   Kling 2.6 Pro's real jobs take 1-5 minutes, so 20 s is a short job's worst case): status requests per
   job-minute at sunra (every status GET and status-stream connection, over the minutes from submission
@@ -83,10 +85,16 @@ class Crowd:
 
 @contextlib.asynccontextmanager
 async def crowd(  # type: ignore[no-untyped-def]
-    job_seconds: float, queue_seconds: float, command: tuple[str, ...] = ("-m", "bot"), *, quiet: bool = False
+    job_seconds: float,
+    queue_seconds: float,
+    command: tuple[str, ...] = ("-m", "bot"),
+    *,
+    quiet: bool = False,
+    env: dict[str, str] | None = None,
 ):
     """The bot (or `command`) running against fresh fakes; `quiet` ignores its log (an acknowledgement
-    run stops the bot in the middle of the crowd's work, which logs the commands it cut short)."""
+    run stops the bot in the middle of the crowd's work, which logs the commands it cut short); `env`
+    adds to its settings (a PostgreSQL DATABASE_URL)."""
     with tempfile.TemporaryDirectory(prefix="bench-crowd-") as tmp:
         workdir = Path(tmp)
         log_path = workdir / "bot.log"
@@ -94,7 +102,7 @@ async def crowd(  # type: ignore[no-untyped-def]
             for bucket in ("message_create", "message_edit", "default"):
                 fake.set_rate_limit(bucket, 100_000, 1.0)
             sunra.plan_jobs(JobPlan(seconds=job_seconds, queue_seconds=queue_seconds), times=None)
-            proc = await start_bot(fake, sunra, workdir, log_path, command)
+            proc = await start_bot(fake, sunra, workdir, log_path, command, **(env or {}))
             try:
                 await wait_until_ready(fake, proc, log_path)
                 yield Crowd(fake, sunra, proc, workdir)
@@ -124,8 +132,16 @@ async def acknowledge(fake: FakeDiscord, members: int, wait: float = 60.0) -> tu
     return ids, latencies
 
 
-async def ack_run(members: int, command: tuple[str, ...]) -> tuple[float, float]:
-    async with crowd(600.0, 5.0, command, quiet=True) as c:
+async def ack_run(
+    members: int, command: tuple[str, ...], postgres_url: str | None = None
+) -> tuple[float, float]:
+    """(p50, p99) of one crowd's acknowledgements; on a fresh PostgreSQL database when `postgres_url`
+    (the server to make it on), else on a fresh SQLite file."""
+    async with contextlib.AsyncExitStack() as stack:
+        env = {}
+        if postgres_url is not None:
+            env["DATABASE_URL"] = await stack.enter_async_context(fresh_postgres(postgres_url))
+        c = await stack.enter_async_context(crowd(600.0, 5.0, command, quiet=True, env=env))
         _, latencies = await acknowledge(c.fake, members)
     return statistics.median(latencies), percentile(latencies, 0.99)
 
@@ -293,6 +309,11 @@ async def memory_run(jobs: int) -> tuple[float, int]:
         return (hwm or 0) / 1024, in_flight
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as `uptime` prints them."""
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def machine() -> str:
     model = "?"
     with contextlib.suppress(OSError):
@@ -304,7 +325,7 @@ def machine() -> str:
     with contextlib.suppress(OSError, IndexError, ValueError):
         total_kib = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
         memory = f"{total_kib / 1024 / 1024:.1f} GiB"
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    load = load_average()
     return (
         f"{os.cpu_count()} cores ({model}), {memory} RAM, Python {platform.python_version()}, "
         f"load average {load}"
@@ -322,21 +343,23 @@ def medians(samples: list[tuple[float, float]]) -> tuple[float, float]:
 async def main(args: argparse.Namespace) -> None:
     rows: list[tuple[str, str, str]] = []
     print(f"machine: {machine()}", flush=True)
-    for members in args.members:
+    for engine, members in [(e, m) for e in args.engines for m in args.members]:
+        postgres_url = args.postgres_url if engine == "postgresql" else None
         bare_runs: list[tuple[float, float]] = []
         bot_runs: list[tuple[float, float]] = []
         for _ in range(args.runs):
             # Alternated, so a change in the machine's load weighs on both alike.
             bare_runs.append(await ack_run(members, BARE))
-            bot_runs.append(await ack_run(members, ("-m", "bot")))
+            bot_runs.append(await ack_run(members, ("-m", "bot"), postgres_url))
             print(
-                f"  {members} members: bare p99 {ms(bare_runs[-1][1])}, bot p99 {ms(bot_runs[-1][1])}",
+                f"  {members} members ({engine}): bare p99 {ms(bare_runs[-1][1])}, "
+                f"bot p99 {ms(bot_runs[-1][1])}; load average {load_average()}",
                 flush=True,
             )
         bare, bot = medians(bare_runs), medians(bot_runs)
-        rows.append((f"acknowledgement, {members} members at once: p50", ms(bot[0]), ms(bare[0])))
-        ratio = f"{ms(bare[1])} (the bot: {bot[1] / bare[1]:.2f}x)"
-        rows.append((f"acknowledgement, {members} members at once: p99", ms(bot[1]), ratio))
+        name = f"acknowledgement, {members} members at once{'' if engine == 'sqlite' else ', PostgreSQL'}"
+        rows.append((f"{name}: p50", ms(bot[0]), ms(bare[0])))
+        rows.append((f"{name}: p99", ms(bot[1]), f"{ms(bare[1])} (the bot: {bot[1] / bare[1]:.2f}x)"))
     if args.jobs:
         polled = 60 / POLL_EVERY_SECONDS
         for job_seconds in args.job_seconds:
@@ -403,6 +426,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=3, help="runs per acknowledgement figure (median)")
     parser.add_argument("--members", type=int, nargs="*", default=[100, 500])
+    parser.add_argument(
+        "--engines",
+        nargs="*",
+        choices=["sqlite", "postgresql"],
+        default=["sqlite"],
+        help="the single process's database for the acknowledgement rows (postgresql: --postgres-url)",
+    )
     parser.add_argument("--jobs", type=int, default=100, help="jobs run to the end (0 = skip)")
     # Kling 2.6 Pro's jobs take one to five minutes at sunra; 20 s shows a short job's worst case.
     parser.add_argument(

@@ -11,7 +11,7 @@ import sys
 
 import discord
 
-from bot import cli
+from bot import cli, heap
 from bot.app import bot_class, cancel_tasks
 from bot.config import ConfigError, Settings, load_settings
 from bot.image_checker import ImageChecker
@@ -36,6 +36,7 @@ def serve() -> None:
         print(f"kling-bot: {error}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings)
+    heap.tune()
     try:
         asyncio.run(run(settings))
     except discord.LoginFailure:

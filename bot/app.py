@@ -18,6 +18,7 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot import heap
 from bot.blocklist import PromptFilter
 from bot.config import Settings
 from bot.fleet import ShardLeases
@@ -170,6 +171,8 @@ class KlingBot(commands.Bot):
     # ----- the operator's allowlist of servers ------------------------------------------------------------
 
     async def on_ready(self) -> None:
+        # The guild cache is complete now: set the start-up heap aside before the first crowd (bot/heap.py).
+        heap.settle()
         await self.leave_servers_not_allowed(self.guilds)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:

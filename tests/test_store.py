@@ -150,6 +150,65 @@ async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_retur
         assert total is not None and total[0] == 201
 
 
+async def test_a_failed_group_commit_reaches_every_caller_and_the_next_one_commits(database_url: str) -> None:
+    db, store = await open_store(database_url)
+    async with db:
+        async with db.write() as tx:  # the table gone: the batch's transaction fails for real
+            await tx.execute("ALTER TABLE jobs RENAME TO jobs_away")
+        commits = 0
+        real_write = db.write
+
+        def counting_write(**options):  # type: ignore[no-untyped-def]
+            nonlocal commits
+            commits += 1
+            return real_write(**options)
+
+        db.write = counting_write  # type: ignore[method-assign]
+        crowd = [new_job(store, interaction_id=i, user_id=i) for i in range(300, 340)]
+        results = await asyncio.gather(*crowd, return_exceptions=True)
+        assert commits == 1  # one batch, one transaction, and each of its callers heard of its failure
+        assert len(results) == 40 and all(isinstance(r, Exception) for r in results)
+        db.write = real_write  # type: ignore[method-assign]
+        async with db.write() as tx:
+            await tx.execute("ALTER TABLE jobs_away RENAME TO jobs")
+        total = await db.fetchone("SELECT COUNT(*) FROM jobs")
+        assert total is not None and total[0] == 0  # nothing of the failed batch was kept
+        job_id = await new_job(store, interaction_id=300)  # the writer is not wedged
+        assert await store.events(job_id) == [(None, "received")]
+
+
+async def test_a_caller_cancelled_while_its_batch_commits_leaves_its_row_and_the_others_their_answers(
+    database_url: str,
+) -> None:
+    """Cancelled (a shutdown, say) while waiting: its row is still written with the rest of the batch,
+    `received`, which the next start refunds and reports like a crash's; the others are not disturbed."""
+    db, store = await open_store(database_url)
+    async with db:
+        async with db.write():  # a write under way: the crowd waits for the next group commit
+            tasks = [
+                asyncio.create_task(new_job(store, interaction_id=i, user_id=i)) for i in range(400, 410)
+            ]
+            await asyncio.sleep(0.05)
+            tasks[3].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[3], asyncio.CancelledError)
+        kept = [r for i, r in enumerate(results) if i != 3]
+        assert all(isinstance(r, int) for r in kept) and len(set(kept)) == 9
+        row = await db.fetchone("SELECT id, state FROM jobs WHERE interaction_id = ?", ("403",))
+        assert row is not None and row["state"] == "received" and row["id"] not in kept
+        again, created = await store.create(
+            interaction_id=403,
+            guild_id=5,
+            channel_id=6,
+            user_id=403,
+            state="received",
+            params={},
+            upload_limit=1,
+            lifetime_seconds=1,
+        )
+        assert (again, created) == (row["id"], False)  # its redelivery starts nothing twice
+
+
 async def test_an_urgent_write_goes_before_the_writers_waiting(database_url: str) -> None:
     db, _ = await open_store(database_url)
     order: list[str] = []

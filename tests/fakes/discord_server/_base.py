@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from tests.fakes.discord_server._gateway import GatewaySession, _GatewayConnection
 
 
+# Connections the fake's listening socket queues before accepting them (aiohttp's default: 128).
+CONNECTION_BACKLOG = 2048
+
+
 class FakeBase:
     """Attributes and lifecycle shared by every part of :class:`FakeDiscord` (see its docstring)."""
 
@@ -167,7 +171,11 @@ class FakeBase:
         self._setup_routes(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.port)
+        # A crowd's clients open hundreds of connections at once (one per interaction callback): with
+        # aiohttp's default backlog of 128 the kernel drops the rest of their SYNs, each retried after
+        # Linux's 1 s initial retransmission timeout, which real Discord never imposes. The kernel caps
+        # the figure at net.core.somaxconn.
+        self._site = web.TCPSite(self._runner, self.host, self.port, backlog=CONNECTION_BACKLOG)
         await self._site.start()
         if self.port == 0:
             self.port = int(self._runner.addresses[0][1])
