@@ -53,6 +53,16 @@ def installed_guild_id(interaction: Interaction) -> int | None:
     return interaction.guild_id if interaction.is_guild_integration() else None
 
 
+# The custom_id templates of every form (modal) a feature handles by its id, registered by the feature's
+# cog as it loads (`handles_forms`): cogs/unanswered.py answers a `kling:` form that matches none of them.
+FORM_IDS: set[re.Pattern[str]] = set()
+
+
+def handles_forms(*templates: re.Pattern[str]) -> None:
+    """Registers form custom_id templates (matched whole) as handled by a loaded cog."""
+    FORM_IDS.update(templates)
+
+
 def job_here(interaction: Interaction, job: JobRow) -> None:
     """Raises JobElsewhere (bot/command_access.py) when a press or form names a job of another server
     or channel than the one it came from."""

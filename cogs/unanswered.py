@@ -7,9 +7,9 @@ the bot, before they carried their job or message: a fix offer's `fix:…` butto
 a random custom_id. Discord would show "This interaction failed"; this cog waits a moment after such a
 press and, when nobody answered it, says privately that it no longer works (`OUTDATED`). Presses with a
 `kling:` id are left alone (answering for them would race their own, slower handler under load),
-unless no handler can take them: a custom_id no button's template matches whole (a forged or mangled one),
-or a message that does not carry the button pressed (discord.py then drops the press). Those are told at
-once (`NO_BUTTON`), privately, and nothing is done.
+unless no handler can take them: a custom_id no button's or form's template matches whole (a forged or
+mangled one), or a message that does not carry the button pressed (discord.py then drops the press).
+Those are told at once (`NO_BUTTON`), privately, and nothing is done.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import discord
 from discord.ext import commands
 
 from bot.i18n import Message, _
-from cogs._ui import NO_MENTIONS, for_member
+from cogs._ui import FORM_IDS, NO_MENTIONS, for_member
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -51,6 +51,15 @@ def lives_in_process(interaction: discord.Interaction[Any]) -> bool:
     if interaction.type is discord.InteractionType.component:
         return custom_id.startswith("fix:")
     return interaction.type is discord.InteractionType.modal_submit and not custom_id.startswith("kling:")
+
+
+def reaches_no_form(interaction: discord.Interaction[Any]) -> bool:
+    """Whether a `kling:` form submission matches no template a loaded cog handles (cogs/_ui.FORM_IDS): a
+    forged or mangled custom_id, which no handler would answer."""
+    custom_id = str(dict(interaction.data or {}).get("custom_id", ""))
+    if interaction.type is not discord.InteractionType.modal_submit or not custom_id.startswith("kling:"):
+        return False
+    return not any(template.fullmatch(custom_id) for template in FORM_IDS)
 
 
 def reaches_no_button(client: discord.Client, interaction: discord.Interaction[Any]) -> bool:
@@ -89,9 +98,9 @@ class UnansweredCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
-        if reaches_no_button(self.bot, interaction):
+        if reaches_no_button(self.bot, interaction) or reaches_no_form(interaction):
             log.info(
-                "interaction %s: no button takes %r",
+                "interaction %s: no button or form takes %r",
                 interaction.id,
                 dict(interaction.data or {}).get("custom_id"),
             )

@@ -24,7 +24,7 @@ from bot.errors import InputRefused
 from bot.i18n import _, render
 from bot.message_pictures import message_pictures
 from bot.request import AnimateRequest, AttachmentRef, build_request
-from cogs._ui import answering, installed_guild_id, say_privately
+from cogs._ui import answering, handles_forms, installed_guild_id, say_privately
 from cogs.jobs._command import check_attachment_ref
 from cogs.jobs._results import (
     Form,
@@ -171,6 +171,7 @@ class AnimateMessageCog(commands.Cog):
         )
 
     async def cog_load(self) -> None:
+        handles_forms(MENU_FORM)
         self.bot.tree.add_command(self.menu)
 
     async def cog_unload(self) -> None:

@@ -26,7 +26,16 @@ from bot.media import PreparedImage
 from bot.quota.rules import JobOptions
 from bot.request import MAX_PROMPT
 from bot.store.jobs import JobRow
-from cogs._ui import IdButton, answering, installed_guild_id, job_here, reply, say_privately, stored_id
+from cogs._ui import (
+    IdButton,
+    answering,
+    handles_forms,
+    installed_guild_id,
+    job_here,
+    reply,
+    say_privately,
+    stored_id,
+)
 from cogs.jobs._submit import Submission, member_role_ids, refused_before_form, submit_job
 
 if TYPE_CHECKING:
@@ -376,6 +385,7 @@ class ResultsCog(commands.Cog):
         self.bot = bot
 
     async def cog_load(self) -> None:
+        handles_forms(FORM_TEMPLATE)
         self.bot.add_dynamic_items(*RESULT_BUTTONS)
 
     async def cog_unload(self) -> None:
