@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.i18n import _, join
 from bot.voices import MAX_NAME, MAX_VOICE_ID, choice_label
+from cogs._text import escape_member_text
 from cogs._ui import ManagerGroup, reply
 
 if TYPE_CHECKING:
@@ -63,7 +64,9 @@ class VoicesCog(commands.Cog):
         assert interaction.guild_id is not None
         removed = await self.bot.voices.remove(interaction.guild_id, name=name, actor_id=interaction.user.id)
         if removed is None:
-            await reply(interaction, _("This server has no voice named **{name}**.", name=name))
+            await reply(
+                interaction, _("This server has no voice named **{name}**.", name=escape_member_text(name))
+            )
         else:
             await reply(
                 interaction,

@@ -382,6 +382,13 @@ async def test_named_voices_autocomplete_and_reach_the_api(tmp_path: Path) -> No
 
         assert await answer(world, remove()) == "Removed the voice **Child** (`vo_777`)."
         assert await answer(world, remove()) == "This server has no voice named **CHILD**."
+        # The admin's text shows as typed: no markdown of its own, no mention.
+        hostile = admin_command(
+            world, "voices", "remove", [p.option("name", "**@everyone** [x](https://e.x)")]
+        )
+        said = await answer(world, hostile)
+        assert said.startswith("This server has no voice named **\\*\\*@\u200beveryone")
+        assert "\\[x](https://e.x)" in said
 
 
 async def test_a_long_voice_list_is_cut_between_voices_and_keeps_the_help(tmp_path: Path) -> None:
