@@ -135,6 +135,16 @@ def on_off(allowed: bool) -> str:
 
 
 def policy_text(policy: ServerPolicy) -> str:
+    """The server's settings in force, then any change an admin made that waits for its switch."""
+    waiting: list[str] = []
+    if policy.pending_timezone is not None and policy.pending_at is not None:
+        waiting.append(zone_change_text(policy))
+    if period := period_change_text(policy):
+        waiting.append(period)
+    return join([settings_text(policy), *waiting], " ")
+
+
+def settings_text(policy: ServerPolicy) -> str:
     cap = per_period(policy.cap, policy.period) if policy.cap else _("none")
     cooldown = f"{policy.cooldown_seconds:g} s" if policy.cooldown_seconds else _("off")
     return _(

@@ -1041,6 +1041,11 @@ async def test_an_admin_grants_and_the_member_sees_it_in_quota(
     # The member's /quota shows the reset of the period running: the switch.
     mine = await _answer(fake, p.slash_command(fake, name="quota", user_id=BOB_ID))
     assert f"**Resets** <t:{int(switch or 0)}:R> (<t:{int(switch or 0)}:f>)" in mine.data["content"]
+    # An admin's view of the server names the change still waiting.
+    view = [p.option("member", BOB_ID, type=p.OPTION_USER)]
+    payload = _admin_command(fake, "view", view, permissions=ADMIN_PERMISSIONS, member_ids=[BOB_ID])
+    viewed = (await _answer(fake, payload)).data["content"]
+    assert "(time zone UTC)" in viewed and "The time zone changes to Asia/Tokyo" in viewed
 
     # Past the operator's bound (500 per day by default) a grant is refused whole, saying the room left.
     big = [p.option("member", BOB_ID, type=p.OPTION_USER), p.option("credits", 481), p.option("reason", "x")]
