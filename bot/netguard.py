@@ -43,7 +43,8 @@ class UnsafeUrl(BotError):
 
     user_message = _(
         "The video service pointed the bot to an address it does not fetch from, so nothing was used "
-        "and nothing was charged. Trying again may help."
+        "and nothing was charged. Trying again may help; if it keeps happening, please tell the bot's "
+        "operator."
     )
     retryable = True
 

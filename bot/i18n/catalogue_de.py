@@ -444,6 +444,6 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Removed the voice **{name}** (`{id}`).": "Die Stimme **{name}** (`{id}`) wurde entfernt.",
     "This server has no named voices yet. Add one with `/voices add`.": "Dieser Server hat noch keine benannten Stimmen. Füge eine mit `/voices add` hinzu.",
     "… and {n} more": "… und {n} weitere",
-    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "Der Videodienst hat den Bot auf eine Adresse verwiesen, von der er nichts abruft; daher wurde nichts verwendet und nichts abgerechnet. Ein neuer Versuch kann helfen.",
+    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help; if it keeps happening, please tell the bot's operator.": "Der Videodienst hat den Bot auf eine Adresse verwiesen, von der er nichts abruft; daher wurde nichts verwendet und nichts abgerechnet. Ein neuer Versuch kann helfen; wenn es wieder passiert, sag bitte dem Betreiber des Bots Bescheid.",
     "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord lässt mich auf dein /animate dort, wo du es benutzt hast, nicht mehr antworten, darum kommt es hier.",
 }

@@ -444,6 +444,6 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Removed the voice **{name}** (`{id}`).": "Se ha quitado la voz **{name}** (`{id}`).",
     "This server has no named voices yet. Add one with `/voices add`.": "Este servidor todavía no tiene voces con nombre. Añade una con `/voices add`.",
     "… and {n} more": "… y {n} más",
-    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "El servicio de vídeo envió al bot a una dirección desde la que no descarga nada, así que no se ha usado ni cobrado nada. Volver a intentarlo puede ayudar.",
+    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help; if it keeps happening, please tell the bot's operator.": "El servicio de vídeo envió al bot a una dirección desde la que no descarga nada, así que no se ha usado ni cobrado nada. Volver a intentarlo puede ayudar; si vuelve a pasar, avisa a quien opera el bot.",
     "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord ya no me deja responder a tu /animate donde lo usaste, así que aquí lo tienes.",
 }

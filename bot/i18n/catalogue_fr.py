@@ -444,6 +444,6 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Removed the voice **{name}** (`{id}`).": "La voix **{name}** (`{id}`) a été retirée.",
     "This server has no named voices yet. Add one with `/voices add`.": "Ce serveur n'a encore aucune voix nommée. Ajoutes-en une avec `/voices add`.",
     "… and {n} more": "… et {n} de plus",
-    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "Le service vidéo a renvoyé le bot vers une adresse depuis laquelle il ne télécharge rien, donc rien n'a été utilisé ni facturé. Réessayer peut aider.",
+    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help; if it keeps happening, please tell the bot's operator.": "Le service vidéo a renvoyé le bot vers une adresse depuis laquelle il ne télécharge rien, donc rien n'a été utilisé ni facturé. Réessayer peut aider ; si cela se reproduit, prévenez l'opérateur du bot.",
     "Discord no longer lets me answer your /animate where you used it, so here it is.": "Discord ne me permet plus de répondre à ton /animate là où tu l'as utilisé, alors le voici.",
 }

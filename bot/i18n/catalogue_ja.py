@@ -444,6 +444,6 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Removed the voice **{name}** (`{id}`).": "ボイス **{name}**（`{id}`）を削除しました。",
     "This server has no named voices yet. Add one with `/voices add`.": "このサーバーにはまだ名前付きボイスがありません。`/voices add` で追加してください。",
     "… and {n} more": "… ほか {n} 個",
-    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "動画サービスがボットの取得対象外のアドレスを指定したため、何も使われず、請求もされていません。もう一度試すとうまくいくかもしれません。",
+    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help; if it keeps happening, please tell the bot's operator.": "動画サービスがボットの取得対象外のアドレスを指定したため、何も使われず、請求もされていません。もう一度試すとうまくいくかもしれません。繰り返し起きる場合は、ボットの運営者にお知らせください。",
     "Discord no longer lets me answer your /animate where you used it, so here it is.": "/animate を使った場所では Discord の制限でもう返信できないため、こちらにお届けします。",
 }

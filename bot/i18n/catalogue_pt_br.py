@@ -444,6 +444,6 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "Removed the voice **{name}** (`{id}`).": "A voz **{name}** (`{id}`) foi removida.",
     "This server has no named voices yet. Add one with `/voices add`.": "Este servidor ainda não tem vozes nomeadas. Adicione uma com `/voices add`.",
     "… and {n} more": "… e mais {n}",
-    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help.": "O serviço de vídeo apontou o bot para um endereço do qual ele não baixa nada, então nada foi usado nem cobrado. Tentar de novo pode ajudar.",
+    "The video service pointed the bot to an address it does not fetch from, so nothing was used and nothing was charged. Trying again may help; if it keeps happening, please tell the bot's operator.": "O serviço de vídeo apontou o bot para um endereço do qual ele não baixa nada, então nada foi usado nem cobrado. Tentar de novo pode ajudar; se continuar acontecendo, avise o operador do bot.",
     "Discord no longer lets me answer your /animate where you used it, so here it is.": "O Discord não me deixa mais responder ao seu /animate onde você o usou, então aqui está.",
 }
