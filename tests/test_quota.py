@@ -1099,3 +1099,13 @@ async def test_two_processes_reserving_at_once_never_pass_the_allowance(postgres
         quota = make_service(db, Clock(), daily_credits=15)
         assert sum(won) == len(reserves) == 3
         assert await available(quota) == 0
+
+
+@pytest.mark.parametrize("name", ["localtime", "right/UTC", "posix/Europe/Paris", "Factory", "../etc/passwd"])
+async def test_a_time_zone_must_be_a_place(db: Database, clock: Clock, name: str) -> None:
+    """The host machine's zone ("localtime") or a tz database file that is no place's zone is refused
+    like a misspelt one, and nothing is scheduled."""
+    quota = make_service(db, clock)
+    with pytest.raises(InputRefused, match="Unknown time zone"):
+        await quota.set_timezone(guild_id=GUILD, actor_id=ADMIN, timezone=name)
+    assert (await quota.policy(GUILD)).pending_timezone is None

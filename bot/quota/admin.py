@@ -24,6 +24,7 @@ from bot.quota.rules import (
     ServerPolicy,
     credit_count,
     format_usd,
+    known_time_zones,
     load_zone,
     midnight,
     per_period,
@@ -234,6 +235,8 @@ class QuotaAdmin:
         allowance or the server a second cap within one (issue 18). Changes before the switch only
         replace the waiting zone. Raises InputRefused for an unknown zone."""
         try:
+            if timezone not in known_time_zones():
+                raise ValueError(timezone)  # a file of the tz database that is no place's zone (right/UTC…)
             load_zone(timezone)
         except ValueError as error:
             raise InputRefused(

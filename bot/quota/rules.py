@@ -42,9 +42,16 @@ def load_zone(name: str) -> dt.tzinfo:
         raise ValueError(f"unknown time zone '{name}' (use an IANA name such as Europe/Paris)") from error
 
 
+# Names the tz database carries that are no place's zone: "localtime" is whatever zone the host machine is
+# set to (on Debian's tzdata), "Factory" a placeholder, "posixrules" a template.
+NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+
+
 @functools.cache
 def known_time_zones() -> tuple[str, ...]:
-    return tuple(sorted(available_timezones() | {"UTC"}))
+    """The IANA names a server may choose: the system's tz database (zoneinfo.available_timezones, which
+    leaves out the right/ and posix/ variants) less NOT_PLACES, with UTC."""
+    return tuple(sorted((available_timezones() - NOT_PLACES) | {"UTC"}))
 
 
 class QuotaSettings(BaseModel):
