@@ -24,7 +24,7 @@ MAX_VOICE_ID = 100
 # Discord shows at most 25 autocomplete choices, each name at most 100 characters.
 MAX_CHOICES = 25
 _NAME = re.compile(r"^\w[\w .'-]*$")
-_VOICE_ID = re.compile(r"^\S+$")
+_VOICE_ID = re.compile(r"^[^\s`]+$")  # shown inside a code span: no backtick may end it
 
 
 def check_name(name: str) -> str:
@@ -42,7 +42,9 @@ def check_name(name: str) -> str:
 def check_voice_id(voice_id: str) -> str:
     voice_id = voice_id.strip()
     if not voice_id or len(voice_id) > MAX_VOICE_ID or not _VOICE_ID.match(voice_id):
-        raise InputRefused(_("A voice id has 1 to {n} characters and no spaces.", n=MAX_VOICE_ID))
+        raise InputRefused(
+            _("A voice id has 1 to {n} characters, with no spaces or backticks.", n=MAX_VOICE_ID)
+        )
     return voice_id
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from bot.blocklist import MAX_WILDCARD_PATTERNS, PromptBlocked, PromptFilter, Rules, check_pattern, matches
 from bot.errors import InputRefused
-from bot.voices import check_name
+from bot.voices import check_name, check_voice_id
 from tests.fakes import payloads as p
 from tests.world import World, running_world
 
@@ -403,3 +403,14 @@ async def test_a_long_voice_list_is_cut_between_voices_and_keeps_the_help(tmp_pa
         shown = [line for line in lines if line.startswith("• **")]
         assert all(line.endswith("`") for line in shown)  # whole entries only
         assert f"… and {30 - len(shown)} more" in listed
+
+
+@pytest.mark.parametrize("voice_id", ["vo`1", "`", "a b", " ", "x" * 101])
+def test_a_voice_id_that_would_break_its_code_span_or_has_spaces_is_refused(voice_id: str) -> None:
+    """/voices list shows each id in a code span (`id`): a backtick would end it early."""
+    with pytest.raises(InputRefused, match="no spaces or backticks"):
+        check_voice_id(voice_id)
+
+
+def test_an_ordinary_voice_id_is_kept() -> None:
+    assert check_voice_id("  vo_9-AB.c:1  ") == "vo_9-AB.c:1"

@@ -229,7 +229,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "The file has no picture to continue from.": "Die Datei enthält kein Bild, an das angeknüpft werden kann.",
     "The video has no frames to continue from.": "Das Video enthält keine Bilder, an die angeknüpft werden kann.",
     "A voice name has 1 to {n} characters: letters, digits, spaces, `.`, `'`, `-` or `_`.": "Ein Stimmenname hat 1 bis {n} Zeichen: Buchstaben, Ziffern, Leerzeichen, `.`, `'`, `-` oder `_`.",
-    "A voice id has 1 to {n} characters and no spaces.": "Eine Stimmen-ID hat 1 bis {n} Zeichen und keine Leerzeichen.",
+    "A voice id has 1 to {n} characters, with no spaces or backticks.": "Eine Stimmen-ID hat 1 bis {n} Zeichen, ohne Leerzeichen oder Backticks.",
     "This server already has {n} voices. Remove one first.": "Dieser Server hat bereits {n} Stimmen. Entferne zuerst eine.",
     "Cancel": "Abbrechen",
     "You cancelled it; nothing was charged.": "Du hast ihn abgebrochen; es wurde nichts abgerechnet.",

@@ -229,7 +229,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "The file has no picture to continue from.": "El archivo no tiene ninguna imagen desde la que continuar.",
     "The video has no frames to continue from.": "El vídeo no tiene fotogramas desde los que continuar.",
     "A voice name has 1 to {n} characters: letters, digits, spaces, `.`, `'`, `-` or `_`.": "Un nombre de voz tiene de 1 a {n} caracteres: letras, dígitos, espacios, `.`, `'`, `-` o `_`.",
-    "A voice id has 1 to {n} characters and no spaces.": "Un id de voz tiene de 1 a {n} caracteres y ningún espacio.",
+    "A voice id has 1 to {n} characters, with no spaces or backticks.": "Un id de voz tiene de 1 a {n} caracteres, sin espacios ni acentos graves (`).",
     "This server already has {n} voices. Remove one first.": "Este servidor ya tiene {n} voces. Quita una primero.",
     "Cancel": "Cancelar",
     "You cancelled it; nothing was charged.": "Lo has cancelado; no se ha cobrado nada.",

@@ -229,7 +229,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "The file has no picture to continue from.": "Le fichier ne contient aucune image à partir de laquelle continuer.",
     "The video has no frames to continue from.": "La vidéo ne contient aucune image à partir de laquelle continuer.",
     "A voice name has 1 to {n} characters: letters, digits, spaces, `.`, `'`, `-` or `_`.": "Un nom de voix fait de 1 à {n} caractères : lettres, chiffres, espaces, `.`, `'`, `-` ou `_`.",
-    "A voice id has 1 to {n} characters and no spaces.": "Un identifiant de voix fait de 1 à {n} caractères, sans espaces.",
+    "A voice id has 1 to {n} characters, with no spaces or backticks.": "Un identifiant de voix fait de 1 à {n} caractères, sans espaces ni accents graves (`).",
     "This server already has {n} voices. Remove one first.": "Ce serveur a déjà {n} voix. Retires-en une d'abord.",
     "Cancel": "Annuler",
     "You cancelled it; nothing was charged.": "Tu l'as annulée ; rien n'a été facturé.",

@@ -229,7 +229,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "The file has no picture to continue from.": "このファイルには、続きを作るための画像がありません。",
     "The video has no frames to continue from.": "この動画には、続きを作るためのフレームがありません。",
     "A voice name has 1 to {n} characters: letters, digits, spaces, `.`, `'`, `-` or `_`.": "ボイス名は 1〜{n} 文字で、文字、数字、スペース、`.`、`'`、`-`、`_` が使えます。",
-    "A voice id has 1 to {n} characters and no spaces.": "ボイス ID は 1〜{n} 文字で、スペースは使えません。",
+    "A voice id has 1 to {n} characters, with no spaces or backticks.": "ボイス ID は 1〜{n} 文字で、スペースとバッククォート (`) は使えません。",
     "This server already has {n} voices. Remove one first.": "このサーバーにはすでに {n} 個のボイスがあります。先にどれかを削除してください。",
     "Cancel": "キャンセル",
     "You cancelled it; nothing was charged.": "キャンセルしました。請求はされていません。",

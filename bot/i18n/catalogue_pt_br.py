@@ -229,7 +229,7 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "The file has no picture to continue from.": "O arquivo não tem nenhuma imagem a partir da qual continuar.",
     "The video has no frames to continue from.": "O vídeo não tem quadros a partir dos quais continuar.",
     "A voice name has 1 to {n} characters: letters, digits, spaces, `.`, `'`, `-` or `_`.": "Um nome de voz tem de 1 a {n} caracteres: letras, dígitos, espaços, `.`, `'`, `-` ou `_`.",
-    "A voice id has 1 to {n} characters and no spaces.": "Um id de voz tem de 1 a {n} caracteres e nenhum espaço.",
+    "A voice id has 1 to {n} characters, with no spaces or backticks.": "Um id de voz tem de 1 a {n} caracteres, sem espaços nem crases (`).",
     "This server already has {n} voices. Remove one first.": "Este servidor já tem {n} vozes. Remova uma primeiro.",
     "Cancel": "Cancelar",
     "You cancelled it; nothing was charged.": "Você o cancelou; nada foi cobrado.",
