@@ -332,7 +332,11 @@ def load_tool_settings(**overrides: Any) -> ToolSettings:
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        name = "__".join(str(part) for part in error["loc"]).upper()
+        # A list's index is no part of the setting's name: "COMMAND_GUILD_IDS (item 2)", not "…__1".
+        name = "__".join(str(part) for part in error["loc"] if not isinstance(part, int)).upper()
+        items = [part for part in error["loc"] if isinstance(part, int)]
+        if items:
+            name += f" (item {items[0] + 1})"
         if error["type"] == "missing":
             problems.append(f"{name} is not set")
         elif error["type"] == "extra_forbidden":

@@ -86,6 +86,18 @@ def test_missing_secret_is_named(clean_env: Path, monkeypatch: pytest.MonkeyPatc
     assert "DISCORD_TOKEN is not set" in str(caught.value)
 
 
+def test_a_bad_list_item_is_named_by_its_setting_and_place(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", SECRET)
+    monkeypatch.setenv("SUNRA_KEY", "sk-1")
+    monkeypatch.setenv("COMMAND_GUILD_IDS", "123,abc")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("invalid configuration: COMMAND_GUILD_IDS (item 2) ")
+    assert "__1" not in str(caught.value)
+
+
 def test_secrets_in_the_file_are_refused(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (clean_env / "config").mkdir()
     (clean_env / "config" / "bot.toml").write_text(f'discord_token = "{SECRET}"\n')
