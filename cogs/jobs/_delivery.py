@@ -117,6 +117,21 @@ class _Post:
     embed: discord.Embed | None = None
 
 
+def result_posts(
+    job: JobRow, video: Path | None, *, reencoded: bool, locale: object, note: str = ""
+) -> list[_Post]:
+    """The tries at a result, in order: the card with the file when there is one, then the card with the
+    link (for a file the place refuses, e.g. too large for a DM: 40005)."""
+    posts: list[_Post] = []
+    if video is not None:
+        card = result_card(
+            job, filename=video_filename(job.id), reencoded=reencoded, note=note, locale=locale
+        )
+        posts.append(_Post(view=card, video=video))
+    posts.append(_Post(view=result_card(job, filename=None, note=note, locale=locale)))
+    return posts
+
+
 @dataclass
 class _Shown:
     text: str = ""
@@ -303,19 +318,10 @@ class DiscordReporter:
         self._stop_progress(job.id)
         if job.through_interaction:
             return await self._deliver_through_interaction(job, video, reencoded=reencoded)
-        filename = video_filename(job.id)
         locale = job_locale(self.client, job)
-        attempts: list[_Post] = []
-        if video is not None:
-            card = result_card(job, filename=filename, reencoded=reencoded, locale=locale)
-            attempts.append(_Post(view=card, video=video))
-        attempts.append(_Post(view=result_card(job, filename=None, locale=locale)))
-        dm: list[_Post] = []
+        attempts = result_posts(job, video, reencoded=reencoded, locale=locale)
         where = _("(I could not post in {channel}, so here it is.)", channel=f"<#{job.channel_id}>")
-        if video is not None:  # too large for the DM: Discord says so (40005) and the link card follows
-            card = result_card(job, filename=filename, reencoded=reencoded, note=where, locale=locale)
-            dm.append(_Post(view=card, video=video))
-        dm.append(_Post(view=result_card(job, filename=None, note=where, locale=locale)))
+        dm = result_posts(job, video, reencoded=reencoded, locale=locale, note=where)
         message_id = await self._post_outcome(job, attempts, dm)
         await self._close_progress(job)
         return message_id
@@ -474,24 +480,14 @@ class DiscordReporter:
     ) -> int | None:
         """The result card through the interaction while its token lives (the progress followup edited
         into it, else a new followup), else in the member's DM; the file when it fits, else the link."""
-        filename = video_filename(job.id)
         locale = job_locale(self.client, job)
-        cards: list[_Post] = []
-        if video is not None:
-            card = result_card(job, filename=filename, reencoded=reencoded, locale=locale)
-            cards.append(_Post(view=card, video=video))
-        cards.append(_Post(view=result_card(job, filename=None, locale=locale)))
+        cards = result_posts(job, video, reencoded=reencoded, locale=locale)
         message_id = await self._through_interaction(job, cards)
         if message_id is not None:
             self._forget(job.id)  # the progress card became the result: no status edit after it
             self.routes.forget(job.id)
             return message_id
-        note = self._dm_note(job)
-        dm: list[_Post] = []
-        if video is not None:
-            card = result_card(job, filename=filename, reencoded=reencoded, note=note, locale=locale)
-            dm.append(_Post(view=card, video=video))
-        dm.append(_Post(view=result_card(job, filename=None, note=note, locale=locale)))
+        dm = result_posts(job, video, reencoded=reencoded, locale=locale, note=self._dm_note(job))
         message_id = await self._direct_message(job, dm)
         await self._close_progress(job)
         self.routes.forget(job.id)
