@@ -134,6 +134,54 @@ class _NewJob:
     done: asyncio.Future[tuple[int, bool]]
 
 
+_JOBS_OF_INTERACTIONS = (
+    "SELECT id, interaction_id FROM jobs WHERE interaction_id IN (SELECT value FROM json_each(?))"
+)
+
+# The columns `JobStore.create` fills, in the order of `_NewJob.values`.
+_NEW_JOB_COLUMNS = (
+    "interaction_id",
+    "guild_id",
+    "channel_id",
+    "user_id",
+    "state",
+    "params",
+    "upload_limit",
+    "created_at",
+    "updated_at",
+    "deadline",
+    "shard",
+    "deliver_via",
+    "locale",
+)
+
+# PostgreSQL only (`JobStore._insert_batch_in_one_statement`): a batch of new jobs as one JSON array of
+# records, inserted with their first events; returns every job of the batch's interactions with whether
+# this statement made it (the last SELECT sees the jobs from before the statement, `made` the new ones).
+_CREATE_IN_ONE_STATEMENT = """
+WITH batch AS (
+    SELECT * FROM json_to_recordset(CAST(? AS json)) AS b(
+        n INTEGER, interaction_id TEXT, guild_id TEXT, channel_id TEXT, user_id TEXT, state TEXT,
+        params TEXT, upload_limit INTEGER, created_at DOUBLE PRECISION, updated_at DOUBLE PRECISION,
+        deadline DOUBLE PRECISION, shard INTEGER, deliver_via TEXT, locale TEXT)
+), made AS (
+    INSERT INTO jobs (interaction_id, guild_id, channel_id, user_id, state, params, upload_limit,
+                      created_at, updated_at, deadline, shard, deliver_via, locale)
+    SELECT interaction_id, guild_id, channel_id, user_id, state, params, upload_limit,
+           created_at, updated_at, deadline, shard, deliver_via, locale
+    FROM batch ORDER BY n
+    ON CONFLICT (interaction_id) DO NOTHING
+    RETURNING id, interaction_id, state, created_at
+), logged AS (
+    INSERT INTO job_events (job_id, from_state, to_state, at)
+    SELECT id, CAST(NULL AS TEXT), state, created_at FROM made
+)
+SELECT id, interaction_id, 1 AS created FROM made
+UNION ALL
+SELECT id, interaction_id, 0 AS created FROM jobs
+WHERE interaction_id IN (SELECT interaction_id FROM batch)
+"""
+
 # Jobs of a member's last day the fair queue counts at most (see JobStore._heads_sql).
 USAGE_COUNTED = 10
 
@@ -266,14 +314,15 @@ class JobStore:
                 entry.done.set_result(result)
 
     async def _insert_batch(self, batch: list[_NewJob]) -> list[tuple[int, bool]]:
-        select = (
-            "SELECT id, interaction_id FROM jobs WHERE interaction_id IN (SELECT value FROM json_each(?))"
-        )
+        if self.db.engine == "postgresql":
+            return await self._insert_batch_in_one_statement(batch)
         # Urgent: every command in the batch waits for this commit before Discord hears of it.
         async with self.db.write(urgent=True) as tx:
             known = {
                 str(row["interaction_id"]): int(row["id"])
-                for row in await tx.fetchall(select, (json.dumps([e.interaction_id for e in batch]),))
+                for row in await tx.fetchall(
+                    _JOBS_OF_INTERACTIONS, (json.dumps([e.interaction_id for e in batch]),)
+                )
             }
             fresh: dict[str, _NewJob] = {}
             for entry in batch:
@@ -288,7 +337,7 @@ class JobStore:
                 )
                 created = {
                     str(row["interaction_id"]): int(row["id"])
-                    for row in await tx.fetchall(select, (json.dumps(list(fresh)),))
+                    for row in await tx.fetchall(_JOBS_OF_INTERACTIONS, (json.dumps(list(fresh)),))
                 }
                 await tx.executemany(
                     "INSERT INTO job_events (job_id, from_state, to_state, at) VALUES (?, NULL, ?, ?)",
@@ -300,6 +349,36 @@ class JobStore:
             # The same interaction twice in one batch: the first one creates the job.
             results.append((known[entry.interaction_id], fresh.pop(entry.interaction_id, None) is entry))
         return results
+
+    async def _insert_batch_in_one_statement(self, batch: list[_NewJob]) -> list[tuple[int, bool]]:
+        """PostgreSQL: the batch's jobs and their first events in one statement, which is its own
+        transaction there: one round trip where the transaction of `_insert_batch` takes six, and no
+        wait for this process's other writers nor the fleet's write lock (the UNIQUE interaction id is
+        all a replay needs; nothing here reads before it writes)."""
+        first: dict[str, _NewJob] = {}
+        for entry in batch:
+            first.setdefault(entry.interaction_id, entry)
+        records = [
+            {"n": n, **dict(zip(_NEW_JOB_COLUMNS, entry.values, strict=True))}
+            for n, entry in enumerate(first.values())
+        ]
+        known: dict[str, int] = {}
+        created: set[str] = set()
+        for row in await self.db.fetchall(_CREATE_IN_ONE_STATEMENT, (json.dumps(records),)):
+            known[str(row["interaction_id"])] = int(row["id"])
+            if row["created"]:
+                created.add(str(row["interaction_id"]))
+        if missing := [interaction_id for interaction_id in first if interaction_id not in known]:
+            # Made by another process's statement that committed after this one's snapshot: a replay.
+            rows = await self.db.fetchall(_JOBS_OF_INTERACTIONS, (json.dumps(missing),))
+            known.update({str(row["interaction_id"]): int(row["id"]) for row in rows})
+        return [
+            (
+                known[entry.interaction_id],
+                entry.interaction_id in created and first[entry.interaction_id] is entry,
+            )
+            for entry in batch
+        ]
 
     async def received_before(self, job_id: int, *, user_id: int, since: float) -> int:
         """The member's jobs recorded before `job_id` (and after `since`) that are still `received`,
