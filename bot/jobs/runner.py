@@ -23,6 +23,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from bot.acknowledgements import PendingAcknowledgements
 from bot.errors import BotError, InputRefused, ServiceUnavailable
 from bot.guild_access import check_guild_allowed
 from bot.i18n import _
@@ -111,6 +112,11 @@ class JobRunner(Dispatching):
     @functools.cached_property
     def _member_intake(self) -> PerKeyLimit:
         return PerKeyLimit(MEMBER_INTAKE)
+
+    @functools.cached_property
+    def acknowledgements(self) -> PendingAcknowledgements:
+        """The commands of this process not yet acknowledged: accepting waits for them (boundedly)."""
+        return PendingAcknowledgements()
 
     # ----- lifecycle -------------------------------------------------------------------------------------
 
@@ -203,6 +209,8 @@ class JobRunner(Dispatching):
         *,
         reserve_first: bool = False,
     ) -> Accepted:
+        # The members still waiting for their acknowledgement go first (bot/acknowledgements.py).
+        await self.acknowledgements.settled()
         try:
             # Every way in (/animate, the menu, Retry/Remix/Extend, a fixed picture) comes through here.
             check_guild_allowed(command.guild_id, self.allowed_guilds)

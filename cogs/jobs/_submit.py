@@ -5,6 +5,7 @@ every refusal is private and changes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import weakref
@@ -183,42 +184,46 @@ async def submit_job(
     `access_checked_by_discord`: only /animate itself, whose Integrations settings Discord applied.
     """
     bot = interaction.client
-    try:
-        through_interaction = await admit(interaction, access_checked_by_discord=access_checked_by_discord)
-        submission = await prepare()
-        command = submission.command
-        if through_interaction and not command.deliver_via_interaction:
-            command = dataclasses.replace(command, deliver_via_interaction=True)
-        if command.locale is None:
-            command = dataclasses.replace(command, locale=public_locale(interaction))
-        await bot.prompt_filter.check(command.guild_id, command.request.prompt)
-        await bot.quota.quote(
-            guild_id=command.guild_id,
-            user_id=command.user_id,
-            role_ids=command.role_ids,
-            options=job_options(command.request),
-        )
-    except BotError as refusal:
-        await answer(interaction, refusal.user_message)
-        return
-    job_id, is_new = await bot.runner.record(command)
-    if not is_new:
-        return  # the same interaction delivered twice: the first one is being handled
-    # The reporter cogs.jobs handed the bot (DiscordReporter; bot/ knows only the Reporter protocol).
-    routes = getattr(bot.reporter, "routes", None)
-    if routes is not None and command.deliver_via_interaction:
-        routes.remember(job_id, interaction)  # its progress and video go through this interaction
-    if defer:
+    # Until the acknowledgement, this command holds back the work of those acknowledged before it.
+    with bot.runner.acknowledgements.owed() if defer else contextlib.nullcontext():
         try:
-            await interaction.response.defer(ephemeral=True, thinking=True)
-        except discord.HTTPException as error:
-            # Too late (10062) or refused: the member saw "did not respond", so the job must not run.
-            log.warning(
-                "interaction %s: acknowledgement failed (%s); job dropped", interaction.id, error.code
+            through_interaction = await admit(
+                interaction, access_checked_by_discord=access_checked_by_discord
             )
-            await bot.runner.drop_unacknowledged(job_id)
+            submission = await prepare()
+            command = submission.command
+            if through_interaction and not command.deliver_via_interaction:
+                command = dataclasses.replace(command, deliver_via_interaction=True)
+            if command.locale is None:
+                command = dataclasses.replace(command, locale=public_locale(interaction))
+            await bot.prompt_filter.check(command.guild_id, command.request.prompt)
+            await bot.quota.quote(
+                guild_id=command.guild_id,
+                user_id=command.user_id,
+                role_ids=command.role_ids,
+                options=job_options(command.request),
+            )
+        except BotError as refusal:
+            await answer(interaction, refusal.user_message)
             return
-        bot.metrics.acknowledged(interaction.id)
+        job_id, is_new = await bot.runner.record(command)
+        if not is_new:
+            return  # the same interaction delivered twice: the first one is being handled
+        # The reporter cogs.jobs handed the bot (DiscordReporter; bot/ knows only the Reporter protocol).
+        routes = getattr(bot.reporter, "routes", None)
+        if routes is not None and command.deliver_via_interaction:
+            routes.remember(job_id, interaction)  # its progress and video go through this interaction
+        if defer:
+            try:
+                await interaction.response.defer(ephemeral=True, thinking=True)
+            except discord.HTTPException as error:
+                # Too late (10062) or refused: the member saw "did not respond", so the job must not run.
+                log.warning(
+                    "interaction %s: acknowledgement failed (%s); job dropped", interaction.id, error.code
+                )
+                await bot.runner.drop_unacknowledged(job_id)
+                return
+            bot.metrics.acknowledged(interaction.id)
     try:
         if submission.inputs is not None:
             accepted = await bot.runner.accept_after_reserving(job_id, command, submission.inputs)
