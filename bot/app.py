@@ -205,12 +205,20 @@ class KlingBot(commands.Bot):
         return instance
 
     async def close(self) -> None:
+        """A clean stop (SIGTERM), within about STOP_GRACE_SECONDS plus RELEASE_SECONDS at the most: the
+        leases are no longer renewed; nothing new is submitted, and the work under way (a claim, a
+        submission sent, the event handlers running) has the grace to end; what is left is cancelled
+        and resumes at the next start; then the leases are given back, so the process started in this
+        one's place takes its shards at once."""
         self._stopping.set()
-        await self.runner.stop()
-        await self.leases.release()
+        await self.leases.stop_keeping()
+        handlers = [task for task in asyncio.all_tasks() if is_event_handler(task)]
+        await self.runner.stop(finishing=handlers)
         # Handlers still running would next answer through the HTTP session super().close() ends
         # ("Session is closed" tracebacks); a job they recorded resumes at the next start.
         await cancel_tasks(task for task in asyncio.all_tasks() if is_event_handler(task))
+        # Only now: until here this process still wrote its shards' jobs.
+        await self.leases.release()
         await super().close()
         if self.monitor is not None:
             await self.monitor.stop()

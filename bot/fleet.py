@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # Renewals per lease period: a lease outlives two missed renewals.
 RENEWALS_PER_LEASE = 3
+# A stopping process gives its leases back within this (else they run out by themselves).
+RELEASE_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,15 +155,25 @@ class ShardLeases:
                 on_lost()
                 return
 
-    async def release(self) -> None:
-        """At a clean stop: the next process takes the shards at once."""
+    async def stop_keeping(self) -> None:
+        """The first step of a clean stop: no renewal from here on, so none can land after `release`
+        and hold the shards for another lease period."""
         if self._keeper is not None:
             self._keeper.cancel()
             await asyncio.gather(self._keeper, return_exceptions=True)
             self._keeper = None
-        if self.plan.ids is not None:
-            with contextlib.suppress(Exception):
+
+    async def release(self, within: float = RELEASE_SECONDS) -> None:
+        """At a clean stop, once this process no longer touches its shards' jobs: the next process takes
+        the shards at once. Bounded: a lease not given back in time runs out by itself."""
+        await self.stop_keeping()
+        if self.plan.ids is None:
+            return
+        try:
+            async with asyncio.timeout(within):
                 await self.store.release_leases(self.owner)
+        except Exception as error:  # TimeoutError included
+            log.warning("could not give the shard leases back (%r); they run out by themselves", error)
 
 
 class LeaseStore(Protocol):

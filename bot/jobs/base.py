@@ -85,6 +85,8 @@ class RunnerBase:
         self._dispatcher: asyncio.Task[None] | None = None
         self._submitting: set[asyncio.Task[str | None]] = set()
         self._closing = False
+        # True while the dispatcher claims a job: a stop lets the claim end instead of cutting it off.
+        self._claiming = False
         # Called with a job's id once its video is delivered (auto-showcase); each must return at once.
         self.delivered_listeners: list[Callable[[int], None]] = []
 

@@ -129,17 +129,28 @@ class Dispatching(Waiting):
                 self._spawn(job.id, self._end(job, lifetime_outcome(self.settings), from_states=State.QUEUED))
         caps = self.quota.settings
         longest = max(window for _, window in PACED_LIMITS)
-        chosen, wait = await self.store.claim_next(
-            from_state=State.QUEUED,
-            to_state=State.SUBMITTING,
-            busy_states=IN_FLIGHT,
-            usage_since=now - USAGE_WINDOW_SECONDS,
-            max_busy=caps.max_jobs_in_flight,
-            max_busy_per_member=caps.max_concurrent_jobs,
-            pace=lambda sent: pacing_delay(sent, PACED_LIMITS, self._clock()),
-            pace_window=longest,
-            pace_count=max(count for count, _ in SUBMIT_LIMITS),
-        )
+        # A stop waits for a claim under way (JobRunner.stop): cut off after its commit, the job would be
+        # `submitting` with nothing sent and end "uncertain" at the next start.
+        self._claiming = True
+        try:
+            chosen, wait = await self.store.claim_next(
+                from_state=State.QUEUED,
+                to_state=State.SUBMITTING,
+                busy_states=IN_FLIGHT,
+                usage_since=now - USAGE_WINDOW_SECONDS,
+                max_busy=caps.max_jobs_in_flight,
+                max_busy_per_member=caps.max_concurrent_jobs,
+                pace=lambda sent: pacing_delay(sent, PACED_LIMITS, self._clock()),
+                pace_window=longest,
+                pace_count=max(count for count, _ in SUBMIT_LIMITS),
+            )
+            if chosen is not None and self._closing:
+                # Claimed as the stop began: nothing is sent, the job waits in the queue again and the
+                # next start submits it.
+                await self.store.transition(chosen.id, State.SUBMITTING, State.QUEUED)
+                return 0.0
+        finally:
+            self._claiming = False
         if chosen is not None:
             self._spawn(chosen.id, self._submit_and_follow(chosen))
             return 0.0  # the next pass follows at once, and shows the places once nothing moves

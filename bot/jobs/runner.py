@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 
 from bot.acknowledgements import PendingAcknowledgements
 from bot.errors import BotError, InputRefused, ServiceUnavailable
@@ -100,8 +101,10 @@ class MemberBurst(InputRefused):
     retryable = True
 
 
-# How long a stop waits for submissions already sent to be answered and recorded.
-SUBMIT_GRACE_SECONDS = 5.0
+# How long a stop lets work under way end before cancelling it: a claim, a submission already sent (so its
+# job keeps its request id and is followed after the restart instead of ending "uncertain"), and the
+# bot's event handlers it is handed. Well within Docker's 10 s between SIGTERM and SIGKILL.
+STOP_GRACE_SECONDS = 2.0
 
 
 class JobRunner(Dispatching):
@@ -128,17 +131,28 @@ class JobRunner(Dispatching):
             self._wakes = self.store.db.listen_wakes(self._wake.set)
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="job-dispatcher")
 
-    async def stop(self) -> None:
-        """Stops following jobs; their rows stay as they are and the next start resumes them."""
+    async def stop(
+        self, *, grace: float = STOP_GRACE_SECONDS, finishing: Iterable[asyncio.Task[Any]] = ()
+    ) -> None:
+        """Stops following jobs; their rows stay as they are and the next start resumes them. Nothing new
+        is claimed; within `grace`, a claim under way ends (its job handed back to the queue), the
+        submissions already claimed are sent and recorded, and `finishing` may end. Then whatever is
+        left is cancelled."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         self._closing = True
         await self._wakes.close()
-        if self._dispatcher is not None:  # no new submission from here on
-            self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
-        if self._submitting:
-            # A request already sent is let finish, so its job keeps its request id and is followed
-            # after the restart instead of ending "uncertain"; bounded, within Docker's 10 s stop.
-            await asyncio.wait(set(self._submitting), timeout=SUBMIT_GRACE_SECONDS)
+        dispatcher = self._dispatcher
+        if dispatcher is not None:  # no new submission from here on
+            if not self._claiming:
+                dispatcher.cancel()
+            await asyncio.wait({dispatcher}, timeout=max(0.0, deadline - loop.time()))
+            dispatcher.cancel()
+            await asyncio.gather(dispatcher, return_exceptions=True)
+        await asyncio.sleep(0)  # a submission spawned by the last claim starts, and is waited for below
+        under_way = {*self._submitting, *finishing}
+        if under_way:
+            await asyncio.wait(under_way, timeout=max(0.0, deadline - loop.time()))
         tasks = [*self._submitting, *self._tasks.values(), *self._posting.values()]
         for task in tasks:
             task.cancel()

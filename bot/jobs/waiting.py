@@ -57,12 +57,8 @@ class Waiting(Finishing):
         """Submits the job and records its request id; returns it, or None if the job moved meanwhile."""
         submission = await self.sunra.submit(kling_input(job))
         bind_request(submission.request_id)
-        recorded = await self.store.transition(
-            job.id,
-            State.SUBMITTING,
-            State.SUBMITTED,
-            request_id=submission.request_id,
-            submitted_at=self._clock(),
+        recorded = await self.store.record_submission(
+            job.id, request_id=submission.request_id, submitted_at=self._clock()
         )
         return submission.request_id if recorded else None
 

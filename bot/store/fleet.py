@@ -1,4 +1,8 @@
-"""SQL for the fleet: the shard leases (bot/fleet.py). Portable: SQLite and PostgreSQL alike."""
+"""SQL for the fleet: the shard leases (bot/fleet.py). Portable: SQLite and PostgreSQL alike.
+
+Renewing and giving back a lease never wait for the fleet's write lock (`write(exclusive=False)`): each
+is one conditional UPDATE per row of the process's own, which PostgreSQL's row locks make atomic, and a
+busy fleet must neither let a lease run out nor hold up a process that is stopping."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ class FleetStore:
     async def renew_leases(self, shards: Sequence[int], owner: str, *, until: float) -> list[int]:
         """Extends `owner`'s leases; returns the shards it still holds."""
         kept: list[int] = []
-        async with self.db.write() as tx:
+        async with self.db.write(exclusive=False) as tx:
             for shard in shards:
                 if await tx.execute(
                     "UPDATE shard_leases SET expires_at = ? WHERE shard = ? AND owner = ?",
@@ -42,7 +46,8 @@ class FleetStore:
         return kept
 
     async def release_leases(self, owner: str) -> None:
-        await self.db.execute("UPDATE shard_leases SET expires_at = 0 WHERE owner = ?", (owner,))
+        async with self.db.write(exclusive=False) as tx:
+            await tx.execute("UPDATE shard_leases SET expires_at = 0 WHERE owner = ?", (owner,))
 
     async def leases(self) -> dict[int, tuple[str, float]]:
         """Every shard's (owner, expires_at), for tests and the operator."""

@@ -397,6 +397,15 @@ class JobStore:
         async with self.db.write() as tx:
             return await self._move(tx, job_id, from_states, to_state, fields)
 
+    async def record_submission(self, job_id: int, *, request_id: str, submitted_at: float) -> bool:
+        """`submitting` → `submitted` with sunra's request id; False if the job moved meanwhile. Without
+        the fleet's write lock: the conditional UPDATE of the job's own row is atomic by itself, and a
+        request that has left must be written down even while the fleet is busy or this process stops
+        (cut off, the job would end "uncertain" although it is at the API)."""
+        fields = {"request_id": request_id, "submitted_at": submitted_at}
+        async with self.db.write(exclusive=False) as tx:
+            return await self._move(tx, job_id, "submitting", "submitted", fields)
+
     async def _move(
         self,
         tx: Writer,
