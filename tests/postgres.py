@@ -49,12 +49,13 @@ def url_of(name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A new empty database for one test; its URL. Dropped afterwards, with any connection left open."""
+async def fresh_database(options: str = "") -> AsyncIterator[str]:
+    """A new empty database for one test; its URL. Dropped afterwards, with any connection left open.
+    `options` go after CREATE DATABASE's name (e.g. an encoding)."""
     name = f"kling_test_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(ADMIN_URL, timeout=CONNECT_TIMEOUT_SECONDS)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}" {options}')
     finally:
         await admin.close()
     try:

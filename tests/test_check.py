@@ -12,12 +12,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from bot.check import Finding, exit_code, money, run_checks
 from bot.config import ToolSettings
 from bot.invite import INSTALL_PERMISSIONS
 from bot.quota.rules import QuotaSettings
 from bot.store import Database
 from bot.store.migrations import migrations
+from tests import postgres
+from tests.conftest import skip_without_postgres
 from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.sunra_server import FakeSunra
@@ -321,14 +325,42 @@ async def test_postgresql_engine_reachability_and_migrations_without_the_passwor
         assert found.level == "fail" and "cannot connect" in found.text and exit_code(findings) == 1
 
 
-def test_the_bot_stops_with_one_line_when_postgresql_does_not_answer(tmp_path: Path) -> None:
-    closed = f"postgresql://bot:pg-s3cret@127.0.0.1:{free_port()}/kling"
-    env = {**os.environ, "DISCORD_TOKEN": "abc.def", "SUNRA_KEY": SUNRA_KEY, "DATABASE_URL": closed}
+def start_the_bot(cwd: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bot` on this database, with secrets that pass the settings: it stops at the database."""
+    env = {**os.environ, "DISCORD_TOKEN": "abc.def", "SUNRA_KEY": SUNRA_KEY, "DATABASE_URL": database_url}
     env.pop("BOT_CONFIG", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    return subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
     )
+
+
+def test_the_bot_stops_with_one_line_when_postgresql_does_not_answer(tmp_path: Path) -> None:
+    done = start_the_bot(tmp_path, f"postgresql://bot:pg-s3cret@127.0.0.1:{free_port()}/kling")
     assert done.returncode == 1
     assert "database: postgresql://bot:[redacted]@127.0.0.1:" in done.stderr
     assert "cannot connect" in done.stderr
     assert "Traceback" not in done.stderr and "pg-s3cret" not in done.stderr + done.stdout
+
+
+async def test_a_database_not_encoded_utf8_stops_check_and_start_with_one_sentence(tmp_path: Path) -> None:
+    # SQL_ASCII, what `initdb` picks under the C locale: the ICU collation of migration 0004 cannot be
+    # made there, so without the check the bot stopped with a traceback, three migrations applied.
+    skip_without_postgres()
+    ascii_db = "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    sentence = (
+        "the database is encoded SQL_ASCII but the bot needs UTF8; create it with createdb --encoding=UTF8"
+    )
+    async with postgres.fresh_database(ascii_db) as url:
+        async with FakeDiscord() as discord, FakeSunra(key=SUNRA_KEY) as sunra:
+            findings = await findings_of(settings_for(discord, sunra, tmp_path, database_url=url))
+        found = by_topic(findings, "database")
+        assert found.level == "fail" and sentence in found.text and exit_code(findings) == 1
+
+        done = await asyncio.to_thread(start_the_bot, tmp_path, url)
+        assert done.returncode == 1
+        assert sentence in done.stderr and "Traceback" not in done.stderr, done.stderr
+        conn = await asyncpg.connect(url)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('schema_migrations')") is None  # nothing written
+        finally:
+            await conn.close()

@@ -109,7 +109,7 @@ class BotProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
-    async def start(self) -> None:
+    async def start(self, *, ready_within: float = START_TIMEOUT) -> None:
         """Starts a process and waits until it has its own READY gateway session and /animate exists."""
         assert not self.running, "the previous process is still running"
         if os.environ.get(ENGINE_VARIABLE) == "postgresql":
@@ -141,7 +141,7 @@ class BotProcess:
             return fresh and commands
 
         try:
-            await self.discord.wait_for(ready, timeout=START_TIMEOUT, what="the bot's READY session")
+            await self.discord.wait_for(ready, timeout=ready_within, what="the bot's READY session")
         except TimeoutError as error:
             raise AssertionError(f"{error}\n{self.tail()}") from None
 

@@ -25,13 +25,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from cogs.jobs._delivery import outcome_mark
 from tests import images
 from tests.fakes import payloads as p
-from tests.fakes.discord_server import FakeDiscord, InteractionRecord
+from tests.fakes.discord_server import FakeDiscord, InteractionRecord, MessageRecord
 from tests.fakes.sunra_server import FakeSunra, JobPlan
 from tests.test_crash import SUNRA_KEY, BotProcess
-from tests.world import LEDGER_BY_JOB, assert_ledger_matches
+from tests.world import LEDGER_BY_JOB, assert_ledger_matches, outcome_messages
 
 ENDED = {"delivered", "failed", "cancelled", "refused", "uncertain"}
 MEMBERS = 50
@@ -126,8 +125,7 @@ async def test_two_processes_on_two_shards_survive_a_kill_mid_burst(
 
         async def shard_one_busy() -> bool:
             # Every command of shard 1 checked, some waiting in the queue and some at the API.
-            rows = await pool.fetch("SELECT state, COUNT(*) FROM jobs WHERE shard = 1 GROUP BY state")
-            states = {r[0]: int(r[1]) for r in rows}
+            states = await shard_states(pool, 1)
             return (
                 not states.get("received")
                 and states.get("queued", 0) >= 3
@@ -147,19 +145,8 @@ async def test_two_processes_on_two_shards_survive_a_kill_mid_burst(
         await bots[1].start()
         await asyncio.gather(*(command(175 + n, users((0, 1))[n % MEMBERS]) for n in range(25)))
 
-        async def settled() -> bool:
-            rows = await pool.fetch("SELECT state, notified FROM jobs")
-            recorded = await pool.fetchval("SELECT COUNT(*) FROM jobs")
-            acknowledged = sum(1 for i in interactions if discord.interactions[i.id].acknowledged)
-            deferred = {c.interaction_id for c in discord.callbacks if c.type == 5}
-            return (
-                int(recorded) >= len(deferred & {i.id for i in interactions})
-                and all(r["state"] in ENDED and (r["notified"] or r["state"] == "delivered") for r in rows)
-                and acknowledged == len(interactions)
-            )
-
         for _ in range(1800):
-            if await settled():
+            if await settled(pool, discord, interactions):
                 break
             await asyncio.sleep(0.1)
         jobs = [dict(r) for r in await pool.fetch("SELECT * FROM jobs ORDER BY id")]
@@ -188,16 +175,7 @@ async def test_two_processes_on_two_shards_survive_a_kill_mid_burst(
     for job in jobs:
         assert job["state"] in ENDED, f"job {job['id']} did not end\n{detail}\n{tails}"
         if job["state"] != "refused":
-            marks = [
-                m
-                for m in discord.messages
-                if m.kind == "channel"
-                and not m.deleted
-                and any(
-                    (e.get("footer") or {}).get("text") == outcome_mark(job["id"])
-                    for e in m.message.get("embeds") or []
-                )
-            ]
+            marks = outcome_posts(discord, job["id"])
             assert len(marks) <= 1, f"job {job['id']} posted {len(marks)} times"
             if job["state"] == "delivered":
                 assert len(marks) == 1 or job["result_message_id"] is not None, job
@@ -227,6 +205,32 @@ async def test_two_processes_on_two_shards_survive_a_kill_mid_burst(
     # The ledger, read from PostgreSQL: each delivered job charged once, every other job nothing.
     assert_ledger_matches(ledger)
     assert bots[1].kills == 1
+
+
+async def shard_states(pool: asyncpg.Pool, shard: int) -> dict[str, int]:
+    """How many of the shard's jobs are in each state, read from PostgreSQL."""
+    rows = await pool.fetch("SELECT state, COUNT(*) FROM jobs WHERE shard = $1 GROUP BY state", shard)
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def settled(
+    pool: asyncpg.Pool, discord: FakeDiscord, interactions: Sequence[InteractionRecord]
+) -> bool:
+    """Every command answered, every acknowledged one recorded, every job ended and told (or delivered)."""
+    rows = await pool.fetch("SELECT state, notified FROM jobs")
+    recorded = await pool.fetchval("SELECT COUNT(*) FROM jobs")
+    acknowledged = sum(1 for i in interactions if discord.interactions[i.id].acknowledged)
+    deferred = {c.interaction_id for c in discord.callbacks if c.type == 5}
+    return (
+        int(recorded) >= len(deferred & {i.id for i in interactions})
+        and all(r["state"] in ENDED and (r["notified"] or r["state"] == "delivered") for r in rows)
+        and acknowledged == len(interactions)
+    )
+
+
+def outcome_posts(discord: FakeDiscord, job_id: int) -> list[MessageRecord]:
+    """The channel messages, not deleted, that carry the job's outcome mark: one per ended job."""
+    return [m for m in outcome_messages(discord, job_id) if m.kind == "channel" and not m.deleted]
 
 
 def max_in_window(times: Sequence[float], window: float) -> int:

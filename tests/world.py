@@ -178,13 +178,18 @@ class World:
         assert_ledger_matches(await self.db.fetchall(LEDGER_BY_JOB))
 
     def outcome_messages(self, job_id: int) -> list[MessageRecord]:
-        mark = outcome_mark(job_id)
-        return [
-            m
-            for m in self.discord.messages
-            if any(e.get("footer", {}).get("text") == mark for e in m.message.get("embeds", []))
-            or f"-# {mark}" in components_text(m.message.get("components") or []).split("\n")
-        ]
+        return outcome_messages(self.discord, job_id)
+
+
+def outcome_messages(discord: FakeDiscord, job_id: int) -> list[MessageRecord]:
+    """Every message carrying the job's outcome mark: in an embed's footer, or a card's last line."""
+    mark = outcome_mark(job_id)
+    return [
+        m
+        for m in discord.messages
+        if any(e.get("footer", {}).get("text") == mark for e in m.message.get("embeds", []))
+        or f"-# {mark}" in components_text(m.message.get("components") or []).split("\n")
+    ]
 
 
 def shown_text(message: dict[str, Any]) -> str:

@@ -72,10 +72,23 @@ async def _connect_one(target: DatabaseUrl) -> asyncpg.Connection:
         raise unreachable(target, error) from None
 
 
+async def require_utf8(conn: asyncpg.Connection, target: DatabaseUrl) -> None:
+    """Raises DatabaseUnreachable unless the database is UTF-8. On SQL_ASCII (or LATIN1, …) the ICU
+    collation of migration 0004 cannot be made, so the bot would stop half-migrated, and text functions
+    would count bytes, not letters; one sentence before anything is written says what to do instead."""
+    encoding = await conn.fetchval("SHOW server_encoding")
+    if encoding != "UTF8":
+        raise DatabaseUnreachable(
+            f"{target.shown}: the database is encoded {encoding} but the bot needs UTF8; "
+            "create it with createdb --encoding=UTF8 --template=template0"
+        )
+
+
 async def status(target: DatabaseUrl) -> MigrationStatus:
     """The migrations the database has and lacks, read on one short connection; changes nothing."""
     conn = await _connect_one(target)
     try:
+        await require_utf8(conn, target)
         found = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
         rows = await conn.fetch("SELECT name FROM schema_migrations") if found else []
     finally:
@@ -108,6 +121,8 @@ class PostgresDatabase(Database):
             raise unreachable(target, error) from None
         db = cls(pool, target)
         try:
+            async with pool.acquire() as conn:
+                await require_utf8(conn, target)
             await db._migrate()
         except BaseException:
             await db.close()
