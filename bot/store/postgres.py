@@ -23,9 +23,11 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 
+from bot.redact import REDACTED
 from bot.store.db import Database, DatabaseUnreachable, DatabaseUrl, Row, WriteLock, to_the_end
 from bot.store.migrations import MigrationStatus, migrations, status as migration_status
 from bot.store.sql import Params, bind, coerce, rowcount, to_postgresql
@@ -57,12 +59,17 @@ def unreachable(target: DatabaseUrl, error: BaseException) -> DatabaseUnreachabl
         return DatabaseUnreachable(f"{target.shown}: the database does not exist; create it first (createdb)")
     if isinstance(error, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
         return DatabaseUnreachable(f"{target.shown}: the server refused the user or password")
-    reason = str(error) or type(error).__name__
-    if target.url and "@" in target.url:
-        secret = target.url.split("//", 1)[-1].rsplit("@", 1)[0].partition(":")[2]
-        if secret:
-            reason = reason.replace(secret, "***")
+    reason = hide_password(target, str(error) or type(error).__name__)
     return DatabaseUnreachable(f"{target.shown}: cannot connect ({reason})")
+
+
+def hide_password(target: DatabaseUrl, text: str) -> str:
+    """`text` without the URL's password, as written in the URL or percent-decoded."""
+    password = target.password
+    if password and password.strip():
+        for form in {password, quote(password, safe="")}:
+            text = text.replace(form, REDACTED)
+    return text
 
 
 async def _connect_one(target: DatabaseUrl) -> asyncpg.Connection:
