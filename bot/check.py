@@ -28,6 +28,7 @@ from bot.invite import INSTALL_PERMISSIONS, install_url, user_install_url
 from bot.quota.rules import MICROS_PER_USD, PERIOD_NOUN, QuotaSettings, format_usd, price_list, usd_micros
 from bot.redact import redact_urls
 from bot.store.db import ENGINE_NAMES, DatabaseUnreachable, database_status, parse_database_url, redact_url
+from bot.store.migrations import migrations, newer_schema
 from bot.sunra import (
     AuthError,
     InsufficientFunds,
@@ -202,6 +203,10 @@ async def check_database(settings: ToolSettings) -> Finding:
             f"{engine} {path} does not exist yet; it is created with {len(status.pending)} migrations at "
             "first start",
         )
+    if status.unknown:
+        newest = status.unknown[-1].partition("_")[0]
+        known = migrations(target.engine)[-1].version
+        return Finding("fail", "database", f"{engine} {newer_schema(shown, newest, known)}")
     if status.pending:
         return Finding(
             "note",

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from bot.check import check_database
 from bot.config import ToolSettings
@@ -56,3 +61,31 @@ async def test_a_closed_port_with_such_a_password_is_one_line_without_it() -> No
         assert "cannot connect" in str(error) and "p@ss" not in str(error) and "\n" not in str(error)
     else:
         raise AssertionError("opened a closed port")
+
+
+def run_bot(folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bot` with these settings; it must stop before it reaches Discord."""
+    environment = {**os.environ, "DISCORD_TOKEN": "abc.def", "SUNRA_KEY": "sk-refusals-0123456789", **env}
+    environment.pop("BOT_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=folder, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+async def test_a_database_migrated_by_a_newer_bot_is_refused(database_url: str, tmp_path: Path) -> None:
+    async with await Database.open(database_url) as db:
+        await db.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_future.sql')")
+    with pytest.raises(DatabaseUnreachable, match="schema is newer than this version of the bot") as refused:
+        await Database.open(database_url)
+    assert "migration 9999 is applied" in str(refused.value) and "\n" not in str(refused.value)
+    found = await check_database(ToolSettings(database_url=database_url))
+    assert found.level == "fail" and "newer than this version of the bot (migration 9999" in found.text, found
+    if database_url.startswith("sqlite:"):
+        done = run_bot(tmp_path, DATABASE_URL=database_url)
+        assert done.returncode == 1 and "schema is newer than this version" in one_line(done.stderr)

@@ -188,7 +188,8 @@ async def database_status(url: str) -> tuple[DatabaseUrl, MigrationStatus]:
 
 
 class DatabaseUnreachable(Exception):
-    """The database cannot be reached or read; the message is safe to show (no password)."""
+    """The database cannot be reached, read or used by this code (a schema newer than it, a file that is
+    no database); the message is one sentence, safe to show (no password)."""
 
 
 # ----- the Database -------------------------------------------------------------------------------------

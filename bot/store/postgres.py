@@ -29,7 +29,7 @@ import asyncpg
 
 from bot.redact import REDACTED
 from bot.store.db import Database, DatabaseUnreachable, DatabaseUrl, Row, WriteLock, to_the_end
-from bot.store.migrations import MigrationStatus, migrations, status as migration_status
+from bot.store.migrations import MigrationStatus, migrations, status as migration_status, too_new
 from bot.store.sql import Params, bind, coerce, rowcount, to_postgresql
 from bot.store.wakes import WakeListener, WakeSender, new_token
 
@@ -141,6 +141,8 @@ class PostgresDatabase(Database):
             try:
                 await conn.execute(_SCHEMA_MIGRATIONS)
                 done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+                if (refusal := too_new(self.target.shown, done, "postgresql")) is not None:
+                    raise DatabaseUnreachable(refusal)
                 for migration in migrations("postgresql"):
                     if migration.version in done:
                         continue

@@ -24,7 +24,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.store.db import Database, DatabaseUnreachable, DatabaseUrl, Row, WriteLock, to_the_end
-from bot.store.migrations import MigrationStatus, migrations, status as migration_status
+from bot.store.migrations import MigrationStatus, migrations, status as migration_status, too_new
 from bot.store.sql import Params
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ class SqliteDatabase(Database):
         )
         async with self._conn.execute("SELECT version FROM schema_migrations") as cur:
             done = {row[0] for row in await cur.fetchall()}
+        if (refusal := too_new(str(self.path), done, "sqlite")) is not None:
+            raise DatabaseUnreachable(refusal)
         for migration in migrations("sqlite"):
             if migration.version in done:
                 continue
