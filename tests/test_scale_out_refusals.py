@@ -4,21 +4,28 @@ with another SHARD_COUNT, a database that cannot be migrated, NUL characters, un
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import logging
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.check import check_database
 from bot.config import ToolSettings
 from bot.logs import log_handler
-from bot.store import Database
+from bot.store import Database, postgres as store_postgres
 from bot.store.db import DatabaseUnreachable, parse_database_url
-from bot.store.postgres import unreachable
+from bot.store.migrations import Migration, migrations
+from bot.store.postgres import IDLE_IN_TRANSACTION_SECONDS, unreachable
+from tests import postgres
 
 # Trust authentication ignores the password; it stands for a real one that must never be shown.
 PASSWORD = "p@ss/w:rd %20 x"
@@ -89,3 +96,93 @@ async def test_a_database_migrated_by_a_newer_bot_is_refused(database_url: str, 
     if database_url.startswith("sqlite:"):
         done = run_bot(tmp_path, DATABASE_URL=database_url)
         assert done.returncode == 1 and "schema is newer than this version" in one_line(done.stderr)
+
+
+@contextlib.asynccontextmanager
+async def database_as(**create: str) -> AsyncIterator[str]:
+    """A new database made with these CREATE DATABASE options (ENCODING …); its URL. Dropped after."""
+    name = f"kling_test_{secrets.token_hex(6)}"
+    options = " ".join(f"{key} '{value}'" for key, value in create.items())
+    admin = await asyncpg.connect(postgres.ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" {options}')
+    finally:
+        await admin.close()
+    try:
+        yield postgres.url_of(name)
+    finally:
+        admin = await asyncpg.connect(postgres.ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def test_a_database_that_cannot_hold_every_text_is_refused_in_one_line(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    async with database_as(ENCODING="SQL_ASCII", TEMPLATE="template0", LC_COLLATE="C", LC_CTYPE="C") as url:
+        with pytest.raises(DatabaseUnreachable, match=r"encoding is SQL_ASCII.*createdb -E UTF8"):
+            await Database.open(url)
+        found = await check_database(ToolSettings(database_url=url))
+        assert found.level == "fail" and "encoding is SQL_ASCII" in found.text, found
+        done = run_bot(tmp_path, DATABASE_URL=url)
+        assert done.returncode == 1 and "encoding is SQL_ASCII" in one_line(done.stderr)
+
+
+async def test_a_user_without_the_create_privilege_is_refused_in_one_line(postgres_url: str) -> None:
+    role = f"kling_limited_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(postgres.ADMIN_URL)
+    await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        limited = postgres_url.replace("postgresql://postgres@", f"postgresql://{role}:pw-limited@")
+        with pytest.raises(DatabaseUnreachable, match="may not change the database's tables") as refused:
+            await Database.open(limited)
+        assert "\n" not in str(refused.value) and "pw-limited" not in str(refused.value)
+        # Migrated by its owner, the database is used by a role that only reads and writes rows.
+        await (await Database.open(postgres_url)).close()
+        owner = await asyncpg.connect(postgres_url)
+        await owner.execute(
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"'
+        )
+        await owner.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+        await owner.close()
+        async with await Database.open(limited) as db:
+            assert await db.fetchone("SELECT COUNT(*) FROM jobs") is not None
+        owner = await asyncpg.connect(postgres_url)
+        await owner.execute(f'DROP OWNED BY "{role}"')
+        await owner.close()
+    finally:
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()
+
+
+async def test_a_failing_migration_leaves_nothing_half_applied(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = [
+        *migrations("postgresql"),
+        Migration(9998, "9998_broken.sql", "CREATE TABLE t (a INT); SELECT 1/0"),
+    ]
+    monkeypatch.setattr(store_postgres, "migrations", lambda engine: broken)
+    with pytest.raises(DatabaseUnreachable, match=r"cannot apply 9998_broken.sql \(division by zero\)"):
+        await Database.open(postgres_url)
+    conn = await asyncpg.connect(postgres_url)
+    try:  # one transaction: not even the first migrations stayed
+        assert await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL")
+    finally:
+        await conn.close()
+
+
+async def test_starters_together_migrate_once_and_a_stuck_transaction_is_ended(postgres_url: str) -> None:
+    opened = await asyncio.gather(*(Database.open(postgres_url) for _ in range(6)))
+    try:
+        db = opened[0]
+        rows = await db.fetchall("SELECT version FROM schema_migrations ORDER BY version")
+        assert [row[0] for row in rows] == [m.version for m in migrations("postgresql")]
+        locks = await db.fetchone("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert locks is not None and locks[0] == 0  # the migration lock went with its transaction
+        shown = await db.fetchone("SHOW idle_in_transaction_session_timeout")
+        assert shown is not None and shown[0] == f"{IDLE_IN_TRANSACTION_SECONDS}s"
+    finally:
+        await asyncio.gather(*(each.close() for each in opened))

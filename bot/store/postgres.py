@@ -12,8 +12,11 @@ SQL is SQLite's, translated by bot/store/sql.py.
   the writers first, so they wait in order (urgent first) without holding a pooled connection each.
   `write(exclusive=False)` skips both, for a transaction whose row locks (`FOR UPDATE SKIP LOCKED`) or
   constraints are enough.
-- Migrations run under a session advisory lock (MIGRATION_LOCK): several processes started at once on
-  an empty database apply each migration once; the others wait, then find nothing left to do.
+- Migrations run in one transaction under a transaction advisory lock (MIGRATION_LOCK): several
+  processes started at once on an empty database apply each migration once; the others wait, then find
+  nothing left to do. A database that cannot be migrated (no privilege, not UTF8) is refused in one line.
+- Every connection ends a transaction left idle for IDLE_IN_TRANSACTION_SECONDS: a stuck process cannot
+  hold its row locks, or the fleet's write lock, for ever.
 - Reads (`fetchone`, `fetchall`) take a pooled connection outside any transaction and see committed data.
 """
 
@@ -43,6 +46,9 @@ MIGRATION_LOCK = 0x6B6C_0002
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 CONNECT_TIMEOUT_SECONDS = 10.0
+# A transaction no statement has used for this long is ended by the server, and its locks with it.
+IDLE_IN_TRANSACTION_SECONDS = 10
+SERVER_SETTINGS = {"idle_in_transaction_session_timeout": f"{IDLE_IN_TRANSACTION_SECONDS}s"}
 _BEGIN_EXCLUSIVE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 
 _SCHEMA_MIGRATIONS = (
@@ -74,15 +80,28 @@ def hide_password(target: DatabaseUrl, text: str) -> str:
 
 async def _connect_one(target: DatabaseUrl) -> asyncpg.Connection:
     try:
-        return await asyncpg.connect(target.url, timeout=CONNECT_TIMEOUT_SECONDS)
+        return await asyncpg.connect(
+            target.url, timeout=CONNECT_TIMEOUT_SECONDS, server_settings=SERVER_SETTINGS
+        )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         raise unreachable(target, error) from None
+
+
+async def refuse_encoding(target: DatabaseUrl, conn: asyncpg.Connection) -> None:
+    """Raises DatabaseUnreachable unless the database stores text as UTF8."""
+    encoding = await conn.fetchval("SHOW server_encoding")
+    if encoding != "UTF8":
+        raise DatabaseUnreachable(
+            f"{target.shown}: the database's encoding is {encoding}, which cannot hold every member's "
+            "text; create it with UTF8 (createdb -E UTF8 -T template0 NAME) and start again"
+        )
 
 
 async def status(target: DatabaseUrl) -> MigrationStatus:
     """The migrations the database has and lacks, read on one short connection; changes nothing."""
     conn = await _connect_one(target)
     try:
+        await refuse_encoding(target, conn)
         found = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
         rows = await conn.fetch("SELECT name FROM schema_migrations") if found else []
     finally:
@@ -109,7 +128,11 @@ class PostgresDatabase(Database):
         """Opens the pool and migrates. Raises DatabaseUnreachable when the server cannot be used."""
         try:
             pool = await asyncpg.create_pool(
-                target.url, min_size=POOL_MIN_SIZE, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS
+                target.url,
+                min_size=POOL_MIN_SIZE,
+                max_size=max_size,
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                server_settings=SERVER_SETTINGS,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise unreachable(target, error) from None
@@ -136,26 +159,45 @@ class PostgresDatabase(Database):
         self._wake_sender.send()
 
     async def _migrate(self) -> None:
+        """Every pending migration in one transaction under a transaction advisory lock: processes started
+        together wait for the first, then find nothing left to do; a failure leaves nothing half-applied
+        and ends in one sentence (DatabaseUnreachable)."""
+        shown = self.target.shown
         async with self._pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            await refuse_encoding(self.target, conn)
+            applying = "schema_migrations"
             try:
-                await conn.execute(_SCHEMA_MIGRATIONS)
-                done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-                if (refusal := too_new(self.target.shown, done, "postgresql")) is not None:
-                    raise DatabaseUnreachable(refusal)
-                for migration in migrations("postgresql"):
-                    if migration.version in done:
-                        continue
-                    log.info("applying migration %s", migration.name)
-                    async with conn.transaction():
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                    # Created only when absent: CREATE … IF NOT EXISTS needs the CREATE privilege even
+                    # then, which a role that only reads and writes rows need not have.
+                    if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+                        await conn.execute(_SCHEMA_MIGRATIONS)
+                    done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+                    if (refusal := too_new(shown, done, "postgresql")) is not None:
+                        raise DatabaseUnreachable(refusal)
+                    for migration in migrations("postgresql"):
+                        if migration.version in done:
+                            continue
+                        applying = migration.name
+                        log.info("applying migration %s", migration.name)
                         await conn.execute(migration.sql)  # no arguments: the simple protocol runs a script
                         await conn.execute(
                             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                             migration.version,
                             migration.name,
                         )
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+            except asyncpg.InsufficientPrivilegeError as error:
+                raise DatabaseUnreachable(
+                    f"{shown}: the user may not change the database's tables ({error}) while applying "
+                    f"{applying}; nothing was changed: run the bot once as the database's owner, or grant "
+                    "this user CREATE on its schema"
+                ) from None
+            except asyncpg.PostgresError as error:
+                reason = hide_password(self.target, str(error) or type(error).__name__)
+                raise DatabaseUnreachable(
+                    f"{shown}: cannot apply {applying} ({reason}); nothing was changed"
+                ) from None
 
     @asynccontextmanager
     async def write(self, *, urgent: bool = False, exclusive: bool = True) -> AsyncIterator[_Tx]:
