@@ -17,6 +17,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from PIL import Image
+from rich.console import Console
 
 from bot.check import check_database
 from bot.config import ToolSettings
@@ -25,6 +27,7 @@ from bot.store import Database, postgres as store_postgres
 from bot.store.db import DatabaseUnreachable, parse_database_url
 from bot.store.migrations import Migration, migrations
 from bot.store.postgres import IDLE_IN_TRANSACTION_SECONDS, unreachable
+from bot.terminal import EXIT_USAGE, AnimateOptions, animate
 from tests import postgres
 
 # Trust authentication ignores the password; it stands for a real one that must never be shown.
@@ -186,3 +189,45 @@ async def test_starters_together_migrate_once_and_a_stuck_transaction_is_ended(p
         assert shown is not None and shown[0] == f"{IDLE_IN_TRANSACTION_SECONDS}s"
     finally:
         await asyncio.gather(*(each.close() for each in opened))
+
+
+def unusable_sqlite_paths(folder: Path) -> list[tuple[Path, str]]:
+    (folder / "a-file").write_text("not a folder")
+    (folder / "junk.sqlite3").write_bytes(b"not a SQLite database, only text " * 200)
+    (folder / "a-folder").mkdir()
+    return [
+        (folder / "a-file" / "data" / "bot.sqlite3", "a part of its folder is a file"),
+        (folder / "junk.sqlite3", "not a SQLite database"),
+        (folder / "a-folder", "it is a folder"),
+        (Path("/proc/kling-bot.sqlite3"), "cannot keep the bot's database there"),
+    ]
+
+
+async def test_an_unusable_sqlite_path_ends_in_one_line(tmp_path: Path) -> None:
+    for path, why in unusable_sqlite_paths(tmp_path):
+        with pytest.raises(DatabaseUnreachable) as refused:
+            await Database.open(f"sqlite:///{path}")
+        said = str(refused.value)
+        assert why in said and said.startswith(f"{path}: cannot keep") and "\n" not in said, said
+        assert said.endswith("set DATABASE_URL to a file in a folder the bot can write to")
+    (tmp_path / "again").mkdir()
+    path, why = unusable_sqlite_paths(tmp_path / "again")[1]
+    done = run_bot(tmp_path, DATABASE_URL=f"sqlite:///{path}")
+    assert done.returncode == 1 and why in one_line(done.stderr)
+
+
+async def test_animate_exits_2_on_a_database_it_cannot_use(tmp_path: Path) -> None:
+    image = tmp_path / "picture.png"
+    Image.new("RGB", (800, 600), (40, 90, 160)).save(image)
+    for path, why in unusable_sqlite_paths(tmp_path):
+        settings = ToolSettings(
+            database_url=f"sqlite:///{path}",
+            sunra_key="sk-refusals-0123456789",
+            sunra_api_url="http://127.0.0.1:9/v1",  # never reached: the database is opened first
+        )
+        buffer = io.StringIO()
+        options = AnimateOptions(image, "waves roll in", out=tmp_path / "out.mp4")
+        code = await animate(settings, options, Console(file=buffer, width=300))
+        said = buffer.getvalue()
+        assert code == EXIT_USAGE == 2 and why in said and "Traceback" not in said, said
+        assert not (tmp_path / "out.mp4").exists()

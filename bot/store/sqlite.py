@@ -53,6 +53,27 @@ def _status(path: Path) -> MigrationStatus:
     return migration_status("sqlite", True, {str(row[0]) for row in rows})
 
 
+def unusable(path: Path, error: OSError | sqlite3.Error) -> str:
+    """Why the bot cannot keep its database at `path`, as one sentence for the operator."""
+    text = str(error).lower()
+    if isinstance(error, NotADirectoryError | FileExistsError):
+        why = "a part of its folder is a file, not a folder"
+    elif isinstance(error, PermissionError) or "readonly" in text or "read-only" in text:
+        why = "the bot may not write there"
+    elif "not a database" in text:
+        why = "the file there is not a SQLite database"
+    elif path.is_dir():
+        why = "it is a folder; name a file in it"
+    elif "unable to open" in text:
+        why = "the file cannot be created or opened there"
+    else:
+        why = str(error) or type(error).__name__
+    return (
+        f"{path}: cannot keep the bot's database there ({why}); set DATABASE_URL to a file in a folder "
+        "the bot can write to"
+    )
+
+
 class SqliteDatabase(Database):
     engine = "sqlite"
 
@@ -69,9 +90,12 @@ class SqliteDatabase(Database):
         assert target.path is not None
         path = target.path
         in_memory = str(path) == ":memory:"
-        if not in_memory:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await cls._connect(path)
+        try:
+            if not in_memory:
+                await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+            conn = await cls._connect(path)
+        except (OSError, sqlite3.Error) as error:
+            raise DatabaseUnreachable(unusable(path, error)) from None
         db = cls(conn, target)
         try:
             await db._configure(conn)
@@ -79,6 +103,9 @@ class SqliteDatabase(Database):
             if not in_memory:
                 db._reader = await cls._connect(path)
                 await db._configure(db._reader, "PRAGMA query_only=ON")
+        except (OSError, sqlite3.Error) as error:
+            await db.close()
+            raise DatabaseUnreachable(unusable(path, error)) from None
         except BaseException:
             await db.close()
             raise
