@@ -22,11 +22,13 @@ from rich.console import Console
 
 from bot.check import check_database
 from bot.config import ToolSettings
+from bot.errors import InputRefused
 from bot.logs import log_handler
+from bot.request import AttachmentRef, build_request
 from bot.store import Database, postgres as store_postgres
 from bot.store.db import DatabaseUnreachable, parse_database_url
 from bot.store.migrations import Migration, migrations
-from bot.store.postgres import IDLE_IN_TRANSACTION_SECONDS, unreachable
+from bot.store.postgres import IDLE_IN_TRANSACTION_SECONDS, MIGRATION_LOCK, unreachable
 from bot.terminal import EXIT_USAGE, AnimateOptions, animate
 from tests import postgres
 
@@ -183,7 +185,11 @@ async def test_starters_together_migrate_once_and_a_stuck_transaction_is_ended(p
         db = opened[0]
         rows = await db.fetchall("SELECT version FROM schema_migrations ORDER BY version")
         assert [row[0] for row in rows] == [m.version for m in migrations("postgresql")]
-        locks = await db.fetchone("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory'")
+        locks = await db.fetchone(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = ?"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (MIGRATION_LOCK,),
+        )
         assert locks is not None and locks[0] == 0  # the migration lock went with its transaction
         shown = await db.fetchone("SHOW idle_in_transaction_session_timeout")
         assert shown is not None and shown[0] == f"{IDLE_IN_TRANSACTION_SECONDS}s"
@@ -231,3 +237,19 @@ async def test_animate_exits_2_on_a_database_it_cannot_use(tmp_path: Path) -> No
         said = buffer.getvalue()
         assert code == EXIT_USAGE == 2 and why in said and "Traceback" not in said, said
         assert not (tmp_path / "out.mp4").exists()
+
+
+async def test_nul_characters_never_reach_the_database(database_url: str) -> None:
+    picture = AttachmentRef(
+        url="https://cdn.discordapp.com/a.png", filename="a.png", size=10, content_type="image/png"
+    )
+    request = build_request(prompt="\x00a cat\x00 waves\x00", negative_prompt="blur\x00", image=picture)
+    assert (request.prompt, request.negative_prompt) == ("a cat waves", "blur")
+    with pytest.raises(InputRefused):
+        build_request(prompt="\x00 \x00", image=picture)
+    async with await Database.open(database_url) as db:  # and defensively, at the store
+        await db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("k\x00", "v\x00w"))
+        row = await db.fetchone("SELECT key, value FROM meta WHERE key LIKE 'k%'")
+        assert row is not None and row[1] in ("vw", "v\x00w")
+        if database_url.startswith("postgresql"):
+            assert tuple(row) == ("k", "vw")

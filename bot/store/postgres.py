@@ -65,12 +65,13 @@ def unreachable(target: DatabaseUrl, error: BaseException) -> DatabaseUnreachabl
         return DatabaseUnreachable(f"{target.shown}: the database does not exist; create it first (createdb)")
     if isinstance(error, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
         return DatabaseUnreachable(f"{target.shown}: the server refused the user or password")
-    reason = hide_password(target, str(error) or type(error).__name__)
-    return DatabaseUnreachable(f"{target.shown}: cannot connect ({reason})")
+    return DatabaseUnreachable(f"{target.shown}: cannot connect ({reason(target, error)})")
 
 
-def hide_password(target: DatabaseUrl, text: str) -> str:
-    """`text` without the URL's password, as written in the URL or percent-decoded."""
+def reason(target: DatabaseUrl, error: BaseException) -> str:
+    """The server's error on one line (its DETAIL and HINT joined on), without the URL's password as
+    written in the URL or percent-decoded."""
+    text = " ".join((str(error) or type(error).__name__).split())
     password = target.password
     if password and password.strip():
         for form in {password, quote(password, safe="")}:
@@ -189,14 +190,14 @@ class PostgresDatabase(Database):
                         )
             except asyncpg.InsufficientPrivilegeError as error:
                 raise DatabaseUnreachable(
-                    f"{shown}: the user may not change the database's tables ({error}) while applying "
+                    f"{shown}: the user may not change the database's tables ({reason(self.target, error)})"
+                    f" while applying "
                     f"{applying}; nothing was changed: run the bot once as the database's owner, or grant "
                     "this user CREATE on its schema"
                 ) from None
             except asyncpg.PostgresError as error:
-                reason = hide_password(self.target, str(error) or type(error).__name__)
                 raise DatabaseUnreachable(
-                    f"{shown}: cannot apply {applying} ({reason}); nothing was changed"
+                    f"{shown}: cannot apply {applying} ({reason(self.target, error)}); nothing was changed"
                 ) from None
 
     @asynccontextmanager
