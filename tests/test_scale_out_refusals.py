@@ -12,6 +12,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,10 +24,14 @@ from rich.console import Console
 from bot.check import check_database
 from bot.config import ToolSettings
 from bot.errors import InputRefused
+from bot.fleet import FleetMismatch, ShardLeases, ShardPlan
+from bot.jobs import ENDED
 from bot.logs import log_handler
 from bot.request import AttachmentRef, build_request
 from bot.store import Database, postgres as store_postgres
 from bot.store.db import DatabaseUnreachable, parse_database_url
+from bot.store.fleet import FleetStore
+from bot.store.jobs import JobStore
 from bot.store.migrations import Migration, migrations
 from bot.store.postgres import IDLE_IN_TRANSACTION_SECONDS, MIGRATION_LOCK, unreachable
 from bot.terminal import EXIT_USAGE, AnimateOptions, animate
@@ -253,3 +258,70 @@ async def test_nul_characters_never_reach_the_database(database_url: str) -> Non
         assert row is not None and row[1] in ("vw", "v\x00w")
         if database_url.startswith("postgresql"):
             assert tuple(row) == ("k", "vw")
+
+
+async def test_another_shard_count_or_none_beside_a_running_fleet_is_refused(database_url: str) -> None:
+    async with await Database.open(database_url) as db:
+        fleet = FleetStore(db)
+        running = ShardLeases(fleet, ShardPlan(2, (0,)), lease_seconds=30.0)
+        assert await running.acquire(asyncio.Event())
+        for plan, said in (
+            (ShardPlan(3, (1,)), "running on this database, and this process has SHARD_COUNT=3"),
+            (ShardPlan(None, None), "this process has no SHARD_COUNT"),
+        ):
+            other = ShardLeases(fleet, plan, lease_seconds=30.0)
+            with pytest.raises(FleetMismatch, match="a fleet of SHARD_COUNT=2 processes") as refused:
+                await other.acquire(asyncio.Event())
+            assert said in str(refused.value) and "\n" not in str(refused.value)
+        # Even past the early look, taking the leases asks again in the same transaction.
+        with pytest.raises(FleetMismatch):
+            await fleet.take_leases([1], 3, "late", now=time.time(), until=time.time() + 30)
+        assert set(await fleet.leases()) == {0}  # it took none
+        joining = ShardLeases(fleet, ShardPlan(2, (1,)), lease_seconds=30.0)  # the same count joins
+        assert await joining.acquire(asyncio.Event())
+        await joining.release()
+        await running.release()
+        # Once the fleet stopped, another SHARD_COUNT (or none) may start.
+        assert await ShardLeases(fleet, ShardPlan(3, (0, 1, 2)), lease_seconds=30.0).acquire(asyncio.Event())
+
+
+async def test_jobs_are_owned_by_their_shard_under_the_current_shard_count(database_url: str) -> None:
+    guild = (7 << 22) | 5  # shard 7 % 2 = 1 under two shards, 7 % 4 = 3 under four
+    async with await Database.open(database_url) as db:
+        unsharded = JobStore(db)
+        old = await queued(unsharded, 1, guild)  # recorded by a process without SHARD_COUNT: shard 0
+        two = JobStore(db, shards=ShardPlan(2, (1,)))
+        assert [job.id for job in await two.in_states(["queued"])] == []  # not yet its own
+        assert await two.reckon_shards(ENDED) == 1
+        assert [job.id for job in await two.in_states(["queued"])] == [old]
+        four = JobStore(db, shards=ShardPlan(4, (3,)))  # the fleet restarted with four shards
+        assert await four.reckon_shards(ENDED) == 1 and await four.reckon_shards(ENDED) == 0
+        assert [job.id for job in await four.in_states(["queued"])] == [old]
+        assert await JobStore(db, shards=ShardPlan(4, (0, 1, 2))).in_states(["queued"]) == []
+
+
+async def queued(store: JobStore, interaction_id: int, guild_id: int) -> int:
+    job_id, created = await store.create(
+        interaction_id=interaction_id,
+        guild_id=guild_id,
+        channel_id=6,
+        user_id=10,
+        state="received",
+        params={"prompt": "a cat waves"},
+        upload_limit=10_485_760,
+        lifetime_seconds=3600,
+    )
+    assert created and await store.transition(job_id, "received", "queued")
+    return job_id
+
+
+async def test_an_unsharded_bot_beside_a_running_fleet_stops_in_one_line_before_discord(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.sqlite3"
+    async with await Database.open(path) as db:  # a live lease of a two-shard fleet
+        await FleetStore(db).take_leases([0], 2, "fleet", now=time.time(), until=time.time() + 600)
+    # Discord's address answers nothing: the refusal comes before the bot asks it anything.
+    done = run_bot(tmp_path, DATABASE_URL=f"sqlite:///{path}", DISCORD_API_URL="http://127.0.0.1:9/api")
+    assert done.returncode == 2, done.stderr
+    assert "this process has no SHARD_COUNT" in one_line(done.stderr)
