@@ -273,6 +273,12 @@ async def test_another_shard_count_or_none_beside_a_running_fleet_is_refused(dat
             with pytest.raises(FleetMismatch, match="a fleet of SHARD_COUNT=2 processes") as refused:
                 await other.acquire(asyncio.Event())
             assert said in str(refused.value) and "\n" not in str(refused.value)
+        # `kling-bot check` says so too, before anything is started.
+        for count, said in ((3, "this process has SHARD_COUNT=3"), (None, "this process has no SHARD_COUNT")):
+            found = await check_database(ToolSettings(database_url=database_url, shard_count=count))
+            assert found.level == "fail" and said in found.text, found
+        found = await check_database(ToolSettings(database_url=database_url, shard_count=2))
+        assert found.level == "ok", found
         # Even past the early look, taking the leases asks again in the same transaction.
         with pytest.raises(FleetMismatch):
             await fleet.take_leases([1], 3, "late", now=time.time(), until=time.time() + 30)

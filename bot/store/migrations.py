@@ -41,6 +41,7 @@ class MigrationStatus:
     applied: tuple[str, ...]  # migration names
     pending: tuple[str, ...]  # applied at the bot's next start
     unknown: tuple[str, ...] = ()  # applied by a newer version of the bot: this code must not run on it
+    fleet: tuple[int, ...] = ()  # the SHARD_COUNTs under which live processes hold shard leases
 
 
 def migrations(engine: Engine) -> list[Migration]:
@@ -77,13 +78,20 @@ def migrations(engine: Engine) -> list[Migration]:
     return found
 
 
-def status(engine: Engine, exists: bool, applied_names: set[str]) -> MigrationStatus:
+# The migration that made `shard_leases`: where it is applied, `status` is told the live fleet.
+FLEET_MIGRATION = "0008_fleet.sql"
+
+
+def status(
+    engine: Engine, exists: bool, applied_names: set[str], fleet: set[int] | None = None
+) -> MigrationStatus:
     every = [migration.name for migration in migrations(engine)]
     return MigrationStatus(
         exists,
         tuple(name for name in every if name in applied_names),
         tuple(name for name in every if name not in applied_names),
         tuple(sorted(name for name in applied_names if name not in every)),
+        tuple(sorted(fleet or ())),
     )
 
 

@@ -23,6 +23,7 @@ SQL is SQLite's, translated by bot/store/sql.py.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -32,7 +33,13 @@ import asyncpg
 
 from bot.redact import REDACTED
 from bot.store.db import Database, DatabaseUnreachable, DatabaseUrl, Row, WriteLock, to_the_end
-from bot.store.migrations import MigrationStatus, migrations, status as migration_status, too_new
+from bot.store.migrations import (
+    FLEET_MIGRATION,
+    MigrationStatus,
+    migrations,
+    status as migration_status,
+    too_new,
+)
 from bot.store.sql import Params, bind, coerce, rowcount, to_postgresql
 from bot.store.wakes import WakeListener, WakeSender, new_token
 
@@ -105,9 +112,16 @@ async def status(target: DatabaseUrl) -> MigrationStatus:
         await refuse_encoding(target, conn)
         found = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
         rows = await conn.fetch("SELECT name FROM schema_migrations") if found else []
+        applied = {str(row[0]) for row in rows}
+        fleet = set()
+        if FLEET_MIGRATION in applied:
+            live = await conn.fetch(
+                "SELECT DISTINCT shard_count FROM shard_leases WHERE expires_at >= $1", time.time()
+            )
+            fleet = {int(row[0]) for row in live}
     finally:
         await conn.close()
-    return migration_status("postgresql", True, {str(row[0]) for row in rows})
+    return migration_status("postgresql", True, applied, fleet)
 
 
 class PostgresDatabase(Database):

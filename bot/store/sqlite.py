@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +25,13 @@ from pathlib import Path
 import aiosqlite
 
 from bot.store.db import Database, DatabaseUnreachable, DatabaseUrl, Row, WriteLock, to_the_end
-from bot.store.migrations import MigrationStatus, migrations, status as migration_status, too_new
+from bot.store.migrations import (
+    FLEET_MIGRATION,
+    MigrationStatus,
+    migrations,
+    status as migration_status,
+    too_new,
+)
 from bot.store.sql import Params
 
 log = logging.getLogger(__name__)
@@ -47,10 +54,18 @@ def _status(path: Path) -> MigrationStatus:
         found = conn.execute(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
         ).fetchone()[0]
-        rows = conn.execute("SELECT name FROM schema_migrations").fetchall() if found else []
+        applied = (
+            {str(row[0]) for row in conn.execute("SELECT name FROM schema_migrations")} if found else set()
+        )
+        fleet = set()
+        if FLEET_MIGRATION in applied:
+            live = conn.execute(
+                "SELECT DISTINCT shard_count FROM shard_leases WHERE expires_at >= ?", (time.time(),)
+            )
+            fleet = {int(row[0]) for row in live}
     finally:
         conn.close()
-    return migration_status("sqlite", True, {str(row[0]) for row in rows})
+    return migration_status("sqlite", True, applied, fleet)
 
 
 def unusable(path: Path, error: OSError | sqlite3.Error) -> str:
