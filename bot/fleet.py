@@ -127,12 +127,14 @@ class ShardLeases:
     async def acquire(self, stopping: asyncio.Event) -> bool:
         """Waits until every owned shard's lease is this process's; False if `stopping` came first.
         Raises FleetMismatch when a live process of the fleet has another SHARD_COUNT, or (this process
-        unsharded) when any sharded process is live."""
+        unsharded) when any sharded process is live, or when a shard is still held after twice
+        SHARD_LEASE_SECONDS (a live process owns it: the same SHARD_IDS given twice)."""
         await self.refuse_a_mismatch()
         if self.plan.ids is None or self.plan.count is None:
             return True
         wanted = set(self.plan.ids)
         told = False
+        started = self._clock()
         while not stopping.is_set():
             now = self._clock()
             held = await self.store.take_leases(
@@ -142,6 +144,14 @@ class ShardLeases:
             if not wanted:
                 log.info("shards %s of %d are this process's", self.plan.label, self.plan.count)
                 return True
+            if now - started > 2 * self.lease_seconds:
+                # A dead process's lease has run out by now: the holder renews it, so it lives.
+                await self.store.release_leases(self.owner)
+                raise FleetMismatch(
+                    f"shard(s) {','.join(str(shard) for shard in sorted(wanted))} are held by another "
+                    "live process, which keeps renewing its lease: two processes were given the same "
+                    "SHARD_IDS; give each process of the fleet shards of its own"
+                )
             if not told:
                 # A killed predecessor's lease: it runs out within SHARD_LEASE_SECONDS.
                 log.warning(

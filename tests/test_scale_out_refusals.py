@@ -331,3 +331,19 @@ async def test_an_unsharded_bot_beside_a_running_fleet_stops_in_one_line_before_
     done = run_bot(tmp_path, DATABASE_URL=f"sqlite:///{path}", DISCORD_API_URL="http://127.0.0.1:9/api")
     assert done.returncode == 2, done.stderr
     assert "this process has no SHARD_COUNT" in one_line(done.stderr)
+
+
+async def test_the_same_shard_ids_given_to_two_live_processes_are_refused(database_url: str) -> None:
+    async with await Database.open(database_url) as db:
+        fleet = FleetStore(db)
+        first = ShardLeases(fleet, ShardPlan(2, (0, 1)), lease_seconds=1.0)
+        assert await first.acquire(asyncio.Event())
+        first.keep(on_lost=lambda: None)  # it lives: it renews
+        second = ShardLeases(fleet, ShardPlan(2, (1,)), lease_seconds=1.0)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(FleetMismatch, match=r"shard\(s\) 1 are held by another live process") as refused:
+            await second.acquire(asyncio.Event())
+        assert "the same SHARD_IDS" in str(refused.value)
+        assert 2.0 <= asyncio.get_running_loop().time() - started < 4.0
+        assert {owner for owner, _ in (await fleet.leases()).values()} == {first.owner}
+        await first.release()
