@@ -14,6 +14,7 @@ import discord
 from bot import cli, heap
 from bot.app import bot_class, cancel_tasks
 from bot.config import ConfigError, Settings, load_settings
+from bot.fleet import FleetMismatch
 from bot.image_checker import ImageChecker
 from bot.logs import configure_logging
 from bot.monitoring import ListenerError
@@ -44,6 +45,9 @@ def serve() -> None:
         sys.exit(1)
     except ListenerError:
         sys.exit(1)  # its one line is logged already
+    except FleetMismatch as error:
+        log.critical("SHARD_COUNT: %s", error)
+        sys.exit(2)
     except DatabaseUnreachable as error:
         log.critical("database: %s", error)  # names the server, never the password
         sys.exit(1)

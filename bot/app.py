@@ -25,7 +25,7 @@ from bot.fleet import ShardLeases
 from bot.guild_access import NOT_ALLOWED, guild_allowed
 from bot.i18n import render
 from bot.image_checker import ImageChecker
-from bot.jobs import JobRunner, Reporter
+from bot.jobs import ENDED, JobRunner, Reporter
 from bot.metrics import BotMetrics
 from bot.monitoring import Monitor, gateway_connected
 from bot.quota.spending import QuotaService
@@ -145,6 +145,8 @@ class KlingBot(commands.Bot):
         apply_discord_endpoints(self.settings)
         if self.monitor is not None:
             await self.monitor.start()  # before Discord answers, so /healthz can say it does not
+        # A SHARD_COUNT at odds with the fleet running on the database is refused before Discord is asked.
+        await self.leases.refuse_a_mismatch()
         # Discord unreachable at start (no network yet): wait with backoff rather than exit.
         if await wait_for_discord(self, token, self.settings.startup, self._stopping):
             await super().start(token, reconnect=reconnect)
@@ -154,6 +156,9 @@ class KlingBot(commands.Bot):
         if not await self.leases.acquire(self._stopping):
             return
         self.leases.keep(on_lost=self._lease_lost)
+        # Jobs recorded under another SHARD_COUNT (or none) belong to their guild's shard under this one.
+        if moved := await self.job_store.reckon_shards(ENDED):
+            log.info("%d unfinished job(s) moved to their guild's shard under SHARD_COUNT", moved)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         # cogs.jobs hands in the reporter (its messages are Discord's side; bot/ does not import cogs).

@@ -24,10 +24,12 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from bot.config import SECRET_FIELDS, ToolSettings, config_path
+from bot.fleet import mismatch
 from bot.invite import INSTALL_PERMISSIONS, install_url, user_install_url
 from bot.quota.rules import MICROS_PER_USD, PERIOD_NOUN, QuotaSettings, format_usd, price_list, usd_micros
 from bot.redact import redact_urls
 from bot.store.db import ENGINE_NAMES, DatabaseUnreachable, database_status, parse_database_url, redact_url
+from bot.store.migrations import migrations, newer_schema
 from bot.sunra import (
     AuthError,
     InsufficientFunds,
@@ -202,6 +204,13 @@ async def check_database(settings: ToolSettings) -> Finding:
             f"{engine} {path} does not exist yet; it is created with {len(status.pending)} migrations at "
             "first start",
         )
+    if status.unknown:
+        newest = status.unknown[-1].partition("_")[0]
+        known = migrations(target.engine)[-1].version
+        return Finding("fail", "database", f"{engine} {newer_schema(shown, newest, known)}")
+    count = settings.shard_count
+    if others := sorted(set(status.fleet) - {count}):
+        return Finding("fail", "database", f"{engine} {shown}: {mismatch(others[0], count)}")
     if status.pending:
         return Finding(
             "note",

@@ -222,7 +222,9 @@ def _migrate_db(target_url: str) -> int:
         print(f"kling-bot migrate-db: {error}", file=sys.stderr)
         return EXIT_FAILED
     for table, rows in report.tables.items():
-        print(f"  {table}: {rows} rows")
+        cleaned = report.without_nul.get(table, 0)
+        also = f" ({cleaned} of them held NUL characters, copied without them)" if cleaned else ""
+        print(f"  {table}: {rows} rows{also}")
     print(f"Copied {report.rows} rows in {len(report.tables)} tables. Now set DATABASE_URL={target.shown}")
     print("(with its password) and start the bot; keep the SQLite file as a backup.")
     return EXIT_OK

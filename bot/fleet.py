@@ -82,6 +82,28 @@ def pacing_delay(sent: Sequence[float], limits: Iterable[tuple[int, float]], now
     return delay
 
 
+class FleetMismatch(Exception):
+    """This process's shards cannot be reckoned beside the fleet running on the database: another
+    SHARD_COUNT, or no SHARD_COUNT beside a sharded fleet. The message is one sentence for the operator."""
+
+
+def mismatch(running: int, mine: int | None) -> str:
+    """Why this process refuses to start beside a fleet of `running` shards."""
+    if mine is None:
+        return (
+            f"a fleet of SHARD_COUNT={running} processes is running on this database, and this process "
+            "has no SHARD_COUNT, so it would follow every shard's jobs beside them; set SHARD_COUNT="
+            f"{running} and SHARD_IDS to its shards, or stop the fleet first (a killed one's leases run "
+            "out after SHARD_LEASE_SECONDS)"
+        )
+    return (
+        f"a fleet of SHARD_COUNT={running} processes is running on this database, and this process has "
+        f"SHARD_COUNT={mine}: a guild's shard would differ between them and its jobs be followed twice or "
+        "never; start it with the fleet's SHARD_COUNT, or stop every process of the fleet to change it (a "
+        "killed one's leases run out after SHARD_LEASE_SECONDS)"
+    )
+
+
 class LeaseLost(Exception):
     """Another process holds a shard this process had: it must stop."""
 
@@ -105,11 +127,16 @@ class ShardLeases:
         self._keeper: asyncio.Task[None] | None = None
 
     async def acquire(self, stopping: asyncio.Event) -> bool:
-        """Waits until every owned shard's lease is this process's; False if `stopping` came first."""
+        """Waits until every owned shard's lease is this process's; False if `stopping` came first.
+        Raises FleetMismatch when a live process of the fleet has another SHARD_COUNT, or (this process
+        unsharded) when any sharded process is live, or when a shard is still held after twice
+        SHARD_LEASE_SECONDS (a live process owns it: the same SHARD_IDS given twice)."""
+        await self.refuse_a_mismatch()
         if self.plan.ids is None or self.plan.count is None:
             return True
         wanted = set(self.plan.ids)
         told = False
+        started = self._clock()
         while not stopping.is_set():
             now = self._clock()
             held = await self.store.take_leases(
@@ -119,6 +146,14 @@ class ShardLeases:
             if not wanted:
                 log.info("shards %s of %d are this process's", self.plan.label, self.plan.count)
                 return True
+            if now - started > 2 * self.lease_seconds:
+                # A dead process's lease has run out by now: the holder renews it, so it lives.
+                await self.store.release_leases(self.owner)
+                raise FleetMismatch(
+                    f"shard(s) {','.join(str(shard) for shard in sorted(wanted))} are held by another "
+                    "live process, which keeps renewing its lease: two processes were given the same "
+                    "SHARD_IDS; give each process of the fleet shards of its own"
+                )
             if not told:
                 # A killed predecessor's lease: it runs out within SHARD_LEASE_SECONDS.
                 log.warning(
@@ -130,6 +165,15 @@ class ShardLeases:
                 async with asyncio.timeout(self.lease_seconds / RENEWALS_PER_LEASE):
                     await stopping.wait()
         return False
+
+    async def refuse_a_mismatch(self) -> None:
+        """Raises FleetMismatch when live processes on the database hold leases under a SHARD_COUNT
+        other than this process's, or under any when this process has none. (Taking the leases asks
+        again in their transaction: two processes started together cannot both pass.)"""
+        running = await self.store.live_counts(self._clock())
+        others = sorted(running - {self.plan.count}) if self.plan.count is not None else sorted(running)
+        if others:
+            raise FleetMismatch(mismatch(others[0], self.plan.count))
 
     def keep(self, on_lost: Callable[[], None]) -> None:
         """Renews the leases in the background; calls `on_lost` once if one is found taken."""
@@ -186,3 +230,5 @@ class LeaseStore(Protocol):
     async def renew_leases(self, shards: Sequence[int], owner: str, *, until: float) -> list[int]: ...
 
     async def release_leases(self, owner: str) -> None: ...
+
+    async def live_counts(self, now: float) -> set[int]: ...

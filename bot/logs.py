@@ -9,11 +9,13 @@ import json
 import logging
 import sys
 from typing import TextIO
+from urllib.parse import quote
 
 from pydantic import SecretStr
 
 from bot.config import SECRET_FIELDS, CommonSettings
 from bot.redact import redact_urls
+from bot.store.db import url_password
 
 REDACTED = "[redacted]"
 TEXT_FORMAT = "%(asctime)s %(levelname)-8s %(name)s: %(ids)s%(message)s"
@@ -115,7 +117,12 @@ class DropVoiceWarnings(logging.Filter):
 def secret_values(settings: CommonSettings) -> list[str]:
     """The configured secrets' values (those that are set), for `RedactSecrets`."""
     found = [getattr(settings, name, None) for name in SECRET_FIELDS]
-    return [secret.get_secret_value() for secret in found if isinstance(secret, SecretStr)]
+    values = [secret.get_secret_value() for secret in found if isinstance(secret, SecretStr)]
+    # The database's password, however a message spells it: as in the URL, or percent-decoded.
+    password = url_password(getattr(settings, "database_url", ""))
+    if password and password.strip():
+        values.extend({password, quote(password, safe="")})
+    return values
 
 
 def log_handler(settings: CommonSettings, stream: TextIO | None = None) -> logging.Handler:

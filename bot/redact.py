@@ -14,7 +14,8 @@ import re
 REDACTED = "[redacted]"
 
 # scheme://user:password@ (the user name stays readable) or scheme://token@
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,30}://)(?:([^\s/?#@:]{1,256}):)?[^\s/?#@]{1,512}@")
+# (a password may hold an unencoded `@`: everything up to the last `@` before the host goes)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,30}://)(?:([^\s/?#@:]{1,256}):)?[^\s/?#]{1,512}@")
 # Discord: /webhooks/<id>/<token>..., /interactions/<id>/<token>/callback
 _DISCORD_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d{1,25}/)[A-Za-z0-9_.\-]{8,512}")
 # ?sig=..., &X-Amz-Signature=..., &token=..., &key=..., &access_token=..., &hm=... (Discord's CDN)

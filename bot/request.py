@@ -66,6 +66,12 @@ class AnimateRequest(BaseModel):
         return join(parts, " · ")
 
 
+def without_nul(text: str) -> str:
+    """A member's text without NUL characters: they mean nothing in a prompt or an id, and PostgreSQL's
+    text cannot hold them."""
+    return text.replace("\x00", "")
+
+
 def build_request(
     *,
     prompt: str,
@@ -79,7 +85,8 @@ def build_request(
     loop: bool = False,
 ) -> AnimateRequest:
     """Checks the options against each other; raises InputRefused with a sentence a member understands."""
-    prompt = prompt.strip()
+    # NUL characters mean nothing in a prompt, and PostgreSQL text cannot hold them: dropped at the door.
+    prompt = without_nul(prompt).strip()
     if not prompt:
         raise InputRefused(_("The prompt is empty. Please describe the motion you want to see."))
     if len(prompt) > MAX_PROMPT:
@@ -90,7 +97,7 @@ def build_request(
                 limit=MAX_PROMPT,
             )
         )
-    negative = (negative_prompt or "").strip() or DEFAULT_NEGATIVE_PROMPT
+    negative = without_nul(negative_prompt or "").strip() or DEFAULT_NEGATIVE_PROMPT
     if len(negative) > MAX_PROMPT:
         raise InputRefused(
             _(
@@ -126,8 +133,8 @@ def build_request(
 
 
 def _voice_ids(voice_1: str | None, voice_2: str | None) -> list[str]:
-    first = (voice_1 or "").strip()
-    second = (voice_2 or "").strip()
+    first = without_nul(voice_1 or "").strip()
+    second = without_nul(voice_2 or "").strip()
     if second and not first:
         raise InputRefused(_("`voice_2` was given without `voice_1`. Please fill in `voice_1` first."))
     return [voice for voice in (first, second) if voice]

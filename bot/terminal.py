@@ -33,6 +33,7 @@ import httpx
 from pydantic import SecretStr
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, Progress as Bar, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from bot.config import ToolSettings
@@ -46,7 +47,7 @@ from bot.quota.spending import Charge, QuotaRefused, QuotaService, Reservation
 from bot.request import AnimateRequest, AttachmentRef, build_request
 from bot.simulator import Simulator, SimulatorSettings
 from bot.store import Database, ledger
-from bot.store.db import parse_database_url
+from bot.store.db import DatabaseUnreachable, parse_database_url
 from bot.store.jobs import TERMINAL_CHANNEL_ID, JobRow, JobStore
 from bot.sunra import SunraClient, SunraError
 from bot.video import MAX_VIDEO_BYTES
@@ -373,7 +374,12 @@ def _end_image(options: AnimateOptions) -> AttachmentRef | None:
 
 async def _run(settings: ToolSettings, request: AnimateRequest, out: Path, console: Console) -> int:
     assert settings.sunra_key is not None
-    db = await Database.open(settings.database_url)
+    try:
+        db = await Database.open(settings.database_url)
+    except (DatabaseUnreachable, ValueError) as error:
+        # A setting that cannot work, said in one line before anything is spent (exit 2, as for --out).
+        console.print(f"[red]Database:[/] {escape(str(error))}", highlight=False)
+        return EXIT_USAGE
     with tempfile.TemporaryDirectory(prefix="kling-animate-") as workdir:
         async with (
             db,

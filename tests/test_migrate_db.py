@@ -156,3 +156,47 @@ def test_the_command_copies_and_never_prints_the_password(
     assert again == 1 and "not empty" in out.err
     assert "quota_ledger:" in out.out and "Copied" in out.out
     assert "s3cr3t-pw" not in out.out + out.err and "postgres:[redacted]@" in out.out
+
+
+def test_text_with_nul_characters_is_copied_without_them_and_counted(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    source = asyncio.run(make_source(tmp_path))
+    conn = sqlite3.connect(source)
+    with conn:  # SQLite holds NUL in text; PostgreSQL's text cannot
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)", [("note", "a\x00b"), ("other\x00", "c\x00\x00d")]
+        )
+    conn.close()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{source}")
+    assert cli.main(["migrate-db", "--to", postgres_url], serve=lambda: None) == 0
+    out = capsys.readouterr().out
+    assert "2 of them held NUL characters, copied without them" in out, out
+
+    async def copied() -> list[tuple[Any, ...]]:
+        async with await Database.open(postgres_url) as db:
+            rows = await db.fetchall("SELECT key, value FROM meta WHERE key IN ('note', 'other')")
+            return sorted(tuple(row) for row in rows)
+
+    assert asyncio.run(copied()) == [("note", "ab"), ("other", "cd")]
+
+
+def test_a_row_the_target_refuses_ends_the_copy_in_one_line(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    source = asyncio.run(make_source(tmp_path))
+    conn = sqlite3.connect(source)
+    with conn:  # without its NUL, the second key is the first one again
+        conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [("twice", "a"), ("twi\x00ce", "b")])
+    conn.close()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{source}")
+    assert cli.main(["migrate-db", "--to", postgres_url], serve=lambda: None) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kling-bot migrate-db: meta: ") and "nothing was copied" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

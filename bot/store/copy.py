@@ -8,6 +8,8 @@ database, every table and every ledger row exactly, ids included.
 - The source must carry every migration of this version of the bot (start the bot on it once first), so
   both sides have the same tables and columns; the target is migrated to the same list.
 - The target must be empty: no row in any of the bot's tables.
+- Text with NUL characters (SQLite holds them, PostgreSQL's text cannot) is copied without them; the
+  report counts those rows per table.
 - One transaction: the copy is all or nothing. The tables' triggers are off while rows are copied (the
   vote counts are copied, not counted again), then on again; each id sequence is set past the largest
   id ever handed out (SQLite's AUTOINCREMENT never reuses an id, even of a deleted row), so new rows
@@ -19,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
+
 from bot.store.db import Database, DatabaseUnreachable, parse_database_url
 from bot.store.migrations import migrations
+from bot.store.postgres import reason
 from bot.store.sql import quote_name
 
 BATCH_ROWS = 5000
@@ -38,6 +43,9 @@ class CopyRefused(Exception):
 @dataclass(frozen=True, slots=True)
 class CopyReport:
     tables: dict[str, int]  # rows copied per table, in copy order
+    # Rows per table whose text held NUL characters, copied without them (PostgreSQL's text cannot hold
+    # them; SQLite's can).
+    without_nul: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -135,6 +143,7 @@ async def _copy(held: _Source, db: Database, shown: str) -> CopyReport:
     tables = await _off_loop(held.tables)
     handed_out = await _off_loop(held.handed_out)
     copied: dict[str, int] = {}
+    cleaned: dict[str, int] = {}
     async with db.write() as tx:
         present = {
             str(row[0])
@@ -168,7 +177,17 @@ async def _copy(held: _Source, db: Database, shown: str) -> CopyReport:
             cursor = await _off_loop(held.rows, table, columns)
             count = 0
             while batch := await _off_loop(cursor.fetchmany, BATCH_ROWS):
-                await tx.executemany(insert, [tuple(row) for row in batch])
+                rows = [tuple(row) for row in batch]
+                for index, values in enumerate(rows):
+                    if any(isinstance(value, str) and "\x00" in value for value in values):
+                        rows[index] = tuple(_no_nul(value) for value in values)
+                        cleaned[table] = cleaned.get(table, 0) + 1
+                try:
+                    await tx.executemany(insert, rows)
+                except asyncpg.PostgresError as error:
+                    raise CopyRefused(
+                        f"{table}: {shown} refused a row ({reason(db.target, error)}); nothing was copied"
+                    ) from None
                 count += len(batch)
             copied[table] = count
         for table in tables:
@@ -193,4 +212,8 @@ async def _copy(held: _Source, db: Database, shown: str) -> CopyReport:
                 raise CopyRefused(
                     f"{table}: {count} rows read but {found and found[0]} written; nothing was kept"
                 )
-    return CopyReport(copied)
+    return CopyReport(copied, cleaned)
+
+
+def _no_nul(value: object) -> object:
+    return value.replace("\x00", "") if isinstance(value, str) else value

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from bot.redact import redact_urls
+from bot.redact import REDACTED, redact_urls
 from bot.store.migrations import Engine, MigrationStatus
 from bot.store.sql import Params
 
@@ -81,8 +81,8 @@ class Transaction(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DatabaseUrl:
-    """A parsed DATABASE_URL. `path` is set for SQLite; `url` is the URL as given (it may hold a password:
-    show `shown` instead)."""
+    """A parsed DATABASE_URL. `path` is set for SQLite; `url` is the URL to connect with, its user and
+    password percent-encoded (it may hold a password: show `shown` instead)."""
 
     engine: Engine
     url: str
@@ -93,15 +93,23 @@ class DatabaseUrl:
         """What logs and `kling-bot check` print: the SQLite file, or the URL without its password."""
         return str(self.path) if self.path is not None else redact_url(self.url)
 
+    @property
+    def password(self) -> str | None:
+        """The password as the server is given it (percent-decoded), or None."""
+        return url_password(self.url)
+
 
 def parse_database_url(url: str) -> DatabaseUrl:
     """`sqlite:///data/bot.sqlite3` (a relative path), `sqlite:////abs/bot.sqlite3`, or
-    `postgresql://user:password@host:port/name` (`postgres://` too). Raises ValueError with a reason
-    that never repeats the password."""
+    `postgresql://user:password@host:port/name` (`postgres://` too). A password may hold `@`, `:` or `/`
+    as they are or percent-encoded (`%40`); white space around the URL is ignored. Raises ValueError with
+    a reason that never repeats the password."""
+    url = url.strip()
     if url.startswith("sqlite:"):
         return DatabaseUrl("sqlite", url, sqlite_path_from_url(url))
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme in ("postgresql", "postgres"):
+        url = _encode_userinfo(url)
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises ValueError on a port that is not a number
@@ -124,8 +132,43 @@ def sqlite_path_from_url(url: str) -> Path:
     return Path(rest)
 
 
+def _split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """`scheme://`, the user information and the rest (`host…`) of a URL that has user information, split
+    at the last `@` before the path: a password may hold `@` and `/` unencoded. None without any."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return None
+    userinfo, _, hosts = rest.rpartition("@")
+    return scheme + sep, userinfo, hosts
+
+
+def _encode_userinfo(url: str) -> str:
+    """The URL with its user and password percent-encoded (an encoded one stays as it is), so that a
+    driver splitting at the first `@` or `:` finds the host and the password whole."""
+    found = _split_userinfo(url)
+    if found is None:
+        return url
+    scheme, userinfo, hosts = found
+    user, colon, password = userinfo.partition(":")
+    encoded = quote(unquote(user), safe="") + (colon + quote(unquote(password), safe="") if colon else "")
+    return f"{scheme}{encoded}@{hosts}"
+
+
+def url_password(url: str) -> str | None:
+    """A database URL's password, percent-decoded; None when it has none."""
+    found = _split_userinfo(url.strip())
+    if found is None or ":" not in found[1]:
+        return None
+    return unquote(found[1].partition(":")[2]) or None
+
+
 def redact_url(url: str) -> str:
-    """The URL with its password (and any secret query value) replaced by [redacted]; bot/redact.py."""
+    """The URL with its password (and any secret query value) replaced by [redacted]; bot/redact.py. The
+    password is found as `parse_database_url` finds it: up to the last `@`, white space and `@` included."""
+    found = _split_userinfo(url.strip())
+    if found is not None and ":" in found[1]:
+        scheme, userinfo, hosts = found
+        url = f"{scheme}{userinfo.partition(':')[0]}:{REDACTED}@{hosts}"
     return redact_urls(url)
 
 
@@ -145,7 +188,8 @@ async def database_status(url: str) -> tuple[DatabaseUrl, MigrationStatus]:
 
 
 class DatabaseUnreachable(Exception):
-    """The database cannot be reached or read; the message is safe to show (no password)."""
+    """The database cannot be reached, read or used by this code (a schema newer than it, a file that is
+    no database); the message is one sentence, safe to show (no password)."""
 
 
 # ----- the Database -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.fleet import FleetMismatch, mismatch
 from bot.store.db import Database
 
 
@@ -18,9 +19,19 @@ class FleetStore:
     async def take_leases(
         self, shards: Sequence[int], count: int, owner: str, *, now: float, until: float
     ) -> list[int]:
-        """Takes each shard's lease that is free, run out, or already `owner`'s; returns those taken."""
+        """Takes each shard's lease that is free, run out, or already `owner`'s; returns those taken.
+        Raises FleetMismatch, taking none, while another process holds a live lease under another
+        shard count (read in the same transaction, so two processes started together with different
+        counts cannot both pass)."""
         taken: list[int] = []
         async with self.db.write() as tx:
+            other = await tx.fetchone(
+                "SELECT shard_count FROM shard_leases WHERE expires_at >= ? AND owner != ?"
+                " AND shard_count != ? LIMIT 1",
+                (now, owner, count),
+            )
+            if other is not None:
+                raise FleetMismatch(mismatch(int(other[0]), count))
             for shard in shards:
                 changed = await tx.execute(
                     "INSERT INTO shard_leases (shard, shard_count, owner, expires_at) VALUES (?, ?, ?, ?)"
@@ -32,6 +43,13 @@ class FleetStore:
                 if changed:
                     taken.append(shard)
         return taken
+
+    async def live_counts(self, now: float) -> set[int]:
+        """The shard counts under which live processes hold leases (none: no sharded process runs)."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT shard_count FROM shard_leases WHERE expires_at >= ?", (now,)
+        )
+        return {int(row[0]) for row in rows}
 
     async def renew_leases(self, shards: Sequence[int], owner: str, *, until: float) -> list[int]:
         """Extends `owner`'s leases; returns the shards it still holds."""

@@ -658,6 +658,30 @@ class JobStore:
             return _Claim(None, 0.0)
         return _Claim(int(found["id"]), 0.0, full, int(found["n"]))
 
+    async def reckon_shards(self, ended: Iterable[str]) -> int:
+        """Stamps every job still to follow or to tell (not in `ended`, or not notified) with its
+        guild's shard under this process's SHARD_COUNT: a job recorded by an unsharded process, or
+        under another count, is owned by the process of its shard now. Returns the jobs moved."""
+        count = self.shards.count
+        if count is None:
+            return 0
+        done = tuple(ended)
+        placeholders = ", ".join("?" for _ in done)
+        moved = 0
+        async with self.db.write() as tx:
+            rows = await tx.fetchall(
+                f"SELECT id, guild_id, shard FROM jobs WHERE (state NOT IN ({placeholders}) OR notified = 0)"
+                f" AND channel_id != '{TERMINAL_CHANNEL_ID}'",
+                done,
+            )
+            for row in rows:
+                guild_id = None if row["guild_id"] is None else int(row["guild_id"])
+                shard = self.shards.shard_of(guild_id)
+                if int(row["shard"]) != shard:
+                    await tx.execute("UPDATE jobs SET shard = ? WHERE id = ?", (shard, row["id"]))
+                    moved += 1
+        return moved
+
     async def unnotified(self, states: Iterable[str]) -> list[JobRow]:
         wanted = tuple(states)
         placeholders = ", ".join("?" for _ in wanted)

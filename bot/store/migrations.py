@@ -40,6 +40,8 @@ class MigrationStatus:
     exists: bool
     applied: tuple[str, ...]  # migration names
     pending: tuple[str, ...]  # applied at the bot's next start
+    unknown: tuple[str, ...] = ()  # applied by a newer version of the bot: this code must not run on it
+    fleet: tuple[int, ...] = ()  # the SHARD_COUNTs under which live processes hold shard leases
 
 
 def migrations(engine: Engine) -> list[Migration]:
@@ -76,12 +78,37 @@ def migrations(engine: Engine) -> list[Migration]:
     return found
 
 
-def status(engine: Engine, exists: bool, applied_names: set[str]) -> MigrationStatus:
+# The migration that made `shard_leases`: where it is applied, `status` is told the live fleet.
+FLEET_MIGRATION = "0008_fleet.sql"
+
+
+def status(
+    engine: Engine, exists: bool, applied_names: set[str], fleet: set[int] | None = None
+) -> MigrationStatus:
     every = [migration.name for migration in migrations(engine)]
     return MigrationStatus(
         exists,
         tuple(name for name in every if name in applied_names),
         tuple(name for name in every if name not in applied_names),
+        tuple(sorted(name for name in applied_names if name not in every)),
+        tuple(sorted(fleet or ())),
+    )
+
+
+def too_new(shown: str, applied: set[int], engine: Engine) -> str | None:
+    """The sentence refusing a database that a newer version of the bot migrated (a migration number this
+    code does not know), or None when this code knows every migration applied."""
+    known = {migration.version for migration in migrations(engine)}
+    newer = sorted(version for version in applied if version not in known)
+    if not newer:
+        return None
+    return newer_schema(shown, f"{newer[-1]:04d}", max(known))
+
+
+def newer_schema(shown: str, newest: str, known: int) -> str:
+    return (
+        f"{shown}: its schema is newer than this version of the bot (migration {newest} is applied, this "
+        f"code knows up to {known:04d}); run the newer version of the bot, or a backup made for this one"
     )
 
 

@@ -12,22 +12,34 @@ SQL is SQLite's, translated by bot/store/sql.py.
   the writers first, so they wait in order (urgent first) without holding a pooled connection each.
   `write(exclusive=False)` skips both, for a transaction whose row locks (`FOR UPDATE SKIP LOCKED`) or
   constraints are enough.
-- Migrations run under a session advisory lock (MIGRATION_LOCK): several processes started at once on
-  an empty database apply each migration once; the others wait, then find nothing left to do.
+- Migrations run in one transaction under a transaction advisory lock (MIGRATION_LOCK): several
+  processes started at once on an empty database apply each migration once; the others wait, then find
+  nothing left to do. A database that cannot be migrated (no privilege, not UTF8) is refused in one line.
+- Every connection ends a transaction left idle for IDLE_IN_TRANSACTION_SECONDS: a stuck process cannot
+  hold its row locks, or the fleet's write lock, for ever.
 - Reads (`fetchone`, `fetchall`) take a pooled connection outside any transaction and see committed data.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 
+from bot.redact import REDACTED
 from bot.store.db import Database, DatabaseUnreachable, DatabaseUrl, Row, WriteLock, to_the_end
-from bot.store.migrations import MigrationStatus, migrations, status as migration_status
+from bot.store.migrations import (
+    FLEET_MIGRATION,
+    MigrationStatus,
+    migrations,
+    status as migration_status,
+    too_new,
+)
 from bot.store.sql import Params, bind, coerce, rowcount, to_postgresql
 from bot.store.wakes import WakeListener, WakeSender, new_token
 
@@ -41,6 +53,9 @@ MIGRATION_LOCK = 0x6B6C_0002
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 CONNECT_TIMEOUT_SECONDS = 10.0
+# A transaction no statement has used for this long is ended by the server, and its locks with it.
+IDLE_IN_TRANSACTION_SECONDS = 10
+SERVER_SETTINGS = {"idle_in_transaction_session_timeout": f"{IDLE_IN_TRANSACTION_SECONDS}s"}
 _BEGIN_EXCLUSIVE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 
 _SCHEMA_MIGRATIONS = (
@@ -57,17 +72,25 @@ def unreachable(target: DatabaseUrl, error: BaseException) -> DatabaseUnreachabl
         return DatabaseUnreachable(f"{target.shown}: the database does not exist; create it first (createdb)")
     if isinstance(error, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
         return DatabaseUnreachable(f"{target.shown}: the server refused the user or password")
-    reason = str(error) or type(error).__name__
-    if target.url and "@" in target.url:
-        secret = target.url.split("//", 1)[-1].rsplit("@", 1)[0].partition(":")[2]
-        if secret:
-            reason = reason.replace(secret, "***")
-    return DatabaseUnreachable(f"{target.shown}: cannot connect ({reason})")
+    return DatabaseUnreachable(f"{target.shown}: cannot connect ({reason(target, error)})")
+
+
+def reason(target: DatabaseUrl, error: BaseException) -> str:
+    """The server's error on one line (its DETAIL and HINT joined on), without the URL's password as
+    written in the URL or percent-decoded."""
+    text = " ".join((str(error) or type(error).__name__).split())
+    password = target.password
+    if password and password.strip():
+        for form in {password, quote(password, safe="")}:
+            text = text.replace(form, REDACTED)
+    return text
 
 
 async def _connect_one(target: DatabaseUrl) -> asyncpg.Connection:
     try:
-        return await asyncpg.connect(target.url, timeout=CONNECT_TIMEOUT_SECONDS)
+        return await asyncpg.connect(
+            target.url, timeout=CONNECT_TIMEOUT_SECONDS, server_settings=SERVER_SETTINGS
+        )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         raise unreachable(target, error) from None
 
@@ -91,9 +114,16 @@ async def status(target: DatabaseUrl) -> MigrationStatus:
         await require_utf8(conn, target)
         found = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
         rows = await conn.fetch("SELECT name FROM schema_migrations") if found else []
+        applied = {str(row[0]) for row in rows}
+        fleet = set()
+        if FLEET_MIGRATION in applied:
+            live = await conn.fetch(
+                "SELECT DISTINCT shard_count FROM shard_leases WHERE expires_at >= $1", time.time()
+            )
+            fleet = {int(row[0]) for row in live}
     finally:
         await conn.close()
-    return migration_status("postgresql", True, {str(row[0]) for row in rows})
+    return migration_status("postgresql", True, applied, fleet)
 
 
 class PostgresDatabase(Database):
@@ -115,14 +145,16 @@ class PostgresDatabase(Database):
         """Opens the pool and migrates. Raises DatabaseUnreachable when the server cannot be used."""
         try:
             pool = await asyncpg.create_pool(
-                target.url, min_size=POOL_MIN_SIZE, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS
+                target.url,
+                min_size=POOL_MIN_SIZE,
+                max_size=max_size,
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                server_settings=SERVER_SETTINGS,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise unreachable(target, error) from None
         db = cls(pool, target)
         try:
-            async with pool.acquire() as conn:
-                await require_utf8(conn, target)
             await db._migrate()
         except BaseException:
             await db.close()
@@ -144,24 +176,45 @@ class PostgresDatabase(Database):
         self._wake_sender.send()
 
     async def _migrate(self) -> None:
+        """Every pending migration in one transaction under a transaction advisory lock: processes started
+        together wait for the first, then find nothing left to do; a failure leaves nothing half-applied
+        and ends in one sentence (DatabaseUnreachable)."""
+        shown = self.target.shown
         async with self._pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            await require_utf8(conn, self.target)
+            applying = "schema_migrations"
             try:
-                await conn.execute(_SCHEMA_MIGRATIONS)
-                done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-                for migration in migrations("postgresql"):
-                    if migration.version in done:
-                        continue
-                    log.info("applying migration %s", migration.name)
-                    async with conn.transaction():
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                    # Created only when absent: CREATE … IF NOT EXISTS needs the CREATE privilege even
+                    # then, which a role that only reads and writes rows need not have.
+                    if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+                        await conn.execute(_SCHEMA_MIGRATIONS)
+                    done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+                    if (refusal := too_new(shown, done, "postgresql")) is not None:
+                        raise DatabaseUnreachable(refusal)
+                    for migration in migrations("postgresql"):
+                        if migration.version in done:
+                            continue
+                        applying = migration.name
+                        log.info("applying migration %s", migration.name)
                         await conn.execute(migration.sql)  # no arguments: the simple protocol runs a script
                         await conn.execute(
                             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                             migration.version,
                             migration.name,
                         )
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+            except asyncpg.InsufficientPrivilegeError as error:
+                raise DatabaseUnreachable(
+                    f"{shown}: the user may not change the database's tables ({reason(self.target, error)})"
+                    f" while applying "
+                    f"{applying}; nothing was changed: run the bot once as the database's owner, or grant "
+                    "this user CREATE on its schema"
+                ) from None
+            except asyncpg.PostgresError as error:
+                raise DatabaseUnreachable(
+                    f"{shown}: cannot apply {applying} ({reason(self.target, error)}); nothing was changed"
+                ) from None
 
     @asynccontextmanager
     async def write(self, *, urgent: bool = False, exclusive: bool = True) -> AsyncIterator[_Tx]:

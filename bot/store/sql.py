@@ -114,7 +114,7 @@ def coerce(value: Any, type_name: str) -> Any:
     if type_name in _TEXT:
         if isinstance(value, bool):
             return str(int(value))
-        return value if isinstance(value, str) else str(value)
+        return without_nul(value if isinstance(value, str) else str(value))
     if type_name in _INTEGERS:
         if isinstance(value, bool):
             return int(value)
@@ -133,9 +133,23 @@ def coerce(value: Any, type_name: str) -> Any:
         return int(value)
     if type_name == "bool" and isinstance(value, int | float):
         return bool(value)
-    if type_name in ("json", "jsonb") and not isinstance(value, str):
-        return json.dumps(value)
+    if type_name in ("json", "jsonb"):
+        return _json_without_nul(value if isinstance(value, str) else json.dumps(value))
     return value
+
+
+def without_nul(text: str) -> str:
+    """`text` without NUL characters, which PostgreSQL's text cannot hold (SQLite's can)."""
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
+# A JSON escape of NUL (`\u0000`, not preceded by an escaped backslash), which jsonb refuses.
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _json_without_nul(text: str) -> str:
+    text = without_nul(text)
+    return _JSON_NUL.sub(r"\1", text) if "\\u0000" in text else text
 
 
 def rowcount(status: str) -> int:

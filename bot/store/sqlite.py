@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +25,13 @@ from pathlib import Path
 import aiosqlite
 
 from bot.store.db import Database, DatabaseUnreachable, DatabaseUrl, Row, WriteLock, to_the_end
-from bot.store.migrations import MigrationStatus, migrations, status as migration_status
+from bot.store.migrations import (
+    FLEET_MIGRATION,
+    MigrationStatus,
+    migrations,
+    status as migration_status,
+    too_new,
+)
 from bot.store.sql import Params
 
 log = logging.getLogger(__name__)
@@ -47,10 +54,39 @@ def _status(path: Path) -> MigrationStatus:
         found = conn.execute(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
         ).fetchone()[0]
-        rows = conn.execute("SELECT name FROM schema_migrations").fetchall() if found else []
+        applied = (
+            {str(row[0]) for row in conn.execute("SELECT name FROM schema_migrations")} if found else set()
+        )
+        fleet = set()
+        if FLEET_MIGRATION in applied:
+            live = conn.execute(
+                "SELECT DISTINCT shard_count FROM shard_leases WHERE expires_at >= ?", (time.time(),)
+            )
+            fleet = {int(row[0]) for row in live}
     finally:
         conn.close()
-    return migration_status("sqlite", True, {str(row[0]) for row in rows})
+    return migration_status("sqlite", True, applied, fleet)
+
+
+def unusable(path: Path, error: OSError | sqlite3.Error) -> str:
+    """Why the bot cannot keep its database at `path`, as one sentence for the operator."""
+    text = str(error).lower()
+    if isinstance(error, NotADirectoryError | FileExistsError):
+        why = "a part of its folder is a file, not a folder"
+    elif isinstance(error, PermissionError) or "readonly" in text or "read-only" in text:
+        why = "the bot may not write there"
+    elif "not a database" in text:
+        why = "the file there is not a SQLite database"
+    elif path.is_dir():
+        why = "it is a folder; name a file in it"
+    elif "unable to open" in text:
+        why = "the file cannot be created or opened there"
+    else:
+        why = str(error) or type(error).__name__
+    return (
+        f"{path}: cannot keep the bot's database there ({why}); set DATABASE_URL to a file in a folder "
+        "the bot can write to"
+    )
 
 
 class SqliteDatabase(Database):
@@ -69,9 +105,12 @@ class SqliteDatabase(Database):
         assert target.path is not None
         path = target.path
         in_memory = str(path) == ":memory:"
-        if not in_memory:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await cls._connect(path)
+        try:
+            if not in_memory:
+                await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+            conn = await cls._connect(path)
+        except (OSError, sqlite3.Error) as error:
+            raise DatabaseUnreachable(unusable(path, error)) from None
         db = cls(conn, target)
         try:
             await db._configure(conn)
@@ -79,6 +118,9 @@ class SqliteDatabase(Database):
             if not in_memory:
                 db._reader = await cls._connect(path)
                 await db._configure(db._reader, "PRAGMA query_only=ON")
+        except (OSError, sqlite3.Error) as error:
+            await db.close()
+            raise DatabaseUnreachable(unusable(path, error)) from None
         except BaseException:
             await db.close()
             raise
@@ -122,6 +164,8 @@ class SqliteDatabase(Database):
         )
         async with self._conn.execute("SELECT version FROM schema_migrations") as cur:
             done = {row[0] for row in await cur.fetchall()}
+        if (refusal := too_new(str(self.path), done, "sqlite")) is not None:
+            raise DatabaseUnreachable(refusal)
         for migration in migrations("sqlite"):
             if migration.version in done:
                 continue
