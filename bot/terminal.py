@@ -43,7 +43,7 @@ from bot.logs import RedactSecrets, secret_values
 from bot.media import MAX_IMAGE_BYTES, MediaRejected, check_metadata
 from bot.quota.rules import MICROS_PER_USD, JobOptions, format_usd, job_cost, usd_micros, utc_day_bounds
 from bot.quota.spending import Charge, QuotaRefused, QuotaService, Reservation
-from bot.request import AnimateRequest, AttachmentRef, build_request
+from bot.request import AnimateRequest, AttachmentRef, build_request, check_voice_flags, voice_flags
 from bot.simulator import Simulator, SimulatorSettings
 from bot.store import Database, ledger
 from bot.store.db import parse_database_url
@@ -319,14 +319,20 @@ async def simulated(settings: ToolSettings) -> AsyncIterator[ToolSettings]:
 async def animate(settings: ToolSettings, options: AnimateOptions, console: Console) -> int:
     """Runs one job from the terminal; returns the exit code (EXIT_*)."""
     try:
+        voices = voice_flags(options.voices)
+    except BotError as refusal:  # too many, or not a voice id: the arguments are wrong
+        console.print(f"[red]Refused:[/] {refusal.user_message}", highlight=False)
+        return EXIT_USAGE
+    try:
+        check_voice_flags(options.prompt, voices, audio=options.audio)
         request = build_request(
             prompt=options.prompt,
             image=local_attachment(options.image, "image"),
             end_image=_end_image(options),
             duration=options.duration,
             audio=options.audio,
-            voice_1=options.voices[0] if options.voices else None,
-            voice_2=options.voices[1] if len(options.voices) > 1 else None,
+            voice_1=voices[0] if voices else None,
+            voice_2=voices[1] if len(voices) > 1 else None,
         )
     except BotError as refusal:
         console.print(f"[red]Refused:[/] {refusal.user_message}", highlight=False)
