@@ -33,6 +33,7 @@ import httpx
 from pydantic import SecretStr
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, Progress as Bar, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from bot.config import ToolSettings
@@ -321,7 +322,7 @@ async def animate(settings: ToolSettings, options: AnimateOptions, console: Cons
     try:
         voices = voice_flags(options.voices)
     except BotError as refusal:  # too many, or not a voice id: the arguments are wrong
-        console.print(f"[red]Refused:[/] {refusal.user_message}", highlight=False)
+        console.print(f"[red]Refused:[/] {escape(refusal.user_message)}", highlight=False)
         return EXIT_USAGE
     try:
         check_voice_flags(options.prompt, voices, audio=options.audio)
@@ -335,13 +336,13 @@ async def animate(settings: ToolSettings, options: AnimateOptions, console: Cons
             voice_2=voices[1] if len(voices) > 1 else None,
         )
     except BotError as refusal:
-        console.print(f"[red]Refused:[/] {refusal.user_message}", highlight=False)
+        console.print(f"[red]Refused:[/] {escape(refusal.user_message)}", highlight=False)
         return EXIT_REFUSED
     out = options.out or default_out(options.image)
     pictures = [options.image, *([options.end_image] if options.end_image else [])]
     if (unwritable := _unwritable(out, pictures)) is not None:
         # Found after the job, the video would be paid for and left at a link that expires.
-        console.print(f"[red]--out:[/] {unwritable}", highlight=False)
+        console.print(f"[red]--out:[/] {escape(unwritable)}", highlight=False)
         return EXIT_USAGE
     if options.simulate:
         async with simulated(settings) as offline:
@@ -455,7 +456,7 @@ async def _follow(
             console.print("Cancelled before anything was submitted; nothing was charged.")
             return EXIT_CANCELLED
         except BotError as refusal:
-            console.print(f"[red]Refused:[/] {refusal.user_message}", highlight=False)
+            console.print(f"[red]Refused:[/] {escape(refusal.user_message)}", highlight=False)
             return EXIT_REFUSED
         cost = accepted.reservation
         console.print(
@@ -486,8 +487,10 @@ def _verdict(job: JobRow, reporter: TerminalReporter, console: Console) -> int:
         if reporter.written is not None:
             print(reporter.written, flush=True)
             return EXIT_OK
-        console.print(f"[red]The video was made but could not be written;[/] it is at {job.video_url}")
+        console.print(
+            f"[red]The video was made but could not be written;[/] it is at {escape(job.video_url or '')}"
+        )
         return EXIT_FAILED
     message = job.error_message or "The job ended without a video."
-    console.print(f"[red]{job.state.capitalize()}:[/] {message}", highlight=False)
+    console.print(f"[red]{job.state.capitalize()}:[/] {escape(message)}", highlight=False)
     return EXIT_CANCELLED if job.state == State.CANCELLED else EXIT_FAILED

@@ -348,3 +348,19 @@ def test_every_catalogue_names_the_voice_flag_in_its_voice_refusals() -> None:
             forms = catalogue[msgid]
             for form in forms if isinstance(forms, tuple) else (forms,):
                 assert "`--voice" in form, (code, msgid, form)
+
+
+async def test_text_the_operator_typed_is_shown_as_typed_not_read_as_rich_markup(tmp_path: Path) -> None:
+    """A voice id or a folder with square brackets was read as rich markup: `a[/]` raised MarkupError
+    (a traceback instead of the refusal), `[bold]` vanished from the message."""
+    image = picture(tmp_path)
+    async with FakeSunra(key=KEY) as fake:
+        settings = settings_for(fake.url, tmp_path / "db.sqlite3")
+        for voice in ("a[/]", "x[bold]y"):
+            code, said = await run(settings, AnimateOptions(image, "no reference", voices=(voice,)))
+            assert code == EXIT_REFUSED, said
+            assert f"`--voice {voice}` was given" in said, said
+        out = tmp_path / "[draft]" / "v.mp4"
+        code, said = await run(settings, AnimateOptions(image, "x", out=out))
+        assert code == EXIT_USAGE and "[draft] is not a folder" in said.replace("\n", ""), said
+        assert fake.count("upload_initiate") == 0 and fake.count("submit") == 0
