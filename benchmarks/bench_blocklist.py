@@ -6,9 +6,10 @@ A server's list of `--entries` patterns, MAX_WILDCARD_PATTERNS of them with wild
 may add, each as costly as a 100-character pattern can be: `*a*a*a…`) and the rest words and phrases.
 Prints the time one prompt's check takes (p50, p99, worst) for ordinary prompts of 100 to 2,500
 characters, for the prompts that are worst for the wildcard regexes (one long word of the letter the
-patterns repeat, the same word split by signs, 1,250 one-letter words), and for 2,500 characters the
-process has never folded (its per-character cache emptied before each round). The check runs on the event
-loop before the acknowledgement, so these figures are what one prompt costs every other member.
+patterns repeat, the same word split by signs, 1,250 one-letter words), for the worst prompts for joining
+chunks (833 two-letter words) and for stretched letters, and for 2,500 characters the process has never
+folded (its per-character cache emptied before each round). The check runs on the event loop before the
+acknowledgement, so these figures are what one prompt costs every other member.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def main() -> None:
         "one 2500-letter word 'aaa…'": "a" * 2500,
         "'a-a-a…' (1250 letters split by signs)": "-".join("a" * 1250),
         "1250 one-letter words 'a a a…'": " ".join("a" * 1250),
+        "833 two-letter words 'ab ab ab…'": " ".join(["ab"] * 833)[:2500],
+        "stretched words 'baaaannnnned …'": " ".join(["baaaannnnned"] * 200)[:2500],
         "non-Latin, 2500 chars": "".join(rng.choice("абвгдежзийклмнопрстуфхцчшщыэюя ") for _ in range(2500)),
     }
     wildcards = MAX_WILDCARD_PATTERNS

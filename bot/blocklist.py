@@ -14,19 +14,25 @@ A pattern is one or more words; `*` stands for any run of letters or digits (`go
   with them removed ("go-re", "g.o.r.e", "go2re"), and with the digits and signs that look like letters
   read as those letters ("g0re", "ki||", "g0re-fest") and the others as spaces or removed;
 - letters written apart are one word: in each reading, a run of three or more one-letter words is read
-  joined too ("b a d", "b . a . d" → "bad"; two, as in "il y a", are ordinary text);
-- a letter stretched is read once and twice: where a reading repeats a letter three or more times, it
-  is read with each such run as one letter and as two ("baaad" → "bad", "goooood" → "good"). Doubled
-  letters are ordinary spelling and stay ("good" does not block `god`).
+  joined too ("b a d", "b . a . d" → "bad"; two, as in "il y a", are ordinary text), and a listed
+  word without wildcards is also found written in three or more chunks of at most three letters in a
+  row ("b an ned", "ba nn ed", "b a nn e d" → "banned"). Two chunks are not enough: "go re", "pen is"
+  are ordinary text;
+- a letter stretched is the letter: a word matches a listed word when, letter run by letter run, each
+  run is as long as the listed one or, for a letter, three or more long and no shorter ("baaaannnnned"
+  and "bbbaaannnnneeeddd" → "banned", "goooood" → "good" and "god"). Doubled letters are ordinary
+  spelling and stay ("good" does not block `god`, "but" does not block `butt`, "as" not `ass`). A
+  wildcard pattern reads each stretched run as one letter and as two ("goooory" → `gor*`).
 
 Only the prompt is checked: a negative prompt names what to avoid and often has to name exactly the
 words a server blocks.
 
-Cost: patterns without wildcards are looked up in a set of the prompt's words and word runs, so their
-number does not matter; wildcard patterns are regular expressions whose every `*` is atomic (linear in
-the prompt's length), and a server may have at most MAX_WILDCARD_PATTERNS of them. The worst case at 500
-entries is measured by benchmarks/bench_blocklist.py. Lists are cached per server in memory, so the
-check before the acknowledgement reads no database.
+Cost: patterns without wildcards are looked up collapsed (each run of a letter as one) in a dict, with
+the prompt's words and runs of chunks (at most as many chunks as the longest listed word has
+letters), so their number does not matter; wildcard patterns are regular expressions whose every `*`
+is atomic (linear in the prompt's length), and a server may have at most MAX_WILDCARD_PATTERNS of them.
+The worst case at 500 entries is measured by benchmarks/bench_blocklist.py. Lists are cached per server
+in memory, so the check before the acknowledgement reads no database.
 """
 
 from __future__ import annotations
@@ -132,45 +138,72 @@ def _spaced(text: str) -> str:
 _LETTER = r"[^\W\d_]"  # digits are not letters written apart ("2 2 2") nor stretched ("1000")
 _LETTERS_APART = re.compile(rf"(?<![^ ]){_LETTER}(?: {_LETTER}(?![^ ])){{2,}}")
 _STRETCHED = re.compile(rf"({_LETTER})\1\1+")
+_REPEATS = re.compile(r"(.)\1+")
+_RUN = re.compile(r"(.)\1*")
+STRETCH = 3  # a letter this many times or more is stretched; twice is ordinary spelling ("good")
+MAX_CHUNK = 3  # letters (a stretched one counted once) in a chunk of a word written apart: "b an ned"
+MIN_CHUNKS = 3  # two chunks are ordinary text: "go re", "pen is"
 
 
 def _joined(reading: str) -> str:
     return _LETTERS_APART.sub(lambda run: run.group(0).replace(" ", ""), reading)
 
 
-def _unstretched(readings: Iterable[str]) -> list[str]:
-    """Each reading, its letters written apart joined, and where a letter is stretched, read once and
-    twice."""
-    out = []
-    for reading in readings:
-        for text in (reading, _joined(reading)):
-            out.append(text)
-            if _STRETCHED.search(text):
-                out += [_STRETCHED.sub(r"\1", text), _STRETCHED.sub(r"\1\1", text)]
-    return out
+def collapse(text: str) -> str:
+    """Each run of one character as one: "baaaannnnned" → "baned". Spaces never repeat in a reading,
+    so a reading collapsed has its words collapsed in the same places."""
+    return _REPEATS.sub(r"\1", text)
+
+
+def _runs(word: str) -> tuple[int, ...]:
+    return tuple(len(run.group(0)) for run in _RUN.finditer(word))
+
+
+def stretched_from(written: str, listed: tuple[int, ...], shape: str) -> bool:
+    """Whether `written`, collapsed `shape`, reads as the listed word whose runs are `listed`:
+    each run as long as the listed one, or a letter's run of STRETCH or more and no shorter."""
+    return all(
+        have == want or (have >= STRETCH and have > want and ch.isalpha())
+        for have, want, ch in zip(_runs(written), listed, shape, strict=True)
+    )
+
+
+def _sign_readings(prompt: str) -> tuple[str, ...]:
+    """The prompt read four ways (see the module's docstring), each read a second time with its letters
+    written apart joined; the same reading twice (an ordinary prompt) is kept once."""
+    folded = fold(prompt)
+    leet = folded.translate(_LEET)
+    out: dict[str, None] = {}
+    for reading in (
+        _spaced(_NOT_LETTER.sub(" ", folded)),
+        _spaced(_JOINER.sub("", folded)),
+        _spaced(_SIGN.sub(" ", leet)),
+        _spaced(_SIGN.sub("", leet)),
+    ):
+        out[reading] = None
+        out[_joined(reading)] = None
+    return tuple(out)
+
+
+def _unstretched(readings: Iterable[str]) -> tuple[str, ...]:
+    """Each reading, and where a letter is stretched, read with each such run once and twice (for the
+    wildcard patterns, which cannot compare runs)."""
+    out: dict[str, None] = {}
+    for text in readings:
+        out[text] = None
+        if _STRETCHED.search(text):
+            out[_STRETCHED.sub(r"\1", text)] = None
+            out[_STRETCHED.sub(r"\1\1", text)] = None
+    return tuple(out)
 
 
 def views(prompt: str) -> tuple[str, ...]:
-    """The readings of a prompt a pattern is matched against, each as words of letters (and, in the
-    last two, digits) separated by single spaces: digits and signs as spaces, or removed; then digits
-    and signs that look like letters read as those letters, the other signs as spaces, or removed; and
-    each of these with letters written apart joined and stretched letters read once and twice."""
-    folded = fold(prompt)
-    leet = folded.translate(_LEET)
-    return tuple(
-        dict.fromkeys(  # the same reading twice (an ordinary prompt) is matched once
-            _unstretched(
-                dict.fromkeys(
-                    (
-                        _spaced(_NOT_LETTER.sub(" ", folded)),
-                        _spaced(_JOINER.sub("", folded)),
-                        _spaced(_SIGN.sub(" ", leet)),
-                        _spaced(_SIGN.sub("", leet)),
-                    )
-                )
-            )
-        )
-    )
+    """The readings of a prompt the wildcard patterns are matched against, each as words of letters
+    (and, in the last two, digits) separated by single spaces: digits and signs as spaces, or removed;
+    then digits and signs that look like letters read as those letters, the other signs as spaces, or
+    removed; and each of these with letters written apart joined and stretched letters read once and
+    twice."""
+    return _unstretched(_sign_readings(prompt))
 
 
 def pattern_words(pattern: str) -> list[str]:
@@ -221,18 +254,24 @@ def _phrase_regex(words: Sequence[str]) -> str:
     return " ".join(_word_regex(word) for word in words)
 
 
+Listed = tuple[tuple[int, ...], str, str]  # a listed word's runs, its folded text, its pattern
+
+
 @dataclass(slots=True)
 class Rules:
-    """A server's compiled list. Patterns without wildcards are word tuples looked up in the prompt's
-    words (single words in one set intersection, phrases from their first word), so their cost does
-    not grow with their number; wildcard patterns are alternatives of one regex, tried once per word,
-    at most MAX_WILDCARD_PATTERNS of them (a list stored before that cap keeps its entries)."""
+    """A server's compiled list. Patterns without wildcards are looked up collapsed (see `collapse`):
+    single words in a dict, for each of the prompt's words and runs of chunks, phrases from their first
+    word, so their cost does not grow with their number; wildcard patterns are alternatives of one regex,
+    tried once per word, at most MAX_WILDCARD_PATTERNS of them (a list stored before that cap keeps its
+    entries)."""
 
     patterns: list[str] = field(default_factory=list)
-    words: dict[str, str] = field(default_factory=dict)  # folded word -> pattern
-    phrases: dict[str, list[tuple[tuple[str, ...], str]]] = field(default_factory=dict)  # first word -> …
+    words: dict[str, list[Listed]] = field(default_factory=dict)  # collapsed -> the listed words
+    phrases: dict[str, list[tuple[tuple[Listed, ...], str]]] = field(default_factory=dict)  # first word's …
     wildcards: list[str] = field(default_factory=list)
     regex: re.Pattern[str] | None = None
+    longest: int = 0  # letters in the longest listed single word: the most chunks it can be written in
+    starts: set[str] = field(default_factory=set)  # every beginning of a listed single word, collapsed
 
     @classmethod
     def build(cls, patterns: Iterable[str]) -> Rules:
@@ -246,10 +285,15 @@ class Rules:
             if has_wildcard(pattern):
                 alternatives.append(f"(?P<w{len(rules.wildcards)}>{_phrase_regex(folded)})")
                 rules.wildcards.append(pattern)
-            elif len(folded) == 1:
-                rules.words.setdefault(folded[0], pattern)
+                continue
+            listed = tuple((_runs(word), word, pattern) for word in folded)
+            if len(folded) == 1:
+                shape = collapse(folded[0])
+                rules.words.setdefault(shape, []).append(listed[0])
+                rules.starts.update(shape[:n] for n in range(1, len(shape) + 1))
+                rules.longest = max(rules.longest, len(folded[0]))
             else:
-                rules.phrases.setdefault(folded[0], []).append((tuple(folded), pattern))
+                rules.phrases.setdefault(collapse(folded[0]), []).append((listed, pattern))
         if alternatives:
             rules.regex = re.compile(f"(?<!{_WORD})(?:{'|'.join(alternatives)})(?!{_WORD})")
         return rules
@@ -265,23 +309,66 @@ class Rules:
         """(the words the prompt was refused for, as the filter read them; the pattern), or None."""
         if not self.patterns:
             return None
-        readings = views(prompt)
+        readings = _sign_readings(prompt)
         for reading in readings:
             words = reading.split(" ")
-            present = self.words.keys() & words
-            if present:
-                word = min(present)
-                return word, self.words[word]
-            if self.phrases and self.phrases.keys() & words:
-                for i, word in enumerate(words):
-                    for phrase, pattern in self.phrases.get(word, ()):
-                        if tuple(words[i : i + len(phrase)]) == phrase:
-                            return " ".join(phrase), pattern
+            shapes = collapse(reading).split(" ")
+            found = self._word(words, shapes) or self._phrase(words, shapes) or self._chunks(words, shapes)
+            if found is not None:
+                return found
         if self.regex is not None:
-            for reading in readings:
+            for reading in _unstretched(readings):
                 match = self.regex.search(reading)
                 if match is not None and match.lastgroup is not None:
                     return match.group(0), self.wildcards[int(match.lastgroup[1:])]
+        return None
+
+    def _listed(self, written: str, shape: str) -> tuple[str, str] | None:
+        for runs, word, pattern in self.words.get(shape, ()):
+            if stretched_from(written, runs, shape):
+                return word, pattern
+        return None
+
+    def _word(self, words: Sequence[str], shapes: Sequence[str]) -> tuple[str, str] | None:
+        if self.words.keys().isdisjoint(shapes):
+            return None
+        for written, shape in zip(words, shapes, strict=True):
+            if shape in self.words and (found := self._listed(written, shape)) is not None:
+                return found
+        return None
+
+    def _phrase(self, words: Sequence[str], shapes: Sequence[str]) -> tuple[str, str] | None:
+        if not self.phrases or self.phrases.keys().isdisjoint(shapes):
+            return None
+        for i, shape in enumerate(shapes):
+            for listed, pattern in self.phrases.get(shape, ()):
+                if i + len(listed) <= len(words) and all(
+                    shapes[i + k] == collapse(word) and stretched_from(words[i + k], runs, shapes[i + k])
+                    for k, (runs, word, _pattern) in enumerate(listed)
+                ):
+                    return " ".join(word for _runs, word, _pattern in listed), pattern
+        return None
+
+    def _chunks(self, words: Sequence[str], shapes: Sequence[str]) -> tuple[str, str] | None:
+        """A listed word written in MIN_CHUNKS or more chunks of at most MAX_CHUNK letters in a row."""
+        if not self.words:
+            return None
+        for i, first in enumerate(shapes):
+            if not 0 < len(first) <= MAX_CHUNK or first not in self.starts:
+                continue
+            written, shape = words[i], first
+            for j in range(i + 1, min(len(words), i + self.longest)):
+                piece = shapes[j]
+                if len(piece) > MAX_CHUNK:
+                    break
+                shape += piece[1:] if shape[-1] == piece[0] else piece
+                if shape not in self.starts:
+                    break
+                written += words[j]
+                if j - i + 1 >= MIN_CHUNKS and shape in self.words:
+                    found = self._listed(written, shape)
+                    if found is not None:
+                        return found
         return None
 
 

@@ -22,9 +22,12 @@ from rich.console import Console
 
 from bot.check import exit_code, run_checks
 from bot.config import ConfigError, load_tool_settings
+from bot.errors import InputRefused
+from bot.request import voice_flags
 from bot.simulator import Simulator, SimulatorSettings
 from bot.store.copy import CopyRefused, copy_sqlite_to_postgresql
 from bot.store.db import parse_database_url
+from bot.sunra import MAX_VOICES
 from bot.terminal import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -70,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--no-audio", action="store_true", help="a silent video (cheaper)")
     animate.add_argument(
         "--voice", action="append", default=[], metavar="ID",
-        help="a voice id, referred to as <<<voice_1>>> (then <<<voice_2>>>) in the prompt; at most twice",
+        help="a voice id, referred to as <<<voice_1>>> (then <<<voice_2>>>) in the prompt; "
+        f"at most {MAX_VOICES} times",
     )  # fmt: skip
     animate.add_argument("--out", type=Path, metavar="FILE", help="where to write the video (default: "
                          "next to the image, same name with .mp4)")  # fmt: skip
@@ -171,8 +175,10 @@ def main(argv: Sequence[str], *, serve: Callable[[], None]) -> int:
         if args.command == "check":
             return _check()
         if args.command == "animate":
-            if len(args.voice) > 2:
-                build_parser().error("--voice may be given at most twice")
+            try:
+                voice_flags(args.voice)  # before the settings are read, like argparse's own checks
+            except InputRefused as refusal:
+                build_parser().error(refusal.user_message)
             return _animate(args)
         if args.command == "simulate":
             return _simulate(args)

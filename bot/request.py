@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -10,6 +11,8 @@ from pydantic import BaseModel, Field
 from bot.errors import InputRefused
 from bot.i18n import _, _n, join
 from bot.media import AttachmentInfo
+from bot.sunra.models import MAX_VOICES
+from bot.voices import check_voice_id
 
 MAX_PROMPT = 2500
 DEFAULT_NEGATIVE_PROMPT = "blur, distort, and low quality"
@@ -42,7 +45,7 @@ class AnimateRequest(BaseModel):
     negative_prompt: str = Field(default=DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
     duration: Literal[5, 10] = 5
     audio: bool = True
-    voice_ids: list[str] = Field(default_factory=list, max_length=2)
+    voice_ids: list[str] = Field(default_factory=list, max_length=MAX_VOICES)
     image: AttachmentRef
     end_image: AttachmentRef | None = None
     # The video ends on its first frame (Midjourney's --loop): the start image is sent as the end image.
@@ -140,10 +143,15 @@ def _voice_ids(voice_1: str | None, voice_2: str | None) -> list[str]:
     return [voice for voice in (first, second) if voice]
 
 
-def _check_voice_references(prompt: str, voice_count: int) -> None:
+def _reference_gaps(prompt: str, voice_count: int) -> tuple[list[int], list[int]]:
+    """The voice numbers the prompt refers to without a voice given, and those given but never referred to."""
     referenced = {int(number) for number in _VOICE_REF.findall(prompt)}
     given = set(range(1, voice_count + 1))
-    missing = sorted(referenced - given)
+    return sorted(referenced - given), sorted(given - referenced)
+
+
+def _check_voice_references(prompt: str, voice_count: int) -> None:
+    missing, unused = _reference_gaps(prompt, voice_count)
     if missing:
         names = ", ".join(f"`voice_{n}`" for n in missing)
         raise InputRefused(
@@ -154,7 +162,6 @@ def _check_voice_references(prompt: str, voice_count: int) -> None:
                 names=names,
             )
         )
-    unused = sorted(given - referenced)
     if unused:
         name = f"voice_{unused[0]}"
         raise InputRefused(
@@ -162,5 +169,55 @@ def _check_voice_references(prompt: str, voice_count: int) -> None:
                 "`{name}` was given but the prompt never says <<<{name}>>>. "
                 "Put the reference where that voice should speak.",
                 name=name,
+            )
+        )
+
+
+def voice_flags(voices: Sequence[str]) -> list[str]:
+    """The voice ids of `kling-bot animate`'s `--voice` options, stripped. Raises InputRefused naming
+    `--voice` when there are more than Kling takes or one is not a voice id (the terminal's usage errors)."""
+    if len(voices) > MAX_VOICES:
+        raise InputRefused(
+            _n(
+                MAX_VOICES,
+                "`--voice` may be given at most {n} time: Kling takes at most {n} voice per video.",
+                "`--voice` may be given at most {n} times: Kling takes at most {n} voices per video.",
+            )
+        )
+    ids = []
+    for voice in voices:
+        try:
+            ids.append(check_voice_id(voice))
+        except InputRefused as refusal:
+            raise InputRefused(
+                _("Each `--voice` takes a voice id. {rule}", rule=refusal.user_message)
+            ) from None
+    return ids
+
+
+def check_voice_flags(prompt: str, voices: Sequence[str], *, audio: bool) -> None:
+    """The checks build_request makes of voice_1 and voice_2, worded for the terminal's `--voice`
+    options (the Discord option names mean nothing there); raises InputRefused."""
+    if voices and not audio:
+        raise InputRefused(_("Voices need audio. Leave out `--no-audio`, or the `--voice` options."))
+    missing, unused = _reference_gaps(prompt, len(voices))
+    if missing:
+        raise InputRefused(
+            _n(
+                len(voices),
+                "The prompt refers to {references} but `--voice` was given {n} time. "
+                "Give a `--voice` for each reference, in order, or remove the reference.",
+                "The prompt refers to {references} but `--voice` was given {n} times. "
+                "Give a `--voice` for each reference, in order, or remove the reference.",
+                references=", ".join(f"<<<voice_{n}>>>" for n in missing),
+            )
+        )
+    if unused:
+        raise InputRefused(
+            _(
+                "`--voice {voice}` was given but the prompt never says {reference}. "
+                "Put the reference where that voice should speak.",
+                voice=voices[unused[0] - 1],
+                reference=f"<<<voice_{unused[0]}>>>",
             )
         )

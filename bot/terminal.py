@@ -44,7 +44,7 @@ from bot.logs import RedactSecrets, secret_values
 from bot.media import MAX_IMAGE_BYTES, MediaRejected, check_metadata
 from bot.quota.rules import MICROS_PER_USD, JobOptions, format_usd, job_cost, usd_micros, utc_day_bounds
 from bot.quota.spending import Charge, QuotaRefused, QuotaService, Reservation
-from bot.request import AnimateRequest, AttachmentRef, build_request
+from bot.request import AnimateRequest, AttachmentRef, build_request, check_voice_flags, voice_flags
 from bot.simulator import Simulator, SimulatorSettings
 from bot.store import Database, ledger
 from bot.store.db import DatabaseUnreachable, parse_database_url
@@ -320,23 +320,29 @@ async def simulated(settings: ToolSettings) -> AsyncIterator[ToolSettings]:
 async def animate(settings: ToolSettings, options: AnimateOptions, console: Console) -> int:
     """Runs one job from the terminal; returns the exit code (EXIT_*)."""
     try:
+        voices = voice_flags(options.voices)
+    except BotError as refusal:  # too many, or not a voice id: the arguments are wrong
+        console.print(f"[red]Refused:[/] {escape(refusal.user_message)}", highlight=False)
+        return EXIT_USAGE
+    try:
+        check_voice_flags(options.prompt, voices, audio=options.audio)
         request = build_request(
             prompt=options.prompt,
             image=local_attachment(options.image, "image"),
             end_image=_end_image(options),
             duration=options.duration,
             audio=options.audio,
-            voice_1=options.voices[0] if options.voices else None,
-            voice_2=options.voices[1] if len(options.voices) > 1 else None,
+            voice_1=voices[0] if voices else None,
+            voice_2=voices[1] if len(voices) > 1 else None,
         )
     except BotError as refusal:
-        console.print(f"[red]Refused:[/] {refusal.user_message}", highlight=False)
+        console.print(f"[red]Refused:[/] {escape(refusal.user_message)}", highlight=False)
         return EXIT_REFUSED
     out = options.out or default_out(options.image)
     pictures = [options.image, *([options.end_image] if options.end_image else [])]
     if (unwritable := _unwritable(out, pictures)) is not None:
         # Found after the job, the video would be paid for and left at a link that expires.
-        console.print(f"[red]--out:[/] {unwritable}", highlight=False)
+        console.print(f"[red]--out:[/] {escape(unwritable)}", highlight=False)
         return EXIT_USAGE
     if options.simulate:
         async with simulated(settings) as offline:
@@ -455,7 +461,7 @@ async def _follow(
             console.print("Cancelled before anything was submitted; nothing was charged.")
             return EXIT_CANCELLED
         except BotError as refusal:
-            console.print(f"[red]Refused:[/] {refusal.user_message}", highlight=False)
+            console.print(f"[red]Refused:[/] {escape(refusal.user_message)}", highlight=False)
             return EXIT_REFUSED
         cost = accepted.reservation
         console.print(
@@ -486,8 +492,10 @@ def _verdict(job: JobRow, reporter: TerminalReporter, console: Console) -> int:
         if reporter.written is not None:
             print(reporter.written, flush=True)
             return EXIT_OK
-        console.print(f"[red]The video was made but could not be written;[/] it is at {job.video_url}")
+        console.print(
+            f"[red]The video was made but could not be written;[/] it is at {escape(job.video_url or '')}"
+        )
         return EXIT_FAILED
     message = job.error_message or "The job ended without a video."
-    console.print(f"[red]{job.state.capitalize()}:[/] {message}", highlight=False)
+    console.print(f"[red]{job.state.capitalize()}:[/] {escape(message)}", highlight=False)
     return EXIT_CANCELLED if job.state == State.CANCELLED else EXIT_FAILED

@@ -139,6 +139,10 @@ async def queue_waits_in_table(world: World, job_ids: list[int]) -> dict[int, fl
     return {job_id: at[(job_id, "submitting")] - at[(job_id, "queued")] for job_id in job_ids}
 
 
+async def two_submitted_one_queued(world: World) -> bool:
+    return await states_in_table(world) == {"submitted": 2, "queued": 1}
+
+
 def jobs_in_metrics(samples: Samples) -> dict[str, int]:
     found = {dict(labels)["state"]: int(v) for (name, labels), v in samples.items() if name == "kling_jobs"}
     return {state: count for state, count in found.items() if count}
@@ -153,10 +157,14 @@ async def test_metrics_scraped_while_jobs_run_agree_with_the_tables(tmp_path: Pa
         loosen_rate_limits(discord)
         async with running_world(tmp_path, discord=discord, sunra=sunra, **monitored(port)) as world:
             interactions = [await world.animate(f"wave {i}") for i in range(3)]
-            # Two at the API (the member's limit), one waiting in the bot's queue.
-            await world.until(lambda job: job.state == "submitted", interactions[0])
-            await world.until(lambda job: job.state == "submitted", interactions[1])
-            await world.until(lambda job: job.state == "queued", interactions[2])
+            # Two at the API (the member's limit), one waiting in the bot's queue. Which one waits is the
+            # runner's choice, not the order of the commands (they are accepted concurrently; in one run of
+            # thirty the second command's job waited), so it is read from the table and put last.
+            await eventually(lambda: two_submitted_one_queued(world), within=20.0)
+            states = [(await world.job_for(interaction)).state for interaction in interactions]
+            interactions = [
+                i for i, state in zip(interactions, states, strict=True) if state == "submitted"
+            ] + [i for i, state in zip(interactions, states, strict=True) if state == "queued"]
             running = await scrape(port)
             assert jobs_in_metrics(running) == await states_in_table(world) == {"submitted": 2, "queued": 1}
             assert value(running, "kling_acknowledgement_seconds_count") == 3

@@ -16,14 +16,16 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from bot.cli import build_parser
+from bot.cli import build_parser, main
 from bot.config import ToolSettings
+from bot.i18n import CATALOGUES
+from bot.i18n.msgids import marked
 from bot.jobs import State
 from bot.simulator import Simulator, SimulatorSettings
 from bot.store import Database
 from bot.store.jobs import TERMINAL_CHANNEL_ID, JobStore
 from bot.store.ledger import ledger_entries
-from bot.sunra import RequestNotFound, SunraClient
+from bot.sunra import MAX_VOICES, RequestNotFound, SunraClient
 from bot.terminal import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -301,3 +303,64 @@ async def test_a_complete_video_replaces_the_out_file(tmp_path: Path) -> None:
         code, said = await run(settings, AnimateOptions(image, "waves", out=existing))
         assert code == EXIT_OK, said
         assert existing.read_bytes() == fake.video_bytes(next(iter(fake.jobs)))
+
+
+@pytest.mark.parametrize(
+    ("voices", "prompt", "audio", "code"),
+    [
+        (
+            ("v1", "v2", "v3"),
+            "<<<voice_1>>> <<<voice_2>>> <<<voice_3>>>",
+            True,
+            EXIT_USAGE,
+        ),  # a third --voice
+        (("v1", ""), "<<<voice_1>>> <<<voice_2>>>", True, EXIT_USAGE),  # an empty one
+        (("v1", "two words"), "<<<voice_1>>> <<<voice_2>>>", True, EXIT_USAGE),  # not a voice id
+        (("v1",), "<<<voice_1>>> then <<<voice_2>>>", True, EXIT_REFUSED),  # a reference without a --voice
+        (("v1", "v2"), "only <<<voice_1>>> speaks", True, EXIT_REFUSED),  # a --voice never referred to
+        (("v1",), "<<<voice_1>>> speaks", False, EXIT_REFUSED),  # voices with --no-audio
+    ],
+)
+async def test_voice_refusals_name_the_voice_flag_not_the_discord_option(
+    tmp_path: Path, voices: tuple[str, ...], prompt: str, audio: bool, code: int
+) -> None:
+    image = picture(tmp_path)
+    async with FakeSunra(key=KEY) as fake:
+        settings = settings_for(fake.url, tmp_path / "db.sqlite3")
+        got, said = await run(settings, AnimateOptions(image, prompt, audio=audio, voices=voices))
+        assert got == code, said
+        assert "--voice" in said and "voice_1`" not in said and "voice_2`" not in said, said
+        assert fake.count("upload_initiate") == 0 and fake.count("submit") == 0
+
+
+def test_a_third_voice_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["animate", "a.png", "x", "--voice", "a", "--voice", "b", "--voice", "c"], serve=lambda: None)
+    assert caught.value.code == EXIT_USAGE
+    assert f"`--voice` may be given at most {MAX_VOICES} times" in capsys.readouterr().err
+
+
+def test_every_catalogue_names_the_voice_flag_in_its_voice_refusals() -> None:
+    flag_messages = [msgid for msgid in marked() if "`--voice" in msgid]
+    assert len(flag_messages) >= 4
+    for code, catalogue in CATALOGUES.items():
+        for msgid in flag_messages:
+            forms = catalogue[msgid]
+            for form in forms if isinstance(forms, tuple) else (forms,):
+                assert "`--voice" in form, (code, msgid, form)
+
+
+async def test_text_the_operator_typed_is_shown_as_typed_not_read_as_rich_markup(tmp_path: Path) -> None:
+    """A voice id or a folder with square brackets was read as rich markup: `a[/]` raised MarkupError
+    (a traceback instead of the refusal), `[bold]` vanished from the message."""
+    image = picture(tmp_path)
+    async with FakeSunra(key=KEY) as fake:
+        settings = settings_for(fake.url, tmp_path / "db.sqlite3")
+        for voice in ("a[/]", "x[bold]y"):
+            code, said = await run(settings, AnimateOptions(image, "no reference", voices=(voice,)))
+            assert code == EXIT_REFUSED, said
+            assert f"`--voice {voice}` was given" in said, said
+        out = tmp_path / "[draft]" / "v.mp4"
+        code, said = await run(settings, AnimateOptions(image, "x", out=out))
+        assert code == EXIT_USAGE and "[draft] is not a folder" in said.replace("\n", ""), said
+        assert fake.count("upload_initiate") == 0 and fake.count("submit") == 0

@@ -121,6 +121,46 @@ APART_OR_STRETCHED = [
     ("blood bath", "bloooood bath"),
 ]
 
+# Chunked with spaces or signs, and stretched more than one letter: each must be refused too.
+CHUNKED_OR_STRETCHED_TWICE = [
+    ("banned", "baaaannnnned"),  # one letter stretched that is single, one that is double
+    ("banned", "bbbaaannnnneeeddd"),
+    ("banned", "b a a a a n n n n n e d"),
+    ("kill", "kiiiilllll"),
+    ("xxx", "xxxxxxx"),
+    ("banned", "b an ned"),
+    ("banned", "ba nn ed"),
+    ("banned", "b a nn e d"),
+    ("banned", "b an.ned"),
+    ("banned", "b\u200b an ned"),
+    ("banned", "b aaa nn ed"),  # chunked and stretched
+    ("banned", "so b an ned it is"),
+    ("kill", "k i ll"),
+    ("naked", "na k ed"),
+    ("blood bath", "bllloooood baaath"),
+]
+
+# Ordinary words that a blocked word's letters collapse into ("as" is `ass` with its double s read once),
+# and ordinary short words in a row: each must pass.
+ORDINARY_SHORT_WORDS = [
+    ("ass", "as you like"),
+    ("ass", "a pass"),
+    ("butt", "but then"),
+    ("god", "a good day"),
+    ("boob", "bob waves"),
+    ("poop", "pop art"),
+    ("weed", "the couple wed"),
+    ("hell", "hello there"),
+    ("hell", "heeeello there"),
+    ("kill", "a kiln"),
+    ("banned", "baned"),
+    ("banned", "ban ned"),  # two chunks are ordinary text
+    ("gore", "a go re"),
+    ("penis", "a pen is on the desk"),
+    ("isis", "it is is"),
+    ("xxx", "xx"),
+]
+
 # Prompts that only look like a listed word: each must pass.
 INNOCENT = [
     ("gore", "a blacksmith at the forge"),
@@ -154,6 +194,18 @@ def test_letters_written_apart_or_stretched_do_not_get_around_the_list(pattern: 
     assert matches(pattern, prompt), (pattern, prompt)
 
 
+@pytest.mark.parametrize(("pattern", "prompt"), CHUNKED_OR_STRETCHED_TWICE)
+def test_words_chunked_or_stretched_in_several_places_do_not_get_around_the_list(
+    pattern: str, prompt: str
+) -> None:
+    assert matches(pattern, prompt), (pattern, prompt)
+
+
+@pytest.mark.parametrize(("pattern", "prompt"), ORDINARY_SHORT_WORDS)
+def test_ordinary_short_words_are_not_read_as_a_blocked_word(pattern: str, prompt: str) -> None:
+    assert not matches(pattern, prompt), (pattern, prompt)
+
+
 # Words servers commonly block, and ordinary prompts in several languages none of them is in: letters
 # written apart ("il y a", "e o a") and stretched ("Schifffahrt", "zzz") must not join into one of them.
 COMMON_BLOCKED = [
@@ -181,6 +233,12 @@ ORDINARY_PROMPTS = [
     "Ooooh, a huuuge wave crashes on the rocks",
     "the hello kitty plush sits on a shelf",
     "she says helloooo to her friends",
+    "it is as it is, so we go on to the end of it",
+    "I am at a spa on my day off and he is in on it",
+    "un an de la vie: il y a le ciel, et le vent va et vient",
+    "yo no sé si él va a ir a la mar",
+    "eu vi o mar e o céu, ai que lindo",
+    "a to z, an ox, my ex, go up, be a man",
 ]
 
 

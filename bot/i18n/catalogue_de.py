@@ -43,6 +43,17 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "`voice_2` was given without `voice_1`. Please fill in `voice_1` first.": "`voice_2` wurde ohne `voice_1` angegeben. Bitte fülle zuerst `voice_1` aus.",
     "The prompt refers to {references} but {names} was not given. Add the voice id or remove the reference.": "Der Prompt verweist auf {references}, aber {names} wurde nicht angegeben. Gib die Stimmen-ID an oder entferne den Verweis.",
     "`{name}` was given but the prompt never says <<<{name}>>>. Put the reference where that voice should speak.": "`{name}` wurde angegeben, aber der Prompt enthält nirgends <<<{name}>>>. Setze den Verweis dorthin, wo diese Stimme sprechen soll.",
+    "`--voice` may be given at most {n} time: Kling takes at most {n} voice per video.": (
+        "`--voice` darf höchstens {n}-mal angegeben werden: Kling nimmt höchstens {n} Stimme pro Video.",
+        "`--voice` darf höchstens {n}-mal angegeben werden: Kling nimmt höchstens {n} Stimmen pro Video.",
+    ),
+    "Each `--voice` takes a voice id. {rule}": "Jedes `--voice` braucht eine Stimmen-ID. {rule}",
+    "Voices need audio. Leave out `--no-audio`, or the `--voice` options.": "Stimmen brauchen Ton. Lass `--no-audio` weg oder die `--voice`-Optionen.",
+    "The prompt refers to {references} but `--voice` was given {n} time. Give a `--voice` for each reference, in order, or remove the reference.": (
+        "Der Prompt verweist auf {references}, aber `--voice` wurde {n}-mal angegeben. Gib für jeden Verweis der Reihe nach ein `--voice` an oder entferne den Verweis.",
+        "Der Prompt verweist auf {references}, aber `--voice` wurde {n}-mal angegeben. Gib für jeden Verweis der Reihe nach ein `--voice` an oder entferne den Verweis.",
+    ),
+    "`--voice {voice}` was given but the prompt never says {reference}. Put the reference where that voice should speak.": "`--voice {voice}` wurde angegeben, aber der Prompt enthält nirgends {reference}. Setze den Verweis dorthin, wo diese Stimme sprechen soll.",
     "I don't know this video: it was made before this bot's database was started, or its record was removed. Nothing was charged; please use /animate instead.": "Dieses Video kenne ich nicht: Es wurde erstellt, bevor die Datenbank dieses Bots angelegt wurde, oder sein Eintrag wurde entfernt. Es wurde nichts abgerechnet; nutze bitte stattdessen /animate.",
     "The duration must be 5 or 10 (seconds), not “{text}”.": "Die Dauer muss 5 oder 10 (Sekunden) sein, nicht „{text}“.",
     "You need the **Manage Server** permission to use /{command}.": "Für /{command} brauchst du die Berechtigung **Server verwalten**.",

@@ -43,6 +43,17 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "`voice_2` was given without `voice_1`. Please fill in `voice_1` first.": "Se indicó `voice_2` sin `voice_1`. Rellena primero `voice_1`.",
     "The prompt refers to {references} but {names} was not given. Add the voice id or remove the reference.": "El prompt hace referencia a {references}, pero no se indicó {names}. Añade el id de la voz o quita la referencia.",
     "`{name}` was given but the prompt never says <<<{name}>>>. Put the reference where that voice should speak.": "Se indicó `{name}`, pero el prompt nunca dice <<<{name}>>>. Pon la referencia donde deba hablar esa voz.",
+    "`--voice` may be given at most {n} time: Kling takes at most {n} voice per video.": (
+        "`--voice` se puede indicar como máximo {n} vez: Kling admite como máximo {n} voz por vídeo.",
+        "`--voice` se puede indicar como máximo {n} veces: Kling admite como máximo {n} voces por vídeo.",
+    ),
+    "Each `--voice` takes a voice id. {rule}": "Cada `--voice` necesita un id de voz. {rule}",
+    "Voices need audio. Leave out `--no-audio`, or the `--voice` options.": "Las voces necesitan sonido. Quita `--no-audio` o las opciones `--voice`.",
+    "The prompt refers to {references} but `--voice` was given {n} time. Give a `--voice` for each reference, in order, or remove the reference.": (
+        "El prompt hace referencia a {references}, pero `--voice` se indicó {n} vez. Indica un `--voice` por cada referencia, en orden, o quita la referencia.",
+        "El prompt hace referencia a {references}, pero `--voice` se indicó {n} veces. Indica un `--voice` por cada referencia, en orden, o quita la referencia.",
+    ),
+    "`--voice {voice}` was given but the prompt never says {reference}. Put the reference where that voice should speak.": "Se indicó `--voice {voice}`, pero el prompt nunca dice {reference}. Pon la referencia donde deba hablar esa voz.",
     "I don't know this video: it was made before this bot's database was started, or its record was removed. Nothing was charged; please use /animate instead.": "No conozco este vídeo: se hizo antes de que existiera la base de datos de este bot, o su registro se eliminó. No se ha cobrado nada; usa /animate en su lugar.",
     "The duration must be 5 or 10 (seconds), not “{text}”.": "La duración debe ser 5 o 10 (segundos), no «{text}».",
     "You need the **Manage Server** permission to use /{command}.": "Necesitas el permiso **Gestionar servidor** para usar /{command}.",

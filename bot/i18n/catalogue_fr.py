@@ -43,6 +43,17 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "`voice_2` was given without `voice_1`. Please fill in `voice_1` first.": "`voice_2` a été donné sans `voice_1`. Remplis d'abord `voice_1`.",
     "The prompt refers to {references} but {names} was not given. Add the voice id or remove the reference.": "Le prompt fait référence à {references}, mais {names} n'a pas été donné. Ajoute l'identifiant de la voix ou retire la référence.",
     "`{name}` was given but the prompt never says <<<{name}>>>. Put the reference where that voice should speak.": "`{name}` a été donné, mais le prompt ne contient jamais <<<{name}>>>. Place la référence là où cette voix doit parler.",
+    "`--voice` may be given at most {n} time: Kling takes at most {n} voice per video.": (
+        "`--voice` peut être donné au plus {n} fois : Kling prend au plus {n} voix par vidéo.",
+        "`--voice` peut être donné au plus {n} fois : Kling prend au plus {n} voix par vidéo.",
+    ),
+    "Each `--voice` takes a voice id. {rule}": "Chaque `--voice` attend un identifiant de voix. {rule}",
+    "Voices need audio. Leave out `--no-audio`, or the `--voice` options.": "Les voix ont besoin du son. Retire `--no-audio`, ou les options `--voice`.",
+    "The prompt refers to {references} but `--voice` was given {n} time. Give a `--voice` for each reference, in order, or remove the reference.": (
+        "Le prompt fait référence à {references}, mais `--voice` a été donné {n} fois. Donne un `--voice` pour chaque référence, dans l'ordre, ou retire la référence.",
+        "Le prompt fait référence à {references}, mais `--voice` a été donné {n} fois. Donne un `--voice` pour chaque référence, dans l'ordre, ou retire la référence.",
+    ),
+    "`--voice {voice}` was given but the prompt never says {reference}. Put the reference where that voice should speak.": "`--voice {voice}` a été donné, mais le prompt ne contient jamais {reference}. Place la référence là où cette voix doit parler.",
     "I don't know this video: it was made before this bot's database was started, or its record was removed. Nothing was charged; please use /animate instead.": "Je ne connais pas cette vidéo : elle a été créée avant la base de données de ce bot, ou son enregistrement a été supprimé. Rien n'a été facturé ; utilise plutôt /animate.",
     "The duration must be 5 or 10 (seconds), not “{text}”.": "La durée doit être 5 ou 10 (secondes), et non « {text} ».",
     "You need the **Manage Server** permission to use /{command}.": "Il te faut la permission **Gérer le serveur** pour utiliser /{command}.",

@@ -43,6 +43,17 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "`voice_2` was given without `voice_1`. Please fill in `voice_1` first.": "`voice_1` なしで `voice_2` が指定されました。先に `voice_1` を入力してください。",
     "The prompt refers to {references} but {names} was not given. Add the voice id or remove the reference.": "プロンプトは {references} を参照していますが、{names} が指定されていません。ボイス ID を追加するか、参照を削除してください。",
     "`{name}` was given but the prompt never says <<<{name}>>>. Put the reference where that voice should speak.": "`{name}` が指定されていますが、プロンプトに <<<{name}>>> がありません。そのボイスが話す位置に参照を入れてください。",
+    "`--voice` may be given at most {n} time: Kling takes at most {n} voice per video.": (
+        "`--voice` は最大 {n} 回まで指定できます。Kling が 1 本の動画で使えるボイスは最大 {n} 個です。",
+        "`--voice` は最大 {n} 回まで指定できます。Kling が 1 本の動画で使えるボイスは最大 {n} 個です。",
+    ),
+    "Each `--voice` takes a voice id. {rule}": "`--voice` にはそれぞれボイス ID を指定してください。{rule}",
+    "Voices need audio. Leave out `--no-audio`, or the `--voice` options.": "音声（ボイス）にはサウンドが必要です。`--no-audio` を外すか、`--voice` オプションを外してください。",
+    "The prompt refers to {references} but `--voice` was given {n} time. Give a `--voice` for each reference, in order, or remove the reference.": (
+        "プロンプトは {references} を参照していますが、`--voice` は {n} 回しか指定されていません。参照ごとに順番に `--voice` を指定するか、参照を削除してください。",
+        "プロンプトは {references} を参照していますが、`--voice` は {n} 回しか指定されていません。参照ごとに順番に `--voice` を指定するか、参照を削除してください。",
+    ),
+    "`--voice {voice}` was given but the prompt never says {reference}. Put the reference where that voice should speak.": "`--voice {voice}` が指定されましたが、プロンプトに {reference} がありません。そのボイスが話す位置に参照を入れてください。",
     "I don't know this video: it was made before this bot's database was started, or its record was removed. Nothing was charged; please use /animate instead.": "この動画は記録にありません。ボットのデータベースができる前に作られたか、記録が削除されています。請求はされていません。代わりに /animate を使ってください。",
     "The duration must be 5 or 10 (seconds), not “{text}”.": "長さは 5 か 10（秒）にしてください。「{text}」は使えません。",
     "You need the **Manage Server** permission to use /{command}.": "/{command} を使うには **サーバー管理** 権限が必要です。",

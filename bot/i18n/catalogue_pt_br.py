@@ -43,6 +43,17 @@ MESSAGES: dict[str, str | tuple[str, str]] = {
     "`voice_2` was given without `voice_1`. Please fill in `voice_1` first.": "`voice_2` foi informado sem `voice_1`. Preencha `voice_1` primeiro.",
     "The prompt refers to {references} but {names} was not given. Add the voice id or remove the reference.": "O prompt faz referência a {references}, mas {names} não foi informado. Adicione o id da voz ou remova a referência.",
     "`{name}` was given but the prompt never says <<<{name}>>>. Put the reference where that voice should speak.": "`{name}` foi informado, mas o prompt nunca diz <<<{name}>>>. Coloque a referência onde essa voz deve falar.",
+    "`--voice` may be given at most {n} time: Kling takes at most {n} voice per video.": (
+        "`--voice` pode ser informado no máximo {n} vez: o Kling aceita no máximo {n} voz por vídeo.",
+        "`--voice` pode ser informado no máximo {n} vezes: o Kling aceita no máximo {n} vozes por vídeo.",
+    ),
+    "Each `--voice` takes a voice id. {rule}": "Cada `--voice` precisa de um id de voz. {rule}",
+    "Voices need audio. Leave out `--no-audio`, or the `--voice` options.": "Vozes precisam de som. Retire `--no-audio` ou as opções `--voice`.",
+    "The prompt refers to {references} but `--voice` was given {n} time. Give a `--voice` for each reference, in order, or remove the reference.": (
+        "O prompt faz referência a {references}, mas `--voice` foi informado {n} vez. Informe um `--voice` para cada referência, na ordem, ou remova a referência.",
+        "O prompt faz referência a {references}, mas `--voice` foi informado {n} vezes. Informe um `--voice` para cada referência, na ordem, ou remova a referência.",
+    ),
+    "`--voice {voice}` was given but the prompt never says {reference}. Put the reference where that voice should speak.": "`--voice {voice}` foi informado, mas o prompt nunca diz {reference}. Coloque a referência onde essa voz deve falar.",
     "I don't know this video: it was made before this bot's database was started, or its record was removed. Nothing was charged; please use /animate instead.": "Não conheço este vídeo: ele foi feito antes de o banco de dados deste bot existir, ou o registro foi removido. Nada foi cobrado; use /animate no lugar.",
     "The duration must be 5 or 10 (seconds), not “{text}”.": "A duração deve ser 5 ou 10 (segundos), não “{text}”.",
     "You need the **Manage Server** permission to use /{command}.": "Você precisa da permissão **Gerenciar servidor** para usar /{command}.",
