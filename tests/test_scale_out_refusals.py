@@ -132,7 +132,7 @@ async def test_a_database_that_cannot_hold_every_text_is_refused_in_one_line(
     postgres_url: str, tmp_path: Path
 ) -> None:
     async with database_as(ENCODING="SQL_ASCII", TEMPLATE="template0", LC_COLLATE="C", LC_CTYPE="C") as url:
-        with pytest.raises(DatabaseUnreachable, match=r"encoded SQL_ASCII but the bot needs UTF8.*createdb --encoding=UTF8"):
+        with pytest.raises(DatabaseUnreachable, match=r"encoded SQL_ASCII.*createdb --encoding=UTF8"):
             await Database.open(url)
         found = await check_database(ToolSettings(database_url=url))
         assert found.level == "fail" and "encoded SQL_ASCII" in found.text, found
