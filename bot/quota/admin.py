@@ -39,7 +39,8 @@ from bot.store import ledger
 from bot.store.db import Database
 
 if TYPE_CHECKING:
-    from bot.quota.spending import MemberReport, _MemberState
+    from bot.quota.checks import MemberState
+    from bot.quota.spending import MemberReport
 
 
 class GrantRefused(InputRefused):
@@ -84,7 +85,7 @@ class QuotaAdmin:
             user_id: int,
             role_ids: Sequence[int],
             now: float,
-        ) -> _MemberState: ...
+        ) -> MemberState: ...
 
     # ----- admin actions (each one audited in the same transaction) ----------------------------------
 
