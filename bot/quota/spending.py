@@ -52,7 +52,7 @@ from bot.quota.rules import (
     usd_micros,
     utc_day_bounds,
 )
-from bot.store import ledger
+from bot.store import ledger, server_rules
 from bot.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class QuotaService(QuotaAdmin):
         self._clock = clock
         # Server settings, role allowances and blocks change only through this service's admin actions,
         # which forget a server's entry once written: a quota check then reads only the ledger.
-        self._rules: GuildCache[str, ledger.ServerRules] = GuildCache()
+        self._rules: GuildCache[str, server_rules.ServerRules] = GuildCache()
         # A crowd's quotes in one server are read together: the members' sums in one statement, and the
         # server's and the operator's totals (the same for all of them) once, not a ledger scan each.
         self._figures: GroupRead[tuple[object, ...], int, ledger.MemberFigures] = GroupRead()
@@ -316,19 +316,19 @@ class QuotaService(QuotaAdmin):
         key = ledger.guild_key(guild_id)
         if reader is self.db:
             return server_policy(self.settings, (await self._server_rules(key)).overrides, now)
-        return server_policy(self.settings, await ledger.guild_overrides(reader, key), now)
+        return server_policy(self.settings, await server_rules.guild_overrides(reader, key), now)
 
-    async def _server_rules(self, key: str) -> ledger.ServerRules:
-        return await self._rules.get(key, lambda: ledger.server_rules(self.db, key))
+    async def _server_rules(self, key: str) -> server_rules.ServerRules:
+        return await self._rules.get(key, lambda: server_rules.server_rules(self.db, key))
 
     async def _member_context(
         self, reader: ledger.Reader, key: str, user_id: int, role_ids: Sequence[int]
-    ) -> ledger.MemberContext:
+    ) -> server_rules.MemberContext:
         # Inside a write transaction (a reservation) the rules are read with it, atomically; a quote
         # outside one takes them from memory.
         if reader is self.db:
             return (await self._server_rules(key)).member_context(user_id, role_ids)
-        return await ledger.member_context(reader, key, user_id, role_ids)
+        return await server_rules.member_context(reader, key, user_id, role_ids)
 
     async def _member_state(
         self,
