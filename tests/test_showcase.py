@@ -567,8 +567,8 @@ async def test_top_auto_showcase_opt_out_and_the_weekly_post(tmp_path: Path) -> 
             )
             assert weekly == "The week's top videos will be posted every Monday at 00:00 UTC."
             cog = showcase_cog(world)
-            assert await cog.post_weekly() == 1
-            assert await cog.post_weekly() == 0  # once a week
+            assert await cog.weekly_post.post_due() == 1
+            assert await cog.weekly_post.post_due() == 0  # once a week
             weekly_posts = [m for m in fake.channel_messages(channel) if text_of(m).startswith("## Top")]
             assert len(weekly_posts) == 1 and is_card(weekly_posts[0])
             assert text_of(weekly_posts[0]).startswith("## Top videos this week")
