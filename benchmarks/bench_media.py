@@ -4,8 +4,8 @@
 
 Generates, once, photo-like test files in --dir: a 200 MP JPEG (16320×12240, the largest phone sensors),
 a rotated 48 MP JPEG, a progressive one, a 40 MP PNG and a 48 MP HEIC. Each is then prepared by
-`bot.media.inspect_bytes` (exactly what a worker thread runs for an attachment) in a fresh process, which
-prints:
+`bot.picture_decode.inspect_bytes` (exactly what a worker thread runs for an attachment) in a fresh
+process, which prints:
 
 - peak RSS during the decode above the process's RSS just before it (the file's bytes already read),
   from the kernel's high-water mark (VmHWM, reset through /proc/self/clear_refs);
@@ -50,7 +50,7 @@ def photo_like(size: tuple[int, int]) -> object:
 def generate(directory: Path) -> None:
     from PIL import Image
 
-    import bot.media  # noqa: F401  (registers the HEIF plugin)
+    import bot.picture_decode  # noqa: F401  (registers the HEIF plugin)
     from tests.images import as_stored, exif_orientation
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def vm(field: str) -> int:
 
 
 def measure_one(path: Path) -> dict[str, object]:
-    from bot.media import inspect_bytes
+    from bot.picture_decode import inspect_bytes
 
     data = path.read_bytes()
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS

@@ -13,7 +13,7 @@ from typing import Any, Self
 
 import httpx
 
-from bot import media
+from bot import picture_decode
 from bot.i18n import _
 from bot.media import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -157,7 +157,7 @@ class ImageChecker:
         self._in_flight += 1
         try:
             work = self._pool.submit(
-                media.inspect_bytes, data, label=label, max_input_bytes=self._max_download_bytes
+                picture_decode.inspect_bytes, data, label=label, max_input_bytes=self._max_download_bytes
             )
         except BaseException:
             self._release_slot()

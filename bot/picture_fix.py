@@ -14,14 +14,8 @@ from io import BytesIO
 from PIL import ExifTags, Image, ImageFilter, ImageOps, ImageStat
 
 from bot.i18n import _
-from bot.media import (
-    MAX_RATIO,
-    MAX_UPLOAD_PIXELS,
-    MIN_RATIO,
-    MIN_SIDE,
-    READABLE_FORMATS,
-    _reduce_jpeg_decode,
-)
+from bot.media import MAX_RATIO, MAX_UPLOAD_PIXELS, MIN_RATIO, MIN_SIDE
+from bot.picture_decode import READABLE_FORMATS, _reduce_jpeg_decode
 
 # The blur of padded edges, relative to the picture's long side: enough to read as background.
 BLUR_FRACTION = 0.04

@@ -42,8 +42,9 @@ from bot.image_checker import ImageChecker
 from bot.jobs import ENDED, Command, JobRunner, Phase, Progress, State
 from bot.logs import RedactSecrets, secret_values
 from bot.media import MAX_IMAGE_BYTES, MediaRejected, check_metadata
+from bot.quota.checks import QuotaRefused
 from bot.quota.rules import MICROS_PER_USD, JobOptions, format_usd, job_cost, usd_micros, utc_day_bounds
-from bot.quota.spending import Charge, QuotaRefused, QuotaService, Reservation
+from bot.quota.spending import Charge, QuotaService, Reservation
 from bot.request import AnimateRequest, AttachmentRef, build_request, check_voice_flags, voice_flags
 from bot.simulator import Simulator, SimulatorSettings
 from bot.store import Database, ledger

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from bot.quota.checks import QuotaRefused
 from bot.quota.rules import JobOptions, QuotaSettings
-from bot.quota.spending import QuotaRefused, QuotaService
+from bot.quota.spending import QuotaService
 from bot.store import Database
 
 GUILD = 111

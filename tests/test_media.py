@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin, features
 
-from bot import media
+from bot import media, picture_decode
 from bot.errors import InputRefused
 from bot.image_checker import ImageChecker
 from bot.media import (
@@ -26,8 +26,9 @@ from bot.media import (
     MediaRejected,
     PreparedImage,
     check_metadata,
-    inspect_bytes,
 )
+from bot.picture_decode import inspect_bytes
+from bot.picture_metadata import strip_metadata
 from tests import images
 from tests.images import BLUE, RED, encode, marked, noise
 from tests.world import listed
@@ -107,7 +108,7 @@ def test_metadata_is_removed_losslessly_before_the_picture_gets_a_public_url(fmt
 def test_a_jpeg_whose_segments_do_not_add_up_is_re_encoded_rather_than_trusted() -> None:
     data = bytearray(images.jpeg())
     data[4:6] = (0xFF, 0xFF)  # the JFIF segment now claims to run past the end of the file
-    assert media.strip_metadata(bytes(data), "image/jpeg") is None
+    assert strip_metadata(bytes(data), "image/jpeg") is None
 
 
 def test_camera_mpo_is_sent_as_its_first_jpeg_only() -> None:
@@ -539,7 +540,7 @@ class Recorder:
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     recorder = Recorder()
-    monkeypatch.setattr(media, "inspect_bytes", recorder.wrap(media.inspect_bytes))
+    monkeypatch.setattr(picture_decode, "inspect_bytes", recorder.wrap(picture_decode.inspect_bytes))
     return recorder
 
 
@@ -784,4 +785,4 @@ def test_a_progressive_jpeg_with_restart_markers_keeps_every_scan() -> None:
 
 def test_a_jpeg_cut_inside_its_scan_is_re_encoded_not_trusted() -> None:
     data = images.jpeg()
-    assert media.strip_metadata(data[: len(data) - 40], "image/jpeg") is None
+    assert strip_metadata(data[: len(data) - 40], "image/jpeg") is None

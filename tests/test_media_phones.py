@@ -9,7 +9,8 @@ import pytest
 from PIL import ExifTags, Image, ImageCms, JpegImagePlugin
 
 from bot import media
-from bot.media import AttachmentInfo, MediaRejected, PreparedImage, check_metadata, inspect_bytes
+from bot.media import AttachmentInfo, MediaRejected, PreparedImage, check_metadata
+from bot.picture_decode import inspect_bytes
 from tests import images
 from tests.images import BLUE, RED, encode, marked
 from tests.world import running_world

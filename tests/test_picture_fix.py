@@ -7,7 +7,7 @@ from io import BytesIO
 import pytest
 from PIL import Image
 
-from bot.media import inspect_bytes
+from bot.picture_decode import inspect_bytes
 from bot.picture_fix import Fix, apply_fix, encode_png, fix_file, fixes_for, fixes_for_file, nearest_ratio
 from tests import images
 

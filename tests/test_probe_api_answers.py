@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from bot.sunra import RetryPolicy, SunraClient
-from bot.sunra.client import MAX_ANSWER_BYTES
+from bot.sunra.base import MAX_ANSWER_BYTES
 from bot.sunra.errors import MalformedResponse
 from tests.world import listed
 

@@ -10,8 +10,9 @@ import itertools
 import pytest
 
 from bot.quota.admin import GrantRefused
+from bot.quota.checks import QuotaRefused
 from bot.quota.rules import Period, load_zone, period_change_text, zone_change_text
-from bot.quota.spending import QuotaRefused, QuotaService
+from bot.quota.spending import QuotaService
 from bot.store import Database
 from tests.test_quota import (  # noqa: F401 (fixtures)
     ADMIN,

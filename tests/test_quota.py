@@ -20,8 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import InputRefused
 from bot.quota.admin import GrantRefused
+from bot.quota.checks import QuotaRefused
 from bot.quota.rules import JobOptions, QuotaSettings, job_cost, load_zone, period_bounds, usd_micros
-from bot.quota.spending import COMMIT_STATES, REFUND_STATES, QuotaRefused, QuotaService, Reservation
+from bot.quota.spending import COMMIT_STATES, REFUND_STATES, QuotaService, Reservation
 from bot.store import Database, ledger
 from bot.store.jobs import JobStore
 from bot.store.migrations import migrations

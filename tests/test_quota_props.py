@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from bot.quota.checks import QuotaRefused
 from bot.quota.rules import (
     PERIODS,
     JobOptions,
@@ -21,7 +22,7 @@ from bot.quota.rules import (
     usd_micros,
     utc_day_bounds,
 )
-from bot.quota.spending import COMMIT_STATES, REFUND_STATES, QuotaRefused, QuotaService
+from bot.quota.spending import COMMIT_STATES, REFUND_STATES, QuotaService
 from bot.store import Database, ledger
 from bot.store.jobs import JobStore
 from tests import postgres

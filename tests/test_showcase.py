@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -476,6 +478,59 @@ async def test_history_lists_my_jobs_privately_including_undeliverable_ones(tmp_
         assert page_label(second) == "2 / 2" and text_of(second).count("**job ") == 3
 
 
+def stable_payload(value: Any, fake_url: str) -> Any:
+    """A message's JSON body as sent, in its order, with what differs from run to run (snowflakes, times,
+    the fake's port, signed media links, the nonce) replaced by placeholders."""
+    if isinstance(value, dict):
+        return {k: stable_payload(v, fake_url) for k, v in value.items() if k != "nonce"}
+    if isinstance(value, list):
+        return [stable_payload(v, fake_url) for v in value]
+    if not isinstance(value, str):
+        return value
+    text = re.sub(r"\?ex=.*", "?SIGNED", value.replace(fake_url, "http://FAKE"))
+    return re.sub(r"\d{17,20}", "ID", re.sub(r"<t:\d+:R>", "<t:TIME:R>", text))
+
+
+# Recorded from the weekly post before cogs/showcase/_cog.py was split (commit 53946d5).
+WEEKLY_POST_PAYLOAD: dict[str, Any] = {
+    "content": None,
+    "components": [
+        {
+            "type": 17,
+            "accent_color": 15844367,
+            "spoiler": False,
+            "components": [
+                {"type": 10, "content": "## Top videos this week"},
+                {
+                    "type": 12,
+                    "items": [
+                        {
+                            "media": {"url": "http://FAKE/attachments/ID/ID/kling-1.mp4?SIGNED"},
+                            "spoiler": False,
+                            "description": "1. auto one · 👍 1",
+                        }
+                    ],
+                },
+                {
+                    "type": 10,
+                    "content": "**1.** [auto "
+                    "one](https://discord.com/channels/ID/ID/ID) — <@ID> · "
+                    "👍 1 · <t:TIME:R>\n"
+                    "\n"
+                    "**Most active creators**\n"
+                    "**1.** <@ID> — 1 video · 👍 1\n"
+                    "**2.** <@ID> — 1 video · 👍 0",
+                },
+            ],
+        }
+    ],
+    "enforce_nonce": True,
+    "tts": False,
+    "flags": 32768,
+    "allowed_mentions": {"parse": []},
+}
+
+
 async def test_top_auto_showcase_opt_out_and_the_weekly_post(tmp_path: Path) -> None:
     async with FakeDiscord() as fake:
         loosen_rate_limits(fake)
@@ -512,11 +567,15 @@ async def test_top_auto_showcase_opt_out_and_the_weekly_post(tmp_path: Path) -> 
             )
             assert weekly == "The week's top videos will be posted every Monday at 00:00 UTC."
             cog = showcase_cog(world)
-            assert await cog.post_weekly() == 1
-            assert await cog.post_weekly() == 0  # once a week
+            assert await cog.weekly_post.post_due() == 1
+            assert await cog.weekly_post.post_due() == 0  # once a week
             weekly_posts = [m for m in fake.channel_messages(channel) if text_of(m).startswith("## Top")]
             assert len(weekly_posts) == 1 and is_card(weekly_posts[0])
             assert text_of(weekly_posts[0]).startswith("## Top videos this week")
+            # What the weekly post sends Discord, to the byte but for ids, times, the port and the nonce.
+            path = f"/channels/{channel}/messages"
+            sent = [r.body for r in fake.requests if r.method == "POST" and r.path == path]
+            assert json.dumps(stable_payload(sent[-1], fake.url)) == json.dumps(WEEKLY_POST_PAYLOAD)
 
 
 async def test_a_gallery_message_deleted_meanwhile_is_no_error(

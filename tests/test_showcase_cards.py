@@ -305,10 +305,10 @@ async def test_the_weekly_post_of_a_week_with_nothing_to_show_posts_nothing(tmp_
             await set_channel(world, channel)
             await answer(world, admin(world, "weekly", [p.option("enabled", True), p.option("hour", 0)]))
             cog = showcase_cog(world)
-            assert await cog.post_weekly() == 0
+            assert await cog.weekly_post.post_due() == 0
             assert fake.channel_messages(channel) == []
             assert (await sql.server(world.db, GUILD)).last_weekly is not None  # done for the week
-            assert await cog.post_weekly() == 0
+            assert await cog.weekly_post.post_due() == 0
 
 
 async def test_a_vote_on_a_post_in_a_channel_the_bot_lost_is_counted_without_a_traceback(

@@ -15,7 +15,8 @@ import pytest
 from bot.jobs import fair_order
 from bot.store import Database
 from bot.store.db import sqlite_path_from_url
-from bot.store.jobs import VIA_INTERACTION, JobStore
+from bot.store.inbox import NEW_JOB_COLUMNS, VIA_INTERACTION, _NewJob
+from bot.store.jobs import JobStore
 from bot.store.migrations import _to_postgresql, migrations
 from bot.store.sql import to_postgresql
 from tests.conftest import ENGINES
@@ -91,6 +92,16 @@ async def test_a_replayed_interaction_is_one_job(database_url: str) -> None:
             lifetime_seconds=1,
         )
         assert (again, created) == (first, False)
+
+
+async def test_a_new_job_must_fill_every_column_both_engines_insert() -> None:
+    """Both engines' INSERTs are built from NEW_JOB_COLUMNS: a new job with other values is refused."""
+    done: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
+    fits = tuple(range(len(NEW_JOB_COLUMNS)))
+    assert _NewJob(interaction_id="1", values=fits, state="received", at=0.0, done=done).values == fits
+    for values in (fits[:-1], (*fits, 0)):
+        with pytest.raises(ValueError, match="columns"):
+            _NewJob(interaction_id="1", values=values, state="received", at=0.0, done=done)
 
 
 async def test_the_delivery_route_is_kept_for_a_restart(database_url: str) -> None:

@@ -47,7 +47,7 @@ from bot.jobs.model import (
 from bot.logs import bind_job
 from bot.media import PreparedImage
 from bot.request import AnimateRequest, AttachmentRef
-from bot.store.jobs import VIA_CHANNEL, VIA_INTERACTION
+from bot.store.inbox import VIA_CHANNEL, VIA_INTERACTION
 from bot.sunra import SubmissionUncertain
 
 # An image for a new job: a URL sunra already stores, or a prepared picture still to upload.

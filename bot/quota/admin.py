@@ -35,11 +35,12 @@ from bot.quota.rules import (
     server_policy,
     within_operator_limit,
 )
-from bot.store import ledger
+from bot.store import ledger, server_rules
 from bot.store.db import Database
 
 if TYPE_CHECKING:
-    from bot.quota.spending import MemberReport, _MemberState
+    from bot.quota.checks import MemberState
+    from bot.quota.spending import MemberReport
 
 
 class GrantRefused(InputRefused):
@@ -67,7 +68,7 @@ class QuotaAdmin:
     db: Database
     settings: QuotaSettings
     _clock: Callable[[], float]
-    _rules: GuildCache[str, ledger.ServerRules]
+    _rules: GuildCache[str, server_rules.ServerRules]
 
     if TYPE_CHECKING:
 
@@ -84,7 +85,7 @@ class QuotaAdmin:
             user_id: int,
             role_ids: Sequence[int],
             now: float,
-        ) -> _MemberState: ...
+        ) -> MemberState: ...
 
     # ----- admin actions (each one audited in the same transaction) ----------------------------------
 
@@ -201,7 +202,7 @@ class QuotaAdmin:
             raise InputRefused(_("The allowance cannot be negative."))
         now = self._clock()
         async with self._changing_rules(guild_id) as tx:
-            await ledger.set_role_allowance(tx, ledger.guild_key(guild_id), role_id, credits, at=now)
+            await server_rules.set_role_allowance(tx, ledger.guild_key(guild_id), role_id, credits, at=now)
             await self._audit(tx, guild_id, actor_id, "role-allowance", role_id, {"credits": credits})
         return None if credits is None else within_operator_limit(credits, self.settings.daily_credits)
 
@@ -252,7 +253,7 @@ class QuotaAdmin:
     async def block(self, *, guild_id: int, actor_id: int, user_id: int, reason: str | None) -> None:
         now = self._clock()
         async with self._changing_rules(guild_id) as tx:
-            await ledger.set_block(
+            await server_rules.set_block(
                 tx, ledger.guild_key(guild_id), user_id, reason=reason, actor_id=actor_id, at=now
             )
             await self._audit(tx, guild_id, actor_id, "block", user_id, {"reason": reason})
@@ -260,7 +261,7 @@ class QuotaAdmin:
     async def unblock(self, *, guild_id: int, actor_id: int, user_id: int) -> bool:
         """False when the member was not blocked."""
         async with self._changing_rules(guild_id) as tx:
-            removed = await ledger.remove_block(tx, ledger.guild_key(guild_id), user_id)
+            removed = await server_rules.remove_block(tx, ledger.guild_key(guild_id), user_id)
             await self._audit(tx, guild_id, actor_id, "unblock", user_id, {"was_blocked": removed})
         return removed
 
@@ -287,9 +288,9 @@ class QuotaAdmin:
         now = self._clock()
         key = ledger.guild_key(guild_id)
         async with self._changing_rules(guild_id) as tx:
-            await ledger.update_guild_settings(tx, key, values, at=now)
+            await server_rules.update_guild_settings(tx, key, values, at=now)
             await self._audit(tx, guild_id, actor_id, action, None, values)
-            overrides = await ledger.guild_overrides(tx, key)
+            overrides = await server_rules.guild_overrides(tx, key)
         return server_policy(self.settings, overrides, now)
 
     async def _reschedule(
@@ -307,10 +308,10 @@ class QuotaAdmin:
         now = self._clock()
         key = ledger.guild_key(guild_id)
         async with self._changing_rules(guild_id) as tx:
-            overrides = await ledger.guild_overrides(tx, key)
+            overrides = await server_rules.guild_overrides(tx, key)
             before = server_policy(self.settings, overrides, now)
             schedule = _rescheduled(overrides, before, now, timezone=timezone, period=period)
-            await ledger.update_guild_settings(tx, key, {**values, **schedule}, at=now)
+            await server_rules.update_guild_settings(tx, key, {**values, **schedule}, at=now)
             if timezone is not None:
                 asked: dict[str, object] = {"timezone": timezone}
                 waits = schedule["pending_timezone"] is not None
@@ -318,7 +319,7 @@ class QuotaAdmin:
                 asked, waits = {"period": period}, schedule["pending_period"] is not None
             details = {**values, **asked, "takes_effect_at": schedule["pending_at"] if waits else now}
             await self._audit(tx, guild_id, actor_id, action, None, details)
-            overrides = await ledger.guild_overrides(tx, key)
+            overrides = await server_rules.guild_overrides(tx, key)
         return server_policy(self.settings, overrides, now)
 
     @contextlib.asynccontextmanager
@@ -358,7 +359,7 @@ class QuotaAdmin:
 
 
 def _rescheduled(
-    overrides: ledger.GuildOverrides,
+    overrides: server_rules.GuildOverrides,
     policy: ServerPolicy,
     now: float,
     *,

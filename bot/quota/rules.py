@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.i18n import _, _n
-from bot.store import ledger
+from bot.store import server_rules
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def period_allowed(period: Period, operator_period: Period) -> bool:
 
 
 def server_policy(
-    settings: QuotaSettings, overrides: ledger.GuildOverrides | None, now: float
+    settings: QuotaSettings, overrides: server_rules.GuildOverrides | None, now: float
 ) -> ServerPolicy:
     """The rules of a server at `now` (epoch seconds); `overrides` None means direct messages, which only
     the operator sets."""
@@ -305,7 +305,7 @@ class Schedule:
     pending_at: float | None = None
 
 
-def schedule_at(overrides: ledger.GuildOverrides, now: float) -> Schedule:
+def schedule_at(overrides: server_rules.GuildOverrides, now: float) -> Schedule:
     """Which zone and period hold at `now` (epoch seconds): a waiting change whose switch has come is in
     force from its switch.
 

@@ -14,39 +14,45 @@ The refund of a job the API may bill all the same (an uncertain submission, a ca
 gives the member's credits back but keeps its USD counted against the operator's daily cap.
 Server admins tune their server with /quota-admin but never beyond the operator's limits, which are
 applied every time settings are read. The rules that need no database (settings, prices, periods,
-server policy) are in bot/quota/rules.py.
+server policy) are in bot/quota/rules.py; the refusal checks, QuotaRefused among them, in
+bot/quota/checks.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.errors import InputRefused
 from bot.guild_cache import GroupRead, GuildCache
 from bot.i18n import _
 from bot.quota.admin import QuotaAdmin
+from bot.quota.checks import (
+    Balance,
+    MemberState,
+    QuotaRefused,
+    check_balance,
+    check_cooldown,
+    check_global_cap,
+    check_server_cap,
+    check_switches,
+)
 from bot.quota.rules import (
-    MICROS_PER_USD,
     JobOptions,
-    Period,
     QuotaSettings,
     ServerPolicy,
     credit_count,
     job_cost,
     member_allowance,
-    per_period,
     price_list,
     relative_time,
     server_policy,
     usd_micros,
     utc_day_bounds,
 )
-from bot.store import ledger
+from bot.store import ledger, server_rules
 from bot.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -59,21 +65,6 @@ WAITING_STATES = ("queued",)
 IN_FLIGHT_STATES = ("submitting", "submitted", "completed", "delivering")
 
 RECENT_DAYS = 7
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    allowance: int  # this member's allowance per period here
-    allowance_left: int
-    bonus: int  # admin-granted credits; they never reset
-    period: Period
-    period_start: float
-    resets_at: float
-    spent_this_period: int  # credits reserved for jobs this period, net of refunds
-
-    @property
-    def available(self) -> int:
-        return self.allowance_left + self.bonus
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,43 +127,14 @@ class Charge:
     resets_at: float
 
 
-class QuotaRefused(InputRefused):
-    """The member may not start this job now; the message says why, the balance and when it resets."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str,
-        balance: int | None = None,
-        resets_at: float | None = None,
-        retryable: bool = False,
-    ) -> None:
-        super().__init__(message, retryable=retryable)
-        self.code = code
-        self.balance = balance
-        self.resets_at = resets_at
-
-
 # ----- the service ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _MemberState:
-    policy: ServerPolicy
-    balance: Balance
-    blocked: bool
-    block_reason: str | None
-    last_reserve_at: float | None
-    server_credits: int  # the server's job credits this period (only when its cap is on)
-    usd_micros_today: int  # every server's spend this UTC day (only when the operator's cap is on)
 
 
 @dataclass(frozen=True, slots=True)
 class _Assessment:
     cost: int
     usd_micros: int
-    state: _MemberState
+    state: MemberState
 
 
 class QuotaService(QuotaAdmin):
@@ -186,7 +148,7 @@ class QuotaService(QuotaAdmin):
         self._clock = clock
         # Server settings, role allowances and blocks change only through this service's admin actions,
         # which forget a server's entry once written: a quota check then reads only the ledger.
-        self._rules: GuildCache[str, ledger.ServerRules] = GuildCache()
+        self._rules: GuildCache[str, server_rules.ServerRules] = GuildCache()
         # A crowd's quotes in one server are read together: the members' sums in one statement, and the
         # server's and the operator's totals (the same for all of them) once, not a ledger scan each.
         self._figures: GroupRead[tuple[object, ...], int, ledger.MemberFigures] = GroupRead()
@@ -354,19 +316,19 @@ class QuotaService(QuotaAdmin):
         key = ledger.guild_key(guild_id)
         if reader is self.db:
             return server_policy(self.settings, (await self._server_rules(key)).overrides, now)
-        return server_policy(self.settings, await ledger.guild_overrides(reader, key), now)
+        return server_policy(self.settings, await server_rules.guild_overrides(reader, key), now)
 
-    async def _server_rules(self, key: str) -> ledger.ServerRules:
-        return await self._rules.get(key, lambda: ledger.server_rules(self.db, key))
+    async def _server_rules(self, key: str) -> server_rules.ServerRules:
+        return await self._rules.get(key, lambda: server_rules.server_rules(self.db, key))
 
     async def _member_context(
         self, reader: ledger.Reader, key: str, user_id: int, role_ids: Sequence[int]
-    ) -> ledger.MemberContext:
+    ) -> server_rules.MemberContext:
         # Inside a write transaction (a reservation) the rules are read with it, atomically; a quote
         # outside one takes them from memory.
         if reader is self.db:
             return (await self._server_rules(key)).member_context(user_id, role_ids)
-        return await ledger.member_context(reader, key, user_id, role_ids)
+        return await server_rules.member_context(reader, key, user_id, role_ids)
 
     async def _member_state(
         self,
@@ -377,7 +339,7 @@ class QuotaService(QuotaAdmin):
         now: float,
         *,
         with_caps: bool = False,
-    ) -> _MemberState:
+    ) -> MemberState:
         """The member's policy and balance; `with_caps` also sums what the server and the operator's
         wallet spent, when those caps are on."""
         key = ledger.guild_key(guild_id)
@@ -408,7 +370,7 @@ class QuotaService(QuotaAdmin):
             resets_at=end,
             spent_this_period=figures.job_credits,
         )
-        return _MemberState(
+        return MemberState(
             policy=policy,
             balance=balance,
             blocked=context.blocked and guild_id is not None,
@@ -467,15 +429,15 @@ class QuotaService(QuotaAdmin):
                 else _("A server admin has blocked you from making videos here.")
             )
             raise QuotaRefused(blocked, code="blocked")
-        _check_switches(state, options)
+        check_switches(state, options)
         cost = job_cost(options, self.settings)
-        _check_cooldown(state, now)
-        _check_balance(state, cost)
+        check_cooldown(state, now)
+        check_balance(state, cost)
         if state.policy.cap:
-            _check_server_cap(state, cost)
+            check_server_cap(state, cost)
         micros = usd_micros(cost, self.settings)
         if self.settings.global_daily_usd > 0:
-            _check_global_cap(state, micros, self.settings, utc_day_bounds(now)[1])
+            check_global_cap(state, micros, self.settings, utc_day_bounds(now)[1])
         return _Assessment(cost, micros, state)
 
 
@@ -488,118 +450,6 @@ def _reservation_from_row(row: ledger.ReservationRow, balance: Balance) -> Reser
         from_bonus=row.from_bonus,
         balance_after=balance.available,
         resets_at=balance.resets_at,
-    )
-
-
-# ----- refusals -------------------------------------------------------------------------------------------
-
-
-_PERIOD_NOUN = {"daily": _("day"), "weekly": _("week"), "monthly": _("month")}
-
-
-def _left(balance: Balance) -> str:
-    return _(
-        "You have {credits} left; your allowance ({allowance}) resets {when}.",
-        credits=credit_count(balance.available),
-        allowance=per_period(balance.allowance, balance.period),
-        when=relative_time(balance.resets_at),
-    )
-
-
-def _check_switches(state: _MemberState, options: JobOptions) -> None:
-    policy = state.policy
-    if options.duration > 5 and not policy.allow_10s:
-        why, code = _("10-second videos are turned off here; choose 5 seconds."), "10s_off"
-    elif options.voices > 0 and not policy.allow_voices:
-        why, code = _("Voices are turned off here; leave voice_1 and voice_2 empty."), "voices_off"
-    elif options.audio and not policy.allow_audio:
-        why, code = _("Sound is turned off here; set audio to False."), "audio_off"
-    else:
-        return
-    raise QuotaRefused(
-        _("{why} {left}", why=why, left=_left(state.balance)),
-        code=code,
-        balance=state.balance.available,
-        resets_at=state.balance.resets_at,
-    )
-
-
-def _check_cooldown(state: _MemberState, now: float) -> None:
-    wait = state.policy.cooldown_seconds
-    if not wait or state.last_reserve_at is None or now - state.last_reserve_at >= wait:
-        return
-    ready = state.last_reserve_at + wait
-    raise QuotaRefused(
-        _(
-            "Please wait a little: you can make your next video {when}. {left}",
-            when=relative_time(math.ceil(ready)),
-            left=_left(state.balance),
-        ),
-        code="cooldown",
-        balance=state.balance.available,
-        resets_at=state.balance.resets_at,
-        retryable=True,
-    )
-
-
-def _check_balance(state: _MemberState, cost: int) -> None:
-    balance = state.balance
-    if cost <= balance.available:
-        return
-    raise QuotaRefused(
-        _(
-            "This video costs {cost}, but you have {left} left. Your allowance ({allowance}) resets {when}. "
-            "A shorter video, or one without sound, costs less.",
-            cost=credit_count(cost),
-            left=balance.available,
-            allowance=per_period(balance.allowance, balance.period),
-            when=relative_time(balance.resets_at),
-        ),
-        code="insufficient_credits",
-        balance=balance.available,
-        resets_at=balance.resets_at,
-        retryable=True,
-    )
-
-
-def _check_server_cap(state: _MemberState, cost: int) -> None:
-    cap = state.policy.cap
-    spent = state.server_credits
-    if spent + cost <= cap:
-        return
-    balance = state.balance
-    raise QuotaRefused(
-        _(
-            "This server has used its {cap} credits for this {period} ({spare} left, this video costs "
-            "{cost}). It resets {when}; {left}",
-            cap=cap,
-            period=_PERIOD_NOUN[balance.period],
-            spare=cap - spent,
-            cost=cost,
-            when=relative_time(balance.resets_at),
-            left=_left(balance),
-        ),
-        code="server_cap",
-        balance=balance.available,
-        resets_at=balance.resets_at,
-        retryable=True,
-    )
-
-
-def _check_global_cap(state: _MemberState, micros: int, settings: QuotaSettings, day_end: float) -> None:
-    cap_micros = round(settings.global_daily_usd * MICROS_PER_USD)
-    if state.usd_micros_today + micros <= cap_micros:
-        return
-    raise QuotaRefused(
-        _(
-            "The bot has reached its spending limit for today; it resets {when}. {left}",
-            when=relative_time(day_end),
-            left=_left(state.balance),
-        ),
-        code="global_cap",
-        balance=state.balance.available,
-        resets_at=state.balance.resets_at,
-        retryable=True,
     )
 
 

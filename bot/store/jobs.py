@@ -1,8 +1,8 @@
-"""SQL for the `jobs`, `job_events` and `meta` tables."""
+"""SQL for the `jobs`, `job_events` and `meta` tables: a job's row, its guarded transitions, the fleet's
+fair queue and the reads of the cogs. The recording of new jobs is in bot/store/inbox.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.fleet import WHOLE, ShardPlan
 from bot.store.db import Database, Row
+from bot.store.inbox import VIA_INTERACTION, JobInbox
 from bot.store.ledger import Reader, Writer
 
 # Columns a transition may set besides `state`; names are never taken from outside this list.
@@ -123,65 +124,6 @@ def _sql_value(value: Any) -> Any:
     return value
 
 
-@dataclass(slots=True)
-class _NewJob:
-    """A command waiting for the next group commit (`JobStore.create`)."""
-
-    interaction_id: str
-    values: tuple[Any, ...]
-    state: str
-    at: float
-    done: asyncio.Future[tuple[int, bool]]
-
-
-_JOBS_OF_INTERACTIONS = (
-    "SELECT id, interaction_id FROM jobs WHERE interaction_id IN (SELECT value FROM json_each(?))"
-)
-
-# The columns `JobStore.create` fills, in the order of `_NewJob.values`.
-_NEW_JOB_COLUMNS = (
-    "interaction_id",
-    "guild_id",
-    "channel_id",
-    "user_id",
-    "state",
-    "params",
-    "upload_limit",
-    "created_at",
-    "updated_at",
-    "deadline",
-    "shard",
-    "deliver_via",
-    "locale",
-)
-
-# PostgreSQL only (`JobStore._insert_batch_in_one_statement`): a batch of new jobs as one JSON array of
-# records, inserted with their first events; returns every job of the batch's interactions with whether
-# this statement made it (the last SELECT sees the jobs from before the statement, `made` the new ones).
-_CREATE_IN_ONE_STATEMENT = """
-WITH batch AS (
-    SELECT * FROM json_to_recordset(CAST(? AS json)) AS b(
-        n INTEGER, interaction_id TEXT, guild_id TEXT, channel_id TEXT, user_id TEXT, state TEXT,
-        params TEXT, upload_limit INTEGER, created_at DOUBLE PRECISION, updated_at DOUBLE PRECISION,
-        deadline DOUBLE PRECISION, shard INTEGER, deliver_via TEXT, locale TEXT)
-), made AS (
-    INSERT INTO jobs (interaction_id, guild_id, channel_id, user_id, state, params, upload_limit,
-                      created_at, updated_at, deadline, shard, deliver_via, locale)
-    SELECT interaction_id, guild_id, channel_id, user_id, state, params, upload_limit,
-           created_at, updated_at, deadline, shard, deliver_via, locale
-    FROM batch ORDER BY n
-    ON CONFLICT (interaction_id) DO NOTHING
-    RETURNING id, interaction_id, state, created_at
-), logged AS (
-    INSERT INTO job_events (job_id, from_state, to_state, at)
-    SELECT id, CAST(NULL AS TEXT), state, created_at FROM made
-)
-SELECT id, interaction_id, 1 AS created FROM made
-UNION ALL
-SELECT id, interaction_id, 0 AS created FROM jobs
-WHERE interaction_id IN (SELECT interaction_id FROM batch)
-"""
-
 # Jobs of a member's last day the fair queue counts at most (see JobStore._heads_sql).
 USAGE_COUNTED = 10
 
@@ -211,15 +153,11 @@ class _Claim:
     usage: int = -1
 
 
-# A job's deliver_via: its messages go through the interaction (then the DM), never into its channel.
-VIA_INTERACTION = "interaction"
-VIA_CHANNEL = "channel"
-
 # The channel of jobs started from a terminal (`kling-bot animate`): no Discord channel has id 0.
 TERMINAL_CHANNEL_ID = 0
 
 
-class JobStore:
+class JobStore(JobInbox):
     """`terminal` and `shards` choose whose jobs `in_states`, `unnotified` and the queue's reads return:
     the bot and a terminal may share the database (and its ledger), and so may the processes of a fleet
     (bot/fleet.py); each queues, resumes and reports only its own jobs. Caps and pacing are fleet-wide."""
@@ -232,11 +170,7 @@ class JobStore:
         terminal: bool = False,
         shards: ShardPlan = WHOLE,
     ) -> None:
-        self.db = db
-        self._clock = clock
-        self._inbox: list[_NewJob] = []
-        self._inbox_writer: asyncio.Task[None] | None = None
-        self.shards = shards
+        super().__init__(db, clock=clock, shards=shards)
         self._terminal = terminal
         self._own = self._owned()
 
@@ -248,137 +182,6 @@ class JobStore:
             # Integers from the settings, never from outside: safe to write into the statement.
             own += f" AND {column}shard IN ({', '.join(str(int(shard)) for shard in self.shards.owned)})"
         return own
-
-    async def create(
-        self,
-        *,
-        interaction_id: int,
-        guild_id: int | None,
-        channel_id: int,
-        user_id: int,
-        state: str,
-        params: Mapping[str, Any],
-        upload_limit: int,
-        lifetime_seconds: float,
-        deliver_via: str = VIA_CHANNEL,
-        locale: str | None = None,
-    ) -> tuple[int, bool]:
-        """Records a command; returns (job id, created) once it is committed. A replayed interaction
-        returns its first job.
-
-        Group commit: commands recorded while a transaction is under way wait for it and are then
-        written together, in one transaction, so a crowd costs a handful of commits rather than one
-        each, and each caller still returns only after its own row is committed. A caller cancelled
-        meanwhile does not take its row out of the batch (the restart check ends a `received` job)."""
-        now = self._clock()
-        entry = _NewJob(
-            interaction_id=str(interaction_id),
-            values=(
-                str(interaction_id),
-                None if guild_id is None else str(guild_id),
-                str(channel_id),
-                str(user_id),
-                state,
-                json.dumps(dict(params), separators=(",", ":")),
-                upload_limit,
-                now,
-                now,
-                now + lifetime_seconds,
-                self.shards.shard_of(guild_id),
-                deliver_via,
-                locale,
-            ),
-            state=state,
-            at=now,
-            done=asyncio.get_running_loop().create_future(),
-        )
-        self._inbox.append(entry)
-        if self._inbox_writer is None or self._inbox_writer.done():
-            self._inbox_writer = asyncio.create_task(self._write_inbox(), name="job-inbox")
-        return await asyncio.shield(entry.done)
-
-    async def _write_inbox(self) -> None:
-        while self._inbox:
-            batch, self._inbox = self._inbox, []
-            try:
-                results = await self._insert_batch(batch)
-            except Exception as error:
-                for entry in batch:
-                    entry.done.set_exception(error)
-                continue
-            except BaseException:
-                for entry in batch:
-                    entry.done.cancel()
-                raise
-            for entry, result in zip(batch, results, strict=True):
-                entry.done.set_result(result)
-
-    async def _insert_batch(self, batch: list[_NewJob]) -> list[tuple[int, bool]]:
-        if self.db.engine == "postgresql":
-            return await self._insert_batch_in_one_statement(batch)
-        # Urgent: every command in the batch waits for this commit before Discord hears of it.
-        async with self.db.write(urgent=True) as tx:
-            known = {
-                str(row["interaction_id"]): int(row["id"])
-                for row in await tx.fetchall(
-                    _JOBS_OF_INTERACTIONS, (json.dumps([e.interaction_id for e in batch]),)
-                )
-            }
-            fresh: dict[str, _NewJob] = {}
-            for entry in batch:
-                if entry.interaction_id not in known:
-                    fresh.setdefault(entry.interaction_id, entry)
-            if fresh:
-                await tx.executemany(
-                    "INSERT INTO jobs (interaction_id, guild_id, channel_id, user_id, state, params,"
-                    " upload_limit, created_at, updated_at, deadline, shard, deliver_via, locale)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [e.values for e in fresh.values()],
-                )
-                created = {
-                    str(row["interaction_id"]): int(row["id"])
-                    for row in await tx.fetchall(_JOBS_OF_INTERACTIONS, (json.dumps(list(fresh)),))
-                }
-                await tx.executemany(
-                    "INSERT INTO job_events (job_id, from_state, to_state, at) VALUES (?, NULL, ?, ?)",
-                    [(created[iid], e.state, e.at) for iid, e in fresh.items()],
-                )
-                known.update(created)
-        results: list[tuple[int, bool]] = []
-        for entry in batch:
-            # The same interaction twice in one batch: the first one creates the job.
-            results.append((known[entry.interaction_id], fresh.pop(entry.interaction_id, None) is entry))
-        return results
-
-    async def _insert_batch_in_one_statement(self, batch: list[_NewJob]) -> list[tuple[int, bool]]:
-        """PostgreSQL: the batch's jobs and their first events in one statement, which is its own
-        transaction there: one round trip where the transaction of `_insert_batch` takes six, and no
-        wait for this process's other writers nor the fleet's write lock (the UNIQUE interaction id is
-        all a replay needs; nothing here reads before it writes)."""
-        first: dict[str, _NewJob] = {}
-        for entry in batch:
-            first.setdefault(entry.interaction_id, entry)
-        records = [
-            {"n": n, **dict(zip(_NEW_JOB_COLUMNS, entry.values, strict=True))}
-            for n, entry in enumerate(first.values())
-        ]
-        known: dict[str, int] = {}
-        created: set[str] = set()
-        for row in await self.db.fetchall(_CREATE_IN_ONE_STATEMENT, (json.dumps(records),)):
-            known[str(row["interaction_id"])] = int(row["id"])
-            if row["created"]:
-                created.add(str(row["interaction_id"]))
-        if missing := [interaction_id for interaction_id in first if interaction_id not in known]:
-            # Made by another process's statement that committed after this one's snapshot: a replay.
-            rows = await self.db.fetchall(_JOBS_OF_INTERACTIONS, (json.dumps(missing),))
-            known.update({str(row["interaction_id"]): int(row["id"]) for row in rows})
-        return [
-            (
-                known[entry.interaction_id],
-                entry.interaction_id in created and first[entry.interaction_id] is entry,
-            )
-            for entry in batch
-        ]
 
     async def received_before(self, job_id: int, *, user_id: int, since: float) -> int:
         """The member's jobs recorded before `job_id` (and after `since`) that are still `received`,

@@ -6,8 +6,9 @@ One job goes: :meth:`SunraClient.upload` (the member's picture) → :meth:`~Sunr
 whose ``user_message`` a member can read and whose ``str()`` is a log line for the operator.
 
 Modules: ``errors`` (the exceptions), ``models`` (input, answers and their parsers), ``policies`` (retry,
-polling, timeouts), ``transport`` (HTTP details: auth, error bodies, rate-limit headers, events) and
-``client`` (:class:`SunraClient`). Everything public is importable from ``bot.sunra``.
+polling, timeouts), ``transport`` (HTTP details: auth, error bodies, rate-limit headers, events),
+``base`` (the client's HTTP clients, request loop and error mapping), ``waiting`` (status stream and
+polling) and ``client`` (:class:`SunraClient`). Everything public is importable from ``bot.sunra``.
 
 Rules this module keeps, because breaking any of them costs money or leaks the key:
 
@@ -29,16 +30,8 @@ Rules this module keeps, because breaking any of them costs money or leaks the k
 
 from __future__ import annotations
 
-from bot.sunra.client import (
-    KEEPALIVE_CONNECTIONS,
-    MAX_STREAM_FAILURES,
-    MIN_STREAM_SECONDS,
-    RESERVED_CONNECTIONS,
-    TRANSFER_CHUNK_BYTES,
-    Sleep,
-    SunraClient,
-    UpdateCallback,
-)
+from bot.sunra.base import KEEPALIVE_CONNECTIONS, RESERVED_CONNECTIONS, Sleep
+from bot.sunra.client import TRANSFER_CHUNK_BYTES, SunraClient
 from bot.sunra.errors import (
     PREDICTION_FAILED_CODE,
     SERVICE_DOWN_MESSAGE,
@@ -91,6 +84,7 @@ from bot.sunra.transport import (
     SERVER_ERROR_MIN,
     ApiCall,
 )
+from bot.sunra.waiting import MAX_STREAM_FAILURES, MIN_STREAM_SECONDS, UpdateCallback
 
 __all__ = [
     "CANCELLED_STATUSES",

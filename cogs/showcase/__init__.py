@@ -5,6 +5,7 @@ block list's admin commands. `setup` wires the package:
               Showcase, Vote and page buttons (ShowcaseCog)
 - `_post.py`  posting a showcase in a text or forum channel, its vote label (ShowcasePublisher)
 - `_pages.py` the gallery, history and top embeds and their page buttons
+- `_weekly.py` the weekly post of the week's top videos (WeeklyPost)
 
 The rules live in bot/showcase.py and bot/blocklist.py; the SQL in bot/store/showcases.py.
 """

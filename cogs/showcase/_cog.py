@@ -1,6 +1,7 @@
 """Community showcases: /showcase-admin (channel, remove, auto, weekly, blocklist), the Showcase and Vote
 buttons, /showcase opt-out|opt-in, /gallery, /history and /top. Discord in, bot/ calls out; the rules live
-in bot/showcase.py and bot/blocklist.py, the posts and Vote button in _post.py, the pages in _pages.py."""
+in bot/showcase.py and bot/blocklist.py, the posts and Vote button in _post.py, the pages in _pages.py,
+the weekly post in _weekly.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from discord.ext import commands
 
 from bot.blocklist import MAX_PATTERN
 from bot.errors import InputRefused
-from bot.i18n import _, join, render
+from bot.i18n import _, join
 from bot.showcase import Period, ShowcaseService, VoteLabels, audience_refusal
 from bot.store.jobs import JobRow
 from bot.store.showcases import Showcase, ShowcaseServer, Sort
@@ -41,6 +42,7 @@ from cogs.showcase._post import (
     missing_permissions,
     tag_problem,
 )
+from cogs.showcase._weekly import WeeklyPost
 
 if TYPE_CHECKING:
     from bot.app import KlingBot
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction[Any]
-WEEKLY_CHECK_SECONDS = 300.0
 SET_CHANNEL_FIRST = _("Set the channel first: `/showcase-admin channel`.")
 DAYS = [
     locale_str("Monday"),
@@ -87,20 +88,21 @@ class ShowcaseCog(commands.Cog):
         self.publisher = ShowcasePublisher(bot)
         self.labels = VoteLabels(self.publisher.edit_votes, self.service.get)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._weekly: asyncio.Task[None] | None = None
+        self.weekly_post = WeeklyPost(bot, self.service, self.publisher)
+        self._weekly_task: asyncio.Task[None] | None = None
         self._started = time.time()
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ShowcaseButton, VoteButton, GalleryButton, HistoryButton)
         self.bot.runner.delivered_listeners.append(self._on_delivered)
         self._spawn(self.resume(), "showcase-resume")
-        self._weekly = asyncio.create_task(self._weekly_forever(), name="showcase-weekly")
+        self._weekly_task = asyncio.create_task(self.weekly_post.run_forever(), name="showcase-weekly")
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(ShowcaseButton, VoteButton, GalleryButton, HistoryButton)
         with contextlib.suppress(ValueError):
             self.bot.runner.delivered_listeners.remove(self._on_delivered)
-        tasks = [t for t in (self._weekly, *self._tasks) if t is not None]
+        tasks = [t for t in (self._weekly_task, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -242,63 +244,6 @@ class ShowcaseCog(commands.Cog):
         except InputRefused as refusal:
             # Never dropped silently: the operator's log says which video and why.
             log.warning("job %s: not auto-showcased: %s", job_id, refusal.user_message)
-
-    # ----- the weekly post --------------------------------------------------------------------------------
-
-    async def _weekly_forever(self) -> None:
-        await self.bot.wait_until_ready()
-        while True:
-            try:
-                await self.post_weekly()
-            except Exception:
-                log.exception("weekly showcase post failed")
-            await asyncio.sleep(WEEKLY_CHECK_SECONDS)
-
-    async def post_weekly(self) -> int:
-        """Posts the week's top videos in every server whose weekly post is due; how many were posted. A
-        week with nothing showcased posts nothing (and is done)."""
-        done = 0
-        for server in await self.service.weekly_due():
-            assert server.channel_id is not None
-            showcases = await self.service.top(server.guild_id, "week")
-            if not showcases:
-                log.info("guild %s: nothing showcased this week; no weekly post", server.guild_id)
-                await self.service.weekly_done(server.guild_id)
-                continue
-            guild = self.bot.get_guild(server.guild_id)
-            locale = guild.preferred_locale if guild is not None else None  # a public post
-            view = top_view(
-                "week",
-                showcases,
-                await self.service.top_creators(server.guild_id, "week"),
-                await showcase_media(self.bot, showcases),
-                locale=locale,
-            )
-            channel = self.bot.get_channel(server.channel_id)
-            try:
-                if isinstance(channel, discord.ForumChannel):
-                    problem = tag_problem(channel, server, channel.guild.me)
-                    if problem is not None:
-                        log.warning("guild %s: no weekly post: %s", server.guild_id, problem)
-                        await self.service.weekly_done(server.guild_id)
-                        continue
-                    await channel.create_thread(
-                        name=render(_("Top videos of the week"), locale),
-                        view=view,
-                        allowed_mentions=NO_MENTIONS,
-                        applied_tags=[t for t in [self.publisher.tag_for(channel, server)] if t is not None]
-                        or discord.utils.MISSING,
-                    )
-                elif isinstance(channel, discord.TextChannel):
-                    await channel.send(view=view, allowed_mentions=NO_MENTIONS)
-                else:
-                    continue
-            except discord.HTTPException as error:
-                log.warning("guild %s: weekly post refused (%s)", server.guild_id, error.code)
-                continue
-            await self.service.weekly_done(server.guild_id)
-            done += 1
-        return done
 
     # ----- /showcase-admin --------------------------------------------------------------------------------
 
