@@ -113,7 +113,7 @@ class BotMetrics:
         self.describe_process(WHOLE)
         self._from_db = _FromDatabase()
         self.registry.register(self._from_db)
-        self._events_cursor: int | None = None
+        self._events_cursor: queries.EventsCursor | None = None
         self._refreshing = asyncio.Lock()
 
     def describe_process(self, shards: ShardPlan) -> None:
@@ -156,7 +156,7 @@ class BotMetrics:
 
     async def start(self, db: Database) -> None:
         """Queue waits are counted from here on (earlier ones belong to an earlier process)."""
-        self._events_cursor = await queries.last_event_id(db)
+        self._events_cursor = await queries.events_cursor(db)
 
     async def render(self, db: Database) -> bytes:
         """The text exposition format, after reading the database's figures."""

@@ -72,7 +72,14 @@ async def contents(db: Database) -> dict[str, list[tuple[Any, ...]]]:
     found = {}
     for table in TABLES:
         rows = await db.fetchall(f"SELECT * FROM {table}")
-        found[table] = sorted((tuple(row) for row in rows), key=repr)
+        # PostgreSQL's events also carry the transaction that wrote them (migration 0014), not copied.
+        found[table] = sorted(
+            (
+                tuple(value for key, value in zip(row.keys(), row, strict=True) if key != "xact")
+                for row in rows
+            ),
+            key=repr,
+        )
     return found
 
 

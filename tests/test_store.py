@@ -575,7 +575,9 @@ async def test_every_store_read_runs_on_both_engines(database_url: str) -> None:
         await fill(db)
         store = JobStore(db)
         assert await metrics.jobs_by_state(db) == {"delivered": 1, "failed": 1, "received": 2}
-        assert (await metrics.queue_waits_after(db, 0))[0] == await metrics.last_event_id(db)
+        cursor, _ = await metrics.queue_waits_after(db, (0, 0))
+        assert cursor == await metrics.events_cursor(db)
+        assert await metrics.queue_waits_after(db, cursor) == (cursor, [])
         spent = await metrics.spent_after(db, metrics.Spent(0, 0, 0))
         assert (spent.credits, spent.usd_micros) == (10, 700_000)
         top, total = await showcases.page(db, GUILD, sort="votes", page=0)
@@ -600,3 +602,43 @@ async def test_every_store_read_runs_on_both_engines(database_url: str) -> None:
         assert len(await ledger.job_spending(db, str(GUILD), 0.0)) == 4
         assert len(await showcases.unposted(db, before=9e9)) == 1
         assert isinstance(await showcases.auto_due(db, since=0.0), list)
+
+
+async def test_queue_waits_are_counted_once_whatever_order_their_transactions_commit(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL hands out event ids before commit: job 1's `submitting` event takes the lower id but
+    commits after job 2's. A scrape between the two commits must not move past job 1's event for good
+    (the id cursor did: its wait was never counted)."""
+    import asyncpg
+
+    from bot.store import metrics
+
+    async with await Database.open(postgres_url) as db:
+        store = JobStore(db)
+        jobs = [await new_job(store, interaction_id=n, user_id=n) for n in (1, 2)]
+        for job_id in jobs:
+            await db.execute(
+                "INSERT INTO job_events (job_id, from_state, to_state, at)"
+                " VALUES (?, 'received', 'queued', 100)",
+                (job_id,),
+            )
+        cursor = await metrics.events_cursor(db)
+        first, second = await asyncpg.connect(db.target.url), await asyncpg.connect(db.target.url)
+        try:
+            submitted = (
+                "INSERT INTO job_events (job_id, from_state, to_state, at)"
+                " VALUES ($1, 'queued', 'submitting', $2)"
+            )
+            open_tx = first.transaction()
+            await open_tx.start()
+            await first.execute(submitted, jobs[0], 103.0)  # the lower id, still uncommitted
+            await second.execute(submitted, jobs[1], 105.0)  # the higher id, committed at once
+            cursor, waits_before = await metrics.queue_waits_after(db, cursor)
+            await open_tx.commit()
+            cursor, waits_after = await metrics.queue_waits_after(db, cursor)
+        finally:
+            await first.close()
+            await second.close()
+        assert sorted(waits_before + waits_after) == [3.0, 5.0]
+        assert await metrics.queue_waits_after(db, cursor) == (cursor, [])

@@ -6,7 +6,9 @@ database, every table and every ledger row exactly, ids included.
   refused while any bot (or `kling-bot animate`) has the database open, and no bot can open it until the
   copy ends.
 - The source must carry every migration of this version of the bot (start the bot on it once first), so
-  both sides have the same tables and columns; the target is migrated to the same list.
+  both sides have the same tables and columns; the target is migrated to the same list. (PostgreSQL's
+  job_events also names the transaction that wrote each event, for /metrics: copied events get the
+  copy's.)
 - The target must be empty: no row in any of the bot's tables.
 - Text with NUL characters (SQLite holds them, PostgreSQL's text cannot) is copied without them; the
   report counts those rows per table.
