@@ -24,7 +24,7 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from bot.config import SECRET_FIELDS, ToolSettings, config_path
-from bot.fleet import mismatch
+from bot.fleet import lease_count, mismatch
 from bot.invite import INSTALL_PERMISSIONS, install_url, user_install_url
 from bot.quota.rules import MICROS_PER_USD, PERIOD_NOUN, QuotaSettings, format_usd, price_list, usd_micros
 from bot.redact import redact_urls
@@ -209,7 +209,7 @@ async def check_database(settings: ToolSettings) -> Finding:
         known = migrations(target.engine)[-1].version
         return Finding("fail", "database", f"{engine} {newer_schema(shown, newest, known)}")
     count = settings.shard_count
-    if others := sorted(set(status.fleet) - {count}):
+    if others := sorted(set(status.fleet) - {lease_count(count)}):
         return Finding("fail", "database", f"{engine} {shown}: {mismatch(others[0], count)}")
     if status.pending:
         return Finding(

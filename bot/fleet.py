@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 RENEWALS_PER_LEASE = 3
 # A stopping process gives its leases back within this (else they run out by themselves).
 RELEASE_SECONDS = 2.0
+# The shard count written on the lease of a process without SHARD_COUNT (the whole bot as one
+# connection, on PostgreSQL): its lease is shard 0's, so a second such process, or a fleet, is refused.
+WHOLE_BOT = 0
+
+
+def lease_count(count: int | None) -> int:
+    """The shard count a process's leases carry: SHARD_COUNT, or WHOLE_BOT without one."""
+    return WHOLE_BOT if count is None else count
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +96,15 @@ class FleetMismatch(Exception):
 
 
 def mismatch(running: int, mine: int | None) -> str:
-    """Why this process refuses to start beside a fleet of `running` shards."""
-    if mine is None:
+    """Why this process refuses to start beside a fleet of `running` shards (WHOLE_BOT: a process without
+    SHARD_COUNT)."""
+    if running == WHOLE_BOT:
+        return (
+            "a process without SHARD_COUNT is running on this database and follows every job, so this "
+            f"process (SHARD_COUNT={mine}) would follow some of them beside it; stop it before starting a "
+            "fleet (a killed one's lease runs out after SHARD_LEASE_SECONDS)"
+        )
+    if mine is None or mine == WHOLE_BOT:
         return (
             f"a fleet of SHARD_COUNT={running} processes is running on this database, and this process "
             "has no SHARD_COUNT, so it would follow every shard's jobs beside them; set SHARD_COUNT="
@@ -125,6 +140,12 @@ class ShardLeases:
         self.owner = secrets.token_hex(8)
         self._clock = clock
         self._keeper: asyncio.Task[None] | None = None
+        # The shards whose leases this process holds: its SHARD_IDS; without them, on a database that
+        # several processes may share as a fleet (the store says: PostgreSQL), shard 0 under WHOLE_BOT,
+        # so that a second process without SHARD_COUNT cannot follow every job beside it.
+        self._leased: tuple[int, ...] | None = plan.ids
+        if plan.ids is None and store.leases_whole_bot:
+            self._leased = (0,)
 
     async def acquire(self, stopping: asyncio.Event) -> bool:
         """Waits until every owned shard's lease is this process's; False if `stopping` came first.
@@ -132,23 +153,30 @@ class ShardLeases:
         unsharded) when any sharded process is live, or when a shard is still held after twice
         SHARD_LEASE_SECONDS (a live process owns it: the same SHARD_IDS given twice)."""
         await self.refuse_a_mismatch()
-        if self.plan.ids is None or self.plan.count is None:
+        if self._leased is None:
             return True
-        wanted = set(self.plan.ids)
+        wanted = set(self._leased)
+        count = lease_count(self.plan.count)
         told = False
         started = self._clock()
         while not stopping.is_set():
             now = self._clock()
             held = await self.store.take_leases(
-                sorted(wanted), self.plan.count, self.owner, now=now, until=now + self.lease_seconds
+                sorted(wanted), count, self.owner, now=now, until=now + self.lease_seconds
             )
             wanted -= set(held)
             if not wanted:
-                log.info("shards %s of %d are this process's", self.plan.label, self.plan.count)
+                log.info("shards %s of %d are this process's", self.plan.label, count)
                 return True
             if now - started > 2 * self.lease_seconds:
                 # A dead process's lease has run out by now: the holder renews it, so it lives.
                 await self.store.release_leases(self.owner)
+                if count == WHOLE_BOT:
+                    raise FleetMismatch(
+                        "another process without SHARD_COUNT is running on this database and keeps "
+                        "renewing its lease: both would follow every job; run one process, or a fleet "
+                        "with SHARD_COUNT and SHARD_IDS"
+                    )
                 raise FleetMismatch(
                     f"shard(s) {','.join(str(shard) for shard in sorted(wanted))} are held by another "
                     "live process, which keeps renewing its lease: two processes were given the same "
@@ -171,27 +199,27 @@ class ShardLeases:
         other than this process's, or under any when this process has none. (Taking the leases asks
         again in their transaction: two processes started together cannot both pass.)"""
         running = await self.store.live_counts(self._clock())
-        others = sorted(running - {self.plan.count}) if self.plan.count is not None else sorted(running)
-        if others:
+        if others := sorted(running - {lease_count(self.plan.count)}):
             raise FleetMismatch(mismatch(others[0], self.plan.count))
 
     def keep(self, on_lost: Callable[[], None]) -> None:
         """Renews the leases in the background; calls `on_lost` once if one is found taken."""
-        if self.plan.ids is None or self._keeper is not None:
+        if self._leased is None or self._keeper is not None:
             return
         self._keeper = asyncio.create_task(self._renew_forever(on_lost), name="shard-leases")
 
     async def _renew_forever(self, on_lost: Callable[[], None]) -> None:
-        assert self.plan.ids is not None
+        leased = self._leased
+        assert leased is not None
         while True:
             await asyncio.sleep(self.lease_seconds / RENEWALS_PER_LEASE)
             try:
                 until = self._clock() + self.lease_seconds
-                kept = await self.store.renew_leases(self.plan.ids, self.owner, until=until)
+                kept = await self.store.renew_leases(leased, self.owner, until=until)
             except Exception:
                 log.exception("renewing the shard leases failed; trying again")
                 continue
-            if len(kept) < len(self.plan.ids):
+            if len(kept) < len(leased):
                 log.critical(
                     "another process took shard(s) of this one (paused longer than SHARD_LEASE_SECONDS?);"
                     " stopping so that no job is followed by two processes"
@@ -211,7 +239,7 @@ class ShardLeases:
         """At a clean stop, once this process no longer touches its shards' jobs: the next process takes
         the shards at once. Bounded: a lease not given back in time runs out by itself."""
         await self.stop_keeping()
-        if self.plan.ids is None:
+        if self._leased is None:
             return
         try:
             async with asyncio.timeout(within):
@@ -222,6 +250,9 @@ class ShardLeases:
 
 class LeaseStore(Protocol):
     """What ShardLeases needs from the store (bot/store/fleet.py `FleetStore`)."""
+
+    @property
+    def leases_whole_bot(self) -> bool: ...
 
     async def take_leases(
         self, shards: Sequence[int], count: int, owner: str, *, now: float, until: float

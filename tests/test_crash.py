@@ -101,6 +101,9 @@ class BotProcess:
             JOBS__POLL_MAX_SECONDS="0.3",
             JOBS__PROGRESS_EDIT_SECONDS="1",
             LOG_LEVEL="DEBUG",
+            # On PostgreSQL the process holds the whole bot's lease: a restart after kill -9 waits for
+            # the killed one's to run out (bot/fleet.py), 2 s here rather than the 30 s default.
+            SHARD_LEASE_SECONDS="2",
         )
         env.update(self.extra_env)
         return env

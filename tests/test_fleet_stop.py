@@ -237,12 +237,13 @@ async def test_renewing_and_giving_back_leases_never_waits_for_the_write_lock(po
             async with db.write():
                 await done.wait()
 
-        holders = [
-            asyncio.create_task(hold_the_fleets_write_lock()),
-            asyncio.create_task(hold_this_process_write_lock()),
-        ]
+        # The other process's first: were this process's holder to win the fleet's lock, it would sit
+        # idle in its transaction until PostgreSQL ended it (10 s), and the test would wait for nothing.
+        holders = [asyncio.create_task(hold_the_fleets_write_lock())]
         try:
             await held.wait()
+            holders.append(asyncio.create_task(hold_this_process_write_lock()))
+            await asyncio.sleep(0.1)  # it now waits for the fleet's lock, holding this process's
             async with asyncio.timeout(2):
                 assert await FleetStore(db).renew_leases([0, 1], leases.owner, until=time.time() + 60) == [
                     0,

@@ -347,3 +347,38 @@ async def test_the_same_shard_ids_given_to_two_live_processes_are_refused(databa
         assert 2.0 <= asyncio.get_running_loop().time() - started < 4.0
         assert {owner for owner, _ in (await fleet.leases()).values()} == {first.owner}
         await first.release()
+
+
+async def test_a_second_process_without_shard_count_on_postgresql_is_refused(postgres_url: str) -> None:
+    """Two processes without SHARD_COUNT on one PostgreSQL database would each follow every job: the
+    first holds the whole bot's lease, the second is refused in one sentence, and so is a fleet."""
+    async with await Database.open(postgres_url) as db:
+        fleet = FleetStore(db)
+        first = ShardLeases(fleet, ShardPlan(None, None), lease_seconds=1.0)
+        assert await first.acquire(asyncio.Event())
+        first.keep(on_lost=lambda: None)  # it lives: it renews
+        second = ShardLeases(fleet, ShardPlan(None, None), lease_seconds=1.0)
+        with pytest.raises(FleetMismatch, match=r"another process without SHARD_COUNT is running"):
+            await second.acquire(asyncio.Event())
+        with pytest.raises(FleetMismatch, match=r"a process without SHARD_COUNT is running .*\(SHARD_COUNT=2\)"):
+            await ShardLeases(fleet, ShardPlan(2, (1,)), lease_seconds=1.0).acquire(asyncio.Event())
+        assert (await check_database(ToolSettings(database_url=postgres_url))).level != "fail"
+        found = await check_database(ToolSettings(database_url=postgres_url, shard_count=2))
+        assert found.level == "fail" and "a process without SHARD_COUNT is running" in found.text, found
+        assert {owner for owner, _ in (await fleet.leases()).values()} == {first.owner}
+        await first.release()
+        # Given back at a clean stop: the next one takes it at once.
+        after = ShardLeases(fleet, ShardPlan(None, None), lease_seconds=1.0)
+        started = asyncio.get_running_loop().time()
+        assert await after.acquire(asyncio.Event())
+        assert asyncio.get_running_loop().time() - started < 0.5
+        await after.release()
+
+
+async def test_a_process_without_shard_count_on_sqlite_takes_no_lease(tmp_path: Path) -> None:
+    async with await Database.open(tmp_path / "bot.sqlite3") as db:
+        leases = ShardLeases(FleetStore(db), ShardPlan(None, None), lease_seconds=1.0)
+        assert await leases.acquire(asyncio.Event())
+        leases.keep(on_lost=lambda: None)
+        assert await FleetStore(db).leases() == {}
+        await leases.release()

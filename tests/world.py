@@ -48,6 +48,8 @@ def test_settings(discord: FakeDiscord, sunra: FakeSunra, database: Path, **over
         "sunra_api_url": sunra.url,
         "database_url": f"sqlite:///{database}",
         "jobs": jobs,
+        # On PostgreSQL a bot holds the whole bot's lease; a test's next bot takes it at once or soon.
+        "shard_lease_seconds": 2.0,
     }
     values.update(overrides)
     # The fakes are on loopback: listed, as issue 19 says an operator would (bot/netguard.py).

@@ -16,6 +16,13 @@ class FleetStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    @property
+    def leases_whole_bot(self) -> bool:
+        """Whether a process without SHARD_COUNT leases the whole bot too: on PostgreSQL, the database
+        a fleet shares, where two such processes would each follow every job. (A SQLite file is one
+        machine's, run by one process; leasing there would make every restart after a crash wait.)"""
+        return self.db.engine == "postgresql"
+
     async def take_leases(
         self, shards: Sequence[int], count: int, owner: str, *, now: float, until: float
     ) -> list[int]:
