@@ -360,7 +360,9 @@ async def test_a_second_process_without_shard_count_on_postgresql_is_refused(pos
         second = ShardLeases(fleet, ShardPlan(None, None), lease_seconds=1.0)
         with pytest.raises(FleetMismatch, match=r"another process without SHARD_COUNT is running"):
             await second.acquire(asyncio.Event())
-        with pytest.raises(FleetMismatch, match=r"a process without SHARD_COUNT is running .*\(SHARD_COUNT=2\)"):
+        with pytest.raises(
+            FleetMismatch, match=r"a process without SHARD_COUNT is running .*\(SHARD_COUNT=2\)"
+        ):
             await ShardLeases(fleet, ShardPlan(2, (1,)), lease_seconds=1.0).acquire(asyncio.Event())
         assert (await check_database(ToolSettings(database_url=postgres_url))).level != "fail"
         found = await check_database(ToolSettings(database_url=postgres_url, shard_count=2))
