@@ -48,14 +48,14 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
+from bot.config import Settings  # noqa: E402
 from bot.store.migrations import migrations  # noqa: E402
 from tests import images, postgres  # noqa: E402
-from tests.fakes import payloads as p  # noqa: E402
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord  # noqa: E402
 from tests.fakes.sunra_server import FakeSunra, JobPlan  # noqa: E402
 from tests.test_compose_file import bots, load  # noqa: E402
 from tests.test_crash import SUNRA_KEY, BotProcess  # noqa: E402
-from tests.test_fleet import guilds_on, outcome_posts, settled, shard_states  # noqa: E402
+from tests.test_fleet import animate_at_home, members_on_two_shards, outcome_posts, settled, shard_states  # noqa: E402
 from tests.world import LEDGER_BY_JOB, assert_ledger_matches  # noqa: E402
 
 JOB_SECONDS = 2.0
@@ -282,6 +282,9 @@ async def run(jobs: int, budget: str, image: str | None) -> dict[str, object]:
             fleet: list[Service] = []
             for name, service in services:
                 env = {key: str(value) for key, value in service["environment"].items()}
+                # What compose leaves unset keeps the bot's default, not the tests' shorter lease.
+                lease = Settings.model_fields["shard_lease_seconds"].default
+                env.setdefault("SHARD_LEASE_SECONDS", str(lease))
                 env.update(
                     DATABASE_URL=local_database_url(env["DATABASE_URL"], database_url),
                     HTTP__PORT=str(free_port()),
@@ -310,10 +313,7 @@ async def exercise(
     budget: float,
 ) -> dict[str, object]:
     figures: dict[str, object] = {}
-    guilds = {shard: guilds_on(discord, shard, 2) for shard in (0, 1)}
-    home = {1000 + m: guilds[m % 2][(m // 2) % 2] for m in range(MEMBERS)}
-    for user_id, (guild_id, _) in home.items():
-        discord.ensure_member(guild_id, user_id)
+    home = members_on_two_shards(discord, MEMBERS)
 
     # Both at once, as `docker compose up` starts them.
     to_healthy = await asyncio.gather(*(start_and_wait(bot) for bot in fleet))
@@ -338,16 +338,7 @@ async def exercise(
         image = discord.add_attachment("cat.png", images.png((640, 480)))
         interactions: list[InteractionRecord] = []
 
-        async def command(n: int, user_id: int) -> None:
-            guild_id, channel_id = home[user_id]
-            payload = p.slash_command(
-                discord,
-                options={"image": image, "prompt": f"smoke prompt {n}", "audio": False},
-                user_id=user_id,
-                guild_id=guild_id,
-                channel_id=channel_id,
-            )
-            interactions.append(await discord.dispatch_interaction(payload))
+        command = animate_at_home(discord, home, image, "smoke prompt", interactions)
 
         members = list(home)
         before = jobs * 3 // 4

@@ -17,10 +17,12 @@ jobs are queued and at the API, then restarted. Then:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -49,26 +51,38 @@ JOB_LINE = re.compile(r"\[job=(\d+)")
 async def fleet(
     postgres_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[FakeDiscord, FakeSunra, list[BotProcess]]]:
+    async with fakes_and_two_shards(
+        postgres_url, tmp_path, queue_seconds=0.2, SHARD_LEASE_SECONDS="3", **CAPS
+    ) as fleet:
+        yield fleet
+
+
+@contextlib.asynccontextmanager
+async def fakes_and_two_shards(
+    postgres_url: str, tmp_path: Path, *, queue_seconds: float, **env: str
+) -> AsyncIterator[tuple[FakeDiscord, FakeSunra, list[BotProcess]]]:
+    """A fake Discord of two shards, a fake sunra whose jobs take JOB_SECONDS after `queue_seconds`
+    queued, and a bot process (not started) for each shard on `postgres_url`, with `env` besides;
+    the processes are stopped at the end."""
     async with (
         FakeDiscord(shard_count=2) as discord,
         FakeSunra(key=SUNRA_KEY, job_seconds=JOB_SECONDS) as sunra,
     ):
         for bucket in ("message_create", "message_edit", "default"):
             discord.set_rate_limit(bucket, 100_000, 1.0)
-        sunra.plan_jobs(JobPlan(seconds=JOB_SECONDS, queue_seconds=0.2), times=None)
+        sunra.plan_jobs(JobPlan(seconds=JOB_SECONDS, queue_seconds=queue_seconds), times=None)
         bots = []
         for shard in (0, 1):
             workdir = tmp_path / f"shard-{shard}"
             workdir.mkdir()
-            env = {
+            shard_env = {
                 "DATABASE_URL": postgres_url,
                 "SHARD_COUNT": "2",
                 "SHARD_IDS": str(shard),
-                "SHARD_LEASE_SECONDS": "3",
                 "LOG_LEVEL": "INFO",
-                **CAPS,
+                **env,
             }
-            bots.append(BotProcess(workdir, discord, sunra, **env))
+            bots.append(BotProcess(workdir, discord, sunra, **shard_env))
         try:
             yield discord, sunra, bots
         finally:
@@ -85,30 +99,51 @@ def guilds_on(discord: FakeDiscord, shard: int, count: int) -> list[tuple[int, i
     return found
 
 
-async def test_two_processes_on_two_shards_survive_a_kill_mid_burst(
-    fleet: tuple[FakeDiscord, FakeSunra, list[BotProcess]], postgres_url: str
-) -> None:
-    discord, sunra, bots = fleet
+def members_on_two_shards(discord: FakeDiscord, count: int) -> dict[int, tuple[int, int]]:
+    """`count` members (ids from 1000), each at home in one of two servers on each of shards 0 and 1, half
+    on each shard: member id -> (guild id, channel id)."""
     guilds = {shard: guilds_on(discord, shard, 2) for shard in (0, 1)}
-    # Member m lives in one guild; half the members on each shard.
-    home = {1000 + m: guilds[m % 2][(m // 2) % 2] for m in range(MEMBERS)}
+    home = {1000 + m: guilds[m % 2][(m // 2) % 2] for m in range(count)}
     for user_id, (guild_id, _) in home.items():
         discord.ensure_member(guild_id, user_id)
-    await bots[0].start()  # shard 0's process syncs the commands
-    await bots[1].start()
-    image = discord.add_attachment("cat.png", images.png((640, 480)))
-    interactions: list[InteractionRecord] = []
+    return home
+
+
+def animate_at_home(
+    discord: FakeDiscord,
+    home: dict[int, tuple[int, int]],
+    image: Any,
+    prompt: str,
+    interactions: list[InteractionRecord],
+) -> Callable[[int, int], Awaitable[None]]:
+    """A sender of the n-th /animate (silent, `prompt` and n) by a member in their home channel; each
+    interaction is appended to `interactions`."""
 
     async def command(n: int, user_id: int) -> None:
         guild_id, channel_id = home[user_id]
         payload = p.slash_command(
             discord,
-            options={"image": image, "prompt": f"fleet prompt {n}", "audio": False},
+            options={"image": image, "prompt": f"{prompt} {n}", "audio": False},
             user_id=user_id,
             guild_id=guild_id,
             channel_id=channel_id,
         )
         interactions.append(await discord.dispatch_interaction(payload))
+
+    return command
+
+
+async def test_two_processes_on_two_shards_survive_a_kill_mid_burst(
+    fleet: tuple[FakeDiscord, FakeSunra, list[BotProcess]], postgres_url: str
+) -> None:
+    discord, sunra, bots = fleet
+    # Member m lives in one guild; half the members on each shard.
+    home = members_on_two_shards(discord, MEMBERS)
+    await bots[0].start()  # shard 0's process syncs the commands
+    await bots[1].start()
+    image = discord.add_attachment("cat.png", images.png((640, 480)))
+    interactions: list[InteractionRecord] = []
+    command = animate_at_home(discord, home, image, "fleet prompt", interactions)
 
     def users(shards: Sequence[int]) -> list[int]:
         return [u for u in home if discord.shard_of(home[u][0]) in shards]

@@ -32,11 +32,10 @@ from bot.store.fleet import FleetStore
 from bot.store.postgres import WRITE_LOCK
 from cogs.jobs._delivery import outcome_mark
 from tests import images
-from tests.fakes import payloads as p
 from tests.fakes.discord_server import FakeDiscord, InteractionRecord
-from tests.fakes.sunra_server import FakeSunra, JobPlan
-from tests.test_crash import SUNRA_KEY, BotProcess
-from tests.test_fleet import ENDED, guilds_on
+from tests.fakes.sunra_server import FakeSunra
+from tests.test_crash import BotProcess
+from tests.test_fleet import ENDED, animate_at_home, fakes_and_two_shards, members_on_two_shards
 from tests.world import LEDGER_BY_JOB, assert_ledger_matches
 
 MEMBERS = 24
@@ -53,33 +52,16 @@ EXIT_BOUND_SECONDS = 8.0
 async def fleet(
     postgres_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[FakeDiscord, FakeSunra, list[BotProcess]]]:
-    async with (
-        FakeDiscord(shard_count=2) as discord,
-        FakeSunra(key=SUNRA_KEY, job_seconds=JOB_SECONDS) as sunra,
-    ):
-        for bucket in ("message_create", "message_edit", "default"):
-            discord.set_rate_limit(bucket, 100_000, 1.0)
-        sunra.plan_jobs(JobPlan(seconds=JOB_SECONDS, queue_seconds=0.1), times=None)
-        bots = []
-        for shard in (0, 1):
-            workdir = tmp_path / f"shard-{shard}"
-            workdir.mkdir()
-            env = {
-                "DATABASE_URL": postgres_url,
-                "SHARD_COUNT": "2",
-                "SHARD_IDS": str(shard),
-                "SHARD_LEASE_SECONDS": str(LEASE_SECONDS),
-                "LOG_LEVEL": "INFO",
-                "QUOTA__MAX_CONCURRENT_JOBS": "1",
-                "QUOTA__MAX_JOBS_IN_FLIGHT": "6",
-                "QUOTA__DAILY_CREDITS": "100",
-            }
-            bots.append(BotProcess(workdir, discord, sunra, **env))
-        try:
-            yield discord, sunra, bots
-        finally:
-            for bot in bots:
-                await bot.stop()
+    async with fakes_and_two_shards(
+        postgres_url,
+        tmp_path,
+        queue_seconds=0.1,
+        SHARD_LEASE_SECONDS=str(LEASE_SECONDS),
+        QUOTA__MAX_CONCURRENT_JOBS="1",
+        QUOTA__MAX_JOBS_IN_FLIGHT="6",
+        QUOTA__DAILY_CREDITS="100",
+    ) as fleet:
+        yield fleet
 
 
 @pytest.mark.parametrize("busy", [False, True], ids=["quiet-fleet", "busy-fleet"])
@@ -87,26 +69,13 @@ async def test_sigterm_mid_burst_exits_at_once_gives_the_leases_back_and_loses_n
     fleet: tuple[FakeDiscord, FakeSunra, list[BotProcess]], postgres_url: str, busy: bool
 ) -> None:
     discord, sunra, bots = fleet
-    guilds = {shard: guilds_on(discord, shard, 2) for shard in (0, 1)}
-    home = {1000 + m: guilds[m % 2][(m // 2) % 2] for m in range(MEMBERS)}
-    for user_id, (guild_id, _) in home.items():
-        discord.ensure_member(guild_id, user_id)
+    home = members_on_two_shards(discord, MEMBERS)
     await bots[0].start()
     await bots[1].start()
     sunra.fail_next("submit", 200, times=10_000, delay=SUBMIT_SECONDS, after_processing=True)
     image = discord.add_attachment("cat.png", images.png((640, 480)))
     interactions: list[InteractionRecord] = []
-
-    async def command(n: int, user_id: int) -> None:
-        guild_id, channel_id = home[user_id]
-        payload = p.slash_command(
-            discord,
-            options={"image": image, "prompt": f"stop prompt {n}", "audio": False},
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-        )
-        interactions.append(await discord.dispatch_interaction(payload))
+    command = animate_at_home(discord, home, image, "stop prompt", interactions)
 
     members = list(home)
     await asyncio.gather(*(command(n, members[n % MEMBERS]) for n in range(COMMANDS)))
