@@ -114,6 +114,19 @@ class DropVoiceWarnings(logging.Filter):
         return "voice will NOT be supported" not in record.getMessage()
 
 
+class PoolRetriesInOneLine(logging.Filter):
+    """asyncpg's pool warns with a whole traceback each time it fails to reopen a connection (about once
+    a second while PostgreSQL is down or refuses this database): one line each, the error at its end."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "asyncpg.pool" and record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            reason = " ".join(str(error).split()) or type(error).__name__
+            record.msg, record.args = f"{record.getMessage()} ({reason})", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def secret_values(settings: CommonSettings) -> list[str]:
     """The configured secrets' values (those that are set), for `RedactSecrets`."""
     found = [getattr(settings, name, None) for name in SECRET_FIELDS]
@@ -133,6 +146,7 @@ def log_handler(settings: CommonSettings, stream: TextIO | None = None) -> loggi
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT, defaults={"ids": ""}))
     handler.addFilter(JobIds())
+    handler.addFilter(PoolRetriesInOneLine())  # before RedactSecrets, which formats tracebacks
     handler.addFilter(RedactSecrets(secret_values(settings)))
     handler.addFilter(DropVoiceWarnings())
     return handler

@@ -66,6 +66,34 @@ def test_no_format_shows_a_secret_even_in_a_traceback(log_format: str) -> None:
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_pools_reconnection_warnings_are_one_line_each_without_a_secret(log_format: str) -> None:
+    """asyncpg's pool logs a traceback each second while PostgreSQL is down; the bot's handler makes
+    each one line, the error at its end (scrubbed), and leaves every other logger's traceback alone."""
+    with captured(log_format) as stream:
+        for _ in range(2):
+            try:
+                raise ConnectionRefusedError(f"connect to postgresql://bot:{SUNRA_KEY}@db:5432/k refused")
+            except OSError:
+                logging.getLogger("asyncpg.pool").warning(
+                    "Failed to restore the pool connection floor; retrying", exc_info=True
+                )
+        try:
+            raise RuntimeError("elsewhere")
+        except RuntimeError:
+            logging.getLogger("test.logs.other").exception("kept")
+    lines = stream.getvalue().splitlines()
+    assert SUNRA_KEY not in stream.getvalue()
+    if log_format == "json":
+        first = json.loads(lines[0])
+        assert "exc" not in first and first["message"].endswith("refused)"), first
+        assert "Traceback" in json.loads(lines[2])["exc"]
+    else:
+        said = "retrying (connect to postgresql://bot:[redacted]@db:5432/k refused)"
+        assert lines[0].endswith(said) and lines[1].endswith(said), lines
+        assert "test.logs.other: kept" in lines[2] and lines[3] == "Traceback (most recent call last):"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
 async def test_a_line_about_no_job_has_no_ids(log_format: str) -> None:
     with captured(log_format) as stream:
         logging.getLogger("test.logs").info("hello")
