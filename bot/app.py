@@ -146,19 +146,22 @@ class KlingBot(commands.Bot):
         if self.monitor is not None:
             await self.monitor.start()  # before Discord answers, so /healthz can say it does not
         # A SHARD_COUNT at odds with the fleet running on the database is refused before Discord is asked.
-        await self.leases.refuse_a_mismatch()
+        with self.db.unreachable_in_one_sentence():
+            await self.leases.refuse_a_mismatch()
         # Discord unreachable at start (no network yet): wait with backoff rather than exit.
         if await wait_for_discord(self, token, self.settings.startup, self._stopping):
             await super().start(token, reconnect=reconnect)
 
     async def setup_hook(self) -> None:
         # No job of these shards is touched before they are this process's (bot/fleet.py).
-        if not await self.leases.acquire(self._stopping):
-            return
-        self.leases.keep(on_lost=self._lease_lost)
-        # Jobs recorded under another SHARD_COUNT (or none) belong to their guild's shard under this one.
-        if moved := await self.job_store.reckon_shards(ENDED):
-            log.info("%d unfinished job(s) moved to their guild's shard under SHARD_COUNT", moved)
+        # A database lost meanwhile (a lease can take 2 x SHARD_LEASE_SECONDS) ends the start in a sentence.
+        with self.db.unreachable_in_one_sentence():
+            if not await self.leases.acquire(self._stopping):
+                return
+            self.leases.keep(on_lost=self._lease_lost)
+            # Jobs recorded under another SHARD_COUNT (or none) belong to their guild's shard under this one.
+            if moved := await self.job_store.reckon_shards(ENDED):
+                log.info("%d unfinished job(s) moved to their guild's shard under SHARD_COUNT", moved)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         # cogs.jobs hands in the reporter (its messages are Discord's side; bot/ does not import cogs).

@@ -36,6 +36,7 @@ from bot.store.migrations import Migration, migrations
 from bot.store.postgres import IDLE_IN_TRANSACTION_SECONDS, MIGRATION_LOCK, unreachable
 from bot.terminal import EXIT_USAGE, AnimateOptions, animate
 from tests import postgres
+from tests.fakes.discord_server import FakeDiscord
 
 # Trust authentication ignores the password; it stands for a real one that must never be shown.
 PASSWORD = "p@ss/w:rd %20 x"
@@ -384,3 +385,57 @@ async def test_a_process_without_shard_count_on_sqlite_takes_no_lease(tmp_path: 
         leases.keep(on_lost=lambda: None)
         assert await FleetStore(db).leases() == {}
         await leases.release()
+
+
+async def test_a_database_lost_while_the_lease_is_awaited_ends_the_start_in_one_line(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A restart waits for a lease (up to twice SHARD_LEASE_SECONDS): the database going away meanwhile
+    ends the process with exit 1 and one sentence naming the server, never a traceback."""
+    async with await Database.open(postgres_url) as db:  # shard 0's lease, held by a live process
+        await FleetStore(db).take_leases([0], 2, "alive", now=time.time(), until=time.time() + 600)
+    name = postgres_url.rsplit("/", 1)[1]
+    async with FakeDiscord() as discord:
+        environment = {
+            **{key: value for key, value in os.environ.items() if not key.startswith(("DISCORD_", "SUNRA_"))},
+            "DISCORD_TOKEN": discord.token,
+            "DISCORD_API_URL": discord.api_url,
+            "DISCORD_GATEWAY_URL": discord.gateway_url,
+            "SUNRA_KEY": "sk-refusals-0123456789",
+            "DATABASE_URL": postgres_url,
+            "SHARD_COUNT": "2",
+            "SHARD_IDS": "0",
+            "SHARD_LEASE_SECONDS": "60",
+        }
+        environment.pop("BOT_CONFIG", None)
+        bot = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=tmp_path, env=environment,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        assert bot.stdout is not None
+        said: list[str] = []
+        try:
+            async with asyncio.timeout(30):
+                while "waiting" not in (line := (await bot.stdout.readline()).decode()):
+                    assert line, "".join(said)
+                    said.append(line)
+            admin = await asyncpg.connect(postgres.url_of("postgres"))
+            try:
+                await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+                )
+                async with asyncio.timeout(30):
+                    rest = (await bot.stdout.read()).decode()
+                    await bot.wait()
+            finally:
+                await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+                await admin.close()
+        finally:
+            if bot.returncode is None:
+                bot.kill()
+                await bot.wait()
+    assert bot.returncode == 1, rest
+    assert "Traceback" not in rest, rest
+    said = f"CRITICAL bot: database: postgresql://[redacted]@127.0.0.1:5432/{name}: cannot connect"
+    assert said in rest, rest

@@ -23,7 +23,7 @@ import contextlib
 import heapq
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,6 +254,26 @@ class Database(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    @contextlib.contextmanager
+    def unreachable_in_one_sentence(self) -> Iterator[None]:
+        """Turns the engine's errors of a database that cannot be reached or used (PostgreSQL down or
+        refusing connections, a SQLite file gone unwritable) inside the block into `DatabaseUnreachable`,
+        one sentence without the password: for the steps of a start, where the operator reads it and
+        the process exits, not for the running bot, which retries."""
+        try:
+            yield
+        except DatabaseUnreachable:
+            raise
+        except Exception as error:
+            if (said := self.said_unreachable(error)) is None:
+                raise
+            raise said from None
+
+    def said_unreachable(self, error: Exception) -> DatabaseUnreachable | None:
+        """`error` as `DatabaseUnreachable` if it is this engine's way of saying the database cannot be
+        reached or used; None for any other error."""
+        return None
 
     def listen_wakes(self, on_wake: Callable[[], None]) -> WakeListening:
         """Calls `on_wake()` (in this event loop) each time another process sharing the database calls

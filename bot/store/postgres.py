@@ -140,6 +140,11 @@ class PostgresDatabase(Database):
         self._wake_sender = WakeSender(pool, self._wake_token)
         self._wake_listeners: list[WakeListener] = []
 
+    def said_unreachable(self, error: Exception) -> DatabaseUnreachable | None:
+        if isinstance(error, OSError | TimeoutError | asyncpg.PostgresError | asyncpg.InterfaceError):
+            return unreachable(self.target, error)
+        return None
+
     @classmethod
     async def connect(cls, target: DatabaseUrl, *, max_size: int = POOL_MAX_SIZE) -> PostgresDatabase:
         """Opens the pool and migrates. Raises DatabaseUnreachable when the server cannot be used."""

@@ -100,6 +100,11 @@ class SqliteDatabase(Database):
         self._reader = conn
         self._write_lock = WriteLock()
 
+    def said_unreachable(self, error: Exception) -> DatabaseUnreachable | None:
+        if isinstance(error, OSError | sqlite3.Error):
+            return DatabaseUnreachable(unusable(self.path, error))
+        return None
+
     @classmethod
     async def open_file(cls, target: DatabaseUrl) -> SqliteDatabase:
         assert target.path is not None
