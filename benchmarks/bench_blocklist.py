@@ -82,6 +82,8 @@ def main() -> None:
         "1250 one-letter words 'a a a…'": " ".join("a" * 1250),
         "833 two-letter words 'ab ab ab…'": " ".join(["ab"] * 833)[:2500],
         "stretched words 'baaaannnnned …'": " ".join(["baaaannnnned"] * 200)[:2500],
+        "ordinary with a 1 (one more reading), 2500": "1 " + ordinary(rng, 2498),
+        "leet 'b4nn3d k1ll …' (1, 3, 4 in every word)": " ".join(["b4nn3d k1ll"] * 228)[:2500],
         "non-Latin, 2500 chars": "".join(rng.choice("абвгдежзийклмнопрстуфхцчшщыэюя ") for _ in range(2500)),
     }
     wildcards = MAX_WILDCARD_PATTERNS

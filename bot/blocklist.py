@@ -12,7 +12,9 @@ A pattern is one or more words; `*` stands for any run of letters or digits (`go
 - digits, `_` and punctuation are no boundary inside a word: the prompt is read four ways, and a
   pattern blocks it when it matches any of them: with them as spaces ("gore2", "gore_", "blood-gore"),
   with them removed ("go-re", "g.o.r.e", "go2re"), and with the digits and signs that look like letters
-  read as those letters ("g0re", "ki||", "g0re-fest") and the others as spaces or removed;
+  or are written for them read as those letters ("g0re", "ki||", "g0re-fest", "b4nn3d", "@ss", "$3x";
+  1, | and ! as l, and in a reading of their own as i: "n4z1", "k1ll") and the others as spaces or
+  removed;
 - letters written apart are one word: in each reading, a run of three or more one-letter words is read
   joined too ("b a d", "b . a . d" → "bad"; two, as in "il y a", are ordinary text), and a listed
   word without wildcards is also found written in three or more chunks of at most three letters in a
@@ -116,14 +118,22 @@ def fold(text: str) -> str:
     return "".join(map(fold_char, text))
 
 
-# ASCII digits and signs that look like letters (0 → o, 1 → l, | → l), from the same data.
+# The digits and signs written for letters that confusables.txt does not pair with them (it pairs shapes
+# only): the common "leet" substitutions, "b4nn3d", "@ss", "$3x".
+_SUBSTITUTES = {"3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+# ASCII digits and signs that look like letters (0 → o, 1 → l, | → l), from the same data, and those.
 _LEET = str.maketrans(
     {
-        ch: look
-        for ch in string.digits + string.punctuation
-        if ch not in WILDCARDS and (look := _look_alikes().get(ch)) is not None
+        **{
+            ch: look
+            for ch in string.digits + string.punctuation
+            if ch not in WILDCARDS and (look := _look_alikes().get(ch)) is not None
+        },
+        **_SUBSTITUTES,
     }
 )
+# 1, | and ! also stand for i ("n4z1", "k1ll"): a reading of its own, made only when the prompt has one.
+_AS_I = str.maketrans({"1": "i", "|": "i", "!": "i"})
 _NOT_LETTER = re.compile(r"[\W\d_]+")  # digits, `_`, punctuation, symbols (and spaces)
 _JOINER = re.compile(r"[^\w\s]+|[\d_]+")  # the same, spaces excepted
 _SIGN = re.compile(r"[^\w\s]+|_+")  # punctuation, symbols and `_`
@@ -169,16 +179,19 @@ def stretched_from(written: str, listed: tuple[int, ...], shape: str) -> bool:
 
 
 def _sign_readings(prompt: str) -> tuple[str, ...]:
-    """The prompt read four ways (see the module's docstring), each read a second time with its letters
-    written apart joined; the same reading twice (an ordinary prompt) is kept once."""
+    """The prompt read four ways, six with a 1, | or ! (see the module's docstring), each read a second
+    time with its letters written apart joined; the same reading twice (an ordinary prompt) is kept
+    once."""
     folded = fold(prompt)
-    leet = folded.translate(_LEET)
+    leets = [folded.translate(_LEET)]
+    if (as_i := folded.translate(_AS_I)) != folded:
+        leets.append(as_i.translate(_LEET))
     out: dict[str, None] = {}
     for reading in (
         _spaced(_NOT_LETTER.sub(" ", folded)),
         _spaced(_JOINER.sub("", folded)),
-        _spaced(_SIGN.sub(" ", leet)),
-        _spaced(_SIGN.sub("", leet)),
+        *(_spaced(_SIGN.sub(" ", leet)) for leet in leets),
+        *(_spaced(_SIGN.sub("", leet)) for leet in leets),
     ):
         out[reading] = None
         out[_joined(reading)] = None

@@ -98,6 +98,22 @@ EVASIONS = [
     ("gor*", "g\u043ery"),
     ("*porn*", "p.o.r.n.o.g.r.a.p.h.y"),
     ("r2d2", "R2-D2"),
+    # The common number and sign substitutions.
+    ("banned", "b4nn3d"),
+    ("banned", "b4nn3d!"),
+    ("ass", "@ss"),
+    ("ass", "a$$"),
+    ("sex", "$3x"),
+    ("sex", "s3x"),
+    ("toast", "7o457"),
+    ("nazi", "n4z1"),
+    ("nazi", "naz!"),
+    ("kill", "k1ll"),
+    ("kill", "k!ll"),
+    ("gore", "g0r3-fest"),
+    ("gor*", "g0r3y"),
+    ("4chan", "4chan"),
+    ("4chan", "achan"),
 ]
 
 # Letters written apart or stretched (issue 18 item 4): each must be refused too.
@@ -181,6 +197,10 @@ INNOCENT = [
     ("blood bath", "blood orange bath"),
     ("r2d2", "robot r2"),
     ("gor*", "agora at noon"),
+    ("ask", "a 4k video of the sea"),
+    ("sex", "a 3d scene in 5 seconds"),
+    ("nazi", "nazl"),
+    ("kill", "1 kiln, 2 kilns!"),
 ]
 
 
