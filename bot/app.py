@@ -21,7 +21,7 @@ from discord.ext import commands
 from bot import heap
 from bot.blocklist import PromptFilter
 from bot.config import Settings
-from bot.fleet import ShardLeases
+from bot.fleet import FleetClock, ShardLeases
 from bot.guild_access import NOT_ALLOWED, guild_allowed
 from bot.i18n import render
 from bot.image_checker import ImageChecker
@@ -116,13 +116,19 @@ class KlingBot(commands.Bot):
         self.db = db
         self.sunra = sunra
         self.images = images
-        self.job_store = JobStore(db, shards=plan)
-        self.leases = ShardLeases(FleetStore(db), plan, lease_seconds=settings.shard_lease_seconds)
-        self.quota = QuotaService(db, settings.quota)
-        self.voices = VoiceLibrary(db)
-        self.prompt_filter = PromptFilter(db)
-        self.showcases = ShowcaseService(db)
+        # Every time the database records or compares is the fleet's: on PostgreSQL, set by the server's
+        # clock, so processes on machines whose clocks disagree still agree on leases, pace and caps.
+        self.clock = FleetClock()
+        self.job_store = JobStore(db, shards=plan, clock=self.clock)
+        self.leases = ShardLeases(
+            FleetStore(db), plan, lease_seconds=settings.shard_lease_seconds, clock=self.clock
+        )
+        self.quota = QuotaService(db, settings.quota, clock=self.clock)
+        self.voices = VoiceLibrary(db, clock=self.clock)
+        self.prompt_filter = PromptFilter(db, clock=self.clock)
+        self.showcases = ShowcaseService(db, clock=self.clock)
         self.runner = JobRunner(
+            clock=self.clock,
             store=self.job_store,
             sunra=sunra,
             images=images,

@@ -119,6 +119,54 @@ def mismatch(running: int, mine: int | None) -> str:
     )
 
 
+# A machine's clock this far from the database server's is worth the operator's attention (NTP).
+SKEW_WARNING_SECONDS = 2.0
+
+
+class FleetClock:
+    """The wall clock a fleet's processes share (seconds since the epoch, called like `time.time`): this
+    machine's clock plus its offset from the database server's. On PostgreSQL the offset is measured at
+    start and at every lease renewal (one `SELECT` of the server's `clock_timestamp()`, read at the
+    midpoint of the round trip), so the leases, the submit pace, the caps' time windows and every time
+    recorded in the database compare across machines whose clocks disagree: a machine a minute ahead
+    would otherwise find a live process's lease run out and follow its jobs too. On SQLite (one machine)
+    the offset stays 0 and nothing is read."""
+
+    def __init__(self, base: Callable[[], float] = time.time) -> None:
+        self._base = base
+        self.offset = 0.0
+        self._warned_at: float | None = None
+
+    def __call__(self) -> float:
+        return self._base() + self.offset
+
+    async def keep_up(self, store: ServerTime) -> None:
+        """Measures the offset again; warns (once per change of more than SKEW_WARNING_SECONDS) when
+        this machine's clock is that far from the server's. Raises what the store's read raises."""
+        before = self._base()
+        server = await store.server_time()
+        after = self._base()
+        if server is None:
+            return
+        self.offset = server - (before + after) / 2
+        if abs(self.offset) < SKEW_WARNING_SECONDS:
+            self._warned_at = None
+        elif self._warned_at is None or abs(self.offset - self._warned_at) > SKEW_WARNING_SECONDS:
+            self._warned_at = self.offset
+            log.warning(
+                "this machine's clock is %.1f s %s the database server's; the fleet keeps the database's "
+                "time (set up NTP on this machine)",
+                abs(self.offset),
+                "behind" if self.offset > 0 else "ahead of",
+            )
+
+
+class ServerTime(Protocol):
+    async def server_time(self) -> float | None:
+        """The database server's clock (seconds since the epoch); None where there is no other machine."""
+        ...
+
+
 class LeaseLost(Exception):
     """Another process holds a shard this process had: it must stop."""
 
@@ -132,13 +180,14 @@ class ShardLeases:
         plan: ShardPlan,
         *,
         lease_seconds: float,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.store = store
         self.plan = plan
         self.lease_seconds = lease_seconds
         self.owner = secrets.token_hex(8)
-        self._clock = clock
+        # The fleet's time (FleetClock, kept up at each lease step), or a test's own clock.
+        self._clock = clock if clock is not None else FleetClock()
         self._keeper: asyncio.Task[None] | None = None
         # The shards whose leases this process holds: its SHARD_IDS; without them, on a database that
         # several processes may share as a fleet (the store says: PostgreSQL), shard 0 under WHOLE_BOT,
@@ -160,6 +209,7 @@ class ShardLeases:
         told = False
         started = self._clock()
         while not stopping.is_set():
+            await self.keep_time()
             now = self._clock()
             held = await self.store.take_leases(
                 sorted(wanted), count, self.owner, now=now, until=now + self.lease_seconds
@@ -194,10 +244,16 @@ class ShardLeases:
                     await stopping.wait()
         return False
 
+    async def keep_time(self) -> None:
+        """Sets the fleet's clock by the database server's again (when it is a FleetClock)."""
+        if isinstance(self._clock, FleetClock):
+            await self._clock.keep_up(self.store)
+
     async def refuse_a_mismatch(self) -> None:
         """Raises FleetMismatch when live processes on the database hold leases under a SHARD_COUNT
         other than this process's, or under any when this process has none. (Taking the leases asks
         again in their transaction: two processes started together cannot both pass.)"""
+        await self.keep_time()
         running = await self.store.live_counts(self._clock())
         if others := sorted(running - {lease_count(self.plan.count)}):
             raise FleetMismatch(mismatch(others[0], self.plan.count))
@@ -214,6 +270,7 @@ class ShardLeases:
         while True:
             await asyncio.sleep(self.lease_seconds / RENEWALS_PER_LEASE)
             try:
+                await self.keep_time()
                 until = self._clock() + self.lease_seconds
                 kept = await self.store.renew_leases(leased, self.owner, until=until)
             except Exception:
@@ -248,7 +305,7 @@ class ShardLeases:
             log.warning("could not give the shard leases back (%r); they run out by themselves", error)
 
 
-class LeaseStore(Protocol):
+class LeaseStore(ServerTime, Protocol):
     """What ShardLeases needs from the store (bot/store/fleet.py `FleetStore`)."""
 
     @property

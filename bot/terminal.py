@@ -22,7 +22,8 @@ import secrets
 import shutil
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from rich.progress import BarColumn, Progress as Bar, SpinnerColumn, TaskID, Tex
 
 from bot.config import ToolSettings
 from bot.errors import BotError
+from bot.fleet import FleetClock
 from bot.image_checker import ImageChecker
 from bot.jobs import ENDED, Command, JobRunner, Phase, Progress, State
 from bot.logs import RedactSecrets, secret_values
@@ -49,6 +51,7 @@ from bot.request import AnimateRequest, AttachmentRef, build_request, check_voic
 from bot.simulator import Simulator, SimulatorSettings
 from bot.store import Database, ledger
 from bot.store.db import DatabaseUnreachable, parse_database_url
+from bot.store.fleet import FleetStore
 from bot.store.jobs import TERMINAL_CHANNEL_ID, JobRow, JobStore
 from bot.sunra import SunraClient, SunraError
 from bot.video import MAX_VIDEO_BYTES
@@ -132,8 +135,8 @@ class ProcessJobs(JobStore):
     """The jobs this process created, and no others: the bot skips terminal jobs (`terminal=True`), and
     two terminals sharing a database never queue or follow each other's."""
 
-    def __init__(self, db: Database) -> None:
-        super().__init__(db, terminal=True)
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(db, terminal=True, clock=clock)
         self.mine: set[int] = set()
 
     async def create(self, **fields: Any) -> tuple[int, bool]:
@@ -387,6 +390,15 @@ async def _run(settings: ToolSettings, request: AnimateRequest, out: Path, conso
         # A setting that cannot work, said in one line before anything is spent (exit 2, as for --out).
         console.print(f"[red]Database:[/] {escape(str(error))}", highlight=False)
         return EXIT_USAGE
+    # The fleet's time (bot/fleet.py): the job's times and the day it is charged to are the bots'.
+    clock = FleetClock()
+    try:
+        with db.unreachable_in_one_sentence():
+            await clock.keep_up(FleetStore(db))
+    except DatabaseUnreachable as error:
+        await db.close()
+        console.print(f"[red]Database:[/] {escape(str(error))}", highlight=False)
+        return EXIT_USAGE
     with tempfile.TemporaryDirectory(prefix="kling-animate-") as workdir:
         async with (
             db,
@@ -398,12 +410,13 @@ async def _run(settings: ToolSettings, request: AnimateRequest, out: Path, conso
             ) as images,
         ):
             runner = JobRunner(
-                store=ProcessJobs(db),
+                store=ProcessJobs(db, clock=clock),
                 sunra=sunra,
                 images=images,
-                quota=OperatorQuota(db, settings.quota),
+                quota=OperatorQuota(db, settings.quota, clock=clock),
                 settings=settings.jobs,
                 workdir=Path(workdir),
+                clock=clock,
             )
             reporter = TerminalReporter(console, out, sunra)
             runner.start(reporter)

@@ -23,6 +23,16 @@ class FleetStore:
         machine's, run by one process; leasing there would make every restart after a crash wait.)"""
         return self.db.engine == "postgresql"
 
+    async def server_time(self) -> float | None:
+        """PostgreSQL's clock (seconds since the epoch, `clock_timestamp()`: the moment of the read, not of
+        the transaction's start), for the fleet's clock (bot/fleet.py FleetClock); None on SQLite, whose
+        one machine has one clock."""
+        if self.db.engine != "postgresql":
+            return None
+        row = await self.db.fetchone("SELECT EXTRACT(EPOCH FROM clock_timestamp())")
+        assert row is not None
+        return float(row[0])
+
     async def take_leases(
         self, shards: Sequence[int], count: int, owner: str, *, now: float, until: float
     ) -> list[int]:

@@ -23,7 +23,6 @@ SQL is SQLite's, translated by bot/store/sql.py.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -118,7 +117,8 @@ async def status(target: DatabaseUrl) -> MigrationStatus:
         fleet = set()
         if FLEET_MIGRATION in applied:
             live = await conn.fetch(
-                "SELECT DISTINCT shard_count FROM shard_leases WHERE expires_at >= $1", time.time()
+                "SELECT DISTINCT shard_count FROM shard_leases"
+                " WHERE expires_at >= EXTRACT(EPOCH FROM clock_timestamp())"  # the fleet's time (FleetClock)
             )
             fleet = {int(row[0]) for row in live}
     finally:

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
@@ -90,7 +89,7 @@ class ShowcaseCog(commands.Cog):
         self._tasks: set[asyncio.Task[None]] = set()
         self.weekly_post = WeeklyPost(bot, self.service, self.publisher)
         self._weekly_task: asyncio.Task[None] | None = None
-        self._started = time.time()
+        self._started = bot.clock()  # the fleet's time, as the showcases' own
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ShowcaseButton, VoteButton, GalleryButton, HistoryButton)
