@@ -209,8 +209,7 @@ class ShardLeases:
         told = False
         started = self._clock()
         while not stopping.is_set():
-            await self.keep_time()
-            now = self._clock()
+            now = self._clock()  # kept up by refuse_a_mismatch, then after each wait below
             held = await self.store.take_leases(
                 sorted(wanted), count, self.owner, now=now, until=now + self.lease_seconds
             )
@@ -242,6 +241,7 @@ class ShardLeases:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.lease_seconds / RENEWALS_PER_LEASE):
                     await stopping.wait()
+            await self.keep_time()
         return False
 
     async def keep_time(self) -> None:

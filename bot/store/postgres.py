@@ -65,6 +65,10 @@ _SCHEMA_MIGRATIONS = (
 )
 
 
+# How asyncpg says the server cannot be reached or used: `unreachable` turns each into one sentence.
+OUTAGES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 def unreachable(target: DatabaseUrl, error: BaseException) -> DatabaseUnreachable:
     """The error as one line that names the server without its password."""
     if isinstance(error, asyncpg.InvalidCatalogNameError):
@@ -90,7 +94,7 @@ async def _connect_one(target: DatabaseUrl) -> asyncpg.Connection:
         return await asyncpg.connect(
             target.url, timeout=CONNECT_TIMEOUT_SECONDS, server_settings=SERVER_SETTINGS
         )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except OUTAGES as error:
         raise unreachable(target, error) from None
 
 
@@ -141,7 +145,7 @@ class PostgresDatabase(Database):
         self._wake_listeners: list[WakeListener] = []
 
     def said_unreachable(self, error: Exception) -> DatabaseUnreachable | None:
-        if isinstance(error, OSError | TimeoutError | asyncpg.PostgresError | asyncpg.InterfaceError):
+        if isinstance(error, OUTAGES):
             return unreachable(self.target, error)
         return None
 
@@ -156,7 +160,7 @@ class PostgresDatabase(Database):
                 timeout=CONNECT_TIMEOUT_SECONDS,
                 server_settings=SERVER_SETTINGS,
             )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except OUTAGES as error:
             raise unreachable(target, error) from None
         db = cls(pool, target)
         try:
