@@ -167,6 +167,55 @@ async def test_a_crowd_is_recorded_in_few_commits_each_committed_before_it_retur
         assert total is not None and total[0] == 201
 
 
+async def test_a_sqlite_group_commit_is_one_trip_to_its_thread_and_keeps_every_value(tmp_path: Path) -> None:
+    """Each trip to aiosqlite's thread waits for the event loop's turn, which under a crowd is every
+    deferral ready before it: a crowd's group commit is one trip whatever its size (it was about ten, and
+    one interpreter-lock handover per row), and its rows hold exactly what was given."""
+    db, store = await open_store(tmp_path / "bot.sqlite3")
+    async with db:
+        trips = 0
+        run_in_thread = db._conn._execute  # type: ignore[attr-defined]
+
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal trips
+            trips += 1
+            return await run_in_thread(fn, *args, **kwargs)
+
+        db._conn._execute = counted  # type: ignore[attr-defined]
+        commits = count_batches(store)
+        at = 1_764_979_200.123456789  # a time with every bit of a double's fraction in use
+        store._clock = lambda: at
+        crowd = [
+            store.create(
+                interaction_id=1_000 + i,
+                guild_id=None if i % 2 else 2**62 + i,
+                channel_id=6,
+                user_id=10 + i,
+                state="received",
+                params={"prompt": f"member {i} says “hi” ☃"},
+                upload_limit=10_485_760,
+                lifetime_seconds=60.5,
+                deliver_via=VIA_INTERACTION,
+                locale=None if i % 3 else "pt-BR",
+            )
+            for i in range(200)
+        ]
+        results = await asyncio.gather(*crowd)
+        assert sum(commits) == 200
+        assert trips == len(commits) <= 3
+        rows = await db.fetchall("SELECT * FROM jobs ORDER BY id")
+        assert [row["id"] for row in rows] == [job_id for job_id, _ in results]
+        for i, row in enumerate(rows):
+            assert row["interaction_id"] == str(1_000 + i)
+            assert row["guild_id"] == (None if i % 2 else str(2**62 + i))
+            assert (row["channel_id"], row["user_id"]) == ("6", str(10 + i))
+            assert row["params"] == f'{{"prompt":"member {i} says \\u201chi\\u201d \\u2603"}}'
+            assert (row["upload_limit"], row["created_at"], row["deadline"]) == (10_485_760, at, at + 60.5)
+            assert (row["deliver_via"], row["locale"]) == ("interaction", None if i % 3 else "pt-BR")
+        events = await db.fetchall("SELECT job_id, from_state, to_state, at FROM job_events ORDER BY job_id")
+        assert [tuple(e) for e in events] == [(job_id, None, "received", at) for job_id, _ in results]
+
+
 async def test_a_failed_group_commit_reaches_every_caller_and_the_next_one_commits(database_url: str) -> None:
     db, store = await open_store(database_url)
     async with db:

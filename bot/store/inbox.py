@@ -1,11 +1,12 @@
 """The recording of new jobs: `JobInbox.create`, the group commit that writes a crowd's commands in a
-handful of transactions (SQLite) or one statement each batch (PostgreSQL), and the columns a new job fills.
-`JobStore` (bot/store/jobs.py) is a `JobInbox`."""
+handful of transactions, each one trip to the write connection's thread (SQLite) or one statement
+(PostgreSQL), and the columns a new job fills. `JobStore` (bot/store/jobs.py) is a `JobInbox`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 
 from bot.fleet import WHOLE, ShardPlan
 from bot.store.db import Database
+from bot.store.sqlite import SqliteDatabase
 
 # A job's deliver_via: its messages go through the interaction (then the DM), never into its channel.
 VIA_INTERACTION = "interaction"
@@ -58,8 +60,23 @@ _JOBS_OF_INTERACTIONS = (
     "SELECT id, interaction_id FROM jobs WHERE interaction_id IN (SELECT value FROM json_each(?))"
 )
 
-# SQLite (`JobInbox._insert_batch`): the batch's new jobs, one row each.
-_INSERT_JOB = f"INSERT INTO jobs ({_NAMES}) VALUES ({', '.join('?' for _ in NEW_JOB_COLUMNS)})"
+# SQLite (`_insert_in_sqlite`): each a single step, whatever the batch's size. The job ids of some
+# interactions as one JSON object; the batch's new jobs from one JSON array of rows, in its order; their
+# first events from one JSON array of [job id, state, at].
+_IDS_OF_INTERACTIONS = (
+    "SELECT json_group_object(interaction_id, id) FROM jobs"
+    " WHERE interaction_id IN (SELECT value FROM json_each(?))"
+)
+_INSERT_JOBS = (
+    f"INSERT INTO jobs ({_NAMES}) SELECT "
+    + ", ".join(f"json_extract(value, '$[{n}]')" for n in range(len(NEW_JOB_COLUMNS)))
+    + " FROM json_each(?) ORDER BY key"
+)
+_INSERT_FIRST_EVENTS = (
+    "INSERT INTO job_events (job_id, from_state, to_state, at)"
+    " SELECT json_extract(value, '$[0]'), NULL, json_extract(value, '$[1]'), json_extract(value, '$[2]')"
+    " FROM json_each(?) ORDER BY key"
+)
 
 # PostgreSQL only (`JobInbox._insert_batch_in_one_statement`): a batch of new jobs as one JSON array of
 # records, inserted with their first events; returns every job of the batch's interactions with whether
@@ -162,29 +179,11 @@ class JobInbox:
     async def _insert_batch(self, batch: list[_NewJob]) -> list[tuple[int, bool]]:
         if self.db.engine == "postgresql":
             return await self._insert_batch_in_one_statement(batch)
+        assert isinstance(self.db, SqliteDatabase)
         # Urgent: every command in the batch waits for this commit before Discord hears of it.
-        async with self.db.write(urgent=True) as tx:
-            known = {
-                str(row["interaction_id"]): int(row["id"])
-                for row in await tx.fetchall(
-                    _JOBS_OF_INTERACTIONS, (json.dumps([e.interaction_id for e in batch]),)
-                )
-            }
-            fresh: dict[str, _NewJob] = {}
-            for entry in batch:
-                if entry.interaction_id not in known:
-                    fresh.setdefault(entry.interaction_id, entry)
-            if fresh:
-                await tx.executemany(_INSERT_JOB, [e.values for e in fresh.values()])
-                created = {
-                    str(row["interaction_id"]): int(row["id"])
-                    for row in await tx.fetchall(_JOBS_OF_INTERACTIONS, (json.dumps(list(fresh)),))
-                }
-                await tx.executemany(
-                    "INSERT INTO job_events (job_id, from_state, to_state, at) VALUES (?, NULL, ?, ?)",
-                    [(created[iid], e.state, e.at) for iid, e in fresh.items()],
-                )
-                known.update(created)
+        known, fresh = await self.db.write_in_one_trip(
+            lambda conn: _insert_in_sqlite(conn, batch), urgent=True
+        )
         results: list[tuple[int, bool]] = []
         for entry in batch:
             # The same interaction twice in one batch: the first one creates the job.
@@ -193,7 +192,7 @@ class JobInbox:
 
     async def _insert_batch_in_one_statement(self, batch: list[_NewJob]) -> list[tuple[int, bool]]:
         """PostgreSQL: the batch's jobs and their first events in one statement, which is its own
-        transaction there: one round trip where the transaction of `_insert_batch` takes six, and no
+        transaction there: one round trip where a transaction would take six, and no
         wait for this process's other writers nor the fleet's write lock (the UNIQUE interaction id is
         all a replay needs; nothing here reads before it writes)."""
         first: dict[str, _NewJob] = {}
@@ -220,3 +219,30 @@ class JobInbox:
             )
             for entry in batch
         ]
+
+
+def _insert_in_sqlite(
+    conn: sqlite3.Connection, batch: list[_NewJob]
+) -> tuple[dict[str, int], dict[str, _NewJob]]:
+    """SQLite, in the write connection's thread inside its transaction: the batch's new jobs and their
+    first events, each statement set-based (one step of SQLite's, whatever the batch's size: the thread
+    gives the interpreter's lock back at every step, and while the event loop is busy with a crowd's
+    deferrals it waits up to 5 ms to take it again); (job id of every interaction of the batch, the
+    entries that made a job)."""
+    known = _ids_of(conn, [e.interaction_id for e in batch])
+    fresh: dict[str, _NewJob] = {}
+    for entry in batch:
+        if entry.interaction_id not in known:
+            fresh.setdefault(entry.interaction_id, entry)
+    if fresh:
+        conn.execute(_INSERT_JOBS, (json.dumps([e.values for e in fresh.values()]),))
+        created = _ids_of(conn, list(fresh))
+        events = [[created[interaction_id], e.state, e.at] for interaction_id, e in fresh.items()]
+        conn.execute(_INSERT_FIRST_EVENTS, (json.dumps(events),))
+        known.update(created)
+    return known, fresh
+
+
+def _ids_of(conn: sqlite3.Connection, interaction_ids: list[str]) -> dict[str, int]:
+    (found,) = conn.execute(_IDS_OF_INTERACTIONS, (json.dumps(interaction_ids),)).fetchone()
+    return {str(key): int(value) for key, value in json.loads(found or "{}").items()}

@@ -18,9 +18,10 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
@@ -35,6 +36,8 @@ from bot.store.migrations import (
 from bot.store.sql import Params
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 async def status(path: Path) -> MigrationStatus:
@@ -203,6 +206,32 @@ class SqliteDatabase(Database):
             finally:
                 # BEGIN went through after its caller was cancelled, or COMMIT failed.
                 await self._rollback_if_open()
+
+    async def write_in_one_trip(self, work: Callable[[sqlite3.Connection], T], *, urgent: bool = False) -> T:
+        """`work(connection)` inside BEGIN IMMEDIATE … COMMIT, run whole in the write connection's thread:
+        one trip there, where `write()` takes one per statement. Under a crowd each trip waits for the
+        event loop's turn (every deferral ready before it), so a transaction of six statements waited six
+        turns. Raises what `work` (or the COMMIT) raised, after the ROLLBACK; completes whatever cancels its
+        caller. `work` must not await nor touch the event loop: it runs in another thread.
+
+        aiosqlite has no public way to run a function in its thread; `Connection._execute` is the one its
+        own `execute_fetchall` uses (aiosqlite/core.py), and `_conn` its sqlite3.Connection there."""
+
+        def transaction() -> T:
+            conn: sqlite3.Connection = self._conn._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        run_in_thread: Callable[[Callable[[], T]], Awaitable[T]] = self._conn._execute
+        async with self._write_lock.held(urgent=urgent):
+            return await to_the_end(run_in_thread(transaction))
 
     async def _rollback_if_open(self) -> None:
         # SQLite rolls some failed transactions back itself; a second ROLLBACK would raise.
