@@ -188,9 +188,26 @@ class KlingBot(commands.Bot):
         # The guild cache is complete now: set the start-up heap aside before the first crowd (bot/heap.py).
         heap.settle()
         await self.leave_servers_not_allowed(self.guilds)
+        await self.read_server_rules_ahead(self.guilds)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
-        await self.leave_servers_not_allowed([guild])
+        if not await self.leave_servers_not_allowed([guild]):
+            await self.read_server_rules_ahead([guild])
+
+    async def read_server_rules_ahead(self, guilds: Iterable[discord.Guild]) -> None:
+        """Reads these servers' quota rules and block lists into memory now, four statements for them all,
+        so the first crowd after a start does not wait on them: its commands would all wait for the
+        same reads, one after the other, before any of them could be recorded and acknowledged. A read
+        that fails is logged and left to the first command that needs it."""
+        ids = [guild.id for guild in guilds if guild_allowed(guild.id, self.settings.allowed_guild_ids)]
+        if not ids:
+            return
+        try:
+            rules, lists = await asyncio.gather(self.quota.prime(ids), self.prompt_filter.prime(ids))
+        except Exception as error:
+            log.warning("could not read the servers' rules ahead (%s); each is read when first needed", error)
+            return
+        log.info("read the rules of %d servers and the block lists of %d ahead", rules, lists)
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         await self.leave_servers_not_allowed([guild])

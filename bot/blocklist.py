@@ -414,6 +414,15 @@ class PromptFilter:
 
         return await self._cache.get(guild_id, load)
 
+    async def prime(self, guild_ids: Sequence[int]) -> int:
+        """Reads the block lists of these servers not yet in memory, in one statement; how many it kept."""
+
+        async def load_many(ids: list[int]) -> dict[int, Rules]:
+            found = await sql.list_patterns_of(self.db, ids)
+            return {guild_id: Rules.build(patterns) for guild_id, patterns in found.items()}
+
+        return await self._cache.prime(guild_ids, load_many)
+
     async def check(self, guild_id: int | None, prompt: str) -> None:
         """Raises PromptBlocked when the prompt matches one of the server's patterns."""
         if guild_id is None:

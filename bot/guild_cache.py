@@ -9,7 +9,7 @@ under way makes that load's result stale, so it is handed to its waiters but not
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
@@ -46,6 +46,23 @@ class GuildCache(Generic[K, V]):
             del self._loading[key]
         if not done.cancelled():
             done.exception()  # retrieved: a failed load is its waiters' error, not a loop warning
+
+    async def prime(self, keys: Iterable[K], load_many: Callable[[list[K]], Awaitable[Mapping[K, V]]]) -> int:
+        """Reads the values of the `keys` not yet cached, together (`load_many`: one read for them all,
+        where `get` would make one each), and keeps those that nothing changed or began to load meanwhile;
+        how many it kept. Raises what `load_many` raised, keeping nothing."""
+        wanted = [key for key in dict.fromkeys(keys) if key not in self._values and key not in self._loading]
+        if not wanted:
+            return 0
+        generations = {key: self._generation.get(key, 0) for key in wanted}
+        found = await load_many(wanted)
+        kept = 0
+        for key in wanted:
+            fresh = self._generation.get(key, 0) == generations[key]
+            if key in found and fresh and key not in self._values and key not in self._loading:
+                self._values[key] = found[key]
+                kept += 1
+        return kept
 
     def invalidate(self, key: K) -> None:
         """Forgets `key` after a change; a load under way when it happened is not kept."""

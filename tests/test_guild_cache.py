@@ -108,3 +108,49 @@ async def test_group_read_passes_a_failure_to_its_batch_only() -> None:
     first = await asyncio.gather(group.get("g", 1, load_many), return_exceptions=True)
     assert isinstance(first[0], OSError)
     assert await group.get("g", 2, load_many) == 1
+
+
+async def test_prime_reads_the_missing_keys_together_and_keeps_only_what_nothing_changed() -> None:
+    cache: GuildCache[int, str] = GuildCache()
+    assert await cache.get(1, _value("cached")) == "cached"
+    asked: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def load_many(keys: list[int]) -> dict[int, str]:
+        asked.append(keys)
+        await release.wait()
+        return {key: f"read {key}" for key in keys if key != 4}  # 4: the read found nothing for it
+
+    priming = asyncio.ensure_future(cache.prime([1, 2, 3, 4, 5, 2], load_many))
+    await asyncio.sleep(0)
+    cache.invalidate(3)  # an admin changed server 3 while the read was under way
+    loading = asyncio.ensure_future(cache.get(5, _value("loaded alone")))  # and 5 began a load of its own
+    await asyncio.sleep(0)
+    release.set()
+    assert await priming == 1
+    assert asked == [[2, 3, 4, 5]]  # once, together, without the cached one nor the repeat
+    assert await loading == "loaded alone"
+    assert await cache.get(1, _value("again")) == "cached"
+    assert await cache.get(2, _value("again")) == "read 2"
+    assert await cache.get(3, _value("after the change")) == "after the change"
+    assert await cache.get(4, _value("on first use")) == "on first use"
+    assert await cache.get(5, _value("again")) == "loaded alone"
+    assert await cache.prime([1, 2], load_many) == 0 and len(asked) == 1  # nothing missing: no read
+
+
+async def test_a_failed_prime_keeps_nothing() -> None:
+    cache: GuildCache[int, str] = GuildCache()
+
+    async def load_many(keys: list[int]) -> dict[int, str]:
+        raise OSError("disk")
+
+    with pytest.raises(OSError):
+        await cache.prime([1], load_many)
+    assert await cache.get(1, _value("read later")) == "read later"
+
+
+def _value(value: str):  # type: ignore[no-untyped-def]
+    async def load() -> str:
+        return value
+
+    return load

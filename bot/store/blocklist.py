@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 from bot.store.db import Database
 from bot.store.ledger import Reader, audit
 
@@ -12,6 +15,19 @@ async def list_patterns(db: Reader, guild_id: int) -> list[str]:
         (str(guild_id),),
     )
     return [str(row["pattern"]) for row in rows]
+
+
+async def list_patterns_of(db: Reader, guild_ids: Sequence[int]) -> dict[int, list[str]]:
+    """`list_patterns` of several servers in one statement (a server without entries gets [])."""
+    rows = await db.fetchall(
+        "SELECT guild_id, pattern FROM prompt_blocklist WHERE guild_id IN (SELECT value FROM json_each(?))"
+        " ORDER BY pattern COLLATE NOCASE",
+        (json.dumps([str(guild_id) for guild_id in guild_ids]),),
+    )
+    found: dict[int, list[str]] = {guild_id: [] for guild_id in guild_ids}
+    for row in rows:
+        found[int(row["guild_id"])].append(str(row["pattern"]))
+    return found
 
 
 async def add_pattern(db: Database, guild_id: int, *, pattern: str, actor_id: int, at: float) -> bool:

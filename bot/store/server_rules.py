@@ -124,6 +124,40 @@ async def server_rules(db: Reader, guild: str) -> ServerRules:
     )
 
 
+async def servers_rules(db: Reader, guilds: Sequence[str]) -> dict[str, ServerRules]:
+    """`server_rules` of several servers in three statements, whatever their number (a server without
+    rows gets the operator's defaults): what a process reads for its servers once it is ready."""
+    keys = json.dumps(list(guilds))
+    settings = await db.fetchall(
+        "SELECT * FROM quota_guild_settings WHERE guild_id IN (SELECT value FROM json_each(?))", (keys,)
+    )
+    allowances = await db.fetchall(
+        "SELECT guild_id, role_id, credits FROM quota_role_allowances"
+        " WHERE guild_id IN (SELECT value FROM json_each(?)) ORDER BY credits DESC",
+        (keys,),
+    )
+    blocks = await db.fetchall(
+        "SELECT guild_id, user_id, reason FROM quota_blocks"
+        " WHERE guild_id IN (SELECT value FROM json_each(?))",
+        (keys,),
+    )
+    overrides = {str(row["guild_id"]): _overrides_from(row) for row in settings}
+    roles: dict[str, dict[int, int]] = {}
+    for row in allowances:
+        roles.setdefault(str(row["guild_id"]), {})[int(row["role_id"])] = int(row["credits"])
+    blocked: dict[str, dict[int, str | None]] = {}
+    for row in blocks:
+        blocked.setdefault(str(row["guild_id"]), {})[int(row["user_id"])] = row["reason"]
+    return {
+        guild: ServerRules(
+            overrides=overrides.get(guild, GuildOverrides()),
+            role_allowances=roles.get(guild, {}),
+            blocks=blocked.get(guild, {}),
+        )
+        for guild in guilds
+    }
+
+
 async def guild_overrides(db: Reader, guild: str) -> GuildOverrides:
     row = await db.fetchone("SELECT * FROM quota_guild_settings WHERE guild_id = ?", (guild,))
     return GuildOverrides() if row is None else _overrides_from(row)
