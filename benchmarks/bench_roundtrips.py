@@ -11,8 +11,9 @@ round trips (bot/store/postgres.py sends BEGIN and the fleet's lock as one). Pri
 count (cold caches) and the median, per engine. PostgreSQL: the server the tests use (POSTGRES_TEST_URL,
 else 127.0.0.1:5432), on a database made for the run and dropped after it.
 
-It only wraps the `Database` object's public methods (write, fetchone, fetchall), so the same file runs
-on a checkout from before the fleet work (SQLite only) for comparison.
+It only wraps the `Database` object's public methods (write, fetchone, fetchall, and SQLite's
+write_in_one_trip where it exists: a whole transaction in one trip to the connection's thread, counted
+once), so the same file runs on a checkout from before the fleet work (SQLite only) for comparison.
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ def instrument(db: Any, trips: Trips) -> None:
 
     db.fetchall, db.fetchone, db.write = counted_fetchall, counted_fetchone, counted_write
 
+    # SQLite's group commit (since 8132dae): a whole transaction in one trip to the connection's thread.
+    one_trip = getattr(db, "write_in_one_trip", None)
+    if one_trip is not None:
+
+        async def counted_one_trip(work: Any, **kwargs: Any) -> Any:
+            trips.add("one trip: BEGIN, its statements, COMMIT")
+            return await one_trip(work, **kwargs)
+
+        db.write_in_one_trip = counted_one_trip
+
 
 def before_defer(log: list[str]) -> int:
     """Round trips from the start of `log` to its first deferral mark."""
@@ -138,8 +149,9 @@ async def one_engine(engine: str, commands: int, show: bool) -> list[int]:
                     finally:
                         _HARNESS.reset(token)
                     counts.append(before_defer(trips.log))
-                    if show and number == commands - 1:
-                        print(f"{engine}, the last command's calls before its deferral:")
+                    if show and number in (0, commands - 1):
+                        which = "first" if number == 0 else "last"
+                        print(f"{engine}, the {which} command's calls before its deferral:")
                         for call in trips.log[: before_defer(trips.log)]:
                             print(f"    {call}")
     finally:
@@ -166,5 +178,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--commands", type=int, default=20)
     parser.add_argument("--engines", nargs="*", default=["sqlite", "postgresql"])
-    parser.add_argument("--show", action="store_true", help="list the last command's calls")
+    parser.add_argument("--show", action="store_true", help="list the first and the last command's calls")
     asyncio.run(main(parser.parse_args()))

@@ -9,31 +9,40 @@ under way makes that load's result stale, so it is handed to its waiters but not
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 K = TypeVar("K")
 V = TypeVar("V")
 Item = TypeVar("Item")
 
 
+# What a prime hands the waiters of a key it could not read: they read it themselves.
+_NOT_READ: Any = object()
+
+
 class GuildCache(Generic[K, V]):
     def __init__(self) -> None:
         self._values: dict[K, V] = {}
-        self._loading: dict[K, asyncio.Future[V]] = {}
+        self._loading: dict[K, asyncio.Future[Any]] = {}
         self._generation: dict[K, int] = {}
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        """The cached value, or the result of one `load()` shared by every caller that asks meanwhile;
-        an error of `load` reaches every one of them and nothing is kept."""
-        if key in self._values:
-            return self._values[key]
-        pending = self._loading.get(key)
-        if pending is None:
-            generation = self._generation.get(key, 0)
-            pending = self._loading[key] = asyncio.ensure_future(self._load(key, load, generation))
-            pending.add_done_callback(lambda done: self._forget_load(key, done))
-        return await asyncio.shield(pending)
+        """The cached value, or the result of one `load()` shared by every caller that asks meanwhile
+        (or of the `prime` under way for it); an error of `load` reaches every one of them and nothing
+        is kept."""
+        while key not in self._values:
+            pending = self._loading.get(key)
+            if pending is None:
+                generation = self._generation.get(key, 0)
+                pending = self._loading[key] = asyncio.ensure_future(self._load(key, load, generation))
+                pending.add_done_callback(lambda done: self._forget_load(key, done))
+            value = await asyncio.shield(pending)
+            if value is not _NOT_READ:
+                return cast(V, value)
+            # A prime that could not read this key: its waiters read it themselves (once, together).
+        return self._values[key]
 
     async def _load(self, key: K, load: Callable[[], Awaitable[V]], generation: int) -> V:
         value = await load()
@@ -48,20 +57,31 @@ class GuildCache(Generic[K, V]):
             done.exception()  # retrieved: a failed load is its waiters' error, not a loop warning
 
     async def prime(self, keys: Iterable[K], load_many: Callable[[list[K]], Awaitable[Mapping[K, V]]]) -> int:
-        """Reads the values of the `keys` not yet cached, together (`load_many`: one read for them all,
-        where `get` would make one each), and keeps those that nothing changed or began to load meanwhile;
-        how many it kept. Raises what `load_many` raised, keeping nothing."""
+        """Reads the values of the `keys` not yet cached nor loading, together (`load_many`: one read for
+        them all, where `get` would make one each), and keeps those that nothing changed meanwhile; how
+        many it kept. A `get` of one of them meanwhile waits for this read rather than making its own;
+        where it failed or lacks the key, the waiters read it themselves. Raises what `load_many` raised,
+        keeping nothing."""
         wanted = [key for key in dict.fromkeys(keys) if key not in self._values and key not in self._loading]
         if not wanted:
             return 0
+        loop = asyncio.get_running_loop()
         generations = {key: self._generation.get(key, 0) for key in wanted}
-        found = await load_many(wanted)
-        kept = 0
+        reading: dict[K, asyncio.Future[Any]] = {}
         for key in wanted:
-            fresh = self._generation.get(key, 0) == generations[key]
-            if key in found and fresh and key not in self._values and key not in self._loading:
-                self._values[key] = found[key]
-                kept += 1
+            reading[key] = self._loading[key] = loop.create_future()
+            reading[key].add_done_callback(functools.partial(self._forget_load, key))
+        found: Mapping[K, V] = {}
+        try:
+            found = await load_many(wanted)
+        finally:
+            kept = 0
+            for key, future in reading.items():
+                value: Any = found.get(key, _NOT_READ)
+                if value is not _NOT_READ and self._generation.get(key, 0) == generations[key]:
+                    self._values[key] = value
+                    kept += 1
+                future.set_result(value)
         return kept
 
     def invalidate(self, key: K) -> None:

@@ -121,32 +121,51 @@ async def test_prime_reads_the_missing_keys_together_and_keeps_only_what_nothing
         await release.wait()
         return {key: f"read {key}" for key in keys if key != 4}  # 4: the read found nothing for it
 
-    priming = asyncio.ensure_future(cache.prime([1, 2, 3, 4, 5, 2], load_many))
+    alone = asyncio.ensure_future(cache.get(6, _value("loaded alone")))  # a load of its own under way
+    priming = asyncio.ensure_future(cache.prime([1, 2, 3, 4, 5, 6, 2], load_many))
     await asyncio.sleep(0)
     cache.invalidate(3)  # an admin changed server 3 while the read was under way
-    loading = asyncio.ensure_future(cache.get(5, _value("loaded alone")))  # and 5 began a load of its own
+    own_reads: list[int] = []
+
+    def counted(key: int, value: str):  # type: ignore[no-untyped-def]
+        async def load() -> str:
+            own_reads.append(key)
+            return value
+
+        return load
+
+    # Commands arriving meanwhile wait for the read under way rather than making their own.
+    waiting = [asyncio.ensure_future(cache.get(key, counted(key, "own read"))) for key in (2, 4, 4, 5)]
     await asyncio.sleep(0)
     release.set()
-    assert await priming == 1
-    assert asked == [[2, 3, 4, 5]]  # once, together, without the cached one nor the repeat
-    assert await loading == "loaded alone"
+    assert await priming == 2  # 2 and 5; not 3 (changed), 4 (not found), 6 (its own load), 1 (cached)
+    assert asked == [[2, 3, 4, 5]]  # once, together, without the cached, the loading, nor the repeat
+    assert await asyncio.gather(*waiting) == ["read 2", "own read", "own read", "read 5"]
+    assert own_reads == [4]  # the key the read lacked: read once by its waiters
+    assert await alone == "loaded alone"
     assert await cache.get(1, _value("again")) == "cached"
-    assert await cache.get(2, _value("again")) == "read 2"
     assert await cache.get(3, _value("after the change")) == "after the change"
-    assert await cache.get(4, _value("on first use")) == "on first use"
-    assert await cache.get(5, _value("again")) == "loaded alone"
+    assert await cache.get(5, _value("again")) == "read 5"
     assert await cache.prime([1, 2], load_many) == 0 and len(asked) == 1  # nothing missing: no read
 
 
-async def test_a_failed_prime_keeps_nothing() -> None:
+async def test_a_failed_prime_keeps_nothing_and_its_waiters_read_for_themselves() -> None:
     cache: GuildCache[int, str] = GuildCache()
+    release = asyncio.Event()
 
     async def load_many(keys: list[int]) -> dict[int, str]:
+        await release.wait()
         raise OSError("disk")
 
+    priming = asyncio.ensure_future(cache.prime([1], load_many))
+    await asyncio.sleep(0)
+    waiter = asyncio.ensure_future(cache.get(1, _value("read by the waiter")))
+    await asyncio.sleep(0)
+    release.set()
     with pytest.raises(OSError):
-        await cache.prime([1], load_many)
-    assert await cache.get(1, _value("read later")) == "read later"
+        await priming
+    assert await waiter == "read by the waiter"
+    assert await cache.get(1, _value("again")) == "read by the waiter"
 
 
 def _value(value: str):  # type: ignore[no-untyped-def]
