@@ -205,6 +205,64 @@ async def test_a_crowd_is_committed_in_small_batches_several_at_once_on_postgres
         assert total is not None and total[0] == 200
 
 
+async def test_a_command_recorded_as_the_last_writer_ends_is_written_at_once(database_url: str) -> None:
+    """A command recorded in the turn its writer finished (a gateway event delivered meanwhile) starts a
+    writer of its own; counted until that writer's done callback ran, it waited for the next command,
+    for ever if none came (found by a review of e53251a)."""
+    db, store = await open_store(database_url)
+    async with db:
+        woken = asyncio.get_running_loop().create_future()
+        insert_batch = store._insert_batch
+
+        async def insert(batch: Any) -> Any:
+            result = await insert_batch(batch)
+            if not woken.done():
+                woken.set_result(None)  # the next command's task becomes ready as the batch ends
+            return result
+
+        store._insert_batch = insert  # type: ignore[method-assign]
+
+        async def second() -> int:
+            await woken
+            return await new_job(store, interaction_id=2)
+
+        later = asyncio.ensure_future(second())
+        await new_job(store, interaction_id=1)
+        assert await asyncio.wait_for(later, timeout=5) > 0
+        assert not store._writers and not store._inbox
+
+
+async def test_replays_split_over_batches_under_way_at_once_are_one_job_each(postgres_url: str) -> None:
+    """Interactions and their replays in the reverse order, so two of the batches under way at once hold
+    the same keys: inserted in the batches' own order they deadlocked in about one trial of six, and
+    the losing batch's 32 commands all failed (found by a review of e53251a)."""
+    db, store = await open_store(postgres_url)
+    async with db:
+        for trial in range(8):
+            first = 10_000 * (trial + 1)
+            crowd = [*range(first, first + 32), *reversed(range(first, first + 32))]
+            results = await asyncio.gather(
+                *(
+                    store.create(
+                        interaction_id=interaction_id,
+                        guild_id=5,
+                        channel_id=6,
+                        user_id=interaction_id,
+                        state="received",
+                        params={},
+                        upload_limit=1,
+                        lifetime_seconds=60,
+                    )
+                    for interaction_id in crowd
+                )
+            )
+            assert sum(created for _, created in results) == 32
+            jobs: dict[int, set[int]] = {}
+            for interaction_id, (job_id, _) in zip(crowd, results, strict=True):
+                jobs.setdefault(interaction_id, set()).add(job_id)
+            assert all(len(ids) == 1 for ids in jobs.values()) and len(jobs) == 32
+
+
 async def test_a_sqlite_group_commit_is_one_trip_to_its_thread_and_keeps_every_value(tmp_path: Path) -> None:
     """Each trip to aiosqlite's thread waits for the event loop's turn, which under a crowd is every
     deferral ready before it: a crowd's group commit is one trip whatever its size (it was about ten, and

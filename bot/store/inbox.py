@@ -10,7 +10,7 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from bot.fleet import WHOLE, ShardPlan
 from bot.store.db import Database
@@ -91,14 +91,17 @@ _INSERT_FIRST_EVENTS = (
 # PostgreSQL only (`JobInbox._insert_batch_in_one_statement`): a batch of new jobs as one JSON array of
 # records, inserted with their first events; returns every job of the batch's interactions with whether
 # this statement made it (the last SELECT sees the jobs from before the statement, `made` the new ones).
+# Rows go in in the order of their interaction ids (snowflakes: the order Discord made them in), the same
+# in every batch, so two batches under way at once holding the same interactions (replays) wait for each
+# other's key locks in one order, never in a cycle (a deadlock).
 _CREATE_IN_ONE_STATEMENT = f"""
 WITH batch AS (
     SELECT * FROM json_to_recordset(CAST(? AS json)) AS b(
-        n INTEGER, {", ".join(f"{name} {kind}" for name, kind in NEW_JOB_COLUMNS)})
+        {", ".join(f"{name} {kind}" for name, kind in NEW_JOB_COLUMNS)})
 ), made AS (
     INSERT INTO jobs ({_NAMES})
     SELECT {_NAMES}
-    FROM batch ORDER BY n
+    FROM batch ORDER BY length(interaction_id), interaction_id
     ON CONFLICT (interaction_id) DO NOTHING
     RETURNING id, interaction_id, state, created_at
 ), logged AS (
@@ -170,12 +173,18 @@ class JobInbox:
         self._inbox.append(entry)
         if len(self._writers) < self._max_writers:
             # A writer with nothing left to take when it runs ends at once.
-            writer = asyncio.create_task(self._write_inbox(), name="job-inbox")
-            self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+            self._writers.add(asyncio.create_task(self._write_inbox(), name="job-inbox"))
         return await asyncio.shield(entry.done)
 
     async def _write_inbox(self) -> None:
+        try:
+            await self._write_batches()
+        finally:
+            # At once, not by a done callback a turn later: a command recorded in that turn would find
+            # the writers all counted and start none, and wait for the next command to come.
+            self._writers.discard(cast("asyncio.Task[None]", asyncio.current_task()))
+
+    async def _write_batches(self) -> None:
         while self._inbox:
             batch, self._inbox = self._inbox[:GROUP_COMMIT_SIZE], self._inbox[GROUP_COMMIT_SIZE:]
             try:
@@ -213,10 +222,7 @@ class JobInbox:
         first: dict[str, _NewJob] = {}
         for entry in batch:
             first.setdefault(entry.interaction_id, entry)
-        records = [
-            {"n": n, **dict(zip(_NEW_JOB_NAMES, entry.values, strict=True))}
-            for n, entry in enumerate(first.values())
-        ]
+        records = [dict(zip(_NEW_JOB_NAMES, entry.values, strict=True)) for entry in first.values()]
         known: dict[str, int] = {}
         created: set[str] = set()
         for row in await self.db.fetchall(_CREATE_IN_ONE_STATEMENT, (json.dumps(records),)):
