@@ -46,7 +46,9 @@ class ConfigError(Exception):
 
 
 class JobSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting stops start-up instead of being ignored
+    # A misspelt setting stops start-up instead of being ignored; so does an infinite or NaN time (the
+    # job's deadline would be one, which no database stores as JSON and no comparison orders).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     # Kling jobs usually take minutes and sometimes more than 15; past this the job is cancelled.
     max_lifetime_minutes: float = Field(default=60.0, gt=0)

@@ -184,6 +184,19 @@ def test_a_misspelt_setting_stops_start_up_and_is_named(
         load_settings()
 
 
+@pytest.mark.parametrize("value", ["inf", "Infinity", "nan"])
+def test_an_endless_job_lifetime_stops_start_up(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """A deadline of infinity was accepted (gt=0 lets it through) and then refused by the database with
+    every command's record (found by a review of 8132dae): it stops start-up, named, instead."""
+    monkeypatch.setenv("DISCORD_TOKEN", SECRET)
+    monkeypatch.setenv("SUNRA_KEY", "sk-1")
+    monkeypatch.setenv("JOBS__MAX_LIFETIME_MINUTES", value)
+    with pytest.raises(ConfigError, match="JOBS__MAX_LIFETIME_MINUTES"):
+        load_settings()
+
+
 def test_the_example_configuration_is_valid_and_holds_the_defaults(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
