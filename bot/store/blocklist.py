@@ -10,15 +10,12 @@ from bot.store.ledger import Reader, audit
 
 
 async def list_patterns(db: Reader, guild_id: int) -> list[str]:
-    rows = await db.fetchall(
-        "SELECT pattern FROM prompt_blocklist WHERE guild_id = ? ORDER BY pattern COLLATE NOCASE",
-        (str(guild_id),),
-    )
-    return [str(row["pattern"]) for row in rows]
+    return (await list_patterns_of(db, [guild_id]))[guild_id]
 
 
 async def list_patterns_of(db: Reader, guild_ids: Sequence[int]) -> dict[int, list[str]]:
-    """`list_patterns` of several servers in one statement (a server without entries gets [])."""
+    """The patterns of several servers, each in the order /blocklist lists them (case aside), in one
+    statement whatever their number (a server without entries gets [])."""
     rows = await db.fetchall(
         "SELECT guild_id, pattern FROM prompt_blocklist WHERE guild_id IN (SELECT value FROM json_each(?))"
         " ORDER BY pattern COLLATE NOCASE",

@@ -116,17 +116,13 @@ class ServerRules:
 
 
 async def server_rules(db: Reader, guild: str) -> ServerRules:
-    rows = await db.fetchall("SELECT user_id, reason FROM quota_blocks WHERE guild_id = ?", (guild,))
-    return ServerRules(
-        overrides=await guild_overrides(db, guild),
-        role_allowances=await role_allowances(db, guild),
-        blocks={int(row["user_id"]): row["reason"] for row in rows},
-    )
+    return (await servers_rules(db, [guild]))[guild]
 
 
 async def servers_rules(db: Reader, guilds: Sequence[str]) -> dict[str, ServerRules]:
-    """`server_rules` of several servers in three statements, whatever their number (a server without
-    rows gets the operator's defaults): what a process reads for its servers once it is ready."""
+    """The rules of several servers in three statements, whatever their number (a server without rows
+    gets the operator's defaults): one server's when a command first needs them (`server_rules`), and a
+    process's servers' once it is ready."""
     keys = json.dumps(list(guilds))
     settings = await db.fetchall(
         "SELECT * FROM quota_guild_settings WHERE guild_id IN (SELECT value FROM json_each(?))", (keys,)
@@ -215,14 +211,6 @@ async def set_role_allowance(tx: Writer, guild: str, role_id: int, credits: int 
         " updated_at = excluded.updated_at",
         (guild, str(role_id), credits, at),
     )
-
-
-async def role_allowances(db: Reader, guild: str) -> dict[int, int]:
-    rows = await db.fetchall(
-        "SELECT role_id, credits FROM quota_role_allowances WHERE guild_id = ? ORDER BY credits DESC",
-        (guild,),
-    )
-    return {int(row["role_id"]): int(row["credits"]) for row in rows}
 
 
 async def set_block(
