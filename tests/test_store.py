@@ -46,8 +46,9 @@ def count_batches(store: JobStore) -> list[int]:
     return sizes
 
 
-async def new_job(store: JobStore, interaction_id: int = 1, user_id: int = 10) -> int:
-    job_id, created = await store.create(
+async def record(store: JobStore, interaction_id: int = 1, user_id: int = 10) -> tuple[int, bool]:
+    """A plain /animate recorded: (job id, whether this call made it)."""
+    return await store.create(
         interaction_id=interaction_id,
         guild_id=5,
         channel_id=6,
@@ -57,6 +58,10 @@ async def new_job(store: JobStore, interaction_id: int = 1, user_id: int = 10) -
         upload_limit=10_485_760,
         lifetime_seconds=3600,
     )
+
+
+async def new_job(store: JobStore, interaction_id: int = 1, user_id: int = 10) -> int:
+    job_id, created = await record(store, interaction_id, user_id)
     assert created
     return job_id
 
@@ -241,21 +246,7 @@ async def test_replays_split_over_batches_under_way_at_once_are_one_job_each(pos
         for trial in range(8):
             first = 10_000 * (trial + 1)
             crowd = [*range(first, first + 32), *reversed(range(first, first + 32))]
-            results = await asyncio.gather(
-                *(
-                    store.create(
-                        interaction_id=interaction_id,
-                        guild_id=5,
-                        channel_id=6,
-                        user_id=interaction_id,
-                        state="received",
-                        params={},
-                        upload_limit=1,
-                        lifetime_seconds=60,
-                    )
-                    for interaction_id in crowd
-                )
-            )
+            results = await asyncio.gather(*(record(store, i, user_id=i) for i in crowd))
             assert sum(created for _, created in results) == 32
             jobs: dict[int, set[int]] = {}
             for interaction_id, (job_id, _) in zip(crowd, results, strict=True):
